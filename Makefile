@@ -1,0 +1,46 @@
+# nomad-tls-mesh — every target bootstraps what it needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install test lint fmt clean
+
+install: $(STAMP) nginx-check
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+# nginx (with the stream module) is a real part of the data plane and of the tests.
+.PHONY: nginx-check
+nginx-check:
+	@if command -v nginx >/dev/null 2>&1 && ls /usr/lib/nginx/modules/ngx_stream_module.so >/dev/null 2>&1; then \
+	  exit 0; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing nginx and libnginx-mod-stream with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx libnginx-mod-stream >/dev/null; \
+	else \
+	  echo "nginx with the stream module is missing; run: sudo apt-get install -y nginx libnginx-mod-stream" >&2; \
+	  exit 1; \
+	fi
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy controller reconcilers crds_equivalent devstack
+	$(BIN)/lint-imports
+
+fmt: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

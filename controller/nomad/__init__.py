@@ -1,0 +1,1 @@
+"""The Nomad adapter: jobs, allocations, Variables (and locks), and the event stream source."""

@@ -1,0 +1,122 @@
+"""MeshStatus and Condition: what the controller last observed about one job.
+
+Stored as a Nomad Variable (`mesh-controller/status/<namespace>/<job>`) whose Items are strings,
+so the record round-trips through `to_items()`/`from_items()`. It lives outside the job on
+purpose: writing status into the job would create job versions and feed our own event loop.
+"""
+
+import json
+from collections.abc import Mapping
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Phase(StrEnum):
+    """Lifecycle of a meshed job, coarsest view first."""
+
+    PENDING = "Pending"
+    INJECTED = "Injected"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    INVALID = "Invalid"
+    REMOVED = "Removed"
+
+
+class ConditionType(StrEnum):
+    """Facts the controller checks; each is True, False or Unknown."""
+
+    SPEC_VALID = "SpecValid"
+    SIDECAR_INJECTED = "SidecarInjected"
+    ROLLED_OUT = "RolledOut"
+    CERT_VALID = "CertValid"
+    CONSUL_HEALTHY = "ConsulHealthy"
+    PLAINTEXT_RETIRED = "PlaintextRetired"
+
+
+class ConditionStatus(StrEnum):
+    """Kubernetes-style tri-state: Unknown means we could not tell, never a guess."""
+
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(BaseModel):
+    """One checked fact with the reason for its status and when it last changed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: ConditionType
+    status: ConditionStatus
+    reason: str = Field(default="", description="CamelCase machine-readable reason.")
+    message: str = Field(default="", description="Human-readable detail.")
+    last_transition: str = Field(default="", description="RFC 3339 time the status changed.")
+
+
+class MeshStatus(BaseModel):
+    """The status record of one job."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    phase: Phase = Phase.PENDING
+    observed_index: int = Field(default=0, description="JobModifyIndex last reconciled.")
+    spec_hash: str = Field(default="", description="Hash marker the job should carry.")
+    conditions: tuple[Condition, ...] = ()
+    message: str = ""
+    updated_at: str = Field(default="", description="RFC 3339 time of the last write.")
+    cert_not_after: str = Field(default="", description="Soonest leaf expiry (RFC 3339).")
+    issuer: str = Field(default="", description="Issuer of the newest leaves seen.")
+    last_error: str = ""
+
+    def condition(self, kind: ConditionType) -> Condition | None:
+        """The condition of that type, if recorded."""
+        return next((c for c in self.conditions if c.type == kind), None)
+
+    def to_items(self) -> dict[str, str]:
+        """Flatten to Nomad Variable Items (every value a string)."""
+        items = {
+            "phase": str(self.phase),
+            "observed_index": str(self.observed_index),
+            "spec_hash": self.spec_hash,
+            "conditions": json.dumps(
+                [c.model_dump(mode="json") for c in self.conditions], separators=(",", ":")
+            ),
+            "message": self.message,
+            "updated_at": self.updated_at,
+        }
+        for optional in ("cert_not_after", "issuer", "last_error"):
+            value = getattr(self, optional)
+            if value:
+                items[optional] = value
+        return items
+
+    @classmethod
+    def from_items(cls, items: Mapping[str, str]) -> "MeshStatus":
+        """Rebuild from Variable Items; raises pydantic.ValidationError on a corrupt record."""
+        conditions = json.loads(items.get("conditions") or "[]")
+        return cls.model_validate(
+            {
+                "phase": items.get("phase", Phase.PENDING),
+                "observed_index": int(items.get("observed_index") or 0),
+                "spec_hash": items.get("spec_hash", ""),
+                "conditions": conditions,
+                "message": items.get("message", ""),
+                "updated_at": items.get("updated_at", ""),
+                "cert_not_after": items.get("cert_not_after", ""),
+                "issuer": items.get("issuer", ""),
+                "last_error": items.get("last_error", ""),
+            }
+        )
+
+    def same_content(self, other: "MeshStatus") -> bool:
+        """Equal ignoring `updated_at` and condition transition times: decides whether to write."""
+        return _essence(self) == _essence(other)
+
+
+def _essence(status: MeshStatus) -> dict[str, object]:
+    data = status.model_dump(mode="json", exclude={"updated_at"})
+    data["conditions"] = [
+        {k: v for k, v in c.items() if k != "last_transition"} for c in data["conditions"]
+    ]
+    return data

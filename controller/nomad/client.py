@@ -1,0 +1,239 @@
+"""One aiohttp session to Nomad, with the HashiCorp conventions every call needs.
+
+Every Nomad call shares the same concerns: base address, ``X-Nomad-Token`` (never logged),
+region/namespace query parameters, TLS verification, a timeout per call, Nomad's plain-text
+errors, and the ``X-Nomad-Index`` header that python-nomad hides. Idempotent reads are retried
+here (tenacity, jittered, bounded by a total delay); writes never are — a retried register could
+apply twice, so write retries belong to the work queue, where the reconciler re-reads first.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiohttp
+import structlog
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from controller.nomad.errors import Conflict, NomadError, TransientError, error_for
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_ADDR: Final = "http://127.0.0.1:4646"
+
+ParamValue = str | int | bool
+Params = Mapping[str, ParamValue] | Sequence[tuple[str, ParamValue]]
+
+
+class _Default:
+    """Marker for "use the client's namespace" (``None`` means "send no namespace")."""
+
+
+DEFAULT_NS: Final = _Default()
+
+
+@dataclass(frozen=True, slots=True)
+class NomadResponse:
+    """A decoded answer: JSON body (``None`` when empty) and Nomad's index headers."""
+
+    status: int
+    body: Any
+    index: int | None
+    next_token: str | None
+
+
+def _bool_param(value: ParamValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class NomadClient:
+    """The process-wide Nomad HTTP client. Create once, ``await close()`` on shutdown."""
+
+    def __init__(
+        self,
+        addr: str = DEFAULT_ADDR,
+        *,
+        token: str | None = None,
+        region: str | None = None,
+        namespace: str = "default",
+        ssl_context: ssl.SSLContext | None = None,
+        timeout: float = 10.0,
+        retry_budget: float = 10.0,
+        user_agent: str = "nomad-tls-mesh",
+    ) -> None:
+        self.addr = addr.rstrip("/")
+        self._token = token
+        self.region = region
+        self.namespace = namespace
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        self.timeout = timeout
+        self.retry_budget = retry_budget
+        self._user_agent = user_agent
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return f"NomadClient(addr={self.addr!r}, region={self.region!r}, ns={self.namespace!r})"
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"User-Agent": self._user_agent}
+        if self._token:
+            headers["X-Nomad-Token"] = self._token
+        return headers
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(ssl=self._ssl, limit=100)
+            self._session = aiohttp.ClientSession(connector=connector, headers=self._headers())
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    async def __aenter__(self) -> NomadClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _params(
+        self, params: Params | None, namespace: str | _Default | None
+    ) -> list[tuple[str, str]]:
+        items = list(params.items()) if isinstance(params, Mapping) else list(params or ())
+        out = [(k, _bool_param(v)) for k, v in items]
+        ns = self.namespace if isinstance(namespace, _Default) else namespace
+        if ns is not None and not any(k == "namespace" for k, _ in out):
+            out.append(("namespace", ns))
+        if self.region and not any(k == "region" for k, _ in out):
+            out.append(("region", self.region))
+        return out
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Params | None = None,
+        body: Any = None,
+        namespace: str | _Default | None = DEFAULT_NS,
+        idempotent: bool | None = None,
+        call_timeout: float | None = None,
+    ) -> NomadResponse:
+        """Call Nomad; raise a :class:`NomadError` subclass on any non-2xx answer.
+
+        ``idempotent`` defaults to True for GET only; only idempotent calls are retried.
+        """
+        retry = method.upper() == "GET" if idempotent is None else idempotent
+        if not retry:
+            return await self._once(method, path, params, body, namespace, call_timeout)
+        response: NomadResponse | None = None
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(TransientError),
+            wait=wait_random_exponential(multiplier=0.1, max=2.0),
+            stop=stop_after_delay(self.retry_budget),
+            reraise=True,
+        ):
+            with attempt:
+                response = await self._once(method, path, params, body, namespace, call_timeout)
+        assert response is not None
+        return response
+
+    async def _once(
+        self,
+        method: str,
+        path: str,
+        params: Params | None,
+        body: Any,
+        namespace: str | _Default | None,
+        call_timeout: float | None,
+    ) -> NomadResponse:
+        what = f"{method} {path}"
+        data = None if body is None else json.dumps(body, separators=(",", ":"))
+        headers = {"Content-Type": "application/json"} if data is not None else None
+        try:
+            async with self.session.request(
+                method,
+                self.addr + path,
+                params=self._params(params, namespace),
+                data=data,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=call_timeout or self.timeout),
+            ) as resp:
+                text = await resp.text()
+                if resp.status >= 300:
+                    raise _error(resp.status, text, what)
+                return NomadResponse(
+                    status=resp.status,
+                    body=json.loads(text) if text.strip() else None,
+                    index=_int_header(resp.headers.get("X-Nomad-Index")),
+                    next_token=resp.headers.get("X-Nomad-NextToken") or None,
+                )
+        except NomadError:
+            raise
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise TransientError(f"{what}: invalid JSON from Nomad: {exc}") from exc
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        path: str,
+        *,
+        params: Params | None = None,
+        namespace: str | _Default | None = DEFAULT_NS,
+        connect_timeout: float = 10.0,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Open a long-lived GET (the event stream); non-2xx raises before yielding.
+
+        No total or read timeout here: the caller runs an inactivity watchdog instead, because
+        a silent connection is only detectable by the absence of heartbeats.
+        """
+        what = f"GET {path}"
+        try:
+            async with self.session.get(
+                self.addr + path,
+                params=self._params(params, namespace),
+                headers={"Accept-Encoding": "identity"},
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout),
+            ) as resp:
+                if resp.status >= 300:
+                    raise _error(resp.status, await resp.text(), what)
+                yield resp
+        except NomadError:
+            raise
+        except (aiohttp.ClientError, OSError) as exc:
+            raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+def _int_header(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def _error(status: int, text: str, what: str) -> NomadError:
+    err = error_for(status, text, what)
+    if isinstance(err, Conflict) and status == 409:
+        try:
+            current = json.loads(text)
+        except ValueError:
+            current = None
+        if isinstance(current, dict):
+            err.current = current
+    return err

@@ -1,0 +1,154 @@
+"""Jobs, allocations and deployments: the Nomad calls the reconcilers make.
+
+Jobs stay raw JSON dicts from end to end. Decoding a job into a model and re-encoding it would
+silently drop every field we did not model (and Nomad adds new ones each release); the pure
+transforms in ``reconcilers`` work on the dict and this module only moves it over the wire.
+Every register is fenced with EnforceIndex so a stale writer fails instead of clobbering.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from controller.nomad.client import NomadClient, ParamValue
+from controller.nomad.errors import NotFound
+
+Job = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class JobList:
+    """Job stubs of one LIST, and the ``X-Nomad-Index`` the stream should resume after."""
+
+    stubs: list[dict[str, Any]]
+    index: int
+
+
+def _seg(value: str) -> str:
+    return quote(value, safe="")
+
+
+class NomadJobs:
+    """Typed entry points over the raw job, allocation and deployment endpoints."""
+
+    def __init__(self, client: NomadClient, *, per_page: int = 500) -> None:
+        self.client = client
+        self.per_page = per_page
+
+    async def list_jobs(
+        self, namespace: str = "*", *, meta: bool = True, prefix: str | None = None
+    ) -> JobList:
+        """All job stubs (every page). The index is the first page's: the oldest, safest point
+        to resume a stream from, since replayed frames are dropped by index anyway."""
+        stubs: list[dict[str, Any]] = []
+        index: int | None = None
+        token: str | None = None
+        while True:
+            params: dict[str, ParamValue] = {"meta": meta, "per_page": self.per_page}
+            if prefix:
+                params["prefix"] = prefix
+            if token:
+                params["next_token"] = token
+            resp = await self.client.request("GET", "/v1/jobs", params=params, namespace=namespace)
+            stubs.extend(resp.body or [])
+            if index is None:
+                index = resp.index or 0
+            token = resp.next_token
+            if not token:
+                return JobList(stubs=stubs, index=index)
+
+    async def get_job(self, job_id: str, namespace: str) -> Job | None:
+        """The stored job as Nomad returns it, or None when it does not exist."""
+        try:
+            resp = await self.client.request("GET", f"/v1/job/{_seg(job_id)}", namespace=namespace)
+        except NotFound:
+            return None
+        job: Job = resp.body
+        return job
+
+    async def register_job(self, job: Job, *, enforce_index: int | None) -> dict[str, Any]:
+        """Register ``job``; with ``enforce_index`` only if its JobModifyIndex still matches
+        (0 = only if it does not exist). Raises Conflict when the fence fails. Never retried.
+
+        Returns Nomad's answer (EvalID, JobModifyIndex, Index, Warnings, ...).
+        """
+        body: dict[str, Any] = {"Job": job}
+        if enforce_index is not None:
+            body["EnforceIndex"] = True
+            body["JobModifyIndex"] = enforce_index
+        namespace = job.get("Namespace") or self.client.namespace
+        resp = await self.client.request(
+            "POST",
+            f"/v1/job/{_seg(job['ID'])}",
+            body=body,
+            namespace=namespace,
+            idempotent=False,
+        )
+        result: dict[str, Any] = resp.body or {}
+        if "Index" not in result and resp.index is not None:
+            result["Index"] = resp.index
+        return result
+
+    async def job_allocations(self, job_id: str, namespace: str) -> list[dict[str, Any]]:
+        """Allocation stubs of the job (no AllocatedResources: read an allocation for ports)."""
+        try:
+            resp = await self.client.request(
+                "GET", f"/v1/job/{_seg(job_id)}/allocations", namespace=namespace
+            )
+        except NotFound:
+            return []
+        return list(resp.body or [])
+
+    async def read_allocation(self, alloc_id: str, namespace: str) -> dict[str, Any] | None:
+        """The full allocation (with its job snapshot and ports), or None."""
+        try:
+            resp = await self.client.request(
+                "GET", f"/v1/allocation/{_seg(alloc_id)}", namespace=namespace
+            )
+        except NotFound:
+            return None
+        alloc: dict[str, Any] = resp.body
+        return alloc
+
+    async def latest_deployment(self, job_id: str, namespace: str) -> dict[str, Any] | None:
+        """The job's most recent deployment, or None (Nomad answers ``null``)."""
+        try:
+            resp = await self.client.request(
+                "GET", f"/v1/job/{_seg(job_id)}/deployment", namespace=namespace
+            )
+        except NotFound:
+            return None
+        deployment: dict[str, Any] | None = resp.body
+        return deployment
+
+    async def job_versions(self, job_id: str, namespace: str) -> list[Job]:
+        """Every stored version of the job, newest first ([] when the job is unknown)."""
+        try:
+            resp = await self.client.request(
+                "GET", f"/v1/job/{_seg(job_id)}/versions", namespace=namespace
+            )
+        except NotFound:
+            return []
+        return list((resp.body or {}).get("Versions") or [])
+
+    async def restart_task(self, alloc_id: str, task: str, namespace: str) -> None:
+        """Restart one task of an allocation in place (e.g. a sidecar that missed a renewal)."""
+        await self.client.request(
+            "POST",
+            f"/v1/client/allocation/{_seg(alloc_id)}/restart",
+            body={"TaskName": task},
+            namespace=namespace,
+            idempotent=False,
+        )
+
+    async def signal_task(self, alloc_id: str, signal: str, task: str, namespace: str) -> None:
+        """Send ``signal`` (e.g. SIGHUP) to one task of an allocation."""
+        await self.client.request(
+            "POST",
+            f"/v1/client/allocation/{_seg(alloc_id)}/signal",
+            body={"Signal": signal, "Task": task},
+            namespace=namespace,
+            idempotent=False,
+        )

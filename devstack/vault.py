@@ -17,6 +17,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import sys
 import tempfile
 import time
@@ -64,7 +65,11 @@ def _free_port_pair() -> int:
 
 
 def _http(
-    method: str, url: str, token: str | None = None, body: dict[str, object] | None = None
+    method: str,
+    url: str,
+    token: str | None = None,
+    body: dict[str, object] | None = None,
+    ca_cert: str | None = None,
 ) -> tuple[int, dict[str, object]]:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - loopback http
@@ -73,7 +78,8 @@ def _http(
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310
+        ctx = ssl.create_default_context(cafile=ca_cert) if ca_cert else None
+        with urllib.request.urlopen(req, timeout=5, context=ctx) as resp:  # noqa: S310
             raw = resp.read()
             return resp.status, (json.loads(raw) if raw.strip() else {})
     except urllib.error.HTTPError as e:
@@ -94,6 +100,7 @@ class OpenBao:
     process: asyncio.subprocess.Process = field(repr=False)
     home: str
     log_path: str
+    ca_cert: str | None = None
     _owned_dir: str | None = field(default=None, repr=False)
 
     @property
@@ -102,12 +109,12 @@ class OpenBao:
 
     def health(self) -> tuple[int, dict[str, object]]:
         """GET /v1/sys/health: (status code, body). 200 active, 503 sealed."""
-        return _http("GET", f"{self.addr}/v1/sys/health")
+        return _http("GET", f"{self.addr}/v1/sys/health", ca_cert=self.ca_cert)
 
     async def seal(self) -> None:
         """Seal it for real (the same call as `bao operator seal`)."""
         status, body = await asyncio.to_thread(
-            _http, "PUT", f"{self.addr}/v1/sys/seal", self.root_token
+            _http, "PUT", f"{self.addr}/v1/sys/seal", self.root_token, None, self.ca_cert
         )
         if status not in (200, 204):
             raise OpenBaoError(f"seal failed: {status} {body}")
@@ -115,7 +122,12 @@ class OpenBao:
     async def unseal(self) -> None:
         """Unseal with the dev server's single key share."""
         status, body = await asyncio.to_thread(
-            _http, "PUT", f"{self.addr}/v1/sys/unseal", None, {"key": self.unseal_key}
+            _http,
+            "PUT",
+            f"{self.addr}/v1/sys/unseal",
+            None,
+            {"key": self.unseal_key},
+            self.ca_cert,
         )
         if status != 200 or body.get("sealed") is not False:
             raise OpenBaoError(f"unseal failed: {status} {body.get('errors', '')}")
@@ -173,7 +185,7 @@ async def _read_unseal_key(log_path: Path, proc: asyncio.subprocess.Process) -> 
     raise OpenBaoError(f"bao printed no unseal key; see {log_path}")
 
 
-async def _start_once(bao: str, base: Path, owned: str | None) -> OpenBao:
+async def _start_once(bao: str, base: Path, owned: str | None, tls: bool) -> OpenBao:
     port = _free_port_pair()
     token = "dev-" + secrets.token_urlsafe(24)
     home = base / "home"
@@ -188,12 +200,17 @@ async def _start_once(bao: str, base: Path, owned: str | None) -> OpenBao:
         "BAO_DISABLE_MLOCK": "true",
         "SKIP_SETCAP": "1",
     }
+    args = ["server", "-dev", "-dev-no-store-token"]
+    ca_cert = None
+    if tls:
+        tls_dir = base / f"tls-{port}"
+        tls_dir.mkdir(exist_ok=True)
+        args += ["-dev-tls", f"-dev-tls-cert-dir={tls_dir}"]
+        ca_cert = str(tls_dir / "vault-ca.pem")
     with log_path.open("wb") as log:
         proc = await asyncio.create_subprocess_exec(
             bao,
-            "server",
-            "-dev",
-            "-dev-no-store-token",
+            *args,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log,
             stderr=asyncio.subprocess.STDOUT,
@@ -202,12 +219,13 @@ async def _start_once(bao: str, base: Path, owned: str | None) -> OpenBao:
             start_new_session=True,
         )
     ob = OpenBao(
-        addr=f"http://127.0.0.1:{port}",
+        addr=f"{'https' if tls else 'http'}://127.0.0.1:{port}",
         root_token=token,
         unseal_key="",
         process=proc,
         home=str(home),
         log_path=str(log_path),
+        ca_cert=ca_cert,
         _owned_dir=owned,
     )
     try:
@@ -220,9 +238,12 @@ async def _start_once(bao: str, base: Path, owned: str | None) -> OpenBao:
     return ob
 
 
-async def start_openbao(*, data_dir: str | None = None, bao_bin: str | None = None) -> OpenBao:
+async def start_openbao(
+    *, data_dir: str | None = None, bao_bin: str | None = None, tls: bool = False
+) -> OpenBao:
     """Start `bao server -dev` on a free loopback port and wait until it is healthy.
 
+    `tls=True` uses `-dev-tls`: https, with the generated CA at `OpenBao.ca_cert`.
     `data_dir` holds HOME and the log; without it a temp dir is made and removed on stop().
     A start that loses a port race is retried on a new port.
     """
@@ -233,7 +254,7 @@ async def start_openbao(*, data_dir: str | None = None, bao_bin: str | None = No
     last: Exception | None = None
     for _ in range(_START_ATTEMPTS):
         try:
-            return await _start_once(bao, base, owned)
+            return await _start_once(bao, base, owned, tls)
         except OpenBaoError as e:
             last = e
     if owned:

@@ -1,0 +1,229 @@
+"""Consul reads (health, catalog, agent) over aiohttp, with Consul's own env conventions.
+
+The controller only *reads* Consul: Nomad registers the services, we verify that each meshed
+service is registered on its TLS port and passing. The one distinction that matters to the
+reconcilers is "Consul answered, and the service is not healthy" (a condition to report) versus
+"Consul did not answer" (:class:`ConsulUnavailable`: unknown, try later) — never conflate them.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import quote
+
+import aiohttp
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+DEFAULT_ADDR: Final = "127.0.0.1:8500"
+_FALSE = frozenset({"0", "f", "F", "false", "False", "FALSE"})
+_TRUE = frozenset({"1", "t", "T", "true", "True", "TRUE"})
+_SEVERITY = {"passing": 0, "warning": 1, "critical": 2}
+
+
+class ConsulError(Exception):
+    """Consul answered with an error (4xx): the request is wrong or not allowed."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ConsulPermissionDenied(ConsulError):
+    """403: the token lacks a permission (or is unknown)."""
+
+
+class ConsulUnavailable(ConsulError):
+    """No usable answer: connection refused, timeout, 5xx (e.g. no cluster leader), 429."""
+
+
+def base_url(addr: str, use_ssl: bool = False) -> str:
+    """``CONSUL_HTTP_ADDR`` is ``host:port`` or a URL; ``CONSUL_HTTP_SSL`` picks the scheme."""
+    addr = addr.strip().rstrip("/")
+    if "://" in addr:
+        return addr
+    return f"{'https' if use_ssl else 'http'}://{addr}"
+
+
+@dataclass(frozen=True, slots=True)
+class HealthEntry:
+    """One instance of a service on one node, with its checks (node checks included)."""
+
+    node: str
+    node_address: str
+    service_id: str
+    service: str
+    address: str
+    port: int
+    tags: tuple[str, ...]
+    checks: tuple[Mapping[str, Any], ...]
+    raw: Mapping[str, Any]
+
+    @property
+    def status(self) -> str:
+        """Worst check status: ``passing`` only when every check (node ones too) passes."""
+        worst = max((_SEVERITY.get(str(c.get("Status")), 2) for c in self.checks), default=0)
+        return next(name for name, rank in _SEVERITY.items() if rank == worst)
+
+    @property
+    def passing(self) -> bool:
+        return self.status == "passing"
+
+    @property
+    def effective_address(self) -> str:
+        """The service address, or the node's when the service did not set one."""
+        return self.address or self.node_address
+
+    @classmethod
+    def from_wire(cls, entry: Mapping[str, Any]) -> HealthEntry:
+        node = entry.get("Node") or {}
+        svc = entry.get("Service") or {}
+        return cls(
+            node=str(node.get("Node") or ""),
+            node_address=str(node.get("Address") or ""),
+            service_id=str(svc.get("ID") or ""),
+            service=str(svc.get("Service") or ""),
+            address=str(svc.get("Address") or ""),
+            port=int(svc.get("Port") or 0),
+            tags=tuple(svc.get("Tags") or ()),
+            checks=tuple(entry.get("Checks") or ()),
+            raw=entry,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceHealth:
+    """Every instance of a service and the ``X-Consul-Index`` of the answer."""
+
+    entries: tuple[HealthEntry, ...]
+    index: int
+
+
+class ConsulClient:
+    """The process-wide Consul HTTP client (one session). ``await close()`` on shutdown."""
+
+    def __init__(
+        self,
+        addr: str = DEFAULT_ADDR,
+        *,
+        use_ssl: bool = False,
+        token: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        verify: bool = True,
+        timeout: float = 5.0,
+        retry_budget: float = 5.0,
+    ) -> None:
+        self.url = base_url(addr, use_ssl)
+        self._token = token
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else verify
+        self.timeout = timeout
+        self.retry_budget = retry_budget
+        self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], **kwargs: Any) -> ConsulClient:
+        """CONSUL_HTTP_ADDR, CONSUL_HTTP_SSL, CONSUL_HTTP_SSL_VERIFY (false disables
+        verification: the inverse of NOMAD_SKIP_VERIFY), CONSUL_HTTP_TOKEN."""
+        verify = env.get("CONSUL_HTTP_SSL_VERIFY", "true") not in _FALSE
+        return cls(
+            env.get("CONSUL_HTTP_ADDR") or DEFAULT_ADDR,
+            use_ssl=env.get("CONSUL_HTTP_SSL", "false") in _TRUE,
+            token=env.get("CONSUL_HTTP_TOKEN") or None,
+            verify=verify,
+            **kwargs,
+        )
+
+    def __repr__(self) -> str:
+        return f"ConsulClient(url={self.url!r})"
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            headers = {"X-Consul-Token": self._token} if self._token else {}
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self._ssl), headers=headers
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    async def _get(self, path: str, params: Mapping[str, str]) -> tuple[Any, int]:
+        result: tuple[Any, int] | None = None
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(ConsulUnavailable),
+            wait=wait_random_exponential(multiplier=0.1, max=1.0),
+            stop=stop_after_delay(self.retry_budget),
+            reraise=True,
+        ):
+            with attempt:
+                result = await self._get_once(path, params)
+        assert result is not None
+        return result
+
+    async def _get_once(self, path: str, params: Mapping[str, str]) -> tuple[Any, int]:
+        what = f"GET {path}"
+        try:
+            async with self.session.get(
+                self.url + path,
+                params=dict(params),
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            ) as resp:
+                text = await resp.text()
+                status = resp.status
+                index = resp.headers.get("X-Consul-Index", "")
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise ConsulUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
+        if status == 403:
+            raise ConsulPermissionDenied(f"{what}: 403 {text.strip()}", status=status)
+        if status >= 500 or status == 429:
+            raise ConsulUnavailable(f"{what}: {status} {text.strip()}", status=status)
+        if status >= 300:
+            raise ConsulError(f"{what}: {status} {text.strip()}", status=status)
+        try:
+            body = json.loads(text) if text.strip() else None
+        except ValueError as exc:
+            raise ConsulUnavailable(f"{what}: invalid JSON: {exc}") from exc
+        return body, int(index) if index.isdigit() else 0
+
+    async def health_service(
+        self, name: str, *, passing: bool = False, tag: str | None = None, dc: str | None = None
+    ) -> ServiceHealth:
+        """``/v1/health/service/:name``: every instance with its checks ([] when unknown)."""
+        params: dict[str, str] = {}
+        if passing:
+            params["passing"] = "1"
+        if tag:
+            params["tag"] = tag
+        if dc:
+            params["dc"] = dc
+        body, index = await self._get(f"/v1/health/service/{quote(name, safe='')}", params)
+        entries = tuple(HealthEntry.from_wire(e) for e in body or ())
+        return ServiceHealth(entries=entries, index=index)
+
+    async def catalog_service(
+        self, name: str, *, tag: str | None = None, dc: str | None = None
+    ) -> list[dict[str, Any]]:
+        """``/v1/catalog/service/:name``: registrations, raw ([] when unknown)."""
+        params: dict[str, str] = {}
+        if tag:
+            params["tag"] = tag
+        if dc:
+            params["dc"] = dc
+        body, _ = await self._get(f"/v1/catalog/service/{quote(name, safe='')}", params)
+        return list(body or ())
+
+    async def agent_self(self) -> dict[str, Any]:
+        """``/v1/agent/self``: the local agent's config (datacenter, node name, version)."""
+        body, _ = await self._get("/v1/agent/self", {})
+        return dict(body or {})

@@ -1,0 +1,194 @@
+"""The status store: one Nomad Variable per job, written with CAS and only when it changed.
+
+Status lives outside the job on purpose (writing it into the job would create job versions and
+feed our own event loop). Nomad's docs warn that Variables suit small, slowly changing data, so
+a write happens only when the content differs (``updated_at`` and transition times ignored), and
+a per-process cache of (ModifyIndex, status) saves the read before each write. Every write is a
+CAS on the last ModifyIndex seen: a conflict re-reads, retries once, then raises.
+
+This package sits beside ``controller.nomad`` (the layering keeps adapters independent), so it
+talks to Variables through the small :class:`VariablesPort` that ``NomadVariables`` satisfies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import structlog
+from pydantic import ValidationError
+
+from controller.runtime.clock import Clock, SystemClock
+from crds_equivalent.keys import VAR_STATUS_PREFIX, status_path
+from crds_equivalent.status import MeshStatus
+
+log = structlog.get_logger(__name__)
+
+_MAX_PATH = 128  # Nomad: ^[a-zA-Z0-9-_~/]{1,128}$
+_PLAIN = re.compile(r"[A-Za-z0-9_-]")
+_ESCAPE = re.compile(r"~([0-9a-f]{2})")
+
+
+class StoredVariable(Protocol):
+    @property
+    def path(self) -> str: ...
+    @property
+    def items(self) -> Mapping[str, str]: ...
+    @property
+    def modify_index(self) -> int: ...
+
+
+class VariablesPort(Protocol):
+    """What the store needs from Nomad Variables (``controller.nomad.NomadVariables``)."""
+
+    async def get(self, path: str) -> StoredVariable | None: ...
+    async def cas_put(
+        self, path: str, items: Mapping[str, str], *, cas: int
+    ) -> StoredVariable | None: ...
+    async def cas_delete(self, path: str, *, cas: int) -> bool: ...
+    async def list_prefix(self, prefix: str = "") -> Sequence[StoredVariable]: ...
+
+
+class StatusConflict(Exception):
+    """Another writer kept winning the CAS race for this record."""
+
+
+def encode_segment(value: str) -> str:
+    """Make a namespace or job ID a valid Variable path segment (reversibly): characters
+    outside ``[A-Za-z0-9_-]`` (dots, slashes, ``~``) become ``~xx`` per UTF-8 byte."""
+    out = []
+    for ch in value:
+        if _PLAIN.fullmatch(ch):
+            out.append(ch)
+        else:
+            out.extend(f"~{b:02x}" for b in ch.encode())
+    return "".join(out)
+
+
+def decode_segment(value: str) -> str:
+    """Inverse of :func:`encode_segment`."""
+    out = bytearray()
+    pos = 0
+    for match in _ESCAPE.finditer(value):
+        out += value[pos : match.start()].encode()
+        out.append(int(match.group(1), 16))
+        pos = match.end()
+    out += value[pos:].encode()
+    return out.decode("utf-8", "replace")
+
+
+def path_for(namespace: str, job: str) -> str:
+    """The record's path; over-long IDs are shortened with a hash (the key is then in Items)."""
+    path = status_path(encode_segment(namespace), encode_segment(job))
+    if len(path) <= _MAX_PATH:
+        return path
+    digest = hashlib.sha256(f"{namespace}\x00{job}".encode()).hexdigest()[:16]
+    head = status_path(encode_segment(namespace), "")
+    return head + encode_segment(job)[: _MAX_PATH - len(head) - 18] + "~~" + digest
+
+
+def key_of(path: str) -> tuple[str, str] | None:
+    """(namespace, job) from a record path; None when the path is hashed or not a record."""
+    rest = path.removeprefix(VAR_STATUS_PREFIX + "/")
+    if rest == path or "~~" in rest or rest.count("/") != 1:
+        return None
+    ns, job = rest.split("/")
+    return decode_segment(ns), decode_segment(job)
+
+
+def _parse(items: Mapping[str, str]) -> MeshStatus | None:
+    try:
+        return MeshStatus.from_items(items)
+    except (ValidationError, ValueError) as exc:
+        log.warning("corrupt status record ignored", error=str(exc))
+        return None
+
+
+class StatusStore:
+    """Read, write-on-change, delete and list the per-job status records."""
+
+    def __init__(
+        self, variables: VariablesPort, *, clock: Clock | None = None, read_concurrency: int = 16
+    ) -> None:
+        self.variables = variables
+        self.clock: Clock = clock or SystemClock()
+        self._cache: dict[str, tuple[int, MeshStatus | None]] = {}
+        self._read_limit = asyncio.Semaphore(read_concurrency)
+        self.writes = 0
+
+    async def _read(self, path: str) -> tuple[int, MeshStatus | None] | None:
+        var = await self.variables.get(path)
+        if var is None:
+            self._cache.pop(path, None)
+            return None
+        entry = (var.modify_index, _parse(var.items))
+        self._cache[path] = entry
+        return entry
+
+    async def get(self, namespace: str, job: str) -> MeshStatus | None:
+        """The stored status (always read from Nomad), or None."""
+        entry = await self._read(path_for(namespace, job))
+        return entry[1] if entry else None
+
+    async def write(self, namespace: str, job: str, status: MeshStatus) -> bool:
+        """Store ``status`` unless the stored one has the same content; True when written."""
+        path = path_for(namespace, job)
+        entry = self._cache.get(path)
+        if entry is None:
+            entry = await self._read(path)
+        for attempt in range(2):
+            if entry is not None and entry[1] is not None and entry[1].same_content(status):
+                return False
+            stamped = status.model_copy(update={"updated_at": self.clock.now().isoformat()})
+            items = stamped.to_items()
+            if path != status_path(namespace, job):
+                items |= {"namespace": namespace, "job": job}
+            written = await self.variables.cas_put(
+                path, items, cas=entry[0] if entry is not None else 0
+            )
+            if written is not None:
+                self._cache[path] = (written.modify_index, stamped)
+                self.writes += 1
+                return True
+            log.info("status CAS conflict, re-reading", path=path, attempt=attempt)
+            entry = await self._read(path)
+        raise StatusConflict(f"status of {namespace}/{job}: CAS conflict twice")
+
+    async def delete(self, namespace: str, job: str) -> bool:
+        """Remove the record (the job is gone); True when something was deleted."""
+        path = path_for(namespace, job)
+        for _ in range(2):
+            entry = await self._read(path)
+            if entry is None:
+                return False
+            if await self.variables.cas_delete(path, cas=entry[0]):
+                self._cache.pop(path, None)
+                return True
+        raise StatusConflict(f"status of {namespace}/{job}: delete lost the CAS race twice")
+
+    async def keys(self) -> list[tuple[str, str]]:
+        """(namespace, job) of every record — one LIST, no item reads (hashed paths aside)."""
+        out: list[tuple[str, str]] = []
+        for meta in await self.variables.list_prefix(VAR_STATUS_PREFIX + "/"):
+            key = key_of(meta.path)
+            if key is None and "~~" in meta.path:
+                var = await self.variables.get(meta.path)
+                if var is not None and "namespace" in var.items and "job" in var.items:
+                    key = (var.items["namespace"], var.items["job"])
+            if key is not None:
+                out.append(key)
+        return sorted(out)
+
+    async def list_all(self) -> dict[tuple[str, str], MeshStatus]:
+        """Every readable status record, keyed by (namespace, job)."""
+        keys = await self.keys()
+
+        async def one(key: tuple[str, str]) -> tuple[tuple[str, str], MeshStatus | None]:
+            async with self._read_limit:
+                return key, await self.get(*key)
+
+        pairs = await asyncio.gather(*(one(k) for k in keys))
+        return {k: s for k, s in pairs if s is not None}

@@ -1,0 +1,135 @@
+"""Which keys the event source enqueues for Job and Allocation events (no server needed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from controller.nomad.client import NomadClient
+from controller.nomad.interest import job_interesting, stub_interesting
+from controller.nomad.jobs import NomadJobs
+from controller.nomad.source import JobKey, NomadEventSource
+from controller.nomad.stream import Event, EventBatch, EventStream
+from crds_equivalent.keys import INJECTED_GROUP_META, MESH_TLS, SIDECAR_TASK
+
+
+def job(
+    job_id: str,
+    meta: dict[str, str] | None = None,
+    group_meta: dict[str, str] | None = None,
+    tasks: tuple[str, ...] = ("app",),
+) -> dict[str, Any]:
+    return {
+        "ID": job_id,
+        "Namespace": "default",
+        "Meta": meta,
+        "JobModifyIndex": 7,
+        "TaskGroups": [
+            {"Name": "g", "Meta": group_meta, "Tasks": [{"Name": t} for t in tasks]},
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        (job("plain"), False),
+        (job("off", meta={MESH_TLS: "false"}), False),
+        (job("on", meta={MESH_TLS: "true"}), True),
+        (job("go-bool", meta={MESH_TLS: "T"}), True),
+        (job("invalid", meta={MESH_TLS: "yes"}), True),  # reconciled to record Invalid
+        (job("group-on", group_meta={MESH_TLS: "1"}), True),
+        (job("group-off", meta={MESH_TLS: "true"}, group_meta={MESH_TLS: "false"}), True),
+        (job("marked", group_meta={INJECTED_GROUP_META: "v1:abc"}), True),
+        (job("sidecar", tasks=("app", SIDECAR_TASK)), True),
+        (job("other-meta", meta={"team": "x"}), False),
+    ],
+)
+def test_job_interesting(doc: dict[str, Any], expected: bool) -> None:
+    assert job_interesting(doc) is expected
+
+
+def test_stub_interesting_sees_any_mesh_key_in_job_meta() -> None:
+    assert stub_interesting({"ID": "a", "Meta": {"mesh.tls.ports": "http"}})
+    assert stub_interesting({"ID": "a", "Meta": {MESH_TLS: "false"}})
+    assert not stub_interesting({"ID": "a", "Meta": {"mesh.tlsx": "1"}})
+    assert not stub_interesting({"ID": "a"})
+
+
+def job_event(index: int, doc: dict[str, Any], **payload: Any) -> Event:
+    return Event(
+        topic="Job",
+        type="JobRegistered",
+        key=doc["ID"],
+        namespace="default",
+        filter_keys=(),
+        index=index,
+        payload={"Job": doc, **payload},
+    )
+
+
+def alloc_event(index: int, job_id: str, namespace: str = "default") -> Event:
+    return Event(
+        topic="Allocation",
+        type="PlanResult",
+        key=f"alloc-{index}",
+        namespace=namespace,
+        filter_keys=(job_id, ""),
+        index=index,
+        payload={"Allocation": {"ID": f"alloc-{index}", "JobID": job_id}},
+    )
+
+
+@pytest.fixture
+def source() -> tuple[NomadEventSource, list[JobKey]]:
+    got: list[JobKey] = []
+    client = NomadClient("http://127.0.0.1:9")
+    registry = CollectorRegistry()
+    src = NomadEventSource(NomadJobs(client), EventStream(client), got.append, registry=registry)
+    return src, got
+
+
+def test_job_events_enqueue_only_meshed_or_marked_jobs(
+    source: tuple[NomadEventSource, list[JobKey]],
+) -> None:
+    src, got = source
+    src.handle_batch(EventBatch(5, (job_event(5, job("web", meta={MESH_TLS: "true"})),)))
+    src.handle_batch(EventBatch(6, (job_event(6, job("batch")),)))
+    src.handle_batch(EventBatch(7, (job_event(7, job("grp", group_meta={MESH_TLS: "1"})),)))
+    assert got == [JobKey("default", "web"), JobKey("default", "grp")]
+    assert src.metrics.last_index.collect()[0].samples[0].value == 7
+
+
+def test_allocation_events_map_to_known_meshed_jobs_only(
+    source: tuple[NomadEventSource, list[JobKey]],
+) -> None:
+    src, got = source
+    src.handle_batch(EventBatch(5, (job_event(5, job("web", meta={MESH_TLS: "true"})),)))
+    got.clear()
+    src.handle_batch(EventBatch(6, (alloc_event(6, "web"), alloc_event(6, "batch"))))
+    assert got == [JobKey("default", "web")]
+
+
+def test_a_job_that_stops_being_ours_gets_one_last_look(
+    source: tuple[NomadEventSource, list[JobKey]],
+) -> None:
+    src, got = source
+    src.handle_batch(EventBatch(5, (job_event(5, job("web", meta={MESH_TLS: "true"})),)))
+    src.handle_batch(EventBatch(6, (job_event(6, job("web")),)))  # uninjected, flag removed
+    src.handle_batch(EventBatch(7, (job_event(7, job("web")),)))  # later updates: not ours
+    src.handle_batch(EventBatch(8, (alloc_event(8, "web"),)))
+    assert got == [JobKey("default", "web"), JobKey("default", "web")]
+    assert JobKey("default", "web") not in src.meshed
+
+
+def test_unwatched_namespaces_are_ignored() -> None:
+    got: list[JobKey] = []
+    client = NomadClient("http://127.0.0.1:9")
+    src = NomadEventSource(NomadJobs(client), EventStream(client), got.append, namespaces=["prod"])
+    doc = job("web", meta={MESH_TLS: "true"})
+    src.handle_batch(EventBatch(5, (job_event(5, doc),)))
+    prod = Event("Job", "JobRegistered", "web", "prod", (), 6, {"Job": doc | {"Namespace": "prod"}})
+    src.handle_batch(EventBatch(6, (prod,)))
+    assert got == [JobKey("prod", "web")]

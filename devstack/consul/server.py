@@ -1,0 +1,162 @@
+"""Start and stop the Consul twin: an aiohttp server over ConsulState with a real check runner.
+
+`start_consul_twin()` binds a loopback port (0 = any free one) and returns a ConsulTwin whose
+`url` clients use like a `consul agent -dev` address. Test-only control lives under `/_twin/`
+and on `twin.faults`; it never shadows a Consul path.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from devstack.consul import api_agent, api_catalog, godur
+from devstack.consul.faults import Faults
+from devstack.consul.runner import CheckRunner
+from devstack.consul.state import ConsulState
+from devstack.consul.validate import ApiError
+from devstack.consul.wire import STATE_KEY, Handler, json_ok, text_error
+
+FAULTS_KEY: web.AppKey[Faults] = web.AppKey("consul_faults", Faults)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as e:
+        return text_error(e.status, e.text)
+    except web.HTTPNotFound:
+        return text_error(404, "404 page not found\n")
+    except web.HTTPMethodNotAllowed as e:
+        return text_error(405, f"method {e.method} not allowed")
+
+
+async def _acl_header(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.setdefault("X-Consul-Default-Acl-Policy", "allow")
+
+
+def _seconds(value: object) -> float:
+    if isinstance(value, str):
+        return godur.parse(value) / godur.SECOND
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise ValueError(f"not a duration: {value!r}")
+
+
+async def _twin_faults(request: web.Request) -> web.StreamResponse:
+    faults = request.app[FAULTS_KEY]
+    if request.method == "PUT":
+        try:
+            body = json.loads(await request.read() or b"{}")
+            if "error_ratio" in body:
+                faults.error_ratio = min(max(float(body["error_ratio"]), 0.0), 1.0)
+            if "latency" in body:
+                faults.latency = max(_seconds(body["latency"]), 0.0)
+        except (ValueError, TypeError) as e:
+            return text_error(400, f"bad fault settings: {e}")
+    return json_ok(request, faults.snapshot())
+
+
+async def _twin_pause(request: web.Request) -> web.StreamResponse:
+    raw = request.query.get("duration", "")
+    try:
+        duration = _seconds(raw)
+    except ValueError:
+        return text_error(
+            400, "pause over HTTP needs ?duration=<Go duration> (nobody could resume)"
+        )
+    faults = request.app[FAULTS_KEY]
+    # Answer first: pausing drops this very connection.
+    response = web.Response(status=200, body=b"")
+    await response.prepare(request)
+    await response.write_eof()
+    await faults.pause(duration)
+    return response
+
+
+async def _twin_reset(request: web.Request) -> web.StreamResponse:
+    request.app[FAULTS_KEY].reset()
+    return json_ok(request, request.app[FAULTS_KEY].snapshot())
+
+
+@dataclass
+class ConsulTwin:
+    """A running twin. `url` is http://host:port; `address` is host:port (CONSUL_HTTP_ADDR)."""
+
+    url: str
+    address: str
+    state: ConsulState
+    faults: Faults
+    runner: CheckRunner
+    _runner: web.AppRunner
+    _host: str
+    _port: int
+    _site: web.TCPSite | None
+
+    async def _pause(self) -> None:
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
+        server = self._runner.server
+        if server is not None:
+            for conn in server.connections:
+                conn.force_close()
+
+    async def _resume(self) -> None:
+        site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
+        await site.start()
+        self._site = site
+
+    async def stop(self) -> None:
+        self.faults.cancel()
+        await self.runner.stop()
+        await self._runner.cleanup()
+
+
+async def start_consul_twin(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    node_name: str = "devstack",
+    datacenter: str = "dc1",
+    check_runner: bool = True,
+    min_check_interval: float = 1.0,
+) -> ConsulTwin:
+    """Start the twin. `min_check_interval` is Consul's 1s floor; tests may lower it."""
+    state = ConsulState(node_name=node_name, datacenter=datacenter, address=host)
+    runner = CheckRunner(state, min_interval=min_check_interval)
+    holder: list[ConsulTwin] = []
+    faults = Faults(lambda: holder[0]._pause(), lambda: holder[0]._resume())
+    app = web.Application(middlewares=[faults.middleware, _errors])
+    app[FAULTS_KEY] = faults
+    app[STATE_KEY] = state
+    app[api_agent.RUNNER_KEY] = runner
+    app.on_response_prepare.append(_acl_header)
+    api_agent.add_routes(app)
+    api_catalog.add_routes(app)
+    app.router.add_route("*", "/_twin/faults", _twin_faults)
+    app.router.add_route("PUT", "/_twin/pause", _twin_pause)
+    app.router.add_route("PUT", "/_twin/reset", _twin_reset)
+    app_runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await app_runner.setup()
+    site = web.TCPSite(app_runner, host, port, reuse_address=True)
+    await site.start()
+    bound = site.port
+    twin = ConsulTwin(
+        url=f"http://{host}:{bound}",
+        address=f"{host}:{bound}",
+        state=state,
+        faults=faults,
+        runner=runner,
+        _runner=app_runner,
+        _host=host,
+        _port=bound,
+        _site=site,
+    )
+    holder.append(twin)
+    if check_runner:
+        runner.start()
+    return twin

@@ -145,6 +145,11 @@ class ConsulClient:
         return f"ConsulClient(url={self.url!r})"
 
     @property
+    def verifies_tls(self) -> bool:
+        """False only when verification was switched off (CONSUL_HTTP_SSL_VERIFY=false)."""
+        return self._ssl is not False
+
+    @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             headers = {"X-Consul-Token": self._token} if self._token else {}

@@ -1,0 +1,73 @@
+"""What the injection of one group reads: the fronted ports and the services on them.
+
+inject, the spec hash and the planner must agree exactly on these inputs — if the hash read
+one service and inject rewrote another, a changed job could look up to date — so they are
+computed here, once, from the USER's group (the job after ``uninject``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from crds_equivalent.spec import MeshSpec
+from reconcilers import jobview
+from reconcilers.jobview import PortView, ServiceView
+
+
+@dataclass(frozen=True)
+class FrontedService:
+    """A service registered on a fronted port, with the name Consul will see."""
+
+    view: ServiceView
+    name: str
+
+
+@dataclass(frozen=True)
+class GroupInputs:
+    """The fronted ports (in spec order) and the services registered on them."""
+
+    ports: tuple[PortView, ...]
+    services: tuple[FrontedService, ...]
+    missing_labels: tuple[str, ...]  # spec labels the group's networks do not declare
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(p.label for p in self.ports)
+
+
+def group_inputs(job: Mapping[str, Any], group: Mapping[str, Any], spec: MeshSpec) -> GroupInputs:
+    """Collect the inputs; raises jobview.UnresolvedName for a name only the client knows."""
+    declared = jobview.ports(group)
+    ports = tuple(declared[label] for label in spec.ports if label in declared)
+    missing = tuple(label for label in spec.ports if label not in declared)
+    labels = {p.label for p in ports}
+    fronted = tuple(
+        FrontedService(view, jobview.service_name(job, group, view))
+        for view in jobview.services(group)
+        if view.port_label in labels
+    )
+    return GroupInputs(ports, fronted, missing)
+
+
+def common_name(job: Mapping[str, Any], group: Mapping[str, Any], inputs: GroupInputs) -> str:
+    """The service named in the certificate's CN: the first fronted service.
+
+    A group without a service on its fronted ports (ports listed explicitly) uses Nomad's
+    default group service name ``<job>-<group>``.
+    """
+    if inputs.services:
+        return inputs.services[0].name
+    return f"{jobview.job_name(job)}-{jobview.group_name(group)}"
+
+
+def service_names(
+    job: Mapping[str, Any], group: Mapping[str, Any], inputs: GroupInputs
+) -> list[str]:
+    """Every distinct service name the certificate must cover, CN first."""
+    names = [common_name(job, group, inputs)]
+    for service in inputs.services:
+        if service.name not in names:
+            names.append(service.name)
+    return names

@@ -1,0 +1,76 @@
+"""The injection marker hash and the per-job certificate TTL jitter.
+
+The marker ``mesh.tls.injected`` is compared instead of the whole job, because Nomad
+canonicalises a job on register and a full comparison would always differ. So the hash covers
+the INPUTS of the injection, never its output: the injector version, the group's spec, the
+cluster config, the job's identity (namespace, ID, name — they pick the TTL jitter and default
+service names), the effective TTL, and the user's fields the injection reads (the networks
+holding fronted ports, and every service registered on them, verbatim). Those user fields are
+restored byte for byte from the undo record, so a job we wrote hashes the same after Nomad has
+canonicalised it; and any change a user makes to a fronted port or service changes the hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any, Final
+
+from crds_equivalent.config import MeshConfig
+from crds_equivalent.spec import MeshSpec
+from reconcilers import jobview
+from reconcilers.fronting import group_inputs
+
+INJECTOR_VERSION: Final = "1"
+MAX_TTL_JITTER: Final = 0.05
+
+
+def ttl_jitter_fraction(namespace: str, job_id: str) -> float:
+    """A stable fraction in [0, MAX_TTL_JITTER) derived from the job's identity."""
+    digest = hashlib.sha256(f"{namespace}\x00{job_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 * MAX_TTL_JITTER
+
+
+def jittered_ttl(ttl_seconds: int, namespace: str, job_id: str) -> int:
+    """The leaf TTL actually requested: up to 5 % shorter, never longer (the role's max_ttl)."""
+    return ttl_seconds - int(ttl_seconds * ttl_jitter_fraction(namespace, job_id))
+
+
+def effective_ttl(spec: MeshSpec, job: Mapping[str, Any]) -> int:
+    return jittered_ttl(spec.ttl_seconds, jobview.namespace(job), jobview.job_id(job))
+
+
+def hash_inputs(
+    spec: MeshSpec, config: MeshConfig, job: Mapping[str, Any], group: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Everything the injection of ``group`` depends on, as a JSON-able document."""
+    inputs = group_inputs(job, group, spec)
+    networks = jobview.as_list(group.get("Networks"))
+    used_networks = sorted({p.network_index for p in inputs.ports})
+    return {
+        "injector": INJECTOR_VERSION,
+        "spec": spec.model_dump(mode="json"),
+        "config": config.model_dump(mode="json"),
+        "namespace": jobview.namespace(job),
+        "job": jobview.job_id(job),
+        "job_name": jobview.job_name(job),
+        "group": jobview.group_name(group),
+        "ttl": effective_ttl(spec, job),
+        "networks": [[i, networks[i]] for i in used_networks],
+        "services": [[s.view.task, s.view.service] for s in inputs.services],
+    }
+
+
+def spec_hash(
+    spec: MeshSpec, config: MeshConfig, job: Mapping[str, Any], group: Mapping[str, Any]
+) -> str:
+    """``<INJECTOR_VERSION>:<sha256[:16]>`` of the injection inputs of the USER's group."""
+    document = json.dumps(
+        hash_inputs(spec, config, job, group),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    )
+    return f"{INJECTOR_VERSION}:{hashlib.sha256(document.encode()).hexdigest()[:16]}"

@@ -1,0 +1,195 @@
+"""Read-only views over the RAW Nomad job dict.
+
+The job is kept as the JSON Nomad gave us and never decoded into models and re-encoded: a
+round trip through models would drop fields we do not know (Nomad adds some every release) and
+re-order keys. These helpers read the shapes the transforms need, tolerating the request shape
+(``null`` for unset pointers, keys missing) and the stored shape (canonicalised, every key set).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from crds_equivalent import keys
+
+# Network modes whose tasks share one network namespace (ports are reached on 127.0.0.1 and
+# a port's `To` is the in-namespace port).
+_NAMESPACED_MODES = ("bridge",)
+_CNI_PREFIX = "cni/"
+_INTERPOLATION = re.compile(r"\$\{([^}]*)\}")
+
+
+def as_list(value: object) -> list[Any]:
+    """``value`` if it is a JSON list, else an empty list (``null`` and garbage read as empty)."""
+    return value if isinstance(value, list) else []
+
+
+def as_map(value: object) -> Mapping[str, Any]:
+    """``value`` if it is a JSON object, else an empty mapping."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def as_str(value: object) -> str:
+    """``value`` if it is a string, else ``""`` (Nomad's zero value)."""
+    return value if isinstance(value, str) else ""
+
+
+def namespace(job: Mapping[str, Any]) -> str:
+    """The job's namespace; unset (request shape) means ``default``, as Nomad stores it."""
+    return as_str(job.get("Namespace")) or "default"
+
+
+def job_id(job: Mapping[str, Any]) -> str:
+    return as_str(job.get("ID"))
+
+
+def job_name(job: Mapping[str, Any]) -> str:
+    """The job's name; Nomad defaults it to the ID."""
+    return as_str(job.get("Name")) or job_id(job)
+
+
+def is_stopped(job: Mapping[str, Any]) -> bool:
+    return job.get("Stop") is True
+
+
+def groups(job: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The task groups that are JSON objects, in job order."""
+    return [g for g in as_list(job.get("TaskGroups")) if isinstance(g, Mapping)]
+
+
+def group_name(group: Mapping[str, Any]) -> str:
+    return as_str(group.get("Name"))
+
+
+def tasks(group: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [t for t in as_list(group.get("Tasks")) if isinstance(t, Mapping)]
+
+
+def task_name(task: Mapping[str, Any]) -> str:
+    return as_str(task.get("Name"))
+
+
+def is_managed_sidecar(task: Mapping[str, Any]) -> bool:
+    """True for the sidecar task this controller injected (name AND managed marker)."""
+    return (
+        task_name(task) == keys.SIDECAR_TASK
+        and as_map(task.get("Meta")).get(keys.MANAGED_TASK_META) == "true"
+    )
+
+
+def group_meta(group: Mapping[str, Any]) -> Mapping[str, Any]:
+    return as_map(group.get("Meta"))
+
+
+def is_namespaced_mode(mode: str) -> bool:
+    """Bridge and CNI networks give the group its own namespace; host (or "") does not."""
+    return mode in _NAMESPACED_MODES or mode.startswith(_CNI_PREFIX)
+
+
+@dataclass(frozen=True)
+class PortView:
+    """One port label of a group network, with where it lives in the raw job."""
+
+    label: str
+    network_index: int
+    kind: str  # "ReservedPorts" (static) or "DynamicPorts"
+    port: Mapping[str, Any]
+    mode: str  # network mode, "" normalised to "host"
+
+    @property
+    def host_network(self) -> str:
+        return as_str(self.port.get("HostNetwork"))
+
+    @property
+    def namespaced(self) -> bool:
+        return is_namespaced_mode(self.mode)
+
+
+def ports(group: Mapping[str, Any]) -> dict[str, PortView]:
+    """Every port label of the group's networks (first declaration wins), in order."""
+    found: dict[str, PortView] = {}
+    for index, network in enumerate(as_list(group.get("Networks"))):
+        if not isinstance(network, Mapping):
+            continue
+        mode = as_str(network.get("Mode")) or "host"
+        for kind in ("ReservedPorts", "DynamicPorts"):
+            for port in as_list(network.get(kind)):
+                if not isinstance(port, Mapping):
+                    continue
+                label = as_str(port.get("Label"))
+                if label and label not in found:
+                    found[label] = PortView(label, index, kind, port, mode)
+    return found
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    """A service of the group: group level (``task`` is None) or of the named task."""
+
+    task: str | None
+    index: int
+    service: Mapping[str, Any]
+
+    @property
+    def port_label(self) -> str:
+        return as_str(self.service.get("PortLabel"))
+
+    @property
+    def provider(self) -> str:
+        """Nomad defaults an unset provider to consul."""
+        return as_str(self.service.get("Provider")) or "consul"
+
+    @property
+    def address_mode(self) -> str:
+        return as_str(self.service.get("AddressMode")) or "auto"
+
+
+def services(group: Mapping[str, Any]) -> Iterator[ServiceView]:
+    """Group services first, then each task's services, in declaration order."""
+    for index, service in enumerate(as_list(group.get("Services"))):
+        if isinstance(service, Mapping):
+            yield ServiceView(None, index, service)
+    for task in tasks(group):
+        for index, service in enumerate(as_list(task.get("Services"))):
+            if isinstance(service, Mapping):
+                yield ServiceView(task_name(task), index, service)
+
+
+class UnresolvedName(ValueError):
+    """A service name uses interpolation that is only known on the client at run time."""
+
+
+def service_name(job: Mapping[str, Any], group: Mapping[str, Any], view: ServiceView) -> str:
+    """The name Consul will see, as Nomad computes it before the client interpolates.
+
+    Unset names default to ``<job>-<group>[-<task>]``; ``${JOB}``, ``${TASKGROUP}``,
+    ``${TASK}`` and ``${BASE}`` are expanded. Any other ``${...}`` raises UnresolvedName,
+    because the certificate's CN must be known when the job is written.
+    """
+    job_part, group_part = job_name(job), group_name(group)
+    task_part = view.task or ""
+    base = "-".join(p for p in (job_part, group_part, task_part) if p)
+    name = as_str(view.service.get("Name"))
+    if not name:
+        return base
+    values = {"JOB": job_part, "TASKGROUP": group_part, "TASK": task_part, "BASE": base}
+
+    def expand(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in values or (key == "TASK" and view.task is None):
+            raise UnresolvedName(f"service name {name!r} uses ${{{key}}}")
+        return values[key]
+
+    return _INTERPOLATION.sub(expand, name)
+
+
+def check_types(service: Mapping[str, Any]) -> list[str]:
+    """The Type of every check of a service (lower-cased; "" when unset)."""
+    return [
+        as_str(check.get("Type")).lower()
+        for check in as_list(service.get("Checks"))
+        if isinstance(check, Mapping)
+    ]

@@ -1,0 +1,206 @@
+"""The sidecar's two consul-template templates: the certificate file and nginx.conf.
+
+Pure text. Nomad renders both inside the allocation (the devstack's renderer does the same), so
+the templates use a deliberately small consul-template subset: ``with``/``end``, ``range``,
+``env``, ``pkiCert`` and its ``.Cert``/``.Key``/``.CAChain`` fields, and a parenthesised
+``(env "X")`` argument. Values only known on the client (datacenter, allocation IP) reach the
+``pkiCert`` call through task environment variables that Nomad interpolates (``${NOMAD_DC}``),
+because Go templates cannot splice an ``env`` result into a string literal without ``printf``.
+
+One ``pkiCert`` call writes leaf + chain + key into ONE file: separate calls get mismatched
+cert/key pairs (nomad#24803), and the file must hold the certificate because consul-template
+reads its dates back to decide when to renew.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+CERT_FILE = "mesh-tls.pem"
+CERT_DEST = f"secrets/{CERT_FILE}"
+CONF_FILE = "nginx.conf"
+CONF_DEST = f"local/{CONF_FILE}"
+ENV_ALT_NAMES = "MESH_TLS_ALT_NAMES"
+ENV_IP_SANS = "MESH_TLS_IP_SANS"
+
+# TLS 1.2 AEAD ECDHE suites only (TLS 1.3 suites are always AEAD and need no list).
+CIPHERS = ":".join(
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    )
+)
+WORKER_PROCESSES = 1  # a sidecar per allocation: one worker per instance, not one per host CPU
+WORKER_CONNECTIONS = 4096
+UPSTREAM_KEEPALIVE = 64
+# Long enough for blocking queries (Nomad/Consul wait up to 10 min plus jitter) through the proxy.
+PROXY_TIMEOUT = "3600s"
+
+_NOT_ENV = re.compile(r"[^A-Za-z0-9_]")
+
+
+def env_label(label: str) -> str:
+    """A port label as Nomad spells it in NOMAD_* variable names (non-alnum/_ become _)."""
+    return _NOT_ENV.sub("_", label)
+
+
+def go_string(value: str) -> str:
+    """A Go template string literal (JSON escaping is a valid subset of Go's)."""
+    return json.dumps(value)
+
+
+def _env(name: str) -> str:
+    return "{{ env " + go_string(name) + " }}"
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One TLS port of the sidecar and the app port it forwards to."""
+
+    tls_label: str
+    app_label: str
+    namespaced: bool  # bridge/CNI: listen on the port, reach the app on 127.0.0.1
+
+    @property
+    def listen(self) -> str:
+        if self.namespaced:
+            return _env(f"NOMAD_PORT_{env_label(self.tls_label)}")
+        return _env(f"NOMAD_ADDR_{env_label(self.tls_label)}")
+
+    @property
+    def upstream(self) -> str:
+        if self.namespaced:
+            return "127.0.0.1:" + _env(f"NOMAD_PORT_{env_label(self.app_label)}")
+        return _env(f"NOMAD_ADDR_{env_label(self.app_label)}")
+
+
+def cert_env(alt_names: Sequence[str], ip_labels: Sequence[str]) -> dict[str, str]:
+    """Task env for the pkiCert arguments; Nomad interpolates ``${...}`` before rendering."""
+    ips = ",".join("${NOMAD_IP_" + env_label(label) + "}" for label in ip_labels)
+    return {ENV_ALT_NAMES: "alt_names=" + ",".join(alt_names), ENV_IP_SANS: "ip_sans=" + ips}
+
+
+def cert_template(pki_path: str, common_name: str, ttl_seconds: int) -> str:
+    """Leaf, then the CA chain, then the key, from one ``pkiCert`` call into one file."""
+    args = " ".join(
+        (
+            go_string(pki_path),
+            go_string(f"common_name={common_name}"),
+            f'(env "{ENV_ALT_NAMES}")',
+            f'(env "{ENV_IP_SANS}")',
+            go_string(f"ttl={ttl_seconds}s"),
+        )
+    )
+    return (
+        "{{ with pkiCert " + args + " }}"
+        "{{ .Cert }}\n"
+        "{{ range .CAChain }}{{ . }}\n{{ end }}"
+        "{{ .Key }}\n"
+        "{{ end }}"
+    )
+
+
+def nginx_conf(
+    listeners: Sequence[Listener],
+    *,
+    tcp: bool,
+    mtls: bool,
+    stream_module: str = "",
+) -> str:
+    """nginx.conf for the sidecar: http reverse proxy, or stream proxy when ``tcp``."""
+    task_dir = _env("NOMAD_TASK_DIR")
+    cert = _env("NOMAD_SECRETS_DIR") + "/" + CERT_FILE
+    lines = ["# nomad-tls-mesh sidecar; rendered by Nomad's template runner."]
+    if tcp and stream_module:
+        lines.append(f"load_module {stream_module};")
+    lines += [
+        f"worker_processes {WORKER_PROCESSES};",
+        f"pid {task_dir}/nginx.pid;",
+        "error_log stderr warn;",
+        f"events {{ worker_connections {WORKER_CONNECTIONS}; }}",
+    ]
+    tls = _tls_block(cert, mtls)
+    body = _stream_body(listeners, tls) if tcp else _http_body(listeners, tls, task_dir)
+    lines += body
+    return "\n".join(lines) + "\n"
+
+
+def _tls_block(cert: str, mtls: bool) -> list[str]:
+    lines = [
+        "ssl_protocols TLSv1.2 TLSv1.3;",
+        f"ssl_ciphers {CIPHERS};",
+        "ssl_prefer_server_ciphers on;",
+        "ssl_session_timeout 1d;",
+        "ssl_session_tickets off;",
+        f"ssl_certificate {cert};",
+        f"ssl_certificate_key {cert};",
+    ]
+    if mtls:
+        # The chain in the same file is the trust anchor for client certificates.
+        lines += [
+            f"ssl_client_certificate {cert};",
+            "ssl_verify_client on;",
+            "ssl_verify_depth 3;",
+        ]
+    return lines
+
+
+def _http_body(listeners: Sequence[Listener], tls: list[str], task_dir: str) -> list[str]:
+    inner = [
+        "access_log off;",
+        "server_tokens off;",
+        "client_max_body_size 0;",
+        *(
+            f"{kind}_temp_path {task_dir}/{kind}_temp;"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        ),
+        "ssl_session_cache shared:mesh_tls_http:10m;",
+        *tls,
+        "map $http_upgrade $mesh_connection { default upgrade; '' ''; }",
+    ]
+    for index, listener in enumerate(listeners):
+        name = f"mesh_app_{index}"
+        inner += [
+            f"upstream {name} {{",
+            f"  server {listener.upstream};",
+            f"  keepalive {UPSTREAM_KEEPALIVE};",
+            "}",
+            "server {",
+            f"  listen {listener.listen} ssl;",
+            "  location / {",
+            f"    proxy_pass http://{name};",
+            "    proxy_http_version 1.1;",
+            "    proxy_set_header Connection $mesh_connection;",
+            "    proxy_set_header Upgrade $http_upgrade;",
+            "    proxy_set_header Host $http_host;",
+            "    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+            "    proxy_set_header X-Forwarded-Proto https;",
+            "    proxy_set_header X-Forwarded-Host $host;",
+            f"    proxy_read_timeout {PROXY_TIMEOUT};",
+            f"    proxy_send_timeout {PROXY_TIMEOUT};",
+            "  }",
+            "}",
+        ]
+    return ["http {", *("  " + line for line in inner), "}"]
+
+
+def _stream_body(listeners: Sequence[Listener], tls: list[str]) -> list[str]:
+    inner = ["ssl_session_cache shared:mesh_tls_stream:10m;", *tls]
+    for index, listener in enumerate(listeners):
+        name = f"mesh_app_{index}"
+        inner += [
+            f"upstream {name} {{ server {listener.upstream}; }}",
+            "server {",
+            f"  listen {listener.listen} ssl;",
+            f"  proxy_pass {name};",
+            f"  proxy_timeout {PROXY_TIMEOUT};",
+            "}",
+        ]
+    return ["stream {", *("  " + line for line in inner), "}"]

@@ -1,0 +1,113 @@
+"""The ``mesh-tls-proxy`` task: nginx terminating TLS in front of the group's app ports.
+
+A prestart sidecar (``Lifecycle{Hook: prestart, Sidecar: true}``) starts before the app and
+runs beside it. Its two templates are the certificate file and nginx.conf (reconcilers.nginx);
+both re-render with SIGHUP, which makes nginx re-read config and certificate without dropping
+connections. SIGQUIT is nginx's graceful stop, so in-flight requests finish on shutdown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from crds_equivalent import keys
+from crds_equivalent.config import MeshConfig, SidecarDriver
+from reconcilers import nginx
+
+TEMPLATE_SPLAY_NS = 5_000_000_000  # Nomad's default, written out so the job says what it does
+
+NGINX_ARGS = (
+    "-p", "${NOMAD_TASK_DIR}/",
+    "-e", "stderr",
+    "-c", "${NOMAD_TASK_DIR}/" + nginx.CONF_FILE,
+    "-g", "daemon off;",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SidecarSpec:
+    """Everything the sidecar of one group is built from."""
+
+    listeners: tuple[nginx.Listener, ...]
+    tcp: bool
+    mtls: bool
+    common_name: str
+    alt_names: tuple[str, ...]
+    ip_labels: tuple[str, ...]  # TLS port labels whose NOMAD_IP_ become IP SANs
+    ttl_seconds: int
+
+
+def _template(dest: str, body: str, perms: str) -> dict[str, Any]:
+    return {
+        "SourcePath": "",
+        "DestPath": dest,
+        "EmbeddedTmpl": body,
+        "ChangeMode": "signal",
+        "ChangeSignal": "SIGHUP",
+        "Splay": TEMPLATE_SPLAY_NS,
+        "Perms": perms,
+        "LeftDelim": "{{",
+        "RightDelim": "}}",
+        "Envvars": False,
+    }
+
+
+def _driver_config(config: MeshConfig, host_network: bool) -> dict[str, Any]:
+    if config.sidecar_driver is SidecarDriver.DOCKER:
+        driver: dict[str, Any] = {
+            "image": config.sidecar_image,
+            "command": "nginx",
+            "args": list(NGINX_ARGS),
+        }
+        if host_network:
+            # Listen on the allocation's host address and reach the app on it, like raw_exec.
+            driver["network_mode"] = "host"
+        return driver
+    return {"command": config.nginx_bin, "args": list(NGINX_ARGS)}
+
+
+def stream_module(config: MeshConfig) -> str:
+    """The load_module path, or "" where the stream module is built in (the nginx image)."""
+    if config.sidecar_driver is SidecarDriver.DOCKER:
+        return ""
+    return config.nginx_stream_module
+
+
+def sidecar_task(spec: SidecarSpec, config: MeshConfig) -> dict[str, Any]:
+    """The task dict, keys in Nomad's Task struct order."""
+    host_network = not any(listener.namespaced for listener in spec.listeners)
+    pki_path = f"{config.pki_mount}/issue/{config.pki_role}"
+    conf = nginx.nginx_conf(
+        spec.listeners, tcp=spec.tcp, mtls=spec.mtls, stream_module=stream_module(config)
+    )
+    return {
+        "Name": keys.SIDECAR_TASK,
+        "Driver": str(config.sidecar_driver),
+        "Config": _driver_config(config, host_network),
+        "Env": nginx.cert_env(spec.alt_names, spec.ip_labels),
+        "Vault": {
+            "Role": config.vault_role,
+            "Env": False,
+            "DisableFile": True,
+            "ChangeMode": "noop",
+        },
+        "Templates": [
+            _template(
+                nginx.CERT_DEST,
+                nginx.cert_template(pki_path, spec.common_name, spec.ttl_seconds),
+                "0600",
+            ),
+            _template(nginx.CONF_DEST, conf, "0644"),
+        ],
+        "Resources": {"CPU": config.sidecar_cpu, "MemoryMB": config.sidecar_memory_mb},
+        "Lifecycle": {"Hook": "prestart", "Sidecar": True},
+        "Meta": {keys.MANAGED_TASK_META: "true"},
+        "KillSignal": "SIGQUIT",
+    }
+
+
+def dedupe(values: Sequence[str]) -> tuple[str, ...]:
+    """Values in first-seen order without repeats."""
+    return tuple(dict.fromkeys(values))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.timeout(30)
 
 
 class Campaign:
-    def __init__(self, clock: FakeClock, lock: FakeLock, **kw: float) -> None:
+    def __init__(self, clock: FakeClock, lock: FakeLock, **kw: Any) -> None:
         self.registry = CollectorRegistry()
         self.elector = LeaderElector(lock, clock=clock, registry=self.registry, **kw)
         self.task = asyncio.ensure_future(self.elector.run())

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from runtime_fakes import LockServer, RecordingRunnable
@@ -53,7 +54,7 @@ class World:
     def runnables(self) -> list[Runnable]:
         return [self.http, self.source, self.controller]
 
-    def elector(self, identity: str = "me", **kw: float) -> LeaderElector:
+    def elector(self, identity: str = "me", **kw: Any) -> LeaderElector:
         return LeaderElector(self.server.client(identity), clock=self.clock, **kw)
 
 

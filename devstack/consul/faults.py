@@ -29,6 +29,7 @@ class Faults:
         self._pause = pause
         self._resume = resume
         self._resume_task: asyncio.Task[None] | None = None
+        self._pause_task: asyncio.Task[None] | None = None
 
     async def pause(self, duration: float | None = None) -> None:
         """Refuse connections until resume() (or for `duration` seconds)."""
@@ -37,6 +38,15 @@ class Faults:
             await self._pause()
         if duration is not None:
             self._resume_task = asyncio.get_running_loop().create_task(self._resume_after(duration))
+
+    def pause_soon(self, duration: float) -> None:
+        """Pause from inside a request handler: the pause must outlive that request."""
+
+        async def later() -> None:
+            await asyncio.sleep(0.05)  # let the answer reach the client first
+            await self.pause(duration)
+
+        self._pause_task = asyncio.get_running_loop().create_task(later())
 
     async def _resume_after(self, duration: float) -> None:
         await asyncio.sleep(duration)
@@ -52,8 +62,9 @@ class Faults:
         self.latency = 0.0
 
     def cancel(self) -> None:
-        if self._resume_task is not None:
-            self._resume_task.cancel()
+        for task in (self._pause_task, self._resume_task):
+            if task is not None:
+                task.cancel()
 
     def snapshot(self) -> dict[str, object]:
         return {"error_ratio": self.error_ratio, "latency": self.latency, "paused": self.paused}

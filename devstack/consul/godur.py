@@ -29,7 +29,7 @@ def parse(text: str) -> int:
     """Go's time.ParseDuration: "1h2m3.5s" -> nanoseconds. Raises DurationError."""
     orig = text
     sign = 1
-    if text[:1] in "+-":
+    if text and text[0] in "+-":
         sign = -1 if text[0] == "-" else 1
         text = text[1:]
     if text == "0":

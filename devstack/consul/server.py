@@ -68,13 +68,8 @@ async def _twin_pause(request: web.Request) -> web.StreamResponse:
         return text_error(
             400, "pause over HTTP needs ?duration=<Go duration> (nobody could resume)"
         )
-    faults = request.app[FAULTS_KEY]
-    # Answer first: pausing drops this very connection.
-    response = web.Response(status=200, body=b"")
-    await response.prepare(request)
-    await response.write_eof()
-    await faults.pause(duration)
-    return response
+    request.app[FAULTS_KEY].pause_soon(duration)  # after this answer: it drops this connection
+    return web.Response(status=200, body=b"")
 
 
 async def _twin_reset(request: web.Request) -> web.StreamResponse:
@@ -140,7 +135,9 @@ async def start_consul_twin(
     app.router.add_route("*", "/_twin/faults", _twin_faults)
     app.router.add_route("PUT", "/_twin/pause", _twin_pause)
     app.router.add_route("PUT", "/_twin/reset", _twin_reset)
-    app_runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    app_runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, handler_cancellation=True, shutdown_timeout=1.0
+    )
     await app_runner.setup()
     site = web.TCPSite(app_runner, host, port, reuse_address=True)
     await site.start()

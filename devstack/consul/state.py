@@ -35,6 +35,7 @@ class ConsulState:
         self._name_index: dict[str, int] = {}
         self._changed = asyncio.Event()
         self._listeners: list[CheckListener] = []
+        self.blocked_queries = 0  # blocking reads waiting right now (for tests and debugging)
         self._bootstrap()
 
     def _bootstrap(self) -> None:
@@ -87,15 +88,18 @@ class ConsulState:
     async def wait_changed(self, current: Callable[[], int], min_index: int, wait: float) -> None:
         """Block while current() <= min_index, at most `wait` seconds (a blocking query)."""
         deadline = time.monotonic() + wait
-        while current() <= min_index:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            event = self._changed
-            try:
-                await asyncio.wait_for(event.wait(), remaining)
-            except TimeoutError:
-                return
+        self.blocked_queries += 1
+        try:
+            while current() <= min_index:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                try:
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+                except TimeoutError:
+                    return
+        finally:
+            self.blocked_queries -= 1
 
     async def wait_until(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
         """For tests: return once predicate() holds, re-checked on every state change."""
@@ -203,7 +207,9 @@ class ConsulState:
         if check is None or status not in STATUSES:
             return
         if check.status == status:
-            check.output = output
+            if check.output != output:
+                check.output = output
+                self._notify()  # wakes wait_until; blocking queries see no new index
             return
         idx = self._bump()
         check.status, check.output, check.modify_index = status, output, idx

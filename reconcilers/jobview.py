@@ -185,11 +185,3 @@ def service_name(job: Mapping[str, Any], group: Mapping[str, Any], view: Service
 
     return _INTERPOLATION.sub(expand, name)
 
-
-def check_types(service: Mapping[str, Any]) -> list[str]:
-    """The Type of every check of a service (lower-cased; "" when unset)."""
-    return [
-        as_str(check.get("Type")).lower()
-        for check in as_list(service.get("Checks"))
-        if isinstance(check, Mapping)
-    ]

@@ -1,0 +1,32 @@
+"""Entry points: ``controller`` (the long-running process) and ``controllerctl`` (operators, CI).
+
+A thin dispatcher: each command lives in its own module and is only registered here, so adding
+a command never touches another's code.
+"""
+
+from __future__ import annotations
+
+import click
+
+from controller.render_cmd import render
+
+
+@click.group("controllerctl")
+def controllerctl() -> None:
+    """Inspect and operate the nomad-tls-mesh controller."""
+
+
+@click.group("controller")
+def controller() -> None:
+    """The nomad-tls-mesh controller."""
+
+
+controllerctl.add_command(render)
+
+
+def controllerctl_main() -> None:
+    controllerctl()
+
+
+def controller_main() -> None:
+    controller()

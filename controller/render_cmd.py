@@ -1,0 +1,202 @@
+"""``controllerctl render``: the injection, offline, for CI.
+
+A pipeline that submits the job already injected gives the controller nothing to do: no second
+job version, no second deployment. Input is the Nomad API JSON of a job — bare (``{"ID": …}``)
+or wrapped for register (``{"Job": {…}}``) — and the output has the same shape, pretty-printed,
+keys in Nomad's order. HCL is converted by the cluster's own parser (``POST /v1/jobs/parse``),
+because only Nomad knows its HCL exactly.
+
+Exit codes: 0 done (also: not meshed, output == input), 1 invalid mesh spec (reason on stderr,
+nothing on stdout), 2 unreadable input or settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import json
+import ssl
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import click
+
+from controller.config import ConfigError, NomadSettings, load_mesh_config
+from crds_equivalent.config import MeshConfig
+from reconcilers.inject import UndoError, uninject
+from reconcilers.plan import Apply, Invalid, Remove, plan_job
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_UNREADABLE = 2
+PARSE_TIMEOUT_S = 10.0
+
+HCL_HINT = (
+    "convert it to JSON first, e.g. `nomad job run -output job.nomad.hcl > job.json`, "
+    "or set NOMAD_ADDR to a reachable Nomad agent"
+)
+
+
+class Unreadable(Exception):
+    """The input is not a Nomad job we can read; the message says what to do."""
+
+
+def _config_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """One ``--<field>`` option per MeshConfig field; they override ``MESH_<FIELD>``."""
+    for name, info in reversed(list(MeshConfig.model_fields.items())):
+        option = click.option(
+            "--" + name.replace("_", "-"),
+            name,
+            default=None,
+            metavar="VALUE",
+            help=f"{info.description} [env MESH_{name.upper()}; default {info.default}]",
+        )
+        command = option(command)
+    return command
+
+
+@click.command("render")
+@click.argument("source", default="-", metavar="[FILE|-]")
+@click.option("--uninject", "undo", is_flag=True, help="Give back the user's job instead.")
+@click.option("--diff", "show_diff", is_flag=True, help="Print a unified diff against the input.")
+@_config_options
+def render(source: str, undo: bool, show_diff: bool, **settings: str | None) -> None:
+    """Print the meshed (or with --uninject, the un-meshed) job for FILE or stdin."""
+    try:
+        config = load_mesh_config(overrides={k: v for k, v in settings.items() if v is not None})
+    except ConfigError as err:
+        _fail(EXIT_UNREADABLE, f"invalid setting: {err}")
+    try:
+        text = _read(source)
+        document, job, from_hcl = _load(text)
+    except Unreadable as err:
+        _fail(EXIT_UNREADABLE, f"{_name(source)}: {err}")
+    try:
+        result = _transform(job, config, undo)
+    except UndoError as err:
+        _fail(EXIT_INVALID, f"{_name(source)}: {err}")
+    if isinstance(result, Invalid):
+        _fail(EXIT_INVALID, f"{_name(source)}: invalid mesh spec: {result.reason}")
+    if document is None:
+        output: Any = {"Job": result} if from_hcl else result
+    else:
+        output = {**document, "Job": result}
+    rendered = pretty(output)
+    if show_diff:
+        before = pretty(document if document is not None else job)
+        click.echo(diff(before, rendered, _name(source)), nl=False)
+    else:
+        click.echo(rendered, nl=False)
+
+
+def _fail(code: int, message: str) -> Any:
+    click.echo(f"controllerctl render: {message}", err=True)
+    sys.exit(code)
+
+
+def _name(source: str) -> str:
+    return "<stdin>" if source == "-" else source
+
+
+def pretty(value: Any) -> str:
+    """Nomad's ``-output`` style: 4-space indent, unicode kept, trailing newline."""
+    return json.dumps(value, indent=4, ensure_ascii=False) + "\n"
+
+
+def diff(before: str, after: str, name: str) -> str:
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True),
+        after.splitlines(keepends=True),
+        fromfile=f"a/{name}",
+        tofile=f"b/{name}",
+    )
+    return "".join(lines)
+
+
+def _transform(job: dict[str, Any], config: MeshConfig, undo: bool) -> dict[str, Any] | Invalid:
+    if undo:
+        return uninject(job)
+    decision = plan_job(job, config)
+    if isinstance(decision, Invalid):
+        return decision
+    if isinstance(decision, Apply | Remove):
+        return decision.job
+    return job
+
+
+def _read(source: str) -> str:
+    try:
+        if source == "-":
+            return sys.stdin.read()
+        with open(source, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError) as err:
+        raise Unreadable(f"cannot read: {err}") from None
+
+
+def _load(text: str) -> tuple[dict[str, Any] | None, dict[str, Any], bool]:
+    """(wrapper document or None, the job, came from HCL)."""
+    if not text.strip():
+        raise Unreadable("empty input; expected a Nomad job as JSON")
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        if not _looks_like_hcl(text):
+            raise Unreadable(f"not JSON ({err})") from None
+        return None, _parse_hcl(text), True
+    if isinstance(value, dict) and isinstance(value.get("Job"), dict):
+        return value, value["Job"], False
+    if isinstance(value, dict) and ("ID" in value or "TaskGroups" in value):
+        return None, value, False
+    raise Unreadable('JSON but not a Nomad job: expected {"Job": {...}} or {"ID": ...}')
+
+
+def _looks_like_hcl(text: str) -> bool:
+    return any(line.strip().startswith("job ") for line in text.splitlines())
+
+
+def _parse_hcl(text: str) -> dict[str, Any]:
+    settings = NomadSettings()
+    try:
+        job = asyncio.run(_post_parse(settings, text))
+    except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as err:
+        raise Unreadable(
+            f"this looks like HCL and Nomad at {settings.addr} could not parse it ({err}); "
+            + HCL_HINT
+        ) from None
+    return job
+
+
+async def _post_parse(settings: NomadSettings, text: str) -> dict[str, Any]:
+    headers = {}
+    if settings.token is not None:
+        headers["X-Nomad-Token"] = settings.token.get_secret_value()
+    url = settings.addr.rstrip("/") + "/v1/jobs/parse"
+    timeout = aiohttp.ClientTimeout(total=PARSE_TIMEOUT_S)
+    body = {"JobHCL": text, "Canonicalize": False}
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.post(url, json=body, headers=headers, ssl=_ssl_context(settings)) as response,
+    ):
+        payload = await response.text()
+        if response.status != 200:
+            raise Unreadable(f"Nomad rejected the HCL (HTTP {response.status}): {payload.strip()}")
+    job = json.loads(payload)
+    if not isinstance(job, dict):
+        raise Unreadable("Nomad's /v1/jobs/parse answered with something that is not a job")
+    return job
+
+
+def _ssl_context(settings: NomadSettings) -> ssl.SSLContext | bool:
+    """Verification on unless NOMAD_SKIP_VERIFY; NOMAD_CACERT/CAPATH and client certs honoured."""
+    if not settings.addr.startswith("https://"):
+        return True
+    context = ssl.create_default_context(cafile=settings.cacert, capath=settings.capath)
+    if settings.client_cert:
+        context.load_cert_chain(settings.client_cert, settings.client_key)
+    if settings.skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context

@@ -6,6 +6,8 @@ import asyncio
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from controller.runtime.clock import FakeClock
@@ -266,3 +268,66 @@ async def test_metrics_depth_adds_retries_per_queue_on_a_shared_registry() -> No
     assert sample("workqueue_retries_total", "two") == 1.0
     await q1.get()
     assert sample("workqueue_depth", "one") == 1.0
+
+
+KEYS = st.sampled_from(["a", "b", "c"])
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), KEYS),
+        st.tuples(st.just("after"), KEYS, st.sampled_from([0.0, 0.5, 1.0, 3.0])),
+        st.tuples(st.just("advance"), st.sampled_from([0.5, 1.0, 2.0])),
+        st.tuples(st.just("get")),
+        st.tuples(st.just("done"), st.integers(0, 2)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(OPS)
+def test_queue_matches_a_simple_model(ops: list[tuple[object, ...]]) -> None:
+    """Random operation sequences against a model: what needs a run, and what is in flight."""
+
+    async def scenario() -> None:
+        clock = FakeClock()
+        q = make_queue(clock)
+        now = 0.0
+        pending: set[str] = set()  # keys that need a run that has not started yet
+        scheduled: dict[str, float] = {}
+        inflight: list[str] = []
+        for op in ops:
+            kind = op[0]
+            if kind == "add":
+                q.add(str(op[1]))
+                pending.add(str(op[1]))
+            elif kind == "after":
+                key, delay = str(op[1]), float(op[2])  # type: ignore[arg-type]
+                q.add_after(key, delay)
+                if delay <= 0:
+                    pending.add(key)
+                else:
+                    scheduled[key] = min(scheduled.get(key, float("inf")), now + delay)
+            elif kind == "advance":
+                now += float(op[1])  # type: ignore[arg-type]
+                await clock.advance(float(op[1]))  # type: ignore[arg-type]
+                for key, at in list(scheduled.items()):
+                    if at <= now:
+                        pending.add(key)
+                        del scheduled[key]
+            elif kind == "get" and len(q):
+                key = await q.get()
+                assert key in pending
+                assert key not in inflight, "a key was handed to two workers"
+                pending.discard(key)
+                inflight.append(key)
+            elif kind == "done" and inflight:
+                q.done(inflight.pop(int(op[1]) % len(inflight)))  # type: ignore[call-overload]
+            assert len(q) == len(pending - set(inflight))
+        for key in inflight:
+            q.done(key)
+        await clock.advance(100.0)
+        pending |= set(scheduled)
+        ran = [await q.get() for _ in range(len(q))]
+        assert sorted(ran) == sorted(pending), "every key that needed a run gets exactly one"
+
+    asyncio.run(scenario())

@@ -9,10 +9,15 @@ groups and every field we do not own pass through untouched; the input is never 
 Undo record (version 1)::
 
     {"v": 1,
-     "group": {"<key>": <original value>, ...},      # Networks, Services, Meta, (Tasks)
+     "group": {"<key>": <original value>, ...},      # Networks, Services, (Tasks)
      "absent": ["<key>", ...],                       # keys the group did not have
+     "meta": "object" | "null" | "absent",           # what the group's Meta was
      "tasks": [[<index>, {"Services": <original>}, ["<absent key>", ...]], ...],
      "sidecar_at": <index of mesh-tls-proxy in Tasks> | null}
+
+Group Meta is not restored wholesale: it is the user's interface (``mesh.tls`` lives there),
+so an edit of it on the injected job must count. uninject removes only our two keys and puts
+back a ``null``/absent Meta that we had to create.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ class _Undo:
         self.absent: list[str] = []
         self.tasks: list[list[Any]] = []
         self.sidecar_at: int | None = None
+        self.meta = "absent"
 
     def keep(self, group: Mapping[str, Any], key: str) -> None:
         if key in group:
@@ -83,6 +89,7 @@ class _Undo:
             "absent": self.absent,
             "tasks": self.tasks,
             "sidecar_at": self.sidecar_at,
+            "meta": self.meta,
         }
         return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
 
@@ -132,7 +139,12 @@ def _inject_group(
         undo.keep(group, "Tasks")
         rewrite.set_ordered(group, "Tasks", [task], rewrite.GROUP_ORDER)
 
-    undo.keep(group, "Meta")
+    if isinstance(group.get("Meta"), Mapping):
+        undo.meta = "object"
+    elif "Meta" in group:
+        undo.meta = "null"
+        if group["Meta"] is not None:  # not a JSON object: Nomad would reject it; keep it
+            undo.keep(group, "Meta")
     meta = dict(jobview.group_meta(group))
     meta[keys.INJECTED_GROUP_META] = marker
     meta[keys.UNDO_GROUP_META] = undo.dumps()
@@ -203,6 +215,7 @@ def _parse_undo(group: Mapping[str, Any]) -> dict[str, Any]:
         and isinstance(record.get("absent"), list)
         and isinstance(record.get("tasks"), list)
         and (record.get("sidecar_at") is None or isinstance(record.get("sidecar_at"), int))
+        and record.get("meta") in ("object", "null", "absent")
     )
     if not ok:
         raise UndoError(f'group "{name}": undo record has an unknown shape')
@@ -236,6 +249,21 @@ def _uninject_group(group: dict[str, Any]) -> None:
             if isinstance(saved, dict) and isinstance(absent, list):
                 _restore(tasks[index], saved, absent)
     _restore(group, record["group"], record["absent"])
+    _restore_meta(group, record["meta"])
+
+
+def _restore_meta(group: dict[str, Any], kind: str) -> None:
+    meta = group.get("Meta")
+    if not isinstance(meta, dict):
+        return
+    for key in keys.OWNED_GROUP_META:
+        meta.pop(key, None)
+    if meta or kind == "object":
+        return
+    if kind == "null":
+        group["Meta"] = None
+    else:
+        del group["Meta"]
 
 
 def _is_sidecar(task: object) -> bool:

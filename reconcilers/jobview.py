@@ -184,4 +184,3 @@ def service_name(job: Mapping[str, Any], group: Mapping[str, Any], view: Service
         return values[key]
 
     return _INTERPOLATION.sub(expand, name)
-

@@ -229,7 +229,7 @@ def test_marker_and_undo_record() -> None:
     assert meta[keys.INJECTED_GROUP_META] == spec_hash(spec, DOCKER, j, j["TaskGroups"][0])
     assert meta[keys.INJECTED_GROUP_META].startswith(f"{INJECTOR_VERSION}:")
     record = json.loads(meta[keys.UNDO_GROUP_META])
-    assert record["group"]["Meta"] is None  # nulls are kept, not dropped
+    assert record["meta"] == "null"  # uninject puts the null back
     assert record["group"]["Services"] == j["TaskGroups"][0]["Services"]
     assert record["sidecar_at"] == 1
     assert "," + " " not in meta[keys.UNDO_GROUP_META]  # compact

@@ -1,0 +1,233 @@
+"""The planner's decision table: NoOp | Apply | Remove | Invalid, from the job alone."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from crds_equivalent import keys
+from crds_equivalent.config import MeshConfig
+from crds_equivalent.spec import MeshSpec, SpecError, parse_job_specs
+from reconcilers.inject import inject, is_marked, uninject
+from reconcilers.plan import Apply, Invalid, NoOp, Remove, plan, plan_job
+from tests.golden_jobs import JOBS
+
+CONFIG = MeshConfig()
+
+
+def job(meta: dict[str, str] | None = None, *groups: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "ID": "shop",
+        "Namespace": "default",
+        "Meta": meta,
+        "TaskGroups": list(groups) or [group("web")],
+    }
+
+
+def group(name: str, meta: dict[str, str] | None = None, service: str = "shop") -> dict[str, Any]:
+    return {
+        "Name": name,
+        "Networks": [{"Mode": "bridge", "DynamicPorts": [{"Label": "http", "To": 8080}]}],
+        "Services": [{"Name": service, "PortLabel": "http", "Provider": "consul"}],
+        "Tasks": [{"Name": "app", "Driver": "docker"}],
+        "Meta": meta,
+    }
+
+
+MESHED = job({"mesh.tls": "true"})
+
+
+def injected(j: dict[str, Any] = MESHED, config: MeshConfig = CONFIG) -> dict[str, Any]:
+    decision = plan_job(j, config)
+    assert isinstance(decision, Apply)
+    return decision.job
+
+
+# --- the happy paths -----------------------------------------------------------------------------
+
+
+def test_unmeshed_job_is_a_noop() -> None:
+    assert plan_job(job(), CONFIG) == NoOp("not meshed")
+    assert plan_job(job({"mesh.tls": "false", "mesh.tls.mode": "bogus"}), CONFIG) == NoOp(
+        "not meshed"
+    )
+
+
+def test_meshed_job_is_applied_with_markers() -> None:
+    decision = plan_job(MESHED, CONFIG)
+    assert isinstance(decision, Apply)
+    assert "web" in decision.reason
+    assert is_marked(decision.job["TaskGroups"][0])
+    assert uninject(decision.job) == MESHED
+
+
+def test_our_own_write_plans_as_a_noop() -> None:
+    assert plan_job(injected(), CONFIG) == NoOp("up to date")
+
+
+def test_stopped_jobs_are_left_alone() -> None:
+    stopped = {**MESHED, "Stop": True}
+    assert plan_job(stopped, CONFIG) == NoOp("job is stopped")
+    assert plan_job({**injected(), "Stop": True}, CONFIG) == NoOp("job is stopped")
+
+
+def test_removing_the_flag_removes_the_injection() -> None:
+    current = injected()
+    current["Meta"] = {"mesh.tls": "false"}
+    decision = plan_job(current, CONFIG)
+    assert isinstance(decision, Remove)
+    assert decision.job == {**MESHED, "Meta": {"mesh.tls": "false"}}
+    assert not any(is_marked(g) for g in decision.job["TaskGroups"])
+
+
+def test_changed_spec_or_config_re_injects() -> None:
+    current = injected()
+    current["Meta"] = {"mesh.tls": "true", "mesh.tls.mode": "permissive"}
+    decision = plan_job(current, CONFIG)
+    assert isinstance(decision, Apply)
+    assert len(decision.job["TaskGroups"][0]["Services"]) == 2
+    new_config = MeshConfig(sidecar_image="nginx:1.28-alpine")
+    decision = plan_job(injected(), new_config)
+    assert isinstance(decision, Apply)
+    assert plan_job(decision.job, new_config) == NoOp("up to date")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda g: g["Tasks"].pop(),  # the sidecar deleted by hand
+        lambda g: g["Networks"][0]["DynamicPorts"].pop(),  # the TLS port deleted
+        lambda g: g["Meta"].__setitem__(keys.INJECTED_GROUP_META, "1:0000000000000000"),
+    ],
+)
+def test_damaged_injection_is_repaired(damage: Callable[[dict[str, Any]], object]) -> None:
+    current = injected()
+    damage(current["TaskGroups"][0])
+    decision = plan_job(current, CONFIG)
+    assert isinstance(decision, Apply)
+    assert plan_job(decision.job, CONFIG) == NoOp("up to date")
+
+
+def test_one_group_unflagged_while_another_stays_meshed() -> None:
+    two = job({"mesh.tls": "true"}, group("a", service="a"), group("b", service="b"))
+    current = injected(two)
+    current["TaskGroups"][1]["Meta"]["mesh.tls"] = "false"
+    decision = plan_job(current, CONFIG)
+    assert isinstance(decision, Apply)
+    assert "b" in decision.reason
+    assert is_marked(decision.job["TaskGroups"][0])
+    assert not is_marked(decision.job["TaskGroups"][1])
+
+
+def test_same_service_in_two_groups_with_the_same_shape_is_fine() -> None:
+    two = job({"mesh.tls": "true"}, group("a"), group("b"))
+    assert isinstance(plan_job(two, CONFIG), Apply)
+
+
+# --- Invalid --------------------------------------------------------------------------------------
+
+
+def _with(mutate: Callable[[dict[str, Any]], object], meta: dict[str, str] | None = None) -> Any:
+    j = job(meta or {"mesh.tls": "true"})
+    mutate(j["TaskGroups"][0])
+    return j
+
+
+INVALID: dict[str, tuple[dict[str, Any], str]] = {
+    "bad meta value": (
+        job({"mesh.tls": "true", "mesh.tls.mode": "STRICT"}),
+        'group "web": meta "mesh.tls.mode" = "STRICT": expected one of strict, permissive',
+    ),
+    "unknown port label": (
+        job({"mesh.tls": "true", "mesh.tls.ports": "nope"}),
+        'unknown label "nope"',
+    ),
+    "no port to front": (
+        _with(lambda g: g.__setitem__("Services", None)),
+        'group "web": is meshed but has no port to front',
+    ),
+    "reserved task name": (
+        _with(lambda g: g["Tasks"].append({"Name": keys.SIDECAR_TASK, "Driver": "docker"})),
+        f'group "web": task name "{keys.SIDECAR_TASK}" is reserved',
+    ),
+    "reserved port prefix": (
+        _with(lambda g: g["Networks"][0]["DynamicPorts"].append({"Label": "mesh_tls_x"})),
+        'group "web": port label "mesh_tls_x" uses the prefix',
+    ),
+    "nomad provider": (
+        _with(lambda g: g["Services"][0].__setitem__("Provider", "nomad")),
+        'group "web": service "shop" uses provider "nomad"',
+    ),
+    "driver address mode": (
+        _with(lambda g: g["Services"][0].__setitem__("AddressMode", "driver")),
+        'service "shop" uses address_mode "driver"',
+    ),
+    "runtime-only service name": (
+        _with(lambda g: g["Services"][0].__setitem__("Name", "shop-${NOMAD_META_color}")),
+        "only known at run time",
+    ),
+    "conflicting groups": (
+        job(
+            {"mesh.tls": "true"},
+            group("a"),
+            group("b", meta={"mesh.tls.protocol": "tcp"}),
+        ),
+        'group "b": service "shop" is also fronted by group "a" with different settings',
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INVALID))
+def test_invalid_jobs_are_not_touched(case: str) -> None:
+    j, expected = INVALID[case]
+    before = copy.deepcopy(j)
+    decision = plan_job(j, CONFIG)
+    assert isinstance(decision, Invalid), decision
+    assert expected in decision.reason
+    assert j == before
+
+
+def test_reserved_names_in_unmeshed_groups_are_not_our_business() -> None:
+    j = job({"mesh.tls": "false"})
+    j["TaskGroups"][0]["Tasks"].append({"Name": keys.SIDECAR_TASK})
+    assert plan_job(j, CONFIG) == NoOp("not meshed")
+
+
+def test_the_api_docs_syntax_job_is_invalid_because_of_its_nomad_provider() -> None:
+    """The JSON-jobs syntax example registers its service with provider "nomad"."""
+    doc = json.loads((JOBS / "syntax-bridge-group-service.in.json").read_text())
+    j = doc["Job"]
+    j["TaskGroups"][0]["Services"][0]["Provider"] = "nomad"
+    decision = plan_job(j, CONFIG)
+    assert isinstance(decision, Invalid)
+    assert 'provider "nomad"' in decision.reason
+
+
+def test_corrupt_undo_record_is_invalid() -> None:
+    current = injected()
+    current["TaskGroups"][0]["Meta"][keys.UNDO_GROUP_META] = "{"
+    decision = plan_job(current, CONFIG)
+    assert decision == Invalid('group "web": undo record is not JSON')
+
+
+def test_plan_accepts_a_spec_error_from_the_caller() -> None:
+    error = SpecError("web", "mesh.tls", "yes", "a boolean")
+    assert plan(MESHED, error, CONFIG) == Invalid(str(error))
+
+
+def test_plan_with_explicit_specs_naming_an_undeclared_label() -> None:
+    specs = {"web": MeshSpec(group="web", enabled=True, ports=("http", "ghost"))}
+    decision = plan(MESHED, specs, CONFIG)
+    assert isinstance(decision, Invalid)
+    assert "ghost" in decision.reason
+
+
+def test_plan_and_plan_job_agree() -> None:
+    current = injected()
+    assert plan(current, parse_job_specs(uninject(current)), CONFIG) == plan_job(current, CONFIG)
+    assert plan(MESHED, parse_job_specs(MESHED), CONFIG) == plan_job(MESHED, CONFIG)
+    assert inject(MESHED, parse_job_specs(MESHED), CONFIG) == injected()

@@ -1,0 +1,173 @@
+"""Decide what a job's allocations should become: Nomad's reconciler in miniature.
+
+Pure over the store: for each task group it returns which allocations to place, stop,
+update in place or replace (destructive update, limited by Update.MaxParallel while
+earlier replacements are not yet healthy), plus the plan annotation counts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from devstack.nomad.wire import client_terminal
+
+# Changes to these never force a new allocation (Nomad updates them in place).
+_INPLACE_GROUP = (
+    "Count",
+    "Update",
+    "Migrate",
+    "ReschedulePolicy",
+    "Scaling",
+    "Services",
+    "Spreads",
+    "Affinities",
+    "Constraints",
+    "Consul",
+)
+_INPLACE_TASK = (
+    "Services",
+    "Constraints",
+    "Affinities",
+    "KillTimeout",
+    "LogConfig",
+    "RestartPolicy",
+    "ShutdownDelay",
+    "KillSignal",
+)
+_NAME_INDEX = re.compile(r"\[(\d+)\]$")
+
+ANNOTATION_KEYS = [
+    "Ignore",
+    "Place",
+    "Migrate",
+    "Stop",
+    "InPlaceUpdate",
+    "DestructiveUpdate",
+    "Canary",
+    "Preemptions",
+    "Reconnect",
+    "RescheduleNow",
+    "RescheduleLater",
+    "Disconnect",
+]
+
+
+@dataclass
+class GroupPlan:
+    name: str
+    place: list[int] = field(default_factory=list)  # name indexes of new allocs
+    stop: list[tuple[dict[str, Any], str]] = field(default_factory=list)  # (alloc, desc)
+    inplace: list[dict[str, Any]] = field(default_factory=list)
+    destructive: list[dict[str, Any]] = field(default_factory=list)
+    migrate: list[dict[str, Any]] = field(default_factory=list)
+    ignore: int = 0
+    node_targets: list[str] = field(default_factory=list)  # system jobs: node per placement
+
+    def annotation(self) -> dict[str, int]:
+        out = dict.fromkeys(ANNOTATION_KEYS, 0)
+        out.update(
+            Ignore=self.ignore,
+            Place=len(self.place),
+            Migrate=len(self.migrate),
+            Stop=len(self.stop),
+            InPlaceUpdate=len(self.inplace),
+            DestructiveUpdate=len(self.destructive),
+        )
+        return out
+
+    def empty(self) -> bool:
+        return not (self.place or self.stop or self.inplace or self.destructive or self.migrate)
+
+
+def name_index(alloc: dict[str, Any]) -> int:
+    m = _NAME_INDEX.search(alloc["Name"])
+    return int(m.group(1)) if m else 0
+
+
+def _strip_group(tg: dict[str, Any], job_meta: Any) -> dict[str, Any]:
+    out = {k: v for k, v in tg.items() if k not in _INPLACE_GROUP}
+    out["Tasks"] = [
+        {k: v for k, v in t.items() if k not in _INPLACE_TASK} for t in tg.get("Tasks") or []
+    ]
+    out["_JobMeta"] = job_meta
+    return out
+
+
+def destructive_change(old_job: dict[str, Any], new_job: dict[str, Any], group: str) -> bool:
+    old = next((g for g in old_job["TaskGroups"] if g["Name"] == group), None)
+    new = next((g for g in new_job["TaskGroups"] if g["Name"] == group), None)
+    if old is None or new is None:
+        return True
+    return _strip_group(old, old_job.get("Meta")) != _strip_group(new, new_job.get("Meta"))
+
+
+def live_allocs(allocs: list[dict[str, Any]], group: str, batch: bool) -> list[dict[str, Any]]:
+    out = []
+    for a in allocs:
+        if a["TaskGroup"] != group or a["DesiredStatus"] != "run":
+            continue
+        if client_terminal(a) and not (batch and a["ClientStatus"] == "complete"):
+            continue
+        out.append(a)
+    return sorted(out, key=name_index)
+
+
+def reconcile(
+    job: dict[str, Any] | None, allocs: list[dict[str, Any]], node_ids: list[str]
+) -> list[GroupPlan]:
+    plans: list[GroupPlan] = []
+    groups = {g["Name"]: g for g in (job["TaskGroups"] if job else [])}
+    stopped = job is None or job["Stop"]
+    jtype = job["Type"] if job is not None else ""
+    batch = jtype in ("batch", "sysbatch")
+    system = jtype in ("system", "sysbatch")
+    names = sorted({a["TaskGroup"] for a in allocs} | set(groups))
+    for name in names:
+        plan = GroupPlan(name)
+        live = live_allocs(allocs, name, batch)
+        tg = groups.get(name)
+        if stopped or tg is None:
+            plan.stop = [(a, "alloc not needed due to job update") for a in live]
+            plans.append(plan)
+            continue
+        assert job is not None
+        keep: list[dict[str, Any]] = []
+        for a in live:
+            if (a.get("DesiredTransition") or {}).get("Migrate"):
+                plan.migrate.append(a)
+            else:
+                keep.append(a)
+        if system:
+            by_node = {a["NodeID"]: a for a in keep}
+            for a in keep:
+                if a["NodeID"] not in node_ids or by_node[a["NodeID"]] is not a:
+                    plan.stop.append((a, "alloc not needed due to job update"))
+            keep = [a for a in keep if a["NodeID"] in node_ids and by_node[a["NodeID"]] is a]
+            plan.node_targets = [n for n in node_ids if n not in by_node]
+            plan.place = [0] * len(plan.node_targets)
+        else:
+            desired = tg["Count"]
+            while len(keep) > desired:
+                plan.stop.append((keep.pop(), "alloc not needed due to job update"))
+            used = {name_index(a) for a in keep} | {name_index(a) for a in plan.migrate}
+            free = [i for i in range(desired + len(plan.migrate) + len(keep)) if i not in used]
+            plan.place = free[: max(0, desired - len(keep) - len(plan.migrate))]
+        outdated = [a for a in keep if a["Job"]["JobModifyIndex"] != job["JobModifyIndex"]]
+        destructive = [a for a in outdated if destructive_change(a["Job"], job, name)]
+        plan.inplace = [a for a in outdated if a not in destructive]
+        limit = len(destructive)
+        update = tg.get("Update") or {}
+        if job["Type"] == "service" and update.get("MaxParallel", 0) > 0:
+            inflight = [
+                a
+                for a in keep
+                if a["Job"]["JobModifyIndex"] == job["JobModifyIndex"]
+                and (a.get("DeploymentStatus") or {}).get("Healthy") is not True
+            ]
+            limit = max(0, update["MaxParallel"] - len(inflight))
+        plan.destructive = destructive[:limit]
+        plan.ignore = len(keep) - len(plan.inplace) - len(plan.destructive)
+        plans.append(plan)
+    return plans

@@ -1,0 +1,270 @@
+"""One allocation on a simulated client: task life cycle, restarts, kills.
+
+Order follows Nomad's lifecycle: prestart tasks first (sidecars must be running,
+ephemeral ones must have exited successfully), then main tasks, then poststart; on stop
+the non-sidecar tasks are killed before the sidecars, then poststop tasks run. Exits go
+through the restart policy (Attempts within Interval, Delay, Mode fail|delay). Every
+change is written into ``task_states`` and reported through ``on_change``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from devstack.nomad.codec import NS, now_ns, rfc3339
+from devstack.nomad.hooks import TaskDriver
+from devstack.nomad.taskctx import TaskContext
+from devstack.nomad.taskenv import task_env
+from devstack.nomad.taskstate import append_event, new_task_state, set_state, task_event
+
+log = logging.getLogger(__name__)
+
+
+def _hook(task: dict[str, Any]) -> tuple[str, bool]:
+    life = task.get("Lifecycle") or {}
+    return life.get("Hook") or "", bool(life.get("Sidecar"))
+
+
+class AllocRunner:
+    def __init__(
+        self,
+        alloc: dict[str, Any],
+        node: Any,
+        drivers: Mapping[str, TaskDriver],
+        default_driver: TaskDriver,
+        alloc_root: Path,
+        on_change: Callable[[AllocRunner], None],
+        vault: tuple[str | None, str | None] = (None, None),
+    ) -> None:
+        self.alloc = alloc
+        self.node = node
+        self.drivers = drivers
+        self.default_driver = default_driver
+        self.alloc_dir = alloc_root / alloc["ID"]
+        self.on_change = on_change
+        self.vault = vault
+        group = next(g for g in alloc["Job"]["TaskGroups"] if g["Name"] == alloc["TaskGroup"])
+        self.tasks: dict[str, dict[str, Any]] = {t["Name"]: t for t in group["Tasks"] or []}
+        self.task_states: dict[str, dict[str, Any]] = {n: new_task_state() for n in self.tasks}
+        self.ctxs: dict[str, TaskContext] = {}
+        self._running = {n: asyncio.Event() for n in self.tasks}
+        self._done = {n: asyncio.Event() for n in self.tasks}
+        self._restart_times: dict[str, list[float]] = {n: [] for n in self.tasks}
+        self._killing = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.main: asyncio.Task[None] | None = None
+
+    # ---- reporting --------------------------------------------------------------
+    def emit(self, name: str, type_: str, message: str = "", **fields: Any) -> None:
+        append_event(self.task_states[name], task_event(type_, message, **fields))
+        self.on_change(self)
+
+    def set_state(self, name: str, state: str, failed: bool = False) -> None:
+        set_state(self.task_states[name], state, failed)
+        if state == "running":
+            self._running[name].set()
+        if state == "dead":
+            self._done[name].set()
+            self._running[name].set()
+        self.on_change(self)
+
+    def driver(self, task: dict[str, Any]) -> TaskDriver:
+        return self.drivers.get(task["Driver"], self.default_driver)
+
+    def _ctx(self, name: str) -> TaskContext:
+        if name not in self.ctxs:
+            task = self.tasks[name]
+            self.ctxs[name] = TaskContext(
+                alloc_id=self.alloc["ID"],
+                task_name=name,
+                node_id=self.node.id,
+                node_name=self.node.name,
+                node_address=self.node.address,
+                alloc_dir=self.alloc_dir,
+                task_dir=self.alloc_dir / name,
+                env=task_env(self.alloc, task, self.alloc_dir, self.node.datacenter),
+                vault_addr=self.vault[0],
+                vault_token=self.vault[1],
+                _emit=self.emit,
+                _set_state=self.set_state,
+                _exited=self._exited,
+            )
+        return self.ctxs[name]
+
+    # ---- life cycle ---------------------------------------------------------------
+    def start(self) -> None:
+        self.main = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        for name in self.tasks:
+            self.emit(name, "Received")
+        for name in self.tasks:
+            (self.alloc_dir / "alloc").mkdir(parents=True, exist_ok=True)
+            for sub in ("local", "secrets", "tmp"):
+                (self.alloc_dir / name / sub).mkdir(parents=True, exist_ok=True)
+            (self.alloc_dir / name / "secrets").chmod(0o700)
+            self.emit(name, "Task Setup", "Building Task Directory")
+        phases = [
+            [n for n, t in self.tasks.items() if _hook(t)[0] == "prestart"],
+            [n for n, t in self.tasks.items() if _hook(t)[0] == ""],
+            [n for n, t in self.tasks.items() if _hook(t)[0] == "poststart"],
+        ]
+        for phase in phases:
+            if self._killing:
+                return
+            for name in phase:
+                self._spawn(self._start_task(name))
+            for name in phase:
+                await self._ready(name)
+            if any(self.task_states[n]["Failed"] for n in self.tasks):
+                await self.kill(reason_failed=True)
+                return
+
+    async def _ready(self, name: str) -> None:
+        ephemeral = _hook(self.tasks[name])[0] in ("prestart",) and not _hook(self.tasks[name])[1]
+        await (self._done if ephemeral else self._running)[name].wait()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _start_task(self, name: str) -> None:
+        task = self.tasks[name]
+        try:
+            await self.driver(task).start(self.alloc, task, self._ctx(name))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.emit(name, "Driver Failure", str(exc), DriverError=str(exc))
+            await self._after_exit(name, 1, 0)
+            return
+        st = self.task_states[name]
+        if st["State"] == "pending" and not self._killing:
+            self.set_state(name, "running")
+            self.emit(name, "Started")
+
+    def _exited(self, name: str, exit_code: int, signal: int, message: str = "") -> None:
+        self._spawn(self._on_exit(name, exit_code, signal, message))
+
+    async def _on_exit(self, name: str, exit_code: int, signal: int, message: str) -> None:
+        if self._killing or self.task_states[name]["State"] == "dead":
+            return
+        self.emit(name, "Terminated", message, ExitCode=exit_code, Signal=signal)
+        await self._after_exit(name, exit_code, signal)
+
+    async def _after_exit(self, name: str, exit_code: int, signal: int) -> None:
+        task = self.tasks[name]
+        hook, sidecar = _hook(task)
+        batch = self.alloc["Job"]["Type"] in ("batch", "sysbatch")
+        if exit_code == 0 and signal == 0 and ((hook and not sidecar) or batch):
+            self.set_state(name, "dead")
+            self._check_main_dead()
+            return
+        policy = task.get("RestartPolicy") or {}
+        now = time.monotonic()
+        window = policy.get("Interval", 0) / NS
+        recent = [t for t in self._restart_times[name] if now - t < window]
+        self._restart_times[name] = recent
+        if len(recent) >= policy.get("Attempts", 0) and policy.get("Mode", "fail") == "fail":
+            reason = (
+                f"Exceeded allowed attempts {policy.get('Attempts', 0)} in interval "
+                f'and mode is "fail"'
+            )
+            self.emit(name, "Not Restarting", RestartReason=reason, FailsTask=True)
+            self.set_state(name, "dead", failed=True)
+            await self.kill(reason_failed=True, failed_sibling=name)
+            return
+        delay = policy.get("Delay", 0) / NS
+        self._restart_times[name].append(now)
+        self.emit(name, "Restarting", f"Task restarting in {delay:g}s", StartDelay=int(delay * NS))
+        await asyncio.sleep(delay)
+        if self._killing:
+            return
+        st = self.task_states[name]
+        st["Restarts"] += 1
+        st["LastRestart"] = rfc3339(now_ns())
+        st["State"] = "pending"
+        await self._start_task(name)
+
+    def _check_main_dead(self) -> None:
+        mains = [n for n, t in self.tasks.items() if not _hook(t)[0]]
+        if mains and all(self.task_states[n]["State"] == "dead" for n in mains):
+            self._spawn(self.kill(main_dead=True))
+
+    async def kill(
+        self, *, reason_failed: bool = False, failed_sibling: str = "", main_dead: bool = False
+    ) -> None:
+        if self._killing:
+            return
+        self._killing = True
+        first = [n for n, t in self.tasks.items() if not _hook(t)[1] and _hook(t)[0] != "poststop"]
+        sidecars = [n for n, t in self.tasks.items() if _hook(t)[1]]
+        for group in (first, sidecars):
+            await asyncio.gather(*(self._kill_task(n, failed_sibling, main_dead) for n in group))
+        for name, task in self.tasks.items():
+            if _hook(task)[0] == "poststop":
+                self.set_state(name, "dead")
+
+    async def _kill_task(self, name: str, failed_sibling: str, main_dead: bool) -> None:
+        st = self.task_states[name]
+        if st["State"] == "dead":
+            return
+        if st["State"] == "pending" and not self._running[name].is_set():
+            if failed_sibling and name != failed_sibling:
+                self.emit(name, "Sibling Task Failed", FailedSibling=failed_sibling, FailsTask=True)
+            self.set_state(name, "dead", failed=bool(failed_sibling))
+            return
+        task = self.tasks[name]
+        if failed_sibling and name != failed_sibling:
+            self.emit(name, "Sibling Task Failed", FailedSibling=failed_sibling)
+        elif main_dead:
+            self.emit(name, "Main Tasks Dead")
+        self.emit(name, "Killing", KillTimeout=task.get("KillTimeout", 5 * NS))
+        try:
+            await self.driver(task).stop(self.alloc, task, self._ctx(name))
+        except Exception as exc:
+            log.warning("driver stop failed for %s/%s: %s", self.alloc["ID"], name, exc)
+        self.emit(name, "Killed")
+        self.set_state(name, "dead")
+
+    async def close(self) -> None:
+        """Twin shutdown: stop what runs, then cancel our own tasks."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.kill(), 10)
+        for task in [*self._tasks, *([self.main] if self.main else [])]:
+            task.cancel()
+        for task in [*self._tasks, *([self.main] if self.main else [])]:
+            with contextlib.suppress(BaseException):
+                await task
+
+    # ---- user operations (POST /v1/client/allocation/:id/restart|signal) -----------
+    def running_tasks(self) -> list[str]:
+        return [n for n, st in self.task_states.items() if st["State"] == "running"]
+
+    async def restart_task(self, name: str) -> None:
+        task = self.tasks[name]
+        self.emit(name, "Restart Signaled", RestartReason="User requested restart")
+        await self.driver(task).restart(self.alloc, task, self._ctx(name))
+        st = self.task_states[name]
+        st["Restarts"] += 1
+        st["LastRestart"] = rfc3339(now_ns())
+        self.emit(name, "Restarting", "Task restarting in 0s")
+        self.emit(name, "Started")
+
+    async def signal_task(self, name: str, signal: str) -> None:
+        task = self.tasks[name]
+        self.emit(
+            name,
+            "Signaling",
+            f"Task being sent signal {signal}: User requested signal",
+            TaskSignal=signal,
+            TaskSignalReason="User requested signal",
+        )
+        await self.driver(task).signal(self.alloc, task, self._ctx(name), signal)

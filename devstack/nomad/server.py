@@ -1,0 +1,160 @@
+"""Start and stop the Nomad twin: wire the store, scheduler, clients and HTTP app.
+
+``start_nomad_twin`` returns a running ``NomadTwin``; ``stop()`` ends event streams,
+stops every allocation through its driver, cancels background work and closes the
+listener, so nothing is left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from devstack.nomad import http_allocs, http_jobs, http_misc, http_stream, http_vars
+from devstack.nomad.client import Client
+from devstack.nomad.ctx import CTX_KEY, TwinCtx
+from devstack.nomad.errors import ApiError
+from devstack.nomad.faults import NomadFaults, fault_middleware
+from devstack.nomad.hooks import AllocHooks, TaskDriver
+from devstack.nomad.httpbase import text
+from devstack.nomad.nodes import Node, make_nodes
+from devstack.nomad.scheduler import Scheduler
+from devstack.nomad.simdriver import SimulatedDriver
+from devstack.nomad.state import NomadState
+from devstack.nomad.variables import VariableStore
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return text(exc.code, exc.message)
+    except web.HTTPNotFound:
+        return text(404, "")
+    except web.HTTPMethodNotAllowed:
+        return text(405, "Invalid method")
+    except web.HTTPException:
+        raise
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception as exc:
+        return text(500, str(exc))
+
+
+@dataclass
+class NomadTwin:
+    url: str
+    management_token: str | None
+    state: NomadState
+    faults: NomadFaults
+    ctx: TwinCtx
+    nodes: list[Node]
+    _runner: web.AppRunner
+    _tmpdir: str | None
+
+    @property
+    def scheduler(self) -> Scheduler:
+        return self.ctx.sched
+
+    @property
+    def client(self) -> Client:
+        return self.ctx.client
+
+    @property
+    def variables(self) -> VariableStore:
+        return self.ctx.variables
+
+    async def stop(self) -> None:
+        self.state.broker.close()
+        for task in list(self.ctx.streams):
+            if task is not None:
+                task.cancel()
+        await self.ctx.sched.close()
+        await self.ctx.client.close()
+        self.ctx.variables.close()
+        await self._runner.cleanup()
+        if self._tmpdir:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+
+async def start_nomad_twin(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    nodes: int = 3,
+    acl: bool = False,
+    vault_addr: str | None = None,
+    vault_token: str | None = None,
+    alloc_hooks: AllocHooks | None = None,
+    drivers: Mapping[str, TaskDriver] | None = None,
+    event_buffer_size: int = 100,
+    heartbeat_interval: float = 30.0,
+    data_dir: str | None = None,
+) -> NomadTwin:
+    state = NomadState(event_buffer_size)
+    node_list = make_nodes(nodes)
+    tmpdir = None
+    if data_dir is None:
+        tmpdir = tempfile.mkdtemp(prefix="nomad-twin-")
+        data_dir = tmpdir
+    alloc_root = Path(data_dir) / "alloc"
+    alloc_root.mkdir(parents=True, exist_ok=True)
+    faults = NomadFaults()
+    holder: dict[str, Scheduler] = {}
+    client = Client(
+        state,
+        node_list,
+        dict(drivers or {}),
+        SimulatedDriver(),
+        alloc_root,
+        alloc_hooks,
+        (vault_addr, vault_token),
+        lambda dep: holder["sched"].deployment_changed(dep),
+    )
+    sched = Scheduler(state, node_list, client)
+    holder["sched"] = sched
+    ctx = TwinCtx(
+        state=state,
+        sched=sched,
+        client=client,
+        nodes=node_list,
+        faults=faults,
+        variables=VariableStore(state),
+        acl=acl,
+        heartbeat=heartbeat_interval,
+    )
+    management = http_misc.bootstrap(state)["SecretID"] if acl else None
+    app = web.Application(middlewares=[error_middleware, fault_middleware(faults)])
+    app[CTX_KEY] = ctx
+    for module in (http_jobs, http_allocs, http_stream, http_vars, http_misc):
+        module.routes(app)
+    sched.start()
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, shutdown_timeout=1.0)
+    await site.start()
+    bound = port
+    server = site._server
+    if server is not None:
+        with contextlib.suppress(Exception):
+            bound = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+    return NomadTwin(
+        url=f"http://{host}:{bound}",
+        management_token=management,
+        state=state,
+        faults=faults,
+        ctx=ctx,
+        nodes=node_list,
+        _runner=runner,
+        _tmpdir=tmpdir,
+    )

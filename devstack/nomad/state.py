@@ -1,0 +1,239 @@
+"""The twin's in-memory state store: tables, raft indexes and transactions.
+
+Every write is one transaction with one raft index and one message type, like a raft
+apply in Nomad. A transaction records which objects it wrote; on commit it recomputes
+the status of every touched job (pending/running/dead, as ``setJobStatus`` does), emits
+one event per written object with the transaction's Type, bumps the per-table indexes
+that blocking queries watch, and wakes every waiter.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from devstack.nomad.codec import now_ns
+from devstack.nomad.events import Event, EventBroker, make_event
+from devstack.nomad.notify import Notifier
+from devstack.nomad.wire import alloc_event, alloc_terminal, eval_wire, group_summary
+
+JobKey = tuple[str, str]
+
+
+@dataclass
+class Txn:
+    state: NomadState
+    index: int
+    type: str
+    jobs: dict[JobKey, bool] = field(default_factory=dict)  # key -> emit event
+    allocs: list[str] = field(default_factory=list)
+    evals: list[str] = field(default_factory=list)
+    deployments: list[str] = field(default_factory=list)
+    extra: list[Event] = field(default_factory=list)
+    tables: set[str] = field(default_factory=set)
+    deleted_jobs: dict[JobKey, dict[str, Any]] = field(default_factory=dict)
+
+    def put_job(self, job: dict[str, Any]) -> None:
+        key = (job["Namespace"], job["ID"])
+        self.state.jobs[key] = job
+        self.jobs[key] = True
+        self.tables.update(("jobs", "job_summary"))
+
+    def delete_job(self, key: JobKey) -> None:
+        job = self.state.jobs.pop(key, None)
+        if job is not None:
+            self.deleted_jobs[key] = job
+            self.tables.update(("jobs", "job_summary", "job_version"))
+
+    def touch_job(self, key: JobKey) -> None:
+        self.jobs.setdefault(key, False)
+
+    def put_alloc(self, alloc: dict[str, Any]) -> None:
+        st = self.state
+        st.allocs[alloc["ID"]] = alloc
+        st.allocs_by_job[(alloc["Namespace"], alloc["JobID"])].add(alloc["ID"])
+        if alloc["ID"] not in self.allocs:
+            self.allocs.append(alloc["ID"])
+        self.touch_job((alloc["Namespace"], alloc["JobID"]))
+        self.tables.update(("allocs", "job_summary"))
+
+    def put_eval(self, ev: dict[str, Any]) -> None:
+        self.state.evals[ev["ID"]] = ev
+        if ev["ID"] not in self.evals:
+            self.evals.append(ev["ID"])
+        self.touch_job((ev["Namespace"], ev["JobID"]))
+        self.tables.add("evals")
+
+    def put_deployment(self, dep: dict[str, Any]) -> None:
+        self.state.deployments[dep["ID"]] = dep
+        if dep["ID"] not in self.deployments:
+            self.deployments.append(dep["ID"])
+        self.tables.add("deployment")
+
+    def add_event(
+        self, topic: str, key: str, ns: str, fkeys: list[str] | None, payload: Any
+    ) -> None:
+        self.extra.append(make_event(topic, self.type, key, ns, fkeys, self.index, payload))
+
+
+class NomadState:
+    def __init__(self, event_buffer_size: int = 100, region: str = "global") -> None:
+        self.region = region
+        self.index = 0
+        self.table_index: dict[str, int] = defaultdict(int)
+        self.namespaces: dict[str, dict[str, Any]] = {}
+        self.jobs: dict[JobKey, dict[str, Any]] = {}
+        self.job_versions: dict[JobKey, list[dict[str, Any]]] = {}
+        self.allocs: dict[str, dict[str, Any]] = {}
+        self.allocs_by_job: dict[JobKey, set[str]] = defaultdict(set)
+        self.evals: dict[str, dict[str, Any]] = {}
+        self.deployments: dict[str, dict[str, Any]] = {}
+        self.variables: dict[tuple[str, str], dict[str, Any]] = {}
+        self.acl_policies: dict[str, dict[str, Any]] = {}
+        self.acl_tokens: dict[str, dict[str, Any]] = {}  # by SecretID
+        self.nodes: list[dict[str, Any]] = []
+        self.broker = EventBroker(event_buffer_size)
+        self.notifier = Notifier()
+        with self.txn("NamespaceUpsert") as tx:
+            self.namespaces["default"] = namespace_record(
+                "default", "Default shared namespace", None, tx.index
+            )
+            tx.tables.add("namespaces")
+
+    @contextmanager
+    def txn(self, msg_type: str) -> Iterator[Txn]:
+        tx = Txn(self, self.index + 1, msg_type)
+        yield tx
+        self._commit(tx)
+
+    def _commit(self, tx: Txn) -> None:
+        events: list[Event] = []
+        for key, emit in tx.jobs.items():
+            job = self.jobs.get(key)
+            if job is None:
+                continue
+            status = self.compute_job_status(job)
+            if status != job["Status"]:
+                job = {**job, "Status": status, "ModifyIndex": tx.index}
+                self.jobs[key] = job
+                self._sync_version(job)
+                tx.tables.add("jobs")
+                emit = True
+            if emit:
+                events.append(_job_event(tx, job))
+        for job in tx.deleted_jobs.values():
+            events.append(_job_event(tx, job))
+        for eid in tx.evals:
+            ev = self.evals[eid]
+            events.append(
+                make_event(
+                    "Evaluation",
+                    tx.type,
+                    eid,
+                    ev["Namespace"],
+                    [ev["JobID"], ev.get("DeploymentID", "")],
+                    tx.index,
+                    {"Evaluation": eval_wire(ev)},
+                )
+            )
+        for aid in tx.allocs:
+            a = self.allocs[aid]
+            events.append(
+                make_event(
+                    "Allocation",
+                    tx.type,
+                    aid,
+                    a["Namespace"],
+                    [a["JobID"], a.get("DeploymentID", "")],
+                    tx.index,
+                    {"Allocation": alloc_event(a)},
+                )
+            )
+        for did in tx.deployments:
+            d = self.deployments[did]
+            events.append(
+                make_event(
+                    "Deployment",
+                    tx.type,
+                    did,
+                    d["Namespace"],
+                    [d["JobID"]],
+                    tx.index,
+                    {"Deployment": d},
+                )
+            )
+        events.extend(tx.extra)
+        self.index = tx.index
+        for table in tx.tables:
+            self.table_index[table] = tx.index
+        self.broker.publish(tx.index, events)
+        self.notifier.fire()
+
+    def _sync_version(self, job: dict[str, Any]) -> None:
+        versions = self.job_versions.get((job["Namespace"], job["ID"]))
+        if versions and versions[0]["Version"] == job["Version"]:
+            versions[0] = job
+
+    # ---- queries -------------------------------------------------------------
+    def allocs_of(self, key: JobKey) -> list[dict[str, Any]]:
+        ids = self.allocs_by_job.get(key, ())
+        return sorted((self.allocs[i] for i in ids), key=lambda a: a["CreateIndex"])
+
+    def evals_of(self, key: JobKey) -> list[dict[str, Any]]:
+        return [e for e in self.evals.values() if (e["Namespace"], e["JobID"]) == key]
+
+    def compute_job_status(self, job: dict[str, Any]) -> str:
+        if job["Type"] == "system" or job["Periodic"] or job["ParameterizedJob"]:
+            return "dead" if job["Stop"] else "running"
+        key = (job["Namespace"], job["ID"])
+        allocs = self.allocs_of(key)
+        if any(not alloc_terminal(a) for a in allocs):
+            return "running"
+        evals = self.evals_of(key)
+        if any(e["Status"] in ("pending", "blocked") for e in evals):
+            return "pending"
+        if evals or allocs:
+            return "dead"
+        return "pending"
+
+    def summary(self, job: dict[str, Any]) -> dict[str, Any]:
+        key = (job["Namespace"], job["ID"])
+        groups = [tg["Name"] for tg in job["TaskGroups"] or []]
+        return {
+            "JobID": job["ID"],
+            "Namespace": job["Namespace"],
+            "Summary": group_summary(self.allocs_of(key), groups),
+            "Children": {"Pending": 0, "Running": 0, "Dead": 0},
+            "CreateIndex": job["CreateIndex"],
+            "ModifyIndex": max(
+                [job["ModifyIndex"], *(a["ModifyIndex"] for a in self.allocs_of(key))]
+            ),
+        }
+
+
+def _job_event(tx: Txn, job: dict[str, Any]) -> Event:
+    return make_event("Job", tx.type, job["ID"], job["Namespace"], None, tx.index, {"Job": job})
+
+
+def namespace_record(
+    name: str, desc: str, meta: dict[str, str] | None, index: int
+) -> dict[str, Any]:
+    return {
+        "Name": name,
+        "Description": desc,
+        "Quota": "",
+        "Capabilities": None,
+        "NodePoolConfiguration": {"Default": "default", "Allowed": None, "Denied": None},
+        "VaultConfiguration": None,
+        "ConsulConfiguration": None,
+        "Meta": meta,
+        "CreateIndex": index,
+        "ModifyIndex": index,
+    }
+
+
+def stamp() -> int:
+    return now_ns()

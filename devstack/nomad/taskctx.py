@@ -1,0 +1,54 @@
+"""What a task driver sees of the client: identity, directories, env, and callbacks.
+
+A driver reports through the context instead of touching the state store: task events
+(``emit_task_event``), state changes (``set_task_state``) and process exits
+(``task_exited``, after which the client applies the restart policy like Nomad does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class TaskContext:
+    alloc_id: str
+    task_name: str
+    node_id: str
+    node_name: str
+    node_address: str
+    alloc_dir: Path
+    task_dir: Path
+    env: dict[str, str]
+    vault_addr: str | None = None
+    vault_token: str | None = None
+    _emit: Callable[..., None] = field(default=lambda *a, **k: None, repr=False)
+    _set_state: Callable[..., None] = field(default=lambda *a, **k: None, repr=False)
+    _exited: Callable[..., None] = field(default=lambda *a, **k: None, repr=False)
+
+    @property
+    def local_dir(self) -> Path:
+        return self.task_dir / "local"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.task_dir / "secrets"
+
+    @property
+    def shared_alloc_dir(self) -> Path:
+        return self.alloc_dir / "alloc"
+
+    def emit_task_event(self, type_: str, message: str = "", **details: Any) -> None:
+        """Record a TaskEvent; keyword names are TaskEvent fields or go into Details."""
+        self._emit(self.task_name, type_, message, **details)
+
+    def set_task_state(self, state: str, *, failed: bool = False) -> None:
+        """Move the task to pending|running|dead."""
+        self._set_state(self.task_name, state, failed)
+
+    def task_exited(self, exit_code: int, signal: int = 0, message: str = "") -> None:
+        """The task's process ended by itself; the client decides about restarts."""
+        self._exited(self.task_name, exit_code, signal, message)

@@ -1,0 +1,213 @@
+"""Nomad Variables with check-and-set and locks (TTL + LockDelay), on an injectable clock.
+
+A lock holder renews before the TTL runs out; when the TTL expires without renewal the
+lock is dropped (a raft write: the index moves) and nobody may lock again until
+LockDelay has passed. Expiry is checked on every access against ``clock()`` and, with a
+real clock, also by a timer so blocking readers see it happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from devstack.nomad.codec import NS, format_go_duration, new_id, now_ns
+from devstack.nomad.state import NomadState
+
+MIN_TTL = 10 * NS
+MAX_TTL = 24 * 3600 * NS
+DEFAULT_TTL = 15 * NS
+DEFAULT_DELAY = 15 * NS
+
+Key = tuple[str, str]
+
+
+def metadata(var: dict[str, Any], *, lock: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {"Namespace": var["Namespace"], "Path": var["Path"]}
+    if lock and var.get("Lock"):
+        lk = var["Lock"]
+        out["Lock"] = {
+            "TTL": format_go_duration(lk["TTL"]),
+            "LockDelay": format_go_duration(lk["LockDelay"]),
+            "ID": lk["ID"],
+        }
+    out.update(
+        CreateIndex=var["CreateIndex"],
+        CreateTime=var["CreateTime"],
+        ModifyIndex=var["ModifyIndex"],
+        ModifyTime=var["ModifyTime"],
+    )
+    return out
+
+
+def decrypted(var: dict[str, Any], *, lock: bool = True, items: bool = True) -> dict[str, Any]:
+    out = metadata(var, lock=lock)
+    if items and var.get("Items"):
+        out["Items"] = var["Items"]
+    return out
+
+
+def zero_stub(ns: str, path: str, *, zero_lock: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {"Namespace": ns, "Path": path}
+    if zero_lock:
+        out["Lock"] = {"TTL": "", "LockDelay": "", "ID": ""}
+    out.update(CreateIndex=0, CreateTime=0, ModifyIndex=0, ModifyTime=0)
+    return out
+
+
+class VarConflict(Exception):
+    def __init__(self, body: dict[str, Any] | str, index: int | None) -> None:
+        super().__init__("conflict")
+        self.body = body
+        self.index = index
+
+
+class VariableStore:
+    def __init__(self, state: NomadState, clock: Callable[[], float] | None = None) -> None:
+        self.state = state
+        self.clock = clock or time.monotonic
+        self.real_clock = clock is None
+        self._expiry: dict[Key, float] = {}  # lock expiry (clock seconds)
+        self._delay_until: dict[Key, float] = {}
+        self._timers: dict[Key, asyncio.TimerHandle] = {}
+
+    @property
+    def vars(self) -> dict[Key, dict[str, Any]]:
+        return self.state.variables
+
+    def sweep(self) -> None:
+        now = self.clock()
+        for key, expires in list(self._expiry.items()):
+            if now >= expires:
+                self._expire(key)
+
+    def _expire(self, key: Key) -> None:
+        self._expiry.pop(key, None)
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        var = self.vars.get(key)
+        if var is None or not var.get("Lock"):
+            return
+        self._delay_until[key] = self.clock() + var["Lock"]["LockDelay"] / NS
+        self._write(var, Lock=None)
+
+    def _arm(self, key: Key, ttl_ns: int) -> None:
+        self._expiry[key] = self.clock() + ttl_ns / NS
+        old = self._timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+        if self.real_clock:
+            loop = asyncio.get_running_loop()
+            self._timers[key] = loop.call_later(ttl_ns / NS + 0.001, self.sweep)
+
+    def _write(self, var: dict[str, Any], **changes: Any) -> dict[str, Any]:
+        with self.state.txn("VarUpsert") as tx:
+            now = now_ns()
+            new = {**var, **changes, "ModifyIndex": tx.index, "ModifyTime": now}
+            if not var.get("CreateIndex"):
+                new["CreateIndex"], new["CreateTime"] = tx.index, now
+            self.vars[(new["Namespace"], new["Path"])] = new
+            tx.tables.add("variables")
+        return new
+
+    def _locked_by_other(self, var: dict[str, Any] | None, lock_id: str) -> bool:
+        return bool(var and var.get("Lock") and var["Lock"]["ID"] != lock_id)
+
+    # ---- plain operations ------------------------------------------------------------
+    def put(
+        self, ns: str, path: str, items: dict[str, str], cas: int | None, lock_id: str
+    ) -> dict[str, Any]:
+        self.sweep()
+        key = (ns, path)
+        var = self.vars.get(key)
+        if cas is not None:
+            self._check_cas(ns, path, var, cas)
+        if self._locked_by_other(var, lock_id):
+            raise VarConflict(zero_stub(ns, path), None)
+        base = var or {
+            "Namespace": ns,
+            "Path": path,
+            "Lock": None,
+            "CreateIndex": 0,
+            "CreateTime": 0,
+        }
+        return self._write(base, Items=dict(items))
+
+    def _check_cas(self, ns: str, path: str, var: dict[str, Any] | None, cas: int) -> None:
+        if var is None and cas != 0:
+            raise VarConflict(zero_stub(ns, path), self.state.table_index["variables"])
+        if var is not None and var["ModifyIndex"] != cas:
+            raise VarConflict(decrypted(var), var["ModifyIndex"])
+
+    def delete(self, ns: str, path: str, cas: int | None) -> int:
+        self.sweep()
+        key = (ns, path)
+        var = self.vars.get(key)
+        if cas is not None:
+            self._check_cas(ns, path, var, cas)
+        if var is not None and var.get("Lock"):
+            raise VarConflict(zero_stub(ns, path), None)
+        with self.state.txn("VarDelete") as tx:
+            self.vars.pop(key, None)
+            tx.tables.add("variables")
+        return tx.index
+
+    # ---- locks -------------------------------------------------------------------------
+    def acquire(
+        self, ns: str, path: str, items: dict[str, str] | None, ttl: int, delay: int
+    ) -> dict[str, Any]:
+        self.sweep()
+        key = (ns, path)
+        var = self.vars.get(key)
+        if (var is not None and var.get("Lock")) or self.clock() < self._delay_until.get(key, 0):
+            raise VarConflict(zero_stub(ns, path), None)
+        base = var or {
+            "Namespace": ns,
+            "Path": path,
+            "Items": None,
+            "CreateIndex": 0,
+            "CreateTime": 0,
+        }
+        changes: dict[str, Any] = {"Lock": {"ID": new_id(), "TTL": ttl, "LockDelay": delay}}
+        if items:
+            changes["Items"] = dict(items)
+        new = self._write(base, **changes)
+        self._arm(key, ttl)
+        return new
+
+    def renew(self, ns: str, path: str, lock_id: str) -> dict[str, Any]:
+        self.sweep()
+        key = (ns, path)
+        var = self.vars.get(key)
+        if var is None:
+            raise LookupError("variable doesn't exist")
+        if not var.get("Lock"):
+            raise VarConflict("variable doesn't hold a lock", None)
+        if var["Lock"]["ID"] != lock_id:
+            raise VarConflict("attempting to modify locked variable", None)
+        self._arm(key, var["Lock"]["TTL"])
+        return var
+
+    def release(self, ns: str, path: str, lock_id: str) -> dict[str, Any]:
+        self.sweep()
+        key = (ns, path)
+        var = self.vars.get(key)
+        if var is None:
+            raise RuntimeError("variable doesn't exist")
+        if not var.get("Lock"):
+            raise RuntimeError("variable doesn't hold a lock")
+        if var["Lock"]["ID"] != lock_id:
+            raise VarConflict(zero_stub(ns, path, zero_lock=True), None)
+        self._expiry.pop(key, None)
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        return self._write(var, Lock=None)
+
+    def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()

@@ -1,0 +1,281 @@
+"""Nomad -> Consul service registration for the devstack, done the way a Nomad client does it.
+
+A real Nomad client registers every `provider = "consul"` service of a running allocation with
+its local Consul agent and removes it when the allocation stops. The controller verifies the
+mesh through exactly those registrations (the TLS port, https checks), so the devstack must
+produce them with Nomad's IDs and check translation: service ID
+`_nomad-task-<alloc>-<task | group-<group>>-<service>-<port label>`, meta
+`external-source = nomad`, address and port from the allocation's port mapping, intervals as
+Go duration strings. It talks to Consul over its HTTP API only, so it works against the twin
+and against a real agent alike. Script checks are not registered (Nomad would heartbeat them as
+TTL checks from its script runner; the devstack has none): they are listed in `notes`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import re
+from typing import Any
+from urllib.parse import urljoin
+
+import aiohttp
+
+from devstack.consul import godur
+
+log = logging.getLogger(__name__)
+Reg = dict[str, Any]
+
+_VAR = re.compile(r"\$\{([^}]+)\}")
+
+
+def service_id(alloc_id: str, owner: str, name: str, port_label: str) -> str:
+    """Nomad's workload service ID; `owner` is the task name or `group-<group>`."""
+    return f"_nomad-task-{alloc_id}-{owner}-{name}-{port_label}"
+
+
+def _interpolate(text: str, env: dict[str, str]) -> str:
+    return _VAR.sub(lambda m: env.get(m.group(1), m.group(0)), text)
+
+
+def _env(alloc: dict[str, Any], group: str, task: str) -> dict[str, str]:
+    job = alloc.get("Job") or {}
+    index = re.search(r"\[(\d+)\]$", alloc.get("Name", ""))
+    env = {
+        "NOMAD_JOB_NAME": job.get("Name") or job.get("ID", ""),
+        "NOMAD_JOB_ID": job.get("ID", ""),
+        "NOMAD_GROUP_NAME": group,
+        "NOMAD_TASK_NAME": task,
+        "NOMAD_ALLOC_ID": alloc.get("ID", ""),
+        "NOMAD_ALLOC_INDEX": index.group(1) if index else "0",
+        "NOMAD_NAMESPACE": alloc.get("Namespace", "default"),
+    }
+    env |= {"JOB": env["NOMAD_JOB_NAME"], "TASKGROUP": group, "TASK": task}
+    env["BASE"] = f"{env['JOB']}-{group}" + (f"-{task}" if task else "")
+    return env
+
+
+def _ports(alloc: dict[str, Any], task: str) -> dict[str, dict[str, Any]]:
+    """Port label -> {Value, To, HostIP}: group ports, then legacy task-level networks."""
+    res = alloc.get("AllocatedResources") or {}
+    out = {p["Label"]: p for p in ((res.get("Shared") or {}).get("Ports") or [])}
+    for net in ((res.get("Tasks") or {}).get(task) or {}).get("Networks") or []:
+        for p in (net.get("ReservedPorts") or []) + (net.get("DynamicPorts") or []):
+            out.setdefault(p["Label"], {**p, "HostIP": net.get("IP", "")})
+    return out
+
+
+def _address(
+    alloc: dict[str, Any], mode: str, label: str, ports: dict[str, dict[str, Any]], custom: str
+) -> tuple[str, int]:
+    """Nomad's getAddress: (address, port) for an address mode and a port label."""
+    if custom and mode in ("", "auto"):
+        host_port = (ports.get(label) or {}).get("Value")
+        return custom, int(host_port or (label if label.isdigit() else 0))
+    if mode in ("alloc", "driver"):
+        net_ip = (alloc.get("NetworkStatus") or {}).get("Address", "")
+        if label.isdigit():
+            return net_ip, int(label)
+        mapping = ports.get(label)
+        if mapping is None:
+            raise ValueError(f'invalid port "{label}": port label not found')
+        return net_ip or mapping.get("HostIP", ""), int(mapping.get("To") or mapping["Value"])
+    if not label:
+        any_ip = next((p.get("HostIP", "") for p in ports.values()), "")
+        return any_ip, 0
+    mapping = ports.get(label)
+    if mapping is None:
+        raise ValueError(f'invalid port "{label}": port label not found')
+    return mapping.get("HostIP", ""), int(mapping["Value"])
+
+
+def _join(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def check_registration(
+    check: dict[str, Any], svc_id: str, svc_name: str, host: str, port: int
+) -> Reg | None:
+    """createCheckReg: a Nomad check as Consul's AgentServiceCheck (None for script checks)."""
+    kind = check.get("Type", "")
+    reg: Reg = {"Name": check.get("Name") or f'service: "{svc_name}" check'}
+    digest = json.dumps([svc_id, check], sort_keys=True, default=str).encode()
+    reg["CheckID"] = "_nomad-check-" + hashlib.sha256(digest).hexdigest()
+    if check.get("InitialStatus"):
+        reg["Status"] = check["InitialStatus"]
+    if check.get("Notes"):
+        reg["Notes"] = check["Notes"]
+    reg["Interval"] = godur.format_ns(int(check.get("Interval") or 0))
+    reg["Timeout"] = godur.format_ns(int(check.get("Timeout") or 0))
+    for key in ("SuccessBeforePassing", "FailuresBeforeCritical", "FailuresBeforeWarning"):
+        if check.get(key):
+            reg[key] = int(check[key])
+    if kind == "http":
+        base = f"{check.get('Protocol') or 'http'}://{_join(host, port)}"
+        reg["HTTP"] = urljoin(base, check.get("Path") or "")
+        reg["TLSSkipVerify"] = bool(check.get("TLSSkipVerify"))
+        for key in ("TLSServerName", "Method", "Header", "Body"):
+            if check.get(key):
+                reg[key] = check[key]
+    elif kind == "tcp":
+        reg["TCP"] = _join(host, port)
+    elif kind == "grpc":
+        target = _join(host, port)
+        reg["GRPC"] = f"{target}/{check['GRPCService']}" if check.get("GRPCService") else target
+        reg["GRPCUseTLS"] = bool(check.get("GRPCUseTLS"))
+        reg["TLSSkipVerify"] = bool(check.get("TLSSkipVerify"))
+    else:
+        return None
+    return reg
+
+
+def registrations(alloc: dict[str, Any]) -> tuple[list[Reg], list[str]]:
+    """Every Consul registration for an allocation, and notes on what was left out."""
+    job = alloc.get("Job") or {}
+    group = next(
+        (g for g in job.get("TaskGroups") or [] if g.get("Name") == alloc.get("TaskGroup")), None
+    )
+    if group is None:
+        return [], [f"alloc {alloc.get('ID')}: task group {alloc.get('TaskGroup')!r} not in job"]
+    owners = [("", f"group-{group['Name']}", group.get("Services") or [])]
+    owners += [(t["Name"], t["Name"], t.get("Services") or []) for t in group.get("Tasks") or []]
+    canary = bool((alloc.get("DeploymentStatus") or {}).get("Canary"))
+    regs: list[Reg] = []
+    notes: list[str] = []
+    for task, owner, services in owners:
+        env = _env(alloc, group["Name"], task)
+        ports = _ports(alloc, task)
+        for svc in services:
+            if (svc.get("Provider") or "consul") != "consul":
+                continue
+            default = "${BASE}"
+            name = _interpolate(svc.get("Name") or default, env)
+            label = svc.get("PortLabel") or ""
+            sid = service_id(alloc["ID"], owner, name, label)
+            custom = _interpolate(svc.get("Address") or "", env)
+            try:
+                address, port = _address(
+                    alloc, svc.get("AddressMode") or "auto", label, ports, custom
+                )
+            except ValueError as e:
+                notes.append(f"{sid}: {e}")
+                continue
+            tags = (svc.get("CanaryTags") if canary else None) or svc.get("Tags") or []
+            meta = (svc.get("CanaryMeta") if canary else None) or svc.get("Meta") or {}
+            reg: Reg = {
+                "ID": sid,
+                "Name": name,
+                "Tags": [_interpolate(t, env) for t in tags],
+                "Address": address,
+                "Port": port,
+                "Meta": {**{k: _interpolate(v, env) for k, v in meta.items()}},
+                "EnableTagOverride": bool(svc.get("EnableTagOverride")),
+                "Checks": [],
+            }
+            reg["Meta"]["external-source"] = "nomad"
+            for key in ("Weights", "TaggedAddresses"):
+                if svc.get(key):
+                    reg[key] = svc[key]
+            for check in svc.get("Checks") or []:
+                mode = check.get("AddressMode") or ("auto" if custom else "host")
+                check_label = check.get("PortLabel") or label
+                try:
+                    host, cport = _address(alloc, mode, check_label, ports, custom)
+                except ValueError as e:
+                    notes.append(f"{sid}: check {check.get('Name')!r}: {e}")
+                    continue
+                creg = check_registration(check, sid, name, host, cport)
+                if creg is None:
+                    notes.append(
+                        f"{sid}: {check.get('Type')} check {check.get('Name')!r} not registered"
+                    )
+                else:
+                    reg["Checks"].append(creg)
+            regs.append(reg)
+    return regs, notes
+
+
+class ConsulRegistrar:
+    """AllocHooks that keep Consul's agent in step with the running allocations.
+
+    Failed calls (Consul paused, 5xx) are retried every `retry_interval` seconds until they
+    succeed or are superseded, as Nomad's sync loop does; `close()` stops the retries.
+    """
+
+    def __init__(
+        self, consul_addr: str, *, token: str | None = None, retry_interval: float = 1.0
+    ) -> None:
+        base = consul_addr if "://" in consul_addr else f"http://{consul_addr}"
+        self._base = base.rstrip("/")
+        self._headers = {"X-Consul-Token": token} if token else {}
+        self._retry_interval = retry_interval
+        self._session: aiohttp.ClientSession | None = None
+        self._pending: dict[str, list[Reg] | None] = {}  # alloc ID -> wanted (None: removed)
+        self._retry_task: asyncio.Task[None] | None = None
+        self.notes: list[str] = []
+
+    async def on_alloc_running(self, alloc: dict[str, Any]) -> None:
+        regs, notes = registrations(alloc)
+        for note in notes:
+            log.info("consul registration skipped: %s", note)
+        self.notes.extend(notes)
+        await self._apply(alloc["ID"], regs)
+
+    async def on_alloc_stopped(self, alloc: dict[str, Any]) -> None:
+        await self._apply(alloc["ID"], None)
+
+    async def close(self) -> None:
+        if self._retry_task is not None:
+            self._retry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retry_task
+        if self._session is not None:
+            await self._session.close()
+
+    async def _apply(self, alloc_id: str, regs: list[Reg] | None) -> None:
+        self._pending[alloc_id] = regs
+        try:
+            await self._sync(alloc_id, regs)
+        except (aiohttp.ClientError, OSError, TimeoutError) as e:
+            log.warning("consul sync of alloc %s failed, will retry: %s", alloc_id, e)
+            if self._retry_task is None or self._retry_task.done():
+                self._retry_task = asyncio.get_running_loop().create_task(self._retry())
+            return
+        if self._pending.get(alloc_id, regs) is regs:
+            self._pending.pop(alloc_id, None)
+
+    async def _retry(self) -> None:
+        while self._pending:
+            await asyncio.sleep(self._retry_interval)
+            for alloc_id, regs in list(self._pending.items()):
+                try:
+                    await self._sync(alloc_id, regs)
+                except (aiohttp.ClientError, OSError, TimeoutError):
+                    continue
+                if self._pending.get(alloc_id, regs) is regs:
+                    self._pending.pop(alloc_id, None)
+
+    async def _sync(self, alloc_id: str, regs: list[Reg] | None) -> None:
+        session = self._session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        self._session = session
+        for reg in regs or []:
+            url = f"{self._base}/v1/agent/service/register?replace-existing-checks=true"
+            async with session.put(url, data=json.dumps(reg), headers=self._headers) as r:
+                if r.status >= 500:
+                    raise aiohttp.ClientResponseError(r.request_info, (), status=r.status)
+                if r.status != 200:
+                    log.error("consul rejected %s: %s %s", reg["ID"], r.status, await r.text())
+        wanted = {reg["ID"] for reg in regs or []}
+        prefix = f"_nomad-task-{alloc_id}-"
+        async with session.get(f"{self._base}/v1/agent/services", headers=self._headers) as r:
+            r.raise_for_status()
+            current = await r.json()
+        for sid in current:
+            if sid.startswith(prefix) and sid not in wanted:
+                url = f"{self._base}/v1/agent/service/deregister/{sid}"
+                async with session.put(url, headers=self._headers) as r:
+                    if r.status >= 500:
+                        raise aiohttp.ClientResponseError(r.request_info, (), status=r.status)

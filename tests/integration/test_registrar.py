@@ -1,0 +1,121 @@
+"""The Nomad->Consul registrar against the Consul twin over HTTP, checked with py-consul."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import consul
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from devstack.consul import ConsulTwin, godur, start_consul_twin
+from devstack.registrar import ConsulRegistrar
+
+pytestmark = pytest.mark.timeout(30)
+
+ALLOC_ID = "0c1f9a4e-5d2b-4c61-9a3e-1b2c3d4e5f60"
+
+
+def hand_built_alloc(port: int) -> dict[str, Any]:
+    """An allocation as the Nomad API returns it (only the fields registration reads)."""
+    service = {
+        "Name": "web",
+        "PortLabel": "http",
+        "Tags": ["v1"],
+        "Provider": "consul",
+        "Checks": [
+            {
+                "Name": "alive",
+                "Type": "http",
+                "Path": "/health",
+                "Interval": godur.SECOND,
+                "Timeout": godur.SECOND,
+            }
+        ],
+    }
+    return {
+        "ID": ALLOC_ID,
+        "Name": "shop.web[0]",
+        "Namespace": "default",
+        "TaskGroup": "web",
+        "Job": {"ID": "shop", "TaskGroups": [{"Name": "web", "Services": [service], "Tasks": []}]},
+        "AllocatedResources": {
+            "Shared": {"Ports": [{"Label": "http", "Value": port, "HostIP": "127.0.0.1"}]}
+        },
+    }
+
+
+@pytest_asyncio.fixture
+async def twin() -> AsyncIterator[ConsulTwin]:
+    t = await start_consul_twin(min_check_interval=0.05)
+    try:
+        yield t
+    finally:
+        await t.stop()
+
+
+@pytest_asyncio.fixture
+async def app_port() -> AsyncIterator[int]:
+    async def health(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield site.port
+    finally:
+        await runner.cleanup()
+
+
+def client(twin: ConsulTwin) -> consul.Consul:
+    host, port = twin.address.split(":")
+    return consul.Consul(host=host, port=int(port))
+
+
+async def test_registers_with_nomads_id_and_deregisters_on_stop(
+    twin: ConsulTwin, app_port: int
+) -> None:
+    registrar = ConsulRegistrar(twin.address)
+    sid = f"_nomad-task-{ALLOC_ID}-group-web-web-http"
+    try:
+        await registrar.on_alloc_running(hand_built_alloc(app_port))
+        services = await asyncio.to_thread(client(twin).agent.services)
+        assert set(services) == {sid}
+        assert services[sid]["Meta"] == {"external-source": "nomad"}
+        assert (services[sid]["Address"], services[sid]["Port"]) == ("127.0.0.1", app_port)
+        await twin.state.wait_until(
+            lambda: all(c.status == "passing" for c in twin.state.checks_of(sid))
+        )
+        _, healthy = await asyncio.to_thread(client(twin).health.service, "web", passing=True)
+        assert [e["Service"]["ID"] for e in healthy] == [sid]
+        assert healthy[0]["Checks"][1]["Output"].startswith(
+            f"HTTP GET http://127.0.0.1:{app_port}/health: 200 OK"
+        )
+        await registrar.on_alloc_stopped(hand_built_alloc(app_port))
+        assert await asyncio.to_thread(client(twin).agent.services) == {}
+        assert await asyncio.to_thread(client(twin).agent.checks) == {}
+    finally:
+        await registrar.close()
+
+
+async def test_retries_while_consul_is_away(twin: ConsulTwin, app_port: int) -> None:
+    registrar = ConsulRegistrar(twin.address, retry_interval=0.05)
+    try:
+        await twin.faults.pause()
+        await registrar.on_alloc_running(hand_built_alloc(app_port))  # fails, queued
+        assert twin.state.services.keys() == {"consul"}
+        await twin.faults.resume()
+        await twin.state.wait_until(lambda: len(twin.state.services) == 2)
+        await twin.faults.pause()
+        await registrar.on_alloc_stopped(hand_built_alloc(app_port))
+        await twin.faults.resume()
+        await twin.state.wait_until(lambda: twin.state.services.keys() == {"consul"})
+    finally:
+        await registrar.close()

@@ -109,8 +109,8 @@ def diff(before: str, after: str, name: str) -> str:
     lines = difflib.unified_diff(
         before.splitlines(keepends=True),
         after.splitlines(keepends=True),
-        fromfile=f"a/{name}",
-        tofile=f"b/{name}",
+        fromfile="a/" + name.lstrip("/"),
+        tofile="b/" + name.lstrip("/"),
     )
     return "".join(lines)
 

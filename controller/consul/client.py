@@ -23,9 +23,11 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from controller.config import ConsulSettings
+from controller.config.values import reading
+from controller.tls import client_tls
+
 DEFAULT_ADDR: Final = "127.0.0.1:8500"
-_FALSE = frozenset({"0", "f", "F", "false", "False", "FALSE"})
-_TRUE = frozenset({"1", "t", "T", "true", "True", "TRUE"})
 _SEVERITY = {"passing": 0, "warning": 1, "critical": 2}
 
 
@@ -118,28 +120,42 @@ class ConsulClient:
         token: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         verify: bool = True,
+        server_hostname: str | None = None,
         timeout: float = 5.0,
         retry_budget: float = 5.0,
     ) -> None:
         self.url = base_url(addr, use_ssl)
         self._token = token
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else verify
+        self._verify = verify
+        self._server_hostname = server_hostname
         self.timeout = timeout
         self.retry_budget = retry_budget
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], **kwargs: Any) -> ConsulClient:
-        """CONSUL_HTTP_ADDR, CONSUL_HTTP_SSL, CONSUL_HTTP_SSL_VERIFY (false disables
-        verification: the inverse of NOMAD_SKIP_VERIFY), CONSUL_HTTP_TOKEN."""
-        verify = env.get("CONSUL_HTTP_SSL_VERIFY", "true") not in _FALSE
+    def from_settings(cls, settings: ConsulSettings, **kwargs: Any) -> ConsulClient:
+        """Address, token and TLS from ``ConsulSettings`` (CONSUL_HTTP_ADDR, CONSUL_HTTP_SSL,
+        CONSUL_HTTP_SSL_VERIFY — false DISABLES verification —, CONSUL_HTTP_TOKEN, CONSUL_CACERT,
+        CONSUL_CAPATH, CONSUL_CLIENT_CERT/KEY, CONSUL_TLS_SERVER_NAME)."""
+        url = settings.url
+        tls = client_tls(settings, service="consul") if url.startswith("https://") else None
+        token = settings.http_token.get_secret_value() if settings.http_token else None
         return cls(
-            env.get("CONSUL_HTTP_ADDR") or DEFAULT_ADDR,
-            use_ssl=env.get("CONSUL_HTTP_SSL", "false") in _TRUE,
-            token=env.get("CONSUL_HTTP_TOKEN") or None,
-            verify=verify,
+            url,
+            token=token,
+            ssl_context=tls.context if tls else None,
+            server_hostname=tls.server_hostname if tls else None,
+            verify=tls.verify if tls else True,
             **kwargs,
         )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], **kwargs: Any) -> ConsulClient:
+        """``from_settings`` over the CONSUL_* variables in ``env``."""
+        with reading(env):
+            settings = ConsulSettings()
+        return cls.from_settings(settings, **kwargs)
 
     def __repr__(self) -> str:
         return f"ConsulClient(url={self.url!r})"
@@ -147,7 +163,7 @@ class ConsulClient:
     @property
     def verifies_tls(self) -> bool:
         """False only when verification was switched off (CONSUL_HTTP_SSL_VERIFY=false)."""
-        return self._ssl is not False
+        return self._verify
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -183,6 +199,7 @@ class ConsulClient:
                 self.url + path,
                 params=dict(params),
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
+                server_hostname=self._server_hostname,
             ) as resp:
                 text = await resp.text()
                 status = resp.status

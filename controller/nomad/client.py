@@ -25,7 +25,9 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from controller.config import NomadSettings
 from controller.nomad.errors import Conflict, NomadError, TransientError, error_for
+from controller.tls import client_tls
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +71,7 @@ class NomadClient:
         region: str | None = None,
         namespace: str = "default",
         ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
         timeout: float = 10.0,
         retry_budget: float = 10.0,
         user_agent: str = "nomad-tls-mesh",
@@ -78,10 +81,26 @@ class NomadClient:
         self.region = region
         self.namespace = namespace
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        self._server_hostname = server_hostname
         self.timeout = timeout
         self.retry_budget = retry_budget
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_settings(cls, settings: NomadSettings, **kwargs: Any) -> NomadClient:
+        """NOMAD_ADDR, NOMAD_TOKEN, NOMAD_REGION, NOMAD_NAMESPACE and the NOMAD_* TLS settings
+        (verification on unless NOMAD_SKIP_VERIFY)."""
+        tls = client_tls(settings, service="nomad") if settings.addr.startswith("https") else None
+        return cls(
+            settings.addr,
+            token=settings.token.get_secret_value() if settings.token else None,
+            region=settings.region,
+            namespace=settings.namespace or "default",
+            ssl_context=tls.context if tls else None,
+            server_hostname=tls.server_hostname if tls else None,
+            **kwargs,
+        )
 
     def __repr__(self) -> str:
         return f"NomadClient(addr={self.addr!r}, region={self.region!r}, ns={self.namespace!r})"
@@ -172,6 +191,7 @@ class NomadClient:
                 data=data,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=call_timeout or self.timeout),
+                server_hostname=self._server_hostname,
             ) as resp:
                 text = await resp.text()
                 if resp.status >= 300:
@@ -210,6 +230,7 @@ class NomadClient:
                 params=self._params(params, namespace),
                 headers={"Accept-Encoding": "identity"},
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout),
+                server_hostname=self._server_hostname,
             ) as resp:
                 if resp.status >= 300:
                     raise _error(resp.status, await resp.text(), what)

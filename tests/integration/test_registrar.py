@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import consul
 import pytest
 import pytest_asyncio
@@ -118,4 +119,64 @@ async def test_retries_while_consul_is_away(twin: ConsulTwin, app_port: int) -> 
         await twin.faults.resume()
         await twin.state.wait_until(lambda: twin.state.services.keys() == {"consul"})
     finally:
+        await registrar.close()
+
+
+def nomad_job() -> dict[str, Any]:
+    """A job as the Nomad HTTP API takes it: one group service with an http check."""
+    check = {
+        "Name": "alive",
+        "Type": "http",
+        "Path": "/health",
+        "Interval": 10 * godur.SECOND,
+        "Timeout": 2 * godur.SECOND,
+    }
+    return {
+        "ID": "shop",
+        "Name": "shop",
+        "Type": "service",
+        "Datacenters": ["dc1"],
+        "TaskGroups": [
+            {
+                "Name": "web",
+                "Count": 2,
+                "Networks": [{"DynamicPorts": [{"Label": "http"}]}],
+                "Services": [
+                    {"Name": "web", "PortLabel": "http", "Tags": ["v1"], "Checks": [check]}
+                ],
+                "Tasks": [{"Name": "app", "Driver": "docker", "Config": {"image": "shop:1"}}],
+            }
+        ],
+    }
+
+
+async def test_with_the_nomad_twin_job_services_come_and_go(twin: ConsulTwin) -> None:
+    from devstack.nomad import start_nomad_twin
+
+    registrar = ConsulRegistrar(twin.address)
+    nomad = await start_nomad_twin(nodes=2, alloc_hooks=registrar)
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.put(f"{nomad.url}/v1/jobs", json={"Job": nomad_job()}) as r:
+                assert r.status == 200, await r.text()
+            await twin.state.wait_until(lambda: len(twin.state.services_named("web")) == 2)
+            async with s.get(f"{nomad.url}/v1/job/shop/allocations") as r:
+                allocs = await r.json()
+            for stub in allocs:
+                async with s.get(f"{nomad.url}/v1/allocation/{stub['ID']}") as r:
+                    alloc = await r.json()
+                port = alloc["AllocatedResources"]["Shared"]["Ports"][0]
+                sid = f"_nomad-task-{alloc['ID']}-group-web-web-http"
+                svc = twin.state.services[sid]
+                assert (svc.address, svc.port) == (port["HostIP"], port["Value"])
+                assert svc.meta == {"external-source": "nomad"}
+                [check] = twin.state.checks_of(sid)
+                assert check.definition["HTTP"] == f"http://{port['HostIP']}:{port['Value']}/health"
+                assert (check.interval, check.timeout) == ("10s", "2s")
+            async with s.delete(f"{nomad.url}/v1/job/shop") as r:
+                assert r.status == 200, await r.text()
+            await twin.state.wait_until(lambda: twin.state.services_named("web") == [])
+            assert [c for c in twin.state.checks.values() if c.agent_local] == []
+    finally:
+        await nomad.stop()
         await registrar.close()

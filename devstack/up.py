@@ -1,0 +1,131 @@
+"""Compose the devstack: a real OpenBao, the Consul twin, the Nomad twin wired to both.
+
+`build_devstack()` is the one place that knows the wiring (Nomad gets Vault's address and
+token, and the registrar as its alloc hooks, so running allocations show up in Consul the way
+a Nomad client would put them there). `python -m devstack up` and `controller dev` both use
+it; a task executor plugs in through `drivers` (e.g. `{"raw_exec": executor}`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shlex
+import signal
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from devstack.consul import ConsulTwin, start_consul_twin
+from devstack.registrar import ConsulRegistrar
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Devstack:
+    """Everything `build_devstack()` started; `stop()` stops all of it, newest first."""
+
+    nomad: Any  # devstack.nomad.NomadTwin
+    consul: ConsulTwin
+    vault: Any  # devstack.vault.OpenBao
+    registrar: ConsulRegistrar
+    acl: bool = False
+    _stopped: bool = field(default=False, repr=False)
+
+    def env(self) -> dict[str, str]:
+        """The environment a HashiCorp CLI or our controller needs to talk to this stack."""
+        out = {
+            "NOMAD_ADDR": self.nomad.url,
+            "CONSUL_HTTP_ADDR": self.consul.address,  # host:port, as the consul CLI expects
+            "VAULT_ADDR": self.vault.addr,
+            "VAULT_TOKEN": self.vault.root_token,
+        }
+        if self.acl and self.nomad.management_token:
+            out["NOMAD_TOKEN"] = self.nomad.management_token
+        return out
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        await _stop_all([self.nomad.stop, self.registrar.close, self.consul.stop, self.vault.stop])
+
+
+async def _stop_all(stops: list[Any]) -> None:
+    """Call every stop even if one fails; the first failure is re-raised at the end."""
+    first: BaseException | None = None
+    for stop in stops:
+        try:
+            await stop()
+        except Exception as e:
+            log.exception("devstack: stop failed")
+            first = first or e
+    if first is not None:
+        raise first
+
+
+async def build_devstack(
+    *,
+    nodes: int = 3,
+    acl: bool = False,
+    data_dir: str | None = None,
+    drivers: Mapping[str, Any] | None = None,
+    min_check_interval: float = 1.0,
+) -> Devstack:
+    """Start OpenBao, the Consul twin and the Nomad twin; on any failure stop what started."""
+    from devstack.nomad import start_nomad_twin
+    from devstack.vault import start_openbao
+
+    base = Path(data_dir) if data_dir else None
+    started: list[Any] = []
+    try:
+        vault = await start_openbao(data_dir=str(base / "vault") if base else None)
+        started.append(vault.stop)
+        consul = await start_consul_twin(min_check_interval=min_check_interval)
+        started.append(consul.stop)
+        registrar = ConsulRegistrar(consul.address)
+        started.append(registrar.close)
+        nomad = await start_nomad_twin(
+            nodes=nodes,
+            acl=acl,
+            vault_addr=vault.addr,
+            vault_token=vault.root_token,
+            alloc_hooks=registrar,
+            drivers=drivers,
+            data_dir=str(base / "nomad") if base else None,
+        )
+    except BaseException:
+        await _stop_all(list(reversed(started)))
+        raise
+    return Devstack(nomad=nomad, consul=consul, vault=vault, registrar=registrar, acl=acl)
+
+
+def print_env(env: Mapping[str, str], out: TextIO = sys.stdout) -> None:
+    """`export K=V` lines (shell-quoted), then `devstack ready`, flushed at once."""
+    for key, value in env.items():
+        out.write(f"export {key}={shlex.quote(value)}\n")
+    out.write("devstack ready\n")
+    out.flush()
+
+
+async def run_up(*, nodes: int, acl: bool, data_dir: str | None) -> None:
+    """`python -m devstack up`: start, print the env, run until SIGINT/SIGTERM, stop."""
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, done.set)
+    try:
+        stack = await build_devstack(nodes=nodes, acl=acl, data_dir=data_dir)
+        try:
+            print_env(stack.env())
+            await done.wait()
+        finally:
+            await stack.stop()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)

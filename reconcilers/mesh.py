@@ -1,0 +1,194 @@
+"""MeshReconciler: make one job look the way its meta asks, then say so in its status.
+
+Level-triggered and key-only: whatever event brought the key here, the job is re-read and the
+whole decision recomputed. Every job write is fenced with EnforceIndex (a stale view loses
+instead of clobbering a user's newer spec); our own register comes back as an event whose
+reconcile is a no-op because the marker hash matches.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+
+from controller.nomad.errors import Conflict
+from controller.runtime.clock import Clock, SystemClock
+from controller.runtime.reconcile import Result
+from crds_equivalent import keys
+from crds_equivalent.config import MeshConfig
+from crds_equivalent.status import Condition, ConditionType, MeshStatus, Phase
+from reconcilers import conditions as cond
+from reconcilers import jobview
+from reconcilers.plan import Apply, Invalid, NoOp, Remove, plan_job
+from reconcilers.ports import JobStore, StatusStore
+from reconcilers.rollout import rolled_out
+
+log = structlog.get_logger(__name__)
+
+Key = tuple[str, str]  # (namespace, job id)
+
+
+class MeshReconciler:
+    """Inject, re-inject or remove the sidecar of one job, and record the outcome."""
+
+    def __init__(
+        self,
+        jobs: JobStore,
+        statuses: StatusStore,
+        config: MeshConfig,
+        *,
+        clock: Clock | None = None,
+        rollout_poll: float = 10.0,
+    ) -> None:
+        self.jobs = jobs
+        self.statuses = statuses
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.rollout_poll = rollout_poll
+        self.phases: dict[Key, Phase] = {}
+        self.writes = Counter[str]()
+
+    async def reconcile(self, key: Key) -> Result:
+        namespace, job_id = key
+        job = await self.jobs.get_job(job_id, namespace)
+        if job is None:
+            self.phases.pop(key, None)
+            await self.statuses.delete(namespace, job_id)
+            return Result()
+        decision = plan_job(job, self.config)
+        if isinstance(decision, Invalid):
+            await self._record(
+                key,
+                job,
+                [cond.condition(ConditionType.SPEC_VALID, False, "InvalidSpec", decision.reason)],
+                message=decision.reason,
+            )
+            return Result()
+        if isinstance(decision, Apply | Remove):
+            return await self._write(key, job, decision)
+        return await self._observe(key, job, decision)
+
+    async def _write(self, key: Key, job: dict[str, Any], decision: Apply | Remove) -> Result:
+        namespace, job_id = key
+        try:
+            answer = await self.jobs.register_job(
+                decision.job, enforce_index=int(job.get("JobModifyIndex") or 0)
+            )
+        except Conflict:
+            log.info("job changed under us; re-reading", job=job_id, namespace=namespace)
+            return Result(requeue_after=0.0)
+        kind = "apply" if isinstance(decision, Apply) else "remove"
+        self.writes[kind] += 1
+        index = int(answer.get("JobModifyIndex") or 0)
+        log.info("job registered", action=kind, reason=decision.reason, job_modify_index=index)
+        if isinstance(decision, Remove):
+            await self._record(
+                key,
+                decision.job,
+                [],
+                phase=Phase.REMOVED,
+                observed=index,
+                message="mesh.tls is off: sidecar removed, the group is as the user wrote it",
+            )
+            return Result()
+        await self._record(
+            key,
+            decision.job,
+            [
+                cond.condition(ConditionType.SPEC_VALID, True, "Parsed"),
+                cond.condition(
+                    ConditionType.SIDECAR_INJECTED, True, "Registered", f"job modify index {index}"
+                ),
+                cond.condition(
+                    ConditionType.ROLLED_OUT,
+                    False,
+                    "RollingOut",
+                    "waiting for the new version to be placed",
+                ),
+            ],
+            observed=index,
+        )
+        return Result(requeue_after=self.rollout_poll)
+
+    async def _observe(self, key: Key, job: dict[str, Any], decision: NoOp) -> Result:
+        namespace, job_id = key
+        if decision.reason == "not meshed":
+            previous = await self.statuses.get(namespace, job_id)
+            if previous is not None and previous.phase != Phase.REMOVED:
+                await self.statuses.delete(namespace, job_id)
+            self.phases.pop(key, None)
+            return Result()
+        if jobview.is_stopped(job):
+            previous = await self.statuses.get(namespace, job_id)
+            if previous is not None:
+                await self._record(
+                    key,
+                    job,
+                    [],
+                    phase=previous.phase,
+                    message="job is stopped (Stop=true); left alone",
+                )
+            return Result()
+        deployment = await self.jobs.latest_deployment(job_id, namespace)
+        allocations = await self.jobs.job_allocations(job_id, namespace)
+        rollout = rolled_out(job, deployment, allocations)
+        await self._record(
+            key,
+            job,
+            [
+                cond.condition(ConditionType.SPEC_VALID, True, "Parsed"),
+                cond.condition(
+                    ConditionType.SIDECAR_INJECTED,
+                    True,
+                    "MarkerCurrent",
+                    "every meshed group carries the current hash",
+                ),
+                rollout,
+            ],
+        )
+        if rollout.status != "True":
+            return Result(requeue_after=self.rollout_poll)
+        return Result()
+
+    async def _record(
+        self,
+        key: Key,
+        job: dict[str, Any],
+        updates: Iterable[Condition],
+        *,
+        phase: Phase | None = None,
+        observed: int | None = None,
+        message: str | None = None,
+    ) -> None:
+        namespace, job_id = key
+        previous = await self.statuses.get(namespace, job_id)
+        conditions = cond.merge(previous, updates, self.clock.now())
+        resolved = phase or cond.phase_of(conditions)
+        failing = cond.first_failing(conditions)
+        status = MeshStatus(
+            phase=resolved,
+            observed_index=observed
+            if observed is not None
+            else int(job.get("JobModifyIndex") or 0),
+            spec_hash=_marker(job),
+            conditions=conditions,
+            message=message if message is not None else (failing.message if failing else ""),
+            cert_not_after=previous.cert_not_after if previous else "",
+            issuer=previous.issuer if previous else "",
+        )
+        self.phases[key] = resolved
+        await self.statuses.write(namespace, job_id, status)
+
+
+def _marker(job: dict[str, Any]) -> str:
+    markers = sorted(
+        {
+            str(jobview.group_meta(g).get(keys.INJECTED_GROUP_META))
+            for g in jobview.groups(job)
+            if keys.INJECTED_GROUP_META in jobview.group_meta(g)
+        }
+    )
+    return ",".join(markers)

@@ -1,0 +1,69 @@
+"""PURE: has the injected job version actually rolled out?
+
+Registering the sidecar is not the same as running it. The latest deployment says so for
+service jobs; system and batch jobs have no deployment, so we count running allocations of the
+current version that run the sidecar against the desired count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from crds_equivalent import keys
+from crds_equivalent.status import Condition, ConditionType
+from reconcilers import jobview
+from reconcilers.conditions import condition
+
+
+def rolled_out(
+    job: Mapping[str, Any],
+    deployment: Mapping[str, Any] | None,
+    allocations: Sequence[Mapping[str, Any]],
+) -> Condition:
+    """The RolledOut condition for `job` given its latest deployment and allocations."""
+    version = job.get("Version")
+    if deployment is not None and deployment.get("JobVersion") == version:
+        status = deployment.get("Status")
+        description = str(deployment.get("StatusDescription") or "")
+        if status == "successful":
+            return condition(ConditionType.ROLLED_OUT, True, "DeploymentSuccessful", description)
+        if status in ("failed", "cancelled"):
+            return condition(ConditionType.ROLLED_OUT, False, "DeploymentFailed", description)
+    running, desired = _sidecar_allocs(job, allocations)
+    message = f"{running}/{desired} allocations of version {version} run the sidecar"
+    if desired and running >= desired:
+        return condition(ConditionType.ROLLED_OUT, True, "AllocationsRunning", message)
+    return condition(ConditionType.ROLLED_OUT, False, "RollingOut", message)
+
+
+def _sidecar_allocs(
+    job: Mapping[str, Any], allocations: Sequence[Mapping[str, Any]]
+) -> tuple[int, int]:
+    version = job.get("Version")
+    meshed = {
+        jobview.group_name(g)
+        for g in jobview.groups(job)
+        if any(jobview.is_managed_sidecar(t) for t in jobview.tasks(g))
+    }
+    desired = 0
+    for group in jobview.groups(job):
+        if jobview.group_name(group) in meshed:
+            count = group.get("Count")
+            desired += count if isinstance(count, int) else 1
+    if job.get("Type") == "system":
+        desired = 0  # one per eligible node: count what the scheduler placed instead
+    running = 0
+    placed = 0
+    for alloc in allocations:
+        if alloc.get("JobVersion") != version or alloc.get("TaskGroup") not in meshed:
+            continue
+        if alloc.get("DesiredStatus") != "run":
+            continue
+        placed += 1
+        states = alloc.get("TaskStates") or {}
+        sidecar = states.get(keys.SIDECAR_TASK) if isinstance(states, Mapping) else None
+        sidecar_running = isinstance(sidecar, Mapping) and sidecar.get("State") == "running"
+        if alloc.get("ClientStatus") == "running" and sidecar_running:
+            running += 1
+    return running, desired or placed

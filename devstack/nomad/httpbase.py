@@ -100,7 +100,8 @@ async def block(request: web.Request, notifier: Notifier, index_of: Callable[[],
             wait = parse_go_duration(raw_wait) / 1e9
         except ValueError as exc:
             raise ApiError(400, "Invalid wait time") from exc
-    current = index_of()
+    # Nomad never reports index 0, or a blocking query could not be built from it.
+    current = max(1, index_of())
     if min_index <= 0 or current > min_index:
         return current
     wait = min(wait if wait > 0 else DEFAULT_WAIT, MAX_WAIT)
@@ -108,7 +109,7 @@ async def block(request: web.Request, notifier: Notifier, index_of: Callable[[],
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     while True:
-        current = index_of()
+        current = max(1, index_of())
         if current > min_index:
             return current
         remaining = deadline - loop.time()

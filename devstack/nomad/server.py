@@ -139,9 +139,9 @@ async def start_nomad_twin(
     for module in (http_jobs, http_allocs, http_stream, http_vars, http_misc):
         module.routes(app)
     sched.start()
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, shutdown_timeout=1.0)
+    site = web.TCPSite(runner, host, port)
     await site.start()
     bound = port
     server = site._server

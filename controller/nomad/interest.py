@@ -32,8 +32,14 @@ def has_mesh_key(meta: Any) -> bool:
     return any(k == MESH_TLS or str(k).startswith(MESH_TLS + ".") for k in meta)
 
 
-def stub_interesting(stub: Mapping[str, Any]) -> bool:
-    """From a LIST stub (which carries job meta only): any mesh key in the job meta."""
+def stub_flagged(stub: Mapping[str, Any]) -> bool:
+    """From a LIST stub (job meta only): the job-level flag is on (or invalid)."""
+    return _flag_not_off(stub.get("Meta"))
+
+
+def stub_maybe_interesting(stub: Mapping[str, Any]) -> bool:
+    """From a LIST stub: any mesh key in the job meta — the wide net used when unflagged
+    jobs are not read one by one (their groups, invisible here, might opt in)."""
     return has_mesh_key(stub.get("Meta"))
 
 

@@ -6,10 +6,12 @@ so a reconnect can have a gap nobody reports. The only safe recovery is level-tr
 from that index, dropping replayed frames. A jittered periodic resync covers anything else.
 
 Which keys are enqueued (see ``interest``): LIST stubs carry only *job* meta, so a stub is
-interesting when its meta has any ``mesh.tls*`` key. Jobs meshed only through *group* meta are
-found (1) from Job events, which carry the whole job, (2) through ``known_keys`` (the status
-records: every job we ever reconciled), and (3) with ``inspect_unflagged``, by reading each
-unflagged job once per JobModifyIndex (a cache keeps steady-state resyncs free of extra reads).
+flagged when its job meta turns ``mesh.tls`` on. Jobs meshed only through *group* meta (or
+marked by us) are found (1) from Job events, which carry the whole job, (2) through
+``known_keys`` (the status records: every job we ever reconciled), and (3) with
+``inspect_unflagged`` (default), by reading each unflagged job once per JobModifyIndex — the
+verdict is cached, and Job events refresh it, so steady-state resyncs read nothing extra.
+Without inspection, any stub with a ``mesh.tls*`` key is enqueued as a wide net instead.
 Allocation events are mapped to their job only when that job is known to be interesting.
 """
 
@@ -24,7 +26,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from controller.nomad.errors import NomadError, PermissionDenied
-from controller.nomad.interest import job_interesting, stub_interesting
+from controller.nomad.interest import job_interesting, stub_flagged, stub_maybe_interesting
 from controller.nomad.jobs import JobList, NomadJobs
 from controller.nomad.metrics import StreamMetrics, stream_metrics
 from controller.nomad.stream import Event, EventBatch, EventStream
@@ -81,7 +83,7 @@ class NomadEventSource:
         self.metrics: StreamMetrics = stream_metrics(registry or CollectorRegistry())
         self.rng = rng or random.Random()
         self.meshed: set[JobKey] = set()
-        self._inspected: dict[JobKey, int] = {}
+        self._inspected: dict[JobKey, tuple[int, bool]] = {}
         self.synced = asyncio.Event()
         self.lists = 0
 
@@ -112,20 +114,27 @@ class NomadEventSource:
     async def list_and_enqueue(self) -> int:
         """LIST every watched namespace and enqueue what needs a look; returns the LIST index."""
         listing = await self._list()
+        meshed: set[JobKey] = set()
+        to_read: list[tuple[JobKey, int]] = []
         listed: set[JobKey] = set()
-        unflagged: list[tuple[JobKey, int]] = []
         for stub in listing.stubs:
             key = JobKey(str(stub.get("Namespace") or "default"), str(stub["ID"]))
             listed.add(key)
-            if stub_interesting(stub):
-                self.meshed.add(key)
-            elif key not in self.meshed:
-                unflagged.append((key, int(stub.get("JobModifyIndex") or 0)))
-        self.meshed &= listed
+            modify_index = int(stub.get("JobModifyIndex") or 0)
+            cached = self._inspected.get(key)
+            if stub_flagged(stub):
+                meshed.add(key)
+            elif cached is not None and cached[0] == modify_index:
+                if cached[1]:
+                    meshed.add(key)
+            elif self.inspect_unflagged:
+                to_read.append((key, modify_index))
+            elif stub_maybe_interesting(stub) or key in self.meshed:
+                meshed.add(key)
         self._inspected = {k: v for k, v in self._inspected.items() if k in listed}
-        if self.inspect_unflagged:
-            await self._inspect([(k, i) for k, i in unflagged if self._inspected.get(k) != i])
-        wanted = set(self.meshed)
+        meshed |= await self._inspect(to_read)
+        self.meshed = meshed
+        wanted = set(meshed)
         if self.known_keys is not None:
             wanted |= {JobKey(*k) for k in await self.known_keys() if self._watched(k[0])}
         for key in sorted(wanted):
@@ -134,16 +143,20 @@ class NomadEventSource:
         self.synced.set()
         return listing.index
 
-    async def _inspect(self, candidates: list[tuple[JobKey, int]]) -> None:
+    async def _inspect(self, candidates: list[tuple[JobKey, int]]) -> set[JobKey]:
+        """Read unflagged jobs (bounded concurrency); cache the verdict per JobModifyIndex."""
+        found: set[JobKey] = set()
+
         async def one(key: JobKey, modify_index: int) -> None:
             async with self._inspect_limit:
                 job = await self.jobs.get_job(key.job_id, key.namespace)
-            if job is not None and job_interesting(job):
-                self.meshed.add(key)
-            else:
-                self._inspected[key] = modify_index
+            interesting = job is not None and job_interesting(job)
+            self._inspected[key] = (modify_index, interesting)
+            if interesting:
+                found.add(key)
 
         await asyncio.gather(*(one(k, i) for k, i in candidates))
+        return found
 
     # --- events -----------------------------------------------------------------------------
 
@@ -165,9 +178,9 @@ class NomadEventSource:
     def _job_event(self, event: Event) -> None:
         job = event.payload.get("Job") or {}
         key = JobKey(event.namespace or str(job.get("Namespace") or "default"), event.key)
-        if job_interesting(job):
+        interesting = job_interesting(job)
+        if interesting:
             self.meshed.add(key)
-            self._inspected.pop(key, None)
             self.enqueue(key)
         elif key in self.meshed:
             # Was ours, is not any more (uninjected, flag gone, or purged): one last look.
@@ -176,8 +189,8 @@ class NomadEventSource:
         if event.payload.get("Deleted") or event.type == "JobBatchDeregistered":
             self.meshed.discard(key)
             self._inspected.pop(key, None)
-        elif key not in self.meshed:
-            self._inspected[key] = int(job.get("JobModifyIndex") or 0)
+        else:
+            self._inspected[key] = (int(job.get("JobModifyIndex") or 0), interesting)
 
     # --- loops ------------------------------------------------------------------------------
 
@@ -198,6 +211,7 @@ class NomadEventSource:
             first = False
             try:
                 list_index = await self.list_and_enqueue()
+                self.metrics.last_index.set(max(list_index, self.stream.last_index))
                 delivered = False
                 async for batch in self.stream.connect(list_index):
                     delivered = True

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from controller.nomad.client import NomadClient
-from controller.nomad.interest import job_interesting, stub_interesting
+from controller.nomad.interest import job_interesting, stub_flagged, stub_maybe_interesting
 from controller.nomad.jobs import NomadJobs
 from controller.nomad.source import JobKey, NomadEventSource
 from controller.nomad.stream import Event, EventBatch, EventStream
@@ -51,11 +51,15 @@ def test_job_interesting(doc: dict[str, Any], expected: bool) -> None:
     assert job_interesting(doc) is expected
 
 
-def test_stub_interesting_sees_any_mesh_key_in_job_meta() -> None:
-    assert stub_interesting({"ID": "a", "Meta": {"mesh.tls.ports": "http"}})
-    assert stub_interesting({"ID": "a", "Meta": {MESH_TLS: "false"}})
-    assert not stub_interesting({"ID": "a", "Meta": {"mesh.tlsx": "1"}})
-    assert not stub_interesting({"ID": "a"})
+def test_stub_predicates() -> None:
+    assert stub_flagged({"ID": "a", "Meta": {MESH_TLS: "true"}})
+    assert stub_flagged({"ID": "a", "Meta": {MESH_TLS: "nope"}})
+    assert not stub_flagged({"ID": "a", "Meta": {MESH_TLS: "false"}})
+    assert not stub_flagged({"ID": "a", "Meta": {"mesh.tls.ports": "http"}})
+    assert stub_maybe_interesting({"ID": "a", "Meta": {"mesh.tls.ports": "http"}})
+    assert stub_maybe_interesting({"ID": "a", "Meta": {MESH_TLS: "false"}})
+    assert not stub_maybe_interesting({"ID": "a", "Meta": {"mesh.tlsx": "1"}})
+    assert not stub_maybe_interesting({"ID": "a"})
 
 
 def job_event(index: int, doc: dict[str, Any], **payload: Any) -> Event:

@@ -73,6 +73,12 @@ class VariableStore:
         self._delay_until: dict[Key, float] = {}
         self._timers: dict[Key, asyncio.TimerHandle] = {}
 
+    def use_clock(self, clock: Callable[[], float]) -> None:
+        """Drive lock TTLs from ``clock`` (seconds); expiry is then checked on access."""
+        self.clock = clock
+        self.real_clock = False
+        self.close()
+
     @property
     def vars(self) -> dict[Key, dict[str, Any]]:
         return self.state.variables

@@ -3,8 +3,10 @@
 Status lives outside the job on purpose (writing it into the job would create job versions and
 feed our own event loop). Nomad's docs warn that Variables suit small, slowly changing data, so
 a write happens only when the content differs (``updated_at`` and transition times ignored), and
-a per-process cache of (ModifyIndex, status) saves the read before each write. Every write is a
-CAS on the last ModifyIndex seen: a conflict re-reads, retries once, then raises.
+a per-process cache of (ModifyIndex, status) saves the read before each write. The leader is the
+only writer, so the cache is normally exact; entries still expire (``max_cache_age``) so that a
+record changed behind our back is repaired. Every write is a CAS on the last ModifyIndex seen:
+a conflict re-reads, retries once, then raises.
 
 This package sits beside ``controller.nomad`` (the layering keeps adapters independent), so it
 talks to Variables through the small :class:`VariablesPort` that ``NomadVariables`` satisfies.
@@ -111,11 +113,18 @@ class StatusStore:
     """Read, write-on-change, delete and list the per-job status records."""
 
     def __init__(
-        self, variables: VariablesPort, *, clock: Clock | None = None, read_concurrency: int = 16
+        self,
+        variables: VariablesPort,
+        *,
+        clock: Clock | None = None,
+        read_concurrency: int = 16,
+        max_cache_age: float = 600.0,
     ) -> None:
         self.variables = variables
         self.clock: Clock = clock or SystemClock()
+        self.max_cache_age = max_cache_age
         self._cache: dict[str, tuple[int, MeshStatus | None]] = {}
+        self._cached_at: dict[str, float] = {}
         self._read_limit = asyncio.Semaphore(read_concurrency)
         self.writes = 0
 
@@ -123,10 +132,21 @@ class StatusStore:
         var = await self.variables.get(path)
         if var is None:
             self._cache.pop(path, None)
+            self._cached_at.pop(path, None)
             return None
         entry = (var.modify_index, _parse(var.items))
-        self._cache[path] = entry
+        self._remember(path, entry)
         return entry
+
+    def _remember(self, path: str, entry: tuple[int, MeshStatus | None]) -> None:
+        self._cache[path] = entry
+        self._cached_at[path] = self.clock.monotonic()
+
+    def _cached(self, path: str) -> tuple[int, MeshStatus | None] | None:
+        at = self._cached_at.get(path)
+        if at is None or self.clock.monotonic() - at > self.max_cache_age:
+            return None
+        return self._cache.get(path)
 
     async def get(self, namespace: str, job: str) -> MeshStatus | None:
         """The stored status (always read from Nomad), or None."""
@@ -136,7 +156,7 @@ class StatusStore:
     async def write(self, namespace: str, job: str, status: MeshStatus) -> bool:
         """Store ``status`` unless the stored one has the same content; True when written."""
         path = path_for(namespace, job)
-        entry = self._cache.get(path)
+        entry = self._cached(path)
         if entry is None:
             entry = await self._read(path)
         for attempt in range(2):
@@ -150,7 +170,7 @@ class StatusStore:
                 path, items, cas=entry[0] if entry is not None else 0
             )
             if written is not None:
-                self._cache[path] = (written.modify_index, stamped)
+                self._remember(path, (written.modify_index, stamped))
                 self.writes += 1
                 return True
             log.info("status CAS conflict, re-reading", path=path, attempt=attempt)
@@ -166,6 +186,7 @@ class StatusStore:
                 return False
             if await self.variables.cas_delete(path, cas=entry[0]):
                 self._cache.pop(path, None)
+                self._cached_at.pop(path, None)
                 return True
         raise StatusConflict(f"status of {namespace}/{job}: delete lost the CAS race twice")
 

@@ -17,6 +17,9 @@ from crds_equivalent.config import MeshConfig, SidecarDriver
 from reconcilers import nginx
 
 TEMPLATE_SPLAY_NS = 5_000_000_000  # Nomad's default, written out so the job says what it does
+# exec tasks run as `nobody` by default, but templates are owned by the Nomad agent's user;
+# the 0600 key file must belong to the user nginx runs as.
+EXEC_NOBODY_ID = 65534
 
 NGINX_ARGS = (
     "-p", "${NOMAD_TASK_DIR}/",
@@ -39,8 +42,8 @@ class SidecarSpec:
     ttl_seconds: int
 
 
-def _template(dest: str, body: str, perms: str) -> dict[str, Any]:
-    return {
+def _template(dest: str, body: str, perms: str, owner: int | None = None) -> dict[str, Any]:
+    template: dict[str, Any] = {
         "SourcePath": "",
         "DestPath": dest,
         "EmbeddedTmpl": body,
@@ -48,10 +51,11 @@ def _template(dest: str, body: str, perms: str) -> dict[str, Any]:
         "ChangeSignal": "SIGHUP",
         "Splay": TEMPLATE_SPLAY_NS,
         "Perms": perms,
-        "LeftDelim": "{{",
-        "RightDelim": "}}",
-        "Envvars": False,
     }
+    if owner is not None:
+        template.update(Uid=owner, Gid=owner)
+    template.update(LeftDelim="{{", RightDelim="}}", Envvars=False)
+    return template
 
 
 def _driver_config(config: MeshConfig, host_network: bool) -> dict[str, Any]:
@@ -98,6 +102,7 @@ def sidecar_task(spec: SidecarSpec, config: MeshConfig) -> dict[str, Any]:
                 nginx.CERT_DEST,
                 nginx.cert_template(pki_path, spec.common_name, spec.ttl_seconds),
                 "0600",
+                EXEC_NOBODY_ID if config.sidecar_driver is SidecarDriver.EXEC else None,
             ),
             _template(nginx.CONF_DEST, conf, "0644"),
         ],

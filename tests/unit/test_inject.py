@@ -185,6 +185,17 @@ def test_sidecar_task_raw_exec_runs_the_binary_with_paths_in_the_task_dir() -> N
     assert f"load_module {RAW.nginx_stream_module};" in task["Templates"][1]["EmbeddedTmpl"]
 
 
+@pytest.mark.parametrize(
+    ("driver", "owner"), [(SidecarDriver.EXEC, 65534), (SidecarDriver.RAW_EXEC, None)]
+)
+def test_key_file_belongs_to_the_user_nginx_runs_as(
+    driver: SidecarDriver, owner: int | None
+) -> None:
+    task = sidecar_of(meshed(job(), MeshConfig(sidecar_driver=driver))["TaskGroups"][0])
+    cert = task["Templates"][0]
+    assert cert.get("Uid") == owner and cert.get("Gid") == owner
+
+
 def test_certificate_names_and_ttl() -> None:
     j = job(meta={"mesh.tls.sans": "web.example.com", "mesh.tls.ttl": "24h"})
     j["TaskGroups"][0]["Tasks"][0]["Services"] = [{"Name": "web-admin", "PortLabel": "http"}]

@@ -26,7 +26,13 @@ from tenacity import (
 )
 
 from controller.config import NomadSettings
-from controller.nomad.errors import Conflict, NomadError, TransientError, error_for
+from controller.nomad.errors import (
+    Conflict,
+    NomadError,
+    TlsVerificationError,
+    TransientError,
+    error_for,
+)
 from controller.tls import client_tls
 
 log = structlog.get_logger(__name__)
@@ -204,6 +210,8 @@ class NomadClient:
                 )
         except NomadError:
             raise
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise TlsVerificationError(f"{what}: TLS verification failed: {exc}") from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from exc
         except json.JSONDecodeError as exc:
@@ -237,6 +245,8 @@ class NomadClient:
                 yield resp
         except NomadError:
             raise
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise TlsVerificationError(f"{what}: TLS verification failed: {exc}") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from exc
 

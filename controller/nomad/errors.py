@@ -52,6 +52,10 @@ class Conflict(NomadError):
         self.current = current
 
 
+class TlsVerificationError(NomadError):
+    """Nomad's certificate did not verify: a configuration problem, never retried."""
+
+
 class TransientError(NomadError):
     """5xx, 429, connection errors and timeouts: the same call may succeed later."""
 

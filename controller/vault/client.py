@@ -16,6 +16,9 @@ import hvac
 import hvac.exceptions as hx
 import requests
 
+from controller.config import VaultSettings
+from controller.tls import requests_kwargs
+
 T = TypeVar("T")
 
 
@@ -50,9 +53,23 @@ class VaultConnection:
     addr: str
     token: str = field(repr=False)
     verify: bool | str = True
-    client_cert: tuple[str, str] | None = None
+    client_cert: str | tuple[str, str] | None = None
     namespace: str | None = None
     timeout: float = 10.0
+
+    @classmethod
+    def from_settings(cls, settings: VaultSettings, timeout: float = 10.0) -> VaultConnection:
+        """VAULT_* settings (controller.config) -> a connection, TLS per controller.tls."""
+        tls = requests_kwargs(settings)
+        token = settings.token.get_secret_value() if settings.token else ""
+        return cls(
+            addr=settings.addr,
+            token=token,
+            verify=tls["verify"],
+            client_cert=tls.get("cert"),
+            namespace=settings.namespace,
+            timeout=timeout,
+        )
 
 
 def make_hvac_client(conn: VaultConnection) -> Any:

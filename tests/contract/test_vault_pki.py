@@ -217,3 +217,21 @@ def test_layout_defaults_match_the_mesh_config_defaults() -> None:
     )
     assert layout.root_mount == cfg.root_mount
     assert layout.datacenter_domain == cfg.datacenter_domain
+
+
+def test_connection_from_vault_settings_keeps_verification_on() -> None:
+    from controller.config import VaultSettings
+
+    default = VaultConnection.from_settings(VaultSettings(_env_file=None))
+    assert default.verify is True and default.token == ""
+    pinned = VaultConnection.from_settings(
+        VaultSettings(addr="https://v:8200", token="t0k", cacert="/etc/ca.pem", namespace="ns1")
+    )
+    assert (pinned.addr, pinned.verify, pinned.namespace) == (
+        "https://v:8200",
+        "/etc/ca.pem",
+        "ns1",
+    )
+    assert pinned.token == "t0k" and "t0k" not in repr(pinned)
+    skip = VaultConnection.from_settings(VaultSettings(skip_verify=True))
+    assert skip.verify is False

@@ -12,14 +12,14 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from controller.nomad.client import NomadClient
-from controller.nomad.errors import Conflict
+from controller.nomad.errors import Conflict, PermissionDenied
 from controller.nomad.jobs import NomadJobs
 from controller.nomad.lock import NomadVariableLock
 from controller.nomad.source import JobKey, NomadEventSource
 from controller.nomad.stream import EventStream
 from controller.nomad.variables import NomadVariables
 from crds_equivalent.keys import INJECTED_GROUP_META, MESH_TLS, SIDECAR_TASK
-from devstack.nomad.server import NomadTwin
+from devstack.nomad.server import NomadTwin, start_nomad_twin
 from tests.contract.nomad_fixtures import job_spec, nomad, nomad_twin
 
 __all__ = ["nomad", "nomad_twin"]
@@ -271,3 +271,18 @@ async def test_without_inspection_the_stub_net_is_any_mesh_key(nomad: NomadClien
     await source.list_and_enqueue()
     assert [k.job_id for k in got] == ["ports-only"]
     assert jobs.reads == 0
+
+
+async def test_acl_refusals_are_permission_denied() -> None:
+    twin = await start_nomad_twin(nodes=1, acl=True)
+    try:
+        async with NomadClient(twin.url, token="not-a-real-token") as bad:
+            with pytest.raises(PermissionDenied):
+                await NomadJobs(bad).list_jobs("*")
+            with pytest.raises(PermissionDenied):
+                await _read_until(EventStream(bad), 1)
+        async with NomadClient(twin.url, token=twin.management_token) as good:
+            await NomadJobs(good).register_job(job_spec("web"), enforce_index=0)
+            assert [s["ID"] for s in (await NomadJobs(good).list_jobs("*")).stubs] == ["web"]
+    finally:
+        await twin.stop()

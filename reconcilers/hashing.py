@@ -3,11 +3,12 @@
 The marker ``mesh.tls.injected`` is compared instead of the whole job, because Nomad
 canonicalises a job on register and a full comparison would always differ. So the hash covers
 the INPUTS of the injection, never its output: the injector version, the group's spec, the
-cluster config, the job's identity (namespace, ID, name — they pick the TTL jitter and default
-service names), the effective TTL, and the user's fields the injection reads (the networks
-holding fronted ports, and every service registered on them, verbatim). Those user fields are
-restored byte for byte from the undo record, so a job we wrote hashes the same after Nomad has
-canonicalised it; and any change a user makes to a fronted port or service changes the hash.
+cluster config fields the injection reads, the job's identity (namespace, ID, name — they pick
+the TTL jitter and default service names), the effective TTL, and the user's fields the
+injection reads (the networks holding fronted ports, and every service registered on them,
+verbatim). Those user fields are restored byte for byte from the undo record, so a job we wrote
+hashes the same after Nomad has canonicalised it; and any change a user makes to a fronted port
+or service changes the hash.
 """
 
 from __future__ import annotations
@@ -24,6 +25,26 @@ from reconcilers.fronting import group_inputs
 
 INJECTOR_VERSION: Final = "1"
 MAX_TTL_JITTER: Final = 0.05
+
+# The MeshConfig fields the injected output depends on. Only these are hashed, so that a knob
+# the injection does not read (the root mount, the default TTL — which reaches the hash through
+# the spec) cannot make every meshed job in the cluster roll. A test fails when a new field is
+# in neither tuple.
+INJECTION_CONFIG_FIELDS: Final = (
+    "sidecar_driver",
+    "sidecar_image",
+    "nginx_bin",
+    "nginx_stream_module",
+    "sidecar_cpu",
+    "sidecar_memory_mb",
+    "pki_mount",
+    "pki_role",
+    "domain",
+    "datacenter_domain",
+    "vault_role",
+    "check_tls_skip_verify",
+)
+CONFIG_FIELDS_NOT_HASHED: Final = ("root_mount", "ttl_default")
 
 
 def ttl_jitter_fraction(namespace: str, job_id: str) -> float:
@@ -51,7 +72,7 @@ def hash_inputs(
     return {
         "injector": INJECTOR_VERSION,
         "spec": spec.model_dump(mode="json"),
-        "config": config.model_dump(mode="json"),
+        "config": config.model_dump(mode="json", include=set(INJECTION_CONFIG_FIELDS)),
         "namespace": jobview.namespace(job),
         "job": jobview.job_id(job),
         "job_name": jobview.job_name(job),

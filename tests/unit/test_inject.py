@@ -12,7 +12,12 @@ from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig, SidecarDriver
 from crds_equivalent.spec import MeshSpec, parse_job_specs
 from reconcilers import nginx
-from reconcilers.hashing import MAX_TTL_JITTER, jittered_ttl
+from reconcilers.hashing import (
+    CONFIG_FIELDS_NOT_HASHED,
+    INJECTION_CONFIG_FIELDS,
+    MAX_TTL_JITTER,
+    jittered_ttl,
+)
 from reconcilers.inject import (
     INJECTOR_VERSION,
     CannotInject,
@@ -357,6 +362,13 @@ def test_hash_changes_with_every_input() -> None:
     ]
     assert base not in variants
     assert len(set(variants)) == len(variants)
+
+
+def test_every_config_field_is_either_hashed_or_known_to_be_unread() -> None:
+    fields = set(MeshConfig.model_fields)
+    assert fields == set(INJECTION_CONFIG_FIELDS) | set(CONFIG_FIELDS_NOT_HASHED)
+    assert not set(INJECTION_CONFIG_FIELDS) & set(CONFIG_FIELDS_NOT_HASHED)
+    assert _hash(job(), MeshConfig(root_mount="other-root")) == _hash(job())
 
 
 def test_hash_ignores_groups_fields_injection_does_not_read() -> None:

@@ -20,7 +20,9 @@ def write_atomic(
     try:
         with open(path, "rb") as f:
             same = f.read() == data
-        if same and (os.stat(path).st_mode & 0o7777) == mode:
+        st = os.stat(path)
+        owned = (uid < 0 or st.st_uid == uid) and (gid < 0 or st.st_gid == gid)
+        if same and (st.st_mode & 0o7777) == mode and owned:
             return False
     except OSError:
         pass

@@ -122,6 +122,14 @@ def _inside(root: str, path: str) -> bool:
     return os.path.commonpath([root, os.path.realpath(path)]) == root
 
 
+def _owner(tmpl: Mapping[str, Any]) -> tuple[int, int]:
+    """Template Uid/Gid (null = the agent's user); applied only when we may chown (root)."""
+    uid, gid = tmpl.get("Uid"), tmpl.get("Gid")
+    if os.geteuid() != 0:
+        return -1, -1
+    return (int(uid) if uid is not None else -1), (int(gid) if gid is not None else -1)
+
+
 def _parse_env_file(text: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for line in text.splitlines():
@@ -168,7 +176,8 @@ def render_nomad_template(
     )
     result = render_sync(str(text), run_ctx, function_denylist)
     perms = int(str(tmpl.get("Perms") or "0644"), 8)
-    changed = write_atomic(dest, result.text, perms)
+    uid, gid = _owner(tmpl)
+    changed = write_atomic(dest, result.text, perms, uid, gid)
     mode = str(tmpl.get("ChangeMode") or "restart")
     signal = str(tmpl.get("ChangeSignal") or ("SIGHUP" if mode == "signal" else "")).upper()
     env = _parse_env_file(result.text) if tmpl.get("Envvars") else {}

@@ -135,3 +135,13 @@ def test_nomad_denies_write_to_file_by_default(tmp_path) -> None:
         tmpl, RenderContext(), task_root=str(tmp_path), function_denylist=()
     )
     assert (tmp_path / "local" / "k").read_text() == "k" and out.result.text == ""
+
+
+def test_template_uid_gid_are_applied_when_running_as_root(tmp_path) -> None:
+    tmpl = {"DestPath": "secrets/k.pem", "EmbeddedTmpl": "k", "Perms": "0600", "Uid": 65534}
+    tmpl["Gid"] = 65534
+    out = render_nomad_template(tmpl, RenderContext(), task_root=str(tmp_path))
+    st = os.stat(out.dest)
+    want = 65534 if os.geteuid() == 0 else os.geteuid()
+    assert st.st_uid == want
+    assert stat.S_IMODE(st.st_mode) == 0o600

@@ -12,6 +12,7 @@ from typing import Any
 
 from devstack.nomad.codec import new_id, now_ns, omitempty
 from devstack.nomad.nodes import Node
+from devstack.nomad.shape import shape
 
 
 def new_alloc(
@@ -111,7 +112,7 @@ def _networks(
                     value = node.take_port(rng)
                 else:
                     node.reserve(value)
-                filled.append(omitempty({**port, "Value": value}))
+                filled.append({**port, "Value": value})
                 ports.append(
                     omitempty(
                         {
@@ -124,7 +125,7 @@ def _networks(
                     )
                 )
             out[key] = filled or None
-        nets.append(omitempty(out))
+        nets.append(shape("NetworkResource", out))
     return nets or None, ports or None
 
 

@@ -24,8 +24,12 @@ namespace "default" {
 
 
 def job(job_id: str) -> dict[str, Any]:
-    return {"Job": {"ID": job_id, "TaskGroups": [{"Name": "g", "Count": 0,
-                                                  "Tasks": [{"Name": "t", "Driver": "exec"}]}]}}
+    return {
+        "Job": {
+            "ID": job_id,
+            "TaskGroups": [{"Name": "g", "Count": 0, "Tasks": [{"Name": "t", "Driver": "exec"}]}],
+        }
+    }
 
 
 @pytest.fixture
@@ -41,17 +45,25 @@ async def acl_twin() -> AsyncIterator[NomadTwin]:
     await t.stop()
 
 
-async def test_acl_tokens_policies_and_denials(acl_twin: NomadTwin, http: aiohttp.ClientSession) -> None:
+async def test_acl_tokens_policies_and_denials(
+    acl_twin: NomadTwin, http: aiohttp.ClientSession
+) -> None:
     twin = acl_twin
     assert twin.management_token
     mgmt = {"X-Nomad-Token": twin.management_token}
     again = await http.post(f"{twin.url}/v1/acl/bootstrap")
     assert again.status == 400 and "ACL bootstrap already done" in await again.text()
-    pol = await http.post(f"{twin.url}/v1/acl/policy/ctl", headers=mgmt,
-                          json={"Name": "ctl", "Rules": RULES})
+    pol = await http.post(
+        f"{twin.url}/v1/acl/policy/ctl", headers=mgmt, json={"Name": "ctl", "Rules": RULES}
+    )
     assert pol.status == 200
-    tok = await (await http.post(f"{twin.url}/v1/acl/token", headers=mgmt,
-                                 json={"Name": "ctl", "Type": "client", "Policies": ["ctl"]})).json()
+    tok = await (
+        await http.post(
+            f"{twin.url}/v1/acl/token",
+            headers=mgmt,
+            json={"Name": "ctl", "Type": "client", "Policies": ["ctl"]},
+        )
+    ).json()
     assert tok["Type"] == "client" and tok["Policies"] == ["ctl"]
     ctl = {"Authorization": f"Bearer {tok['SecretID']}"}
     denied: list[tuple[str, str, dict[str, str], Any]] = [
@@ -68,8 +80,11 @@ async def test_acl_tokens_policies_and_denials(acl_twin: NomadTwin, http: aiohtt
     assert ok.status == 200
     listed = await (await http.get(f"{twin.url}/v1/jobs?namespace=*", headers=ctl)).json()
     assert [j["ID"] for j in listed] == ["web"]
-    var = await http.put(f"{twin.url}/v1/var/mesh-controller/leader?lock-acquire", headers=ctl,
-                         json={"Lock": {"TTL": "15s"}})
+    var = await http.put(
+        f"{twin.url}/v1/var/mesh-controller/leader?lock-acquire",
+        headers=ctl,
+        json={"Lock": {"TTL": "15s"}},
+    )
     assert var.status == 200
     me = await (await http.get(f"{twin.url}/v1/acl/token/self", headers=ctl)).json()
     assert me["AccessorID"] == tok["AccessorID"]
@@ -80,8 +95,9 @@ async def test_namespaces_agent_and_status(http: aiohttp.ClientSession) -> None:
     try:
         names = [n["Name"] for n in await (await http.get(f"{twin.url}/v1/namespaces")).json()]
         assert names == ["default"]
-        created = await http.post(f"{twin.url}/v1/namespace",
-                                  json={"Name": "prod", "Description": "p"})
+        created = await http.post(
+            f"{twin.url}/v1/namespace", json={"Name": "prod", "Description": "p"}
+        )
         assert created.status == 200
         prod = await (await http.get(f"{twin.url}/v1/namespace/prod")).json()
         assert (prod["Name"], prod["Description"]) == ("prod", "p")
@@ -100,9 +116,10 @@ async def test_namespaces_agent_and_status(http: aiohttp.ClientSession) -> None:
 async def test_fault_knobs_error_ratio_prefix_and_latency(http: aiohttp.ClientSession) -> None:
     twin = await start_nomad_twin(heartbeat_interval=0.2)
     try:
-        set_ = await http.post(f"{twin.url}/_twin/faults",
-                               json={"error_ratio": 1.0, "error_status": 503,
-                                     "error_path_prefix": "/v1/jobs"})
+        set_ = await http.post(
+            f"{twin.url}/_twin/faults",
+            json={"error_ratio": 1.0, "error_status": 503, "error_path_prefix": "/v1/jobs"},
+        )
         assert set_.status == 200
         failed = await http.get(f"{twin.url}/v1/jobs")
         assert failed.status == 503

@@ -22,12 +22,23 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def job(job_id: str = "web", count: int = 1, **group_extra: Any) -> dict[str, Any]:
-    group = {"Name": "app", "Count": count,
-             "Update": {"MaxParallel": 1, "MinHealthyTime": 0},
-             "Tasks": [{"Name": "srv", "Driver": "raw_exec", "Config": {"command": "/bin/true"}}],
-             **group_extra}
-    return {"Job": {"ID": job_id, "Name": job_id, "Type": "service", "Datacenters": ["dc1"],
-                    "Meta": {"team": "a"}, "TaskGroups": [group]}}
+    group = {
+        "Name": "app",
+        "Count": count,
+        "Update": {"MaxParallel": 1, "MinHealthyTime": 0},
+        "Tasks": [{"Name": "srv", "Driver": "raw_exec", "Config": {"command": "/bin/true"}}],
+        **group_extra,
+    }
+    return {
+        "Job": {
+            "ID": job_id,
+            "Name": job_id,
+            "Type": "service",
+            "Datacenters": ["dc1"],
+            "Meta": {"team": "a"},
+            "TaskGroups": [group],
+        }
+    }
 
 
 @pytest.fixture
@@ -73,14 +84,24 @@ async def test_python_nomad_register_list_read_versions_stop(twin: NomadTwin) ->
         await asyncio.to_thread(n.job.get_job, "web")
 
 
-async def test_unchanged_spec_makes_no_new_version(twin: NomadTwin, http: aiohttp.ClientSession) -> None:
+async def test_unchanged_spec_makes_no_new_version(
+    twin: NomadTwin, http: aiohttp.ClientSession
+) -> None:
     first = await (await http.post(f"{twin.url}/v1/jobs", json=job())).json()
     stored = await (await http.get(f"{twin.url}/v1/job/web")).json()
     again = await http.put(f"{twin.url}/v1/job/web", json=job())
     body = await again.json()
     assert again.status == 200
-    assert list(body) == ["EvalID", "EvalCreateIndex", "JobModifyIndex", "Warnings", "Index",
-                          "LastContact", "KnownLeader", "NextToken"]
+    assert list(body) == [
+        "EvalID",
+        "EvalCreateIndex",
+        "JobModifyIndex",
+        "Warnings",
+        "Index",
+        "LastContact",
+        "KnownLeader",
+        "NextToken",
+    ]
     assert body["EvalID"] and body["EvalID"] != first["EvalID"]
     assert body["JobModifyIndex"] == stored["ModifyIndex"]
     assert body["Index"] == body["EvalCreateIndex"]
@@ -88,7 +109,9 @@ async def test_unchanged_spec_makes_no_new_version(twin: NomadTwin, http: aiohtt
     assert after["Version"] == 0 and after["JobModifyIndex"] == first["JobModifyIndex"]
 
 
-async def test_enforce_index_errors_are_500_plain_text(twin: NomadTwin, http: aiohttp.ClientSession) -> None:
+async def test_enforce_index_errors_are_500_plain_text(
+    twin: NomadTwin, http: aiohttp.ClientSession
+) -> None:
     def enforced(index: int, meta: str) -> dict[str, Any]:
         body = job()
         body["Job"]["Meta"] = {"v": meta}
@@ -102,11 +125,15 @@ async def test_enforce_index_errors_are_500_plain_text(twin: NomadTwin, http: ai
     jmi = (await created.json())["JobModifyIndex"]
     exists = await http.post(f"{twin.url}/v1/jobs", json=enforced(0, "b"))
     assert (exists.status, await exists.text()) == (
-        500, "Enforcing job modify index 0: job already exists")
+        500,
+        "Enforcing job modify index 0: job already exists",
+    )
     stale = await http.post(f"{twin.url}/v1/jobs", json=enforced(jmi - 1, "b"))
     assert (stale.status, await stale.text()) == (
-        500, f"Enforcing job modify index {jmi - 1}: job exists with conflicting job modify "
-        f"index: {jmi}")
+        500,
+        f"Enforcing job modify index {jmi - 1}: job exists with conflicting job modify "
+        f"index: {jmi}",
+    )
     ok = await http.post(f"{twin.url}/v1/jobs", json=enforced(jmi, "b"))
     assert ok.status == 200
 
@@ -128,8 +155,16 @@ async def test_request_errors(twin: NomadTwin, http: aiohttp.ClientSession) -> N
     ]
     dur = job()
     dur["Job"]["TaskGroups"][0]["Tasks"][0]["KillTimeout"] = "10s"
-    cases.append(("POST", "/v1/jobs", dur, 400, "json: cannot unmarshal string into Go struct "
-                  "field Task.Job.TaskGroups.Tasks.KillTimeout of type time.Duration"))
+    cases.append(
+        (
+            "POST",
+            "/v1/jobs",
+            dur,
+            400,
+            "json: cannot unmarshal string into Go struct "
+            "field Task.Job.TaskGroups.Tasks.KillTimeout of type time.Duration",
+        )
+    )
     for method, path, body, status, message in cases:
         kwargs: dict[str, Any] = {"data": body} if isinstance(body, bytes) else {"json": body}
         resp = await http.request(method, twin.url + path, **kwargs)
@@ -141,15 +176,27 @@ async def test_request_errors(twin: NomadTwin, http: aiohttp.ClientSession) -> N
             assert got == message, (method, path)
 
 
-async def test_delete_missing_job_is_200_zero_values(twin: NomadTwin, http: aiohttp.ClientSession) -> None:
+async def test_delete_missing_job_is_200_zero_values(
+    twin: NomadTwin, http: aiohttp.ClientSession
+) -> None:
     resp = await http.delete(f"{twin.url}/v1/job/ghost")
     assert resp.status == 200
-    assert await resp.json() == {"EvalID": "", "EvalCreateIndex": 0, "JobModifyIndex": 0,
-                                 "VolumeEvalID": "", "VolumeEvalIndex": 0, "Index": 0,
-                                 "LastContact": 0, "KnownLeader": False, "NextToken": ""}
+    assert await resp.json() == {
+        "EvalID": "",
+        "EvalCreateIndex": 0,
+        "JobModifyIndex": 0,
+        "VolumeEvalID": "",
+        "VolumeEvalIndex": 0,
+        "Index": 0,
+        "LastContact": 0,
+        "KnownLeader": False,
+        "NextToken": "",
+    }
 
 
-async def test_list_headers_pagination_and_namespaces(twin: NomadTwin, http: aiohttp.ClientSession) -> None:
+async def test_list_headers_pagination_and_namespaces(
+    twin: NomadTwin, http: aiohttp.ClientSession
+) -> None:
     await http.post(f"{twin.url}/v1/namespace/prod", json={"Name": "prod"})
     for jid in ("c", "a", "b"):
         await http.post(f"{twin.url}/v1/jobs", json=job(jid))
@@ -167,15 +214,23 @@ async def test_list_headers_pagination_and_namespaces(twin: NomadTwin, http: aio
     assert "X-Nomad-Nexttoken" not in second.headers
     every = await (await http.get(f"{twin.url}/v1/jobs?namespace=*")).json()
     assert [(j["Namespace"], j["ID"]) for j in every] == [
-        ("default", "a"), ("default", "b"), ("default", "c"), ("prod", "a")]
+        ("default", "a"),
+        ("default", "b"),
+        ("default", "c"),
+        ("prod", "a"),
+    ]
     prefixed = await (await http.get(f"{twin.url}/v1/jobs?prefix=b")).json()
     assert [j["ID"] for j in prefixed] == ["b"]
     missing_ns = await http.post(f"{twin.url}/v1/jobs?namespace=nope", json=job("z"))
     assert (missing_ns.status, await missing_ns.text()) == (
-        500, 'job "z" is in nonexistent namespace "nope"')
+        500,
+        'job "z" is in nonexistent namespace "nope"',
+    )
 
 
-async def test_blocking_query_returns_on_change_or_timeout(twin: NomadTwin, http: aiohttp.ClientSession) -> None:
+async def test_blocking_query_returns_on_change_or_timeout(
+    twin: NomadTwin, http: aiohttp.ClientSession
+) -> None:
     resp = await http.get(f"{twin.url}/v1/jobs")
     index = int(resp.headers["X-Nomad-Index"])
     timed = await http.get(f"{twin.url}/v1/jobs?index={index}&wait=100ms")
@@ -192,12 +247,14 @@ async def test_blocking_query_returns_on_change_or_timeout(twin: NomadTwin, http
 async def test_job_read_has_canonical_fields(twin: NomadTwin, http: aiohttp.ClientSession) -> None:
     body = job(Networks=[{"DynamicPorts": [{"Label": "http", "To": 8080}]}])
     body["Job"]["TaskGroups"][0]["Tasks"][0]["Templates"] = [
-        {"DestPath": "secrets/c.pem", "EmbeddedTmpl": "x", "ChangeMode": "signal"}]
+        {"DestPath": "secrets/c.pem", "EmbeddedTmpl": "x", "ChangeMode": "signal"}
+    ]
     await http.post(f"{twin.url}/v1/jobs", json=body)
     stored = await (await http.get(f"{twin.url}/v1/job/web")).json()
     group = stored["TaskGroups"][0]
     assert group["Networks"][0]["DynamicPorts"] == [
-        {"Label": "http", "To": 8080, "HostNetwork": "default"}]
+        {"Label": "http", "To": 8080, "HostNetwork": "default"}
+    ]
     tmpl = group["Tasks"][0]["Templates"][0]
     assert (tmpl["ChangeSignal"], tmpl["Splay"], tmpl["Perms"]) == ("SIGHUP", 5000000000, "0644")
     assert stored["Status"] in ("pending", "running")

@@ -17,13 +17,25 @@ from devstack.nomad import NomadTwin, TaskContext, start_nomad_twin
 pytestmark = pytest.mark.timeout(60)
 
 
-def job(job_id: str = "web", count: int = 3, jtype: str = "service", **task_extra: Any) -> dict[str, Any]:
+def job(
+    job_id: str = "web", count: int = 3, jtype: str = "service", **task_extra: Any
+) -> dict[str, Any]:
     task = {"Name": "srv", "Driver": "raw_exec", "Config": {"command": "x"}, **task_extra}
-    return {"Job": {"ID": job_id, "Type": jtype, "TaskGroups": [{
-        "Name": "app", "Count": count,
-        "Update": {"MaxParallel": 1, "MinHealthyTime": 0},
-        "Networks": [{"DynamicPorts": [{"Label": "http", "To": 8080}]}],
-        "Tasks": [task]}]}}
+    return {
+        "Job": {
+            "ID": job_id,
+            "Type": jtype,
+            "TaskGroups": [
+                {
+                    "Name": "app",
+                    "Count": count,
+                    "Update": {"MaxParallel": 1, "MinHealthyTime": 0},
+                    "Networks": [{"DynamicPorts": [{"Label": "http", "To": 8080}]}],
+                    "Tasks": [task],
+                }
+            ],
+        }
+    }
 
 
 class Hooks:
@@ -54,8 +66,9 @@ class RecordingDriver:
     async def stop(self, alloc: dict[str, Any], task: dict[str, Any], ctx: TaskContext) -> None:
         self.calls.append(("stop", task["Name"], alloc["ID"]))
 
-    async def signal(self, alloc: dict[str, Any], task: dict[str, Any], ctx: TaskContext,
-                     signal: str) -> None:
+    async def signal(
+        self, alloc: dict[str, Any], task: dict[str, Any], ctx: TaskContext, signal: str
+    ) -> None:
         self.calls.append((f"signal:{signal}", task["Name"], alloc["ID"]))
 
     async def restart(self, alloc: dict[str, Any], task: dict[str, Any], ctx: TaskContext) -> None:
@@ -75,8 +88,8 @@ async def twin() -> AsyncIterator[NomadTwin]:
     await t.stop()
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
-    async with asyncio.timeout(timeout):
+async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
+    async with asyncio.timeout(10):
         while not await check():
             await asyncio.sleep(0.02)
 
@@ -138,7 +151,9 @@ async def test_destructive_update_honours_max_parallel_and_stop_completes(
 
     async def all_healthy() -> bool:
         allocs = await allocs_of(http, twin)
-        return len(allocs) == 2 and all((a["DeploymentStatus"] or {}).get("Healthy") for a in allocs)
+        return len(allocs) == 2 and all(
+            (a["DeploymentStatus"] or {}).get("Healthy") for a in allocs
+        )
 
     await eventually(all_healthy)
     old_ids = {a["ID"] for a in await allocs_of(http, twin)}
@@ -148,8 +163,9 @@ async def test_destructive_update_honours_max_parallel_and_stop_completes(
         async def replaced() -> bool:
             allocs = await allocs_of(http, twin)
             new = [a for a in allocs if a["ID"] not in old_ids and a["ClientStatus"] == "running"]
-            return len(new) == 2 and all(a["DesiredStatus"] == "stop" for a in allocs
-                                         if a["ID"] in old_ids)
+            return len(new) == 2 and all(
+                a["DesiredStatus"] == "stop" for a in allocs if a["ID"] in old_ids
+            )
 
         await eventually(replaced)
         placements: list[int] = []
@@ -183,15 +199,19 @@ async def test_destructive_update_honours_max_parallel_and_stop_completes(
 async def test_hooks_driver_lifecycle_signal_restart_and_stop(http: aiohttp.ClientSession) -> None:
     hooks = Hooks()
     driver = RecordingDriver()
-    twin = await start_nomad_twin(nodes=2, alloc_hooks=hooks, drivers={"raw_exec": driver},
-                                  heartbeat_interval=0.2)
+    twin = await start_nomad_twin(
+        nodes=2, alloc_hooks=hooks, drivers={"raw_exec": driver}, heartbeat_interval=0.2
+    )
     try:
         body = job(count=1)
         group = body["Job"]["TaskGroups"][0]
         group["Tasks"] = [
             {"Name": "main", "Driver": "raw_exec"},
-            {"Name": "proxy", "Driver": "raw_exec",
-             "Lifecycle": {"Hook": "prestart", "Sidecar": True}},
+            {
+                "Name": "proxy",
+                "Driver": "raw_exec",
+                "Lifecycle": {"Hook": "prestart", "Sidecar": True},
+            },
             {"Name": "init", "Driver": "raw_exec", "Lifecycle": {"Hook": "prestart"}},
         ]
         await http.post(f"{twin.url}/v1/jobs", json=body)
@@ -209,11 +229,14 @@ async def test_hooks_driver_lifecycle_signal_restart_and_stop(http: aiohttp.Clie
         aid = alloc["ID"]
         url = urlparse(twin.url)
         n = nomad.Nomad(host=url.hostname, port=url.port, timeout=5)
-        sig = await http.post(f"{twin.url}/v1/client/allocation/{aid}/signal",
-                              json={"Signal": "SIGHUP", "Task": "proxy"})
+        sig = await http.post(
+            f"{twin.url}/v1/client/allocation/{aid}/signal",
+            json={"Signal": "SIGHUP", "Task": "proxy"},
+        )
         assert (sig.status, await sig.json()) == (200, {})
-        restart = await http.post(f"{twin.url}/v1/client/allocation/{aid}/restart",
-                                  json={"TaskName": "main"})
+        restart = await http.post(
+            f"{twin.url}/v1/client/allocation/{aid}/restart", json={"TaskName": "main"}
+        )
         assert restart.status == 200
         assert ("signal:SIGHUP", "proxy", aid) in driver.calls
         assert ("restart", "main", aid) in driver.calls
@@ -240,5 +263,8 @@ async def test_hooks_driver_lifecycle_signal_restart_and_stop(http: aiohttp.Clie
         assert stops[-1] == "proxy"  # sidecars are killed after the main task
     finally:
         await twin.stop()
-    assert all(t.done() for t in asyncio.all_tasks() if t is not asyncio.current_task()
-               and "twin" in repr(t).lower())
+    assert all(
+        t.done()
+        for t in asyncio.all_tasks()
+        if t is not asyncio.current_task() and "twin" in repr(t).lower()
+    )

@@ -41,18 +41,32 @@ async def test_python_nomad_variables_crud_and_cas(twin: NomadTwin) -> None:
     url = urlparse(twin.url)
     n = nomad.Nomad(host=url.hostname, port=url.port, timeout=5)
     created = await asyncio.to_thread(
-        n.variable.create_variable, "mesh/config", {"Items": {"a": "1"}}, None, 0)
+        n.variable.create_variable, "mesh/config", {"Items": {"a": "1"}}, None, 0
+    )
     assert created["Items"] == {"a": "1"} and created["Path"] == "mesh/config"
-    assert list(created) == ["Namespace", "Path", "CreateIndex", "CreateTime", "ModifyIndex",
-                             "ModifyTime", "Items"]
+    assert list(created) == [
+        "Namespace",
+        "Path",
+        "CreateIndex",
+        "CreateTime",
+        "ModifyIndex",
+        "ModifyTime",
+        "Items",
+    ]
     with pytest.raises(nomad.api.exceptions.VariableConflict) as conflict:
         await asyncio.to_thread(
-            n.variable.create_variable, "mesh/config", {"Items": {"a": "2"}}, None, 0)
+            n.variable.create_variable, "mesh/config", {"Items": {"a": "2"}}, None, 0
+        )
     current = json.loads(conflict.value.nomad_resp.text)
     assert current["Items"] == {"a": "1"}
     assert conflict.value.nomad_resp.headers["X-Nomad-Index"] == str(created["ModifyIndex"])
-    updated = await asyncio.to_thread(n.variable.create_variable, "mesh/config",
-                                      {"Items": {"a": "2"}}, None, created["ModifyIndex"])
+    updated = await asyncio.to_thread(
+        n.variable.create_variable,
+        "mesh/config",
+        {"Items": {"a": "2"}},
+        None,
+        created["ModifyIndex"],
+    )
     assert updated["ModifyIndex"] > created["ModifyIndex"]
     assert updated["CreateIndex"] == created["CreateIndex"]
     listed = await asyncio.to_thread(n.variables.get_variables, "mesh/")
@@ -69,13 +83,28 @@ async def test_variable_errors(twin: NomadTwin, http: aiohttp.ClientSession) -> 
     base = f"{twin.url}/v1/var"
     cases = [
         ("PUT", "/a", {"Items": {}}, 400, "variable missing required Items object"),
-        ("PUT", "/a", {"Items": {"k": "v"}, "Lock": {"TTL": "15s"}}, 400,
-         "variable should not contain lock definition"),
-        ("PUT", "/a?cas=1&lock-acquire", {"Items": {"k": "v"}}, 400,
-         "CAS can't be used with lock operations"),
+        (
+            "PUT",
+            "/a",
+            {"Items": {"k": "v"}, "Lock": {"TTL": "15s"}},
+            400,
+            "variable should not contain lock definition",
+        ),
+        (
+            "PUT",
+            "/a?cas=1&lock-acquire",
+            {"Items": {"k": "v"}},
+            400,
+            "CAS can't be used with lock operations",
+        ),
         ("PUT", "/a?lock-acquire&lock-renew", {}, 400, "multiple lock operations"),
-        ("PUT", "/a?lock-acquire", {"Lock": {"TTL": "5s"}}, 400,
-         "TTL must be between 10 seconds and 24 hours"),
+        (
+            "PUT",
+            "/a?lock-acquire",
+            {"Lock": {"TTL": "5s"}},
+            400,
+            "TTL must be between 10 seconds and 24 hours",
+        ),
         ("PATCH", "/a", None, 400, "Invalid method"),
         ("GET", "/missing", None, 404, "variable not found"),
         ("PUT", "/a?lock-renew", {"Lock": {"ID": "x"}}, 404, "variable doesn't exist"),
@@ -88,14 +117,22 @@ async def test_variable_errors(twin: NomadTwin, http: aiohttp.ClientSession) -> 
     missing_cas = await http.put(f"{base}/b?cas=7", json={"Items": {"k": "v"}})
     assert missing_cas.status == 409
     assert json.loads(await missing_cas.text()) == {
-        "Namespace": "default", "Path": "b", "CreateIndex": 0, "CreateTime": 0,
-        "ModifyIndex": 0, "ModifyTime": 0}
+        "Namespace": "default",
+        "Path": "b",
+        "CreateIndex": 0,
+        "CreateTime": 0,
+        "ModifyIndex": 0,
+        "ModifyTime": 0,
+    }
 
 
-async def test_lock_acquire_renew_release_and_conflicts(twin: NomadTwin, http: aiohttp.ClientSession) -> None:
+async def test_lock_acquire_renew_release_and_conflicts(
+    twin: NomadTwin, http: aiohttp.ClientSession
+) -> None:
     url = f"{twin.url}/v1/var/mesh-controller/leader"
-    acquired = await http.put(f"{url}?lock-acquire",
-                              json={"Lock": {"TTL": "15s", "LockDelay": "1m"}})
+    acquired = await http.put(
+        f"{url}?lock-acquire", json={"Lock": {"TTL": "15s", "LockDelay": "1m"}}
+    )
     body = await acquired.json()
     assert acquired.status == 200
     assert list(body["Lock"]) == ["TTL", "LockDelay", "ID"]
@@ -104,8 +141,13 @@ async def test_lock_acquire_renew_release_and_conflicts(twin: NomadTwin, http: a
     other = await http.put(f"{url}?lock-acquire", json={"Lock": {"TTL": "15s"}})
     assert other.status == 409 and "X-Nomad-Index" not in other.headers
     assert json.loads(await other.text()) == {
-        "Namespace": "default", "Path": "mesh-controller/leader", "CreateIndex": 0,
-        "CreateTime": 0, "ModifyIndex": 0, "ModifyTime": 0}
+        "Namespace": "default",
+        "Path": "mesh-controller/leader",
+        "CreateIndex": 0,
+        "CreateTime": 0,
+        "ModifyIndex": 0,
+        "ModifyTime": 0,
+    }
     plain = await http.put(url, json={"Items": {"x": "y"}})
     assert plain.status == 409
     holder_write = await http.put(url, json={"Items": {"x": "y"}, "Lock": {"ID": lock_id}})
@@ -133,9 +175,11 @@ async def test_ttl_expiry_then_lock_delay_on_injected_clock(
     clock = FakeClock()
     twin.ctx.variables.use_clock(clock)
     url = f"{twin.url}/v1/var/lease"
-    first = await (await http.put(f"{url}?lock-acquire",
-                                  json={"Lock": {"TTL": 10_000_000_000,
-                                                 "LockDelay": "20s"}})).json()
+    first = await (
+        await http.put(
+            f"{url}?lock-acquire", json={"Lock": {"TTL": 10_000_000_000, "LockDelay": "20s"}}
+        )
+    ).json()
     index_before = first["ModifyIndex"]
     clock.now += 9
     renew = await http.put(f"{url}?lock-renew", json={"Lock": {"ID": first["Lock"]["ID"]}})

@@ -28,7 +28,11 @@ def test_every_job_group_and_task_key_present_in_struct_order() -> None:
 def test_job_defaults() -> None:
     job = canonicalize_job(_job(), "default")
     assert (job["Region"], job["Type"], job["Priority"], job["Name"]) == (
-        "global", "service", 50, "web")
+        "global",
+        "service",
+        50,
+        "web",
+    )
     assert job["Datacenters"] == ["*"]
     assert job["NodePool"] == "default"
     assert job["Update"]["Stagger"] == 30 * 10**9
@@ -54,28 +58,46 @@ def test_template_defaults_and_signal_constraint() -> None:
     assert restart["ChangeSignal"] == ""
     for t in (signal, restart):
         assert (t["Splay"], t["Perms"], t["LeftDelim"], t["RightDelim"]) == (
-            5 * 10**9, "0644", "{{", "}}")
+            5 * 10**9,
+            "0644",
+            "{{",
+            "}}",
+        )
         assert list(t) == list(STRUCTS["Template"])
-    assert {"LTarget": "${attr.os.signals}", "RTarget": "SIGHUP",
-            "Operand": "set_contains"} in group["Constraints"]
+    assert {
+        "LTarget": "${attr.os.signals}",
+        "RTarget": "SIGHUP",
+        "Operand": "set_contains",
+    } in group["Constraints"]
 
 
 def test_service_defaults_and_port_host_network_with_omitempty() -> None:
     raw = _job()
     group = raw["TaskGroups"][0]
-    group["Networks"] = [{"DynamicPorts": [{"Label": "http", "To": 8080}],
-                          "ReservedPorts": [{"Label": "lb", "Value": 6539}]}]
+    group["Networks"] = [
+        {
+            "DynamicPorts": [{"Label": "http", "To": 8080}],
+            "ReservedPorts": [{"Label": "lb", "Value": 6539}],
+        }
+    ]
     group["Services"] = [{"PortLabel": "http", "Checks": [{"Type": "http", "Path": "/"}]}]
     group["Tasks"][0]["Services"] = [{"PortLabel": "http"}]
     job = canonicalize_job(raw, "default")
     group = job["TaskGroups"][0]
-    assert group["Networks"] == [{"ReservedPorts": [{"Label": "lb", "Value": 6539,
-                                                     "HostNetwork": "default"}],
-                                  "DynamicPorts": [{"Label": "http", "To": 8080,
-                                                    "HostNetwork": "default"}]}]
+    assert group["Networks"] == [
+        {
+            "ReservedPorts": [{"Label": "lb", "Value": 6539, "HostNetwork": "default"}],
+            "DynamicPorts": [{"Label": "http", "To": 8080, "HostNetwork": "default"}],
+        }
+    ]
     svc = group["Services"][0]
     assert (svc["Name"], svc["Provider"], svc["AddressMode"], svc["OnUpdate"], svc["Cluster"]) == (
-        "web-app", "consul", "auto", "require_healthy", "default")
+        "web-app",
+        "consul",
+        "auto",
+        "require_healthy",
+        "default",
+    )
     assert svc["Checks"][0]["Name"] == 'service: "web-app" check'
     assert group["Tasks"][0]["Services"][0]["Name"] == "web-app-srv"
 
@@ -86,14 +108,21 @@ def test_vault_policies_dropped_and_constraint_added() -> None:
     assert "Policies" not in vault
     assert vault["ChangeMode"] == "restart"
     assert vault["Env"] is True
-    assert {"LTarget": "${attr.vault.version}", "RTarget": ">= 0.6.1",
-            "Operand": "semver"} in job["TaskGroups"][0]["Constraints"]
+    assert {"LTarget": "${attr.vault.version}", "RTarget": ">= 0.6.1", "Operand": "semver"} in job[
+        "TaskGroups"
+    ][0]["Constraints"]
 
 
 def test_spec_comparison_ignores_status_and_indexes() -> None:
     a = canonicalize_job(_job(), "default")
-    b = {**canonicalize_job(_job(), "default"), "Status": "running", "Version": 3,
-         "JobModifyIndex": 9, "ModifyIndex": 12, "SubmitTime": 5}
+    b = {
+        **canonicalize_job(_job(), "default"),
+        "Status": "running",
+        "Version": 3,
+        "JobModifyIndex": 9,
+        "ModifyIndex": 12,
+        "SubmitTime": 5,
+    }
     assert spec_of(a) == spec_of(b)
     c = canonicalize_job(_job(Env={"A": "1"}), "default")
     assert spec_of(a) != spec_of(c)

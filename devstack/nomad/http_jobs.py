@@ -220,8 +220,7 @@ async def _evaluations(request: web.Request, job_id: str) -> web.Response:
 def _deps(request: web.Request, job_id: str) -> list[dict[str, Any]]:
     st = ctx_of(request).state
     ns = namespace(request)
-    deps = [d for d in st.deployments.values() if d["Namespace"] == ns and d["JobID"] == job_id]
-    return sorted(deps, key=lambda d: -d["CreateIndex"])
+    return st.deployments_of((ns, job_id))
 
 
 async def _deployments(request: web.Request, job_id: str) -> web.Response:

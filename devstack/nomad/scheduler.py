@@ -215,12 +215,8 @@ class Scheduler:
         return str(dep["ID"])
 
     def latest_deployment(self, ns: str, job_id: str) -> dict[str, Any] | None:
-        deps = [
-            d
-            for d in self.state.deployments.values()
-            if d["Namespace"] == ns and d["JobID"] == job_id
-        ]
-        return max(deps, key=lambda d: d["CreateIndex"]) if deps else None
+        deps = self.state.deployments_of((ns, job_id))
+        return deps[0] if deps else None
 
     def _apply(
         self,

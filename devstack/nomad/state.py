@@ -62,6 +62,7 @@ class Txn:
 
     def put_eval(self, ev: dict[str, Any]) -> None:
         self.state.evals[ev["ID"]] = ev
+        self.state.evals_by_job[(ev["Namespace"], ev["JobID"])].add(ev["ID"])
         if ev["ID"] not in self.evals:
             self.evals.append(ev["ID"])
         self.touch_job((ev["Namespace"], ev["JobID"]))
@@ -69,6 +70,7 @@ class Txn:
 
     def put_deployment(self, dep: dict[str, Any]) -> None:
         self.state.deployments[dep["ID"]] = dep
+        self.state.deployments_by_job[(dep["Namespace"], dep["JobID"])].add(dep["ID"])
         if dep["ID"] not in self.deployments:
             self.deployments.append(dep["ID"])
         self.tables.add("deployment")
@@ -90,7 +92,9 @@ class NomadState:
         self.allocs: dict[str, dict[str, Any]] = {}
         self.allocs_by_job: dict[JobKey, set[str]] = defaultdict(set)
         self.evals: dict[str, dict[str, Any]] = {}
+        self.evals_by_job: dict[JobKey, set[str]] = defaultdict(set)
         self.deployments: dict[str, dict[str, Any]] = {}
+        self.deployments_by_job: dict[JobKey, set[str]] = defaultdict(set)
         self.variables: dict[tuple[str, str], dict[str, Any]] = {}
         self.acl_policies: dict[str, dict[str, Any]] = {}
         self.acl_tokens: dict[str, dict[str, Any]] = {}  # by SecretID
@@ -183,7 +187,12 @@ class NomadState:
         return sorted((self.allocs[i] for i in ids), key=lambda a: a["CreateIndex"])
 
     def evals_of(self, key: JobKey) -> list[dict[str, Any]]:
-        return [e for e in self.evals.values() if (e["Namespace"], e["JobID"]) == key]
+        return [self.evals[i] for i in self.evals_by_job.get(key, ())]
+
+    def deployments_of(self, key: JobKey) -> list[dict[str, Any]]:
+        """Newest first."""
+        deps = [self.deployments[i] for i in self.deployments_by_job.get(key, ())]
+        return sorted(deps, key=lambda d: -d["CreateIndex"])
 
     def compute_job_status(self, job: dict[str, Any]) -> str:
         if job["Type"] == "system" or job["Periodic"] or job["ParameterizedJob"]:

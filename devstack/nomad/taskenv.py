@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 _BAD = re.compile(r"[^A-Za-z0-9_]")
+_META_BAD = re.compile(r"[^A-Za-z0-9_.]")
 
 
 def _clean(label: str) -> str:
@@ -64,7 +65,8 @@ def task_env(
     for source in (job.get("Meta"), group.get("Meta"), task.get("Meta")):
         meta.update(source or {})
     for key, val in meta.items():
-        env[f"NOMAD_META_{key}"] = val
-        env[f"NOMAD_META_{_clean(key).upper()}"] = val
+        name = _META_BAD.sub("_", key)  # meta keys keep dots (Nomad's CleanEnvVar)
+        env[f"NOMAD_META_{name}"] = val
+        env[f"NOMAD_META_{name.upper()}"] = val
     env.update(task.get("Env") or {})
     return env

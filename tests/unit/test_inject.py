@@ -10,12 +10,9 @@ import pytest
 
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig, SidecarDriver
-from crds_equivalent.spec import MeshSpec, parse_job_specs
+from crds_equivalent.spec import parse_job_specs
 from reconcilers import nginx
 from reconcilers.hashing import (
-    CONFIG_FIELDS_NOT_HASHED,
-    INJECTION_CONFIG_FIELDS,
-    MAX_TTL_JITTER,
     jittered_ttl,
 )
 from reconcilers.inject import (
@@ -26,7 +23,6 @@ from reconcilers.inject import (
     spec_hash,
     uninject,
 )
-from reconcilers.plan import NoOp, plan_job
 from tests.golden_jobs import JOBS, cases, render_case, run_render
 
 NS = 1_000_000_000
@@ -216,15 +212,6 @@ def test_certificate_names_and_ttl() -> None:
     assert f'"ttl={ttl}s"' in template
 
 
-def test_ttl_jitter_is_deterministic_bounded_and_spread() -> None:
-    ttl = 72 * 3600
-    values = {jittered_ttl(ttl, "default", f"job-{i}") for i in range(200)}
-    assert all(ttl * (1 - MAX_TTL_JITTER) < v <= ttl for v in values)
-    assert len(values) > 150
-    assert jittered_ttl(ttl, "a", "b") == jittered_ttl(ttl, "a", "b")
-    assert jittered_ttl(ttl, "a", "b") != jittered_ttl(ttl, "b", "b")
-
-
 def test_only_enabled_groups_are_touched_and_unknown_fields_survive() -> None:
     j = job()
     other = copy.deepcopy(j["TaskGroups"][0])
@@ -300,79 +287,3 @@ def test_corrupt_undo_record_is_an_error(raw: str | None) -> None:
         out["TaskGroups"][0]["Meta"][keys.UNDO_GROUP_META] = raw
     with pytest.raises(UndoError, match='group "web"'):
         uninject(out)
-
-
-# --- the hash ------------------------------------------------------------------------------------
-
-
-def canonicalise(value: Any) -> Any:
-    """Roughly what Nomad does to a job on register: defaults filled, zero port fields dropped."""
-    if isinstance(value, list):
-        return [canonicalise(v) for v in value]
-    if not isinstance(value, dict):
-        return value
-    out = {k: canonicalise(v) for k, v in value.items()}
-    if "Label" in out and ("To" in out or "Value" in out):
-        out = {k: v for k, v in out.items() if v not in (0, "", None, False)}
-        out["HostNetwork"] = out.get("HostNetwork") or "default"
-    if "PortLabel" in out and "Checks" in out:
-        out.setdefault("Provider", "consul")
-        out["AddressMode"] = out.get("AddressMode") or "auto"
-        out["OnUpdate"] = out.get("OnUpdate") or "require_healthy"
-        out["Cluster"] = "default"
-    if "EmbeddedTmpl" in out:
-        out.update(Uid=None, Gid=None, Wait=None, ErrMissingKey=False, Once=False)
-    if "Driver" in out:
-        out.setdefault("KillTimeout", 5 * NS)
-        out.setdefault("Leader", False)
-    if "TaskGroups" in out:
-        out.update(Namespace=out.get("Namespace") or "default", Status="running", Version=3)
-    return out
-
-
-def test_hash_survives_nomad_canonicalising_our_output() -> None:
-    j = job(meta={"mesh.tls.mode": "permissive"})
-    j["Namespace"] = None
-    stored = canonicalise(meshed(j))
-    assert stored != meshed(j)
-    assert plan_job(stored, DOCKER) == NoOp("up to date")
-
-
-def _hash(j: dict[str, Any], config: MeshConfig = DOCKER) -> str:
-    spec: MeshSpec = parse_job_specs(j)["web"]
-    return spec_hash(spec, config, j, j["TaskGroups"][0])
-
-
-def test_hash_changes_with_every_input() -> None:
-    base = _hash(job())
-    changed_service = job()
-    changed_service["TaskGroups"][0]["Services"][0]["Tags"] = ["v2"]
-    changed_port = job()
-    changed_port["TaskGroups"][0]["Networks"][0]["DynamicPorts"][0]["To"] = 9090
-    changed_id = job()
-    changed_id["ID"] = "web2"
-    variants = [
-        _hash(changed_service),
-        _hash(changed_port),
-        _hash(changed_id),
-        _hash(job(meta={"mesh.tls.mode": "permissive"})),
-        _hash(job(meta={"mesh.tls.ttl": "48h"})),
-        _hash(job(), MeshConfig(sidecar_image="nginx:1.28-alpine")),
-        _hash(job("host")),
-    ]
-    assert base not in variants
-    assert len(set(variants)) == len(variants)
-
-
-def test_every_config_field_is_either_hashed_or_known_to_be_unread() -> None:
-    fields = set(MeshConfig.model_fields)
-    assert fields == set(INJECTION_CONFIG_FIELDS) | set(CONFIG_FIELDS_NOT_HASHED)
-    assert not set(INJECTION_CONFIG_FIELDS) & set(CONFIG_FIELDS_NOT_HASHED)
-    assert _hash(job(), MeshConfig(root_mount="other-root")) == _hash(job())
-
-
-def test_hash_ignores_groups_fields_injection_does_not_read() -> None:
-    other = job()
-    other["TaskGroups"][0]["Count"] = 5
-    other["TaskGroups"][0]["Tasks"][0]["Config"] = {"image": "app:2"}
-    assert _hash(other) == _hash(job())

@@ -23,21 +23,24 @@ import pytest
 pytestmark = pytest.mark.timeout(90)
 
 
-def read_until_ready(proc: subprocess.Popen[str], deadline: float) -> list[str]:
+def read_until_ready(proc: subprocess.Popen[bytes], deadline: float) -> list[str]:
+    """stdout lines up to `devstack ready` (raw reads: no buffer hides lines from select)."""
     assert proc.stdout is not None
-    lines: list[str] = []
+    fd = proc.stdout.fileno()
+    buf = b""
     sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
+    sel.register(fd, selectors.EVENT_READ)
     while time.monotonic() < deadline:
         if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
             break
-        line = proc.stdout.readline()
-        if not line:
+        chunk = os.read(fd, 65536)
+        if not chunk:
             break
-        lines.append(line.rstrip("\n"))
-        if lines[-1] == "devstack ready":
+        buf += chunk
+        lines = buf.decode().splitlines()
+        if "devstack ready" in lines:
             return lines
-    raise AssertionError(f"no 'devstack ready' line; got {lines!r}, rc={proc.poll()}")
+    raise AssertionError(f"no 'devstack ready' line; got {buf!r}, rc={proc.poll()}")
 
 
 def get(url: str, token: str | None = None) -> tuple[int, object]:
@@ -56,9 +59,8 @@ def test_up_prints_env_serves_and_stops_cleanly(
 ) -> None:
     cmd = [sys.executable, "-m", "devstack", "up", "--nodes", "2", "--acl"]
     cmd += ["--data-dir", str(tmp_path / "data")]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ)
-    )
+    stderr = (tmp_path / "stderr").open("wb")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, bufsize=0)
     try:
         lines = read_until_ready(proc, time.monotonic() + 60)
         exports = [line for line in lines if line.startswith("export ")]
@@ -96,3 +98,5 @@ def test_up_prints_env_serves_and_stops_cleanly(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        stderr.close()
+        print((tmp_path / "stderr").read_text())  # shown by pytest when the test fails

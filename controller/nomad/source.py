@@ -85,6 +85,8 @@ class NomadEventSource:
         self.meshed: set[JobKey] = set()
         self._inspected: dict[JobKey, tuple[int, bool]] = {}
         self.synced = asyncio.Event()
+        self._listing = asyncio.Lock()
+        self._since_list: tuple[dict[JobKey, bool], bool] = ({}, False)
         self.lists = 0
 
     @property
@@ -113,6 +115,14 @@ class NomadEventSource:
 
     async def list_and_enqueue(self) -> int:
         """LIST every watched namespace and enqueue what needs a look; returns the LIST index."""
+        async with self._listing:  # the resync timer and a reconnect may coincide
+            try:
+                return await self._list_and_enqueue()
+            finally:
+                self._since_list = ({}, False)
+
+    async def _list_and_enqueue(self) -> int:
+        self._since_list = ({}, True)
         listing = await self._list()
         meshed: set[JobKey] = set()
         to_read: list[tuple[JobKey, int]] = []
@@ -133,6 +143,13 @@ class NomadEventSource:
                 meshed.add(key)
         self._inspected = {k: v for k, v in self._inspected.items() if k in listed}
         meshed |= await self._inspect(to_read)
+        # Events that arrived while we listed are newer than the LIST: they win.
+        changed, _ = self._since_list
+        for key, interesting in changed.items():
+            if interesting:
+                meshed.add(key)
+            else:
+                meshed.discard(key)
         self.meshed = meshed
         wanted = set(meshed)
         if self.known_keys is not None:
@@ -179,6 +196,9 @@ class NomadEventSource:
         job = event.payload.get("Job") or {}
         key = JobKey(event.namespace or str(job.get("Namespace") or "default"), event.key)
         interesting = job_interesting(job)
+        changed, listing = self._since_list
+        if listing:
+            changed[key] = interesting
         if interesting:
             self.meshed.add(key)
             self.enqueue(key)

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from controller.nomad.client import NomadClient
 from controller.nomad.interest import job_interesting, stub_flagged, stub_maybe_interesting
-from controller.nomad.jobs import NomadJobs
+from controller.nomad.jobs import JobList, NomadJobs
 from controller.nomad.source import JobKey, NomadEventSource
 from controller.nomad.stream import Event, EventBatch, EventStream
 from crds_equivalent.keys import INJECTED_GROUP_META, MESH_TLS, SIDECAR_TASK
@@ -137,3 +137,32 @@ def test_unwatched_namespaces_are_ignored() -> None:
     prod = Event("Job", "JobRegistered", "web", "prod", (), 6, {"Job": doc | {"Namespace": "prod"}})
     src.handle_batch(EventBatch(6, (prod,)))
     assert got == [JobKey("prod", "web")]
+
+
+async def test_events_that_arrive_during_a_list_win_over_it() -> None:
+    got: list[JobKey] = []
+    client = NomadClient("http://127.0.0.1:9")
+    holder: list[NomadEventSource] = []
+
+    class ListingJobs(NomadJobs):
+        async def list_jobs(
+            self, namespace: str = "*", *, meta: bool = True, prefix: str | None = None
+        ) -> JobList:
+            # while Nomad answers the LIST, the stream reports two newer changes
+            holder[0].handle_batch(
+                EventBatch(
+                    31,
+                    (
+                        job_event(31, job("web")),  # flag removed: no longer ours
+                        job_event(31, job("new", meta={MESH_TLS: "true"})),  # created
+                    ),
+                )
+            )
+            stub = {"ID": "web", "Namespace": "default", "Meta": {MESH_TLS: "true"}}
+            return JobList(stubs=[stub], index=30)
+
+    src = NomadEventSource(ListingJobs(client), EventStream(client), got.append)
+    holder.append(src)
+    src.meshed.add(JobKey("default", "web"))
+    assert await src.list_and_enqueue() == 30
+    assert src.meshed == {JobKey("default", "new")}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ from controller.nomad.interest import job_interesting, stub_flagged, stub_maybe_
 from controller.nomad.jobs import JobList, NomadJobs
 from controller.nomad.source import JobKey, NomadEventSource
 from controller.nomad.stream import Event, EventBatch, EventStream
+from controller.runtime.clock import FakeClock
 from crds_equivalent.keys import INJECTED_GROUP_META, MESH_TLS, SIDECAR_TASK
 
 
@@ -166,3 +169,45 @@ async def test_events_that_arrive_during_a_list_win_over_it() -> None:
     src.meshed.add(JobKey("default", "web"))
     assert await src.list_and_enqueue() == 30
     assert src.meshed == {JobKey("default", "new")}
+
+
+async def test_periodic_resync_is_jittered_and_counted() -> None:
+    client = NomadClient("http://127.0.0.1:9", retry_budget=0.0)  # stream: refused at once
+    lists: list[float] = []
+    clock = FakeClock()
+
+    class FixedJobs(NomadJobs):
+        async def list_jobs(
+            self, namespace: str = "*", *, meta: bool = True, prefix: str | None = None
+        ) -> JobList:
+            lists.append(clock.monotonic())
+            return JobList(stubs=[{"ID": "web", "Meta": {MESH_TLS: "1"}}], index=3)
+
+    got: list[JobKey] = []
+    registry = CollectorRegistry()
+    src = NomadEventSource(
+        FixedJobs(client),
+        EventStream(client, clock=clock),
+        got.append,
+        resync_interval=600.0,
+        backoff_initial=10_000.0,  # keep the reconnect loop parked
+        backoff_max=10_000.0,
+        clock=clock,
+        registry=registry,
+    )
+    task = asyncio.create_task(src.run())
+    try:
+        await asyncio.wait_for(src.synced.wait(), 5)
+        assert registry.get_sample_value("nomad_event_stream_resyncs_total") == 0
+        await clock.advance(540 - 1)  # earliest possible resync: 600 - 10 %
+        assert registry.get_sample_value("nomad_event_stream_resyncs_total") == 0
+        await clock.advance(121)  # latest: 600 + 10 %
+        assert registry.get_sample_value("nomad_event_stream_resyncs_total") == 1
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await client.close()
+    assert len(lists) == 2
+    assert 540 <= lists[1] - lists[0] <= 660
+    assert got == [JobKey("default", "web")] * 2

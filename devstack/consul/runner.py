@@ -63,6 +63,7 @@ class CheckRunner:
         self._cafile = cafile
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._ttl_reset: dict[str, asyncio.Event] = {}
+        self._ttl_output: dict[str, str] = {}  # last output set through the API, per TTL check
         self._session: aiohttp.ClientSession | None = None
 
     def start(self) -> None:
@@ -99,6 +100,7 @@ class CheckRunner:
     def check_removed(self, check_id: str) -> None:
         task = self._tasks.pop(check_id, None)
         self._ttl_reset.pop(check_id, None)
+        self._ttl_output.pop(check_id, None)
         if task is not None:
             task.cancel()
 
@@ -110,24 +112,20 @@ class CheckRunner:
         if len(output) > limit:
             output = f"{output[:limit]} ... (captured {limit} of {len(output)} bytes)"
         self._state.update_check(check_id, status, output)
-        check = self._state.checks.get(check_id)
-        if check is not None:
-            check.output = output
         if (event := self._ttl_reset.get(check_id)) is not None:
+            self._ttl_output[check_id] = output
             event.set()
 
     async def _run_ttl(self, check: Check) -> None:
         ttl = int(check.definition.get("TTL", 0)) / godur.SECOND
         event = self._ttl_reset[check.check_id]
-        last_output = ""
         while True:
             try:
                 await asyncio.wait_for(event.wait(), ttl)
             except TimeoutError:
-                current = self._state.checks.get(check.check_id)
-                last_output = current.output if current else ""
+                last_output = self._ttl_output.get(check.check_id, "")
                 expired = "TTL expired"
-                if last_output and not last_output.startswith(expired):
+                if last_output:
                     expired += f" (last output before timeout follows): {last_output}"
                 self._state.update_check(check.check_id, "critical", expired)
                 await event.wait()

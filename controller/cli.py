@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from controller.render_cmd import render
+from controller.run_cmd import run
 
 
 @click.group("controllerctl")
@@ -22,6 +23,7 @@ def controller() -> None:
 
 
 controllerctl.add_command(render)
+controller.add_command(run)
 
 
 def controllerctl_main() -> None:

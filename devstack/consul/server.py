@@ -8,6 +8,7 @@ and on `twin.faults`; it never shadows a Consul path.
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -91,7 +92,12 @@ class ConsulTwin:
     _port: int
     _site: web.TCPSite | None
 
+    _placeholder: socket.socket | None = None
+
     async def _pause(self) -> None:
+        # Keep the port ours while paused: a bound, never-listening SO_REUSEPORT socket makes
+        # the kernel refuse connections, and nobody else can take the port before resume().
+        self._placeholder = _reserve(self._host, self._port)
         if self._site is not None:
             await self._site.stop()
             self._site = None
@@ -101,14 +107,39 @@ class ConsulTwin:
                 conn.force_close()
 
     async def _resume(self) -> None:
-        site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
+        site = _listen_site(self._runner, self._host, self._port)
         await site.start()
         self._site = site
+        if self._placeholder is not None:
+            self._placeholder.close()
+            self._placeholder = None
 
     async def stop(self) -> None:
         self.faults.cancel()
         await self.runner.stop()
         await self._runner.cleanup()
+        if self._placeholder is not None:
+            self._placeholder.close()
+
+
+def _listen_site(runner: web.AppRunner, host: str, port: int) -> web.TCPSite:
+    return web.TCPSite(runner, host, port, reuse_address=True, reuse_port=True)
+
+
+def _free_port(host: str) -> int:
+    """A port nobody holds, picked without SO_REUSEPORT (so it is not shared with anyone)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _reserve(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
 
 
 async def start_consul_twin(
@@ -139,9 +170,16 @@ async def start_consul_twin(
         app, access_log=None, handle_signals=False, handler_cancellation=True, shutdown_timeout=1.0
     )
     await app_runner.setup()
-    site = web.TCPSite(app_runner, host, port, reuse_address=True)
-    await site.start()
-    bound = site.port
+    for attempt in range(5):
+        bound = port or _free_port(host)
+        site = _listen_site(app_runner, host, bound)
+        try:
+            await site.start()
+            break
+        except OSError:
+            if port or attempt == 4:
+                await app_runner.cleanup()
+                raise
     twin = ConsulTwin(
         url=f"http://{host}:{bound}",
         address=f"{host}:{bound}",

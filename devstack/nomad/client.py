@@ -182,7 +182,7 @@ class Client:
         if runner is None:
             return
         status, _ = client_status(runner.task_states)
-        self._health[aid] = status == "running"
+        self._health[aid] = status == "running" and runner.main_tasks_running()
         self._changed(runner)
 
     def _release(self, alloc: dict[str, Any]) -> None:

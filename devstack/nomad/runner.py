@@ -57,6 +57,7 @@ class AllocRunner:
         self._done = {n: asyncio.Event() for n in self.tasks}
         self._restart_times: dict[str, list[float]] = {n: [] for n in self.tasks}
         self._killing = False
+        self._poststop: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.main: asyncio.Task[None] | None = None
 
@@ -94,6 +95,8 @@ class AllocRunner:
                 _emit=self.emit,
                 _set_state=self.set_state,
                 _exited=self._exited,
+                _restart=self.restart_task,
+                _fail=self.fail_task,
             )
         return self.ctxs[name]
 
@@ -122,8 +125,9 @@ class AllocRunner:
                 self._spawn(self._start_task(name))
             for name in phase:
                 await self._ready(name)
-            if any(self.task_states[n]["Failed"] for n in self.tasks):
-                await self.kill(reason_failed=True)
+            failed = [n for n in self.tasks if self.task_states[n]["Failed"]]
+            if failed:
+                await self.kill(reason_failed=True, failed_sibling=failed[0])
                 return
 
     async def _ready(self, name: str) -> None:
@@ -146,7 +150,7 @@ class AllocRunner:
             await self._after_exit(name, 1, 0)
             return
         st = self.task_states[name]
-        if st["State"] == "pending" and not self._killing:
+        if st["State"] == "pending" and (not self._killing or name in self._poststop):
             self.set_state(name, "running")
             self.emit(name, "Started")
 
@@ -154,7 +158,7 @@ class AllocRunner:
         self._spawn(self._on_exit(name, exit_code, signal, message))
 
     async def _on_exit(self, name: str, exit_code: int, signal: int, message: str) -> None:
-        if self._killing or self.task_states[name]["State"] == "dead":
+        if self._stopping(name) or self.task_states[name]["State"] == "dead":
             return
         self.emit(name, "Terminated", message, ExitCode=exit_code, Signal=signal)
         await self._after_exit(name, exit_code, signal)
@@ -185,7 +189,7 @@ class AllocRunner:
         self._restart_times[name].append(now)
         self.emit(name, "Restarting", f"Task restarting in {delay:g}s", StartDelay=int(delay * NS))
         await asyncio.sleep(delay)
-        if self._killing:
+        if self._stopping(name):
             return
         st = self.task_states[name]
         st["Restarts"] += 1
@@ -208,12 +212,27 @@ class AllocRunner:
         sidecars = [n for n, t in self.tasks.items() if _hook(t)[1]]
         for group in (first, sidecars):
             await asyncio.gather(*(self._kill_task(n, failed_sibling, main_dead) for n in group))
-        for name, task in self.tasks.items():
-            if _hook(task)[0] == "poststop":
-                self.set_state(name, "dead")
+        poststop = [n for n, t in self.tasks.items() if _hook(t)[0] == "poststop"]
+        self._poststop.update(poststop)
+        for name in poststop:
+            if self.task_states[name]["State"] == "pending":
+                self._spawn(self._start_task(name))
+        for name in poststop:
+            await self._done[name].wait()
+
+    def _stopping(self, name: str) -> bool:
+        """The alloc is being killed and this task is not one of the poststop tasks it runs."""
+        return self._killing and name not in self._poststop
 
     async def _kill_task(self, name: str, failed_sibling: str, main_dead: bool) -> None:
         st = self.task_states[name]
+        task = self.tasks[name]
+        if st["State"] == "dead" or (st["State"] == "pending" and not self._running[name].is_set()):
+            # Let the driver drop what it holds (a start blocked on templates, watchers).
+            try:
+                await self.driver(task).stop(self.alloc, task, self._ctx(name))
+            except Exception as exc:
+                log.warning("driver cleanup failed for %s/%s: %s", self.alloc["ID"], name, exc)
         if st["State"] == "dead":
             return
         if st["State"] == "pending" and not self._running[name].is_set():
@@ -221,7 +240,6 @@ class AllocRunner:
                 self.emit(name, "Sibling Task Failed", FailedSibling=failed_sibling, FailsTask=True)
             self.set_state(name, "dead", failed=bool(failed_sibling))
             return
-        task = self.tasks[name]
         if failed_sibling and name != failed_sibling:
             self.emit(name, "Sibling Task Failed", FailedSibling=failed_sibling)
         elif main_dead:
@@ -245,18 +263,42 @@ class AllocRunner:
                 await task
 
     # ---- user operations (POST /v1/client/allocation/:id/restart|signal) -----------
+    def main_tasks_running(self) -> bool:
+        """Nomad's health view: every main and sidecar task runs (ephemeral hooks excluded)."""
+        return all(
+            self.task_states[n]["State"] == "running"
+            for n, t in self.tasks.items()
+            if not _hook(t)[0] or _hook(t)[1]
+        )
+
     def running_tasks(self) -> list[str]:
         return [n for n, st in self.task_states.items() if st["State"] == "running"]
 
-    async def restart_task(self, name: str) -> None:
+    async def restart_task(self, name: str, reason: str = "User requested restart") -> None:
         task = self.tasks[name]
-        self.emit(name, "Restart Signaled", RestartReason="User requested restart")
+        self.emit(name, "Restart Signaled", RestartReason=reason)
         await self.driver(task).restart(self.alloc, task, self._ctx(name))
         st = self.task_states[name]
         st["Restarts"] += 1
         st["LastRestart"] = rfc3339(now_ns())
         self.emit(name, "Restarting", "Task restarting in 0s")
         self.emit(name, "Started")
+
+    async def fail_task(self, name: str, message: str) -> None:
+        """A hook (template) failed the running task: kill it as failed, then the alloc."""
+        if self.task_states[name]["State"] == "dead":
+            return
+        task = self.tasks[name]
+        self.emit(
+            name, "Killing", message, FailsTask=True, KillTimeout=task.get("KillTimeout", 5 * NS)
+        )
+        try:
+            await self.driver(task).stop(self.alloc, task, self._ctx(name))
+        except Exception as exc:
+            log.warning("driver stop failed for %s/%s: %s", self.alloc["ID"], name, exc)
+        self.emit(name, "Killed")
+        self.set_state(name, "dead", failed=True)
+        await self.kill(reason_failed=True, failed_sibling=name)
 
     async def signal_task(self, name: str, signal: str) -> None:
         task = self.tasks[name]

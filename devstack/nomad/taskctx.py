@@ -2,15 +2,20 @@
 
 A driver reports through the context instead of touching the state store: task events
 (``emit_task_event``), state changes (``set_task_state``) and process exits
-(``task_exited``, after which the client applies the restart policy like Nomad does).
+(``task_exited``, after which the client applies the restart policy like Nomad does), and
+the two things a template manager may ask of the client (``request_restart``, ``fail_task``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+
+async def _nothing(*_: Any, **__: Any) -> None:
+    return None
 
 
 @dataclass
@@ -28,6 +33,8 @@ class TaskContext:
     _emit: Callable[..., None] = field(default=lambda *a, **k: None, repr=False)
     _set_state: Callable[..., None] = field(default=lambda *a, **k: None, repr=False)
     _exited: Callable[..., None] = field(default=lambda *a, **k: None, repr=False)
+    _restart: Callable[..., Awaitable[None]] = field(default=_nothing, repr=False)
+    _fail: Callable[..., Awaitable[None]] = field(default=_nothing, repr=False)
 
     @property
     def local_dir(self) -> Path:
@@ -52,3 +59,11 @@ class TaskContext:
     def task_exited(self, exit_code: int, signal: int = 0, message: str = "") -> None:
         """The task's process ended by itself; the client decides about restarts."""
         self._exited(self.task_name, exit_code, signal, message)
+
+    async def request_restart(self, reason: str) -> None:
+        """Restart the task through the client, as a template change_mode restart does."""
+        await self._restart(self.task_name, reason)
+
+    async def fail_task(self, message: str) -> None:
+        """Kill the task as failed (a Killing event that fails it) and the rest of the alloc."""
+        await self._fail(self.task_name, message)

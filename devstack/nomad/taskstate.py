@@ -1,7 +1,8 @@
 """TaskState and TaskEvent records, with every key Nomad sends.
 
 Also the client-status rule (``getClientStatus``): any failed task -> failed, any
-pending -> pending, any running -> running, all dead -> complete.
+running -> running (a pending poststop task or a main task behind a running prestart sidecar
+does not hold the alloc in pending), any pending -> pending, all dead -> complete.
 """
 
 from __future__ import annotations
@@ -139,10 +140,10 @@ def client_status(states: dict[str, dict[str, Any]]) -> tuple[str, str]:
                 dead = True
     if failed:
         return "failed", "Failed tasks"
-    if pending:
-        return "pending", "No tasks have started"
     if running:
         return "running", "Tasks are running"
+    if pending:
+        return "pending", "No tasks have started"
     if dead:
         return "complete", "All tasks have completed"
     return "pending", ""

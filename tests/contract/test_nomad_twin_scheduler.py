@@ -217,7 +217,9 @@ async def test_hooks_driver_lifecycle_signal_restart_and_stop(http: aiohttp.Clie
         await http.post(f"{twin.url}/v1/jobs", json=body)
 
         async def hooked() -> bool:
-            return len(hooks.running) == 1
+            # Nomad's client status is running as soon as any task runs (the sidecar), so
+            # also wait for the main task's start.
+            return len(hooks.running) == 1 and ("start", "main") in [c[:2] for c in driver.calls]
 
         await eventually(hooked)
         alloc = hooks.running[0]

@@ -7,9 +7,13 @@ so the logic is exercised through real wire calls without knowing where they go.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
+from controller.consul.client import ServiceHealth
+from controller.tlsprobe import ProbeResult, ProbeTarget
 from crds_equivalent.status import MeshStatus
+from reconcilers.trust import MeshTrust
 
 
 class JobStore(Protocol):
@@ -34,3 +38,25 @@ class StatusStore(Protocol):
     async def write(self, namespace: str, job: str, status: MeshStatus) -> bool: ...
 
     async def delete(self, namespace: str, job: str) -> bool: ...
+
+
+class Catalog(Protocol):
+    """Consul's view of a service: every instance with its checks (ConsulUnavailable when
+    Consul does not answer — never an empty answer)."""
+
+    async def health_service(self, name: str) -> ServiceHealth: ...
+
+
+class TlsProbe(Protocol):
+    """Handshakes with instances, verifying against the given root CA PEM; never raises for an
+    instance's failure (it is in the result)."""
+
+    async def probe_many(
+        self, targets: Sequence[ProbeTarget], anchors_pem: str
+    ) -> list[ProbeResult]: ...
+
+
+class TrustSource(Protocol):
+    """The mesh root and the issuers whose leaves count (TrustUnavailable when unknown)."""
+
+    async def get(self) -> MeshTrust: ...

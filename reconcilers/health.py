@@ -1,0 +1,188 @@
+"""HealthReconciler: is a meshed job actually served over verified TLS, and registered so?
+
+The MeshReconciler makes the job *say* the right thing; this one checks the world *does* it:
+Consul health of the TLS registrations, retirement of the plaintext ones, and a TLS handshake
+with every instance verified against the mesh root. It only looks at jobs whose status already
+shows the sidecar injected (it never fights the MeshReconciler), never writes the job, and
+takes no destructive action on any answer — least of all on Consul not answering, which is
+Unknown, not unhealthy. It runs on Allocation events and re-checks every ``interval`` seconds.
+
+Wiring (composition root)::
+
+    health = HealthReconciler(
+        jobs=NomadJobs(...), statuses=StatusStore(...), consul=ConsulClient.from_settings(...),
+        probe=TlsProber(), trust=VaultTrust(vault_client, root_mount=..., int_mount=...),
+        config=mesh_config, interval=settings.controller.health_interval, registry=registry,
+    )
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from controller.consul.client import ConsulError, ConsulUnavailable, HealthEntry
+from controller.runtime.clock import Clock, SystemClock
+from controller.runtime.reconcile import Result
+from crds_equivalent.config import MeshConfig
+from crds_equivalent.status import (
+    Condition,
+    ConditionStatus,
+    ConditionType,
+    MeshStatus,
+    Phase,
+)
+from reconcilers import conditions as cond
+from reconcilers import jobview
+from reconcilers.health_eval import (
+    CertVerdict,
+    ConsulFindings,
+    FrontedPort,
+    cert_verdict,
+    consul_conditions,
+    consul_findings,
+    fronted_ports,
+    running_allocations,
+)
+from reconcilers.health_metrics import HealthMetrics
+from reconcilers.ports import Catalog, JobStore, StatusStore, TlsProbe, TrustSource
+from reconcilers.trust import MeshTrust, TrustUnavailable
+
+log = structlog.get_logger(__name__)
+
+Key = tuple[str, str]  # (namespace, job id)
+
+
+def _injected(status: MeshStatus | None) -> bool:
+    if status is None or status.phase in (Phase.REMOVED, Phase.INVALID):
+        return False
+    injected = status.condition(ConditionType.SIDECAR_INJECTED)
+    return injected is not None and injected.status == ConditionStatus.TRUE
+
+
+class HealthReconciler:
+    """Verify Consul registration and served certificates of one meshed job."""
+
+    def __init__(
+        self,
+        jobs: JobStore,
+        statuses: StatusStore,
+        consul: Catalog,
+        probe: TlsProbe,
+        trust: TrustSource,
+        config: MeshConfig,
+        *,
+        clock: Clock | None = None,
+        interval: float = 30.0,
+        min_remaining_fraction: float = 0.10,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        if not 0.0 <= min_remaining_fraction < 1.0:
+            raise ValueError("min_remaining_fraction must be in [0, 1)")
+        self.jobs = jobs
+        self.statuses = statuses
+        self.consul = consul
+        self.probe = probe
+        self.trust = trust
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.interval = interval
+        self.min_remaining_fraction = min_remaining_fraction
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = HealthMetrics(self.registry)
+
+    async def reconcile(self, key: Key) -> Result:
+        namespace, job_id = key
+        job = await self.jobs.get_job(job_id, namespace)
+        ports = fronted_ports(job, self.config) if job is not None else []
+        if job is None or not ports or jobview.is_stopped(job):
+            self.metrics.forget(namespace, job_id)
+            return Result()
+        if not _injected(await self.statuses.get(namespace, job_id)):
+            return Result(requeue_after=self.interval)  # the MeshReconciler is not done yet
+
+        allocs = running_allocations(await self.jobs.job_allocations(job_id, namespace))
+        found, consul_problem = await self._consul(
+            sorted({p.service for p in ports}), ports, allocs
+        )
+        trust, trust_problem = await self._trust()
+        verdict = await self._certificates(found, trust, trust_problem)
+
+        if trust is not None:
+            self.metrics.set_ca(trust.ca_not_after)
+        if found is not None and trust is not None:
+            self.metrics.set_leaves(namespace, job_id, verdict.per_service)
+        healthy, retired = consul_conditions(found, consul_problem)
+        await self._record(key, [verdict.condition, healthy, retired], verdict)
+        return Result(requeue_after=self.interval)
+
+    async def _consul(
+        self, services: Sequence[str], ports: Sequence[FrontedPort], allocs: dict[str, list[str]]
+    ) -> tuple[ConsulFindings | None, str]:
+        health: dict[str, Sequence[HealthEntry]] = {}
+        try:
+            for name in services:
+                health[name] = (await self.consul.health_service(name)).entries
+        except ConsulUnavailable as exc:
+            log.warning("consul unavailable; health unknown", error=str(exc))
+            return None, str(exc)
+        except ConsulError as exc:  # 403 and friends: say so, but do not call the job unhealthy
+            log.error("consul refused the health read", error=str(exc))
+            return None, str(exc)
+        return consul_findings(ports, allocs, health), ""
+
+    async def _trust(self) -> tuple[MeshTrust | None, str]:
+        try:
+            return await self.trust.get(), ""
+        except TrustUnavailable as exc:
+            log.warning("mesh CA unknown; certificates not judged", error=str(exc))
+            return None, str(exc)
+
+    async def _certificates(
+        self, found: ConsulFindings | None, trust: MeshTrust | None, trust_problem: str
+    ) -> CertVerdict:
+        now = self.clock.now()
+        if found is None:
+            return cert_verdict(
+                [],
+                trust,
+                now,
+                unknown_reason="ConsulUnavailable",
+                unknown_message="instance addresses come from Consul, which did not answer",
+            )
+        if trust is None:
+            return cert_verdict([], None, now, unknown_message=trust_problem)
+        results = await self.probe.probe_many(
+            [i.target for i in found.instances], trust.anchors_pem
+        )
+        return cert_verdict(
+            list(zip(found.instances, results, strict=True)),
+            trust,
+            self.clock.now(),
+            min_remaining_fraction=self.min_remaining_fraction,
+        )
+
+    async def _record(self, key: Key, updates: list[Condition], verdict: CertVerdict) -> None:
+        namespace, job_id = key
+        # Re-read right before writing: probes take time and the MeshReconciler may have
+        # recorded something meanwhile; its conditions must survive ours.
+        previous = await self.statuses.get(namespace, job_id)
+        if not _injected(previous):
+            return
+        assert previous is not None
+        conditions = cond.merge(previous, updates, self.clock.now())
+        failing = cond.first_failing(conditions)
+        status = previous.model_copy(
+            update={
+                "phase": cond.phase_of(conditions),
+                "conditions": conditions,
+                "message": failing.message if failing else "",
+                "cert_not_after": verdict.not_after.isoformat()
+                if verdict.not_after
+                else previous.cert_not_after,
+                "issuer": verdict.issuer or previous.issuer,
+            }
+        )
+        await self.statuses.write(namespace, job_id, status)

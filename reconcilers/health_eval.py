@@ -1,0 +1,381 @@
+"""PURE: from a job, its allocations, Consul's answer and the TLS probes to three conditions.
+
+The health reconciler gathers facts (I/O); this module judges them, so the whole judgement is a
+table test. The facts are matched by Nomad's service IDs,
+``_nomad-task-<alloc>-<task | group-<group>>-<service>-<port label>``: the alloc ID says which
+of this job's allocations an instance is (a service name may be shared with other jobs), the
+port label says whether it is the TLS registration (``mesh_tls_<label>``) or the plaintext one.
+
+* ConsulHealthy: every running allocation of a meshed group has, for every fronted service, a
+  registration on the TLS port, tagged ``mesh-tls``, with every check passing.
+* PlaintextRetired: strict mode — no plaintext registration is left; permissive — each one is
+  tagged ``mesh-plaintext`` so callers can tell.
+* CertValid: each TLS registration serves a chain that verifies against the mesh root for
+  ``<service>.<domain>``, signed by the default issuer or a previous one still in the mount,
+  with more than ``min_remaining_fraction`` of its lifetime left (Nomad renews at 90 %, so a
+  leaf below 10 % missed its renewal).
+
+"Could not tell" is Unknown, never False: Consul not answering, an instance that could not be
+reached, Vault not saying what the CA is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from controller.consul.client import HealthEntry
+from controller.tlsprobe import CertProblem, ProbeOutcome, ProbeResult, ProbeTarget
+from crds_equivalent import keys
+from crds_equivalent.config import MeshConfig
+from crds_equivalent.spec import Mode, SpecError, parse_job_specs
+from crds_equivalent.status import Condition, ConditionType
+from reconcilers import fronting, jobview
+from reconcilers.conditions import condition
+from reconcilers.inject import UndoError, uninject
+from reconcilers.plan import default_ttl_seconds
+from reconcilers.trust import MeshTrust
+
+MAX_LISTED = 3  # problems spelled out in a condition message; the rest are counted
+
+
+@dataclass(frozen=True)
+class FrontedPort:
+    """A service the sidecar fronts in one group, and how its two registrations are named."""
+
+    group: str
+    service: str
+    label: str
+    mode: Mode
+    server_name: str  # <service>.<domain>: the SNI sent and the name verified
+
+    @property
+    def tls_label(self) -> str:
+        return keys.tls_port_label(self.label)
+
+
+def fronted_ports(job: Mapping[str, Any], config: MeshConfig) -> list[FrontedPort]:
+    """Every (group, service, port) the injection fronts; [] for an unmeshed or invalid job."""
+    try:
+        user = uninject(job)
+        specs = parse_job_specs(user, default_ttl_seconds=default_ttl_seconds(config))
+    except (UndoError, SpecError):
+        return []
+    out: list[FrontedPort] = []
+    for group in jobview.groups(user):
+        spec = specs.get(jobview.group_name(group))
+        if spec is None or not spec.enabled:
+            continue
+        try:
+            inputs = fronting.group_inputs(user, group, spec)
+        except jobview.UnresolvedName:
+            continue
+        for svc in inputs.services:
+            port = FrontedPort(
+                spec.group,
+                svc.name,
+                svc.view.port_label,
+                spec.mode,
+                f"{svc.name}.{config.domain}",
+            )
+            if port not in out:
+                out.append(port)
+    return out
+
+
+def running_allocations(allocations: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Alloc IDs by task group, of allocations that run and are meant to."""
+    out: dict[str, list[str]] = {}
+    for alloc in allocations:
+        if alloc.get("ClientStatus") == "running" and alloc.get("DesiredStatus") == "run":
+            out.setdefault(str(alloc.get("TaskGroup") or ""), []).append(str(alloc.get("ID")))
+    return out
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One TLS registration of one of this job's allocations: what gets probed."""
+
+    port: FrontedPort
+    alloc_id: str
+    entry: HealthEntry
+
+    @property
+    def target(self) -> ProbeTarget:
+        return ProbeTarget(self.entry.effective_address, self.entry.port, self.port.server_name)
+
+
+@dataclass
+class ConsulFindings:
+    instances: list[Instance] = field(default_factory=list)
+    unhealthy: list[tuple[str, str]] = field(default_factory=list)  # (reason, text)
+    plaintext: list[str] = field(default_factory=list)
+    plaintext_kept: int = 0
+    allocations: int = 0
+
+
+def _short(alloc_id: str) -> str:
+    return alloc_id[:8]
+
+
+def _failing_check(entry: HealthEntry) -> str:
+    bad = [c for c in entry.checks if str(c.get("Status")) != "passing"]
+    if not bad:
+        return ""
+    first = bad[0]
+    output = " ".join(str(first.get("Output") or "").split())
+    name = str(first.get("Name") or first.get("CheckID") or "check")
+    return f"{name}: {output[:120]}" if output else name
+
+
+def consul_findings(
+    ports: Sequence[FrontedPort],
+    allocs_by_group: Mapping[str, Sequence[str]],
+    health: Mapping[str, Sequence[HealthEntry]],
+) -> ConsulFindings:
+    """Match Consul's instances of each fronted service to this job's running allocations."""
+    found = ConsulFindings()
+    found.allocations = sum(len(allocs_by_group.get(g, ())) for g in {p.group for p in ports})
+    for port in ports:
+        entries = health.get(port.service, ())
+        for alloc_id in allocs_by_group.get(port.group, ()):
+            mine = [e for e in entries if e.service_id.startswith(f"_nomad-task-{alloc_id}-")]
+            tls = [e for e in mine if e.service_id.endswith(f"-{port.service}-{port.tls_label}")]
+            plain = [e for e in mine if e.service_id.endswith(f"-{port.service}-{port.label}")]
+            who = f"{port.service}: allocation {_short(alloc_id)}"
+            if not tls:
+                found.unhealthy.append(
+                    ("NotRegistered", f"{who} has no registration on {port.tls_label}")
+                )
+            for entry in tls:
+                found.instances.append(Instance(port, alloc_id, entry))
+                if keys.TLS_SERVICE_TAG not in entry.tags:
+                    found.unhealthy.append(
+                        (
+                            "MissingTag",
+                            f"{who} on {port.tls_label} lacks tag {keys.TLS_SERVICE_TAG}",
+                        )
+                    )
+                if not entry.passing:
+                    where = f"{entry.effective_address}:{entry.port}"
+                    detail = _failing_check(entry)
+                    found.unhealthy.append(
+                        (
+                            "ChecksFailing",
+                            f"{who} at {where} is {entry.status}"
+                            + (f" ({detail})" if detail else ""),
+                        )
+                    )
+            for entry in plain:
+                if port.mode is Mode.STRICT:
+                    found.plaintext.append(f"{who} is still registered on plaintext {port.label}")
+                elif keys.PLAINTEXT_SERVICE_TAG not in entry.tags:
+                    found.plaintext.append(
+                        f"{who} on plaintext {port.label} lacks tag {keys.PLAINTEXT_SERVICE_TAG}"
+                    )
+                else:
+                    found.plaintext_kept += 1
+    return found
+
+
+def _listing(texts: Sequence[str]) -> str:
+    shown = "; ".join(texts[:MAX_LISTED])
+    more = len(texts) - MAX_LISTED
+    return shown + (f" (+{more} more)" if more > 0 else "")
+
+
+def consul_conditions(
+    found: ConsulFindings | None, unavailable: str = ""
+) -> tuple[Condition, Condition]:
+    """ConsulHealthy and PlaintextRetired; ``found`` is None when Consul did not answer."""
+    if found is None:
+        msg = f"Consul did not answer: {unavailable}" if unavailable else "Consul did not answer"
+        return (
+            condition(ConditionType.CONSUL_HEALTHY, None, "ConsulUnavailable", msg),
+            condition(ConditionType.PLAINTEXT_RETIRED, None, "ConsulUnavailable", msg),
+        )
+    if found.allocations == 0:
+        msg = "no running allocation of a meshed group to check"
+        return (
+            condition(ConditionType.CONSUL_HEALTHY, None, "NoRunningAllocations", msg),
+            condition(ConditionType.PLAINTEXT_RETIRED, None, "NoRunningAllocations", msg),
+        )
+    if found.unhealthy:
+        healthy = condition(
+            ConditionType.CONSUL_HEALTHY,
+            False,
+            found.unhealthy[0][0],
+            _listing([text for _, text in found.unhealthy]),
+        )
+    else:
+        healthy = condition(
+            ConditionType.CONSUL_HEALTHY,
+            True,
+            "AllPassing",
+            f"{len(found.instances)} TLS registration(s) tagged {keys.TLS_SERVICE_TAG}, passing",
+        )
+    if found.plaintext:
+        retired = condition(
+            ConditionType.PLAINTEXT_RETIRED, False, "PlaintextRegistered", _listing(found.plaintext)
+        )
+    elif found.plaintext_kept:
+        retired = condition(
+            ConditionType.PLAINTEXT_RETIRED,
+            True,
+            "PermissiveTagged",
+            f"permissive: {found.plaintext_kept} plaintext registration(s) kept, "
+            f"tagged {keys.PLAINTEXT_SERVICE_TAG}",
+        )
+    else:
+        retired = condition(
+            ConditionType.PLAINTEXT_RETIRED, True, "NoPlaintext", "no plaintext registration left"
+        )
+    return healthy, retired
+
+
+_BAD_REASON = {
+    CertProblem.EXPIRED: "Expired",
+    CertProblem.UNKNOWN_CA: "UntrustedChain",
+    CertProblem.HOSTNAME_MISMATCH: "NameMismatch",
+    CertProblem.NOT_YET_VALID: "NotYetValid",
+    CertProblem.OTHER: "VerificationFailed",
+}
+
+
+@dataclass(frozen=True)
+class CertVerdict:
+    """CertValid, plus what the status and the metrics record about the leaves seen."""
+
+    condition: Condition
+    not_after: datetime | None = None  # soonest leaf expiry seen
+    issuer: str = ""  # issuer of the newest verified leaf
+    per_service: Mapping[str, datetime] = field(default_factory=dict)  # soonest expiry
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f}h"
+
+
+def _judge(
+    result: ProbeResult, trust: MeshTrust, now: datetime, min_fraction: float
+) -> tuple[str, str] | None:
+    """(reason, text) when this instance's certificate is not acceptable; None when it is."""
+    where = f"{result.target}"
+    if result.outcome is ProbeOutcome.HANDSHAKE_FAILED:
+        return "NoTls", f"{where}: {result.detail}"
+    if result.outcome is ProbeOutcome.BAD_CERTIFICATE:
+        reason = _BAD_REASON[result.problem or CertProblem.OTHER]
+        extra = ""
+        if result.leaf is not None:
+            extra = f" (serial {result.leaf.serial}, not after {result.leaf.not_after.isoformat()})"
+        return reason, f"{where}: {result.detail}{extra}"
+    leaf = result.leaf
+    if leaf is None:
+        return None
+    issuer = trust.issuer_of(leaf)
+    if issuer is None:
+        return (
+            "UnknownIssuer",
+            f"{where}: signed by {leaf.issuer_common_name} "
+            f"(key id {leaf.authority_key_id or '?'}), not a current or kept issuer",
+        )
+    remaining = leaf.remaining_seconds(now)
+    if remaining < leaf.lifetime_seconds * min_fraction:
+        return (
+            "RenewalMissed",
+            f"{where}: {_hours(remaining)} left of {_hours(leaf.lifetime_seconds)} "
+            f"(renewal was due at 90 %; serial {leaf.serial})",
+        )
+    return None
+
+
+_SEVERITY = (
+    "Expired",
+    "UntrustedChain",
+    "NameMismatch",
+    "NoTls",
+    "UnknownIssuer",
+    "NotYetValid",
+    "VerificationFailed",
+    "RenewalMissed",
+)
+
+
+def cert_verdict(
+    probed: Sequence[tuple[Instance, ProbeResult]],
+    trust: MeshTrust | None,
+    now: datetime,
+    *,
+    min_remaining_fraction: float = 0.10,
+    unknown_reason: str = "",
+    unknown_message: str = "",
+) -> CertVerdict:
+    """CertValid from the probe results (``trust`` None: Vault did not say what the CA is)."""
+    if trust is None or unknown_reason:
+        return CertVerdict(
+            condition(
+                ConditionType.CERT_VALID,
+                None,
+                unknown_reason or "VaultUnavailable",
+                unknown_message or "the mesh CA could not be read from Vault",
+            )
+        )
+    per_service: dict[str, datetime] = {}
+    problems: list[tuple[str, str]] = []
+    unreachable: list[str] = []
+    verified = previous = 0
+    newest: tuple[datetime, str] | None = None
+    for instance, result in probed:
+        leaf = result.leaf
+        if leaf is not None:
+            name = instance.port.service
+            per_service[name] = min(per_service.get(name, leaf.not_after), leaf.not_after)
+        if result.outcome is ProbeOutcome.UNREACHABLE:
+            unreachable.append(f"{result.target}: {result.detail}")
+            continue
+        problem = _judge(result, trust, now, min_remaining_fraction)
+        if problem is not None:
+            problems.append(problem)
+            continue
+        if leaf is None:
+            continue
+        verified += 1
+        issuer = trust.issuer_of(leaf)
+        if issuer is not None and not issuer.is_default:
+            previous += 1
+        if issuer is not None and (newest is None or leaf.not_before > newest[0]):
+            newest = (leaf.not_before, issuer.label)
+    soonest = min(per_service.values(), default=None)
+    issuer_label = newest[1] if newest else ""
+    if problems:
+        problems.sort(key=lambda p: _SEVERITY.index(p[0]))
+        cond = condition(
+            ConditionType.CERT_VALID, False, problems[0][0], _listing([t for _, t in problems])
+        )
+    elif unreachable:
+        cond = condition(
+            ConditionType.CERT_VALID,
+            None,
+            "Unreachable",
+            "could not connect: " + _listing(unreachable),
+        )
+    elif not verified:
+        cond = condition(
+            ConditionType.CERT_VALID, None, "NoInstances", "no TLS registration to probe"
+        )
+    else:
+        when = f"; soonest expiry {soonest.isoformat()}" if soonest else ""
+        if previous:
+            cond = condition(
+                ConditionType.CERT_VALID,
+                True,
+                "VerifiedPreviousIssuer",
+                f"{verified} instance(s) verified, {previous} still on a previous issuer{when}",
+            )
+        else:
+            cond = condition(
+                ConditionType.CERT_VALID, True, "Verified", f"{verified} instance(s) verified{when}"
+            )
+    return CertVerdict(cond, soonest, issuer_label, per_service)

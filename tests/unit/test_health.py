@@ -1,0 +1,627 @@
+"""Health judgement as a table (Consul answers + probe results -> conditions), and the
+HealthReconciler over in-memory ports: what it writes, what it leaves alone, its metrics."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from controller.consul.client import ConsulUnavailable, HealthEntry, ServiceHealth
+from controller.tlsprobe import CertProblem, LeafInfo, ProbeOutcome, ProbeResult, ProbeTarget
+from crds_equivalent.config import MeshConfig
+from crds_equivalent.spec import Mode, parse_job_specs
+from crds_equivalent.status import Condition, ConditionStatus, ConditionType, MeshStatus, Phase
+from reconcilers.conditions import condition
+from reconcilers.health import HealthReconciler
+from reconcilers.health_eval import (
+    FrontedPort,
+    Instance,
+    cert_verdict,
+    consul_conditions,
+    consul_findings,
+    fronted_ports,
+    running_allocations,
+)
+from reconcilers.inject import inject
+from reconcilers.trust import MeshTrust, TrustedIssuer, TrustUnavailable
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+CONFIG = MeshConfig()
+A1, A2, OTHER = "a1111111-0000", "a2222222-0000", "ffffffff-0000"
+STRICT = FrontedPort("web", "web", "http", Mode.STRICT, "web.service.consul")
+PERMISSIVE = replace(STRICT, mode=Mode.PERMISSIVE)
+DEFAULT = TrustedIssuer(
+    "int-2", "v2", "Int v2", "CN=Int v2", "bb" * 20, NOW + timedelta(days=900), True
+)
+PREVIOUS = TrustedIssuer(
+    "int-1", "", "Int v1", "CN=Int v1", "aa" * 20, NOW + timedelta(days=30), False
+)
+TRUST = MeshTrust("ROOT-PEM", NOW + timedelta(days=3000), (DEFAULT, PREVIOUS))
+
+
+# --- builders ------------------------------------------------------------------------------------
+
+
+def entry(
+    alloc: str,
+    label: str = "mesh_tls_http",
+    tags: Sequence[str] = ("mesh-tls",),
+    status: str = "passing",
+    node_status: str = "passing",
+    port: int = 24000,
+    service: str = "web",
+) -> HealthEntry:
+    return HealthEntry.from_wire(
+        {
+            "Node": {"Node": "n1", "Address": "127.0.0.11"},
+            "Service": {
+                "ID": f"_nomad-task-{alloc}-group-web-{service}-{label}",
+                "Service": service,
+                "Tags": list(tags),
+                "Address": "127.0.0.11",
+                "Port": port,
+            },
+            "Checks": [
+                {"CheckID": "serfHealth", "Name": "Serf Health Status", "Status": node_status},
+                {
+                    "CheckID": "_nomad-check-x",
+                    "Name": "service: web check",
+                    "Status": status,
+                    "Output": "" if status == "passing" else "Get https://…: connection refused",
+                },
+            ],
+        }
+    )
+
+
+def leaf(
+    aki: str = DEFAULT.key_id,
+    life: timedelta = timedelta(hours=72),
+    age: timedelta = timedelta(hours=10),
+    serial: str = "01:02",
+) -> LeafInfo:
+    start = NOW - age
+    return LeafInfo(
+        subject="CN=web.service.consul",
+        issuer="CN=Int v2",
+        serial=serial,
+        not_before=start,
+        not_after=start + life,
+        authority_key_id=aki,
+        dns_names=("web.service.consul",),
+    )
+
+
+def ok(lf: LeafInfo | None = None) -> tuple[ProbeOutcome, LeafInfo, None]:
+    return (ProbeOutcome.OK, lf or leaf(), None)
+
+
+def bad(
+    problem: CertProblem, lf: LeafInfo | None = None
+) -> tuple[ProbeOutcome, LeafInfo, CertProblem]:
+    return (ProbeOutcome.BAD_CERTIFICATE, lf or leaf(), problem)
+
+
+def probed(*outcomes: Any) -> list[tuple[Instance, ProbeResult]]:
+    out = []
+    for n, (outcome, lf, problem) in enumerate(outcomes):
+        inst = Instance(STRICT, f"alloc-{n}", entry(f"alloc-{n}", port=24000 + n))
+        out.append(
+            (
+                inst,
+                ProbeResult(
+                    inst.target,
+                    outcome,
+                    "detail",
+                    leaf=lf,
+                    problem=problem,
+                    remaining_seconds=lf.remaining_seconds(NOW) if lf else None,
+                ),
+            )
+        )
+    return out
+
+
+UNREACHABLE = (ProbeOutcome.UNREACHABLE, None, None)
+NO_TLS = (ProbeOutcome.HANDSHAKE_FAILED, None, None)
+
+
+def brief(c: Condition | None) -> tuple[str, str]:
+    assert c is not None
+    return (str(c.status), c.reason)
+
+
+# --- Consul table --------------------------------------------------------------------------------
+
+CONSUL_CASES = {
+    "all passing, strict": (
+        STRICT, {"web": [A1, A2]}, [entry(A1), entry(A2)],
+        ("True", "AllPassing"), ("True", "NoPlaintext"),
+    ),
+    "a TLS check critical": (
+        STRICT, {"web": [A1, A2]}, [entry(A1), entry(A2, status="critical")],
+        ("False", "ChecksFailing"), ("True", "NoPlaintext"),
+    ),
+    "the node check critical": (
+        STRICT, {"web": [A1]}, [entry(A1, node_status="critical")],
+        ("False", "ChecksFailing"), ("True", "NoPlaintext"),
+    ),
+    "an allocation not registered on the TLS port": (
+        STRICT, {"web": [A1, A2]}, [entry(A1)],
+        ("False", "NotRegistered"), ("True", "NoPlaintext"),
+    ),
+    "TLS registration without the mesh-tls tag": (
+        STRICT, {"web": [A1]}, [entry(A1, tags=())],
+        ("False", "MissingTag"), ("True", "NoPlaintext"),
+    ),
+    "strict with a plaintext registration left": (
+        STRICT, {"web": [A1]}, [entry(A1), entry(A1, label="http", tags=())],
+        ("True", "AllPassing"), ("False", "PlaintextRegistered"),
+    ),
+    "permissive, plaintext tagged": (
+        PERMISSIVE, {"web": [A1]}, [entry(A1), entry(A1, label="http", tags=("mesh-plaintext",))],
+        ("True", "AllPassing"), ("True", "PermissiveTagged"),
+    ),
+    "permissive, plaintext untagged": (
+        PERMISSIVE, {"web": [A1]}, [entry(A1), entry(A1, label="http", tags=())],
+        ("True", "AllPassing"), ("False", "PlaintextRegistered"),
+    ),
+    "another job's instance of the same name is not ours to judge": (
+        STRICT, {"web": [A1]},
+        [entry(A1), entry(OTHER, status="critical"), entry(OTHER, label="http")],
+        ("True", "AllPassing"), ("True", "NoPlaintext"),
+    ),
+    "no running allocation": (
+        STRICT, {}, [entry(OTHER)],
+        ("Unknown", "NoRunningAllocations"), ("Unknown", "NoRunningAllocations"),
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CONSUL_CASES)
+def test_consul_conditions(case: str) -> None:
+    port, allocs, entries, healthy, retired = CONSUL_CASES[case]
+    found = consul_findings([port], allocs, {"web": entries})
+    got = consul_conditions(found)
+    assert (brief(got[0]), brief(got[1])) == (healthy, retired)
+    assert all(c.message for c in got)
+
+
+def test_consul_not_answering_is_unknown_never_false() -> None:
+    healthy, retired = consul_conditions(None, "GET /v1/health/service/web: 500 No cluster leader")
+    assert brief(healthy) == ("Unknown", "ConsulUnavailable")
+    assert brief(retired) == ("Unknown", "ConsulUnavailable")
+    assert "No cluster leader" in healthy.message
+
+
+def test_failing_check_output_and_instance_are_in_the_message() -> None:
+    found = consul_findings([STRICT], {"web": [A1]}, {"web": [entry(A1, status="critical")]})
+    healthy, _ = consul_conditions(found)
+    assert "a1111111" in healthy.message and "connection refused" in healthy.message
+    assert "127.0.0.11:24000" in healthy.message
+
+
+def test_long_problem_lists_are_counted_not_spelled_out() -> None:
+    allocs = [f"{i:08d}-x" for i in range(7)]
+    found = consul_findings([STRICT], {"web": allocs}, {"web": []})
+    healthy, _ = consul_conditions(found)
+    assert healthy.message.endswith("(+4 more)")
+
+
+def test_only_tls_registrations_of_our_allocations_are_probed() -> None:
+    found = consul_findings(
+        [STRICT],
+        {"web": [A1]},
+        {"web": [entry(A1, port=24001), entry(A1, label="http", port=8080), entry(OTHER)]},
+    )
+    assert [(i.alloc_id, i.target) for i in found.instances] == [
+        (A1, ProbeTarget("127.0.0.11", 24001, "web.service.consul"))
+    ]
+
+
+# --- certificate table ---------------------------------------------------------------------------
+
+CERT_CASES: dict[str, tuple[list[Any], tuple[str, str]]] = {
+    "verified on the default issuer": ([ok()], ("True", "Verified")),
+    "verified, one leaf still on a kept previous issuer": (
+        [ok(), ok(leaf(aki=PREVIOUS.key_id))], ("True", "VerifiedPreviousIssuer"),
+    ),
+    "issuer retired (not in the mount any more)": (
+        [ok(leaf(aki="cc" * 20))], ("False", "UnknownIssuer"),
+    ),
+    "missed its renewal: 5 % left": (
+        [ok(leaf(age=timedelta(hours=72 * 0.95)))], ("False", "RenewalMissed"),
+    ),
+    "just renewed window: 12 % left is fine": (
+        [ok(leaf(age=timedelta(hours=72 * 0.88)))], ("True", "Verified"),
+    ),
+    "expired": ([ok(), bad(CertProblem.EXPIRED)], ("False", "Expired")),
+    "wrong name": ([bad(CertProblem.HOSTNAME_MISMATCH)], ("False", "NameMismatch")),
+    "unknown CA": ([bad(CertProblem.UNKNOWN_CA)], ("False", "UntrustedChain")),
+    "no TLS on the TLS port": ([NO_TLS], ("False", "NoTls")),
+    "could not connect": ([ok(), UNREACHABLE], ("Unknown", "Unreachable")),
+    "could not connect to one, another expired": (
+        [UNREACHABLE, bad(CertProblem.EXPIRED)], ("False", "Expired"),
+    ),
+    "the worst problem leads": (
+        [ok(leaf(age=timedelta(hours=70))), bad(CertProblem.UNKNOWN_CA)],
+        ("False", "UntrustedChain"),
+    ),
+    "nothing to probe": ([], ("Unknown", "NoInstances")),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CERT_CASES)
+def test_cert_condition(case: str) -> None:
+    outcomes, expected = CERT_CASES[case]
+    verdict = cert_verdict(probed(*outcomes), TRUST, NOW)
+    assert brief(verdict.condition) == expected
+    assert verdict.condition.message
+
+
+def test_vault_not_saying_what_the_ca_is_makes_certs_unknown() -> None:
+    verdict = cert_verdict(probed(ok()), None, NOW, unknown_message="sealed")
+    assert brief(verdict.condition) == ("Unknown", "VaultUnavailable")
+    assert verdict.not_after is None
+
+
+def test_threshold_is_configurable() -> None:
+    outcomes = probed(ok(leaf(age=timedelta(hours=72 * 0.85))))  # 15 % left
+    assert cert_verdict(outcomes, TRUST, NOW).condition.status == ConditionStatus.TRUE
+    strict = cert_verdict(outcomes, TRUST, NOW, min_remaining_fraction=0.2)
+    assert brief(strict.condition) == ("False", "RenewalMissed")
+
+
+def test_soonest_expiry_newest_issuer_and_per_service_minimum() -> None:
+    older = leaf(aki=PREVIOUS.key_id, age=timedelta(hours=60))
+    newer = leaf(age=timedelta(hours=1))
+    expired = leaf(age=timedelta(hours=80))
+    verdict = cert_verdict(
+        probed(ok(older), ok(newer), bad(CertProblem.EXPIRED, expired)), TRUST, NOW
+    )
+    assert verdict.not_after == expired.not_after
+    assert verdict.per_service == {"web": expired.not_after}
+    assert verdict.issuer == "int-2 (v2)"
+
+
+# --- fronted ports and allocations from a real injected job --------------------------------------
+
+
+def user_job(mode: str = "strict") -> dict[str, Any]:
+    return {
+        "ID": "shop",
+        "Name": "shop",
+        "Namespace": "default",
+        "Type": "service",
+        "Meta": {"mesh.tls": "true", "mesh.tls.mode": mode},
+        "TaskGroups": [
+            {
+                "Name": "web",
+                "Count": 2,
+                "Networks": [{"Mode": "bridge", "DynamicPorts": [{"Label": "http", "To": 8080}]}],
+                "Services": [{"Name": "web", "PortLabel": "http", "Checks": []}],
+                "Tasks": [{"Name": "app", "Driver": "docker", "Config": {"image": "app"}}],
+            },
+            {
+                "Name": "batch",
+                "Tasks": [{"Name": "cron", "Driver": "docker", "Config": {"image": "cron"}}],
+                "Meta": {"mesh.tls": "false"},
+            },
+        ],
+    }
+
+
+def meshed(mode: str = "strict") -> dict[str, Any]:
+    user = user_job(mode)
+    job = inject(user, parse_job_specs(user), CONFIG)
+    job["JobModifyIndex"] = 42
+    return job
+
+
+def test_fronted_ports_come_from_the_users_spec_not_the_injected_job() -> None:
+    assert fronted_ports(meshed("permissive"), CONFIG) == [
+        FrontedPort("web", "web", "http", Mode.PERMISSIVE, "web.service.consul")
+    ]
+    assert fronted_ports(user_job() | {"Meta": {}}, CONFIG) == []
+
+
+def test_only_running_allocations_that_should_run_count() -> None:
+    allocs = [
+        {"ID": A1, "TaskGroup": "web", "ClientStatus": "running", "DesiredStatus": "run"},
+        {"ID": A2, "TaskGroup": "web", "ClientStatus": "running", "DesiredStatus": "stop"},
+        {"ID": OTHER, "TaskGroup": "web", "ClientStatus": "pending", "DesiredStatus": "run"},
+    ]
+    assert running_allocations(allocs) == {"web": [A1]}
+
+
+# --- the reconciler over in-memory ports ---------------------------------------------------------
+
+
+class Jobs:
+    def __init__(self, job: dict[str, Any] | None, allocs: list[dict[str, Any]]) -> None:
+        self.job, self.allocs, self.registered = job, allocs, 0
+
+    async def get_job(self, job_id: str, namespace: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.job)
+
+    async def register_job(
+        self, job: dict[str, Any], *, enforce_index: int | None
+    ) -> dict[str, Any]:
+        self.registered += 1
+        raise AssertionError("the health reconciler must never write the job")
+
+    async def job_allocations(self, job_id: str, namespace: str) -> list[dict[str, Any]]:
+        return copy.deepcopy(self.allocs)
+
+    async def latest_deployment(self, job_id: str, namespace: str) -> dict[str, Any] | None:
+        return None
+
+
+class Statuses:
+    def __init__(self, status: MeshStatus | None) -> None:
+        self.stored, self.writes = status, 0
+
+    async def get(self, namespace: str, job: str) -> MeshStatus | None:
+        return self.stored
+
+    async def write(self, namespace: str, job: str, status: MeshStatus) -> bool:
+        if self.stored is not None and self.stored.same_content(status):
+            return False
+        self.stored, self.writes = status, self.writes + 1
+        return True
+
+    async def delete(self, namespace: str, job: str) -> bool:
+        raise AssertionError("the health reconciler never deletes status")
+
+
+class Consul:
+    def __init__(self, entries: list[HealthEntry]) -> None:
+        self.entries, self.down = entries, False
+
+    async def health_service(self, name: str) -> ServiceHealth:
+        if self.down:
+            raise ConsulUnavailable("GET /v1/health/service/web: ClientConnectorError")
+        return ServiceHealth(tuple(e for e in self.entries if e.service == name), 7)
+
+
+class Probe:
+    def __init__(self, leaves: dict[int, LeafInfo]) -> None:
+        self.leaves, self.calls = leaves, 0
+
+    async def probe_many(
+        self, targets: Sequence[ProbeTarget], anchors_pem: str
+    ) -> list[ProbeResult]:
+        assert anchors_pem == TRUST.anchors_pem
+        self.calls += 1
+        return [
+            ProbeResult(t, ProbeOutcome.OK, "verified", leaf=self.leaves[t.port])
+            if t.port in self.leaves
+            else ProbeResult(t, ProbeOutcome.UNREACHABLE, "refused")
+            for t in targets
+        ]
+
+
+class Trust:
+    def __init__(self) -> None:
+        self.down = False
+
+    async def get(self) -> MeshTrust:
+        if self.down:
+            raise TrustUnavailable("Vault is sealed")
+        return TRUST
+
+
+@dataclass
+class WallClock:
+    wall: datetime = NOW
+
+    def monotonic(self) -> float:
+        return self.wall.timestamp()
+
+    def now(self) -> datetime:
+        return self.wall
+
+    async def sleep(self, seconds: float) -> None:
+        raise AssertionError("no sleeping")
+
+
+def mesh_status(rolled_out: bool = True) -> MeshStatus:
+    stamp = (NOW - timedelta(days=1)).isoformat()
+    conds = (
+        condition(ConditionType.SPEC_VALID, True, "Parsed"),
+        condition(ConditionType.SIDECAR_INJECTED, True, "MarkerCurrent"),
+        condition(ConditionType.ROLLED_OUT, rolled_out, "AllocationsRunning"),
+    )
+    return MeshStatus(
+        phase=Phase.INJECTED,
+        observed_index=42,
+        spec_hash="1:abc",
+        conditions=tuple(c.model_copy(update={"last_transition": stamp}) for c in conds),
+    )
+
+
+ALLOCS = [
+    {"ID": A1, "TaskGroup": "web", "ClientStatus": "running", "DesiredStatus": "run"},
+    {"ID": A2, "TaskGroup": "web", "ClientStatus": "running", "DesiredStatus": "run"},
+]
+
+
+@dataclass
+class World:
+    jobs: Jobs
+    statuses: Statuses
+    consul: Consul
+    probe: Probe
+    trust: Trust
+    clock: WallClock
+    registry: CollectorRegistry
+    reconciler: HealthReconciler
+
+    def gauge(self, name: str, **labels: str) -> float | None:
+        return self.registry.get_sample_value(name, labels)
+
+
+def world(status: MeshStatus | None = None, job: dict[str, Any] | None = None, **kw: Any) -> World:
+    leaves = {24001: leaf(age=timedelta(hours=20), serial="0a"), 24002: leaf(serial="0b")}
+    jobs = Jobs(job if job is not None else meshed(), ALLOCS)
+    statuses = Statuses(status if status is not None else mesh_status())
+    consul = Consul([entry(A1, port=24001), entry(A2, port=24002), entry(OTHER, port=1)])
+    probe, trust, clock, registry = Probe(leaves), Trust(), WallClock(), CollectorRegistry()
+    rec = HealthReconciler(
+        jobs, statuses, consul, probe, trust, CONFIG, clock=clock, registry=registry, **kw
+    )
+    return World(jobs, statuses, consul, probe, trust, clock, registry, rec)
+
+
+KEY = ("default", "shop")
+
+
+async def test_healthy_job_becomes_ready_with_cert_facts_and_metrics() -> None:
+    w = world()
+    result = await w.reconciler.reconcile(KEY)
+    assert result.requeue_after == 30.0
+    status = w.statuses.stored
+    assert status is not None and status.phase is Phase.READY
+    assert {c.type: c.status for c in status.conditions} == {
+        t: ConditionStatus.TRUE for t in ConditionType
+    }
+    soonest = NOW - timedelta(hours=20) + timedelta(hours=72)
+    assert status.cert_not_after == soonest.isoformat()
+    assert status.issuer == "int-2 (v2)"
+    assert (status.observed_index, status.spec_hash) == (42, "1:abc")
+    assert status.condition(ConditionType.ROLLED_OUT) == mesh_status().condition(
+        ConditionType.ROLLED_OUT
+    )
+    labels = {"namespace": "default", "job": "shop", "service": "web"}
+    assert w.gauge("mesh_cert_expiry_timestamp_seconds", **labels) == soonest.timestamp()
+    assert w.gauge("mesh_ca_expiry_timestamp_seconds") == DEFAULT.not_after.timestamp()
+    assert w.jobs.registered == 0
+
+
+async def test_same_facts_again_write_nothing_and_keep_transition_times() -> None:
+    w = world()
+    await w.reconciler.reconcile(KEY)
+    first = w.statuses.stored
+    w.clock.wall = NOW + timedelta(minutes=5)
+    await w.reconciler.reconcile(KEY)
+    assert w.statuses.writes == 1 and w.statuses.stored == first
+
+
+async def test_a_failing_instance_degrades_and_moves_only_its_transition_time() -> None:
+    w = world()
+    await w.reconciler.reconcile(KEY)
+    w.clock.wall = later = NOW + timedelta(minutes=5)
+    w.consul.entries[1] = entry(A2, port=24002, status="critical")
+    await w.reconciler.reconcile(KEY)
+    status = w.statuses.stored
+    assert status is not None and status.phase is Phase.DEGRADED
+    healthy = status.condition(ConditionType.CONSUL_HEALTHY)
+    assert healthy is not None and healthy.last_transition == later.isoformat()
+    cert = status.condition(ConditionType.CERT_VALID)
+    assert cert is not None and cert.last_transition == NOW.isoformat()
+    assert "a2222222" in status.message
+
+
+async def test_consul_down_is_unknown_keeps_last_cert_facts_and_series() -> None:
+    w = world()
+    await w.reconciler.reconcile(KEY)
+    before = w.statuses.stored
+    w.consul.down = True
+    result = await w.reconciler.reconcile(KEY)
+    status = w.statuses.stored
+    assert result.requeue_after == 30.0
+    assert status is not None and before is not None
+    assert status.phase is Phase.INJECTED  # neither Ready nor blamed
+    for kind in (
+        ConditionType.CONSUL_HEALTHY,
+        ConditionType.PLAINTEXT_RETIRED,
+        ConditionType.CERT_VALID,
+    ):
+        found = status.condition(kind)
+        assert found is not None and found.status == ConditionStatus.UNKNOWN
+    assert status.cert_not_after == before.cert_not_after
+    labels = {"namespace": "default", "job": "shop", "service": "web"}
+    assert w.gauge("mesh_cert_expiry_timestamp_seconds", **labels) is not None
+    assert w.jobs.registered == 0
+
+
+async def test_vault_down_leaves_certs_unknown_but_consul_judged() -> None:
+    w = world()
+    w.trust.down = True
+    await w.reconciler.reconcile(KEY)
+    status = w.statuses.stored
+    assert status is not None
+    assert brief(status.condition(ConditionType.CERT_VALID)) == ("Unknown", "VaultUnavailable")
+    assert brief(status.condition(ConditionType.CONSUL_HEALTHY)) == ("True", "AllPassing")
+    assert w.probe.calls == 0
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        None,
+        MeshStatus(phase=Phase.PENDING),
+        MeshStatus(
+            phase=Phase.INVALID,
+            conditions=(condition(ConditionType.SPEC_VALID, False, "InvalidSpec"),),
+        ),
+        MeshStatus(
+            phase=Phase.REMOVED,
+            conditions=(condition(ConditionType.SIDECAR_INJECTED, True, "Registered"),),
+        ),
+    ],
+)
+async def test_waits_for_the_mesh_reconciler_without_touching_anything(
+    status: MeshStatus | None,
+) -> None:
+    w = world()
+    w.statuses.stored = status
+    result = await w.reconciler.reconcile(KEY)
+    assert result.requeue_after == 30.0
+    assert w.statuses.stored == status and w.statuses.writes == 0
+    assert w.probe.calls == 0
+
+
+async def test_rolled_out_false_keeps_phase_injected_even_when_healthy() -> None:
+    w = world(mesh_status(rolled_out=False))
+    await w.reconciler.reconcile(KEY)
+    assert w.statuses.stored is not None and w.statuses.stored.phase is Phase.INJECTED
+
+
+async def test_job_gone_or_unmeshed_is_forgotten_with_its_series() -> None:
+    w = world()
+    await w.reconciler.reconcile(KEY)
+    labels = {"namespace": "default", "job": "shop", "service": "web"}
+    assert w.gauge("mesh_cert_expiry_timestamp_seconds", **labels) is not None
+    w.jobs.job = None
+    assert (await w.reconciler.reconcile(KEY)).requeue_after is None
+    assert w.gauge("mesh_cert_expiry_timestamp_seconds", **labels) is None
+    w.jobs.job = user_job() | {"Meta": {}}
+    assert (await w.reconciler.reconcile(KEY)).requeue_after is None
+
+
+async def test_interval_and_threshold_are_constructor_knobs() -> None:
+    w = world(interval=12.5, min_remaining_fraction=0.9)
+    assert (await w.reconciler.reconcile(KEY)).requeue_after == 12.5
+    cert = w.statuses.stored.condition(ConditionType.CERT_VALID)  # type: ignore[union-attr]
+    assert cert is not None and cert.reason == "RenewalMissed"
+
+
+def test_two_reconcilers_can_share_one_registry() -> None:
+    registry = CollectorRegistry()
+    for _ in range(2):
+        HealthReconciler(
+            Jobs(None, []),
+            Statuses(None),
+            Consul([]),
+            Probe({}),
+            Trust(),
+            CONFIG,
+            registry=registry,
+        )

@@ -12,6 +12,7 @@ from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import MeshSpec
 from crds_equivalent.status import MeshStatus
+from crds_equivalent.status_report import StatusReport
 
 SCHEMA_DIR = Path(__file__).parent / "schema"
 
@@ -65,6 +66,7 @@ def schemas() -> dict[str, dict[str, Any]]:
         "mesh-spec.schema.json": MeshSpec.model_json_schema(),
         "mesh-config.schema.json": MeshConfig.model_json_schema(),
         "mesh-status.schema.json": MeshStatus.model_json_schema(),
+        "status-report.schema.json": StatusReport.model_json_schema(),
     }
 
 

@@ -1,0 +1,126 @@
+"""StatusReport: the JSON that ``controllerctl status --output json`` prints.
+
+Monitoring consumes this document, so it is part of the contract like the meta keys: a model
+here, a generated schema in ``schema/status-report.schema.json``, and a ``version`` that changes
+only when a field changes meaning or disappears (adding fields is not a breaking change).
+One row per meshed (job, group, fronted service); a job that cannot be split into rows (gone,
+invalid, unreadable) gets one row with ``group`` and ``service`` empty.
+"""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+REPORT_VERSION = 1
+
+Injected = Literal["current", "stale", "missing", "orphaned"]
+IssuerState = Literal["current", "old", "unknown"]
+LockState = Literal["held", "released", "hidden", "unknown"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AllocCount(_Model):
+    """Allocations of the group that run with the sidecar running, against the desired count."""
+
+    running: int = Field(ge=0, description="Running allocations whose sidecar task runs.")
+    desired: int = Field(ge=0, description="Group count (system jobs: allocations placed).")
+
+
+class TlsCount(_Model):
+    """Consul instances of the service on the TLS port (tag ``mesh-tls``)."""
+
+    passing: int = Field(ge=0, description="TLS registrations with every check passing.")
+    registered: int = Field(ge=0, description="TLS registrations of this job's allocations.")
+
+
+class CertSummary(_Model):
+    """The soonest leaf expiry the controller recorded, and whose issuer signed the leaves."""
+
+    not_after: str = Field(default="", description="RFC 3339; empty when never observed.")
+    expires_in_seconds: int | None = Field(
+        default=None, description="Seconds from generated_at to not_after (negative: expired)."
+    )
+    issuer: str = Field(default="", description="Issuer id (and name) recorded in the status.")
+    issuer_state: IssuerState = Field(
+        default="unknown",
+        description="current: the PKI mount's default issuer; old: a previous issuer; "
+        "unknown: not recorded or Vault not consulted.",
+    )
+
+
+class StatusRow(_Model):
+    """One meshed (job, group, fronted service)."""
+
+    namespace: str
+    job: str
+    group: str = Field(default="", description="Task group; empty for a job-level row.")
+    service: str = Field(default="", description="Consul service name; empty if none.")
+    port: str = Field(default="", description="The fronted (plaintext) port label.")
+    mode: str = Field(default="", description="strict | permissive; empty when not meshed.")
+    injected: Injected | None = Field(
+        default=None,
+        description="current: marker hash matches the spec; stale: it does not (or our "
+        "objects were edited away); missing: not injected; orphaned: mesh.tls is off but "
+        "the sidecar and markers are still there. null without --live.",
+    )
+    allocs: AllocCount | None = Field(default=None, description="null without --live.")
+    tls: TlsCount | None = Field(default=None, description="null without --live.")
+    plaintext: int | None = Field(
+        default=None,
+        description="Consul instances of the service NOT on a TLS port (any job, any tag); "
+        "null without --live.",
+    )
+    cert: CertSummary = Field(default_factory=CertSummary)
+    phase: str = Field(description="Phase from the status record, or Unknown without one.")
+    message: str = Field(default="", description="First failing condition's message.")
+    drift: list[str] = Field(default_factory=list, description="Why this row is not in sync.")
+    in_sync: bool
+
+
+class LeaderInfo(_Model):
+    """Who leads, from the lock holder's Items and, when reachable, the /status endpoint."""
+
+    identity: str = ""
+    host: str = ""
+    pid: str = ""
+    version: str = ""
+    since: str = Field(default="", description="RFC 3339 time the holder took the lock.")
+    lock: LockState = Field(
+        default="unknown",
+        description="held / released (no holder now) / hidden (this token may not see lock "
+        "state; Nomad shows it to management tokens only) / unknown.",
+    )
+    status_url: str = Field(default="", description="The /status endpoint consulted, if any.")
+    status_error: str = Field(default="", description="Why /status was not used.")
+    last_event_index: int | None = Field(
+        default=None, description="Last Nomad event index the leader processed."
+    )
+    last_event_age_seconds: float | None = None
+    queue_depth: int | None = None
+
+
+class Backend(_Model):
+    """One of Nomad, Consul, Vault: was it consulted, and did it answer."""
+
+    name: Literal["nomad", "consul", "vault"]
+    address: str
+    consulted: bool
+    ok: bool
+    error: str = ""
+
+
+class StatusReport(_Model):
+    """The whole report. Exit code: 0 in sync, 1 drift, 2 a backend could not be read."""
+
+    version: int = Field(default=REPORT_VERSION, description="Bumped on breaking changes.")
+    generated_at: str = Field(description="RFC 3339 time of the report.")
+    live: bool = Field(description="The live world was checked, not only status records.")
+    exit_code: Literal[0, 1, 2]
+    in_sync: bool
+    summary: str = Field(description="One line, as printed under the table.")
+    leader: LeaderInfo | None = Field(description="null when nobody ever took the lock.")
+    backends: list[Backend]
+    rows: list[StatusRow]

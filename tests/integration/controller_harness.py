@@ -1,0 +1,190 @@
+"""The whole controller in-process against the Nomad twin, with test timings.
+
+The twin runs in real time in the same event loop, so waits are bounded polls of world state
+(the twin's stored jobs and versions, the status Variables), never fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from controller.app import App, Tuning
+from controller.config import Settings
+from controller.nomad.client import NomadClient
+from controller.nomad.jobs import NomadJobs
+from controller.runtime import Clock
+from crds_equivalent import keys
+from crds_equivalent.status import MeshStatus
+from devstack.nomad import NomadTwin
+from devstack.nomad.canon import canonicalize_job, spec_of
+
+SECOND = 1_000_000_000
+
+FAST = Tuning(
+    rollout_poll=0.3,
+    alloc_debounce=0.05,
+    nomad_timeout=2.0,
+    nomad_retry_budget=0.3,
+    reconcile_timeout=10.0,
+    handle_signals=False,
+)
+
+
+def user_job(job_id: str, meta: dict[str, str] | None = None, *, count: int = 1) -> dict[str, Any]:
+    """A service job as a user submits it (Nomad API JSON); the twin simulates its tasks."""
+    return {
+        "ID": job_id,
+        "Name": job_id,
+        "Namespace": "default",
+        "Type": "service",
+        "Datacenters": ["dc1"],
+        "Meta": meta,
+        "TaskGroups": [
+            {
+                "Name": "app",
+                "Count": count,
+                # Healthy after 50 ms instead of Nomad's 10 s, so rolling updates finish fast.
+                "Update": {"MinHealthyTime": 50_000_000},
+                "Networks": [{"Mode": "host", "DynamicPorts": [{"Label": "http"}]}],
+                "Services": [
+                    {
+                        "Name": job_id,
+                        "PortLabel": "http",
+                        "Provider": "consul",
+                        "Checks": [
+                            {
+                                "Name": "alive",
+                                "Type": "http",
+                                "Path": "/health",
+                                "Interval": SECOND,
+                                "Timeout": SECOND,
+                            }
+                        ],
+                    }
+                ],
+                "Tasks": [
+                    {
+                        "Name": "app",
+                        "Driver": "docker",
+                        "Config": {"image": "example/app:1"},
+                        "Resources": {"CPU": 50, "MemoryMB": 32},
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def settings_for(twin: NomadTwin, token: str | None = None, **env: str) -> Settings:
+    values = {
+        "NOMAD_ADDR": twin.url,
+        "MESH_HTTP_ADDR": "127.0.0.1:0",
+        "MESH_HEARTBEAT_TIMEOUT": "2s",
+        "MESH_BACKOFF_BASE": "50ms",
+        "MESH_BACKOFF_CAP": "1s",
+        "MESH_DRAIN_TIMEOUT": "5s",
+        **env,
+    }
+    if token:
+        values["NOMAD_TOKEN"] = token
+    return Settings.from_env(values)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]] | Callable[[], bool],
+    *,
+    within: float = 10.0,
+    every: float = 0.05,
+    what: str = "condition",
+) -> None:
+    """Poll ``check`` until it holds; fail after ``within`` seconds of real time."""
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not hold within {within}s")
+        await asyncio.sleep(every)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings,
+    *,
+    tuning: Tuning = FAST,
+    clock: Clock | None = None,
+    identity: str | None = None,
+    wait_synced: bool = True,
+) -> AsyncIterator[tuple[App, asyncio.Task[int]]]:
+    """Run an App as a task; stop it (SIGTERM path) and close it afterwards."""
+    app = App(settings, tuning=tuning, clock=clock, identity=identity)
+    task = asyncio.create_task(app.run())
+    try:
+        await app.http.started.wait()
+        if wait_synced:
+            await eventually(app.source.synced.is_set, what="leader synced")
+        yield app, task
+    finally:
+        if not task.done():
+            app.request_stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 15)
+        await app.close()
+
+
+class User:
+    """A user (or CI) talking to Nomad with its own client."""
+
+    def __init__(self, twin: NomadTwin, token: str | None = None) -> None:
+        self.twin = twin
+        self.client = NomadClient(twin.url, token=token, retry_budget=0.5)
+        self.jobs = NomadJobs(self.client)
+
+    async def submit(self, job: dict[str, Any]) -> int:
+        answer = await self.jobs.register_job(job, enforce_index=None)
+        return int(answer["JobModifyIndex"])
+
+    async def get(self, job_id: str, namespace: str = "default") -> dict[str, Any]:
+        job = await self.jobs.get_job(job_id, namespace)
+        assert job is not None
+        return job
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def stored(twin: NomadTwin, job_id: str, namespace: str = "default") -> dict[str, Any] | None:
+    job: dict[str, Any] | None = twin.state.jobs.get((namespace, job_id))
+    return job
+
+
+def versions(twin: NomadTwin, job_id: str, namespace: str = "default") -> list[int]:
+    return sorted(v["Version"] for v in twin.state.job_versions.get((namespace, job_id), []))
+
+
+def injected(job: dict[str, Any] | None) -> bool:
+    if job is None:
+        return False
+    return all(
+        any(t["Name"] == keys.SIDECAR_TASK for t in g["Tasks"])
+        and keys.INJECTED_GROUP_META in (g.get("Meta") or {})
+        for g in job["TaskGroups"]
+    )
+
+
+def same_spec(stored_job: dict[str, Any], submitted: dict[str, Any]) -> bool:
+    """The stored job is exactly what ``submitted`` becomes when Nomad stores it."""
+    canonical = canonicalize_job(submitted, submitted.get("Namespace") or "default")
+    return bool(spec_of(stored_job) == spec_of(canonical))
+
+
+async def phase(app: App, job_id: str, namespace: str = "default") -> str | None:
+    status: MeshStatus | None = await app.statuses.get(namespace, job_id)
+    return str(status.phase) if status else None

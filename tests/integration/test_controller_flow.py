@@ -1,0 +1,186 @@
+"""The controller in-process against the Nomad twin: what a user and CI see happen to jobs."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from controller.app import App
+from crds_equivalent import keys
+from devstack.nomad import NomadTwin, start_nomad_twin
+from tests.integration.controller_harness import (
+    User,
+    eventually,
+    injected,
+    phase,
+    running,
+    same_spec,
+    settings_for,
+    stored,
+    user_job,
+    versions,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest_asyncio.fixture
+async def twin() -> AsyncIterator[NomadTwin]:
+    t = await start_nomad_twin(nodes=2, heartbeat_interval=0.2)
+    try:
+        yield t
+    finally:
+        await t.stop()
+
+
+@pytest_asyncio.fixture
+async def user(twin: NomadTwin) -> AsyncIterator[User]:
+    u = User(twin)
+    try:
+        yield u
+    finally:
+        await u.close()
+
+
+async def settled(app: App, twin: NomadTwin, job_id: str) -> bool:
+    """The controller has seen the stored job's latest change and has nothing left to do."""
+    job = stored(twin, job_id)
+    return (
+        job is not None
+        and app.source.last_index >= job["ModifyIndex"]
+        and len(app.queue) == 0
+        and not app.queue.in_flight
+    )
+
+
+async def test_meshed_job_is_injected_and_ready_and_ci_resubmit_is_injected_again(
+    twin: NomadTwin, user: User
+) -> None:
+    async with running(settings_for(twin)) as (app, _):
+        spec = user_job("web", {"mesh.tls": "true"})
+        await user.submit(spec)
+        await eventually(lambda: injected(stored(twin, "web")), what="web injected")
+        await eventually(lambda: _is(phase(app, "web"), "Ready"), what="web Ready")
+        assert versions(twin, "web") == [0, 1]
+
+        # CI deploys the un-injected spec again: a new user version, injected once more.
+        await user.submit(spec)
+        await eventually(lambda: versions(twin, "web") == [0, 1, 2, 3], what="re-injection")
+        assert injected(stored(twin, "web"))
+        await eventually(lambda: _is(phase(app, "web"), "Ready"), what="Ready again")
+        assert app.reconciler.writes["apply"] == 2
+
+
+async def test_our_own_register_event_is_a_no_op(twin: NomadTwin, user: User) -> None:
+    async with running(settings_for(twin)) as (app, _):
+        await user.submit(user_job("api", {"mesh.tls": "true"}))
+        await user.submit(user_job("batchy", {}))  # not meshed: never touched
+        await eventually(lambda: _is(phase(app, "api"), "Ready"), what="api Ready")
+        await eventually(lambda: settled(app, twin, "api"), what="our event processed")
+        assert versions(twin, "api") == [0, 1]  # one register for one user change
+        assert versions(twin, "batchy") == [0]
+        assert app.reconciler.writes == {"apply": 1}
+        assert await app.statuses.get("default", "batchy") is None
+
+
+async def test_removing_the_flag_gives_the_users_job_back(twin: NomadTwin, user: User) -> None:
+    async with running(settings_for(twin)) as (app, _):
+        await user.submit(user_job("shop", {"mesh.tls": "true", "team": "payments"}))
+        await eventually(lambda: injected(stored(twin, "shop")), what="shop injected")
+
+        # The user edits the stored (injected) job and drops the flag.
+        edited = copy.deepcopy(await user.get("shop"))
+        del edited["Meta"][keys.MESH_TLS]
+        await user.submit(edited)
+
+        # Exactly the user's job, plus what the user's edit itself carried: the constraints
+        # Nomad's server implied while the sidecar (Vault template, SIGHUP) was in the job. They
+        # were submitted by the user this time, so they are the user's now, as in real Nomad.
+        wanted = user_job("shop", {"team": "payments"})
+        wanted["TaskGroups"][0]["Constraints"] = edited["TaskGroups"][0]["Constraints"]
+        assert edited["TaskGroups"][0]["Constraints"]  # (so the line above is not a no-op)
+        await eventually(
+            lambda: same_spec(stored(twin, "shop") or {}, wanted), what="user's job restored"
+        )
+        await eventually(lambda: _is(phase(app, "shop"), "Removed"), what="status Removed")
+        assert versions(twin, "shop") == [0, 1, 2, 3]
+        assert app.reconciler.writes == {"apply": 1, "remove": 1}
+
+
+async def test_invalid_meta_leaves_the_job_untouched(twin: NomadTwin, user: User) -> None:
+    async with running(settings_for(twin)) as (app, _):
+        spec = user_job("bad", {"mesh.tls": "true", "mesh.tls.mode": "loose"})
+        await user.submit(spec)
+        await eventually(lambda: _is(phase(app, "bad"), "Invalid"), what="status Invalid")
+        status = await app.statuses.get("default", "bad")
+        assert status is not None
+        assert "mesh.tls.mode" in status.message
+        assert "loose" in status.message
+        await eventually(lambda: settled(app, twin, "bad"), what="settled")
+        assert versions(twin, "bad") == [0]
+        assert same_spec(stored(twin, "bad") or {}, spec)
+
+
+class RacingJobs:
+    """Nomad as the reconciler sees it, except that the user registers a change of their own
+    between our read and our write — the race EnforceIndex exists for."""
+
+    def __init__(self, inner: Any, user: User, change: dict[str, Any]) -> None:
+        self.inner = inner
+        self.user = user
+        self.change: dict[str, Any] | None = change
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def register_job(self, job: dict[str, Any], *, enforce_index: int | None) -> Any:
+        if self.change is not None:
+            change, self.change = self.change, None
+            await self.user.submit(change)
+        return await self.inner.register_job(job, enforce_index=enforce_index)
+
+
+async def test_a_user_update_during_our_register_wins_and_is_injected(
+    twin: NomadTwin, user: User
+) -> None:
+    spec = user_job("cart", {"mesh.tls": "true"})
+    newer = user_job("cart", {"mesh.tls": "true", "release": "2"}, count=2)
+    async with running(settings_for(twin)) as (app, _):
+        app.reconciler.jobs = RacingJobs(app.reconciler.jobs, user, newer)
+        await user.submit(spec)
+        await eventually(lambda: injected(stored(twin, "cart")), what="cart injected")
+        job = stored(twin, "cart")
+        assert job is not None
+        assert job["Meta"]["release"] == "2"  # the user's change was kept...
+        assert job["TaskGroups"][0]["Count"] == 2
+        assert versions(twin, "cart") == [0, 1, 2]  # ...and our stale write never landed
+        await eventually(lambda: _is(phase(app, "cart"), "Ready"), what="cart Ready")
+
+
+async def test_with_acls_the_token_works_and_is_never_shown() -> None:
+    twin = await start_nomad_twin(nodes=1, acl=True, heartbeat_interval=0.2)
+    token = twin.management_token
+    assert token
+    user = User(twin, token)
+    try:
+        async with running(settings_for(twin, token)) as (app, _):
+            await user.submit(user_job("secure", {"mesh.tls": "true"}))
+            await eventually(lambda: injected(stored(twin, "secure")), what="injected")
+            async with aiohttp.ClientSession() as session:
+                for path in ("/status", "/metrics", "/healthz", "/readyz"):
+                    async with session.get(app.http.url + path) as resp:
+                        assert resp.status == 200, path
+                        assert token not in await resp.text()
+            assert token not in repr(app.settings)
+    finally:
+        await user.close()
+        await twin.stop()
+
+
+async def _is(value: Any, expected: str) -> bool:
+    return bool(await value == expected)

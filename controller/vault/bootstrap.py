@@ -17,6 +17,7 @@ from typing import Any
 
 from controller.vault import issuers
 from controller.vault.client import VaultClient, VaultError
+from controller.vault.external_root import RootBundle, import_external_root
 from controller.vault.policies import (
     CONTROLLER_POLICY,
     WORKLOAD_POLICY,
@@ -102,7 +103,20 @@ async def _ensure_mount(
     report.done.append(f"enabled pki mount {path}/ (max_lease_ttl {max_ttl})")
 
 
-async def _ensure_root(client: VaultClient, layout: PkiLayout, report: BootstrapReport) -> None:
+async def _ensure_root(
+    client: VaultClient,
+    layout: PkiLayout,
+    report: BootstrapReport,
+    external: RootBundle | None = None,
+) -> None:
+    if external is not None:
+        if await import_external_root(client, layout.root_mount, external):
+            report.done.append(
+                f"imported external root CA {external.subject} into {layout.root_mount}/"
+            )
+        else:
+            report.present.append(f"external root CA {external.subject} in {layout.root_mount}/")
+        return
     if await issuers.default_issuer_id(client, layout.root_mount):
         report.present.append(f"root CA in {layout.root_mount}/")
         return
@@ -176,13 +190,19 @@ async def _ensure_policy(
     report.done.append(f"{'updated' if resp is not None else 'created'} policy {name}")
 
 
-async def bootstrap_pki(client: VaultClient, layout: PkiLayout | None = None) -> BootstrapReport:
-    """Make the mesh PKI exist exactly as `layout` says; needs a token that may mount/policy."""
+async def bootstrap_pki(
+    client: VaultClient, layout: PkiLayout | None = None, *, external_root: RootBundle | None = None
+) -> BootstrapReport:
+    """Make the mesh PKI exist exactly as `layout` says; needs a token that may mount/policy.
+
+    `external_root` (see controller.vault.external_root) is imported as the root CA instead of
+    generating one; a root mount that already holds a different root is left alone (error).
+    """
     layout = layout or PkiLayout()
     report = BootstrapReport()
     mounts = await _mounts(client)
     await _ensure_mount(client, mounts, layout.root_mount, layout.root_ttl, report)
-    await _ensure_root(client, layout, report)
+    await _ensure_root(client, layout, report, external_root)
     await _ensure_mount(client, mounts, layout.int_mount, layout.int_ttl, report)
     await _ensure_intermediate(client, layout, report)
     await _ensure_role(client, layout, report)

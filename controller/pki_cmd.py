@@ -1,0 +1,166 @@
+"""``controllerctl bootstrap-pki``: create the mesh PKI in Vault, or confirm it is in place.
+
+The first step of running the mesh against a real cluster, and safe to re-run in any pipeline:
+every step looks before it writes, each line printed says what was created or found already
+present, and the last line says whether anything changed. Names come from the MeshConfig
+settings (``MESH_ROOT_MOUNT``, ``MESH_PKI_MOUNT``, ``MESH_PKI_ROLE``, ``MESH_DOMAIN``, …), so
+the controller later looks exactly where the bootstrap wrote; Vault is reached through
+``VAULT_ADDR``/``VAULT_TOKEN``/``VAULT_CACERT``… as the ``vault`` CLI reads them.
+
+Exit codes: 0 done (changed or not); 1 the PKI cannot be made as asked (an unusable external
+root, a different root already in the mount, a request Vault rejects); 2 Vault cannot be
+reached, the token is missing or lacks a capability (the message names capability and path),
+or the settings are unusable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from controller.config import ConfigError, VaultSettings, load_mesh_config
+from controller.config.values import reading
+from controller.vault import (
+    BootstrapReport,
+    PkiLayout,
+    VaultClient,
+    VaultConnection,
+    VaultError,
+    VaultPermissionDenied,
+    VaultUnavailable,
+    bootstrap_pki,
+)
+from controller.vault.external_root import RootBundle, parse_root_bundle
+from crds_equivalent.config import MeshConfig
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_UNREACHABLE = 2
+
+# VaultClient names each call "<verb> <path>"; the verb tells which capability was missing.
+_CALL = re.compile(r"^(read|list|write|patch|delete) (\S+): permission denied")
+_CAPABILITY = {
+    "read": '"read"',
+    "list": '"list"',
+    "write": '"create" or "update"',
+    "patch": '"patch"',
+    "delete": '"delete"',
+}
+
+
+def layout_for(config: MeshConfig) -> PkiLayout:
+    """The PKI layout the controller will use, from the cluster-wide MeshConfig."""
+    return PkiLayout(
+        root_mount=config.root_mount,
+        int_mount=config.pki_mount,
+        role=config.pki_role,
+        domain=config.domain,
+        datacenter_domain=config.datacenter_domain,
+        role_ttl=config.ttl_default,
+    )
+
+
+def denied_message(err: VaultPermissionDenied) -> str:
+    """Say which capability on which path the token lacks."""
+    text = str(err)
+    match = _CALL.match(text)
+    if match is None:
+        return f"the Vault token lacks a capability: {text}"
+    verb, path = match.groups()
+    return (
+        f'the Vault token lacks the {_CAPABILITY[verb]} capability on "{path}"; bootstrap '
+        "needs a token that may manage mounts, PKI issuers and ACL policies (e.g. an admin "
+        f"token) — Vault said: {text}"
+    )
+
+
+async def _token_valid(client: VaultClient) -> bool:
+    """Every valid token may look itself up (default policy); an invalid one may not."""
+    try:
+        await client.read("auth/token/lookup-self")
+    except VaultPermissionDenied:
+        return False
+    except VaultError:
+        return True  # cannot tell; report the capability that was missing
+    return True
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(code)
+
+
+def _settings(domain: str | None) -> tuple[VaultSettings, MeshConfig]:
+    try:
+        with reading(None):
+            vault = VaultSettings()
+        config = load_mesh_config(overrides={"domain": domain} if domain else None)
+    except (ConfigError, ValueError) as err:
+        _fail(EXIT_UNREACHABLE, f"invalid setting: {err}")
+    if vault.token is None or not vault.token.get_secret_value():
+        _fail(EXIT_UNREACHABLE, "VAULT_TOKEN is not set; bootstrap needs a Vault token")
+    return vault, config
+
+
+def _bundle(path: str | None) -> RootBundle | None:
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        _fail(EXIT_FAILED, f"{path}: {err}")
+    try:
+        return parse_root_bundle(text, source=path)
+    except VaultError as err:
+        _fail(EXIT_FAILED, str(err))
+
+
+def print_report(report: BootstrapReport, addr: str) -> None:
+    for line in report.done:
+        click.echo(line)
+    for line in report.present:
+        click.echo(f"already present: {line}")
+    if report.default_issuer:
+        click.echo(f"default issuer: {report.default_issuer}")
+    if report.changed:
+        click.echo(f"changed: {len(report.done)} change(s) made in Vault at {addr}")
+    else:
+        click.echo(f"unchanged: the mesh PKI was already in place in Vault at {addr}")
+
+
+@click.command("bootstrap-pki")
+@click.option(
+    "--domain",
+    default=None,
+    metavar="DOMAIN",
+    help="Mesh domain; leaves are <service>.<DOMAIN> [env MESH_DOMAIN; default service.consul].",
+)
+@click.option(
+    "--external-root",
+    "external_root",
+    default=None,
+    metavar="FILE",
+    help="PEM bundle (CA certificate + its private key) to import as the root instead of "
+    "generating one in Vault.",
+)
+def bootstrap_pki_cmd(domain: str | None, external_root: str | None) -> None:
+    """Create the mesh PKI in Vault (root, intermediate, role, policies); idempotent."""
+    vault, config = _settings(domain)
+    bundle = _bundle(external_root)
+    layout = layout_for(config)
+    client = VaultClient(VaultConnection.from_settings(vault))
+    try:
+        report = asyncio.run(bootstrap_pki(client, layout, external_root=bundle))
+    except VaultUnavailable as err:
+        _fail(EXIT_UNREACHABLE, f"cannot reach Vault at {vault.addr}: {err}")
+    except VaultPermissionDenied as err:
+        if not asyncio.run(_token_valid(client)):
+            _fail(EXIT_UNREACHABLE, f"the Vault token is invalid or expired ({err})")
+        _fail(EXIT_UNREACHABLE, denied_message(err))
+    except VaultError as err:
+        _fail(EXIT_FAILED, str(err))
+    print_report(report, vault.addr)

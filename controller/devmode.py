@@ -1,0 +1,190 @@
+"""``controller dev [--nodes N] [--demo]``: the embedded default, one command from zero to a mesh.
+
+It starts the devstack (Nomad and Consul twins, the raw_exec executor, a real OpenBao), makes
+the mesh PKI in OpenBao, and runs the real controller in this process against it, with the
+sidecar as a raw_exec nginx (``MESH_SIDECAR_DRIVER=raw_exec``, ``MESH_NGINX_BIN``). It prints
+the ``export`` lines of ``python -m devstack up`` plus ``MESH_STATUS_URL``, then
+``controller dev ready`` once the controller leads and has listed the cluster. ``--demo`` adds
+two sample jobs and prints the proof (see ``devdemo``). Ctrl-C (or SIGTERM) stops the
+controller, then everything the devstack started; nothing is left running.
+
+The devstack is imported lazily, inside the command: product code never depends on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+import structlog
+
+from controller.app import App, Tuning
+from controller.config import ConfigError, Settings
+from controller.consul.client import ConsulClient
+from controller.devdemo import (
+    curl_command,
+    print_table,
+    tls_endpoint,
+    wait_ready,
+    web_job,
+    worker_job,
+)
+from controller.logging import configure_logging
+from controller.vault import PkiLayout, VaultClient, VaultConnection, bootstrap_pki, root_pem
+from crds_equivalent.config import MeshConfig
+
+log = structlog.get_logger(__name__)
+
+# Settings that point at a cluster: the devstack's own replace whatever the shell had.
+_CLUSTER_PREFIXES = ("NOMAD_", "CONSUL_", "VAULT_")
+DEMO_READY_WITHIN = 180.0
+# A quicker rhythm than production: the dev loop is for watching things happen.
+DEV_TUNING = Tuning(rollout_poll=2.0, alloc_debounce=0.5, handle_signals=False)
+
+
+def dev_environment(stack_env: Mapping[str, str], base: Mapping[str, str]) -> dict[str, str]:
+    """The controller's environment: the shell's MESH_* knobs, the devstack's addresses, and a
+    raw_exec nginx sidecar. MESH_HTTP_ADDR defaults to a free loopback port."""
+    env = {k: v for k, v in base.items() if not k.startswith(_CLUSTER_PREFIXES)}
+    env.update(stack_env)
+    env["MESH_SIDECAR_DRIVER"] = "raw_exec"
+    env.setdefault("MESH_NGINX_BIN", "/usr/sbin/nginx")
+    env.setdefault("MESH_HTTP_ADDR", "127.0.0.1:0")
+    return env
+
+
+def export_lines(env: Mapping[str, str]) -> str:
+    """``export K=V`` lines, shell-quoted, in the format ``python -m devstack up`` prints."""
+    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
+
+
+def pki_layout(config: MeshConfig) -> PkiLayout:
+    return PkiLayout(
+        root_mount=config.root_mount,
+        int_mount=config.pki_mount,
+        role=config.pki_role,
+        domain=config.domain,
+        datacenter_domain=config.datacenter_domain,
+        role_ttl=config.ttl_default,
+    )
+
+
+async def _start_devstack(nodes: int) -> tuple[Any, Any]:
+    """The devstack with the raw_exec executor (real processes: the app and nginx)."""
+    from devstack.executor import RawExecDriver
+    from devstack.up import build_devstack
+
+    driver = RawExecDriver()
+    try:
+        return await build_devstack(nodes=nodes, drivers={"raw_exec": driver}), driver
+    except BaseException:
+        await driver.close()
+        raise
+
+
+async def _until_leading(app: App, task: asyncio.Task[int]) -> None:
+    while not (app.elector.is_leader and app.source.synced.is_set()):
+        if task.done():
+            raise RuntimeError(f"the controller stopped early (exit {task.result()})")
+        await asyncio.sleep(0.05)
+
+
+async def run_demo(app: App, ca_file: str, out: TextIO) -> None:
+    """Submit `web` and `worker`, wait for `web` to be Ready, print the proof."""
+    started = time.monotonic()
+    for job in (web_job(), worker_job()):
+        await app.jobs.register_job(job, enforce_index=None)
+    await wait_ready(app.statuses, ("default", "web"), DEMO_READY_WITHIN)
+    consul = ConsulClient.from_settings(app.settings.consul)
+    try:
+        endpoint = await tls_endpoint(consul, "web", app.settings.mesh.domain, 60.0)
+    finally:
+        await consul.close()
+    out.write(f"web is Ready after {time.monotonic() - started:.1f}s\n")
+    await print_table(out, app.jobs, app.statuses, ["web", "worker"], endpoint)
+    out.write(curl_command(ca_file, endpoint) + "\n")
+    out.flush()
+
+
+async def run_dev(*, nodes: int, demo: bool, out: TextIO, stop: asyncio.Event) -> int:
+    """Everything ``controller dev`` does; returns the exit code. ``stop`` ends it."""
+    workdir = tempfile.mkdtemp(prefix="mesh-dev-")
+    stack, driver = await _start_devstack(nodes)
+    app: App | None = None
+    try:
+        stack_env: dict[str, str] = stack.env()
+        settings = Settings.from_env(dev_environment(stack_env, os.environ))
+        vault = VaultClient(VaultConnection(stack.vault.addr, stack.vault.root_token))
+        await bootstrap_pki(vault, pki_layout(settings.mesh))
+        ca_file = Path(workdir) / "mesh-root-ca.pem"
+        ca_file.write_text(await root_pem(vault, settings.mesh.root_mount))
+
+        app = App(settings, tuning=DEV_TUNING)
+        task = asyncio.create_task(app.run())
+        await app.http.started.wait()
+        out.write(export_lines({**stack_env, "MESH_STATUS_URL": app.http.url + "/status"}))
+        out.flush()
+        await _until_leading(app, task)
+        out.write("controller dev ready\n")
+        out.flush()
+
+        demo_task = asyncio.create_task(run_demo(app, str(ca_file), out)) if demo else None
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if demo_task is not None:
+            if demo_task.done() and demo_task.exception() is not None:
+                log.error("demo failed", error=str(demo_task.exception()))
+            demo_task.cancel()
+            await asyncio.gather(demo_task, return_exceptions=True)
+        app.request_stop()
+        return await task
+    finally:
+        if app is not None:
+            await app.close()
+        await stack.stop()
+        await driver.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _main(nodes: int, demo: bool) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        return await run_dev(nodes=nodes, demo=demo, out=sys.stdout, stop=stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+
+
+@click.command("dev")
+@click.option("--nodes", default=3, show_default=True, type=click.IntRange(1, 250))
+@click.option("--demo", is_flag=True, help="Submit a meshed and a plain sample job, show proof.")
+def dev(nodes: int, demo: bool) -> None:
+    """Start the devstack and the controller in one process (Ctrl-C stops everything)."""
+    level = os.environ.get("MESH_LOG_LEVEL", "warning")
+    try:
+        configure_logging(
+            level=level, fmt=os.environ.get("MESH_LOG_FORMAT", "auto"), stream=sys.stderr
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    try:
+        sys.exit(asyncio.run(_main(nodes, demo)))
+    except ConfigError as exc:
+        click.echo(f"controller dev: {exc}", err=True)
+        sys.exit(2)

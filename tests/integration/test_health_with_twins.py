@@ -1,0 +1,161 @@
+"""HealthReconciler with the real Consul adapter against the Consul twin, the real prober against
+real TLS listeners, and registrations named the way the devstack registrar (and Nomad) names
+them: healthy, a plaintext leftover, a failing check, then Consul gone."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from prometheus_client import CollectorRegistry
+
+from controller.consul.client import ConsulClient
+from controller.tlsprobe import TlsProber, subject_key_id
+from crds_equivalent.status import ConditionStatus, ConditionType, Phase
+from devstack.consul.server import ConsulTwin, start_consul_twin
+from devstack.registrar import service_id
+from reconcilers.health import HealthReconciler
+from reconcilers.trust import MeshTrust, TrustedIssuer, mesh_trust
+from tests.contract.test_tls_probe import Ca, _issue, _server_context, serving
+from tests.unit.test_health import (
+    A1,
+    A2,
+    ALLOCS,
+    CONFIG,
+    KEY,
+    Jobs,
+    Statuses,
+    mesh_status,
+    meshed,
+)
+
+pytestmark = pytest.mark.timeout(60)
+SNI = "web.service.consul"
+
+
+@pytest_asyncio.fixture
+async def twin() -> AsyncIterator[ConsulTwin]:
+    t = await start_consul_twin(check_runner=False)
+    try:
+        yield t
+    finally:
+        with contextlib.suppress(Exception):
+            await t.stop()
+
+
+async def _agent(twin: ConsulTwin, method: str, path: str, body: object = None) -> None:
+    async with aiohttp.ClientSession() as http:
+        resp = await http.request(method, f"{twin.url}/v1/agent/{path}", json=body)
+        assert resp.status == 200, await resp.text()
+
+
+async def register(twin: ConsulTwin, alloc: str, label: str, port: int, tags: list[str]) -> str:
+    sid = service_id(alloc, "group-web", "web", label)
+    body = {
+        "ID": sid,
+        "Name": "web",
+        "Address": "127.0.0.1",
+        "Port": port,
+        "Tags": tags,
+        "Checks": [{"Name": "alive", "TTL": "60s"}],
+    }
+    await _agent(twin, "PUT", "service/register", body)
+    await _agent(twin, "PUT", f"check/pass/service:{sid}")
+    return sid
+
+
+class FixedTrust:
+    def __init__(self, trust: MeshTrust) -> None:
+        self.trust = trust
+
+    async def get(self) -> MeshTrust:
+        return self.trust
+
+
+def trust_for(root: Ca, inter: Ca) -> MeshTrust:
+    base = mesh_trust(root.pem, [], inter.cert.not_valid_before_utc)
+    issuer = TrustedIssuer(
+        "int-1",
+        "",
+        "Mesh Intermediate",
+        inter.cert.subject.rfc4514_string(),
+        subject_key_id(inter.cert),
+        inter.cert.not_valid_after_utc,
+        True,
+    )
+    return MeshTrust(base.anchors_pem, base.root_not_after, (issuer,))
+
+
+def state(statuses: Statuses) -> dict[str, tuple[str, str]]:
+    assert statuses.stored is not None
+    return {str(c.type): (str(c.status), c.reason) for c in statuses.stored.conditions}
+
+
+async def test_health_through_the_consul_twin_and_real_tls(
+    twin: ConsulTwin, tmp_path: Path
+) -> None:
+    root = _issue("Mesh Root", None, ca=True)
+    inter = _issue("Mesh Intermediate", root, ca=True)
+    leaves = [_issue(SNI, inter, ca=False, sans=(SNI,)) for _ in range(2)]
+    statuses = Statuses(mesh_status())
+    consul = ConsulClient.from_env({"CONSUL_HTTP_ADDR": twin.address}, retry_budget=0.2)
+    registry = CollectorRegistry()
+    health = HealthReconciler(
+        Jobs(meshed(), ALLOCS),
+        statuses,
+        consul,
+        TlsProber(timeout=2),
+        FixedTrust(trust_for(root, inter)),
+        CONFIG,
+        registry=registry,
+    )
+    try:
+        async with (
+            serving(_server_context(tmp_path, leaves[0], [inter])) as p1,
+            serving(_server_context(tmp_path, leaves[1], [inter])) as p2,
+        ):
+            await register(twin, A1, "mesh_tls_http", p1, ["mesh-tls"])
+            a2 = await register(twin, A2, "mesh_tls_http", p2, ["mesh-tls"])
+            plain = await register(twin, A1, "http", 8080, [])
+            await register(twin, "0ther000-job", "mesh_tls_http", 1, [])  # another job's
+
+            await health.reconcile(KEY)
+            assert state(statuses)["CertValid"] == ("True", "Verified")
+            assert state(statuses)["ConsulHealthy"] == ("True", "AllPassing")
+            assert state(statuses)["PlaintextRetired"] == ("False", "PlaintextRegistered")
+            assert statuses.stored is not None and statuses.stored.phase is Phase.DEGRADED
+            soonest = min(leaf.cert.not_valid_after_utc for leaf in leaves)
+            assert statuses.stored.cert_not_after == soonest.isoformat()
+            assert (
+                registry.get_sample_value(
+                    "mesh_cert_expiry_timestamp_seconds",
+                    {"namespace": "default", "job": "shop", "service": "web"},
+                )
+                == soonest.timestamp()
+            )
+
+            await _agent(twin, "PUT", f"service/deregister/{plain}")
+            await _agent(twin, "PUT", f"check/fail/service:{a2}")
+            await health.reconcile(KEY)
+            assert state(statuses)["PlaintextRetired"] == ("True", "NoPlaintext")
+            assert state(statuses)["ConsulHealthy"] == ("False", "ChecksFailing")
+
+            await _agent(twin, "PUT", f"check/pass/service:{a2}")
+            await health.reconcile(KEY)
+            assert statuses.stored is not None and statuses.stored.phase is Phase.READY
+
+        await health.reconcile(KEY)  # the listeners are gone: nothing to connect to
+        assert state(statuses)["CertValid"] == ("Unknown", "Unreachable")
+
+        await twin.stop()
+        await health.reconcile(KEY)
+        assert state(statuses)["ConsulHealthy"] == ("Unknown", "ConsulUnavailable")
+        assert statuses.stored is not None and statuses.stored.phase is Phase.INJECTED
+        cert = statuses.stored.condition(ConditionType.CERT_VALID)
+        assert cert is not None and cert.status == ConditionStatus.UNKNOWN
+    finally:
+        await consul.close()

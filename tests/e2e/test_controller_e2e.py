@@ -1,0 +1,244 @@
+"""End to end on the full devstack: real OpenBao, real processes (executor), real nginx, real TLS.
+
+A user submits a plain raw_exec web app with `mesh.tls = "true"`; the controller running
+in-process injects the sidecar; the allocation runs nginx with a leaf from OpenBao's mesh PKI;
+HTTPS through the sidecar verifies against the root; Consul has the service only on its TLS
+port, passing; the status Variable says Ready. Then `controller dev --demo` is run the way a
+developer runs it, and the curl it prints must work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shlex
+import signal
+import ssl
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+import pytest
+import pytest_asyncio
+
+from controller.app import App, Tuning
+from controller.config import Settings
+from controller.consul.client import ConsulClient
+from controller.devdemo import web_job, worker_job
+from controller.devmode import dev_environment, pki_layout
+from controller.vault import VaultClient, VaultConnection, bootstrap_pki, root_pem
+from crds_equivalent import keys
+from devstack.executor import RawExecDriver
+from devstack.up import Devstack, build_devstack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+CONTROLLER = str(Path(sys.executable).with_name("controller"))
+TUNING = Tuning(rollout_poll=0.5, alloc_debounce=0.2, handle_signals=False)
+
+
+async def eventually(probe: Any, *, within: float = 60.0, what: str) -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {within}s (last: {value!r})")
+        await asyncio.sleep(0.2)
+
+
+@pytest_asyncio.fixture
+async def world() -> AsyncIterator[tuple[Devstack, RawExecDriver, App]]:
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    driver = RawExecDriver()
+    stack = await build_devstack(nodes=2, drivers={"raw_exec": driver}, min_check_interval=0.5)
+    app: App | None = None
+    task: asyncio.Task[int] | None = None
+    try:
+        settings = Settings.from_env(dev_environment(stack.env(), {}))
+        vault = VaultClient(VaultConnection(stack.vault.addr, stack.vault.root_token))
+        await bootstrap_pki(vault, pki_layout(settings.mesh))
+        app = App(settings, tuning=TUNING)
+        task = asyncio.create_task(app.run())
+        await eventually(lambda: _true(app.source.synced.is_set()), within=20, what="synced")
+        yield stack, driver, app
+    finally:
+        if app is not None and task is not None:
+            app.request_stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 20)
+            await app.close()
+        await stack.stop()
+        await driver.close()
+        started = [p for p in me.children(recursive=True) if p.pid not in before]
+        _, alive = psutil.wait_procs(started, timeout=10)
+        assert alive == [], f"left running: {alive}"  # OpenBao, the app, nginx: all gone
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_a_meshed_raw_exec_job_serves_verified_https_through_nginx(
+    world: tuple[Devstack, RawExecDriver, App],
+) -> None:
+    stack, driver, app = world
+    vault = VaultClient(VaultConnection(stack.vault.addr, stack.vault.root_token))
+    trust = ssl.create_default_context(cadata=await root_pem(vault, "pki"))
+    consul = ConsulClient(stack.consul.address)
+    try:
+        started = time.monotonic()
+        await app.jobs.register_job(web_job(), enforce_index=None)
+        await app.jobs.register_job(worker_job(), enforce_index=None)
+
+        async def ready() -> bool:
+            status = await app.statuses.get("default", "web")  # read from the Nomad Variable
+            return status is not None and status.phase == "Ready"
+
+        await eventually(ready, what="web Ready")
+        converged = time.monotonic() - started
+        print(f"\nweb converged (submit -> status Ready) in {converged:.1f}s")
+
+        job = await app.jobs.get_job("web", "default")
+        assert job is not None
+        group = job["TaskGroups"][0]
+        assert [t["Name"] for t in group["Tasks"]] == ["app", keys.SIDECAR_TASK]
+        versions = await app.jobs.job_versions("web", "default")
+        print(f"job versions: web={len(versions)}")
+        assert len(versions) == 2  # the user's, and ours
+        assert len(await app.jobs.job_versions("worker", "default")) == 1
+        assert await app.statuses.get("default", "worker") is None
+
+        # The current allocation runs the app and a real nginx.
+        allocs = [
+            a
+            for a in await app.jobs.job_allocations("web", "default")
+            if a["JobVersion"] == job["Version"] and a["ClientStatus"] == "running"
+        ]
+        assert len(allocs) == 1
+        alloc = await app.jobs.read_allocation(allocs[0]["ID"], "default")
+        assert alloc is not None
+        pid = driver.pid(alloc["ID"], keys.SIDECAR_TASK)
+        assert pid is not None
+        assert "nginx" in psutil.Process(pid).name()
+        ports = {p["Label"]: p for p in alloc["AllocatedResources"]["Shared"]["Ports"]}
+        tls_port = ports[keys.tls_port_label("http")]
+
+        # Consul: only the TLS registration is left (strict), and it passes.
+        async def only_tls() -> list[Any]:
+            entries = (await consul.health_service("web")).entries
+            ok = entries and all(
+                e.port == tls_port["Value"] and keys.TLS_SERVICE_TAG in e.tags and e.passing
+                for e in entries
+            )
+            return list(entries) if ok else []
+
+        entries = await eventually(only_tls, within=30, what="TLS-only, passing registration")
+        print(f"Consul: TLS-only and passing {time.monotonic() - started:.1f}s after submit")
+        assert len(entries) == 1
+        checks = [c for c in entries[0].checks if c.get("ServiceID")]
+        assert checks
+        assert all(c["Status"] == "passing" for c in checks)
+
+        # HTTPS through the sidecar, verified against the mesh root with the service's name.
+        url = f"https://web.service.consul:{entries[0].port}/"
+        resolver = _Pinned(entries[0].effective_address)
+        connector = aiohttp.TCPConnector(ssl=trust, resolver=resolver)
+        async with aiohttp.ClientSession(connector=connector) as session, session.get(url) as r:
+            assert r.status == 200
+            assert (await r.text()).startswith("hello from web")
+        assert entries[0].effective_address == tls_port["HostIP"]
+    finally:
+        await consul.close()
+
+
+class _Pinned(aiohttp.abc.AbstractResolver):
+    """Resolve every name to one address (what `curl --resolve` does)."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[Any]:
+        return [
+            {
+                "hostname": host,
+                "host": self.address,
+                "port": port,
+                "family": family,
+                "proto": 0,
+                "flags": 0,
+            }
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+async def read_line(stream: asyncio.StreamReader, within: float) -> str:
+    line = await asyncio.wait_for(stream.readline(), within)
+    if not line:
+        raise AssertionError("controller dev ended its output early")
+    return line.decode().rstrip("\n")
+
+
+async def test_controller_dev_demo_prints_a_curl_that_works_and_ctrl_c_cleans_up() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOMAD_", "VAULT_"))}
+    proc = await asyncio.create_subprocess_exec(
+        CONTROLLER,
+        "dev",
+        "--demo",
+        "--nodes",
+        "2",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=env,
+    )
+    assert proc.stdout is not None
+    try:
+        lines: list[str] = []
+        while not lines or lines[-1] != "controller dev ready":
+            lines.append(await read_line(proc.stdout, 60))
+        exports = dict(
+            re.fullmatch(r"export ([A-Z_]+)=(\S+)", line).groups()  # type: ignore[union-attr]
+            for line in lines[:-1]
+        )
+        assert list(exports) == [
+            "NOMAD_ADDR",
+            "CONSUL_HTTP_ADDR",
+            "VAULT_ADDR",
+            "VAULT_TOKEN",
+            "MESH_STATUS_URL",
+        ]
+        async with aiohttp.ClientSession() as s, s.get(exports["MESH_STATUS_URL"]) as r:
+            status = await r.json()
+        assert status["leading"] is True
+
+        while not (line := await read_line(proc.stdout, 90)).startswith("curl "):
+            lines.append(line)
+        assert any(re.fullmatch(r"web is Ready after [\d.]+s", x) for x in lines)
+        assert any("web" in x and "Ready" in x for x in lines)  # the status table
+        curl = await asyncio.create_subprocess_exec(
+            *shlex.split(line), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await asyncio.wait_for(curl.communicate(), 30)
+        assert curl.returncode == 0, err.decode()
+        assert out.decode().startswith("hello from web")
+
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert any(c.name().startswith("nginx") for c in children)
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        _, alive = psutil.wait_procs(children, timeout=10)
+        assert alive == []
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

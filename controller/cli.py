@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from controller.ctl.status_cmd import status
 from controller.devmode import dev
 from controller.pki_cmd import bootstrap_pki_cmd
 from controller.render_cmd import render
@@ -25,6 +26,7 @@ def controller() -> None:
 
 
 controllerctl.add_command(render)
+controllerctl.add_command(status)
 controllerctl.add_command(bootstrap_pki_cmd)
 controller.add_command(run)
 controller.add_command(dev)

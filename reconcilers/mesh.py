@@ -30,6 +30,11 @@ log = structlog.get_logger(__name__)
 
 Key = tuple[str, str]  # (namespace, job id)
 
+# After an EnforceIndex conflict, look again this soon. (A requeue_after of 0 means "no requeue"
+# to the controller; the conflicting write's own event usually re-enqueues the key first, but a
+# missed event must not leave the job un-meshed until the next resync.)
+CONFLICT_RETRY = 0.5
+
 
 class MeshReconciler:
     """Inject, re-inject or remove the sidecar of one job, and record the outcome."""
@@ -79,7 +84,7 @@ class MeshReconciler:
             )
         except Conflict:
             log.info("job changed under us; re-reading", job=job_id, namespace=namespace)
-            return Result(requeue_after=0.0)
+            return Result(requeue_after=CONFLICT_RETRY)
         kind = "apply" if isinstance(decision, Apply) else "remove"
         self.writes[kind] += 1
         index = int(answer.get("JobModifyIndex") or 0)

@@ -18,7 +18,7 @@ import importlib.metadata
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -74,6 +74,16 @@ def _renew_deadline(ttl: float, renew: float) -> float:
     """Give up on a lease well before its TTL (2/3 of it), but never before one renew."""
     third = ttl * 2 / 3
     return third if renew < third else (renew + ttl) / 2
+
+
+class MeshKey(NamedTuple):
+    """The work queue's key; equal to (and hashed like) the source's plain (namespace, job)."""
+
+    namespace: str
+    job_id: str
+
+    def __str__(self) -> str:  # the canonical log line's `key=default/web`
+        return f"{self.namespace}/{self.job_id}"
 
 
 class _Runnable:
@@ -151,7 +161,7 @@ class App:
         self.source = NomadEventSource(
             self.jobs,
             self.stream,
-            self.queue.add,
+            self._job_changed,
             namespaces=namespaces,
             on_allocation=self._allocation_changed,
             known_keys=self.statuses.keys,
@@ -190,8 +200,11 @@ class App:
             handle_signals=t.handle_signals,
         )
 
+    def _job_changed(self, key: JobKey) -> None:
+        self.queue.add(MeshKey(*key))
+
     def _allocation_changed(self, key: JobKey) -> None:
-        self.queue.add_after(key, self.tuning.alloc_debounce)
+        self.queue.add_after(MeshKey(*key), self.tuning.alloc_debounce)
 
     # --- running ---------------------------------------------------------------------------
 

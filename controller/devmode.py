@@ -22,12 +22,11 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
 import click
-import structlog
 
 from controller.app import App, Tuning
 from controller.config import ConfigError, Settings
@@ -43,8 +42,6 @@ from controller.devdemo import (
 from controller.logging import configure_logging
 from controller.vault import PkiLayout, VaultClient, VaultConnection, bootstrap_pki, root_pem
 from crds_equivalent.config import MeshConfig
-
-log = structlog.get_logger(__name__)
 
 # Settings that point at a cluster: the devstack's own replace whatever the shell had.
 _CLUSTER_PREFIXES = ("NOMAD_", "CONSUL_", "VAULT_")
@@ -93,15 +90,24 @@ async def _start_devstack(nodes: int) -> tuple[Any, Any]:
         raise
 
 
-async def _until_leading(app: App, task: asyncio.Task[int]) -> None:
-    while not (app.elector.is_leader and app.source.synced.is_set()):
+async def _until(what: str, holds: Callable[[], bool], task: asyncio.Task[int]) -> None:
+    """Wait for ``holds()``; fail if the controller stops first (e.g. its port is taken)."""
+    while not holds():
         if task.done():
-            raise RuntimeError(f"the controller stopped early (exit {task.result()})")
+            raise RuntimeError(f"the controller stopped before {what} (exit {task.result()})")
         await asyncio.sleep(0.05)
 
 
 async def run_demo(app: App, ca_file: str, out: TextIO) -> None:
-    """Submit `web` and `worker`, wait for `web` to be Ready, print the proof."""
+    """Submit `web` and `worker`, wait for `web` to be Ready, print the proof (or why not)."""
+    try:
+        await _demo(app, ca_file, out)
+    except Exception as exc:  # the stack keeps running, so the user can look around
+        out.write(f"demo failed: {exc}\n")
+        out.flush()
+
+
+async def _demo(app: App, ca_file: str, out: TextIO) -> None:
     started = time.monotonic()
     for job in (web_job(), worker_job()):
         await app.jobs.register_job(job, enforce_index=None)
@@ -130,12 +136,12 @@ async def run_dev(*, nodes: int, demo: bool, out: TextIO, stop: asyncio.Event) -
         ca_file = Path(workdir) / "mesh-root-ca.pem"
         ca_file.write_text(await root_pem(vault, settings.mesh.root_mount))
 
-        app = App(settings, tuning=DEV_TUNING)
-        task = asyncio.create_task(app.run())
-        await app.http.started.wait()
-        out.write(export_lines({**stack_env, "MESH_STATUS_URL": app.http.url + "/status"}))
+        app = ctl = App(settings, tuning=DEV_TUNING)
+        task = asyncio.create_task(ctl.run())
+        await _until("serving HTTP", ctl.http.started.is_set, task)
+        out.write(export_lines({**stack_env, "MESH_STATUS_URL": ctl.http.url + "/status"}))
         out.flush()
-        await _until_leading(app, task)
+        await _until("leading", lambda: ctl.elector.is_leader and ctl.source.synced.is_set(), task)
         out.write("controller dev ready\n")
         out.flush()
 
@@ -144,8 +150,6 @@ async def run_dev(*, nodes: int, demo: bool, out: TextIO, stop: asyncio.Event) -
         await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
         if demo_task is not None:
-            if demo_task.done() and demo_task.exception() is not None:
-                log.error("demo failed", error=str(demo_task.exception()))
             demo_task.cancel()
             await asyncio.gather(demo_task, return_exceptions=True)
         app.request_stop()
@@ -188,3 +192,6 @@ def dev(nodes: int, demo: bool) -> None:
     except ConfigError as exc:
         click.echo(f"controller dev: {exc}", err=True)
         sys.exit(2)
+    except RuntimeError as exc:
+        click.echo(f"controller dev: {exc}", err=True)
+        sys.exit(1)

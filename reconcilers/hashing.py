@@ -23,7 +23,7 @@ from crds_equivalent.spec import MeshSpec
 from reconcilers import jobview
 from reconcilers.fronting import group_inputs
 
-INJECTOR_VERSION: Final = "1"
+INJECTOR_VERSION: Final = "2"
 MAX_TTL_JITTER: Final = 0.05
 
 # The MeshConfig fields the injected output depends on. Only these are hashed, so that a knob

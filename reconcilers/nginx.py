@@ -1,15 +1,19 @@
-"""The sidecar's two consul-template templates: the certificate file and nginx.conf.
+"""The sidecar's consul-template templates: the certificate file, the mesh CA bundle, nginx.conf.
 
-Pure text. Nomad renders both inside the allocation (the devstack's renderer does the same), so
+Pure text. Nomad renders them inside the allocation (the devstack's renderer does the same), so
 the templates use a deliberately small consul-template subset: ``with``/``end``, ``range``,
-``env``, ``pkiCert`` and its ``.Cert``/``.Key``/``.CAChain`` fields, and a parenthesised
-``(env "X")`` argument. Values only known on the client (datacenter, allocation IP) reach the
-``pkiCert`` call through task environment variables that Nomad interpolates (``${NOMAD_DC}``),
-because Go templates cannot splice an ``env`` result into a string literal without ``printf``.
+``env``, ``pkiCert`` and its ``.Cert``/``.Key``/``.CAChain`` fields, a parenthesised
+``(env "X")`` argument, and ``secret`` as a plain read (no arguments) with ``.Data.<field>``.
+Values only known on the client (datacenter, allocation IP) reach the ``pkiCert`` call through
+task environment variables that Nomad interpolates (``${NOMAD_DC}``), because Go templates
+cannot splice an ``env`` result into a string literal without ``printf``.
 
 One ``pkiCert`` call writes leaf + chain + key into ONE file: separate calls get mismatched
 cert/key pairs (nomad#24803), and the file must hold the certificate because consul-template
-reads its dates back to decide when to renew.
+reads its dates back to decide when to renew. The chain in it stops below the root
+(``remove_roots_from_chain``): nginx serves the file's chain as it is, and a client must get
+exactly leaf + intermediate. So mTLS cannot take its trust anchors from that file; it gets a
+second, public file with the intermediate mount's CA chain (intermediate + root).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from dataclasses import dataclass
 
 CERT_FILE = "mesh-tls.pem"
 CERT_DEST = f"secrets/{CERT_FILE}"
+CA_FILE = "mesh-ca.pem"
+CA_DEST = f"local/{CA_FILE}"
 CONF_FILE = "nginx.conf"
 CONF_DEST = f"local/{CONF_FILE}"
 ENV_ALT_NAMES = "MESH_TLS_ALT_NAMES"
@@ -42,6 +48,10 @@ WORKER_CONNECTIONS = 4096
 UPSTREAM_KEEPALIVE = 64
 # Long enough for blocking queries (Nomad/Consul wait up to 10 min plus jitter) through the proxy.
 PROXY_TIMEOUT = "3600s"
+# OpenSSL counts the CAs between the client's leaf and the trust anchor: leaf -> intermediate ->
+# root needs 1 (measured with nginx 1.22 / OpenSSL 3.0: 0 refuses mesh clients). One spare level
+# for an intermediate signed under an external root's own intermediate.
+CLIENT_VERIFY_DEPTH = 2
 
 _NOT_ENV = re.compile(r"[^A-Za-z0-9_]")
 
@@ -88,7 +98,7 @@ def cert_env(alt_names: Sequence[str], ip_labels: Sequence[str]) -> dict[str, st
 
 
 def cert_template(pki_path: str, common_name: str, ttl_seconds: int) -> str:
-    """Leaf, then the CA chain, then the key, from one ``pkiCert`` call into one file."""
+    """Leaf, then the CA chain without the root, then the key, from one ``pkiCert`` call."""
     args = " ".join(
         (
             go_string(pki_path),
@@ -96,6 +106,7 @@ def cert_template(pki_path: str, common_name: str, ttl_seconds: int) -> str:
             f'(env "{ENV_ALT_NAMES}")',
             f'(env "{ENV_IP_SANS}")',
             go_string(f"ttl={ttl_seconds}s"),
+            go_string("remove_roots_from_chain=true"),
         )
     )
     return (
@@ -105,6 +116,17 @@ def cert_template(pki_path: str, common_name: str, ttl_seconds: int) -> str:
         "{{ .Key }}\n"
         "{{ end }}"
     )
+
+
+def ca_template(pki_mount: str) -> str:
+    """The mesh CA bundle (intermediate, then root) that client certificates must chain to.
+
+    ``<mount>/cert/ca_chain`` is the default issuer's chain, which reaches the root because
+    bootstrap imports the root into the intermediate mount. A read without arguments is a plain
+    GET; consul-template re-reads it periodically, so a rotated intermediate reaches nginx too.
+    """
+    path = go_string(f"{pki_mount}/cert/ca_chain")
+    return "{{ with secret " + path + " }}{{ .Data.ca_chain }}\n{{ end }}"
 
 
 def nginx_conf(
@@ -117,6 +139,7 @@ def nginx_conf(
     """nginx.conf for the sidecar: http reverse proxy, or stream proxy when ``tcp``."""
     task_dir = _env("NOMAD_TASK_DIR")
     cert = _env("NOMAD_SECRETS_DIR") + "/" + CERT_FILE
+    ca = task_dir + "/" + CA_FILE
     lines = ["# nomad-tls-mesh sidecar; rendered by Nomad's template runner."]
     if tcp and stream_module:
         lines.append(f"load_module {stream_module};")
@@ -126,13 +149,13 @@ def nginx_conf(
         "error_log stderr warn;",
         f"events {{ worker_connections {WORKER_CONNECTIONS}; }}",
     ]
-    tls = _tls_block(cert, mtls)
+    tls = _tls_block(cert, ca if mtls else None)
     body = _stream_body(listeners, tls) if tcp else _http_body(listeners, tls, task_dir)
     lines += body
     return "\n".join(lines) + "\n"
 
 
-def _tls_block(cert: str, mtls: bool) -> list[str]:
+def _tls_block(cert: str, client_ca: str | None) -> list[str]:
     lines = [
         "ssl_protocols TLSv1.2 TLSv1.3;",
         f"ssl_ciphers {CIPHERS};",
@@ -142,12 +165,11 @@ def _tls_block(cert: str, mtls: bool) -> list[str]:
         f"ssl_certificate {cert};",
         f"ssl_certificate_key {cert};",
     ]
-    if mtls:
-        # The chain in the same file is the trust anchor for client certificates.
+    if client_ca is not None:
         lines += [
-            f"ssl_client_certificate {cert};",
+            f"ssl_client_certificate {client_ca};",
             "ssl_verify_client on;",
-            "ssl_verify_depth 3;",
+            f"ssl_verify_depth {CLIENT_VERIFY_DEPTH};",
         ]
     return lines
 

@@ -1,9 +1,10 @@
 """The ``mesh-tls-proxy`` task: nginx terminating TLS in front of the group's app ports.
 
 A prestart sidecar (``Lifecycle{Hook: prestart, Sidecar: true}``) starts before the app and
-runs beside it. Its two templates are the certificate file and nginx.conf (reconcilers.nginx);
-both re-render with SIGHUP, which makes nginx re-read config and certificate without dropping
-connections. SIGQUIT is nginx's graceful stop, so in-flight requests finish on shutdown.
+runs beside it. Its templates are the certificate file, the mesh CA bundle (mtls only) and
+nginx.conf (reconcilers.nginx); each re-renders with SIGHUP, which makes nginx re-read config,
+certificate and trust anchors without dropping connections. SIGQUIT is nginx's graceful stop,
+so in-flight requests finish on shutdown.
 """
 
 from __future__ import annotations
@@ -79,13 +80,30 @@ def stream_module(config: MeshConfig) -> str:
     return config.nginx_stream_module
 
 
-def sidecar_task(spec: SidecarSpec, config: MeshConfig) -> dict[str, Any]:
-    """The task dict, keys in Nomad's Task struct order."""
-    host_network = not any(listener.namespaced for listener in spec.listeners)
+def _templates(spec: SidecarSpec, config: MeshConfig) -> list[dict[str, Any]]:
+    """Certificate file, then (mtls) the public CA bundle, then nginx.conf."""
     pki_path = f"{config.pki_mount}/issue/{config.pki_role}"
+    owner = EXEC_NOBODY_ID if config.sidecar_driver is SidecarDriver.EXEC else None
     conf = nginx.nginx_conf(
         spec.listeners, tcp=spec.tcp, mtls=spec.mtls, stream_module=stream_module(config)
     )
+    templates = [
+        _template(
+            nginx.CERT_DEST,
+            nginx.cert_template(pki_path, spec.common_name, spec.ttl_seconds),
+            "0600",
+            owner,
+        )
+    ]
+    if spec.mtls:
+        templates.append(_template(nginx.CA_DEST, nginx.ca_template(config.pki_mount), "0644"))
+    templates.append(_template(nginx.CONF_DEST, conf, "0644"))
+    return templates
+
+
+def sidecar_task(spec: SidecarSpec, config: MeshConfig) -> dict[str, Any]:
+    """The task dict, keys in Nomad's Task struct order."""
+    host_network = not any(listener.namespaced for listener in spec.listeners)
     return {
         "Name": keys.SIDECAR_TASK,
         "Driver": str(config.sidecar_driver),
@@ -97,15 +115,7 @@ def sidecar_task(spec: SidecarSpec, config: MeshConfig) -> dict[str, Any]:
             "DisableFile": True,
             "ChangeMode": "noop",
         },
-        "Templates": [
-            _template(
-                nginx.CERT_DEST,
-                nginx.cert_template(pki_path, spec.common_name, spec.ttl_seconds),
-                "0600",
-                EXEC_NOBODY_ID if config.sidecar_driver is SidecarDriver.EXEC else None,
-            ),
-            _template(nginx.CONF_DEST, conf, "0644"),
-        ],
+        "Templates": _templates(spec, config),
         "Resources": {"CPU": config.sidecar_cpu, "MemoryMB": config.sidecar_memory_mb},
         "Lifecycle": {"Hook": "prestart", "Sidecar": True},
         "Meta": {keys.MANAGED_TASK_META: "true"},

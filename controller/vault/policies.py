@@ -1,7 +1,8 @@
 """The two Vault ACL policies of the mesh, as text generated from the PKI layout.
 
-Least privilege is the point: a workload can only ask the mesh role for a leaf; the controller
-can read the CA side and rotate issuers, but cannot issue leaves or touch any other secret.
+Least privilege is the point: a workload can only ask the mesh role for a leaf and read the
+public CA chain its mTLS trust bundle is rendered from; the controller can read the CA side and
+rotate issuers, but cannot issue leaves or touch any other secret.
 """
 
 from __future__ import annotations
@@ -25,8 +26,14 @@ def _block(path: str, *caps: str) -> str:
 
 
 def workload_policy(p: PolicyPaths) -> str:
-    """Issue leaves from the mesh role, nothing else (used by the sidecar's Nomad template)."""
-    return _block(f"{p.int_mount}/issue/{p.role}", "update")
+    """Issue leaves from the mesh role and read the CA chain (the sidecar's Nomad templates).
+
+    The PKI engine serves ``cert/ca_chain`` without authentication anyway; the grant is written
+    down so the policy names every path the sidecar reads, and adds no privilege.
+    """
+    return _block(f"{p.int_mount}/issue/{p.role}", "update") + _block(
+        f"{p.int_mount}/cert/ca_chain", "read"
+    )
 
 
 def controller_policy(p: PolicyPaths) -> str:

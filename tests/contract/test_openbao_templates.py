@@ -101,10 +101,11 @@ async def test_mesh_cert_template_issues_once_then_reuses_until_ninety_percent(
         "web.service.dc1.consul",
     }
     assert [str(i) for i in sans.get_values_for_type(x509.IPAddress)] == ["127.0.0.11"]
-    # leaf, intermediate, root; and the key in the same file belongs to the leaf
-    assert len(certs) == 3
+    # leaf and intermediate (remove_roots_from_chain: the root is never in the served chain);
+    # the key in the same file belongs to the leaf
+    assert len(certs) == 2
     certs[0].verify_directly_issued_by(certs[1])
-    certs[1].verify_directly_issued_by(certs[2])
+    assert certs[1].subject != certs[1].issuer, "the second certificate is not the root"
     key = load_pem_private_key(raw[raw.index(b"-----BEGIN EC PRIVATE KEY") :], None)
     assert key.public_key() == leaf.public_key()
     start, end = leaf.not_valid_before_utc.timestamp(), leaf.not_valid_after_utc.timestamp()

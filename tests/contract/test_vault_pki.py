@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import hvac
@@ -112,10 +113,23 @@ async def test_workload_token_issues_leaves_and_nothing_else(openbao: OpenBao) -
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert x509.ExtendedKeyUsageOID.SERVER_AUTH in eku
     assert x509.ExtendedKeyUsageOID.CLIENT_AUTH in eku
+    stored = await _client(openbao).read(f"sys/policies/acl/{WORKLOAD_POLICY}")
+    grants = re.findall(r'path "([^"]+)" \{\s*capabilities = \[([^]]*)\]', stored["data"]["policy"])
+    assert sorted(grants) == [
+        ("pki_int/cert/ca_chain", '"read"'),
+        ("pki_int/issue/mesh", '"update"'),
+    ], "least privilege: issue from the role, read the CA chain, nothing else"
+    # The sidecar's mTLS trust bundle: the intermediate mount's chain, intermediate then root.
+    bundle = x509.load_pem_x509_certificates((await ca_chain_pem(workload, "pki_int")).encode())
+    root = x509.load_pem_x509_certificate((await root_pem(_client(openbao), "pki")).encode())
+    assert len(bundle) == 2 and bundle[1] == root
+    bundle[0].verify_directly_issued_by(root)
     with pytest.raises(VaultPermissionDenied):
         await workload.write("pki_int/roles/mesh", {"allowed_domains": ["evil.com"]})
     with pytest.raises(VaultPermissionDenied):
         await workload.read("pki_int/roles/mesh")
+    with pytest.raises(VaultPermissionDenied):
+        await workload.read("pki_int/issuer/default")
     with pytest.raises(VaultPermissionDenied):
         await workload.write("pki/root/sign-intermediate", {"csr": "x"})
     with pytest.raises(VaultBadRequest, match="not allowed by this role"):

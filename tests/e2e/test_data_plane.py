@@ -419,13 +419,19 @@ async def test_served_chain_is_leaf_then_intermediate(
         (await read_issuer(admin, "pki_int")).certificate.encode()
     )
     root = x509.load_pem_x509_certificate(_read(Path(pki.root_file)).encode())
-    leaf = chain[0]
+    # Exactly leaf + intermediate: the root is the client's trust anchor and is never sent,
+    # although pki_int knows it (bootstrap imports it so the mount's ca_chain reaches it).
+    assert len(chain) == 2, [c.subject.rfc4514_string() for c in chain]
+    leaf, served_inter = chain
     assert leaf.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == CN
-    assert chain[1] == inter
+    assert served_inter == inter
     leaf.verify_directly_issued_by(inter)
-    # The mesh's cert file carries .CAChain, which ends at the root (bootstrap imports it into
-    # pki_int so mTLS can trust the same file); nginx sends the file's chain as it is.
-    assert chain[2:] == [root]
+    inter.verify_directly_issued_by(root)
+    assert root not in chain
+    on_disk = x509.load_pem_x509_certificates(
+        (sc.task_root / "secrets" / "mesh-tls.pem").read_bytes()
+    )
+    assert on_disk == [leaf, inter], "the one cert file holds leaf + intermediate (+ key)"
 
 
 async def test_reissue_and_sighup_rotate_while_an_open_request_finishes(
@@ -522,16 +528,34 @@ async def test_mtls_requires_a_mesh_client_certificate(
     assert foreign == 400, foreign
     assert backend.hits == [], "refused callers never reach the app"
 
-    # A caller in the mesh holds a leaf from the same role (its own sidecar's cert file).
+    # A caller in the mesh holds a leaf from the same role, as its own sidecar's cert file does:
+    # leaf + intermediate (no root) + key. Its chain must reach the root in the trust bundle.
     issued = hvac.Client(url=pki.addr, token=pki.vault.token).write_data(
-        "pki_int/issue/mesh", data={"common_name": "api.service.consul", "ttl": "1h"}
+        "pki_int/issue/mesh",
+        data={"common_name": "api.service.consul", "ttl": "1h", "remove_roots_from_chain": True},
     )["data"]
+    assert len(issued["ca_chain"]) == 1
     mine = tmp_path / "api.pem"
     mine.write_text(
         "\n".join([issued["certificate"], *issued["ca_chain"], issued["private_key"]]) + "\n"
     )
     assert await _status_or_refused(sc.tls_port, client_ctx(pki.root_file, str(mine))) == 200
-    assert backend.hits == ["/"]
+    # A client that sends its leaf alone is completed from the bundle's intermediate.
+    bare = tmp_path / "api-leaf-only.pem"
+    bare.write_text(issued["certificate"] + "\n" + issued["private_key"] + "\n")
+    assert await _status_or_refused(sc.tls_port, client_ctx(pki.root_file, str(bare))) == 200
+    assert backend.hits == ["/", "/"]
+
+    # The trust bundle is its own public file: intermediate then root; the served chain is
+    # still leaf + intermediate.
+    bundle_file = sc.task_root / "local" / "mesh-ca.pem"
+    assert oct(bundle_file.stat().st_mode & 0o777) == "0o644"
+    bundle = x509.load_pem_x509_certificates(bundle_file.read_bytes())
+    root = x509.load_pem_x509_certificate(_read(Path(pki.root_file)).encode())
+    assert len(bundle) == 2 and bundle[1] == root
+    bundle[0].verify_directly_issued_by(root)
+    chain = await served_chain(sc.tls_port)
+    assert len(chain) == 2 and chain[1] == bundle[0]
 
 
 async def test_tcp_mode_carries_raw_tcp(pki: Pki, sidecars: list[Sidecar], tmp_path: Path) -> None:

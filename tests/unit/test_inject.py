@@ -171,6 +171,28 @@ def test_sidecar_task_shape_docker_host_mode() -> None:
     assert (conf["ChangeMode"], conf["ChangeSignal"]) == ("signal", "SIGHUP")
 
 
+@pytest.mark.parametrize("driver", list(SidecarDriver))
+def test_mtls_adds_a_public_ca_bundle_template_before_nginx_conf(driver: SidecarDriver) -> None:
+    config = MeshConfig(sidecar_driver=driver, pki_mount="pki_mesh")
+    task = sidecar_of(meshed(job(meta={"mesh.tls.mtls": "true"}), config)["TaskGroups"][0])
+    cert, ca, conf = task["Templates"]
+    assert cert["DestPath"] == nginx.CERT_DEST and cert["Perms"] == "0600"
+    assert cert["EmbeddedTmpl"].count("pkiCert") == 1
+    assert (ca["DestPath"], ca["Perms"]) == (nginx.CA_DEST, "0644")
+    assert (ca["ChangeMode"], ca["ChangeSignal"]) == ("signal", "SIGHUP")
+    assert "Uid" not in ca, "not secret: readable by whatever user nginx runs as"
+    assert ca["EmbeddedTmpl"] == nginx.ca_template("pki_mesh")
+    assert '"pki_mesh/cert/ca_chain"' in ca["EmbeddedTmpl"]
+    assert conf["DestPath"] == nginx.CONF_DEST
+    assert f"/{nginx.CA_FILE};" in conf["EmbeddedTmpl"]
+
+
+def test_without_mtls_there_is_no_ca_bundle() -> None:
+    task = sidecar_of(meshed(job(meta={"mesh.tls.mtls": "false"}))["TaskGroups"][0])
+    assert [t["DestPath"] for t in task["Templates"]] == [nginx.CERT_DEST, nginx.CONF_DEST]
+    assert "ssl_client_certificate" not in task["Templates"][1]["EmbeddedTmpl"]
+
+
 def test_sidecar_task_bridge_docker_joins_the_namespace() -> None:
     task = sidecar_of(meshed(job("bridge"))["TaskGroups"][0])
     assert "network_mode" not in task["Config"]

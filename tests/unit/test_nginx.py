@@ -1,8 +1,9 @@
 """The sidecar templates: the consul-template subset they use, and nginx accepting the config.
 
-The config is rendered here with a tiny emulator of the subset (env lookups and one pkiCert
-call answered with a throwaway CA) and checked with the real `nginx -t` (nginx 1.22, stream
-module loaded), which catches syntax and certificate errors before any allocation runs.
+The config is rendered here with a tiny emulator of the subset (env lookups, one pkiCert call
+answered with a throwaway CA, one `secret` read of the CA chain) and checked with the real
+`nginx -t` (nginx 1.22, stream module loaded), which catches syntax and certificate errors
+before any allocation runs.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ ALLOWED_ACTIONS = (
     re.compile(r'^ with pkiCert( "[^"]*"| \(env "[A-Z_]+"\))+ $'),
     re.compile(r"^ \.(Cert|Key|CA) $"),
     re.compile(r"^ range \.CAChain $"),
+    re.compile(r'^ with secret "[^"]*" $'),
+    re.compile(r"^ \.Data\.ca_chain $"),
     re.compile(r"^ \. $"),
     re.compile(r"^ end $"),
 )
@@ -65,6 +68,13 @@ def render_cert(text: str, cert: str, chain: list[str], key: str) -> str:
     expanded = "".join(loop.group(1).replace("{{ . }}", c) for c in chain)
     inner = inner.replace(loop.group(0), expanded)
     return inner.replace("{{ .Cert }}", cert).replace("{{ .Key }}", key)
+
+
+def render_ca(text: str, chain: list[str]) -> str:
+    """Render the CA bundle template for a `<mount>/cert/ca_chain` read (one PEM string)."""
+    body = re.fullmatch(r'\{\{ with secret "[^"]*" \}\}(.*)\{\{ end \}\}', text, re.S)
+    assert body, "the template must be one `with secret` block"
+    return body.group(1).replace("{{ .Data.ca_chain }}", "\n".join(chain))
 
 
 def _pem(cert: x509.Certificate) -> str:
@@ -116,13 +126,24 @@ def test_cert_template_uses_one_pkicert_call_and_the_subset_only() -> None:
         f'(env "{nginx.ENV_ALT_NAMES}")',
         f'(env "{nginx.ENV_IP_SANS}")',
         "ttl=3600s",
+        "remove_roots_from_chain=true",
     ]
 
 
 def test_cert_file_holds_leaf_then_chain_then_key() -> None:
     text = nginx.cert_template("pki_int/issue/mesh", "web.service.consul", 3600)
-    rendered = render_cert(text, "LEAF", ["INTER", "ROOT"], "KEY")
-    assert rendered.split() == ["LEAF", "INTER", "ROOT", "KEY"]
+    # With remove_roots_from_chain, Vault's chain for a leaf is the intermediate alone.
+    rendered = render_cert(text, "LEAF", ["INTER"], "KEY")
+    assert rendered.split() == ["LEAF", "INTER", "KEY"]
+
+
+def test_ca_template_reads_the_int_mounts_chain_with_the_subset_only() -> None:
+    text = nginx.ca_template("pki_int")
+    for action in ACTION.finditer(text):
+        assert any(p.match(action.group(0)[2:-2]) for p in ALLOWED_ACTIONS), action.group(0)
+    assert re.findall(r'with secret "([^"]*)"', text) == ["pki_int/cert/ca_chain"]
+    assert render_ca(text, ["INTER", "ROOT"]) == "INTER\nROOT\n"
+    assert "pkiCert" not in text, "the trust bundle never issues a certificate"
 
 
 def test_cert_env_carries_dc_and_ip_sans_for_nomad_to_interpolate() -> None:
@@ -162,10 +183,12 @@ def test_http_config_has_the_tls_and_proxy_settings() -> None:
     assert all(c.startswith("ECDHE-") for c in nginx.CIPHERS.split(":"))
 
 
-def test_mtls_verifies_clients_against_the_chain_in_the_cert_file() -> None:
+def test_mtls_verifies_clients_against_the_ca_bundle_not_the_cert_file() -> None:
     conf = nginx.nginx_conf([Listener("mesh_tls_http", "http", True)], tcp=False, mtls=True)
     assert "ssl_verify_client on;" in conf
-    assert f'ssl_client_certificate {{{{ env "NOMAD_SECRETS_DIR" }}}}/{nginx.CERT_FILE};' in conf
+    assert f'ssl_client_certificate {{{{ env "NOMAD_TASK_DIR" }}}}/{nginx.CA_FILE};' in conf
+    # leaf -> intermediate -> root needs depth >= 1; 2 allows one more CA level, no more
+    assert "ssl_verify_depth 2;" in conf
 
 
 def test_tcp_uses_stream_and_loads_the_module_only_when_configured() -> None:
@@ -187,6 +210,7 @@ def _nginx_t(tmp_path: Path, conf_template: str) -> subprocess.CompletedProcess[
     pem = secrets / nginx.CERT_FILE
     pem.write_text(render_cert(cert_tmpl, cert, chain, key))
     pem.chmod(0o600)
+    (task_dir / nginx.CA_FILE).write_text(render_ca(nginx.ca_template("pki_int"), chain))
     env = {
         "NOMAD_TASK_DIR": str(task_dir),
         "NOMAD_SECRETS_DIR": str(secrets),

@@ -13,17 +13,25 @@ nothing on stdout), 2 unreadable input or settings.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import difflib
 import json
+import logging
 import ssl
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import aiohttp
 import click
+import structlog
+from pydantic import ValidationError
 
 from controller.config import ConfigError, NomadSettings, load_mesh_config
+from controller.config.values import describe, env_name
+from controller.logging import configure_logging
+from controller.tls import ClientTls, TlsConfigError, client_tls
 from crds_equivalent.config import MeshConfig
 from reconcilers.inject import UndoError, uninject
 from reconcilers.plan import Apply, Invalid, Remove, plan_job
@@ -158,18 +166,57 @@ def _looks_like_hcl(text: str) -> bool:
 
 
 def _parse_hcl(text: str) -> dict[str, Any]:
-    settings = NomadSettings()
-    try:
-        job = asyncio.run(_post_parse(settings, text))
-    except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as err:
-        raise Unreadable(
-            f"this looks like HCL and Nomad at {settings.addr} could not parse it ({err}); "
-            + HCL_HINT
-        ) from None
+    with _logs_on_stderr():
+        settings, tls = _nomad_client_settings()
+        try:
+            job = asyncio.run(_post_parse(settings, tls, text))
+        except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError) as err:
+            raise Unreadable(
+                f"this looks like HCL and Nomad at {settings.addr} could not parse it ({err}); "
+                + HCL_HINT
+            ) from None
     return job
 
 
-async def _post_parse(settings: NomadSettings, text: str) -> dict[str, Any]:
+@contextlib.contextmanager
+def _logs_on_stderr() -> Iterator[None]:
+    """Warnings (such as NOMAD_SKIP_VERIFY's) go to stderr: stdout carries only the job.
+
+    The previous logging setup is restored afterwards, so an embedding process keeps its own.
+    """
+    was_configured, saved = structlog.is_configured(), structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    configure_logging(level="warning", fmt="console", stream=sys.stderr)
+    try:
+        yield
+    finally:
+        if was_configured:
+            structlog.configure(**saved)
+        else:
+            structlog.reset_defaults()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def _nomad_client_settings() -> tuple[NomadSettings, ClientTls | None]:
+    """NOMAD_* read and TLS built exactly as for every other Nomad call of the controller."""
+    problem = "HCL is parsed by Nomad, but the NOMAD_* settings are invalid"
+    try:
+        settings = NomadSettings()
+    except ValidationError as err:
+        secrets = {n for n, f in NomadSettings.model_fields.items() if f.exclude}
+        reason = describe(err, partial(env_name, NomadSettings), secrets)
+        raise Unreadable(f"{problem}: {reason}") from None
+    if not settings.addr.startswith("https"):
+        return settings, None
+    try:
+        return settings, client_tls(settings, service="nomad")
+    except TlsConfigError as err:
+        raise Unreadable(f"{problem}: {err}") from None
+
+
+async def _post_parse(settings: NomadSettings, tls: ClientTls | None, text: str) -> dict[str, Any]:
     headers = {}
     if settings.token is not None:
         headers["X-Nomad-Token"] = settings.token.get_secret_value()
@@ -178,7 +225,13 @@ async def _post_parse(settings: NomadSettings, text: str) -> dict[str, Any]:
     body = {"JobHCL": text, "Canonicalize": False}
     async with (
         aiohttp.ClientSession(timeout=timeout) as session,
-        session.post(url, json=body, headers=headers, ssl=_ssl_context(settings)) as response,
+        session.post(
+            url,
+            json=body,
+            headers=headers,
+            ssl=tls.context if tls else True,
+            server_hostname=tls.server_hostname if tls else None,
+        ) as response,
     ):
         payload = await response.text()
         if response.status != 200:
@@ -187,16 +240,3 @@ async def _post_parse(settings: NomadSettings, text: str) -> dict[str, Any]:
     if not isinstance(job, dict):
         raise Unreadable("Nomad's /v1/jobs/parse answered with something that is not a job")
     return job
-
-
-def _ssl_context(settings: NomadSettings) -> ssl.SSLContext | bool:
-    """Verification on unless NOMAD_SKIP_VERIFY; NOMAD_CACERT/CAPATH and client certs honoured."""
-    if not settings.addr.startswith("https://"):
-        return True
-    context = ssl.create_default_context(cafile=settings.cacert, capath=settings.capath)
-    if settings.client_cert:
-        context.load_cert_chain(settings.client_cert, settings.client_key)
-    if settings.skip_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,6 +14,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from controller.cli import controllerctl
 from crds_equivalent import keys
@@ -196,6 +202,158 @@ def test_hcl_without_a_reachable_nomad_explains_the_conversion() -> None:
     result = invoke([], HCL, NOMAD_ADDR=f"http://127.0.0.1:{port}")
     assert result.exit_code == 2
     assert "nomad job run -output" in result.stderr
+
+
+# --- HCL through Nomad's parser over TLS: the NOMAD_* TLS settings, as for every Nomad call ------
+
+NOMAD_NAME = "nomad.test"  # the only name in the server certificate (no IP SAN)
+
+
+def _cert(
+    cn: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
+    dns: str | None = None,
+) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer[0].subject if issuer else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
+    )
+    if dns:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(dns)]), critical=False
+        )
+    return builder.sign(issuer[1] if issuer else key, hashes.SHA256())
+
+
+def _write_pair(directory: Path, stem: str, cert: x509.Certificate, key: Any) -> tuple[str, str]:
+    crt, pem_key = directory / f"{stem}.pem", directory / f"{stem}-key.pem"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem_key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    pem_key.chmod(0o600)
+    return str(crt), str(pem_key)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return  # refused handshakes are the point of some tests
+
+
+@pytest.fixture
+def nomad_tls(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """An https fake Nomad that requires a client certificate from the same CA."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _cert("test nomad CA", ca_key)
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    server_key, client_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    server_pair = _write_pair(
+        tmp_path, "server", _cert("server", server_key, (ca, ca_key), NOMAD_NAME), server_key
+    )
+    client_pair = _write_pair(
+        tmp_path, "client", _cert("cli", client_key, (ca, ca_key)), client_key
+    )
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*server_pair)
+    ctx.load_verify_locations(cafile=str(ca_file))
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    server = _QuietServer(("127.0.0.1", 0), FakeParse)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    FakeParse.seen = []
+    try:
+        yield {
+            "addr": f"https://127.0.0.1:{server.server_address[1]}",
+            "ca": str(ca_file),
+            "cert": client_pair[0],
+            "key": client_pair[1],
+        }
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("settings", "ok"),
+    [
+        ({"NOMAD_CACERT": "ca", "NOMAD_TLS_SERVER_NAME": NOMAD_NAME}, True),
+        ({"NOMAD_CAPATH": "ca-dir", "NOMAD_TLS_SERVER_NAME": NOMAD_NAME}, True),
+        ({"NOMAD_SKIP_VERIFY": "true"}, True),
+        ({"NOMAD_CACERT": "ca"}, False),  # 127.0.0.1 is not in the certificate
+        ({"NOMAD_TLS_SERVER_NAME": NOMAD_NAME}, False),  # system roots do not know the CA
+    ],
+)
+def test_hcl_over_https_honours_the_nomad_tls_settings(
+    nomad_tls: dict[str, str], settings: dict[str, str], ok: bool
+) -> None:
+    ca_dir = Path(nomad_tls["ca"]).parent / "ca-dir"
+    ca_dir.mkdir(exist_ok=True)
+    (ca_dir / "nomad-ca.pem").write_text(Path(nomad_tls["ca"]).read_text())
+    paths = {"ca": nomad_tls["ca"], "ca-dir": str(ca_dir)}
+    env = {k: paths.get(v, v) for k, v in settings.items()}
+    env.update(
+        NOMAD_ADDR=nomad_tls["addr"],
+        NOMAD_CLIENT_CERT=nomad_tls["cert"],
+        NOMAD_CLIENT_KEY=nomad_tls["key"],
+    )
+    result = invoke([], HCL, **env)
+    if ok:
+        assert result.exit_code == 0, result.output
+        assert keys.INJECTED_GROUP_META in json.loads(result.stdout)["Job"]["TaskGroups"][0]["Meta"]
+        assert len(FakeParse.seen) == 1
+        assert "DISABLED" not in result.stdout, "warnings go to stderr, stdout is the job"
+    else:
+        assert result.exit_code == 2, result.output
+        assert "CERTIFICATE_VERIFY_FAILED" in result.stderr, result.stderr
+        assert FakeParse.seen == []
+
+
+@pytest.mark.timeout(30)
+def test_hcl_over_https_sends_the_client_certificate(nomad_tls: dict[str, str]) -> None:
+    base = {"NOMAD_ADDR": nomad_tls["addr"], "NOMAD_CACERT": nomad_tls["ca"]}
+    base["NOMAD_TLS_SERVER_NAME"] = NOMAD_NAME
+    refused = invoke([], HCL, **base)
+    assert refused.exit_code == 2 and FakeParse.seen == []
+    accepted = invoke(
+        [], HCL, **base, NOMAD_CLIENT_CERT=nomad_tls["cert"], NOMAD_CLIENT_KEY=nomad_tls["key"]
+    )
+    assert accepted.exit_code == 0, accepted.output
+    assert len(FakeParse.seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"NOMAD_CACERT": "/nonexistent/ca.pem"}, "nomad: CA file /nonexistent/ca.pem"),
+        ({"NOMAD_SKIP_VERIFY": "maybe"}, "NOMAD_SKIP_VERIFY='maybe'"),
+        ({"NOMAD_CLIENT_KEY": "/k.pem"}, "a client key is set but no client certificate"),
+    ],
+)
+def test_hcl_with_unusable_nomad_tls_settings_exits_2(env: dict[str, str], message: str) -> None:
+    result = invoke([], HCL, NOMAD_ADDR="https://127.0.0.1:1", **env)
+    assert result.exit_code == 2
+    assert "NOMAD_* settings are invalid" in result.stderr
+    assert message in result.stderr
+    assert result.stdout == ""
 
 
 def test_golden_helper_runs_the_same_command() -> None:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import click
 
+from controller.ctl.check_cmd import check
 from controller.ctl.status_cmd import status
 from controller.devmode import dev
+from controller.install_cmd import install_cmd
 from controller.pki_cmd import bootstrap_pki_cmd
 from controller.render_cmd import render
 from controller.run_cmd import run
@@ -27,7 +29,9 @@ def controller() -> None:
 
 controllerctl.add_command(render)
 controllerctl.add_command(status)
+controllerctl.add_command(check)
 controllerctl.add_command(bootstrap_pki_cmd)
+controllerctl.add_command(install_cmd)
 controller.add_command(run)
 controller.add_command(dev)
 

@@ -11,7 +11,6 @@ import click
 from controller.ctl.check_cmd import check
 from controller.ctl.status_cmd import status
 from controller.devmode import dev
-from controller.install_cmd import install_cmd
 from controller.pki_cmd import bootstrap_pki_cmd
 from controller.render_cmd import render
 from controller.run_cmd import run
@@ -31,7 +30,6 @@ controllerctl.add_command(render)
 controllerctl.add_command(status)
 controllerctl.add_command(check)
 controllerctl.add_command(bootstrap_pki_cmd)
-controllerctl.add_command(install_cmd)
 controller.add_command(run)
 controller.add_command(dev)
 

@@ -34,6 +34,7 @@ class Devstack:
     vault: Any  # devstack.vault.OpenBao
     registrar: ConsulRegistrar
     acl: bool = False
+    executor: Any = None  # the raw_exec driver build_devstack made (None: the caller's drivers)
     _stopped: bool = field(default=False, repr=False)
 
     def env(self) -> dict[str, str]:
@@ -52,7 +53,10 @@ class Devstack:
         if self._stopped:
             return
         self._stopped = True
-        await _stop_all([self.nomad.stop, self.registrar.close, self.consul.stop, self.vault.stop])
+        stops = [self.nomad.stop, self.registrar.close, self.consul.stop, self.vault.stop]
+        if self.executor is not None:
+            stops.insert(1, self.executor.close)
+        await _stop_all(stops)
 
 
 async def _stop_all(stops: list[Any]) -> None:
@@ -76,7 +80,12 @@ async def build_devstack(
     drivers: Mapping[str, Any] | None = None,
     min_check_interval: float = 1.0,
 ) -> Devstack:
-    """Start OpenBao, the Consul twin and the Nomad twin; on any failure stop what started."""
+    """Start OpenBao, the Consul twin and the Nomad twin; on any failure stop what started.
+
+    Without `drivers`, raw_exec tasks run as real processes (devstack.executor) and the stack
+    owns that executor; other drivers are simulated by the twin.
+    """
+    from devstack.executor import ExecutorSettings, RawExecDriver
     from devstack.nomad import start_nomad_twin
     from devstack.vault import start_openbao
 
@@ -89,6 +98,11 @@ async def build_devstack(
         started.append(consul.stop)
         registrar = ConsulRegistrar(consul.address)
         started.append(registrar.close)
+        executor = None
+        if drivers is None:
+            executor = RawExecDriver(ExecutorSettings(consul_addr=consul.address))
+            started.append(executor.close)
+            drivers = {"raw_exec": executor}
         nomad = await start_nomad_twin(
             nodes=nodes,
             acl=acl,
@@ -101,7 +115,9 @@ async def build_devstack(
     except BaseException:
         await _stop_all(list(reversed(started)))
         raise
-    return Devstack(nomad=nomad, consul=consul, vault=vault, registrar=registrar, acl=acl)
+    return Devstack(
+        nomad=nomad, consul=consul, vault=vault, registrar=registrar, acl=acl, executor=executor
+    )
 
 
 def print_env(env: Mapping[str, str], out: TextIO = sys.stdout) -> None:

@@ -263,3 +263,32 @@ async def test_lifecycle_order_kill_timeout_and_poststop(stack: Stack, tmp_path:
     assert final["TaskStates"]["cleanup"]["State"] == "dead"
     assert "Started" in events(final, "cleanup")
     await asyncio.sleep(0)
+
+
+async def test_each_allocation_binds_its_own_node_address_and_port(stack: Stack) -> None:
+    job = web_job()
+    job["TaskGroups"][0]["Count"] = 3  # two nodes: one of them runs two allocations
+    await stack.register(job)
+
+    async def three_running() -> list[dict[str, Any]]:
+        allocs = [a for a in await stack.allocs("web") if a["ClientStatus"] == "running"]
+        return allocs if len(allocs) == 3 else []
+
+    allocs = await eventually(three_running)
+    addrs = {addr_of(a) for a in allocs}
+    assert len(addrs) == 3
+    assert {a.split(":")[0] for a in addrs} == {"127.0.0.11", "127.0.0.12"}
+    for alloc in allocs:
+        pid = stack.driver.pid(alloc["ID"], "app")
+        body = await eventually(lambda a=alloc: get(stack.http, addr_of(a)))
+        assert body == f"pid={pid} hups=0 task=app"
+
+
+async def test_stopping_the_twin_kills_every_task_process(stack: Stack) -> None:
+    await stack.register(web_job())
+    alloc = await running_alloc(stack)
+    pid = stack.driver.pid(alloc["ID"], "app")
+    assert pid is not None
+    await stack.nomad.stop()  # the fixture's stop_stack stops it again: must be harmless
+    assert not psutil.pid_exists(pid)
+    assert stack.driver.pids() == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from controller.ctl.check_cmd import check
+from controller.ctl.explain_cmd import explain
 from controller.ctl.status_cmd import status
 from controller.devmode import dev
 from controller.pki_cmd import bootstrap_pki_cmd
@@ -29,6 +30,7 @@ def controller() -> None:
 controllerctl.add_command(render)
 controllerctl.add_command(status)
 controllerctl.add_command(check)
+controllerctl.add_command(explain)
 controllerctl.add_command(bootstrap_pki_cmd)
 controller.add_command(run)
 controller.add_command(dev)

@@ -1,0 +1,144 @@
+"""``controllerctl explain JOB``: print the story of one job (text, or --output json).
+
+Exit codes: 0 explained, 1 the job does not exist (its status record, if any, is still shown),
+2 Nomad could not be reached or read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from controller.config import Settings
+from controller.ctl.common import EXIT_DRIFT, EXIT_OK, fail, load_settings, open_clients
+from controller.ctl.explain import explain_doc, gather
+from controller.nomad.errors import NomadError
+from reconcilers import nginx
+
+
+async def _doc(settings: Settings, namespace: str, job: str) -> dict[str, Any]:
+    async with open_clients(settings) as clients:
+        facts = await gather(clients, namespace, job)
+    return explain_doc(facts, settings.mesh, datetime.now(UTC))
+
+
+def _section(title: str) -> str:
+    return f"\n{title}\n{'-' * len(title)}\n"
+
+
+def render_text(doc: Mapping[str, Any], *, show_diff: bool = False) -> str:
+    out = [f"Job {doc['namespace']}/{doc['job']}"]
+    out += _job_part(doc, show_diff)
+    out += _status_part(doc)
+    out += _templates_part(doc)
+    return "\n".join(out) + "\n"
+
+
+def _job_part(doc: Mapping[str, Any], show_diff: bool) -> list[str]:
+    out: list[str] = []
+    if not doc["found"]:
+        out.append("  not found in Nomad")
+    else:
+        stopped = " (stopped)" if doc.get("stopped") else ""
+        out.append(
+            f"  version {doc.get('version')}, job modify index {doc.get('job_modify_index')}"
+            + stopped
+        )
+        out.append(_section("Spec, as parsed (defaults filled in)"))
+        specs = doc["specs"]
+        if isinstance(specs, str):
+            out.append(f"  invalid: {specs}")
+        for spec in specs if isinstance(specs, list) else []:
+            if not spec["meshed"]:
+                out.append(f"  group {spec['group']}: not meshed")
+                continue
+            out.append(
+                f"  group {spec['group']}: mode={spec['mode']} protocol={spec['protocol']} "
+                f"ports={','.join(spec['ports']) or '-'} ttl={spec['ttl']} "
+                f"(with jitter {spec['ttl_with_jitter']}) mtls={str(spec['mtls']).lower()} "
+                f"sans={','.join(spec['sans']) or '-'}"
+            )
+        plan = doc["plan"]
+        out.append(_section("Plan the controller would make now"))
+        out.append(f"  {plan['decision']}: {plan['reason']}")
+        if plan["diff"]:
+            lines = plan["diff"].splitlines()
+            if show_diff:
+                out += ["  " + line for line in lines]
+            else:
+                changed = sum(1 for li in lines if li[:1] in "+-" and li[:3] not in ("+++", "---"))
+                out.append(f"  ({changed} changed lines; --diff shows them)")
+    return out
+
+
+def _status_part(doc: Mapping[str, Any]) -> list[str]:
+    out = [_section("Status record")]
+    status = doc["status"]
+    if status is None:
+        out.append("  none (the controller has not recorded this job)")
+    else:
+        out.append(
+            f"  phase {status['phase']}, observed index {status['observed_index']}, "
+            f"updated {status['updated_at'] or '?'}"
+        )
+        if status["message"]:
+            out.append(f"  message: {status['message']}")
+        if status.get("last_error"):
+            out.append(f"  last error: {status['last_error']}")
+        if status.get("cert_not_after"):
+            issuer = status["issuer"] or "?"
+            out.append(f"  certificate: not after {status['cert_not_after']}, issuer {issuer}")
+        for cond in status["conditions"]:
+            since = f" for {cond['since']}" if cond["since"] else ""
+            out.append(
+                f"  {cond['type']:<17} {cond['status']:<7} {cond['reason'] or '-'}{since}"
+                + (f": {cond['message']}" if cond["message"] else "")
+            )
+            out.append(f"  {'':<17} since {cond['last_transition'] or '?'}")
+    out.append(_section("Recent remediations"))
+    remediations = doc["remediations"]
+    if not remediations:
+        out.append("  none recorded")
+    for key, value in remediations.items():
+        shown = value if isinstance(value, str) else json.dumps(value, indent=2)
+        out.append(f"  {key}: " + shown.replace("\n", "\n    "))
+    return out
+
+
+def _templates_part(doc: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
+    templates = doc.get("templates") or {}
+    if templates:
+        out.append(_section(f"Sidecar templates (from the {doc['templates_from']})"))
+        for group, files in templates.items():
+            for dest in (nginx.CONF_DEST, nginx.CERT_DEST):
+                if dest in files:
+                    out.append(f"  group {group}, {dest}:")
+                    out.append(files[dest].rstrip("\n"))
+                    out.append("")
+    return out
+
+
+@click.command("explain")
+@click.argument("job")
+@click.option("--namespace", "-n", default="default", show_default=True)
+@click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text")
+@click.option("--diff", "show_diff", is_flag=True, help="Show the planned change as a diff.")
+def explain(job: str, namespace: str, output: str, show_diff: bool) -> None:
+    """The story of one job: spec, plan, conditions, remediations, nginx.conf."""
+    settings = load_settings("explain")
+    try:
+        doc = asyncio.run(_doc(settings, namespace, job))
+    except NomadError as exc:
+        fail("explain", 2, f"cannot read Nomad: {exc}")
+    if output == "json":
+        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+    else:
+        click.echo(render_text(doc, show_diff=show_diff), nl=False)
+    sys.exit(EXIT_OK if doc["found"] else EXIT_DRIFT)

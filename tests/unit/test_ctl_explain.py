@@ -1,0 +1,115 @@
+"""controllerctl explain, pure parts: spec, plan, conditions, remediations, nginx.conf."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from controller.ctl.explain import Facts, explain_doc, nginx_conf_of
+from controller.ctl.explain_cmd import render_text
+from crds_equivalent import keys
+from crds_equivalent.config import MeshConfig
+from crds_equivalent.status import Condition, ConditionType, MeshStatus, Phase
+from reconcilers import nginx
+from reconcilers.plan import Apply, plan_job
+
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+CONFIG = MeshConfig()
+
+
+def user_job(meta: dict[str, str]) -> dict[str, Any]:
+    return {
+        "ID": "web",
+        "Name": "web",
+        "Namespace": "default",
+        "Type": "service",
+        "Version": 3,
+        "JobModifyIndex": 40,
+        "Meta": meta,
+        "TaskGroups": [
+            {
+                "Name": "app",
+                "Count": 1,
+                "Networks": [{"Mode": "bridge", "DynamicPorts": [{"Label": "http", "To": 8080}]}],
+                "Services": [{"Name": "web", "PortLabel": "http"}],
+                "Tasks": [{"Name": "app", "Driver": "docker", "Config": {"image": "x"}}],
+            }
+        ],
+    }
+
+
+def injected(meta: dict[str, str]) -> dict[str, Any]:
+    decision = plan_job(user_job(meta), CONFIG)
+    assert isinstance(decision, Apply)
+    return decision.job
+
+
+def status_items() -> dict[str, str]:
+    status = MeshStatus(
+        phase=Phase.DEGRADED,
+        observed_index=40,
+        conditions=(
+            Condition(
+                type=ConditionType.SPEC_VALID,
+                status="True",
+                reason="Parsed",
+                last_transition="2025-03-01T09:00:00+00:00",
+            ),
+            Condition(
+                type=ConditionType.CERT_VALID,
+                status="False",
+                reason="RenewalMissed",
+                message="10.0.0.1:24001: 2.1h left of 72.0h",
+                last_transition="2025-03-01T11:30:00+00:00",
+            ),
+        ),
+        message="10.0.0.1:24001: 2.1h left of 72.0h",
+    )
+    remediation = [{"at": "2025-03-01T11:31:00+00:00", "action": "restart mesh-tls-proxy"}]
+    return status.to_items() | {"remediations": json.dumps(remediation)}
+
+
+def test_injected_job_explained() -> None:
+    job = injected({"mesh.tls": "true", "mesh.tls.mtls": "true"})
+    doc = explain_doc(Facts("default", "web", job, status_items()), CONFIG, NOW)
+    [spec] = doc["specs"]
+    assert spec["mode"] == "strict" and spec["protocol"] == "http" and spec["mtls"] is True
+    assert spec["ports"] == ["http"] and spec["ttl"] == "72h0m0s"
+    assert doc["plan"] == {"decision": "NoOp", "reason": "up to date", "diff": ""}
+    cert = doc["status"]["conditions"][1]
+    assert cert["type"] == "CertValid" and cert["since"] == "30m"
+    assert doc["remediations"]["remediations"][0]["action"] == "restart mesh-tls-proxy"
+    sidecar = next(t for t in job["TaskGroups"][0]["Tasks"] if t["Name"] == keys.SIDECAR_TASK)
+    conf = next(t["EmbeddedTmpl"] for t in sidecar["Templates"] if t["DestPath"] == nginx.CONF_DEST)
+    assert nginx_conf_of(doc, "app") == conf
+    assert "ssl_verify_client on;" in conf
+    text = render_text(doc)
+    assert conf.rstrip("\n") in text
+    assert "CertValid         False   RenewalMissed for 30m: 10.0.0.1:24001" in text
+    assert doc["templates_from"] == "injected job"
+    assert "restart mesh-tls-proxy" in text
+
+
+def test_not_yet_injected_job_shows_the_planned_templates_and_diff() -> None:
+    job = user_job({"mesh.tls": "true"})
+    doc = explain_doc(Facts("default", "web", job), CONFIG, NOW)
+    assert doc["plan"]["decision"] == "Apply"
+    assert doc["templates_from"] == "planned injection (not applied yet)"
+    assert 'listen {{ env "NOMAD_PORT_mesh_tls_http" }} ssl;' in nginx_conf_of(doc, "app")
+    assert doc["status"] is None
+    text = render_text(doc)
+    assert "changed lines; --diff shows them" in text
+    assert "none (the controller has not recorded this job)" in text
+    assert '  +                    "Name": "mesh-tls-proxy",' in render_text(doc, show_diff=True)
+
+
+def test_invalid_spec_and_missing_job() -> None:
+    job = user_job({"mesh.tls": "true", "mesh.tls.mode": "strcit"})
+    doc = explain_doc(Facts("default", "web", job), CONFIG, NOW)
+    assert doc["plan"]["decision"] == "Invalid"
+    assert 'meta "mesh.tls.mode" = "strcit"' in doc["specs"]
+    assert doc["templates"] == {}
+    gone = explain_doc(Facts("default", "web", None, status_items()), CONFIG, NOW)
+    assert not gone["found"] and gone["status"]["phase"] == "Degraded"
+    assert "not found in Nomad" in render_text(gone)

@@ -77,17 +77,11 @@ def pki_layout(config: MeshConfig) -> PkiLayout:
     )
 
 
-async def _start_devstack(nodes: int) -> tuple[Any, Any]:
-    """The devstack with the raw_exec executor (real processes: the app and nginx)."""
-    from devstack.executor import RawExecDriver
+async def _start_devstack(nodes: int) -> Any:
+    """The devstack; it runs raw_exec tasks (the app, nginx) as real processes by itself."""
     from devstack.up import build_devstack
 
-    driver = RawExecDriver()
-    try:
-        return await build_devstack(nodes=nodes, drivers={"raw_exec": driver}), driver
-    except BaseException:
-        await driver.close()
-        raise
+    return await build_devstack(nodes=nodes)
 
 
 async def _until(what: str, holds: Callable[[], bool], task: asyncio.Task[int]) -> None:
@@ -126,7 +120,7 @@ async def _demo(app: App, ca_file: str, out: TextIO) -> None:
 async def run_dev(*, nodes: int, demo: bool, out: TextIO, stop: asyncio.Event) -> int:
     """Everything ``controller dev`` does; returns the exit code. ``stop`` ends it."""
     workdir = tempfile.mkdtemp(prefix="mesh-dev-")
-    stack, driver = await _start_devstack(nodes)
+    stack = await _start_devstack(nodes)
     app: App | None = None
     try:
         stack_env: dict[str, str] = stack.env()
@@ -158,7 +152,6 @@ async def run_dev(*, nodes: int, demo: bool, out: TextIO, stop: asyncio.Event) -
         if app is not None:
             await app.close()
         await stack.stop()
-        await driver.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

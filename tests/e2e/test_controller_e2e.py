@@ -58,8 +58,8 @@ async def eventually(probe: Any, *, within: float = 60.0, what: str) -> Any:
 async def world() -> AsyncIterator[tuple[Devstack, RawExecDriver, App]]:
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
-    driver = RawExecDriver()
-    stack = await build_devstack(nodes=2, drivers={"raw_exec": driver}, min_check_interval=0.5)
+    stack = await build_devstack(nodes=2, min_check_interval=0.5)
+    driver: RawExecDriver = stack.executor  # raw_exec tasks are real processes
     app: App | None = None
     task: asyncio.Task[int] | None = None
     try:
@@ -77,7 +77,6 @@ async def world() -> AsyncIterator[tuple[Devstack, RawExecDriver, App]]:
                 await asyncio.wait_for(task, 20)
             await app.close()
         await stack.stop()
-        await driver.close()
         started = [p for p in me.children(recursive=True) if p.pid not in before]
         _, alive = psutil.wait_procs(started, timeout=10)
         assert alive == [], f"left running: {alive}"  # OpenBao, the app, nginx: all gone

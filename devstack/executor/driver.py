@@ -42,6 +42,7 @@ class ExecutorSettings:
     """Devstack knobs; defaults are the Nomad client's."""
 
     consul_addr: str | None = None  # for the templates' `service`/`key` functions
+    consul_poll: float | None = 5.0  # Consul-backed templates re-query this often
     vault_verify: bool | str = True
     template_retry: RetryPolicy = field(default_factory=RetryPolicy)
     template_event_interval: float = 3.0  # client `max_template_event_rate`
@@ -96,6 +97,7 @@ class RawExecDriver:
                 settings=TemplateSettings(
                     vault=vault,
                     consul_addr=self.settings.consul_addr,
+                    consul_poll=self.settings.consul_poll,
                     retry=self.settings.template_retry,
                     event_interval=self.settings.template_event_interval,
                     clock=self.settings.clock,

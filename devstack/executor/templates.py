@@ -61,6 +61,7 @@ class RetryPolicy:
 class TemplateSettings:
     vault: VaultTarget | None = None
     consul_addr: str | None = None
+    consul_poll: float | None = None  # re-query Consul this often (stands in for blocking queries)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     event_interval: float = 3.0  # Nomad client `max_template_event_rate`
     clock: Clock = field(default_factory=SystemClock)
@@ -100,6 +101,7 @@ class TemplateManager:
             env=dict(env),
             vault=settings.vault,
             consul_addr=settings.consul_addr,
+            consul_poll=settings.consul_poll,
             clock=settings.clock.now,
             rng=settings.rng,
         )

@@ -28,6 +28,7 @@ from controller.vault import (
     VaultPermissionDenied,
     VaultUnavailable,
     read_issuer,
+    root_pem,
 )
 from controller.vault.policies import PolicyPaths, controller_policy
 
@@ -133,7 +134,7 @@ async def _token(clients: Clients) -> CheckResult:
     return CheckResult(SECTION, name, Mark.OK, f"{life}; policies: {policies}")
 
 
-async def _issuer(clients: Clients, mount: str) -> IssuerInfo | CheckResult:
+async def _intermediate(clients: Clients, mount: str) -> IssuerInfo | CheckResult:
     name = f"CA present in mount {mount}/"
     try:
         return await read_issuer(clients.vault, mount, "default")
@@ -147,20 +148,43 @@ async def _issuer(clients: Clients, mount: str) -> IssuerInfo | CheckResult:
         )
 
 
+async def _root(clients: Clients, mount: str) -> x509.Certificate | CheckResult:
+    """The root through ``<mount>/cert/ca``, as the controller itself reads it."""
+    name = f"CA present in mount {mount}/"
+    try:
+        pem = await root_pem(clients.vault, mount)
+        return x509.load_pem_x509_certificate(pem.encode())
+    except VaultNotFound:
+        return CheckResult(
+            PKI, name, Mark.FAIL, f"no CA in {mount}/", BOOTSTRAP_HINT + " mount pki"
+        )
+    except VaultError as exc:
+        return CheckResult(
+            PKI, name, Mark.FAIL, str(exc), f"the token needs read on {mount}/cert/ca"
+        )
+    except ValueError as exc:
+        return CheckResult(PKI, name, Mark.FAIL, f"{mount}/cert/ca is not a certificate: {exc}")
+
+
+def _cn(cert: x509.Certificate) -> str:
+    attrs = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return str(attrs[0].value) if attrs else cert.subject.rfc4514_string()
+
+
 async def pki_checks(clients: Clients, now: Callable[[], datetime]) -> list[CheckResult]:
     mesh = clients.settings.mesh
     results: list[CheckResult] = []
-    root = await _issuer(clients, mesh.root_mount)
-    inter = await _issuer(clients, mesh.pki_mount)
+    root = await _root(clients, mesh.root_mount)
+    inter = await _intermediate(clients, mesh.pki_mount)
     for found in (root, inter):
         if isinstance(found, CheckResult):
             results.append(found)
-    if isinstance(root, IssuerInfo):
+    if isinstance(root, x509.Certificate):
         results.append(
             checks.validity(
                 PKI,
-                f"root CA ({mesh.root_mount}/, {root.common_name})",
-                root.not_after,
+                f"root CA ({mesh.root_mount}/, {_cn(root)})",
+                root.not_valid_after_utc,
                 now(),
                 checks.ROOT_MIN_DAYS,
                 "plan a root rotation: new root, cross-sign, re-bootstrap",
@@ -178,7 +202,7 @@ async def pki_checks(clients: Clients, now: Callable[[], datetime]) -> list[Chec
                 "MESH_CA_ROTATE_BEFORE ahead of expiry, so check its logs",
             )
         )
-    if isinstance(root, IssuerInfo) and isinstance(inter, IssuerInfo):
+    if isinstance(root, x509.Certificate) and isinstance(inter, IssuerInfo):
         results.append(_chained(root, inter, mesh.root_mount, mesh.pki_mount))
     results.append(await _role(clients))
     for policy in (CONTROLLER_POLICY, WORKLOAD_POLICY):
@@ -186,21 +210,22 @@ async def pki_checks(clients: Clients, now: Callable[[], datetime]) -> list[Chec
     return results
 
 
-def _chained(root: IssuerInfo, inter: IssuerInfo, root_mount: str, int_mount: str) -> CheckResult:
+def _chained(
+    root: x509.Certificate, inter: IssuerInfo, root_mount: str, int_mount: str
+) -> CheckResult:
     name = f"intermediate is issued by the root of {root_mount}/"
-    root_cert = x509.load_pem_x509_certificate(root.certificate.encode())
     int_cert = x509.load_pem_x509_certificate(inter.certificate.encode())
     try:
-        int_cert.verify_directly_issued_by(root_cert)
+        int_cert.verify_directly_issued_by(root)
     except (ValueError, TypeError, InvalidSignature) as exc:
         return CheckResult(
             PKI,
             name,
             Mark.FAIL,
-            f"{int_mount}/ default issuer is not signed by {root.common_name}: {exc}",
+            f"{int_mount}/ default issuer is not signed by {_cn(root)}: {exc}",
             "sidecars' chains will not verify; re-issue the intermediate from this root",
         )
-    return CheckResult(PKI, name, Mark.OK, f"{inter.common_name} <- {root.common_name}")
+    return CheckResult(PKI, name, Mark.OK, f"{inter.common_name} <- {_cn(root)}")
 
 
 async def _role(clients: Clients) -> CheckResult:

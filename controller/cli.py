@@ -12,6 +12,7 @@ from controller.ctl.check_cmd import check
 from controller.ctl.explain_cmd import explain
 from controller.ctl.status_cmd import status
 from controller.devmode import dev
+from controller.install_cmd import install_cmd
 from controller.pki_cmd import bootstrap_pki_cmd
 from controller.render_cmd import render
 from controller.run_cmd import run
@@ -32,6 +33,7 @@ controllerctl.add_command(status)
 controllerctl.add_command(check)
 controllerctl.add_command(explain)
 controllerctl.add_command(bootstrap_pki_cmd)
+controllerctl.add_command(install_cmd)
 controller.add_command(run)
 controller.add_command(dev)
 

@@ -1,0 +1,113 @@
+"""`controllerctl install`, as one function over the Nomad and Vault clients.
+
+The same steps as helm-less-deploy/README.md, in the same order, each looking before it
+writes so a second run changes nothing:
+
+1. Vault: the mesh PKI (root, intermediate, role) and the mesh-controller / mesh-workload
+   policies — `bootstrap_pki`.
+2. Vault: the controller's token (orphan, periodic, policy mesh-controller).
+3. Nomad, when ACLs are on: the ACL policy mesh-controller and a client token with it.
+4. Nomad: the Variable nomad/jobs/<job> — tokens and addresses the job's template turns into
+   the controller's environment.
+5. Nomad: the system job from mesh-controller.nomad.json.
+
+Consul is not written to: the controller only reads Consul, and its Consul token (when Consul
+has ACLs) is made with the `consul` CLI from policies/consul-mesh-controller.hcl and handed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.deploy.nomad_install import (
+    acl_enabled,
+    ensure_acl_policy,
+    ensure_acl_token,
+    ensure_job,
+    ensure_variable,
+    read_variable,
+    token_checker,
+)
+from controller.deploy.policies import nomad_policy
+from controller.deploy.report import InstallReport
+from controller.deploy.vault_install import (
+    DEFAULT_TOKEN_PERIOD,
+    ensure_controller_token,
+    ensure_pki,
+)
+from controller.nomad.client import NomadClient
+from controller.nomad.jobs import NomadJobs
+from controller.nomad.variables import NomadVariables
+from controller.vault import PkiLayout, VaultClient
+
+
+@dataclass(frozen=True)
+class InstallOptions:
+    """What to install. ``controller_env`` holds the non-secret items of the Variable (the
+    addresses the controller uses, MESH_* settings); tokens are added by the install."""
+
+    job: Mapping[str, Any]
+    layout: PkiLayout = field(default_factory=PkiLayout)
+    controller_env: Mapping[str, str] = field(default_factory=dict)
+    watched: tuple[str, ...] = ("*",)
+    consul_token: str | None = field(default=None, repr=False)
+    vault_token_period: str = DEFAULT_TOKEN_PERIOD
+    dry_run: bool = False
+
+    @property
+    def api_job(self) -> dict[str, Any]:
+        """The job without the {"Job": ...} wrapper `nomad job run -output` prints."""
+        inner = self.job.get("Job") if "Job" in self.job else self.job
+        if not isinstance(inner, Mapping) or not inner.get("ID"):
+            raise ValueError("the job file is not a Nomad API job (no Job.ID)")
+        return dict(inner)
+
+    @property
+    def namespace(self) -> str:
+        return str(self.api_job.get("Namespace") or "default")
+
+
+async def install(
+    nomad: NomadClient,
+    vault: VaultClient,
+    options: InstallOptions,
+    *,
+    nomad_client_for: Callable[[str], NomadClient],
+    report: InstallReport | None = None,
+) -> InstallReport:
+    """Run every step; ``nomad_client_for(token)`` builds a client like ``nomad`` with another
+    token (to check that a stored controller token still works). Pass ``report`` to keep the
+    steps done so far when a later one raises."""
+    report = report if report is not None else InstallReport(dry_run=options.dry_run)
+    job = options.api_job
+    namespace = options.namespace
+    variables = NomadVariables(nomad, namespace=namespace)
+
+    # Nomad first: an unreachable Nomad or a bad token stops us before Vault is touched.
+    acl = await acl_enabled(nomad)
+    await ensure_pki(vault, options.layout, report)
+    stored = await read_variable(variables, str(job["ID"]))
+    have = dict(stored.items) if stored else {}
+    vault_token = await ensure_controller_token(
+        vault, have.get("VAULT_TOKEN"), report, period=options.vault_token_period
+    )
+
+    wanted: dict[str, str | None] = dict(options.controller_env)
+    wanted["VAULT_TOKEN"] = vault_token
+    wanted["MESH_CONTROLLER_NAMESPACE"] = namespace
+    wanted["MESH_NAMESPACES"] = ",".join(options.watched)
+    if acl:
+        await ensure_acl_policy(nomad, nomad_policy(options.watched, namespace), report)
+        wanted["NOMAD_TOKEN"] = await ensure_acl_token(
+            nomad, have.get("NOMAD_TOKEN"), token_checker(nomad_client_for), report
+        )
+    else:
+        report.unchanged("Nomad: ACLs are off; no ACL policy or token needed")
+    if options.consul_token:
+        wanted["CONSUL_HTTP_TOKEN"] = options.consul_token
+
+    await ensure_variable(variables, str(job["ID"]), stored, wanted, report)
+    await ensure_job(NomadJobs(nomad), job, report)
+    return report

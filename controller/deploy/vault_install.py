@@ -1,0 +1,158 @@
+"""The Vault half of an install: the mesh PKI with its policies, and the controller's token.
+
+The PKI and the two policies are `bootstrap_pki` (the same code as `controllerctl
+bootstrap-pki`); a dry run only reads, and says what bootstrap would do. The controller's token
+is an ORPHAN (revoking the installer's own token must not take the controller down) PERIODIC
+token (it never reaches a max TTL; whoever holds it renews it within the period) with the
+`mesh-controller` policy plus Vault's `default` policy, which allows lookup-self and
+renew-self. A token that is still valid and carries the policy is kept, and renewed here when
+less than half its period is left, so re-running install neither restarts the controller
+with a new token nor lets an unrenewed one lapse.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controller.deploy.report import InstallReport
+from controller.vault import (
+    CONTROLLER_POLICY,
+    WORKLOAD_POLICY,
+    PkiLayout,
+    VaultClient,
+    VaultError,
+    VaultPermissionDenied,
+    bootstrap_pki,
+)
+from controller.vault.issuers import default_issuer_id
+from controller.vault.policies import controller_policy, workload_policy
+from crds_equivalent.goparse import parse_go_duration
+
+DEFAULT_TOKEN_PERIOD = "768h"  # noqa: S105 (a duration, not a secret)
+
+
+async def ensure_pki(client: VaultClient, layout: PkiLayout, report: InstallReport) -> None:
+    """Mounts, root, intermediate, role and the mesh-controller/mesh-workload policies."""
+    if report.dry_run:
+        await _inspect_pki(client, layout, report)
+        return
+    done = await bootstrap_pki(client, layout)
+    for line in done.done:
+        report.changed(f"Vault: {line}")
+    for line in done.present:
+        report.unchanged(f"Vault: {line}")
+
+
+async def _inspect_pki(client: VaultClient, layout: PkiLayout, report: InstallReport) -> None:
+    resp = await client.read("sys/mounts") or {}
+    mounts = resp.get("data") if isinstance(resp.get("data"), dict) else resp
+    for mount, what in ((layout.root_mount, "root"), (layout.int_mount, "intermediate")):
+        existing = (mounts or {}).get(f"{mount}/")
+        if isinstance(existing, dict) and existing.get("type") == "pki":
+            report.unchanged(f"Vault: mount {mount}/")
+        else:
+            report.changed(f"Vault: enable pki mount {mount}/")
+        if isinstance(existing, dict) and await default_issuer_id(client, mount):
+            report.unchanged(f"Vault: {what} CA in {mount}/")
+        else:
+            report.changed(f"Vault: generate the {what} CA in {mount}/")
+    role_path = f"{layout.int_mount}/roles/{layout.role}"
+    role = await client.read(role_path)
+    if role is None:
+        report.changed(f"Vault: create role {role_path}")
+    elif not _role_matches(layout.role_params(), role.get("data") or {}):
+        report.changed(f"Vault: update role {role_path}")
+    else:
+        report.unchanged(f"Vault: role {role_path}")
+    paths = layout.policy_paths()
+    for name, text in (
+        (WORKLOAD_POLICY, workload_policy(paths)),
+        (CONTROLLER_POLICY, controller_policy(paths)),
+    ):
+        stored = await client.read(f"sys/policies/acl/{name}")
+        have = str(((stored or {}).get("data") or {}).get("policy") or "")
+        if stored is None:
+            report.changed(f"Vault: create policy {name}")
+        elif have.strip() != text.strip():
+            report.changed(f"Vault: update policy {name}")
+        else:
+            report.unchanged(f"Vault: policy {name}")
+
+
+def _role_matches(want: dict[str, Any], have: dict[str, Any]) -> bool:
+    """Vault answers TTLs in seconds and lists in its own order."""
+    for key, value in want.items():
+        got = have.get(key)
+        if key in ("ttl", "max_ttl"):
+            same = int(parse_go_duration(str(value))) == int(got or 0)
+        elif isinstance(value, list):
+            same = sorted(map(str, value)) == sorted(map(str, got or []))
+        else:
+            same = value == got
+        if not same:
+            return False
+    return True
+
+
+async def _lookup(client: VaultClient, token: str) -> dict[str, Any] | None:
+    """The token's lookup data, or None when Vault says it is not a valid token."""
+    try:
+        resp = await client.write("auth/token/lookup", {"token": token})
+    except VaultPermissionDenied as exc:
+        if "bad token" in str(exc):
+            return None
+        raise
+    data = (resp or {}).get("data")
+    return data if isinstance(data, dict) else None
+
+
+async def ensure_controller_token(
+    client: VaultClient,
+    current: str | None,
+    report: InstallReport,
+    *,
+    period: str = DEFAULT_TOKEN_PERIOD,
+) -> str | None:
+    """The controller's Vault token: ``current`` when still good, else a new one.
+
+    Returns None only in a dry run that would create a token.
+    """
+    period_s = int(parse_go_duration(period))
+    if current:
+        info = await _lookup(client, current)
+        if info is not None and CONTROLLER_POLICY in (info.get("policies") or []):
+            accessor = str(info.get("accessor") or "?")
+            ttl = int(info.get("ttl") or 0)
+            if 0 < ttl < period_s // 2:
+                if not report.dry_run:
+                    await client.write("auth/token/renew", {"token": current})
+                report.changed(
+                    f"Vault: renewed the controller's token (accessor {accessor})",
+                    f"Vault: renew the controller's token (accessor {accessor})",
+                )
+            else:
+                report.unchanged(
+                    f"Vault: controller token (accessor {accessor}, policy {CONTROLLER_POLICY})"
+                )
+            return current
+    why = "the stored one is no longer valid" if current else "none stored yet"
+    what = f"orphan periodic ({period}) token with policy {CONTROLLER_POLICY} ({why})"
+    if report.dry_run:
+        report.changed(f"Vault: create an {what}")
+        return None
+    resp = await client.write(
+        "auth/token/create-orphan",
+        {
+            "policies": [CONTROLLER_POLICY],
+            "period": period,
+            "renewable": True,
+            "display_name": "mesh-controller",
+            "meta": {"created_by": "controllerctl install"},
+        },
+    )
+    auth = (resp or {}).get("auth") or {}
+    token = str(auth.get("client_token") or "")
+    if not token:
+        raise VaultError("Vault created no token (empty auth in the answer)")
+    report.changed(f"Vault: created an {what}, accessor {auth.get('accessor', '?')}")
+    return token

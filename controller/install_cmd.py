@@ -1,0 +1,237 @@
+"""``controllerctl install [--dry-run]``: the helm-less install through the APIs.
+
+Does what helm-less-deploy/README.md does with the `vault`/`bao` and `nomad` CLIs: the mesh
+PKI and Vault policies, the controller's Vault token, the Nomad ACL policy and token (when ACLs
+are on), the Variable nomad/jobs/mesh-controller the job reads its environment from, and the
+system job itself. Every step looks before it writes, so re-running it is safe and changes
+nothing when everything is in place; each printed line says what changed or was found. With
+--dry-run nothing is written and each line says what would change. Tokens are never printed.
+
+The installer's own access comes from NOMAD_* and VAULT_* as the CLIs read them (it needs a
+Nomad management token when ACLs are on and a Vault token that may mount, write policies and
+create orphan tokens). The addresses written for the controller default to the installer's.
+
+Exit codes: 0 done (changed or not); 1 a step failed (the message says which); 2 Nomad or
+Vault cannot be reached, a token lacks a capability, or the settings are unusable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from pydantic import SecretStr
+
+from controller.config import (
+    ConfigError,
+    ConsulSettings,
+    NomadSettings,
+    VaultSettings,
+    load_mesh_config,
+)
+from controller.config.values import reading
+from controller.deploy.install import InstallOptions, install
+from controller.deploy.nomad_install import SECRET_KEYS
+from controller.deploy.report import InstallReport, Outcome
+from controller.deploy.vault_install import DEFAULT_TOKEN_PERIOD
+from controller.nomad.client import NomadClient
+from controller.nomad.errors import NomadError, PermissionDenied, TransientError
+from controller.pki_cmd import denied_message, layout_for
+from controller.vault import (
+    VaultClient,
+    VaultConnection,
+    VaultError,
+    VaultPermissionDenied,
+    VaultUnavailable,
+)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_UNREACHABLE = 2
+
+DEFAULT_JOB_FILE = (
+    Path(__file__).resolve().parents[1] / "helm-less-deploy" / "mesh-controller.nomad.json"
+)
+_MARK = {Outcome.CHANGED: "changed", Outcome.UNCHANGED: "ok", Outcome.WOULD_CHANGE: "would"}
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(code)
+
+
+def _env_items(pairs: tuple[str, ...]) -> dict[str, str]:
+    items: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            _fail(EXIT_UNREACHABLE, f"--env needs KEY=VALUE, got {pair!r}")
+        if key in SECRET_KEYS:
+            _fail(EXIT_UNREACHABLE, f"--env {key}: tokens are made by install, not passed in")
+        items[key] = value
+    return items
+
+
+def _load_job(path: Path) -> dict[str, Any]:
+    try:
+        job = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        _fail(EXIT_FAILED, f"cannot read the job file {path}: {err}")
+    if not isinstance(job, dict):
+        _fail(EXIT_FAILED, f"{path} is not a Nomad API job")
+    return job
+
+
+def _read_secret_file(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text().strip() or None
+    except OSError as err:
+        _fail(EXIT_UNREACHABLE, f"cannot read {path}: {err}")
+
+
+def print_report(report: InstallReport, *, failed: bool = False) -> None:
+    for step in report.steps:
+        click.echo(f"{_MARK[step.outcome]:<8} {step.what}")
+    changes = len(report.changes)
+    kept = len(report.steps) - changes
+    if failed:
+        done = "would be made" if report.dry_run else "made"
+        click.echo(f"stopped: {changes} change(s) {done} before the failure below, {kept} in place")
+    elif report.dry_run:
+        click.echo(f"dry run: {changes} change(s) would be made, {kept} in place; nothing written")
+    elif changes:
+        click.echo(f"installed: {changes} change(s) made, {kept} already in place")
+    else:
+        click.echo(f"unchanged: all {kept} steps were already in place")
+
+
+async def _vault_token_valid(client: VaultClient) -> bool:
+    """Every valid token may look itself up (default policy); an invalid one may not."""
+    try:
+        await client.read("auth/token/lookup-self")
+    except VaultPermissionDenied:
+        return False
+    except VaultError:
+        return True  # cannot tell: report the missing capability instead
+    return True
+
+
+async def _run(
+    nomad_settings: NomadSettings, vault_client: VaultClient, options: InstallOptions
+) -> InstallReport:
+    report = InstallReport(dry_run=options.dry_run)
+
+    def client_for(token: str) -> NomadClient:
+        settings = nomad_settings.model_copy(update={"token": SecretStr(token)})
+        return NomadClient.from_settings(settings)
+
+    nomad = NomadClient.from_settings(nomad_settings)
+    try:
+        await install(nomad, vault_client, options, nomad_client_for=client_for, report=report)
+    except BaseException:
+        if report.steps:
+            print_report(report, failed=True)
+        raise
+    finally:
+        await nomad.close()
+    return report
+
+
+@click.command("install")
+@click.option("--dry-run", is_flag=True, help="Change nothing; print what would change.")
+@click.option(
+    "--job-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_JOB_FILE,
+    show_default=True,
+    help="The system job as Nomad API JSON (helm-less-deploy/gen.py writes it).",
+)
+@click.option(
+    "--namespaces",
+    default="*",
+    show_default=True,
+    help="Namespaces the controller watches (MESH_NAMESPACES); the Nomad policy follows.",
+)
+@click.option("--controller-nomad-addr", default=None, help="NOMAD_ADDR for the controller.")
+@click.option("--controller-vault-addr", default=None, help="VAULT_ADDR for the controller.")
+@click.option("--controller-consul-addr", default=None, help="CONSUL_HTTP_ADDR for the controller.")
+@click.option(
+    "--consul-token-file",
+    default=None,
+    metavar="FILE",
+    help="File holding the controller's Consul token (Consul with ACLs).",
+)
+@click.option(
+    "--env",
+    "env",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Another non-secret item for the controller's environment, e.g. MESH_WORKERS=8.",
+)
+@click.option(
+    "--vault-token-period",
+    default=DEFAULT_TOKEN_PERIOD,
+    show_default=True,
+    help="Period of the controller's (periodic, orphan) Vault token.",
+)
+def install_cmd(
+    dry_run: bool,
+    job_file: Path,
+    namespaces: str,
+    controller_nomad_addr: str | None,
+    controller_vault_addr: str | None,
+    controller_consul_addr: str | None,
+    consul_token_file: str | None,
+    env: tuple[str, ...],
+    vault_token_period: str,
+) -> None:
+    """Install (or upgrade) the controller as a Nomad system job; idempotent."""
+    try:
+        with reading(None):
+            nomad_s, vault_s, consul_s = NomadSettings(), VaultSettings(), ConsulSettings()
+        layout = layout_for(load_mesh_config())
+    except (ConfigError, ValueError) as err:
+        _fail(EXIT_UNREACHABLE, f"invalid setting: {err}")
+    if vault_s.token is None or not vault_s.token.get_secret_value():
+        _fail(EXIT_UNREACHABLE, "VAULT_TOKEN is not set; install needs a Vault token")
+    watched = tuple(n.strip() for n in namespaces.split(",") if n.strip()) or ("*",)
+    controller_env = {
+        "NOMAD_ADDR": controller_nomad_addr or nomad_s.addr,
+        "VAULT_ADDR": controller_vault_addr or vault_s.addr,
+        "CONSUL_HTTP_ADDR": controller_consul_addr or consul_s.http_addr,
+        **_env_items(env),
+    }
+    options = InstallOptions(
+        job=_load_job(job_file),
+        layout=layout,
+        controller_env=controller_env,
+        watched=watched,
+        consul_token=_read_secret_file(consul_token_file),
+        vault_token_period=vault_token_period,
+        dry_run=dry_run,
+    )
+    vault = VaultClient(VaultConnection.from_settings(vault_s))
+    if dry_run:
+        click.echo("dry run: nothing will be written")
+    try:
+        report = asyncio.run(_run(nomad_s, vault, options))
+    except VaultUnavailable as err:
+        _fail(EXIT_UNREACHABLE, f"cannot reach Vault at {vault_s.addr}: {err}")
+    except VaultPermissionDenied as err:
+        if not asyncio.run(_vault_token_valid(vault)):
+            _fail(EXIT_UNREACHABLE, f"the Vault token is invalid or expired ({err})")
+        _fail(EXIT_UNREACHABLE, denied_message(err))
+    except VaultError as err:
+        _fail(EXIT_FAILED, str(err))
+    except TransientError as err:
+        _fail(EXIT_UNREACHABLE, f"cannot reach Nomad at {nomad_s.addr}: {err}")
+    except PermissionDenied as err:
+        _fail(EXIT_UNREACHABLE, f"the Nomad token lacks a capability: {err}")
+    except (NomadError, ValueError) as err:
+        _fail(EXIT_FAILED, str(err))
+    print_report(report)

@@ -109,9 +109,9 @@ async def token_checks(clients: Clients, pre: bool) -> list[CheckResult]:
     plan_ns = "default" if watched == ("*",) else watched[0]
 
     async def list_jobs() -> object:
-        return await nomad.request(
-            "GET", "/v1/jobs", params={"per_page": 1}, namespace=",".join(watched)
-        )
+        for namespace in watched:  # Nomad takes one namespace or "*" per call
+            await nomad.request("GET", "/v1/jobs", params={"per_page": 1}, namespace=namespace)
+        return None
 
     async def read_vars() -> object:
         return await nomad.request(

@@ -86,6 +86,16 @@ async def test_status_in_sync_then_drift(openbao: OpenBao) -> None:
         assert line.split()[1:9] == ["web", "app", "web", "strict", "current", "2/2", "2/2", "0"]
         assert "✔ all 2 rows in sync (exit 0)" in table.output
 
+        explained = await s.ctl("explain", "web")
+        assert explained.exit_code == 0, explained.output
+        assert "NoOp: up to date" in explained.output
+        stored = await s.jobs.get_job("web", "default")
+        assert stored is not None
+        [sidecar] = [t for t in stored["TaskGroups"][0]["Tasks"] if t["Name"] == keys.SIDECAR_TASK]
+        conf = next(t for t in sidecar["Templates"] if t["DestPath"] == "local/nginx.conf")
+        assert conf["EmbeddedTmpl"].rstrip("\n") in explained.output
+        assert (await s.ctl("explain", "nope")).exit_code == 1
+
         # Drift 1: the flag removed by hand while the controller is away (markers stay).
         api = await s.jobs.get_job("api", "default")
         assert api is not None

@@ -316,3 +316,28 @@ def test_status_url(explicit: str | None, items: dict[str, str], url: str) -> No
 )
 def test_human_duration(seconds: int, text: str) -> None:
     assert human_duration(seconds) == text
+
+
+def test_watch_prints_one_report_per_interval_until_ctrl_c(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from controller.ctl import status_cmd
+
+    reports = iter([report(world(injected(), status=ready())), report(world(None, status=ready()))])
+
+    async def fake_report(*_: object) -> StatusReport:
+        return next(reports)
+
+    def fake_sleep(_: float) -> None:
+        if not hasattr(fake_sleep, "called"):
+            fake_sleep.called = True  # type: ignore[attr-defined]
+            return
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(status_cmd, "one_report", fake_report)
+    monkeypatch.setattr(status_cmd.time, "sleep", fake_sleep)
+    code = status_cmd._watch(None, None, "table", 0.0)  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    assert code == 1  # the last report's
+    assert out.count("Leader    node-1/42") == 2 and "\x1b[" not in out
+    assert "✔ 1 row in sync (exit 0)" in out and "job is gone" in out

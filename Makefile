@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test lint fmt clean
+.PHONY: install dev test lint fmt clean bench bench-quick chaos
 
 install: $(STAMP) nginx-check
 
@@ -29,6 +29,9 @@ nginx-check:
 	  exit 1; \
 	fi
 
+dev: install
+	$(BIN)/controller dev --demo
+
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -41,6 +44,15 @@ lint: install
 fmt: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/python -m bench --full
+
+bench-quick: install
+	$(BIN)/python -m bench --quick
+
+chaos: install
+	$(BIN)/python -m chaos
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -24,6 +24,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from controller.config import Settings
+from controller.consul.client import ConsulClient
 from controller.http import HttpServer, LeaderFacts, register_phase_gauge
 from controller.nomad.client import NomadClient
 from controller.nomad.errors import NomadError
@@ -43,7 +44,11 @@ from controller.runtime import (
     wait_for,
 )
 from controller.status.store import StatusStore
+from controller.tlsprobe import TlsProber
+from controller.vault.client import VaultClient, VaultConnection
+from reconcilers.health import HealthReconciler
 from reconcilers.mesh import MeshReconciler
+from reconcilers.trust import VaultTrust
 
 log = structlog.get_logger(__name__)
 
@@ -60,6 +65,8 @@ class Tuning:
     nomad_retry_budget: float = 10.0  # total retry time of an idempotent Nomad read
     reconcile_timeout: float = 60.0  # a stuck reconcile is cancelled and retried
     holder_timeout: float = 2.0  # /status: how long to wait for the lock holder's identity
+    health_delay: float = 2.0  # a job change is health-checked after this delay
+    probe_timeout: float = 5.0  # per TLS probe (connect, then handshake)
     handle_signals: bool = True  # SIGTERM/SIGINT stop the manager (off when embedded)
 
 
@@ -178,6 +185,42 @@ class App:
             reconcile_timeout=t.reconcile_timeout,
             registry=self.registry,
         )
+        # Health verification has its own queue: a slow TLS probe never delays injection.
+        self.consul = ConsulClient.from_settings(settings.consul)
+        self.vault = VaultClient(VaultConnection.from_settings(settings.vault))
+        self.health_queue: WorkQueue[tuple[str, str]] = WorkQueue(
+            name="health",
+            clock=clock_,
+            limiter=default_limiter(
+                clock_, base=c.backoff_base, cap=c.backoff_cap, qps=c.qps, burst=c.burst
+            ),
+            registry=self.registry,
+        )
+        self.health = HealthReconciler(
+            self.jobs,
+            self.statuses,
+            self.consul,
+            TlsProber(timeout=t.probe_timeout, clock=clock_),
+            VaultTrust(
+                self.vault,
+                root_mount=settings.mesh.root_mount,
+                int_mount=settings.mesh.pki_mount,
+                clock=clock_,
+            ),
+            settings.mesh,
+            clock=clock_,
+            interval=c.health_interval,
+            registry=self.registry,
+        )
+        self.health_controller = Controller(
+            name="health",
+            reconciler=self.health,
+            queue=self.health_queue,
+            clock=clock_,
+            workers=c.workers,
+            reconcile_timeout=t.reconcile_timeout,
+            registry=self.registry,
+        )
         host, port = c.http_host_port
         self.http = HttpServer(
             view=self,
@@ -193,6 +236,7 @@ class App:
                 self.http,
                 _Runnable("event-source", self.source.run, needs_leader=True),
                 self.controller,
+                self.health_controller,
             ],
             clock=clock_,
             elector=self.elector,
@@ -202,9 +246,11 @@ class App:
 
     def _job_changed(self, key: JobKey) -> None:
         self.queue.add(MeshKey(*key))
+        self.health_queue.add_after(MeshKey(*key), self.tuning.health_delay)
 
     def _allocation_changed(self, key: JobKey) -> None:
         self.queue.add_after(MeshKey(*key), self.tuning.alloc_debounce)
+        self.health_queue.add_after(MeshKey(*key), self.tuning.alloc_debounce)
 
     # --- running ---------------------------------------------------------------------------
 
@@ -224,6 +270,7 @@ class App:
 
     async def close(self) -> None:
         await self.nomad.close()
+        await self.consul.close()
 
     # --- ControllerView (for the HTTP server) ----------------------------------------------
 

@@ -86,7 +86,11 @@ async def alloc_where(stack: Stack, job_id: str, pred: Any) -> dict[str, Any]:
 
 async def test_unknown_function_fails_the_task_before_it_starts(stack: Stack) -> None:
     await stack.register(job_with_template('{{ nosuchfunc "x" }}'))
-    alloc = await alloc_where(stack, "tmpl", lambda a: a["ClientStatus"] == "failed")
+    alloc = await alloc_where(
+        stack,
+        "tmpl",
+        lambda a: a["ClientStatus"] == "failed" and a["TaskStates"]["other"]["State"] == "dead",
+    )
     app = alloc["TaskStates"]["app"]
     assert app["State"] == "dead"
     assert app["Failed"] is True

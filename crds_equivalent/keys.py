@@ -30,6 +30,9 @@ SIDECAR_TASK: Final = "mesh-tls-proxy"
 MANAGED_TASK_META: Final = "mesh.tls.managed"
 INJECTED_GROUP_META: Final = "mesh.tls.injected"
 UNDO_GROUP_META: Final = "mesh.tls.undo"
+# Written by the controller to force a certificate re-issue (remediation, intermediate rotation);
+# an input of the injection, so it survives uninject/inject and is not stripped with the others.
+ROTATION_GROUP_META: Final = "mesh.tls.rotation"
 TLS_PORT_PREFIX: Final = "mesh_tls_"
 TLS_SERVICE_TAG: Final = "mesh-tls"
 PLAINTEXT_SERVICE_TAG: Final = "mesh-plaintext"

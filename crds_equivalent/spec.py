@@ -258,7 +258,12 @@ def _is_dns_name(name: str) -> bool:
 
 
 def _reject_unknown_keys(group: str, meta: Mapping[str, Any]) -> None:
-    owned = {keys.INJECTED_GROUP_META, keys.UNDO_GROUP_META, keys.MANAGED_TASK_META}
+    owned = {
+        keys.INJECTED_GROUP_META,
+        keys.UNDO_GROUP_META,
+        keys.ROTATION_GROUP_META,
+        keys.MANAGED_TASK_META,
+    }
     for key in meta:
         if key.startswith(keys.MESH_TLS + ".") and key not in keys.USER_KEYS and key not in owned:
             raise SpecError(

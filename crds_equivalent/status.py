@@ -68,6 +68,11 @@ class MeshStatus(BaseModel):
     cert_not_after: str = Field(default="", description="Soonest leaf expiry (RFC 3339).")
     issuer: str = Field(default="", description="Issuer of the newest leaves seen.")
     last_error: str = ""
+    last_remediation: str = Field(
+        default="",
+        description="JSON of the last certificate remediation (kind restart|reissue, at, "
+        "allocations or nonce, serials, reason).",
+    )
 
     def condition(self, kind: ConditionType) -> Condition | None:
         """The condition of that type, if recorded."""
@@ -85,7 +90,7 @@ class MeshStatus(BaseModel):
             "message": self.message,
             "updated_at": self.updated_at,
         }
-        for optional in ("cert_not_after", "issuer", "last_error"):
+        for optional in ("cert_not_after", "issuer", "last_error", "last_remediation"):
             value = getattr(self, optional)
             if value:
                 items[optional] = value
@@ -106,6 +111,7 @@ class MeshStatus(BaseModel):
                 "cert_not_after": items.get("cert_not_after", ""),
                 "issuer": items.get("issuer", ""),
                 "last_error": items.get("last_error", ""),
+                "last_remediation": items.get("last_remediation", ""),
             }
         )
 

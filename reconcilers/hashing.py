@@ -18,12 +18,13 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
+from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import MeshSpec
 from reconcilers import jobview
 from reconcilers.fronting import group_inputs
 
-INJECTOR_VERSION: Final = "2"
+INJECTOR_VERSION: Final = "3"
 MAX_TTL_JITTER: Final = 0.05
 
 # The MeshConfig fields the injected output depends on. Only these are hashed, so that a knob
@@ -69,7 +70,7 @@ def hash_inputs(
     inputs = group_inputs(job, group, spec)
     networks = jobview.as_list(group.get("Networks"))
     used_networks = sorted({p.network_index for p in inputs.ports})
-    return {
+    document: dict[str, Any] = {
         "injector": INJECTOR_VERSION,
         "spec": spec.model_dump(mode="json"),
         "config": config.model_dump(mode="json", include=set(INJECTION_CONFIG_FIELDS)),
@@ -81,6 +82,16 @@ def hash_inputs(
         "networks": [[i, networks[i]] for i in used_networks],
         "services": [[s.view.task, s.view.service] for s in inputs.services],
     }
+    nonce = rotation_nonce(group)
+    if nonce:  # only when set, so that jobs never re-issued keep their hash
+        document["rotation"] = nonce
+    return document
+
+
+def rotation_nonce(group: Mapping[str, Any]) -> str:
+    """The group's certificate rotation nonce (``mesh.tls.rotation``), "" when unset."""
+    value = jobview.group_meta(group).get(keys.ROTATION_GROUP_META)
+    return value if isinstance(value, str) else ""
 
 
 def spec_hash(

@@ -32,7 +32,7 @@ from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import MeshSpec, Mode, TlsProtocol
 from reconcilers import fronting, jobview, nginx, rewrite, sidecar
 from reconcilers.hashing import INJECTOR_VERSION as INJECTOR_VERSION
-from reconcilers.hashing import effective_ttl
+from reconcilers.hashing import effective_ttl, rotation_nonce
 from reconcilers.hashing import spec_hash as spec_hash
 
 UNDO_VERSION = 1
@@ -178,6 +178,7 @@ def _sidecar_spec(
         alt_names=sidecar.dedupe(alt),
         ip_labels=tuple(per_network.values()),
         ttl_seconds=effective_ttl(spec, job),
+        rotation=rotation_nonce(group),
     )
 
 

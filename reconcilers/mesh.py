@@ -183,6 +183,7 @@ class MeshReconciler:
             message=message if message is not None else (failing.message if failing else ""),
             cert_not_after=previous.cert_not_after if previous else "",
             issuer=previous.issuer if previous else "",
+            last_remediation=previous.last_remediation if previous else "",
         )
         self.phases[key] = resolved
         await self.statuses.write(namespace, job_id, status)

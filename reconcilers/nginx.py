@@ -54,6 +54,8 @@ PROXY_TIMEOUT = "3600s"
 CLIENT_VERIFY_DEPTH = 2
 
 _NOT_ENV = re.compile(r"[^A-Za-z0-9_]")
+_NOT_NONCE = re.compile(r"[^A-Za-z0-9_.:-]")  # a nonce can never close the comment early
+ROTATION_COMMENT = "mesh.tls.rotation"
 
 
 def env_label(label: str) -> str:
@@ -97,8 +99,12 @@ def cert_env(alt_names: Sequence[str], ip_labels: Sequence[str]) -> dict[str, st
     return {ENV_ALT_NAMES: "alt_names=" + ",".join(alt_names), ENV_IP_SANS: "ip_sans=" + ips}
 
 
-def cert_template(pki_path: str, common_name: str, ttl_seconds: int) -> str:
-    """Leaf, then the CA chain without the root, then the key, from one ``pkiCert`` call."""
+def cert_template(pki_path: str, common_name: str, ttl_seconds: int, rotation: str = "") -> str:
+    """Leaf, then the CA chain without the root, then the key, from one ``pkiCert`` call.
+
+    A rotation nonce becomes a template comment: it renders to nothing, but a new nonce is new
+    template text, so Nomad replaces the allocations and every new one issues a fresh leaf.
+    """
     args = " ".join(
         (
             go_string(pki_path),
@@ -109,8 +115,11 @@ def cert_template(pki_path: str, common_name: str, ttl_seconds: int) -> str:
             go_string("remove_roots_from_chain=true"),
         )
     )
+    comment = ""
+    if rotation:
+        comment = "{{/* " + ROTATION_COMMENT + " " + _NOT_NONCE.sub("_", rotation) + " */}}"
     return (
-        "{{ with pkiCert " + args + " }}"
+        comment + "{{ with pkiCert " + args + " }}"
         "{{ .Cert }}\n"
         "{{ range .CAChain }}{{ . }}\n{{ end }}"
         "{{ .Key }}\n"

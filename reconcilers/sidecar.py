@@ -41,6 +41,7 @@ class SidecarSpec:
     alt_names: tuple[str, ...]
     ip_labels: tuple[str, ...]  # TLS port labels whose NOMAD_IP_ become IP SANs
     ttl_seconds: int
+    rotation: str = ""  # the group's mesh.tls.rotation nonce, "" when never re-issued
 
 
 def _template(dest: str, body: str, perms: str, owner: int | None = None) -> dict[str, Any]:
@@ -90,7 +91,7 @@ def _templates(spec: SidecarSpec, config: MeshConfig) -> list[dict[str, Any]]:
     templates = [
         _template(
             nginx.CERT_DEST,
-            nginx.cert_template(pki_path, spec.common_name, spec.ttl_seconds),
+            nginx.cert_template(pki_path, spec.common_name, spec.ttl_seconds, spec.rotation),
             "0600",
             owner,
         )
@@ -117,6 +118,9 @@ def sidecar_task(spec: SidecarSpec, config: MeshConfig) -> dict[str, Any]:
         },
         "Templates": _templates(spec, config),
         "Resources": {"CPU": config.sidecar_cpu, "MemoryMB": config.sidecar_memory_mb},
+        # A restart (the controller's remediation of a missed renewal) must re-render the
+        # certificate: without render_templates Nomad restarts the task on the old file.
+        "RestartPolicy": {"RenderTemplates": True},
         "Lifecycle": {"Hook": "prestart", "Sidecar": True},
         "Meta": {keys.MANAGED_TASK_META: "true"},
         "KillSignal": "SIGQUIT",

@@ -7,6 +7,8 @@
     python helm-less-deploy/gen.py --check    # exit 1 and name the stale files (CI, tests)
     python helm-less-deploy/gen.py --var driver=raw_exec --var command=/opt/bin/controller \
         --stdout                              # the job JSON for other variable values
+    python helm-less-deploy/gen.py --nomad-policy web,api [--controller-namespace NS]
+                                              # the Nomad policy for named watched namespaces
 
 python-hcl2 is a development dependency, so this script (not the product) imports it.
 """
@@ -23,7 +25,7 @@ import hcl2
 from hcl2.utils import SerializationOptions
 
 from controller.deploy.hcl2json import convert
-from controller.deploy.policies import policy_files
+from controller.deploy.policies import nomad_policy, policy_files
 
 HERE = Path(__file__).resolve().parent
 HCL = HERE / "mesh-controller.nomad.hcl"
@@ -73,7 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only report stale files")
     parser.add_argument("--var", type=_var, action="append", default=[], help="NAME=VALUE")
     parser.add_argument("--stdout", action="store_true", help="print the job JSON only")
+    parser.add_argument("--nomad-policy", metavar="NAMESPACES", help="print the Nomad policy")
+    parser.add_argument("--controller-namespace", default="default")
     args = parser.parse_args(argv)
+    if args.nomad_policy:
+        watched = tuple(n.strip() for n in args.nomad_policy.split(",") if n.strip())
+        sys.stdout.write(nomad_policy(watched, args.controller_namespace))
+        return 0
     if args.stdout or args.var:
         sys.stdout.write(job_json(dict(args.var)))
         return 0

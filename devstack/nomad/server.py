@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import shutil
 import tempfile
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,8 @@ from devstack.nomad.scheduler import Scheduler
 from devstack.nomad.simdriver import SimulatedDriver
 from devstack.nomad.state import NomadState
 from devstack.nomad.variables import VariableStore
+
+Middleware = Callable[..., Awaitable[web.StreamResponse]]
 
 
 @web.middleware
@@ -100,7 +102,10 @@ async def start_nomad_twin(
     event_buffer_size: int = 100,
     heartbeat_interval: float = 30.0,
     data_dir: str | None = None,
+    middlewares: Sequence[Middleware] = (),
 ) -> NomadTwin:
+    """Start the twin. ``middlewares`` run inside the twin's own (errors, faults), in order:
+    an observer such as the benchmark's request counter sees every request as served."""
     state = NomadState(event_buffer_size)
     node_list = make_nodes(nodes)
     tmpdir = None
@@ -134,7 +139,7 @@ async def start_nomad_twin(
         heartbeat=heartbeat_interval,
     )
     management = http_misc.bootstrap(state)["SecretID"] if acl else None
-    app = web.Application(middlewares=[error_middleware, fault_middleware(faults)])
+    app = web.Application(middlewares=[error_middleware, fault_middleware(faults), *middlewares])
     app[CTX_KEY] = ctx
     for module in (http_jobs, http_allocs, http_stream, http_vars, http_misc):
         module.routes(app)

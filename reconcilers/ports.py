@@ -7,11 +7,14 @@ so the logic is exercised through real wire calls without knowing where they go.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from controller.consul.client import ServiceHealth
+from controller.nomad.jobs import JobList
+from controller.nomad.variables import Variable
 from controller.tlsprobe import ProbeResult, ProbeTarget
+from controller.vault import IssuerInfo
 from crds_equivalent.status import MeshStatus
 from reconcilers.trust import MeshTrust
 
@@ -60,3 +63,45 @@ class TrustSource(Protocol):
     """The mesh root and the issuers whose leaves count (TrustUnavailable when unknown)."""
 
     async def get(self) -> MeshTrust: ...
+
+
+class JobLister(Protocol):
+    """Every job stub (all pages) of a namespace, or of all of them with ``*``."""
+
+    async def list_jobs(
+        self, namespace: str = "*", *, meta: bool = True, prefix: str | None = None
+    ) -> JobList: ...
+
+
+class TaskControl(Protocol):
+    """Operations on a running allocation's task through the Nomad client API."""
+
+    async def restart_task(self, alloc_id: str, task: str, namespace: str) -> None: ...
+
+
+class VariableStore(Protocol):
+    """One Variable read and written with CAS (Conflict when the index moved)."""
+
+    async def get(self, path: str) -> Variable | None: ...
+
+    async def put(
+        self, path: str, items: Mapping[str, str], *, cas: int | None = None
+    ) -> Variable: ...
+
+
+class PkiAdmin(Protocol):
+    """The intermediate mount's issuers: what a rotation reads and the few writes it makes."""
+
+    async def default_issuer(self) -> IssuerInfo: ...
+
+    async def issuers(self) -> list[IssuerInfo]: ...
+
+    async def root(self) -> str:
+        """The root CA certificate (PEM): the anchor clients pin."""
+        ...
+
+    async def create_issuer(self, name: str, ttl_seconds: int) -> str: ...
+
+    async def make_default(self, issuer_id: str) -> None: ...
+
+    async def retire(self, issuer_id: str) -> None: ...

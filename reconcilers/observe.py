@@ -1,0 +1,87 @@
+"""Which leaf each allocation of a meshed job serves right now, seen the way a client sees it.
+
+Remediation and intermediate rotation both act per allocation on what the sidecars actually
+serve (not on what Vault issued): this gathers the job's running allocations, their TLS
+registrations in Consul and one verified handshake with each, reusing the health check's pure
+matching (``health_eval``) so both agree on what an instance is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from controller.consul.client import ConsulError, HealthEntry
+from controller.tlsprobe import ProbeResult
+from crds_equivalent.config import MeshConfig
+from reconcilers.health_eval import (
+    ConsulFindings,
+    FrontedPort,
+    Instance,
+    consul_findings,
+    fronted_ports,
+    running_allocations,
+)
+from reconcilers.ports import Catalog, JobStore, TlsProbe
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Observation:
+    """One look at a job: ``findings`` is None when Consul did not answer (``problem`` says)."""
+
+    job: dict[str, Any] | None
+    ports: list[FrontedPort] = field(default_factory=list)
+    allocations: list[dict[str, Any]] = field(default_factory=list)
+    running: dict[str, list[str]] = field(default_factory=dict)
+    findings: ConsulFindings | None = None
+    probed: list[tuple[Instance, ProbeResult]] = field(default_factory=list)
+    problem: str = ""
+
+    @property
+    def meshed(self) -> bool:
+        return self.job is not None and bool(self.ports)
+
+    @property
+    def running_count(self) -> int:
+        return sum(len(ids) for ids in self.running.values())
+
+
+async def observe_job(
+    key: tuple[str, str],
+    *,
+    jobs: JobStore,
+    consul: Catalog,
+    probe: TlsProbe,
+    anchors_pem: str,
+    config: MeshConfig,
+    job: Mapping[str, Any] | None = None,
+) -> Observation:
+    """Allocations, Consul registrations and probe results of one job (no writes)."""
+    namespace, job_id = key
+    current = dict(job) if job is not None else await jobs.get_job(job_id, namespace)
+    if current is None:
+        return Observation(job=None)
+    ports = fronted_ports(current, config)
+    seen = Observation(job=current, ports=ports)
+    if not ports:
+        return seen
+    seen.allocations = await jobs.job_allocations(job_id, namespace)
+    seen.running = running_allocations(seen.allocations)
+    health: dict[str, list[HealthEntry]] = {}
+    try:
+        for name in sorted({p.service for p in ports}):
+            health[name] = list((await consul.health_service(name)).entries)
+    except ConsulError as exc:
+        log.warning("consul did not answer; leaves not observed", job=job_id, error=str(exc))
+        seen.problem = f"Consul did not answer: {exc}"
+        return seen
+    seen.findings = consul_findings(ports, seen.running, health)
+    instances = seen.findings.instances
+    results = await probe.probe_many([i.target for i in instances], anchors_pem)
+    seen.probed = list(zip(instances, results, strict=True))
+    return seen

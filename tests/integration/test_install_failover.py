@@ -1,0 +1,179 @@
+"""The system job on the devstack: one real `controller run` process per node, one leader, and a
+SIGKILLed leader is replaced within TTL + LockDelay + a margin without an extra job version.
+
+`controllerctl install` does the real install (PKI, tokens, Nomad ACL policy and token, the
+Variable, the raw_exec variant of the job). One substitution remains, because the devstack's
+template renderer has no `nomadVar` yet: the test re-registers the job with the Variable's
+items in the task Env instead of the env template — exactly what Nomad would render from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from click.testing import CliRunner
+
+from controller.cli import controllerctl
+from controller.nomad.client import NomadClient
+from controller.nomad.jobs import NomadJobs
+from devstack.up import Devstack, build_devstack
+
+pytestmark = pytest.mark.timeout(150)
+
+DEPLOY = Path(__file__).resolve().parents[2] / "helm-less-deploy"
+TTL = 10.0  # Nomad's smallest lock TTL; LockDelay = TTL (controller.app)
+RETRY = 2.0  # a standby tries the lock this often (controller.app Tuning.leader_retry)
+MARGIN = 8.0  # process scheduling on a loaded 2-core machine
+
+
+def raw_exec_job_file(tmp: Path) -> Path:
+    spec = importlib.util.spec_from_file_location("hld_gen_failover", DEPLOY / "gen.py")
+    assert spec is not None and spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    command = str(Path(sys.executable).parent / "controller")
+    path = tmp / "mesh-controller.json"
+    path.write_text(gen.job_json({"driver": "raw_exec", "command": command}))
+    return path
+
+
+def meshed_job() -> dict[str, Any]:
+    return {
+        "ID": "web",
+        "Name": "web",
+        "Type": "service",
+        "Datacenters": ["dc1"],
+        "Meta": {"mesh.tls": "true"},
+        "TaskGroups": [
+            {
+                "Name": "web",
+                "Count": 1,
+                "Networks": [{"DynamicPorts": [{"Label": "http"}]}],
+                "Services": [{"Name": "web", "PortLabel": "http", "Provider": "consul"}],
+                "Tasks": [
+                    {
+                        "Name": "app",
+                        "Driver": "docker",
+                        "Config": {"image": "example/web:1"},
+                        "Resources": {"CPU": 50, "MemoryMB": 32},
+                    }
+                ],
+            }
+        ],
+    }
+
+
+async def instances(jobs: NomadJobs) -> dict[str, str]:
+    """alloc ID -> base URL of its controller's HTTP server, for running allocations."""
+    out = {}
+    for stub in await jobs.job_allocations("mesh-controller", "default"):
+        if stub["ClientStatus"] != "running" or stub["DesiredStatus"] != "run":
+            continue
+        alloc = await jobs.read_allocation(stub["ID"], "default") or {}
+        ports = ((alloc.get("AllocatedResources") or {}).get("Shared") or {}).get("Ports") or []
+        for port in ports:
+            if port["Label"] == "http":
+                out[stub["ID"]] = f"http://{port['HostIP']}:{port['Value']}"
+    return out
+
+
+async def statuses(urls: dict[str, str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+        for alloc_id, url in urls.items():
+            try:
+                async with http.get(url + "/status") as resp:
+                    out[alloc_id] = await resp.json()
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                continue
+    return out
+
+
+async def wait_for(predicate: Any, within: float, what: str) -> Any:
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await predicate()
+        if last:
+            return last
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"{what} not within {within:.0f}s (last: {last})")
+
+
+async def test_system_job_one_leader_and_failover_without_extra_versions(tmp_path: Path) -> None:
+    stack: Devstack = await build_devstack(nodes=3, acl=True, data_dir=str(tmp_path / "stack"))
+    nomad = NomadClient(stack.nomad.url, token=stack.nomad.management_token, retry_budget=2.0)
+    jobs = NomadJobs(nomad)
+    try:
+        job_file = raw_exec_job_file(tmp_path)
+        args = ["install", "--job-file", str(job_file), "--env", f"MESH_LEADER_TTL={TTL:g}s"]
+        args += ["--env", "MESH_LEADER_RENEW=3s", "--env", "MESH_RESYNC_INTERVAL=1h"]
+        result = await asyncio.to_thread(
+            CliRunner().invoke, controllerctl, args, env=stack.env(), catch_exceptions=False
+        )
+        assert result.exit_code == 0, result.output
+
+        # The substitution: what the nomadVar env template renders, put in the task Env.
+        items = (await nomad.request("GET", "/v1/var/nomad/jobs/mesh-controller")).body["Items"]
+        job = json.loads(job_file.read_text())["Job"]
+        task = job["TaskGroups"][0]["Tasks"][0]
+        task.pop("Templates")
+        task["Env"] = {**task["Env"], **items}
+        stored = await jobs.get_job("mesh-controller", "default")
+        assert stored is not None
+        await jobs.register_job(job, enforce_index=stored["JobModifyIndex"])
+
+        async def three_up() -> dict[str, dict[str, Any]] | None:
+            found = await statuses(await instances(jobs))
+            leaders = [s for s in found.values() if s.get("leading")]
+            ok = len(found) == 3 and len(leaders) == 1 and leaders[0].get("synced")
+            return found if ok else None
+
+        found = await wait_for(three_up, 60, "three controllers, one synced leader")
+        assert len({s["identity"] for s in found.values()}) == 3
+        assert all(s["leader"].get("identity") for s in found.values())
+
+        await jobs.register_job(meshed_job(), enforce_index=0)
+
+        async def injected() -> int | None:
+            versions = await jobs.job_versions("web", "default")
+            metas = [g.get("Meta") or {} for g in versions[0]["TaskGroups"]] if versions else []
+            return len(versions) if any("mesh.tls.injected" in m for m in metas) else None
+
+        versions_before = await wait_for(injected, 30, "the meshed job injected")
+
+        (leader_alloc,) = [a for a, s in found.items() if s["leading"]]
+        pid = stack.executor.pid(leader_alloc, "controller")
+        assert pid is not None
+        killed_at = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+
+        async def new_leader() -> dict[str, Any] | None:
+            now = await statuses(await instances(jobs))
+            return next((s for a, s in now.items() if a != leader_alloc and s.get("leading")), None)
+
+        leader = await wait_for(new_leader, TTL + TTL + RETRY + MARGIN, "a new leader")
+        took = time.monotonic() - killed_at
+        assert leader["identity"] != found[leader_alloc]["identity"]
+
+        async def reconciled() -> bool:
+            now = await statuses(await instances(jobs))
+            me = next((s for s in now.values() if s["identity"] == leader["identity"]), {})
+            return bool(me.get("synced")) and any(j["job"] == "web" for j in me.get("jobs", []))
+
+        await wait_for(reconciled, 20, "the new leader reconciled the meshed job")
+        assert len(await jobs.job_versions("web", "default")) == versions_before
+        print(f"failover took {took:.1f}s (bound {TTL + TTL + RETRY + MARGIN:.0f}s)")
+    finally:
+        await nomad.close()
+        await stack.stop()

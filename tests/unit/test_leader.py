@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from runtime_fakes import FakeLock, LockServer
+from tests.unit.runtime_fakes import FakeLock, LockServer
 
 from controller.runtime.clock import FakeClock
 from controller.runtime.leader import LeaderElector

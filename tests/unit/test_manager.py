@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from runtime_fakes import LockServer, RecordingRunnable
+from tests.unit.runtime_fakes import LockServer, RecordingRunnable
 
 from controller.runtime.clock import FakeClock
 from controller.runtime.controller import Controller

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from tests.unit.runtime_fakes import FakeLock, LockServer
 
 from controller.runtime.clock import FakeClock
 from controller.runtime.leader import LeaderElector
+from tests.unit.runtime_fakes import FakeLock, LockServer
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from tests.unit.runtime_fakes import LockServer, RecordingRunnable
 
 from controller.runtime.clock import FakeClock
 from controller.runtime.controller import Controller
@@ -18,6 +17,7 @@ from controller.runtime.manager import Manager, Runnable
 from controller.runtime.ratelimit import ItemExponential
 from controller.runtime.reconcile import Result
 from controller.runtime.workqueue import WorkQueue
+from tests.unit.runtime_fakes import LockServer, RecordingRunnable
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -1,0 +1,255 @@
+"""Intermediate rotation against the Nomad and Consul twins and the real OpenBao.
+
+The twin's simulated driver runs no sidecar, so "what an instance serves" comes from a probe
+that stands in for the sidecar's template: the first time an instance (address, port) is seen
+it gets a leaf issued by OpenBao from whatever the mount's default issuer is at that moment —
+exactly what a new allocation's ``pkiCert`` does. Everything else is real: the issuers in
+OpenBao, the job versions, deployments and allocations in the Nomad twin, Consul's
+registrations, the rotation record in a Nomad Variable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from prometheus_client import CollectorRegistry
+
+from controller.consul.client import ConsulClient
+from controller.nomad.client import NomadClient
+from controller.nomad.jobs import NomadJobs
+from controller.nomad.variables import NomadVariables
+from controller.runtime.clock import SystemClock
+from controller.tlsprobe import ProbeOutcome, ProbeResult, ProbeTarget, leaf_info
+from controller.vault import PkiLayout, VaultClient, VaultConnection, bootstrap_pki, read_issuer
+from crds_equivalent.config import MeshConfig
+from devstack.consul import start_consul_twin
+from devstack.nomad import SimulatedDriver, start_nomad_twin
+from devstack.registrar import ConsulRegistrar
+from devstack.vault import OpenBao
+from reconcilers.cert_metrics import CertMetrics
+from reconcilers.plan import Apply, plan_job
+from reconcilers.reissue import nonces
+from reconcilers.rotation import RotationBusy, RotationSettings, Rotator
+from reconcilers.rotation_pki import VaultPki
+from reconcilers.rotation_state import RotationState, Stage
+
+pytestmark = pytest.mark.timeout(90)
+
+CONFIG = MeshConfig(root_mount="rot_pki", pki_mount="rot_pki_int")
+LAYOUT = PkiLayout(root_mount="rot_pki", int_mount="rot_pki_int")
+SETTINGS = RotationSettings(wave_size=2, wave_timeout=20, poll=0.1, stale_after=60)
+
+
+class FailingSidecar(SimulatedDriver):
+    """The re-issued sidecar of job ``broken`` dies at once (its deployment must fail)."""
+
+    async def start(self, alloc: dict[str, Any], task: dict[str, Any], ctx: Any) -> None:
+        await super().start(alloc, task, ctx)
+        template = str((task.get("Templates") or [{}])[0].get("EmbeddedTmpl"))
+        if alloc["JobID"] == "broken" and "mesh.tls.rotation" in template:
+            asyncio.get_running_loop().call_later(0.05, ctx.task_exited, 1)
+
+
+class IssuingProbe:
+    """Each new instance is issued a leaf by OpenBao's current default issuer, and keeps it."""
+
+    def __init__(self, vault: VaultClient) -> None:
+        self.vault = vault
+        self.served: dict[tuple[str, int], bytes] = {}
+
+    async def probe_many(
+        self, targets: Sequence[ProbeTarget], anchors_pem: str
+    ) -> list[ProbeResult]:
+        out = []
+        for t in targets:
+            der = self.served.get((t.address, t.port))
+            if der is None:
+                issued = await self.vault.write(
+                    f"{CONFIG.pki_mount}/issue/{CONFIG.pki_role}",
+                    {"common_name": t.server_name, "ttl": "1h"},
+                )
+                assert issued is not None
+                pem = issued["data"]["certificate"].encode()
+                der = x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
+                self.served[(t.address, t.port)] = der
+            out.append(ProbeResult(t, ProbeOutcome.OK, "verified", leaf=leaf_info(der)))
+        return out
+
+
+def user_job(job_id: str) -> dict[str, Any]:
+    return {
+        "ID": job_id,
+        "Name": job_id,
+        "Namespace": "default",
+        "Type": "service",
+        "Datacenters": ["dc1"],
+        "Meta": {"mesh.tls": "true"},
+        "TaskGroups": [
+            {
+                "Name": "app",
+                "Count": 2,
+                "Update": {"MaxParallel": 1},
+                "RestartPolicy": {"Attempts": 0, "Mode": "fail"},
+                "Networks": [{"Mode": "host", "DynamicPorts": [{"Label": "http"}]}],
+                "Services": [{"Name": job_id, "PortLabel": "http", "Provider": "consul"}],
+                "Tasks": [{"Name": "app", "Driver": "docker", "Config": {"image": "x"}}],
+            }
+        ],
+    }
+
+
+@dataclass
+class World:
+    jobs: NomadJobs
+    consul: ConsulClient
+    vault: VaultClient
+    probe: IssuingProbe
+    variables: NomadVariables
+
+    def rotator(self, owner: str = "test", **kw: Any) -> Rotator:
+        return Rotator(
+            jobs=self.jobs,
+            lister=self.jobs,
+            consul=self.consul,
+            probe=self.probe,
+            pki=VaultPki(self.vault, CONFIG),
+            store=self.variables,
+            config=CONFIG,
+            owner=owner,
+            settings=kw.pop("settings", SETTINGS),
+            clock=SystemClock(),
+            **kw,
+        )
+
+    async def submit(self, *job_ids: str) -> None:
+        for job_id in job_ids:
+            decision = plan_job(user_job(job_id), CONFIG)
+            assert isinstance(decision, Apply)
+            await self.jobs.register_job(decision.job, enforce_index=0)
+        for job_id in job_ids:
+            await until(lambda j=job_id: self.running(j, 2))
+
+    async def running(self, job_id: str, count: int) -> bool:
+        allocs = await self.jobs.job_allocations(job_id, "default")
+        up = [a for a in allocs if a["ClientStatus"] == "running" and a["DesiredStatus"] == "run"]
+        health = await self.consul.health_service(job_id)
+        return len(up) == count and len(health.entries) == count
+
+    async def default_issuer(self) -> str:
+        return (await read_issuer(self.vault, CONFIG.pki_mount)).issuer_id
+
+
+async def until(check: Any, within: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + within
+    while not await check():
+        assert loop.time() < end, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def world(bao: OpenBao) -> AsyncIterator[World]:
+    vault = VaultClient(VaultConnection(bao.addr, bao.root_token))
+    await bootstrap_pki(vault, LAYOUT)
+    consul_twin = await start_consul_twin(min_check_interval=0.05)
+    registrar = ConsulRegistrar(consul_twin.address)
+    nomad = await start_nomad_twin(
+        nodes=2, alloc_hooks=registrar, drivers={"docker": FailingSidecar()}
+    )
+    client = NomadClient(nomad.url, retry_budget=0.5)
+    consul = ConsulClient(consul_twin.address)
+    try:
+        yield World(NomadJobs(client), consul, vault, IssuingProbe(vault), NomadVariables(client))
+    finally:
+        await consul.close()
+        await client.close()
+        await nomad.stop()
+        await registrar.close()
+        await consul_twin.stop()
+
+
+async def test_rotation_rolls_every_meshed_job_in_waves_and_retires_the_old_issuer(
+    openbao: OpenBao,
+) -> None:
+    async with world(openbao) as w:
+        await w.submit("alpha", "beta", "gamma")
+        old = await w.default_issuer()
+        seen: list[tuple[int, int]] = []
+        registry = CollectorRegistry()
+        rotator = w.rotator(
+            metrics=CertMetrics(registry),
+            on_progress=lambda s, _: seen.append((s.wave, len(s.done))),
+        )
+        state = await rotator.rotate()
+
+        assert state.stage is Stage.DONE, state.message
+        assert [len(wave) for wave in state.waves] == [2, 1]
+        assert {wave for wave, _ in seen} == {0, 1, 2}
+        new = await w.default_issuer()
+        assert new == state.new_issuer != old
+        retired = await read_issuer(w.vault, CONFIG.pki_mount, old)
+        assert "issuing-certificates" not in retired.usage and "read-only" in retired.usage
+        for job_id in ("alpha", "beta", "gamma"):
+            job = await w.jobs.get_job(job_id, "default")
+            assert job is not None and nonces(job, CONFIG) == {"app": state.nonce}
+            health = await w.consul.health_service(job_id)
+            leaves = await w.probe.probe_many(
+                [ProbeTarget(e.effective_address, e.port, f"{job_id}.x") for e in health.entries],
+                "",
+            )
+            new_info = await read_issuer(w.vault, CONFIG.pki_mount, new)
+            assert len(leaves) == 2
+            assert all(r.leaf and r.leaf.issuer_common_name == new_info.common_name for r in leaves)
+        stored = await w.variables.get("mesh-controller/rotation")
+        assert stored is not None and RotationState.from_items(stored.items) == state
+        assert registry.get_sample_value("mesh_rotation_in_progress") == 0
+        # a second run is a new rotation; the finished one is history, not resumed
+        assert (await w.rotator().read()) == state
+
+
+async def test_a_killed_rotation_is_resumed_by_another_driver_without_a_second_issuer(
+    openbao: OpenBao,
+) -> None:
+    async with world(openbao) as w:
+        await w.submit("delta", "eps", "zeta")
+        first = w.rotator("crashing")
+        task: asyncio.Task[RotationState] | None = None
+
+        def kill_after_first_wave(state: RotationState, _: str) -> None:
+            if state.wave == 1 and task is not None:
+                task.cancel()
+
+        first.on_progress = kill_after_first_wave
+        task = asyncio.create_task(first.rotate())
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        record = await first.read()
+        assert record is not None and record.stage is Stage.ROLLING and record.wave == 1
+
+        with pytest.raises(RotationBusy):  # its heartbeat is fresh: not ours to take
+            await w.rotator("second").rotate()
+        patient = RotationSettings(wave_size=2, wave_timeout=20, poll=0.1, stale_after=0)
+        state = await w.rotator("second", settings=patient).rotate()
+
+        assert state.stage is Stage.DONE and state.id == record.id and state.owner == "second"
+        named = [i for i in await VaultPki(w.vault, CONFIG).issuers() if i.issuer_name]
+        assert [i.issuer_name for i in named].count(record.issuer_name) == 1
+
+
+async def test_a_failed_deployment_stops_the_rotation_and_says_why(openbao: OpenBao) -> None:
+    async with world(openbao) as w:
+        await w.submit("broken", "fine")
+        old = await w.default_issuer()
+        state = await w.rotator().rotate()
+        assert state.stage is Stage.FAILED
+        assert "default/broken" in state.message and "deployment" in state.message
+        retired = await read_issuer(w.vault, CONFIG.pki_mount, old)
+        assert "issuing-certificates" in retired.usage  # never retired with leaves left on it
+        assert await w.running("fine", 2)

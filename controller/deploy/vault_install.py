@@ -123,7 +123,8 @@ async def ensure_controller_token(
         if info is not None and CONTROLLER_POLICY in (info.get("policies") or []):
             accessor = str(info.get("accessor") or "?")
             ttl = int(info.get("ttl") or 0)
-            if 0 < ttl < period_s // 2:
+            own_period = int(info.get("period") or 0) or period_s  # the token's, if periodic
+            if 0 < ttl < own_period // 2:
                 if not report.dry_run:
                     await client.write("auth/token/renew", {"token": current})
                 report.changed(

@@ -15,6 +15,7 @@ from controller.devmode import dev
 from controller.install_cmd import install_cmd
 from controller.pki_cmd import bootstrap_pki_cmd
 from controller.render_cmd import render
+from controller.rotate_cmd import rotate_ca
 from controller.run_cmd import run
 
 
@@ -33,6 +34,7 @@ controllerctl.add_command(status)
 controllerctl.add_command(check)
 controllerctl.add_command(explain)
 controllerctl.add_command(bootstrap_pki_cmd)
+controllerctl.add_command(rotate_ca)
 controllerctl.add_command(install_cmd)
 controller.add_command(run)
 controller.add_command(dev)

@@ -211,10 +211,11 @@ class Rotator:
                 return await self._save(state.failed(msg, self.clock.now()))
             new_id = await self.pki.create_issuer(state.issuer_name, int(ttl))
         await self.pki.make_default(new_id)
-        jobs = await self._meshed_jobs()
+        jobs = await self.meshed_jobs()
         return await self._save(state.created(new_id, jobs, self.clock.now()))
 
-    async def _meshed_jobs(self) -> list[JobKey]:
+    async def meshed_jobs(self) -> list[JobKey]:
+        """Every meshed, running service job in the watched namespaces."""
         out: list[JobKey] = []
         for namespace in self.settings.namespaces:
             listed = await self.lister.list_jobs(namespace, meta=True)
@@ -315,7 +316,7 @@ class Rotator:
         if not old_ski:
             return []
         left: list[JobKey] = []
-        for key in await self._meshed_jobs():
+        for key in await self.meshed_jobs():
             seen = await observe_job(
                 key,
                 jobs=self.jobs,

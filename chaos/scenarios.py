@@ -1,0 +1,50 @@
+"""The scenario table: number, name, invariant (each module's docstring says more), budget."""
+
+from __future__ import annotations
+
+from chaos import (
+    s1_stream_drops,
+    s2_buffer_overflow,
+    s3_nomad_storm,
+    s7_user_race,
+    s9_split_brain,
+)
+from chaos.harness import Scenario
+
+SCENARIOS: list[Scenario] = [
+    Scenario(
+        1,
+        "stream dropped every 5 frames for 60s while 50 jobs change",
+        "everything converges, one sidecar per group, no user change lost",
+        s1_stream_drops.run,
+        budget=150,
+    ),
+    Scenario(
+        2,
+        "event buffer of 10, burst of 500 changes",
+        "a re-LIST catches up; the catch-up time is recorded",
+        s2_buffer_overflow.run,
+        budget=90,
+    ),
+    Scenario(
+        3,
+        "Nomad 503 on 30% of requests + 200ms latency for 20s",
+        "bounded calls/s (backoff), errors counted, converges after the storm",
+        s3_nomad_storm.run,
+        budget=120,
+    ),
+    Scenario(
+        7,
+        "user re-registers a hot job every 200ms for 30s",
+        "the user's latest spec always survives, sidecar on top, <= 1 write per user write",
+        s7_user_race.run,
+        budget=90,
+    ),
+    Scenario(
+        9,
+        "split brain: the leader lock forged so two controllers lead",
+        "fencing rejects the stale writer (conflicts counted), no job clobbered",
+        s9_split_brain.run,
+        budget=90,
+    ),
+]

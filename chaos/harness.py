@@ -110,6 +110,10 @@ class RequestCounter:
         return sum(n for p, n in self.by_path.items() if pred(p))
 
 
+class Unmet(AssertionError):
+    """A scenario's wait ran out: the world did not reach the state the invariant needs."""
+
+
 async def run_scenario(scenario: Scenario) -> Report:
     started = time.monotonic()
     try:
@@ -136,5 +140,5 @@ async def wait_until(
         if value:
             return time.monotonic() - start
         if time.monotonic() - start > within:
-            raise TimeoutError(f"{what} did not hold within {within:.0f}s")
+            raise Unmet(f"{what} did not hold within {within:.0f}s")
         await asyncio.sleep(every)

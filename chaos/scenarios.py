@@ -6,6 +6,7 @@ from chaos import (
     s1_stream_drops,
     s2_buffer_overflow,
     s3_nomad_storm,
+    s6_leader_kill,
     s7_user_race,
     s9_split_brain,
 )
@@ -32,6 +33,13 @@ SCENARIOS: list[Scenario] = [
         "bounded calls/s (backoff), errors counted, converges after the storm",
         s3_nomad_storm.run,
         budget=120,
+    ),
+    Scenario(
+        6,
+        "leader SIGKILLed in the middle of a wave of 100 injections",
+        "the standby takes over, every user spec injected exactly once, no update lost",
+        s6_leader_kill.run,
+        budget=150,
     ),
     Scenario(
         7,

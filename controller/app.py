@@ -46,8 +46,13 @@ from controller.runtime import (
 from controller.status.store import StatusStore
 from controller.tlsprobe import TlsProber
 from controller.vault.client import VaultClient, VaultConnection
+from reconcilers.cert_metrics import CertMetrics
+from reconcilers.certs import CertReconciler
 from reconcilers.health import HealthReconciler
 from reconcilers.mesh import MeshReconciler
+from reconcilers.rotation import RotationSettings, Rotator
+from reconcilers.rotation_loop import rotation_loop
+from reconcilers.rotation_pki import VaultPki
 from reconcilers.trust import VaultTrust
 
 log = structlog.get_logger(__name__)
@@ -67,6 +72,9 @@ class Tuning:
     holder_timeout: float = 2.0  # /status: how long to wait for the lock holder's identity
     health_delay: float = 2.0  # a job change is health-checked after this delay
     probe_timeout: float = 5.0  # per TLS probe (connect, then handshake)
+    certs_delay: float = 30.0  # a job change is checked for missed renewals after this delay
+    certs_interval: float = 300.0  # each meshed job is re-checked for missed renewals this often
+    rotation_check: float = 3600.0  # the leader looks at the intermediate's expiry this often
     handle_signals: bool = True  # SIGTERM/SIGINT stop the manager (off when embedded)
 
 
@@ -221,6 +229,28 @@ class App:
             reconcile_timeout=t.reconcile_timeout,
             registry=self.registry,
         )
+        # Certificates over time: missed renewals are remediated (own queue, one worker), and
+        # the leader checks the intermediate's expiry / resumes an orphaned rotation.
+        self.certs_queue: WorkQueue[tuple[str, str]] = WorkQueue(
+            name="certs", clock=clock_, limiter=default_limiter(clock_), registry=self.registry
+        )
+        self.certs = CertReconciler(
+            self.jobs, self.jobs, self.statuses, self.consul, self.health.probe,
+            self.health.trust, settings.mesh, clock=clock_, interval=t.certs_interval,
+            registry=self.registry,
+        )  # fmt: skip
+        self.certs_controller = Controller(
+            name="certs", reconciler=self.certs, queue=self.certs_queue, clock=clock_,
+            workers=1, reconcile_timeout=t.reconcile_timeout, registry=self.registry,
+        )  # fmt: skip
+        self.rotator = Rotator(
+            jobs=self.jobs, lister=self.jobs, consul=self.consul, probe=self.health.probe,
+            pki=VaultPki(self.vault, settings.mesh), store=self.variables, config=settings.mesh,
+            owner=self.lock.identity, clock=clock_, metrics=CertMetrics(self.registry),
+            settings=RotationSettings(
+                rotate_before=c.ca_rotate_before, namespaces=c.watched_namespaces
+            ),
+        )  # fmt: skip
         host, port = c.http_host_port
         self.http = HttpServer(
             view=self,
@@ -237,6 +267,12 @@ class App:
                 _Runnable("event-source", self.source.run, needs_leader=True),
                 self.controller,
                 self.health_controller,
+                self.certs_controller,
+                _Runnable(
+                    "ca-rotation",
+                    lambda: rotation_loop(self.rotator, clock_, t.rotation_check),
+                    needs_leader=True,
+                ),
             ],
             clock=clock_,
             elector=self.elector,
@@ -247,6 +283,7 @@ class App:
     def _job_changed(self, key: JobKey) -> None:
         self.queue.add(MeshKey(*key))
         self.health_queue.add_after(MeshKey(*key), self.tuning.health_delay)
+        self.certs_queue.add_after(MeshKey(*key), self.tuning.certs_delay)
 
     def _allocation_changed(self, key: JobKey) -> None:
         self.queue.add_after(MeshKey(*key), self.tuning.alloc_debounce)

@@ -6,6 +6,7 @@ from chaos import (
     s1_stream_drops,
     s2_buffer_overflow,
     s3_nomad_storm,
+    s5_consul_pause,
     s6_leader_kill,
     s7_user_race,
     s9_split_brain,
@@ -33,6 +34,13 @@ SCENARIOS: list[Scenario] = [
         "bounded calls/s (backoff), errors counted, converges after the storm",
         s3_nomad_storm.run,
         budget=120,
+    ),
+    Scenario(
+        5,
+        "Consul paused for 15s under a Ready meshed service (real nginx, real TLS)",
+        "ConsulHealthy Unknown not False, nothing destructive, correct after the resume",
+        s5_consul_pause.run,
+        budget=180,
     ),
     Scenario(
         6,

@@ -200,22 +200,38 @@ async def devstack_world(tuning: Tuning = DEV_TUNING, **env: str) -> AsyncIterat
         await stack.stop()
 
 
-async def https_get(world: DevWorld, service: str) -> tuple[int, str]:
-    """GET / over HTTPS on a passing TLS instance, verified against the mesh root."""
-    import aiohttp
-
+async def tls_instance(world: DevWorld, service: str) -> tuple[str, int]:
+    """(address, port) of a passing TLS instance, as Consul advertises it."""
     health = await world.consul.health_service(service, passing=True, tag=keys.TLS_SERVICE_TAG)
     if not health.entries:
         raise ConnectionError(f"no passing TLS instance of {service}")
-    entry = health.entries[0]
-    conn = aiohttp.TCPConnector(ssl=world.trust, resolver=_Pinned(entry.effective_address))
-    url = f"https://{service}.{world.app.settings.mesh.domain}:{entry.port}/"
-    timeout = aiohttp.ClientTimeout(total=5)
-    async with (
-        aiohttp.ClientSession(connector=conn, timeout=timeout) as session,
-        session.get(url) as resp,
-    ):
-        return resp.status, await resp.text()
+    return health.entries[0].effective_address, health.entries[0].port
+
+
+async def https_to(world: DevWorld, service: str, address: str, port: int) -> int:
+    """GET / over HTTPS, verified against the mesh root as <service>.<domain>; 0 on failure."""
+    import aiohttp
+
+    conn = aiohttp.TCPConnector(ssl=world.trust, resolver=_Pinned(address))
+    url = f"https://{service}.{world.app.settings.mesh.domain}:{port}/"
+    try:
+        async with (
+            aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=3)) as s,
+            s.get(url) as resp,
+        ):
+            await resp.read()
+            return resp.status
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        return 0
+
+
+async def https_get(world: DevWorld, service: str) -> int:
+    """HTTPS status of a passing TLS instance that Consul names (0: none, or it failed)."""
+    try:
+        address, port = await tls_instance(world, service)
+    except ConnectionError:
+        return 0
+    return await https_to(world, service, address, port)
 
 
 class _Pinned:

@@ -253,3 +253,20 @@ async def test_a_failed_deployment_stops_the_rotation_and_says_why(openbao: Open
         retired = await read_issuer(w.vault, CONFIG.pki_mount, old)
         assert "issuing-certificates" in retired.usage  # never retired with leaves left on it
         assert await w.running("fine", 2)
+
+
+async def test_the_controller_tick_rotates_when_due_and_not_again_right_after(
+    openbao: OpenBao,
+) -> None:
+    async with world(openbao) as w:
+        await w.submit("auto1")
+        calm = w.rotator("controller", settings=RotationSettings(poll=0.1, rotate_before=60))
+        before = await w.default_issuer()
+        assert await calm.tick() is None  # not due: nothing written
+        assert await w.default_issuer() == before
+        eager = RotationSettings(poll=0.1, wave_timeout=20, rotate_before=20 * 365 * 86400.0)
+        ticking = w.rotator("controller", settings=eager)
+        state = await ticking.tick()
+        assert state is not None and state.stage is Stage.DONE and state.trigger == "auto"
+        again = await ticking.tick()  # still "due" (the root bounds it): no rotation loop
+        assert again == state and await w.default_issuer() == state.new_issuer

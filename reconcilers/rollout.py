@@ -34,7 +34,37 @@ def rolled_out(
     message = f"{running}/{desired} allocations of version {version} run the sidecar"
     if desired and running >= desired:
         return condition(ConditionType.ROLLED_OUT, True, "AllocationsRunning", message)
+    waiting = _sidecar_says(job, allocations)
+    if waiting:  # e.g. "Missing: vault.pki(...)" while Vault is sealed: say why, not just that
+        message += f"; sidecar: {waiting}"
     return condition(ConditionType.ROLLED_OUT, False, "RollingOut", message)
+
+
+SAYS_LIMIT = 200
+
+
+def _sidecar_says(job: Mapping[str, Any], allocations: Sequence[Mapping[str, Any]]) -> str:
+    """The latest task event of a sidecar of this version that is not running yet."""
+    latest: tuple[int, str] | None = None
+    for alloc in allocations:
+        if alloc.get("JobVersion") != job.get("Version") or alloc.get("DesiredStatus") != "run":
+            continue
+        states = alloc.get("TaskStates")
+        state = states.get(keys.SIDECAR_TASK) if isinstance(states, Mapping) else None
+        if not isinstance(state, Mapping) or state.get("State") == "running":
+            continue
+        for event in jobview.as_list(state.get("Events")):
+            if not isinstance(event, Mapping):
+                continue
+            text = str(event.get("DisplayMessage") or event.get("Message") or "")
+            when = event.get("Time")
+            at = when if isinstance(when, int) else 0
+            if text and (latest is None or at >= latest[0]):
+                latest = (at, text)
+    if latest is None:
+        return ""
+    text = latest[1]
+    return text if len(text) <= SAYS_LIMIT else text[:SAYS_LIMIT] + "…"
 
 
 def _sidecar_allocs(

@@ -6,6 +6,7 @@ from chaos import (
     s1_stream_drops,
     s2_buffer_overflow,
     s3_nomad_storm,
+    s4_vault_sealed,
     s5_consul_pause,
     s6_leader_kill,
     s7_user_race,
@@ -34,6 +35,13 @@ SCENARIOS: list[Scenario] = [
         "bounded calls/s (backoff), errors counted, converges after the storm",
         s3_nomad_storm.run,
         budget=120,
+    ),
+    Scenario(
+        4,
+        "OpenBao sealed for 20s, a new meshed job submitted meanwhile",
+        "running services keep serving; the new job waits with a reason, then converges",
+        s4_vault_sealed.run,
+        budget=200,
     ),
     Scenario(
         5,

@@ -10,6 +10,7 @@ from chaos import (
     s5_consul_pause,
     s6_leader_kill,
     s7_user_race,
+    s8_stuck_probe,
     s9_split_brain,
 )
 from chaos.harness import Scenario
@@ -63,6 +64,13 @@ SCENARIOS: list[Scenario] = [
         "the user's latest spec always survives, sidecar on top, <= 1 write per user write",
         s7_user_race.run,
         budget=90,
+    ),
+    Scenario(
+        8,
+        "a meshed sidecar frozen (SIGSTOP): its TLS probes hit a black hole",
+        "no other key is blocked, every probe ends within its timeout",
+        s8_stuck_probe.run,
+        budget=180,
     ),
     Scenario(
         9,

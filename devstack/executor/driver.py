@@ -28,7 +28,7 @@ from devstack.executor.templates import (
 )
 from devstack.nomad.codec import NS
 from devstack.nomad.taskctx import TaskContext
-from devstack.template import VaultTarget, write_atomic
+from devstack.template import NomadTarget, VaultTarget, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class ExecutorSettings:
 
     consul_addr: str | None = None  # for the templates' `service`/`key` functions
     consul_poll: float | None = 5.0  # Consul-backed templates re-query this often
+    nomad_poll: float | None = 5.0  # nomadVar-backed templates re-read the Variable this often
     vault_verify: bool | str = True
     template_retry: RetryPolicy = field(default_factory=RetryPolicy)
     template_event_interval: float = 3.0  # client `max_template_event_rate`
@@ -98,6 +99,8 @@ class RawExecDriver:
                     vault=vault,
                     consul_addr=self.settings.consul_addr,
                     consul_poll=self.settings.consul_poll,
+                    nomad=_nomad(ctx, table),
+                    nomad_poll=self.settings.nomad_poll,
                     retry=self.settings.template_retry,
                     event_interval=self.settings.template_event_interval,
                     clock=self.settings.clock,
@@ -253,6 +256,18 @@ class RawExecDriver:
         return ChangeHandlers(
             emit=ctx.emit_task_event, restart=on_restart, signal=on_signal, fail=ctx.fail_task
         )
+
+
+def _nomad(ctx: TaskContext, env: dict[str, str]) -> NomadTarget | None:
+    """The Nomad API for the task's templates: the server's address, the task's identity."""
+    if not ctx.nomad_addr:
+        return None
+    return NomadTarget(
+        ctx.nomad_addr,
+        ctx.nomad_token,
+        namespace=ctx.nomad_namespace,
+        region=env.get("NOMAD_REGION") or "global",
+    )
 
 
 def _render_on_restart(task: dict[str, Any]) -> bool:

@@ -3,11 +3,14 @@
 First render happens before the task starts and blocks it: a dependency that cannot be fetched
 (Vault sealed or away, permission denied) is retried with backoff, and while it is missing the
 task shows `Template` events "Missing: <dependency>" (at most one per event interval); a
+dependency consul-template blocks on (a `nomadVar` path that does not exist yet) is waited for
+without spending retries; a
 template that cannot render at all (unknown function, bad syntax), or a fetch that is still
 failing after the retries, fails the task with "Template failed: ...".
 
 Afterwards every template re-renders when its earliest dependency needs refreshing (pkiCert at
-90 % of the leaf's life, a secret at 0.90 +/- 0.05); a changed file triggers its ChangeMode
+90 % of the leaf's life, a secret at 0.90 +/- 0.05, Consul and Nomad reads every poll
+interval); a changed file triggers its ChangeMode
 after a random splay, batched like Nomad: restart wins over signals, each distinct signal is
 sent once, noop only rewrites the file. `once` templates are never watched.
 """
@@ -27,6 +30,8 @@ from typing import Any
 from devstack.executor.clock import Clock, SystemClock
 from devstack.nomad.codec import NS
 from devstack.template import (
+    MissingDependency,
+    NomadTarget,
     RenderContext,
     TemplateError,
     TemplateOutcome,
@@ -37,7 +42,7 @@ from devstack.template import (
 log = logging.getLogger(__name__)
 
 # A failed dependency fetch inside a render: retried, reported as missing.
-_FETCH = re.compile(r"error calling \w+: ((?:vault|consul|health|kv)\.[\w.]+\(.*?\)):")
+_FETCH = re.compile(r"error calling \w+: ((?:vault|consul|health|kv|nomad)\.[\w.]+\(.*?\)):")
 MIN_GAP = 0.05  # never re-render in a tighter loop than this
 
 
@@ -62,6 +67,8 @@ class TemplateSettings:
     vault: VaultTarget | None = None
     consul_addr: str | None = None
     consul_poll: float | None = None  # re-query Consul this often (stands in for blocking queries)
+    nomad: NomadTarget | None = None  # the server's API and the task's workload identity
+    nomad_poll: float | None = None  # re-read Nomad Variables this often (same stand-in)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     event_interval: float = 3.0  # Nomad client `max_template_event_rate`
     clock: Clock = field(default_factory=SystemClock)
@@ -102,6 +109,8 @@ class TemplateManager:
             vault=settings.vault,
             consul_addr=settings.consul_addr,
             consul_poll=settings.consul_poll,
+            nomad=settings.nomad,
+            nomad_poll=settings.nomad_poll,
             clock=settings.clock.now,
             rng=settings.rng,
         )
@@ -135,10 +144,18 @@ class TemplateManager:
     async def _render(self, index: int) -> TemplateOutcome:
         """Render with dependency retries; raises TemplateFailed when it cannot succeed."""
         retry = self.settings.retry
-        attempt = 0
+        attempt = waited = 0
         while True:
             try:
                 outcome = await self._render_once(index)
+            except MissingDependency as err:
+                # consul-template blocks on it without spending retries: wait, look again.
+                self._missing(dependency_of(err) or "template dependency", err)
+                await self._sleep(min(retry.delay(waited), self._missing_poll()))
+                waited += 1
+                if self._closed:
+                    raise TemplateFailed("task is being stopped") from None
+                continue
             except TemplateError as err:
                 dep = dependency_of(err)
                 if dep is None or attempt >= retry.attempts:
@@ -154,6 +171,9 @@ class TemplateManager:
                 raise TemplateFailed(f"template: {err}") from err
             self.outcomes[index] = outcome
             return outcome
+
+    def _missing_poll(self) -> float:
+        return self.settings.nomad_poll or self.settings.retry.max_backoff
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep on the clock, but wake up at once when the manager is closed."""

@@ -19,6 +19,7 @@ from typing import Any
 
 from devstack.nomad.codec import NS, now_ns, rfc3339
 from devstack.nomad.hooks import AllocHooks, TaskDriver
+from devstack.nomad.identity import NomadApi
 from devstack.nomad.nodes import Node
 from devstack.nomad.runner import AllocRunner
 from devstack.nomad.state import NomadState
@@ -40,6 +41,7 @@ class Client:
         hooks: AllocHooks | None,
         vault: tuple[str | None, str | None],
         on_health: Callable[[str], None],
+        api: NomadApi | None = None,
     ) -> None:
         self.state = state
         self.nodes = {n.id: n for n in nodes}
@@ -49,6 +51,7 @@ class Client:
         self.hooks = hooks
         self.vault = vault
         self.on_health = on_health
+        self.api = api
         self.runners: dict[str, AllocRunner] = {}
         self._dirty: set[str] = set()
         self._flush: asyncio.TimerHandle | None = None
@@ -68,6 +71,7 @@ class Client:
             self.alloc_root,
             self._changed,
             self.vault,
+            self.api,
         )
         self.runners[alloc_id] = runner
         runner.start()

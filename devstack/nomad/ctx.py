@@ -10,6 +10,7 @@ from aiohttp import web
 from devstack.nomad.acl import Authz, PolicyError, parse_rules
 from devstack.nomad.errors import ApiError
 from devstack.nomad.httpbase import token
+from devstack.nomad.identity import Claims, WorkloadIdentities, attached, implicit_rules, live_group
 
 if TYPE_CHECKING:
     from devstack.nomad.client import Client
@@ -34,11 +35,15 @@ class TwinCtx:
     acl: bool = False
     heartbeat: float = 30.0
     streams: set[Any] = field(default_factory=set)
+    identities: WorkloadIdentities = field(default_factory=WorkloadIdentities)
 
     def authz(self, request: web.Request) -> Authz:
+        secret = token(request)
+        claims = self.identities.verify(secret) if secret.count(".") == 2 else None
+        if claims is not None:
+            return self._workload(claims)
         if not self.acl:
             return Authz(None)
-        secret = token(request)
         if not secret:
             anon = self.state.acl_policies.get("anonymous")
             return Authz([_rules(anon)] if anon else [])
@@ -52,6 +57,21 @@ class TwinCtx:
             policy = self.state.acl_policies.get(name)
             if policy is not None:
                 rules.append(_rules(policy))
+        return Authz(rules)
+
+    def _workload(self, claims: Claims) -> Authz:
+        """A task's identity: its implicit Variables access plus policies attached to it.
+
+        Applied even with ACLs off (Nomad then allows everything), so a template that reads
+        outside its own nomad/jobs paths fails here as it would on a cluster with ACLs."""
+        group = live_group(self.state.allocs, claims)
+        if group is None:
+            raise ApiError(403, "Permission denied")
+        rules = [implicit_rules(claims, group)]
+        if self.acl:
+            for policy in self.state.acl_policies.values():
+                if attached(policy, claims, group):
+                    rules.append(_rules(policy))
         return Authz(rules)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from devstack.nomad.codec import NS, now_ns, rfc3339
 from devstack.nomad.hooks import TaskDriver
+from devstack.nomad.identity import NomadApi
 from devstack.nomad.taskctx import TaskContext
 from devstack.nomad.taskenv import task_env
 from devstack.nomad.taskstate import append_event, new_task_state, set_state, task_event
@@ -41,6 +42,7 @@ class AllocRunner:
         alloc_root: Path,
         on_change: Callable[[AllocRunner], None],
         vault: tuple[str | None, str | None] = (None, None),
+        api: NomadApi | None = None,
     ) -> None:
         self.alloc = alloc
         self.node = node
@@ -49,6 +51,7 @@ class AllocRunner:
         self.alloc_dir = alloc_root / alloc["ID"]
         self.on_change = on_change
         self.vault = vault
+        self.api = api
         group = next(g for g in alloc["Job"]["TaskGroups"] if g["Name"] == alloc["TaskGroup"])
         self.tasks: dict[str, dict[str, Any]] = {t["Name"]: t for t in group["Tasks"] or []}
         self.task_states: dict[str, dict[str, Any]] = {n: new_task_state() for n in self.tasks}
@@ -92,6 +95,9 @@ class AllocRunner:
                 env=task_env(self.alloc, task, self.alloc_dir, self.node.datacenter),
                 vault_addr=self.vault[0],
                 vault_token=self.vault[1],
+                nomad_addr=self.api.addr if self.api else None,
+                nomad_token=self.api.identities.mint(self.alloc, name) if self.api else None,
+                nomad_namespace=str(self.alloc.get("Namespace") or "default"),
                 _emit=self.emit,
                 _set_state=self.set_state,
                 _exited=self._exited,

@@ -24,6 +24,7 @@ from devstack.nomad.errors import ApiError
 from devstack.nomad.faults import NomadFaults, fault_middleware
 from devstack.nomad.hooks import AllocHooks, TaskDriver
 from devstack.nomad.httpbase import text
+from devstack.nomad.identity import NomadApi, WorkloadIdentities
 from devstack.nomad.nodes import Node, make_nodes
 from devstack.nomad.scheduler import Scheduler
 from devstack.nomad.simdriver import SimulatedDriver
@@ -116,6 +117,7 @@ async def start_nomad_twin(
     alloc_root.mkdir(parents=True, exist_ok=True)
     faults = NomadFaults()
     holder: dict[str, Scheduler] = {}
+    api = NomadApi(WorkloadIdentities())
     client = Client(
         state,
         node_list,
@@ -125,6 +127,7 @@ async def start_nomad_twin(
         alloc_hooks,
         (vault_addr, vault_token),
         lambda dep: holder["sched"].deployment_changed(dep),
+        api,
     )
     sched = Scheduler(state, node_list, client)
     holder["sched"] = sched
@@ -137,13 +140,13 @@ async def start_nomad_twin(
         variables=VariableStore(state),
         acl=acl,
         heartbeat=heartbeat_interval,
+        identities=api.identities,
     )
     management = http_misc.bootstrap(state)["SecretID"] if acl else None
     app = web.Application(middlewares=[error_middleware, fault_middleware(faults), *middlewares])
     app[CTX_KEY] = ctx
     for module in (http_jobs, http_allocs, http_stream, http_vars, http_misc):
         module.routes(app)
-    sched.start()
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -153,8 +156,10 @@ async def start_nomad_twin(
     if server is not None:
         with contextlib.suppress(Exception):
             bound = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+    api.addr = f"http://{host}:{bound}"
+    sched.start()  # after the address is known: tasks get it for their templates
     return NomadTwin(
-        url=f"http://{host}:{bound}",
+        url=api.addr,
         management_token=management,
         state=state,
         faults=faults,

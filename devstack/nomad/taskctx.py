@@ -30,6 +30,9 @@ class TaskContext:
     env: dict[str, str]
     vault_addr: str | None = None
     vault_token: str | None = None
+    nomad_addr: str | None = None  # the server's HTTP API, for templates (nomadVar)
+    nomad_token: str | None = None  # the task's workload identity
+    nomad_namespace: str = "default"
     _emit: Callable[..., None] = field(default=lambda *a, **k: None, repr=False)
     _set_state: Callable[..., None] = field(default=lambda *a, **k: None, repr=False)
     _exited: Callable[..., None] = field(default=lambda *a, **k: None, repr=False)

@@ -1,4 +1,5 @@
-"""A consul-template subset renderer for the devstack executor (Go text/template + pkiCert...).
+"""A consul-template subset renderer for the devstack executor (Go text/template, pkiCert,
+secret, service, nomadVar...).
 
 Entry points: `render`/`render_sync` for template text, `render_nomad_template` for a Nomad
 Template block (DestPath, Perms, delimiters), `task_env` for the environment Nomad gives a task.
@@ -6,11 +7,12 @@ Template block (DestPath, Perms, delimiters), `task_env` for the environment Nom
 
 from devstack.template.context import (
     Dependency,
+    NomadTarget,
     RenderContext,
     RenderResult,
     VaultTarget,
 )
-from devstack.template.errors import TemplateError, UnsupportedError
+from devstack.template.errors import MissingDependency, TemplateError, UnsupportedError
 from devstack.template.files import write_atomic
 from devstack.template.nomad import (
     NOMAD_FUNCTION_DENYLIST,
@@ -26,6 +28,8 @@ from devstack.template.render import render, render_sync
 __all__ = [
     "NOMAD_FUNCTION_DENYLIST",
     "Dependency",
+    "MissingDependency",
+    "NomadTarget",
     "PortMapping",
     "RenderContext",
     "RenderResult",

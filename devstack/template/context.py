@@ -1,9 +1,10 @@
 """What a render needs from the outside world, and what it reports back.
 
 `RenderContext` is what the Nomad client would give consul-template: the task environment,
-a Vault address and token, a Consul address, the destination file (pkiCert's cache) and a
-clock. `RenderResult` carries the text plus the moment it must be rendered again, so the
-devstack executor can schedule re-renders exactly when Nomad would.
+a Vault address and token, a Consul address, the Nomad API with the task's workload identity,
+the destination file (pkiCert's cache) and a clock. `RenderResult` carries the text plus the
+moment it must be rendered again, so the devstack executor can schedule re-renders exactly
+when Nomad would.
 """
 
 from __future__ import annotations
@@ -25,6 +26,19 @@ class VaultTarget:
     timeout: float = 10.0
 
 
+@dataclass(frozen=True)
+class NomadTarget:
+    """The Nomad API as the task's template runner sees it: the token is the task's workload
+    identity, the namespace and region those of its job (nomadVar's defaults)."""
+
+    addr: str
+    token: str | None = field(default=None, repr=False)
+    namespace: str = "default"
+    region: str = "global"
+    verify: bool | str = True
+    timeout: float = 10.0
+
+
 @dataclass
 class RenderContext:
     env: Mapping[str, str] = field(default_factory=dict)
@@ -42,13 +56,15 @@ class RenderContext:
     error_on_missing_key: bool = False
     vault_default_lease: float = 300.0  # Nomad client default vault_default_lease_duration
     consul_poll: float | None = None  # re-query Consul this often (None: no Consul refresh)
+    nomad: NomadTarget | None = None
+    nomad_poll: float | None = None  # re-read Nomad Variables this often (None: never)
 
 
 @dataclass(frozen=True)
 class Dependency:
     """One external input of a render and when it next needs refreshing (epoch seconds)."""
 
-    kind: str  # vault.pki | vault.write | vault.read | consul.service | consul.kv
+    kind: str  # vault.pki|vault.write|vault.read|consul.service|consul.kv|nomad.var|nomad.list
     key: str
     refresh_at: float | None = None
     detail: str = ""

@@ -7,3 +7,8 @@ class TemplateError(Exception):
 
 class UnsupportedError(TemplateError):
     """A construct consul-template has but this subset does not implement."""
+
+
+class MissingDependency(TemplateError):
+    """A dependency consul-template blocks on until it exists (a nomadVar path that is not
+    there yet): the render waits for it instead of failing after the retries."""

@@ -217,6 +217,11 @@ class Executor:
         return val
 
     def field(self, val: Any, name: str) -> Any:
+        if name in getattr(type(val), "go_methods", ()):  # a method wins over a key or field
+            try:
+                return getattr(val, name)()
+            except TemplateError as e:
+                raise self.fail(f"error calling {name}: {e}") from e
         if isinstance(val, dict):
             if name in val:
                 return val[name]

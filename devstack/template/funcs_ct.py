@@ -22,6 +22,8 @@ from devstack.template.gofmt import MISSING, go_str, go_type
 
 
 def _jsonable(v: Any) -> Any:
+    if hasattr(v, "go_json"):  # a Go json.Marshaler
+        return v.go_json()
     if v is MISSING:
         return None
     if isinstance(v, dict):
@@ -224,10 +226,6 @@ UNSUPPORTED: tuple[str, ...] = (
     "sockaddr",
     "nomadServices",
     "nomadService",
-    "nomadVarList",
-    "nomadVarListSafe",
-    "nomadVar",
-    "nomadVarExists",
     "spew_dump",
     "spew_sdump",
     "spew_printf",

@@ -74,6 +74,9 @@ def go_float(f: float) -> str:
 
 def go_str(v: Any, top: bool = True) -> str:
     """fmt.Sprint of one value."""
+    stringer = getattr(v, "go_string", None)
+    if stringer is not None:  # Go's fmt.Stringer
+        return str(stringer())
     if v is MISSING:
         return "<no value>"
     if v is None:
@@ -101,6 +104,9 @@ def sort_key(k: Any) -> tuple[int, Any]:
 def go_type(v: Any) -> str:
     if v is None or v is MISSING:
         return "<nil>"
+    named = getattr(type(v), "go_type", None)
+    if isinstance(named, str):
+        return named
     if isinstance(v, bool):
         return "bool"
     if isinstance(v, int):
@@ -113,8 +119,6 @@ def go_type(v: Any) -> str:
         return "[]interface {}"
     if isinstance(v, dict):
         return "map[string]interface {}"
-    if isinstance(v, GoStruct):
-        return v.go_type
     return type(v).__name__
 
 

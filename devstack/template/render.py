@@ -1,6 +1,6 @@
 """render(): parse + execute one template with consul-template's function set.
 
-The function table is rebuilt per render because Vault/Consul/env functions close over the
+The function table is rebuilt per render because Vault/Consul/Nomad/env functions close over the
 render's context and its dependency list; that list is how a caller learns when to re-render.
 """
 
@@ -10,7 +10,7 @@ import asyncio
 import functools
 from typing import Any
 
-from devstack.template import consulfuncs, vaultfuncs
+from devstack.template import consulfuncs, nomadvars, vaultfuncs
 from devstack.template.context import RenderContext, RenderResult, RenderState
 from devstack.template.errors import TemplateError
 from devstack.template.exec import Executor
@@ -37,6 +37,10 @@ def build_funcs(state: RenderState, denylist: tuple[str, ...] = ()) -> dict[str,
             "service": functools.partial(consulfuncs.service, state),
             "key": functools.partial(consulfuncs.key, state),
             "keyOrDefault": functools.partial(consulfuncs.key_or_default, state),
+            "nomadVar": functools.partial(nomadvars.nomad_var, state),
+            "nomadVarExists": functools.partial(nomadvars.nomad_var_exists, state),
+            "nomadVarList": functools.partial(nomadvars.nomad_var_list, state),
+            "nomadVarListSafe": functools.partial(nomadvars.nomad_var_list_safe, state),
         }
     )
     for name in denylist:

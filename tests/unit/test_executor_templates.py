@@ -19,7 +19,13 @@ from devstack.executor.templates import (
     TemplateSettings,
     dependency_of,
 )
-from devstack.template import Dependency, RenderResult, TemplateError, TemplateOutcome
+from devstack.template import (
+    Dependency,
+    MissingDependency,
+    RenderResult,
+    TemplateError,
+    TemplateOutcome,
+)
 
 pytestmark = pytest.mark.timeout(10)
 NS = 1_000_000_000
@@ -171,6 +177,27 @@ async def test_missing_dependency_is_retried_and_reported_then_fails() -> None:
     assert rec.events[0][2]["template_error"] == str(err)
 
 
+async def test_a_path_that_does_not_exist_yet_is_waited_for_without_spending_retries() -> None:
+    clock, rec = ManualClock(0.0), Recorder()
+    missing = MissingDependency(
+        "template: secrets/env:1: error calling nomadVar: "
+        "nomad.var.block(nomad/jobs/app@default.global): variable not found"
+    )
+    script: dict[int, list[Any]] = {0: [missing] * 6 + [(True, 0)]}
+    mgr = manager([tmpl("restart")], script, clock, rec)
+    first = asyncio.ensure_future(mgr.first_render())
+    for _ in range(8):
+        await settle()
+        await clock.advance(2)
+    await settle()
+    await first  # six misses, more than the three retries a failing fetch gets
+    assert len(mgr.renders) == 7
+    assert mgr.outcomes[0] is not None
+    missing_events = [m for t, m, _ in rec.events if t == "Template"]
+    assert missing_events[0] == "Missing: nomad.var.block(nomad/jobs/app@default.global)"
+    assert rec.calls == []
+
+
 async def test_a_template_that_cannot_work_fails_at_once() -> None:
     clock, rec = ManualClock(0.0), Recorder()
     err = TemplateError('template: local/x:1: function "nosuch" not defined')
@@ -202,4 +229,9 @@ def test_dependency_of_reads_the_failed_fetch() -> None:
         "ConnectionError: refused"
     )
     assert dependency_of(consul) == "health.service(web|passing)"
+    nomad = TemplateError(
+        "template: t:1: error calling nomadVar: nomad.var.block(nomad/jobs/x@default.global): "
+        "Unexpected response code: 403 (Permission denied)"
+    )
+    assert dependency_of(nomad) == "nomad.var.block(nomad/jobs/x@default.global)"
     assert dependency_of(TemplateError("template: t:1: wrong number of args for env")) is None

@@ -2,9 +2,9 @@
 SIGKILLed leader is replaced within TTL + LockDelay + a margin without an extra job version.
 
 `controllerctl install` does the real install (PKI, tokens, Nomad ACL policy and token, the
-Variable, the raw_exec variant of the job). One substitution remains, because the devstack's
-template renderer has no `nomadVar` yet: the test re-registers the job with the Variable's
-items in the task Env instead of the env template — exactly what Nomad would render from it.
+Variable) and registers the job as the committed HCL renders it with `driver = "raw_exec"`:
+its `nomadVar` env template is rendered by the devstack's template runner with each task's
+workload identity, exactly as Nomad would give the controller its tokens.
 """
 
 from __future__ import annotations
@@ -123,15 +123,16 @@ async def test_system_job_one_leader_and_failover_without_extra_versions(tmp_pat
         )
         assert result.exit_code == 0, result.output
 
-        # The substitution: what the nomadVar env template renders, put in the task Env.
-        items = (await nomad.request("GET", "/v1/var/nomad/jobs/mesh-controller")).body["Items"]
-        job = json.loads(job_file.read_text())["Job"]
-        task = job["TaskGroups"][0]["Tasks"][0]
-        task.pop("Templates")
-        task["Env"] = {**task["Env"], **items}
+        # Registered as committed, but for the driver variables: the nomadVar template runs.
+        committed = json.loads((DEPLOY / "mesh-controller.nomad.json").read_text())["Job"]
         stored = await jobs.get_job("mesh-controller", "default")
         assert stored is not None
-        await jobs.register_job(job, enforce_index=stored["JobModifyIndex"])
+        task = stored["TaskGroups"][0]["Tasks"][0]
+        want = committed["TaskGroups"][0]["Tasks"][0]
+        assert (task["Driver"], want["Driver"]) == ("raw_exec", "docker")
+        assert task["Env"] == want["Env"]
+        fields = ("EmbeddedTmpl", "DestPath", "Envvars", "ChangeMode", "Perms")
+        assert [{f: t[f] for f in fields} for t in task["Templates"]] == want["Templates"]
 
         async def three_up() -> dict[str, dict[str, Any]] | None:
             found = await statuses(await instances(jobs))

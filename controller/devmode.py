@@ -3,7 +3,8 @@
 It starts the devstack (Nomad and Consul twins, the raw_exec executor, a real OpenBao), makes
 the mesh PKI in OpenBao, and runs the real controller in this process against it, with the
 sidecar as a raw_exec nginx (``MESH_SIDECAR_DRIVER=raw_exec``, ``MESH_NGINX_BIN``). It prints
-the ``export`` lines of ``python -m devstack up`` plus ``MESH_STATUS_URL``, then
+the ``export`` lines of ``python -m devstack up`` plus those two knobs and ``MESH_STATUS_URL``
+(so ``controllerctl`` run with them sees what the controller sees), then
 ``controller dev ready`` once the controller leads and has listed the cluster. ``--demo`` adds
 two sample jobs and prints the proof (see ``devdemo``). Ctrl-C (or SIGTERM) stops the
 controller, then everything the devstack started; nothing is left running.
@@ -59,6 +60,20 @@ def dev_environment(stack_env: Mapping[str, str], base: Mapping[str, str]) -> di
     env.setdefault("MESH_NGINX_BIN", "/usr/sbin/nginx")
     env.setdefault("MESH_HTTP_ADDR", "127.0.0.1:0")
     return env
+
+
+# The knobs dev_environment sets for the controller that change what injection produces: they
+# are exported too, so that controllerctl, run with the printed environment, computes the same
+# marker hashes as the controller (else every meshed job would look stale to `status`).
+DEV_EXPORTED_KNOBS = ("MESH_SIDECAR_DRIVER", "MESH_NGINX_BIN")
+
+
+def dev_exports(
+    stack_env: Mapping[str, str], controller_env: Mapping[str, str], status_url: str
+) -> dict[str, str]:
+    """What `controller dev` prints: the devstack's addresses, the dev knobs, the status URL."""
+    knobs = {k: controller_env[k] for k in DEV_EXPORTED_KNOBS if k in controller_env}
+    return {**stack_env, **knobs, "MESH_STATUS_URL": status_url}
 
 
 def export_lines(env: Mapping[str, str]) -> str:
@@ -124,7 +139,8 @@ async def run_dev(*, nodes: int, demo: bool, out: TextIO, stop: asyncio.Event) -
     app: App | None = None
     try:
         stack_env: dict[str, str] = stack.env()
-        settings = Settings.from_env(dev_environment(stack_env, os.environ))
+        controller_env = dev_environment(stack_env, os.environ)
+        settings = Settings.from_env(controller_env)
         vault = VaultClient(VaultConnection(stack.vault.addr, stack.vault.root_token))
         await bootstrap_pki(vault, pki_layout(settings.mesh))
         ca_file = Path(workdir) / "mesh-root-ca.pem"
@@ -133,7 +149,7 @@ async def run_dev(*, nodes: int, demo: bool, out: TextIO, stop: asyncio.Event) -
         app = ctl = App(settings, tuning=DEV_TUNING)
         task = asyncio.create_task(ctl.run())
         await _until("serving HTTP", ctl.http.started.is_set, task)
-        out.write(export_lines({**stack_env, "MESH_STATUS_URL": ctl.http.url + "/status"}))
+        out.write(export_lines(dev_exports(stack_env, controller_env, ctl.http.url + "/status")))
         out.flush()
         await _until("leading", lambda: ctl.elector.is_leader and ctl.source.synced.is_set(), task)
         out.write("controller dev ready\n")

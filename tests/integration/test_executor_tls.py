@@ -177,10 +177,13 @@ async def https_get(host: str, port: int, trust: ssl.SSLContext) -> tuple[int, s
 
 
 async def try_https(host: str, port: int, trust: ssl.SSLContext) -> tuple[int, str] | None:
+    """(leaf serial, the app's answer), or None until nginx serves TLS AND the app answers
+    (nginx and the app start together; on a loaded machine nginx may answer 502 first)."""
     try:
-        return await https_get(host, port, trust)
+        got = await https_get(host, port, trust)
     except (OSError, ssl.SSLError):
         return None
+    return got if got[1].startswith("pid=") else None
 
 
 def port_of(alloc: dict[str, Any], label: str) -> tuple[str, int]:

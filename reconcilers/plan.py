@@ -9,7 +9,7 @@ in the same style as crds_equivalent.spec.SpecError.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,9 +38,16 @@ class Remove:
     reason: str = ""
 
 
+REASON_LIMIT = 1000  # the reason lands in a status Variable; a 200 kB meta value must not
+
+
 @dataclass(frozen=True)
 class Invalid:
     reason: str
+
+    def __post_init__(self) -> None:
+        if len(self.reason) > REASON_LIMIT:
+            object.__setattr__(self, "reason", self.reason[:REASON_LIMIT] + "…")
 
 
 Decision = NoOp | Apply | Remove | Invalid
@@ -98,6 +105,9 @@ def plan(
 
 def validate(user: Mapping[str, Any], enabled: Mapping[str, MeshSpec]) -> str | None:
     """The first reason the user's job cannot be meshed as asked, or None."""
+    twice = _first_duplicate(jobview.group_name(g) for g in jobview.groups(user))
+    if twice is not None:  # Nomad refuses such a job too; injecting it would never settle
+        return f'group "{twice}" is defined twice: task group names must be unique'
     fronted_by: dict[str, tuple[str, MeshSpec]] = {}
     for group in jobview.groups(user):
         name = jobview.group_name(group)
@@ -127,7 +137,19 @@ def _describe(spec: MeshSpec) -> str:
     return f"mode={spec.mode}, protocol={spec.protocol}, mtls={str(spec.mtls).lower()}"
 
 
+def _first_duplicate(names: Iterable[str]) -> str | None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
+
+
 def _validate_group(job: Mapping[str, Any], group: Mapping[str, Any], spec: MeshSpec) -> str | None:
+    twice = _first_duplicate(jobview.task_name(t) for t in jobview.tasks(group))
+    if twice is not None:
+        return f'task "{twice}" is defined twice: task names must be unique in a group'
     for task in jobview.tasks(group):
         if jobview.task_name(task) == keys.SIDECAR_TASK:
             return f'task name "{keys.SIDECAR_TASK}" is reserved for the mesh sidecar; rename it'

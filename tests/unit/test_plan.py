@@ -231,3 +231,31 @@ def test_plan_and_plan_job_agree() -> None:
     assert plan(current, parse_job_specs(uninject(current)), CONFIG) == plan_job(current, CONFIG)
     assert plan(MESHED, parse_job_specs(MESHED), CONFIG) == plan_job(MESHED, CONFIG)
     assert inject(MESHED, parse_job_specs(MESHED), CONFIG) == injected()
+
+
+# Found by the fuzz tests (tests/unit/test_fuzz_inject.py): a job with two groups of one name
+# was injected, planned again as Apply (never settling) or crashed with KeyError: ''.
+
+
+def test_duplicate_group_names_are_invalid_not_injected() -> None:
+    twice = job({keys.MESH_TLS: "true"}, group("web"), group("web"))
+    decision = plan_job(twice, CONFIG)
+    assert decision == Invalid('group "web" is defined twice: task group names must be unique')
+
+
+def test_duplicate_task_names_in_a_meshed_group_are_invalid() -> None:
+    g = group("web")
+    g["Tasks"].append(copy.deepcopy(g["Tasks"][0]))
+    decision = plan_job(job({keys.MESH_TLS: "true"}, g), CONFIG)
+    assert isinstance(decision, Invalid)
+    assert decision.reason.startswith('group "web": task "')
+    assert "is defined twice: task names must be unique in a group" in decision.reason
+
+
+def test_a_huge_meta_value_gives_a_short_reason_that_still_names_the_key() -> None:
+    # Found by the fuzz tests: a 200 kB `mesh.tls.ports` came back whole in the reason, which
+    # is written to the job's status Variable.
+    decision = plan_job(job({keys.MESH_TLS: "true", keys.MESH_TLS_PORTS: "1" * 200_000}), CONFIG)
+    assert isinstance(decision, Invalid)
+    assert f'meta "{keys.MESH_TLS_PORTS}"' in decision.reason
+    assert len(decision.reason) <= 1001

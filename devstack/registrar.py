@@ -1,7 +1,9 @@
 """Nomad -> Consul service registration for the devstack, done the way a Nomad client does it.
 
 A real Nomad client registers every `provider = "consul"` service of a running allocation with
-its local Consul agent and removes it when the allocation stops. The controller verifies the
+its local Consul agent and removes it before it kills anything when the allocation stops (the
+group's services first, each task's just before that task is killed), so clients stop picking
+an instance while it still serves, for the shutdown delay. The controller verifies the
 mesh through exactly those registrations (the TLS port, https checks), so the devstack must
 produce them with Nomad's IDs and check translation: service ID
 `_nomad-task-<alloc>-<task | group-<group>>-<service>-<port label>`, meta
@@ -19,6 +21,7 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Collection
 from typing import Any
 from urllib.parse import urljoin
 
@@ -132,8 +135,12 @@ def check_registration(
     return reg
 
 
-def registrations(alloc: dict[str, Any]) -> tuple[list[Reg], list[str]]:
-    """Every Consul registration for an allocation, and notes on what was left out."""
+def registrations(
+    alloc: dict[str, Any], removed: Collection[str] = ()
+) -> tuple[list[Reg], list[str]]:
+    """Every Consul registration for an allocation, and notes on what was left out.
+
+    `removed` names owners whose services are gone already: task names, "" for the group."""
     job = alloc.get("Job") or {}
     group = next(
         (g for g in job.get("TaskGroups") or [] if g.get("Name") == alloc.get("TaskGroup")), None
@@ -146,6 +153,8 @@ def registrations(alloc: dict[str, Any]) -> tuple[list[Reg], list[str]]:
     regs: list[Reg] = []
     notes: list[str] = []
     for task, owner, services in owners:
+        if task in removed:
+            continue
         env = _env(alloc, group["Name"], task)
         ports = _ports(alloc, task)
         for svc in services:
@@ -215,6 +224,7 @@ class ConsulRegistrar:
         self._session: aiohttp.ClientSession | None = None
         self._pending: dict[str, list[Reg] | None] = {}  # alloc ID -> wanted (None: removed)
         self._retry_task: asyncio.Task[None] | None = None
+        self._removed: dict[str, set[str]] = {}  # alloc ID -> owners deregistered before a kill
         self.notes: list[str] = []
 
     async def on_alloc_running(self, alloc: dict[str, Any]) -> None:
@@ -224,7 +234,14 @@ class ConsulRegistrar:
         self.notes.extend(notes)
         await self._apply(alloc["ID"], regs)
 
+    async def on_alloc_stopping(self, alloc: dict[str, Any], task: str | None) -> None:
+        removed = self._removed.setdefault(alloc["ID"], set())
+        removed.add(task or "")
+        regs, _ = registrations(alloc, removed)
+        await self._apply(alloc["ID"], regs)
+
     async def on_alloc_stopped(self, alloc: dict[str, Any]) -> None:
+        self._removed.pop(alloc["ID"], None)
         await self._apply(alloc["ID"], None)
 
     async def close(self) -> None:

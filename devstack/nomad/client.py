@@ -3,8 +3,9 @@
 Like a Nomad client, runners change task states locally and the client syncs dirty
 allocations to the server in one ``AllocationUpdated`` transaction per batch. The client
 also decides deployment health (all tasks running for the group's MinHealthyTime), calls
-the alloc hooks when an allocation becomes running or stops, and tells the scheduler's
-deployment watcher when health changed.
+the alloc hooks when an allocation becomes running, before its runner kills anything (the
+services' deregistration) and when it has stopped, one call at a time per allocation, and
+tells the scheduler's deployment watcher when health changed.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from devstack.nomad.wire import TERMINAL_CLIENT
 
 log = logging.getLogger(__name__)
 SYNC_INTERVAL = 0.02
+PRE_KILL_WAIT = 5.0  # Nomad queues the deregistration; a stuck Consul must not block the kill
 
 
 class Client:
@@ -60,6 +62,7 @@ class Client:
         self._reported_running: set[str] = set()
         self._reported_stopped: set[str] = set()
         self._health: dict[str, bool] = {}
+        self._hook_tail: dict[str, asyncio.Task[None]] = {}  # alloc ID -> its latest hook call
 
     def alloc_placed(self, alloc_id: str) -> None:
         alloc = self.state.allocs[alloc_id]
@@ -74,6 +77,7 @@ class Client:
             self.api,
         )
         self.runners[alloc_id] = runner
+        runner.pre_kill = self._pre_kill
         runner.start()
 
     def alloc_updated(self, alloc_id: str) -> None:
@@ -151,7 +155,8 @@ class Client:
                     stopped.append(aid)
                     self._release(alloc)
         for aid in became_running:
-            self._call_hook("on_alloc_running", aid)
+            if not self.runners[aid].killing:  # already deregistered by its pre-kill hook
+                self._call_hook("on_alloc_running", aid)
         for aid in stopped:
             self._call_hook("on_alloc_stopped", aid)
         for dep in health_changed:
@@ -195,18 +200,38 @@ class Client:
         if node is not None:
             node.release([p["Value"] for p in shared.get("Ports") or [] if p.get("Value")])
 
-    def _call_hook(self, name: str, aid: str) -> None:
+    def _call_hook(self, name: str, aid: str, *args: Any) -> asyncio.Task[None] | None:
+        """Run a hook after the allocation's previous hook call (register before deregister)."""
         if self.hooks is None:
-            return
+            return None
         alloc = copy.deepcopy(self.state.allocs[aid])
+        before = self._hook_tail.get(aid)
 
         async def call() -> None:
+            if before is not None:
+                await asyncio.wait([before])
             try:
-                await getattr(self.hooks, name)(alloc)
+                await getattr(self.hooks, name)(alloc, *args)
             except Exception:
                 log.exception("alloc hook %s failed for %s", name, aid)
 
-        self._spawn(call())
+        task = asyncio.get_running_loop().create_task(call())
+        self._hook_tail[aid] = task
+        self._background.add(task)
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._background.discard(task)
+            if self._hook_tail.get(aid) is task:
+                del self._hook_tail[aid]
+
+        task.add_done_callback(done)
+        return task
+
+    async def _pre_kill(self, runner: AllocRunner, task: str | None) -> None:
+        """Deregister the group's or a task's services before the runner kills anything."""
+        call = self._call_hook("on_alloc_stopping", runner.alloc["ID"], task)
+        if call is not None:
+            await asyncio.wait([call], timeout=PRE_KILL_WAIT)
 
     def runner(self, alloc_id: str) -> AllocRunner | None:
         return self.runners.get(alloc_id)

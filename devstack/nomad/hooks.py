@@ -1,7 +1,10 @@
 """The boundaries other devstack parts plug into: alloc hooks and task drivers.
 
-``AllocHooks`` is told when an allocation becomes running and when it stops (the Consul
-side registers services from it). A ``TaskDriver`` runs one task of an allocation; the
+``AllocHooks`` is told when an allocation becomes running, when it is about to be stopped and
+when it has stopped (the Consul side registers and deregisters services from it). The stopping
+call comes before any kill, as Nomad's service hooks run: the group's services before the
+group's shutdown delay and the first task kill, a task's services after its Killing event and
+before its own shutdown delay. A ``TaskDriver`` runs one task of an allocation; the
 client runner calls it and records Nomad's task events around the calls, and the driver
 reports back through the ``TaskContext`` it is given (events, state changes, exits).
 """
@@ -16,6 +19,9 @@ if TYPE_CHECKING:
 
 class AllocHooks(Protocol):
     async def on_alloc_running(self, alloc: dict[str, Any]) -> None: ...
+
+    async def on_alloc_stopping(self, alloc: dict[str, Any], task: str | None) -> None:
+        """Deregister the group's services (`task` None) or one task's, before the kill."""
 
     async def on_alloc_stopped(self, alloc: dict[str, Any]) -> None: ...
 

@@ -1,10 +1,13 @@
 """One allocation on a simulated client: task life cycle, restarts, kills.
 
 Order follows Nomad's lifecycle: prestart tasks first (sidecars must be running,
-ephemeral ones must have exited successfully), then main tasks, then poststart; on stop
-the non-sidecar tasks are killed before the sidecars, then poststop tasks run. Exits go
-through the restart policy (Attempts within Interval, Delay, Mode fail|delay). Every
-change is written into ``task_states`` and reported through ``on_change``.
+ephemeral ones must have exited successfully), then main tasks, then poststart. A stop runs
+like Nomad's killTasks: the pre-kill hook deregisters the group's services, the group's
+ShutdownDelay passes, then the non-sidecar tasks are killed before the sidecars, each one
+after its Killing event, its own services' deregistration and its own ShutdownDelay ("Waiting
+for shutdown delay", the task back in pending); then poststop tasks run. Exits go through the
+restart policy (Attempts within Interval, Delay, Mode fail|delay). Every change is written
+into ``task_states`` and reported through ``on_change``.
 """
 
 from __future__ import annotations
@@ -13,13 +16,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from devstack.nomad.codec import NS, now_ns, rfc3339
 from devstack.nomad.hooks import TaskDriver
 from devstack.nomad.identity import NomadApi
+from devstack.nomad.shutdown import (
+    ShutdownDelays,
+    group_delay,
+    group_of,
+    task_delay,
+    waiting_message,
+)
 from devstack.nomad.taskctx import TaskContext
 from devstack.nomad.taskenv import task_env
 from devstack.nomad.taskstate import append_event, new_task_state, set_state, task_event
@@ -60,6 +70,11 @@ class AllocRunner:
         self._done = {n: asyncio.Event() for n in self.tasks}
         self._restart_times: dict[str, list[float]] = {n: [] for n in self.tasks}
         self._killing = False
+        self._killed = asyncio.Event()
+        self._agent_shutdown = False  # the twin is closing: no pre-kill hooks, no delays
+        self._delays = ShutdownDelays(self.tasks)
+        # Deregisters the group's (None) or a task's services before the kill (Client wires it).
+        self.pre_kill: Callable[[AllocRunner, str | None], Awaitable[None]] | None = None
         self._poststop: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.main: asyncio.Task[None] | None = None
@@ -164,7 +179,10 @@ class AllocRunner:
         self._spawn(self._on_exit(name, exit_code, signal, message))
 
     async def _on_exit(self, name: str, exit_code: int, signal: int, message: str) -> None:
-        if self._stopping(name) or self.task_states[name]["State"] == "dead":
+        if self._stopping(name):
+            self._delays.task_exited(name)  # ends its shutdown delay early, as in Nomad
+            return
+        if self.task_states[name]["State"] == "dead":
             return
         self.emit(name, "Terminated", message, ExitCode=exit_code, Signal=signal)
         await self._after_exit(name, exit_code, signal)
@@ -214,6 +232,15 @@ class AllocRunner:
         if self._killing:
             return
         self._killing = True
+        try:
+            if not self._agent_shutdown:
+                await self._deregister(None)
+                await self._delays.wait(group_delay(self.alloc))  # Nomad only logs this one
+            await self._kill_tasks(failed_sibling, main_dead)
+        finally:
+            self._killed.set()
+
+    async def _kill_tasks(self, failed_sibling: str, main_dead: bool) -> None:
         first = [n for n, t in self.tasks.items() if not _hook(t)[1] and _hook(t)[0] != "poststop"]
         sidecars = [n for n, t in self.tasks.items() if _hook(t)[1]]
         for group in (first, sidecars):
@@ -225,6 +252,15 @@ class AllocRunner:
                 self._spawn(self._start_task(name))
         for name in poststop:
             await self._done[name].wait()
+
+    @property
+    def killing(self) -> bool:
+        return self._killing
+
+    async def _deregister(self, task: str | None) -> None:
+        owner = group_of(self.alloc) if task is None else self.tasks[task]
+        if self.pre_kill is not None and owner.get("Services"):
+            await self.pre_kill(self, task)
 
     def _stopping(self, name: str) -> bool:
         """The alloc is being killed and this task is not one of the poststop tasks it runs."""
@@ -251,6 +287,12 @@ class AllocRunner:
         elif main_dead:
             self.emit(name, "Main Tasks Dead")
         self.emit(name, "Killing", KillTimeout=task.get("KillTimeout", 5 * NS))
+        if not self._agent_shutdown:
+            await self._deregister(name)
+            if delay := task_delay(task):
+                self.emit(name, "Waiting for shutdown delay", waiting_message(delay))
+                self.set_state(name, "pending")
+                await self._delays.wait(delay, name)
         try:
             await self.driver(task).stop(self.alloc, task, self._ctx(name))
         except Exception as exc:
@@ -259,9 +301,16 @@ class AllocRunner:
         self.set_state(name, "dead")
 
     async def close(self) -> None:
-        """Twin shutdown: stop what runs, then cancel our own tasks."""
+        """Twin shutdown: stop what runs, then cancel our own tasks.
+
+        A Nomad agent that shuts down leaves its tasks running and its services registered;
+        the twin stops the tasks so nothing outlives it, but skips the pre-kill hooks and the
+        shutdown delays, which belong to an allocation being stopped."""
+        self._agent_shutdown = True
+        self._delays.skip()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.kill(), 10)
+            await asyncio.wait_for(self._killed.wait(), 10)  # a stop already under way
         for task in [*self._tasks, *([self.main] if self.main else [])]:
             task.cancel()
         for task in [*self._tasks, *([self.main] if self.main else [])]:

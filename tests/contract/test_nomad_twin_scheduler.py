@@ -46,6 +46,9 @@ class Hooks:
     async def on_alloc_running(self, alloc: dict[str, Any]) -> None:
         self.running.append(alloc)
 
+    async def on_alloc_stopping(self, alloc: dict[str, Any], task: str | None) -> None:
+        pass  # its jobs have no services
+
     async def on_alloc_stopped(self, alloc: dict[str, Any]) -> None:
         self.stopped.append(alloc)
 

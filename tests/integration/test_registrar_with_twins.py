@@ -106,6 +106,35 @@ async def test_registers_with_nomads_id_and_deregisters_on_stop(
         await registrar.close()
 
 
+async def test_before_a_kill_group_services_go_first_and_task_services_stay_passing(
+    twin: ConsulTwin, app_port: int
+) -> None:
+    alloc = hand_built_alloc(app_port)
+    group = alloc["Job"]["TaskGroups"][0]
+    task_service = {**group["Services"][0], "Name": "web-app"}
+    group["Tasks"] = [{"Name": "app", "Services": [task_service]}]
+    group_sid = f"_nomad-task-{ALLOC_ID}-group-web-web-http"
+    task_sid = f"_nomad-task-{ALLOC_ID}-app-web-app-http"
+    registrar = ConsulRegistrar(twin.address)
+    try:
+        await registrar.on_alloc_running(alloc)
+        await twin.state.wait_until(
+            lambda: all(c.status == "passing" for c in twin.state.checks_of(task_sid))
+        )
+        await registrar.on_alloc_stopping(alloc, None)  # the group's pre-kill hook
+        services = await asyncio.to_thread(client(twin).agent.services)
+        assert set(services) == {task_sid}
+        _, healthy = await asyncio.to_thread(client(twin).health.service, "web-app", passing=True)
+        assert [e["Service"]["ID"] for e in healthy] == [task_sid]  # not reset to critical
+        await registrar.on_alloc_stopping(alloc, "app")  # the task's, once it is being killed
+        assert await asyncio.to_thread(client(twin).agent.services) == {}
+        assert group_sid not in twin.state.services
+        await registrar.on_alloc_stopped(alloc)
+        assert await asyncio.to_thread(client(twin).agent.checks) == {}
+    finally:
+        await registrar.close()
+
+
 async def test_retries_while_consul_is_away(twin: ConsulTwin, app_port: int) -> None:
     registrar = ConsulRegistrar(twin.address, retry_interval=0.05)
     try:

@@ -476,6 +476,34 @@ async def test_reissue_and_sighup_rotate_while_an_open_request_finishes(
     assert sc.proc.returncode is None, "reload, not restart"
 
 
+async def test_the_kill_signal_stops_nginx_gracefully_and_an_open_request_finishes(
+    pki: Pki,
+    http_app: Callable[[int], Awaitable[Backend]],
+    sidecars: list[Sidecar],
+    tmp_path: Path,
+) -> None:
+    sc = await start_sidecar(user_job(), pki.vault, tmp_path / "alloc")
+    sidecars.append(sc)
+    backend = await http_app(sc.app_port)
+    ctx = client_ctx(pki.root_file)
+    old = await Conn.open(sc.tls_port, ctx)
+    await old.send("/slow")
+    await asyncio.wait_for(backend.entered.wait(), 5)
+
+    # What a Nomad client sends the task process when it stops the allocation.
+    os.kill(sc.proc.pid, signal.Signals[sc.task["KillSignal"]])
+    deadline = time.monotonic() + 10
+    while not str(await _status_or_refused(sc.tls_port, ctx)).startswith("refused"):
+        assert time.monotonic() < deadline, "nginx still accepts after its kill signal"
+        await asyncio.sleep(0.05)
+    assert sc.proc.returncode is None, "nginx waits for the open request"
+
+    backend.release.set()
+    status, _, body = await asyncio.wait_for(old.response(), 10)
+    assert (status, body) == (200, b"slow done"), "the in-flight request finished"
+    assert await asyncio.wait_for(sc.proc.wait(), 10) == 0
+
+
 def _foreign_client_cert(tmp_path: Path) -> str:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "intruder.service.consul")])

@@ -214,6 +214,8 @@ async def test_controller_dev_demo_prints_a_curl_that_works_and_ctrl_c_cleans_up
             "CONSUL_HTTP_ADDR",
             "VAULT_ADDR",
             "VAULT_TOKEN",
+            "MESH_SIDECAR_DRIVER",
+            "MESH_NGINX_BIN",
             "MESH_STATUS_URL",
         ]
         async with aiohttp.ClientSession() as s, s.get(exports["MESH_STATUS_URL"]) as r:

@@ -1,0 +1,153 @@
+"""``python -m bench --quick | --full``: run the benchmarks, write the results, print the summary.
+
+--quick (``make bench-quick``, <= 60 s): the control-plane cold start of 1,000 jobs against its
+ceiling, and the data plane at c32 keep-alive (every path) and c1 keep-alive (direct and ours),
+1 s per wrk run, 3 interleaved rounds. Results go to ``bench/results/quick/``.
+--full (``make bench``): N = 100, 1,000 and 10,000 with every control-plane phase, every data
+plane load (c1/c32, keep-alive and a new connection per request), 3 s runs, the tuning
+variants; writes ``bench/results/<date>.json``, the PNGs and BENCHMARKS.md.
+The last line printed is always the summary line (see ``bench.report.final_line``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench import control_plane, data_plane, plots, report, tools
+from bench.notes import NOTES
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def environment(caddy: str | None) -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": f"{cpu}, {os.cpu_count()} cores",
+        "memory": f"{psutil.virtual_memory().total / 2**30:.0f} GiB",
+        "kernel": platform.release(),
+        "os": platform.platform(terse=True),
+        **tools.versions(caddy),
+        "load_average_at_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+def plans(full: bool, caddy: str | None) -> tuple[control_plane.Plan, data_plane.Plan]:
+    if full:
+        cp = control_plane.Plan(sizes=(100, 1000, 10_000), full=True)
+        dp = data_plane.Plan(
+            seconds=3,
+            rounds=3,
+            loads=(
+                data_plane.KEEPALIVE_1,
+                data_plane.KEEPALIVE_32,
+                data_plane.CLOSE_1,
+                data_plane.CLOSE_32,
+            ),
+            c1_paths=None,
+            tuning=True,
+            caddy=caddy,
+        )
+    else:
+        cp = control_plane.Plan(sizes=(1000,), full=False)
+        dp = data_plane.Plan(
+            seconds=1,
+            rounds=3,
+            loads=(data_plane.KEEPALIVE_32, data_plane.KEEPALIVE_1),
+            c1_paths=("direct", "ours"),
+            tuning=False,
+            caddy=caddy,
+        )
+    return cp, dp
+
+
+async def main_async(full: bool) -> dict[str, Any]:
+    tools.ensure_apt()
+    caddy = tools.caddy()
+    started = time.monotonic()
+    env = environment(caddy)
+    cp_plan, dp_plan = plans(full, caddy)
+    work = Path(tempfile.mkdtemp(prefix="bench-cp-"))
+    say(f"control plane: N = {', '.join(map(str, cp_plan.sizes))} (logs in {work})")
+    cp = await control_plane.run(cp_plan, work)
+    say("data plane")
+    dp = await data_plane.run_all(dp_plan, say)
+    env["load_average_at_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": "make bench" if full else "make bench-quick",
+        "mode": "full" if full else "quick",
+        "seconds": round(time.monotonic() - started, 1),
+        "environment": env,
+        "control_plane": cp,
+        "data_plane": dp,
+    }
+
+
+def publish_full(result: dict[str, Any]) -> None:
+    stem = result["date"][:10]
+    result["results_file"] = f"bench/results/{stem}.json"
+    figures: dict[str, str] = {}
+    if tools.ensure_matplotlib():
+        cp, dp = result["control_plane"], result["data_plane"]
+        figures["cp scale curve"] = plots.scale_curve(cp, RESULTS / "scale-curve.png").name
+        churn = next((p["churn"] for p in cp["points"] if "churn" in p), None)
+        if churn and churn["samples_ms"]:
+            figures["cp churn latency CDF"] = plots.churn_cdf(
+                churn["samples_ms"], RESULTS / "churn-latency-cdf.png"
+            ).name
+        for load in ("c1-keepalive", "c32-keepalive", "c32-close"):
+            figures[f"dp latency CDF {load}"] = plots.latency_cdfs(
+                dp, load, RESULTS / f"latency-cdf-{load}.png"
+            ).name
+    figures = {k: f"bench/results/{v}" for k, v in figures.items()}
+    report.write_json(result, RESULTS, stem)
+    (ROOT / "BENCHMARKS.md").write_text(report.markdown(result, figures, NOTES))
+    say(f"wrote {result['results_file']}, BENCHMARKS.md and {len(figures)} plots")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--quick", action="store_true", help="<= 60 s: N=1000, short wrk runs")
+    mode.add_argument("--full", action="store_true", help="N=100/1k/10k, all phases, tuning")
+    args = parser.parse_args(argv)
+    try:
+        result = asyncio.run(main_async(args.full))
+    except tools.MissingTool as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    if args.full:
+        publish_full(result)
+    else:
+        result["results_file"] = "bench/results/quick/latest.json"
+        report.write_json(result, RESULTS / "quick", "latest")
+    say(f"done in {result['seconds']} s")
+    print(report.final_line(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""Data-plane benchmark: what our rendered sidecar costs over plaintext, and against its peers.
+
+A real OpenBao issues the certificate exactly as the sidecar's templates ask for it (the
+devstack renderer plays the Nomad client, as in the data-plane e2e test), then OpenBao is
+stopped so it takes no CPU. Backend: nginx ``return 200``. Paths: direct plaintext, our sidecar
+(its own rendered nginx.conf, argv and env), haproxy, stunnel, and caddy when its wheel is
+installed — all with the same certificate file. wrk drives each path at every load; runs are
+interleaved (every path once per load per round, the order rotating each round) and repeated,
+and each figure is the median with its min-max spread.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hvac
+
+from bench import dp_servers as srv
+from bench.wrk import Load, run, script
+from controller.config.mesh import load_mesh_config
+from controller.vault import WORKLOAD_POLICY, VaultClient, VaultConnection, bootstrap_pki
+from crds_equivalent import keys
+from crds_equivalent.spec import parse_job_specs
+from devstack.sidecar_render import RenderedSidecar, render_sidecar
+from devstack.template import VaultTarget
+from devstack.vault import start_openbao
+from reconcilers.inject import inject
+
+KEEPALIVE_1 = Load(1, close=False)
+KEEPALIVE_32 = Load(32, close=False)
+CLOSE_1 = Load(1, close=True)
+CLOSE_32 = Load(32, close=True)
+PEERS = ("haproxy", "stunnel", "caddy")
+
+
+@dataclass(frozen=True)
+class Plan:
+    seconds: int
+    rounds: int
+    loads: tuple[Load, ...]
+    c1_paths: tuple[str, ...] | None  # None: every path at c1 too
+    tuning: bool
+    caddy: str | None  # the caddy executable, if installed
+
+
+def user_job() -> dict[str, Any]:
+    """The e2e's meshed job: one group, host networking, one http port with a check."""
+    return {
+        "ID": "web",
+        "Name": "web",
+        "Namespace": "default",
+        "Type": "service",
+        "Datacenters": ["dc1"],
+        "Meta": {"mesh.tls": "true"},
+        "TaskGroups": [
+            {
+                "Name": "frontend",
+                "Count": 1,
+                "Networks": [{"Mode": "host", "DynamicPorts": [{"Label": "http"}]}],
+                "Services": [{"Name": "web", "PortLabel": "http"}],
+                "Tasks": [
+                    {
+                        "Name": "app",
+                        "Driver": "raw_exec",
+                        "Config": {"command": "/srv/web/bin/app"},
+                        "Resources": {"CPU": 200, "MemoryMB": 128},
+                    }
+                ],
+            }
+        ],
+    }
+
+
+async def render_ours(workdir: Path, app_port: int) -> RenderedSidecar:
+    """Issue through real OpenBao and render the sidecar; OpenBao is stopped afterwards."""
+    bao = await start_openbao(data_dir=str(workdir / "openbao"))
+    try:
+        await bootstrap_pki(VaultClient(VaultConnection(bao.addr, bao.root_token)))
+        admin = hvac.Client(url=bao.addr, token=bao.root_token)
+        token = admin.auth.token.create(policies=[WORKLOAD_POLICY], ttl="1h")["auth"][
+            "client_token"
+        ]
+        config = load_mesh_config({"MESH_SIDECAR_DRIVER": "raw_exec", "MESH_NGINX_BIN": srv.NGINX})
+        job = inject(user_job(), parse_job_specs(user_job()), config)
+        return await render_sidecar(
+            job, VaultTarget(bao.addr, token), workdir / "alloc", fixed_ports={"http": app_port}
+        )
+    finally:
+        await bao.stop()
+
+
+# --- tuning variants: text transforms of the rendered nginx.conf -------------------------------
+
+Variant = Callable[[str], str]
+VARIANTS: dict[str, tuple[str, Variant]] = {
+    "as-rendered": ("the template as it is", lambda c: c),
+    "workers-2": (
+        "worker_processes 2",
+        lambda c: c.replace("worker_processes 1;", "worker_processes 2;"),
+    ),
+    "tickets-on": (
+        "ssl_session_tickets on",
+        lambda c: c.replace("ssl_session_tickets off;", "ssl_session_tickets on;"),
+    ),
+    "no-upstream-keepalive": (
+        "no keepalive pool to the app",
+        lambda c: "\n".join(x for x in c.splitlines() if "keepalive 64;" not in x) + "\n",
+    ),
+    "ssl-buffer-4k": (
+        "ssl_buffer_size 4k",
+        lambda c: c.replace(
+            "ssl_session_tickets off;", "ssl_session_tickets off;\n  ssl_buffer_size 4k;"
+        ),
+    ),
+    "tls12-only": (
+        "ssl_protocols TLSv1.2",
+        lambda c: c.replace("ssl_protocols TLSv1.2 TLSv1.3;", "ssl_protocols TLSv1.2;"),
+    ),
+}
+
+
+def start_variant(ours: RenderedSidecar, name: str, transform: Variant) -> srv.Server:
+    """Our nginx with a transformed copy of the rendered conf, on its own port and pid file."""
+    tls_port = ours.ports[keys.tls_port_label("http")]
+    port = srv.free_port()
+    text = ours.conf_path.read_text()
+    text = text.replace(f"{srv.HOST}:{tls_port} ssl", f"{srv.HOST}:{port} ssl")
+    text = text.replace("nginx.pid;", f"nginx-{name}.pid;")
+    text = text.replace("shared:mesh_tls_http:", f"shared:mesh_tls_{name.replace('-', '_')}:")
+    conf = ours.conf_path.with_name(f"nginx-{name}.conf")
+    conf.write_text(transform(text))
+    argv = [str(conf) if a == str(ours.conf_path) else a for a in ours.argv]
+    return srv.sidecar(f"ours-{name}", argv, ours.env, ours.task_root, port)
+
+
+# --- measuring -----------------------------------------------------------------------------------
+
+
+def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Median and min-max spread over repeated runs; the median-rps run's percentiles."""
+    rps = [r["rps"] for r in runs]
+    p50 = [r["p50_us"] for r in runs]
+    p99 = [r["p99_us"] for r in runs]
+    middle = sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
+    return {
+        "rps": statistics.median(rps),
+        "rps_spread": [min(rps), max(rps)],
+        "p50_us": statistics.median(p50),
+        "p50_spread": [min(p50), max(p50)],
+        "p99_us": statistics.median(p99),
+        "p99_spread": [min(p99), max(p99)],
+        "errors": sum(r["errors"] for r in runs),
+        "runs": len(runs),
+        "percentiles_us": middle["percentiles_us"],
+    }
+
+
+def interleaved(
+    servers: dict[str, srv.Server],
+    loads: Sequence[Load],
+    plan: Plan,
+    lua: Path,
+    c1_paths: Sequence[str] | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> dict[str, dict[str, Any]]:
+    """Every (path, load) ``plan.rounds`` times, interleaved; {path: {load: summary}}."""
+    raw: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    names = list(servers)
+    for r in range(plan.rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for load in loads:
+            for name in order:
+                if load.connections == 1 and c1_paths is not None and name not in c1_paths:
+                    continue
+                raw.setdefault((name, load.name), []).append(
+                    run(servers[name].url, load, plan.seconds, lua)
+                )
+        say(f"data plane: round {r + 1}/{plan.rounds} done")
+    out: dict[str, dict[str, Any]] = {}
+    for (name, load_name), runs in raw.items():
+        out.setdefault(name, {})[load_name] = summarize(runs)
+    return out
+
+
+def ratios(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Ours against direct and against the best peer, per load; added p50 at c1 keep-alive."""
+    out: dict[str, Any] = {"per_load": {}}
+    for load_name, ours in results.get("ours", {}).items():
+        peers = {p: results[p][load_name]["rps"] for p in PEERS if load_name in results.get(p, {})}
+        best = max(peers, key=lambda p: peers[p]) if peers else None
+        direct = results.get("direct", {}).get(load_name)
+        out["per_load"][load_name] = {
+            "ours_vs_direct": round(ours["rps"] / direct["rps"], 3) if direct else None,
+            "best_peer": best,
+            "ours_vs_best_peer": round(ours["rps"] / peers[best], 3) if best else None,
+            "added_p50_us": (ours["p50_us"] - direct["p50_us"]) if direct else None,
+        }
+    head = out["per_load"].get(KEEPALIVE_32.name, {})
+    out["ratio_vs_best_peer"] = head.get("ours_vs_best_peer")
+    out["best_peer"] = head.get("best_peer")
+    out["ours_vs_direct"] = head.get("ours_vs_direct")
+    out["added_p50_us"] = out["per_load"].get(KEEPALIVE_1.name, {}).get("added_p50_us")
+    return out
+
+
+async def run_all(plan: Plan, say: Callable[[str], None]) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-dp-"))
+    started: list[srv.Server] = []
+    try:
+        app = srv.backend(workdir)
+        started.append(app)
+        ours = await render_ours(workdir, app.port)
+        pem = ours.task_root / "secrets" / "mesh-tls.pem"
+        tls_port = ours.ports[keys.tls_port_label("http")]
+        servers = {"direct": srv.direct(app)}
+        servers["ours"] = srv.sidecar("ours", ours.argv, ours.env, ours.task_root, tls_port)
+        started.append(servers["ours"])
+        servers["haproxy"] = srv.haproxy(workdir, pem, app.port)
+        started.append(servers["haproxy"])
+        servers["stunnel"] = srv.stunnel(workdir, pem, app.port)
+        started.append(servers["stunnel"])
+        if plan.caddy:
+            servers["caddy"] = srv.caddy(workdir, plan.caddy, pem, app.port)
+            started.append(servers["caddy"])
+        say(f"data plane: {', '.join(servers)} up; measuring")
+        lua = script(workdir)
+        results = interleaved(servers, plan.loads, plan, lua, plan.c1_paths, say)
+        out: dict[str, Any] = {
+            "seconds_per_run": plan.seconds,
+            "rounds": plan.rounds,
+            "paths": {n: s.notes for n, s in servers.items()},
+            "nginx_conf": ours.conf_path.read_text(),
+            "results": results,
+            **ratios(results),
+        }
+        if plan.tuning:
+            for s in started[1:]:
+                s.stop()
+            variants = {n: start_variant(ours, n, t) for n, (_, t) in VARIANTS.items()}
+            started.extend(variants.values())
+            say(f"data plane: tuning variants {', '.join(variants)}")
+            tuned = interleaved(variants, (KEEPALIVE_1, KEEPALIVE_32, CLOSE_32), plan, lua)
+            out["tuning"] = {n: {"change": VARIANTS[n][0], "results": tuned[n]} for n in variants}
+        return out
+    finally:
+        for s in reversed(started):
+            s.stop()
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,173 @@
+"""The control-plane benchmark's processes: the Nomad twin, the controller, and a client for both.
+
+Each runs as its own OS process so that the load driver (this process), the twin and the
+controller compete for the two cores the way they would on a real host, and so that psutil can
+charge CPU time and RSS to each of them separately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+
+PYTHON = sys.executable
+CONTROLLER = str(Path(sys.executable).with_name("controller"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+class TwinProc:
+    """``python -m bench.twin`` in its own process."""
+
+    def __init__(self, nodes: int) -> None:
+        self.proc = subprocess.Popen(
+            [PYTHON, "-m", "bench.twin", "--nodes", str(nodes)],
+            stdout=subprocess.PIPE,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the Nomad twin did not start")
+        self.url: str = json.loads(line)["url"]
+        self.ps = psutil.Process(self.proc.pid)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class ControllerProc:
+    """``controller run`` against the twin: Consul and Vault point at closed ports (injection
+    does not need them; health checks find them down and say Unknown)."""
+
+    def __init__(self, nomad_url: str, namespace: str, log_path: Path, **env: str) -> None:
+        self.port = free_port()
+        closed = free_port()  # bound and released: nothing listens there
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("MESH_", "NOMAD_"))}
+        self.env = {
+            **base,
+            "NOMAD_ADDR": nomad_url,
+            "CONSUL_HTTP_ADDR": f"127.0.0.1:{closed}",
+            "VAULT_ADDR": f"http://127.0.0.1:{closed}",
+            "VAULT_TOKEN": "bench-unused",
+            "MESH_HTTP_ADDR": f"127.0.0.1:{self.port}",
+            "MESH_NAMESPACES": namespace,
+            "MESH_HEALTH_INTERVAL": "1h",
+            "MESH_LOG_FORMAT": "json",
+            **env,
+        }
+        self.log_path = log_path
+        self.started_ns = time.time_ns()
+        with log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [CONTROLLER, "run"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        self.ps = psutil.Process(self.proc.pid)
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def usage(self) -> dict[str, float]:
+        return {"cpu_s": cpu_seconds(self.ps), "rss_mb": self.ps.memory_info().rss / 1e6}
+
+    def stop(self, graceful: bool = True) -> int:
+        """SIGTERM and wait for the drain (exit 0 expected); or, when not graceful, SIGKILL
+        (the quick run does not spend its budget on the drain)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
+            try:
+                self.proc.wait(40)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return int(self.proc.returncode or 0)
+
+
+class Api:
+    """The load driver's HTTP client for the twin (Nomad API + /_bench/) and the controller."""
+
+    def __init__(self, twin_url: str, limit: int = 64) -> None:
+        self.url = twin_url
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=limit),
+            timeout=aiohttp.ClientTimeout(total=120),
+            json_serialize=lambda o: json.dumps(o, separators=(",", ":")),
+        )
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def call(self, method: str, path: str, body: Any = None, base: str = "") -> Any:
+        async with self.session.request(method, (base or self.url) + path, json=body) as r:
+            text = await r.text()
+            if r.status >= 400:
+                raise RuntimeError(f"{method} {path}: {r.status} {text[:200]}")
+            return json.loads(text) if text else None
+
+    async def register(self, job: dict[str, Any], enforce_index: int | None = None) -> Any:
+        body: dict[str, Any] = {"Job": job}
+        if enforce_index is not None:
+            body.update(EnforceIndex=True, JobModifyIndex=enforce_index)
+        ns = job["Namespace"]
+        return await self.call("POST", f"/v1/job/{job['ID']}?namespace={ns}", body)
+
+    async def get_job(self, job_id: str, namespace: str) -> dict[str, Any]:
+        job: dict[str, Any] = await self.call("GET", f"/v1/job/{job_id}?namespace={namespace}")
+        return job
+
+    async def requests(self) -> dict[str, int]:
+        counts: dict[str, int] = await self.call("GET", "/_bench/requests")
+        return counts
+
+    async def jobs(self, namespace: str) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = await self.call(
+            "GET", f"/_bench/jobs?namespace={namespace}"
+        )
+        return out
+
+    async def settled(self, within: float) -> float:
+        """Wait until the twin's scheduler is idle; returns the seconds waited."""
+        start = time.monotonic()
+        while time.monotonic() - start < within:
+            st = await self.call("GET", "/_bench/settled")
+            if not (st["evals_pending"] or st["allocs_pending"] or st["deployments_running"]):
+                return time.monotonic() - start
+            await asyncio.sleep(0.25)
+        raise TimeoutError(f"the twin did not settle within {within}s")
+
+    async def controller_status(self, ctl: ControllerProc) -> dict[str, Any] | None:
+        with contextlib.suppress(aiohttp.ClientError, RuntimeError, OSError):
+            status: dict[str, Any] = await self.call("GET", "/status", base=ctl.base)
+            return status
+        return None
+
+
+def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    """Per-kind request counts between two snapshots (kinds that did not move are left out)."""
+    out = {k: v - before.get(k, 0) for k, v in after.items()}
+    return {k: v for k, v in sorted(out.items()) if v}

@@ -19,7 +19,12 @@ import aiohttp
 from controller.ctl import checks
 from controller.ctl.checks import CheckResult, Mark
 from controller.ctl.common import CALL_TIMEOUT, Clients
-from controller.nomad.errors import NomadError, PermissionDenied, TlsVerificationError
+from controller.nomad.errors import (
+    NomadError,
+    NotFound,
+    PermissionDenied,
+    TlsVerificationError,
+)
 from controller.nomad.variables import var_url
 from controller.tls import client_tls
 from crds_equivalent.keys import VAR_LEADER, VAR_STATUS_PREFIX
@@ -109,14 +114,56 @@ async def token_checks(clients: Clients, pre: bool) -> list[CheckResult]:
     plan_ns = "default" if watched == ("*",) else watched[0]
 
     async def list_jobs() -> object:
-        for namespace in watched:  # Nomad takes one namespace or "*" per call
+        # Nomad takes one namespace or "*" per call; "*" silently filters what the token may
+        # not list, so the controller's own namespace is also asked by name (a 403 there).
+        for namespace in dict.fromkeys([*watched, ns_var]):
             await nomad.request("GET", "/v1/jobs", params={"per_page": 1}, namespace=namespace)
         return None
 
     async def read_vars() -> object:
-        return await nomad.request(
+        await nomad.request(
             "GET", "/v1/vars", params={"prefix": VAR_STATUS_PREFIX + "/"}, namespace=ns_var
         )
+        try:  # a list is filtered silently; a read of one path answers 403 when not allowed
+            await nomad.request("GET", var_url(VAR_LEADER), namespace=ns_var)
+        except NotFound:
+            return None
+        listed = await nomad.request(
+            "GET", "/v1/vars", params={"prefix": VAR_LEADER}, namespace=ns_var
+        )
+        paths = [v.get("Path") for v in listed.body or [] if isinstance(v, dict)]
+        if VAR_LEADER not in paths:  # readable, but the list hides it
+            raise PermissionDenied(f"GET /v1/vars: {VAR_LEADER} exists but is not listed")
+        return None
+
+    async def destroy_vars() -> object:
+        probe = f"{VAR_LEADER.rsplit('/', 1)[0]}/controllerctl-probe-{uuid.uuid4()}"
+        try:  # the path does not exist: an allowed delete changes nothing
+            return await nomad.request("DELETE", var_url(probe), namespace=ns_var, idempotent=False)
+        except PermissionDenied:
+            raise
+        except NomadError as exc:
+            return exc
+
+    async def alloc_lifecycle() -> object:
+        allocs = await nomad.request(
+            "GET", "/v1/allocations", params={"per_page": 1}, namespace=plan_ns
+        )
+        found = [a for a in allocs.body or [] if isinstance(a, dict) and a.get("ID")]
+        if not found:  # nothing to restart yet: nothing to probe against, nothing needed
+            return None
+        try:  # a task that does not exist: Nomad checks the capability first, restarts nothing
+            return await nomad.request(
+                "PUT",
+                f"/v1/client/allocation/{found[0]['ID']}/restart",
+                body={"TaskName": PROBE_JOB},
+                namespace=plan_ns,
+                idempotent=False,
+            )
+        except PermissionDenied:
+            raise
+        except NomadError as exc:
+            return exc
 
     async def write_vars() -> object:
         body = {"Namespace": ns_var, "Path": VAR_LEADER, "Lock": {"ID": str(uuid.uuid4())}}
@@ -171,6 +218,20 @@ async def token_checks(clients: Clients, pre: bool) -> list[CheckResult]:
                 f"token may read Variables under mesh-controller/ in {ns_var}",
                 read_vars,
                 f"variables read+list on mesh-controller/* in namespace {ns_var}",
+            )
+        )
+        results.append(
+            await _capability(
+                f"token may delete Variables under mesh-controller/ in {ns_var}",
+                destroy_vars,
+                f"variables destroy on mesh-controller/* in namespace {ns_var}",
+            )
+        )
+        results.append(
+            await _capability(
+                f"token may restart sidecars in {plan_ns} (restart probe)",
+                alloc_lifecycle,
+                "namespace alloc-lifecycle",
             )
         )
     results.append(

@@ -1,0 +1,174 @@
+"""No secrets in logs or outputs, and leaf keys stay where they belong — a full E2E with DEBUG.
+
+The whole devstack with Nomad ACLs on (real OpenBao, real processes and nginx), the controller
+in-process with DEBUG logging (structlog and every stdlib logger: aiohttp, hvac, urllib3) into
+one file. A meshed job converges to Ready; then every log line, the /status, /metrics, /healthz
+answers and the output of `controllerctl status`, `check` and `explain` are scanned for the
+Nomad token, the Vault token, any private key PEM (and the leaf key's own bytes) and any
+`secret_id`: zero hits. The rendered key file is 0600 and owned by the task's user, and the
+controller never asked Vault for a leaf (no issue/sign call), so it never held a leaf key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+import structlog
+from click.testing import CliRunner
+
+from chaos.world import meshed_web
+from controller.app import App
+from controller.cli import controllerctl
+from controller.config import Settings
+from controller.devmode import dev_environment, pki_layout
+from controller.logging import configure_logging
+from controller.vault import VaultClient, VaultConnection, bootstrap_pki
+from crds_equivalent.status import Phase
+from devstack.up import Devstack, build_devstack
+from reconcilers.nginx import CERT_FILE
+from tests.integration.controller_harness import FAST
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+
+class VaultCalls:
+    """Records every Vault path the controller touches."""
+
+    def __init__(self, client: VaultClient) -> None:
+        self.paths: list[str] = []
+        for name in ("read", "list", "write", "patch", "delete"):
+            inner = getattr(client, name)
+
+            async def recorded(path: str, *args: Any, _inner: Any = inner, **kw: Any) -> Any:
+                self.paths.append(path)
+                return await _inner(path, *args, **kw)
+
+            setattr(client, name, recorded)
+
+
+@pytest_asyncio.fixture
+async def world(tmp_path: Path) -> AsyncIterator[tuple[Devstack, App, Path, VaultCalls]]:
+    log_file = tmp_path / "controller.log"
+    saved_handlers = list(logging.getLogger().handlers)
+    saved_level = logging.getLogger().level
+    saved_structlog = structlog.get_config()
+    stack = await build_devstack(nodes=2, acl=True, min_check_interval=0.5)
+    app: App | None = None
+    task: asyncio.Task[int] | None = None
+    with log_file.open("w") as stream:
+        try:
+            configure_logging(level="debug", fmt="json", stream=stream)
+            env = dev_environment(stack.env(), {}) | {"MESH_LOG_LEVEL": "debug"}
+            settings = Settings.from_env(env | {"MESH_HEALTH_INTERVAL": "2s"})
+            vault = VaultClient(VaultConnection(stack.vault.addr, stack.vault.root_token))
+            await bootstrap_pki(vault, pki_layout(settings.mesh))
+            app = App(settings, tuning=FAST)
+            calls = VaultCalls(app.vault)
+            task = asyncio.create_task(app.run())
+            await asyncio.wait_for(app.source.synced.wait(), 30)
+            yield stack, app, log_file, calls
+        finally:
+            if app is not None and task is not None:
+                app.request_stop()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, 20)
+                await app.close()
+            await stack.stop()
+            root = logging.getLogger()
+            for h in list(root.handlers):
+                root.removeHandler(h)
+            for h in saved_handlers:
+                root.addHandler(h)
+            root.setLevel(saved_level)
+            structlog.configure(**saved_structlog)
+
+
+def key_material(alloc_root: Path) -> list[str]:
+    """Check the rendered leaf + chain + key files (0600, the task's user) and return lines of
+    the private keys' base64 bodies, to look for elsewhere."""
+    key_files = list(Path(alloc_root).glob(f"*/*/secrets/{CERT_FILE}"))
+    assert key_files
+    lines: list[str] = []
+    for path in key_files:
+        info = path.stat()
+        assert stat.S_IMODE(info.st_mode) == 0o600, path
+        assert info.st_uid == os.getuid()  # raw_exec tasks run as the agent's user
+        body = re.search(r"PRIVATE KEY-----\n(.*?)\n-----END", path.read_text(), re.DOTALL)
+        assert body is not None
+        lines += [ln for ln in body.group(1).splitlines() if len(ln) >= 40]
+    assert lines
+    return lines
+
+
+async def ctl(stack: Devstack, status_url: str, *args: str) -> str:
+    env: dict[str, str | None] = dict(stack.env()) | {"MESH_STATUS_URL": status_url}
+    result = await asyncio.to_thread(
+        CliRunner().invoke, controllerctl, list(args), env=env, catch_exceptions=False
+    )
+    return result.output
+
+
+async def test_a_debug_run_leaks_nothing_and_leaf_keys_stay_with_the_task(
+    world: tuple[Devstack, App, Path, VaultCalls],
+) -> None:
+    stack, app, log_file, calls = world
+    assert stack.nomad.management_token
+    await app.jobs.register_job(meshed_web("vaulted"), enforce_index=None)
+    for _ in range(400):
+        status = await app.statuses.get("default", "vaulted")
+        if status is not None and status.phase == Phase.READY:
+            break
+        await asyncio.sleep(0.2)
+    else:
+        raise AssertionError("vaulted never became Ready")
+
+    leaf_key_lines = key_material(stack.nomad.ctx.client.alloc_root)
+    outputs = {"log": ""}
+    async with aiohttp.ClientSession() as http:
+        for path in ("/status", "/metrics", "/healthz", "/readyz", "/"):
+            async with http.get(app.http.url + path) as resp:
+                outputs[path] = await resp.text()
+    for args in (("status",), ("status", "-o", "json"), ("check",), ("explain", "vaulted")):
+        outputs["controllerctl " + " ".join(args)] = await ctl(stack, app.http.url, *args)
+    outputs["log"] = log_file.read_text()
+    assert outputs["log"].count("\n") > 50  # DEBUG really was on
+    assert '"level": "debug"' in outputs["log"]
+
+    needles = {
+        "nomad token": stack.nomad.management_token,
+        "vault token": stack.vault.root_token,
+        "leaf key": leaf_key_lines[0],
+    }
+    assert all(len(n) >= 20 for n in needles.values())
+    # The outputs are the real ones (a scan of empty text proves nothing).
+    assert "vaulted" in outputs["/status"] and "vaulted" in outputs["controllerctl status"]
+    assert "vaulted" in outputs["controllerctl explain vaulted"]
+    assert "Nomad" in outputs["controllerctl check"]
+    hits = [
+        f"{what} in {where}"
+        for where, text in outputs.items()
+        for what, needle in needles.items()
+        if needle in text
+    ]
+    hits += [
+        f"{pattern} in {where}"
+        for where, text in outputs.items()
+        for pattern in ("PRIVATE KEY-----", "secret_id", "SecretID")
+        if pattern.lower() in text.lower()
+    ]
+    assert hits == []
+
+    # The controller read CA material only: never an issue or sign endpoint.
+    assert calls.paths
+    assert not [p for p in calls.paths if re.search(r"/(issue|sign|sign-verbatim)(/|$)", p)]

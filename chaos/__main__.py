@@ -40,7 +40,7 @@ def fuzz(root: Path) -> tuple[bool, str]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
         check=False,
     )
     tail = (done.stdout.strip().splitlines() or ["(no output)"])[-1]

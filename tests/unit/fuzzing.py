@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from crds_equivalent import keys
 
 FUZZ_EXAMPLES = int(os.environ.get("MESH_FUZZ_EXAMPLES") or 100)
+FUZZ_TIMEOUT = 120 + FUZZ_EXAMPLES // 4  # seconds per property (pytest-timeout)
 FUZZ = settings(
     max_examples=FUZZ_EXAMPLES,
     derandomize="MESH_FUZZ_EXAMPLES" not in os.environ,

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from crds_equivalent import keys
 from crds_equivalent.spec import MeshSpec, SpecError, parse_job_specs
-from tests.unit.fuzzing import FUZZ, MESH_KEYS, WRONG_TYPES, meta_maps, meta_value
+from tests.unit.fuzzing import FUZZ, FUZZ_TIMEOUT, MESH_KEYS, WRONG_TYPES, meta_maps, meta_value
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(FUZZ_TIMEOUT)
 
 ports = st.lists(
     st.fixed_dictionaries({"Label": st.sampled_from(["http", "admin", "", "mesh_tls_http"])}),

@@ -17,9 +17,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controller.nomad.stream import EventBatch, StreamDecoder
-from tests.unit.fuzzing import FUZZ, WRONG_TYPES
+from tests.unit.fuzzing import FUZZ, FUZZ_TIMEOUT, WRONG_TYPES
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(FUZZ_TIMEOUT)
 
 
 def frame(index: int, job: str) -> bytes:

@@ -116,8 +116,9 @@ async def cold_start(
         done = [j for j in jobs.values() if converged(j)]
         if len(done) == n:
             break
-        if ctl.proc.poll() is not None:
-            raise RuntimeError(f"controller exited {ctl.proc.returncode}; see {ctl.log_path}")
+        ctl.restart_if_exited()
+        if len(ctl.restarts) > 5:
+            raise RuntimeError(f"controller keeps exiting {ctl.restarts}; see {ctl.log_path}")
         if time.monotonic() > deadline:
             raise TimeoutError(f"cold start: {len(done)}/{n} converged; see {ctl.log_path}")
     usage = ctl.usage()
@@ -138,6 +139,7 @@ async def cold_start(
         "twin_cpu_share": round(twin_cpu / polled, 2),
         "rss_mb_at_convergence": round(usage["rss_mb"], 1),
         "peak_rss_mb": round(max(peak_rss, usage["rss_mb"]), 1),
+        "controller_restarts": list(ctl.restarts),
     }
 
 
@@ -148,6 +150,7 @@ async def quiescent(api: Api, ctl: ControllerProc, within: float, polling: int =
     controller re-checks those every rollout poll, for ever, as it should."""
     start = time.monotonic()
     while time.monotonic() - start < within:
+        ctl.restart_if_exited()
         status = await api.controller_status(ctl)
         if status is not None:
             q = status["queue"]

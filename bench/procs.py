@@ -85,15 +85,40 @@ class ControllerProc:
         }
         self.log_path = log_path
         self.started_ns = time.time_ns()
-        with log_path.open("wb") as log:
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.restarts: list[int] = []  # exit codes of earlier processes
+        self._earlier_cpu = 0.0  # CPU seconds of earlier processes (last sample before exit)
+        self._last_cpu = 0.0
+        log_path.write_bytes(b"")
+        self._spawn()
+
+    def _spawn(self) -> None:
+        with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [CONTROLLER, "run"], env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
         self.ps = psutil.Process(self.proc.pid)
-        self.base = f"http://127.0.0.1:{self.port}"
+
+    def restart_if_exited(self) -> bool:
+        """What a supervisor (the Nomad system job's restart policy) does: start it again.
+        True when it had exited (a leader that cannot renew its lock exits 1 by design)."""
+        code = self.proc.poll()
+        if code is None:
+            return False
+        self.restarts.append(code)
+        self._earlier_cpu += self._last_cpu
+        self._last_cpu = 0.0
+        self._spawn()
+        return True
 
     def usage(self) -> dict[str, float]:
-        return {"cpu_s": cpu_seconds(self.ps), "rss_mb": self.ps.memory_info().rss / 1e6}
+        """CPU seconds of every process so far (earlier ones as last sampled), current RSS."""
+        try:
+            self._last_cpu = cpu_seconds(self.ps)
+            rss = self.ps.memory_info().rss / 1e6
+        except psutil.NoSuchProcess:
+            rss = 0.0
+        return {"cpu_s": self._earlier_cpu + self._last_cpu, "rss_mb": rss}
 
     def stop(self, graceful: bool = True) -> int:
         """SIGTERM and wait for the drain (exit 0 expected); or, when not graceful, SIGKILL

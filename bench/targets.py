@@ -36,6 +36,13 @@ def cold_start_row(cp: dict[str, Any]) -> list[str]:
         f"{p['per_new_job']['cpu_s_per_1000_jobs']} CPU s per 1,000 jobs, sharing the two "
         f"cores with the twin"
     )
+    restarts = p["cold_start"].get("controller_restarts") or []
+    if restarts:
+        why += (
+            f"; the controller exited {len(restarts)}x (exit {restarts}: it lost its leader "
+            "lock when renewals timed out against the saturated twin) and was restarted as "
+            "its supervisor would, which the time includes"
+        )
     return [
         f"cold start of N={p['n']:,} >= 0.8x the bare client",
         f"{ratio:.2f}x ({p['cold_start']['jobs_per_s']} vs {p['ceiling']['jobs_per_s']} jobs/s)",

@@ -3,6 +3,7 @@
 --quick (``make bench-quick``, <= 60 s): the control-plane cold start of 1,000 jobs against its
 ceiling, and the data plane at c32 keep-alive (every path) and c1 keep-alive (direct and ours),
 1 s per wrk run, 3 interleaved rounds. Results go to ``bench/results/quick/``.
+--report JSON: rebuild BENCHMARKS.md and the plots from a saved full result.
 --full (``make bench``): N = 100, 1,000 and 10,000 with every control-plane phase, every data
 plane load (c1/c32, keep-alive and a new connection per request), 3 s runs, the tuning
 variants; writes ``bench/results/<date>.json``, the PNGs and BENCHMARKS.md.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import os
 import platform
 import sys
@@ -133,7 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--quick", action="store_true", help="<= 60 s: N=1000, short wrk runs")
     mode.add_argument("--full", action="store_true", help="N=100/1k/10k, all phases, tuning")
+    mode.add_argument(
+        "--report", metavar="JSON", help="rewrite BENCHMARKS.md and the plots from a result"
+    )
     args = parser.parse_args(argv)
+    if args.report:
+        result = json.loads(Path(args.report).read_text())
+        publish_full(result)
+        print(report.final_line(result), flush=True)
+        return 0
     try:
         result = asyncio.run(main_async(args.full))
     except tools.MissingTool as exc:

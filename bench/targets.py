@@ -58,8 +58,9 @@ def churn_row(cp: dict[str, Any]) -> list[str]:
     c = p["churn"]
     why = (
         f"p50 {c['p50_ms']} ms, p95 {c['p95_ms']} ms over {c['measured']} updates at "
-        f"{c['rate_per_s']}/s; the tail is updates whose key was already queued or in flight "
-        "(one key never reconciles concurrently) or behind the alloc-event debounce"
+        f"{c['rate_per_s']}/s; the tail is updates queued behind other work of the 4 workers "
+        "(rollout re-checks and allocation-event reconciles the previous updates caused) or "
+        "behind their own job's reconcile in flight (one key never reconciles concurrently)"
     )
     return [
         f"p99 event->register under churn < 100 ms at N={p['n']:,}",

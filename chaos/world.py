@@ -17,6 +17,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
+import aiohttp.abc
+
 from chaos.harness import RequestCounter
 from controller.app import App, Tuning
 from controller.config import Settings
@@ -210,8 +213,6 @@ async def tls_instance(world: DevWorld, service: str) -> tuple[str, int]:
 
 async def https_to(world: DevWorld, service: str, address: str, port: int) -> int:
     """GET / over HTTPS, verified against the mesh root as <service>.<domain>; 0 on failure."""
-    import aiohttp
-
     conn = aiohttp.TCPConnector(ssl=world.trust, resolver=_Pinned(address))
     url = f"https://{service}.{world.app.settings.mesh.domain}:{port}/"
     try:
@@ -234,17 +235,24 @@ async def https_get(world: DevWorld, service: str) -> int:
     return await https_to(world, service, address, port)
 
 
-class _Pinned:
+class _Pinned(aiohttp.abc.AbstractResolver):
     """An aiohttp resolver that answers every name with one address (curl --resolve)."""
 
     def __init__(self, address: str) -> None:
         self.address = address
 
-    async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[dict[str, Any]]:
-        return [
-            {"hostname": host, "host": self.address, "port": port, "family": family}
-            | {"proto": 0, "flags": 0}
-        ]
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
+        result: aiohttp.abc.ResolveResult = {
+            "hostname": host,
+            "host": self.address,
+            "port": port,
+            "family": family,
+            "proto": 0,
+            "flags": 0,
+        }
+        return [result]
 
     async def close(self) -> None:
         return None

@@ -113,6 +113,11 @@ def _parent(root: Any, path: tuple[Any, ...]) -> Any:
     return node
 
 
+def _groups(job: dict[str, Any]) -> list[Any]:
+    groups = job.get("TaskGroups")
+    return groups if isinstance(groups, list) else []
+
+
 @st.composite
 def mangled(draw: st.DrawFn, job: dict[str, Any]) -> dict[str, Any]:
     """``job`` with a few hostile edits: fields removed, nulled or given the wrong type, extra
@@ -132,13 +137,13 @@ def mangled(draw: st.DrawFn, job: dict[str, Any]) -> dict[str, Any]:
             target = draw(st.sampled_from([n for n in nodes(out) if isinstance(n, dict)]))
             target[draw(st.sampled_from(["XNew", "Zeta", "meta", "tasks"]))] = draw(meta_value)
         elif op == "meta":
-            groups = [g for g in out.get("TaskGroups") or [] if isinstance(g, dict)]
+            groups = [g for g in _groups(out) if isinstance(g, dict)]
             holder = draw(st.sampled_from([out, *groups]))
             holder["Meta"] = draw(meta_maps) | {keys.MESH_TLS: draw(meta_value)}
         elif op == "dup-group" and isinstance(out.get("TaskGroups"), list) and out["TaskGroups"]:
             out["TaskGroups"].append(copy.deepcopy(out["TaskGroups"][0]))
         elif op == "dup-task":
-            for g in out.get("TaskGroups") or []:
+            for g in _groups(out):
                 if isinstance(g, dict) and isinstance(g.get("Tasks"), list) and g["Tasks"]:
                     g["Tasks"].append(copy.deepcopy(g["Tasks"][0]))
                     break

@@ -44,8 +44,9 @@ def _group(rng: random.Random, job_id: str, index: int) -> dict[str, Any]:
     return {
         "Name": name,
         "Count": rng.choice((1, 1, 2)),
-        # Nomad's default is 10 s; 1 s keeps rollouts (so each benchmark phase) short.
-        "Update": {"MinHealthyTime": SECOND},
+        # Nomad's defaults are 10 s and one at a time; 1 s and the whole group at once keep
+        # rollouts (so each benchmark phase) short.
+        "Update": {"MinHealthyTime": SECOND, "MaxParallel": 2},
         "Meta": meta or None,
         "Networks": [{"Mode": "host", "DynamicPorts": [{"Label": label} for label in labels]}],
         "Services": services,

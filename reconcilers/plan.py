@@ -9,6 +9,7 @@ in the same style as crds_equivalent.spec.SpecError.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,6 +106,10 @@ def plan(
 
 def validate(user: Mapping[str, Any], enabled: Mapping[str, MeshSpec]) -> str | None:
     """The first reason the user's job cannot be meshed as asked, or None."""
+    for group in jobview.groups(user):
+        name = group.get("Name")
+        if not isinstance(name, str) or not name:  # Nomad refuses such a job too
+            return f"a task group has Name {json.dumps(name)[:40]}: expected a non-empty string"
     twice = _first_duplicate(jobview.group_name(g) for g in jobview.groups(user))
     if twice is not None:  # Nomad refuses such a job too; injecting it would never settle
         return f'group "{twice}" is defined twice: task group names must be unique'

@@ -259,3 +259,15 @@ def test_a_huge_meta_value_gives_a_short_reason_that_still_names_the_key() -> No
     assert isinstance(decision, Invalid)
     assert f'meta "{keys.MESH_TLS_PORTS}"' in decision.reason
     assert len(decision.reason) <= 1001
+
+
+@pytest.mark.parametrize("name", [None, "", [], 7])
+def test_a_group_without_a_string_name_is_invalid(name: Any) -> None:
+    # Found by make chaos's fuzz run: a meshed group named [] planned as Apply but was left
+    # without its sidecar (the spec and the injection spelled the name differently).
+    g = group("web")
+    g["Name"] = name
+    decision = plan_job(job({keys.MESH_TLS: "true"}, g), CONFIG)
+    assert isinstance(decision, Invalid)
+    assert decision.reason.startswith("a task group has Name ")
+    assert decision.reason.endswith("expected a non-empty string")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crds_equivalent.keys import SIDECAR_TASK
 from devstack.template import (
     PortMapping,
     RenderContext,
@@ -24,8 +25,6 @@ from devstack.template import (
     render_nomad_template_async,
     task_env,
 )
-
-SIDECAR_TASK = "mesh-tls-proxy"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -72,6 +71,7 @@ class RenderedSidecar:
     task_root: Path
     ports: dict[str, int]
     argv: list[str]
+    first_render: list[bool]  # per template: whether the first render wrote its file
 
     @property
     def conf_path(self) -> Path:
@@ -109,7 +109,7 @@ async def render_sidecar(
         (task_root / sub).mkdir(parents=True, exist_ok=True)
     (alloc_dir / "alloc").mkdir(exist_ok=True)
     ctx = RenderContext(env=env, vault=vault)
-    await render_task_templates(task, ctx, task_root)
+    first = await render_task_templates(task, ctx, task_root)
     cfg = task["Config"]
     argv = [interpolate(cfg["command"], env), *(interpolate(a, env) for a in cfg.get("args") or [])]
     return RenderedSidecar(
@@ -120,4 +120,5 @@ async def render_sidecar(
         task_root=task_root,
         ports={p.label: p.value for p in ports},
         argv=argv,
+        first_render=first,
     )

@@ -13,10 +13,8 @@ import contextlib
 import datetime as dt
 import os
 import signal
-import socket
 import ssl
 import time
-import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -41,14 +39,8 @@ from controller.vault import (
 )
 from crds_equivalent import keys
 from crds_equivalent.spec import parse_job_specs
-from devstack.template import (
-    PortMapping,
-    RenderContext,
-    VaultTarget,
-    interpolate,
-    render_nomad_template_async,
-    task_env,
-)
+from devstack.sidecar_render import render_sidecar, render_task_templates
+from devstack.template import RenderContext, VaultTarget
 from devstack.vault import OpenBao
 from reconcilers.inject import inject
 
@@ -100,34 +92,6 @@ def user_job(**meta: str) -> dict[str, Any]:
             }
         ],
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def allocate_ports(group: dict[str, Any]) -> list[PortMapping]:
-    """What the scheduler does for a host-mode group: a free host port per dynamic label."""
-    out: list[PortMapping] = []
-    for net in group.get("Networks") or []:
-        for p in net.get("ReservedPorts") or []:
-            out.append(PortMapping(p["Label"], int(p["Value"]), int(p.get("To") or 0), HOST))
-        for p in net.get("DynamicPorts") or []:
-            out.append(PortMapping(p["Label"], _free_port(), int(p.get("To") or 0), HOST))
-    return out
-
-
-async def render_task_templates(
-    task: dict[str, Any], ctx: RenderContext, task_root: Path
-) -> list[bool]:
-    """Render every Template of the task like the Nomad client; True where a file changed."""
-    changed = []
-    for tmpl in task["Templates"]:
-        out = await render_nomad_template_async(tmpl, ctx, task_root=str(task_root))
-        changed.append(out.changed)
-    return changed
 
 
 @dataclass
@@ -183,26 +147,9 @@ async def _wait_listening(port: int, proc: asyncio.subprocess.Process, log: Path
 async def start_sidecar(job: dict[str, Any], vault: VaultTarget, alloc_dir: Path) -> Sidecar:
     config = load_mesh_config({"MESH_SIDECAR_DRIVER": "raw_exec", "MESH_NGINX_BIN": NGINX})
     injected = inject(job, parse_job_specs(job), config)
-    group = injected["TaskGroups"][0]
-    task = next(t for t in group["Tasks"] if t["Name"] == keys.SIDECAR_TASK)
-    ports = allocate_ports(group)
-    env = task_env(
-        job=injected,
-        group=group["Name"],
-        task=task["Name"],
-        alloc_id=str(uuid.uuid4()),
-        alloc_dir=str(alloc_dir),
-        ports=ports,
-        datacenter="dc1",
-    )
-    task_root = alloc_dir / task["Name"]
-    for sub in ("local", "secrets", "tmp"):
-        (task_root / sub).mkdir(parents=True, exist_ok=True)
-    (alloc_dir / "alloc").mkdir(exist_ok=True)
-    ctx = RenderContext(env=env, vault=vault)
-    assert all(await render_task_templates(task, ctx, task_root)), "first render writes all"
-    cfg = task["Config"]
-    argv = [interpolate(cfg["command"], env), *(interpolate(a, env) for a in cfg["args"])]
+    rendered = await render_sidecar(injected, vault, alloc_dir, host=HOST)
+    assert all(rendered.first_render), "first render writes all"
+    task, env, task_root, argv = rendered.task, rendered.env, rendered.task_root, rendered.argv
     log = task_root / "nginx.log"
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(
@@ -213,7 +160,7 @@ async def start_sidecar(job: dict[str, Any], vault: VaultTarget, alloc_dir: Path
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
         )
-    sidecar = Sidecar(proc, task, env, ctx, task_root, {p.label: p.value for p in ports})
+    sidecar = Sidecar(proc, task, env, rendered.ctx, task_root, rendered.ports)
     try:
         await _wait_listening(sidecar.tls_port, proc, log)
     except BaseException:

@@ -27,7 +27,7 @@ from typing import Any
 import psutil
 
 from bench import control_plane, data_plane, plots, report, tools
-from bench.notes import NOTES
+from bench.notes import FINDINGS, NOTES
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -126,7 +126,7 @@ def publish_full(result: dict[str, Any]) -> None:
             ).name
     figures = {k: f"bench/results/{v}" for k, v in figures.items()}
     report.write_json(result, RESULTS, stem)
-    (ROOT / "BENCHMARKS.md").write_text(report.markdown(result, figures, NOTES))
+    (ROOT / "BENCHMARKS.md").write_text(report.markdown(result, figures, NOTES, FINDINGS))
     say(f"wrote {result['results_file']}, BENCHMARKS.md and {len(figures)} plots")
 
 

@@ -140,7 +140,7 @@ def _dp_tables(dp: dict[str, Any]) -> list[str]:
     return lines
 
 
-def markdown(result: dict[str, Any], plots: dict[str, str], notes: str) -> str:
+def markdown(result: dict[str, Any], plots: dict[str, str], notes: str, findings: str = "") -> str:
     env = result["environment"]
     lines = [
         "# Benchmarks",
@@ -169,5 +169,7 @@ def markdown(result: dict[str, Any], plots: dict[str, str], notes: str) -> str:
     lines += ["", "## Data plane", ""]
     lines += _dp_tables(result["data_plane"])
     lines += [f"![{name}]({path})" for name, path in plots.items() if name.startswith("dp")]
+    if findings:
+        lines += ["", "## Findings", "", findings.strip()]
     lines += ["", "## Method and caveats", "", notes.strip(), ""]
     return "\n".join(lines)

@@ -40,8 +40,8 @@ def cold_start_row(cp: dict[str, Any]) -> list[str]:
     if restarts:
         why += (
             f"; the controller exited {len(restarts)}x (exit {restarts}: it lost its leader "
-            "lock when renewals timed out against the saturated twin) and was restarted as "
-            "its supervisor would, which the time includes"
+            "lock when a renewal took over 5 s under this load; see Findings) and was "
+            "restarted as its supervisor would, which the time includes"
         )
     return [
         f"cold start of N={p['n']:,} >= 0.8x the bare client",

@@ -82,6 +82,10 @@ class ConsulSettings(Group):
         return f"{'https' if self.http_ssl else 'http'}://{self.http_addr}".rstrip("/")
 
 
+MIN_LOCK_TTL = 10.0
+MAX_LOCK_TTL = 24 * 3600.0
+
+
 class ControllerSettings(Group):
     model_config = SettingsConfigDict(env_prefix="MESH_")
 
@@ -121,6 +125,9 @@ class ControllerSettings(Group):
 
     @model_validator(mode="after")
     def _check(self) -> ControllerSettings:
+        if not MIN_LOCK_TTL <= self.leader_ttl <= MAX_LOCK_TTL:
+            # Nomad refuses such a lock; the controller would stay a standby forever.
+            raise ValueError("MESH_LEADER_TTL must be between 10s and 24h (Nomad's lock TTL range)")
         if self.leader_renew >= self.leader_ttl:
             raise ValueError("MESH_LEADER_RENEW must be shorter than MESH_LEADER_TTL")
         if self.backoff_base > self.backoff_cap or self.backoff_base <= 0:

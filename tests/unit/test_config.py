@@ -210,6 +210,12 @@ def test_leader_renew_must_be_shorter_than_the_ttl() -> None:
         Settings.from_env({"MESH_LEADER_TTL": "10s", "MESH_LEADER_RENEW": "10s"})
 
 
+@pytest.mark.parametrize("ttl", ["5s", "9.9s", "25h"])
+def test_leader_ttl_must_be_one_nomad_accepts(ttl: str) -> None:
+    with pytest.raises(ConfigError, match="MESH_LEADER_TTL"):
+        Settings.from_env({"MESH_LEADER_TTL": ttl, "MESH_LEADER_RENEW": "1s"})
+
+
 def test_all_problems_are_reported_together() -> None:
     with pytest.raises(ConfigError) as err:
         Settings.from_env({"MESH_WORKERS": "0", "VAULT_SKIP_VERIFY": "maybe"})

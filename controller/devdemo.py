@@ -24,7 +24,7 @@ from controller.consul.client import ConsulClient, HealthEntry
 from controller.nomad.jobs import NomadJobs
 from controller.status.store import StatusStore
 from crds_equivalent import keys
-from crds_equivalent.status import MeshStatus, Phase
+from crds_equivalent.status import ConditionStatus, ConditionType, MeshStatus, Phase
 
 NS = 1_000_000_000
 
@@ -117,16 +117,26 @@ class Endpoint:
 
 
 async def wait_ready(statuses: StatusStore, key: tuple[str, str], within: float) -> MeshStatus:
-    """Poll the status record until its phase is Ready (TimeoutError after ``within`` s)."""
+    """Poll the status record until it is Ready *and* verified: the health checks (Consul on the
+    TLS port, the served certificate) have reported, not only the rollout (TimeoutError after
+    ``within`` s)."""
     deadline = time.monotonic() + within
     while True:
         status = await statuses.get(*key)
-        if status is not None and status.phase == Phase.READY:
+        if status is not None and status.phase == Phase.READY and _verified(status):
             return status
         if time.monotonic() > deadline:
             phase = status.phase if status else "no status"
             raise TimeoutError(f"{key[1]} not Ready after {within:.0f}s (phase: {phase})")
         await asyncio.sleep(0.25)
+
+
+def _verified(status: MeshStatus) -> bool:
+    checked = (ConditionType.CERT_VALID, ConditionType.CONSUL_HEALTHY)
+    return all(
+        (c := status.condition(kind)) is not None and c.status == ConditionStatus.TRUE
+        for kind in checked
+    )
 
 
 async def tls_endpoint(consul: ConsulClient, service: str, domain: str, within: float) -> Endpoint:

@@ -10,8 +10,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import psutil
 import pytest
 from cryptography import x509
 from prometheus_client import CollectorRegistry
@@ -39,9 +37,7 @@ from tests.integration.executor_stack import (
     Stack,
     app_task,
     eventually,
-    our_processes,
-    start_stack,
-    stop_stack,
+    running_stack,
 )
 
 pytestmark = pytest.mark.timeout(90)
@@ -52,16 +48,8 @@ TTL = "12s"  # OpenBao backdates 30 s: the leaf is 92 % worn ~8.6 s after it was
 
 @pytest.fixture
 async def stack(openbao: OpenBao, tmp_path: Path) -> AsyncIterator[Stack]:
-    before = our_processes()
-    async with aiohttp.ClientSession() as http:
-        s = await start_stack(openbao, tmp_path / "data", http)
-        try:
-            yield s
-        finally:
-            alloc_ids = set(s.nomad.state.allocs)
-            await stop_stack(s)
-    left = our_processes(alloc_ids) - before
-    assert not left, [psutil.Process(p).cmdline() for p in left if psutil.pid_exists(p)]
+    async with running_stack(openbao, tmp_path / "data") as s:
+        yield s
 
 
 def meshed_job() -> dict[str, Any]:

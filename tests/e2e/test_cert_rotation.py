@@ -28,8 +28,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import psutil
 import pytest
 from cryptography import x509
 
@@ -48,9 +46,7 @@ from tests.integration.executor_stack import (
     Stack,
     app_task,
     eventually,
-    our_processes,
-    start_stack,
-    stop_stack,
+    running_stack,
 )
 
 pytestmark = pytest.mark.timeout(150)
@@ -66,20 +62,12 @@ CTL = str(Path(sys.executable).parent / "controllerctl")
 
 @pytest.fixture
 async def stack(openbao: OpenBao, tmp_path: Path) -> AsyncIterator[Stack]:
-    before = our_processes()
     await bootstrap_pki(
         VaultClient(VaultConnection(openbao.addr, openbao.root_token)),
         PkiLayout(root_mount=ROOT, int_mount=INT),
     )
-    async with aiohttp.ClientSession() as http:
-        s = await start_stack(openbao, tmp_path / "data", http)
-        try:
-            yield s
-        finally:
-            alloc_ids = set(s.nomad.state.allocs)
-            await stop_stack(s)
-    left = our_processes(alloc_ids) - before
-    assert not left, [psutil.Process(p).cmdline() for p in left if psutil.pid_exists(p)]
+    async with running_stack(openbao, tmp_path / "data") as s:
+        yield s
 
 
 def meshed_job(name: str) -> dict[str, Any]:

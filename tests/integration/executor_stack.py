@@ -13,7 +13,8 @@ import os
 import ssl
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,3 +178,19 @@ def _alive(proc: psutil.Process) -> bool:
         return proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+@asynccontextmanager
+async def running_stack(bao: OpenBao, data_dir: Path) -> AsyncIterator[Stack]:
+    """A started stack that, once stopped, must have left no process of ours behind."""
+    before = our_processes()
+    alloc_ids: set[str] = set()
+    async with aiohttp.ClientSession() as http:
+        s = await start_stack(bao, data_dir, http)
+        try:
+            yield s
+        finally:
+            alloc_ids = set(s.nomad.state.allocs)
+            await stop_stack(s)
+    left = our_processes(alloc_ids) - before
+    assert not left, [psutil.Process(p).cmdline() for p in left if psutil.pid_exists(p)]

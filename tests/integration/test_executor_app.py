@@ -22,9 +22,7 @@ from tests.integration.executor_stack import (
     app_task,
     events,
     eventually,
-    our_processes,
-    start_stack,
-    stop_stack,
+    running_stack,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -32,17 +30,8 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture
 async def stack(openbao: OpenBao, tmp_path: Path) -> AsyncIterator[Stack]:
-    before = our_processes()
-    async with aiohttp.ClientSession() as http:
-        s = await start_stack(openbao, tmp_path / "data", http)
-        alloc_ids: set[str] = set()
-        try:
-            yield s
-        finally:
-            alloc_ids = set(s.nomad.state.allocs)
-            await stop_stack(s)
-    left = our_processes(alloc_ids) - before
-    assert not left, [psutil.Process(p).cmdline() for p in left if psutil.pid_exists(p)]
+    async with running_stack(openbao, tmp_path / "data") as s:
+        yield s
 
 
 def web_job(restart: dict[str, Any] | None = None, **task_extra: Any) -> dict[str, Any]:

@@ -9,8 +9,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import psutil
 import pytest
 
 from devstack.vault import OpenBao
@@ -20,9 +18,7 @@ from tests.integration.executor_stack import (
     app_task,
     events,
     eventually,
-    our_processes,
-    start_stack,
-    stop_stack,
+    running_stack,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -34,16 +30,8 @@ CERT_ONLY = (
 
 @pytest.fixture
 async def stack(openbao: OpenBao, tmp_path: Path) -> AsyncIterator[Stack]:
-    before = our_processes()
-    async with aiohttp.ClientSession() as http:
-        s = await start_stack(openbao, tmp_path / "data", http)
-        try:
-            yield s
-        finally:
-            alloc_ids = set(s.nomad.state.allocs)
-            await stop_stack(s)
-    left = our_processes(alloc_ids) - before
-    assert not left, [psutil.Process(p).cmdline() for p in left if psutil.pid_exists(p)]
+    async with running_stack(openbao, tmp_path / "data") as s:
+        yield s
 
 
 def job_with_template(body: str, job_id: str = "tmpl") -> dict[str, Any]:

@@ -17,8 +17,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import psutil
 import pytest
 from cryptography import x509
 
@@ -34,9 +32,7 @@ from tests.integration.executor_stack import (
     app_task,
     events,
     eventually,
-    our_processes,
-    start_stack,
-    stop_stack,
+    running_stack,
 )
 
 pytestmark = pytest.mark.timeout(80)
@@ -47,16 +43,8 @@ TTL = "10s"  # with OpenBao's 30 s backdating the leaf renews ~6 s after issue
 
 @pytest.fixture
 async def stack(openbao: OpenBao, tmp_path: Path) -> AsyncIterator[Stack]:
-    before = our_processes()
-    async with aiohttp.ClientSession() as http:
-        s = await start_stack(openbao, tmp_path / "data", http)
-        try:
-            yield s
-        finally:
-            alloc_ids = set(s.nomad.state.allocs)
-            await stop_stack(s)
-    left = our_processes(alloc_ids) - before
-    assert not left, [psutil.Process(p).cmdline() for p in left if psutil.pid_exists(p)]
+    async with running_stack(openbao, tmp_path / "data") as s:
+        yield s
 
 
 NGINX_CONF = """

@@ -18,8 +18,8 @@ import psutil
 from bench.jobs import bump, user_job
 from bench.procs import Api, ControllerProc, cpu_seconds, delta
 from crds_equivalent.config import MeshConfig
-from reconcilers.hashing import INJECTOR_VERSION
-from reconcilers.plan import Apply, NoOp, plan_job
+from reconcilers.injection.hashing import INJECTOR_VERSION
+from reconcilers.injection.plan import Apply, NoOp, plan_job
 
 CURRENT = f"{INJECTOR_VERSION}:"
 

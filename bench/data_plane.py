@@ -30,7 +30,7 @@ from crds_equivalent.spec import parse_job_specs
 from devstack.sidecar_render import RenderedSidecar, render_sidecar
 from devstack.template import VaultTarget
 from devstack.vault import start_openbao
-from reconcilers.inject import inject
+from reconcilers.injection.inject import inject
 
 KEEPALIVE_1 = Load(1, close=False)
 KEEPALIVE_32 = Load(32, close=False)

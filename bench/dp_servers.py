@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconcilers.nginx import CIPHERS
+from reconcilers.injection.nginx import CIPHERS
 
 NGINX = "/usr/sbin/nginx"
 HOST = "127.0.0.1"

@@ -11,7 +11,7 @@ import time
 
 from chaos.harness import Check, Outcome, wait_until
 from chaos.world import job_versions, keeps_user_spec, sidecar_count, twin_world
-from tests.integration.controller_harness import injected, stored, user_job
+from devstack.testing import injected, stored, user_job
 
 JOBS = 50
 DROP_EVERY = 5  # frames per stream connection

@@ -12,7 +12,7 @@ import time
 
 from chaos.harness import Check, Outcome, wait_until
 from chaos.world import job_versions, keeps_user_spec, sidecar_count, twin_world
-from tests.integration.controller_harness import injected, stored, user_job
+from devstack.testing import injected, stored, user_job
 
 MESHED = 50
 REVS = 8  # 50 x 8 = 400 changes to meshed jobs

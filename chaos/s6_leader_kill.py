@@ -27,7 +27,7 @@ from chaos.world import job_versions, keeps_user_spec, no_backends_env, sidecar_
 from crds_equivalent.keys import VAR_LEADER
 from devstack.nomad import NomadTwin, start_nomad_twin
 from devstack.nomad.jobsvc import register
-from tests.integration.controller_harness import injected, stored, user_job
+from devstack.testing import injected, stored, user_job
 
 JOBS = 100
 UPDATED = 10

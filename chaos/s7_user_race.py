@@ -13,7 +13,7 @@ import time
 
 from chaos.harness import Check, Outcome, wait_until
 from chaos.world import job_versions, keeps_user_spec, sidecar_count, twin_world
-from tests.integration.controller_harness import injected, stored, user_job
+from devstack.testing import injected, stored, user_job
 
 EVERY = 0.2
 SECONDS = 30.0

@@ -22,7 +22,7 @@ from crds_equivalent.keys import VAR_LEADER
 from devstack.nomad import NomadTwin, start_nomad_twin
 from devstack.nomad.jobsvc import register
 from devstack.nomad.variables import VarConflict
-from tests.integration.controller_harness import injected, running, settings_for, stored, user_job
+from devstack.testing import injected, running, settings_for, stored, user_job
 
 JOBS = 30
 STALL = 0.3

@@ -1,7 +1,7 @@
 """The worlds scenarios run in: the Nomad twin alone (control-plane faults), or the whole
 devstack (real OpenBao, the Consul twin, real raw_exec processes and nginx, real TLS).
 
-Both reuse the integration harness (tests/integration/controller_harness.py) for the user's
+Both reuse the integration harness (devstack/testing.py) for the user's
 jobs, the controller settings and the in-process App, so a scenario reads like a test.
 """
 
@@ -31,9 +31,9 @@ from crds_equivalent import keys
 from devstack.nomad import NomadTwin, start_nomad_twin
 from devstack.nomad.canon import canonicalize_job, spec_of
 from devstack.nomad.jobsvc import register
+from devstack.testing import FAST, User, running, settings_for
 from devstack.up import Devstack, build_devstack
-from reconcilers.inject import uninject
-from tests.integration.controller_harness import FAST, User, running, settings_for
+from reconcilers.injection.inject import uninject
 
 # The twin-only worlds have no Consul or Vault: point the health side at a closed port so it
 # fails fast (and quietly, into the log file) instead of waiting on a default address.

@@ -47,14 +47,14 @@ from controller.runtime import (
 from controller.status.store import StatusStore
 from controller.tlsprobe import TlsProber
 from controller.vault.client import VaultClient, VaultConnection
-from reconcilers.cert_metrics import CertMetrics
-from reconcilers.certs import CertReconciler
-from reconcilers.health import HealthReconciler
-from reconcilers.mesh import MeshReconciler
-from reconcilers.rotation import RotationSettings, Rotator
-from reconcilers.rotation_loop import rotation_loop
-from reconcilers.rotation_pki import VaultPki
-from reconcilers.trust import VaultTrust
+from controller.vault.pki_admin import VaultPki
+from controller.vault.trust import VaultTrust
+from reconcilers.certs.reconciler import CertReconciler
+from reconcilers.health.reconciler import HealthReconciler
+from reconcilers.mesh.reconciler import MeshReconciler
+from reconcilers.rotation.loop import rotation_loop
+from reconcilers.rotation.metrics import RotationMetrics
+from reconcilers.rotation.rotator import RotationSettings, Rotator
 
 log = structlog.get_logger(__name__)
 
@@ -211,7 +211,7 @@ class App:
         self.rotator = Rotator(
             jobs=self.jobs, lister=self.jobs, consul=self.consul, probe=self.health.probe,
             pki=VaultPki(self.vault, settings.mesh), store=self.variables, config=settings.mesh,
-            owner=self.lock.identity, clock=clock_, metrics=CertMetrics(self.registry),
+            owner=self.lock.identity, clock=clock_, metrics=RotationMetrics(self.registry),
             settings=RotationSettings(
                 rotate_before=c.ca_rotate_before, namespaces=c.watched_namespaces
             ),

@@ -33,8 +33,8 @@ from controller.config.values import describe, env_name
 from controller.logging import configure_logging
 from controller.tls import ClientTls, TlsConfigError, client_tls
 from crds_equivalent.config import MeshConfig
-from reconcilers.inject import UndoError, uninject
-from reconcilers.plan import Apply, Invalid, Remove, plan_job
+from reconcilers.injection.inject import UndoError, uninject
+from reconcilers.injection.plan import Apply, Invalid, Remove, plan_job
 
 EXIT_OK = 0
 EXIT_INVALID = 1

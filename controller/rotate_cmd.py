@@ -1,9 +1,9 @@
 """``controllerctl rotate-ca``: rotate the mesh's intermediate CA now, with a progress bar.
 
 The same procedure the controller runs by itself when the intermediate nears expiry
-(``reconcilers.rotation``): a new intermediate signed by the root becomes the default issuer,
-every meshed job re-issues its leaves in waves (a new job version each, rolled by Nomad under
-the job's update block; the next wave starts when every instance serves a leaf of the new
+(``reconcilers.rotation.rotator``): a new intermediate signed by the root becomes the default
+issuer, every meshed job re-issues its leaves in waves (a new job version each, rolled by Nomad
+under the job's update block; the next wave starts when every instance serves a leaf of the new
 issuer and passes in Consul), then the old issuer is set read-only. Progress lives in the
 Variable ``mesh-controller/rotation``: an interrupted run (Ctrl-C, a crash) is resumed by the
 next ``rotate-ca`` or by the controller once the record's heartbeat is older than
@@ -31,9 +31,9 @@ from controller.nomad.jobs import NomadJobs
 from controller.nomad.variables import NomadVariables
 from controller.tlsprobe import TlsProber
 from controller.vault import VaultError
-from reconcilers.rotation import RotationBusy, RotationLost, RotationSettings, Rotator
-from reconcilers.rotation_pki import VaultPki
-from reconcilers.rotation_state import RotationState, Stage
+from controller.vault.pki_admin import VaultPki
+from reconcilers.rotation.rotator import RotationBusy, RotationLost, RotationSettings, Rotator
+from reconcilers.rotation.state import RotationState, Stage
 
 EXIT_FAILED = 1
 

@@ -15,8 +15,8 @@ from controller.nomad.jobs import JobList
 from controller.nomad.variables import Variable
 from controller.tlsprobe import ProbeResult, ProbeTarget
 from controller.vault import IssuerInfo
+from controller.vault.trust import MeshTrust
 from crds_equivalent.status import MeshStatus
-from reconcilers.trust import MeshTrust
 
 
 class JobStore(Protocol):

@@ -24,10 +24,10 @@ from crds_equivalent.config import MeshConfig
 from crds_equivalent.goparse import format_go_duration
 from crds_equivalent.spec import SpecError, parse_job_specs
 from crds_equivalent.status import MeshStatus
-from reconcilers import jobview, nginx
-from reconcilers.hashing import effective_ttl
-from reconcilers.inject import UndoError, uninject
-from reconcilers.plan import Apply, Invalid, NoOp, Remove, default_ttl_seconds, plan_job
+from reconcilers.injection import jobview, nginx
+from reconcilers.injection.hashing import effective_ttl
+from reconcilers.injection.inject import UndoError, uninject
+from reconcilers.injection.plan import Apply, Invalid, NoOp, Remove, default_ttl_seconds, plan_job
 
 STATUS_FIELDS = set(MeshStatus.model_fields)
 

@@ -19,7 +19,7 @@ from controller.config import Settings
 from controller.ctl.common import EXIT_DRIFT, EXIT_OK, fail, load_settings, open_clients
 from controller.ctl.explain import explain_doc, gather
 from controller.nomad.errors import NomadError
-from reconcilers import nginx
+from reconcilers.injection import nginx
 
 
 async def _doc(settings: Settings, namespace: str, job: str) -> dict[str, Any]:

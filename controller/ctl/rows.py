@@ -22,10 +22,10 @@ from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import MeshSpec, Mode, SpecError, parse_job_specs
 from crds_equivalent.status import MeshStatus, Phase
 from crds_equivalent.status_report import AllocCount, CertSummary, Injected, StatusRow, TlsCount
-from reconcilers import fronting, jobview
 from reconcilers.conditions import first_failing
-from reconcilers.inject import UndoError, is_marked, spec_hash, uninject
-from reconcilers.plan import default_ttl_seconds
+from reconcilers.injection import fronting, jobview
+from reconcilers.injection.inject import UndoError, is_marked, spec_hash, uninject
+from reconcilers.injection.plan import default_ttl_seconds
 
 Key = tuple[str, str]
 ORPHANED = "orphaned sidecar: mesh.tls is off but the group still carries the sidecar and markers"

@@ -1,6 +1,5 @@
 """The TLS prober: the controller's own verification of what each sidecar serves."""
 
-from controller.tlsprobe.leaf import LeafInfo, authority_key_id, leaf_info, subject_key_id
 from controller.tlsprobe.prober import (
     CertProblem,
     ProbeOutcome,
@@ -8,6 +7,7 @@ from controller.tlsprobe.prober import (
     ProbeTarget,
     TlsProber,
 )
+from controller.x509 import LeafInfo, authority_key_id, leaf_info, subject_key_id
 
 __all__ = [
     "CertProblem",

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from controller.runtime.clock import Clock, SystemClock
-from controller.tlsprobe.leaf import LeafInfo, leaf_info
+from controller.x509 import LeafInfo, leaf_info
 
 # OpenSSL X509_V_ERR_* codes that SSLCertVerificationError.verify_code carries.
 _NOT_YET_VALID = 9

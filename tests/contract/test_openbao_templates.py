@@ -23,7 +23,7 @@ from devstack.template import (
     task_env,
 )
 from devstack.vault import OpenBao
-from reconcilers import nginx
+from reconcilers.injection import nginx
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -33,8 +33,8 @@ from controller.tlsprobe import (
     subject_key_id,
 )
 from controller.vault import VaultClient, VaultConnection, bootstrap_pki, read_issuer
+from controller.vault.trust import VaultTrust
 from devstack.vault import OpenBao
-from reconcilers.trust import VaultTrust
 
 pytestmark = pytest.mark.timeout(60)
 

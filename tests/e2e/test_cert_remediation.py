@@ -20,17 +20,17 @@ from controller.nomad.jobs import NomadJobs
 from controller.nomad.variables import NomadVariables
 from controller.status.store import StatusStore
 from controller.tlsprobe import ProbeTarget, TlsProber
-from controller.tlsprobe.leaf import serial_hex
 from controller.vault import VaultClient, VaultConnection
+from controller.vault.trust import VaultTrust
+from controller.x509 import serial_hex
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig, SidecarDriver
 from crds_equivalent.status import ConditionType, MeshStatus, Phase
 from devstack.vault import OpenBao
-from reconcilers.certs import CertReconciler
+from reconcilers.certs.reconciler import CertReconciler
+from reconcilers.certs.remediation import Policy, Record
 from reconcilers.conditions import condition
-from reconcilers.plan import Apply, plan_job
-from reconcilers.remediation import Policy, Record
-from reconcilers.trust import VaultTrust
+from reconcilers.injection.plan import Apply, plan_job
 from tests.integration.executor_stack import (
     NGINX,
     NS,

@@ -38,8 +38,8 @@ from controller.vault import PkiLayout, VaultClient, VaultConnection, bootstrap_
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig, SidecarDriver
 from devstack.vault import OpenBao
-from reconcilers.plan import Apply, plan_job
-from reconcilers.rotation_state import RotationState, Stage
+from reconcilers.injection.plan import Apply, plan_job
+from reconcilers.rotation.state import RotationState, Stage
 from tests.integration.executor_stack import (
     NGINX,
     NS,

@@ -42,7 +42,7 @@ from crds_equivalent.spec import parse_job_specs
 from devstack.sidecar_render import render_sidecar, render_task_templates
 from devstack.template import RenderContext, VaultTarget
 from devstack.vault import OpenBao
-from reconcilers.inject import inject
+from reconcilers.injection.inject import inject
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 

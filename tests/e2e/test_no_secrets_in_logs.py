@@ -35,9 +35,9 @@ from controller.devmode import dev_environment, pki_layout
 from controller.logging import configure_logging
 from controller.vault import VaultClient, VaultConnection, bootstrap_pki
 from crds_equivalent.status import Phase
+from devstack.testing import FAST
 from devstack.up import Devstack, build_devstack
-from reconcilers.nginx import CERT_FILE
-from tests.integration.controller_harness import FAST
+from reconcilers.injection.nginx import CERT_FILE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

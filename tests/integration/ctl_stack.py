@@ -23,7 +23,7 @@ from devstack.consul import ConsulTwin, start_consul_twin
 from devstack.nomad import NomadTwin, start_nomad_twin
 from devstack.registrar import ConsulRegistrar
 from devstack.vault import OpenBao
-from reconcilers.plan import Apply, plan_job
+from reconcilers.injection.plan import Apply, plan_job
 
 ROOT_MOUNT = "ctl_pki"
 INT_MOUNT = "ctl_pki_int"

@@ -18,7 +18,7 @@ from controller.app import App
 from controller.runtime import FakeClock
 from crds_equivalent.keys import VAR_LEADER
 from devstack.nomad import NomadTwin, start_nomad_twin
-from tests.integration.controller_harness import (
+from devstack.testing import (
     User,
     eventually,
     injected,

@@ -13,7 +13,7 @@ import pytest_asyncio
 from controller.app import App
 from crds_equivalent import keys
 from devstack.nomad import NomadTwin, start_nomad_twin
-from tests.integration.controller_harness import (
+from devstack.testing import (
     User,
     eventually,
     injected,

@@ -12,7 +12,7 @@ import pytest_asyncio
 from controller.app import App
 from devstack.nomad import NomadTwin, start_nomad_twin
 from devstack.nomad.jobsvc import register
-from tests.integration.controller_harness import (
+from devstack.testing import (
     eventually,
     injected,
     running,

@@ -17,7 +17,7 @@ import pytest_asyncio
 
 from crds_equivalent.keys import VAR_LEADER
 from devstack.nomad import NomadTwin, start_nomad_twin
-from tests.integration.controller_harness import User, eventually, injected, stored, user_job
+from devstack.testing import User, eventually, injected, stored, user_job
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,8 +11,8 @@ from controller.vault import (
     set_default_issuer,
 )
 from controller.vault.policies import controller_policy
+from devstack.testing import running, settings_for
 from devstack.vault import OpenBao
-from tests.integration.controller_harness import running, settings_for
 from tests.integration.ctl_stack import INT_MOUNT, LAYOUT, ROOT_MOUNT, stack
 
 pytestmark = pytest.mark.timeout(60)

@@ -1,7 +1,7 @@
 """Templates in allocations against the real OpenBao, behind a real nginx TLS sidecar.
 
 A hand-written job (prestart sidecar nginx with one pkiCert template holding cert + chain + key,
-and an nginx.conf template) and the job produced by `reconcilers.inject.inject()` with the
+and an nginx.conf template) and the job produced by `reconcilers.injection.inject.inject()` with the
 raw_exec sidecar: HTTPS through the sidecar verifies against the OpenBao root for
 `web.service.consul`, a short leaf TTL re-issues, nginx gets SIGHUP (same master, new serial),
 a change_mode=restart template restarts its task, and the Consul https check passes.
@@ -24,7 +24,7 @@ from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig, SidecarDriver
 from crds_equivalent.spec import parse_job_specs
 from devstack.vault import OpenBao
-from reconcilers.inject import inject
+from reconcilers.injection.inject import inject
 from tests.integration.executor_stack import (
     NGINX,
     NS,

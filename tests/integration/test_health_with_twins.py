@@ -15,11 +15,11 @@ from prometheus_client import CollectorRegistry
 
 from controller.consul.client import ConsulClient
 from controller.tlsprobe import TlsProber, subject_key_id
+from controller.vault.trust import MeshTrust, TrustedIssuer, mesh_trust
 from crds_equivalent.status import ConditionStatus, ConditionType, Phase
 from devstack.consul.server import ConsulTwin, start_consul_twin
 from devstack.registrar import service_id
-from reconcilers.health import HealthReconciler
-from reconcilers.trust import MeshTrust, TrustedIssuer, mesh_trust
+from reconcilers.health.reconciler import HealthReconciler
 from tests.contract.test_tls_probe import Ca, _issue, _server_context, serving
 from tests.unit.test_health import (
     A1,

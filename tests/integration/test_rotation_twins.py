@@ -28,17 +28,17 @@ from controller.nomad.variables import NomadVariables
 from controller.runtime.clock import SystemClock
 from controller.tlsprobe import ProbeOutcome, ProbeResult, ProbeTarget, leaf_info
 from controller.vault import PkiLayout, VaultClient, VaultConnection, bootstrap_pki, read_issuer
+from controller.vault.pki_admin import VaultPki
 from crds_equivalent.config import MeshConfig
 from devstack.consul import start_consul_twin
 from devstack.nomad import SimulatedDriver, start_nomad_twin
 from devstack.registrar import ConsulRegistrar
 from devstack.vault import OpenBao
-from reconcilers.cert_metrics import CertMetrics
-from reconcilers.plan import Apply, plan_job
-from reconcilers.reissue import nonces
-from reconcilers.rotation import RotationBusy, RotationSettings, Rotator
-from reconcilers.rotation_pki import VaultPki
-from reconcilers.rotation_state import RotationState, Stage
+from reconcilers.injection.plan import Apply, plan_job
+from reconcilers.injection.reissue import nonces
+from reconcilers.rotation.metrics import RotationMetrics
+from reconcilers.rotation.rotator import RotationBusy, RotationSettings, Rotator
+from reconcilers.rotation.state import RotationState, Stage
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -184,7 +184,7 @@ async def test_rotation_rolls_every_meshed_job_in_waves_and_retires_the_old_issu
         seen: list[tuple[int, int]] = []
         registry = CollectorRegistry()
         rotator = w.rotator(
-            metrics=CertMetrics(registry),
+            metrics=RotationMetrics(registry),
             on_progress=lambda s, _: seen.append((s.wave, len(s.done))),
         )
         state = await rotator.rotate()

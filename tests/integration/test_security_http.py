@@ -16,7 +16,7 @@ import pytest
 
 from controller.config import ConfigError, Settings
 from devstack.nomad import start_nomad_twin
-from tests.integration.controller_harness import running, settings_for
+from devstack.testing import running, settings_for
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -19,8 +19,7 @@ import pytest_asyncio
 from controller.vault import PkiLayout, VaultClient, VaultConnection, bootstrap_pki
 from devstack.consul import ConsulTwin, start_consul_twin
 from devstack.nomad import NomadTwin, start_nomad_twin
-from devstack.vault import OpenBao
-from tests.integration.controller_harness import (
+from devstack.testing import (
     User,
     eventually,
     injected,
@@ -30,6 +29,7 @@ from tests.integration.controller_harness import (
     stored,
     user_job,
 )
+from devstack.vault import OpenBao
 from tests.integration.ctl_stack import UNSET
 
 pytestmark = pytest.mark.timeout(120)

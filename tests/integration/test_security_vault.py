@@ -23,8 +23,8 @@ from controller.vault import (
     VaultPermissionDenied,
     bootstrap_pki,
 )
+from controller.vault.trust import VaultTrust
 from devstack.vault import OpenBao
-from reconcilers.trust import VaultTrust
 
 pytestmark = pytest.mark.timeout(60)
 

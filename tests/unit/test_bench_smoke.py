@@ -13,7 +13,7 @@ import pytest
 from bench import control_plane, data_plane, report, targets, twin
 from bench.jobs import bump, job_ids, user_job
 from controller.config.mesh import load_mesh_config
-from reconcilers.plan import Apply, plan_job
+from reconcilers.injection.plan import Apply, plan_job
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -15,16 +15,12 @@ from prometheus_client import CollectorRegistry
 from controller.consul.client import HealthEntry, ServiceHealth
 from controller.nomad.errors import Conflict
 from controller.tlsprobe import CertProblem, LeafInfo, ProbeOutcome, ProbeResult, ProbeTarget
+from controller.vault.trust import MeshTrust, TrustedIssuer, TrustUnavailable
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import Mode, parse_job_specs
 from crds_equivalent.status import ConditionType, MeshStatus, Phase
-from reconcilers.certs import CertReconciler
-from reconcilers.conditions import condition
-from reconcilers.health_eval import FrontedPort, Instance
-from reconcilers.inject import inject
-from reconcilers.plan import NoOp, plan_job
-from reconcilers.reissue import nonces
-from reconcilers.remediation import (
+from reconcilers.certs.reconciler import CertReconciler
+from reconcilers.certs.remediation import (
     GiveUp,
     Healthy,
     Policy,
@@ -36,7 +32,11 @@ from reconcilers.remediation import (
     decide,
     stale_leaves,
 )
-from reconcilers.trust import MeshTrust, TrustedIssuer, TrustUnavailable
+from reconcilers.conditions import condition
+from reconcilers.injection.inject import inject
+from reconcilers.injection.plan import NoOp, plan_job
+from reconcilers.injection.reissue import nonces
+from reconcilers.instances.matching import FrontedPort, Instance
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 CONFIG = MeshConfig()

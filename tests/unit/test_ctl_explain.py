@@ -11,8 +11,8 @@ from controller.ctl.explain_cmd import render_text
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.status import Condition, ConditionType, MeshStatus, Phase
-from reconcilers import nginx
-from reconcilers.plan import Apply, plan_job
+from reconcilers.injection import nginx
+from reconcilers.injection.plan import Apply, plan_job
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 CONFIG = MeshConfig()

@@ -21,7 +21,7 @@ from crds_equivalent.config import MeshConfig
 from crds_equivalent.schemas import SCHEMA_DIR
 from crds_equivalent.status import Condition, ConditionType, MeshStatus, Phase
 from crds_equivalent.status_report import Backend, LeaderInfo, StatusReport
-from reconcilers.plan import Apply, plan_job
+from reconcilers.injection.plan import Apply, plan_job
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 CONFIG = MeshConfig()

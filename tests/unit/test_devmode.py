@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from controller.config import Settings
 from controller.devmode import dev_environment, dev_exports, export_lines
-from reconcilers.hashing import INJECTION_CONFIG_FIELDS
+from reconcilers.injection.hashing import INJECTION_CONFIG_FIELDS
 
 STACK_ENV = {
     "NOMAD_ADDR": "http://127.0.0.1:4646",

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import parse_job_specs
-from reconcilers.inject import uninject
-from reconcilers.plan import Apply, Invalid, NoOp, Remove, plan_job
+from reconcilers.injection.inject import uninject
+from reconcilers.injection.plan import Apply, Invalid, NoOp, Remove, plan_job
 from tests.unit.fuzzing import FUZZ, FUZZ_TIMEOUT, mangled
 from tests.unit.test_inject_properties import configs, group, jobs
 

@@ -6,14 +6,14 @@ from typing import Any
 
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import MeshSpec, parse_job_specs
-from reconcilers.hashing import (
+from reconcilers.injection.hashing import (
     CONFIG_FIELDS_NOT_HASHED,
     INJECTION_CONFIG_FIELDS,
     MAX_TTL_JITTER,
     jittered_ttl,
     spec_hash,
 )
-from reconcilers.plan import NoOp, plan_job
+from reconcilers.injection.plan import NoOp, plan_job
 from tests.unit.test_inject import DOCKER, NS, job, meshed
 
 

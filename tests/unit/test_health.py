@@ -14,22 +14,21 @@ from prometheus_client import CollectorRegistry
 
 from controller.consul.client import ConsulUnavailable, HealthEntry, ServiceHealth
 from controller.tlsprobe import CertProblem, LeafInfo, ProbeOutcome, ProbeResult, ProbeTarget
+from controller.vault.trust import MeshTrust, TrustedIssuer, TrustUnavailable
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import Mode, parse_job_specs
 from crds_equivalent.status import Condition, ConditionStatus, ConditionType, MeshStatus, Phase
 from reconcilers.conditions import condition
-from reconcilers.health import HealthReconciler
-from reconcilers.health_eval import (
+from reconcilers.health.reconciler import HealthReconciler
+from reconcilers.health.verdicts import cert_verdict, consul_conditions
+from reconcilers.injection.inject import inject
+from reconcilers.instances.matching import (
     FrontedPort,
     Instance,
-    cert_verdict,
-    consul_conditions,
     consul_findings,
     fronted_ports,
     running_allocations,
 )
-from reconcilers.inject import inject
-from reconcilers.trust import MeshTrust, TrustedIssuer, TrustUnavailable
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 CONFIG = MeshConfig()

@@ -11,11 +11,11 @@ import pytest
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig, SidecarDriver
 from crds_equivalent.spec import parse_job_specs
-from reconcilers import nginx
-from reconcilers.hashing import (
+from reconcilers.injection import nginx
+from reconcilers.injection.hashing import (
     jittered_ttl,
 )
-from reconcilers.inject import (
+from reconcilers.injection.inject import (
     INJECTOR_VERSION,
     CannotInject,
     UndoError,

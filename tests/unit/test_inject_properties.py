@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from crds_equivalent.config import MeshConfig, SidecarDriver
 from crds_equivalent.spec import MeshSpec, parse_job_specs
-from reconcilers.inject import inject, uninject
-from reconcilers.plan import NoOp, plan_job, validate
+from reconcilers.injection.inject import inject, uninject
+from reconcilers.injection.plan import NoOp, plan_job, validate
 from tests.unit.test_hashing import canonicalise
 
 OWNED_GROUP_KEYS = {"Networks", "Services", "Tasks", "Meta"}

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from crds_equivalent import keys
-from reconcilers import jobview
-from reconcilers.jobview import ServiceView, UnresolvedName
+from reconcilers.injection import jobview
+from reconcilers.injection.jobview import ServiceView, UnresolvedName
 
 
 def group(**extra: Any) -> dict[str, Any]:

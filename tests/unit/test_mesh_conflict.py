@@ -20,7 +20,7 @@ from controller.runtime import Controller, FakeClock, WorkQueue, default_limiter
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.status import MeshStatus
-from reconcilers.mesh import MeshReconciler
+from reconcilers.mesh.reconciler import MeshReconciler
 
 pytestmark = pytest.mark.timeout(20)
 

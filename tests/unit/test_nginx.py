@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from crds_equivalent.config import MeshConfig
-from reconcilers import nginx
-from reconcilers.nginx import Listener
+from reconcilers.injection import nginx
+from reconcilers.injection.nginx import Listener
 
 NGINX = "/usr/sbin/nginx"
 STREAM_MODULE = MeshConfig().nginx_stream_module

@@ -12,8 +12,8 @@ import pytest
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import MeshSpec, SpecError, parse_job_specs
-from reconcilers.inject import inject, is_marked, uninject
-from reconcilers.plan import Apply, Invalid, NoOp, Remove, plan, plan_job
+from reconcilers.injection.inject import inject, is_marked, uninject
+from reconcilers.injection.plan import Apply, Invalid, NoOp, Remove, plan, plan_job
 from tests.golden_jobs import JOBS
 
 CONFIG = MeshConfig()

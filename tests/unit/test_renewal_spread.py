@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 
 from crds_equivalent.spec import parse_job_specs
-from reconcilers.hashing import MAX_TTL_JITTER, effective_ttl, jittered_ttl
+from reconcilers.injection.hashing import MAX_TTL_JITTER, effective_ttl, jittered_ttl
 
 RENEW_AT = 0.90  # consul-template's LeaseRenewalThreshold inside Nomad
 TTL = 72 * 3600

@@ -9,8 +9,8 @@ import pytest
 
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
-from reconcilers import rewrite
-from reconcilers.jobview import PortView
+from reconcilers.injection import rewrite
+from reconcilers.injection.jobview import PortView
 
 CONFIG = MeshConfig()
 TLS = {"http": "mesh_tls_http", "admin": "mesh_tls_admin"}

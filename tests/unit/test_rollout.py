@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from crds_equivalent import keys
-from reconcilers.rollout import SAYS_LIMIT, rolled_out
+from reconcilers.mesh.rollout import SAYS_LIMIT, rolled_out
 
 JOB: dict[str, Any] = {
     "ID": "late",

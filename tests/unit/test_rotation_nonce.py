@@ -10,10 +10,10 @@ import pytest
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import parse_job_specs
-from reconcilers import jobview, nginx
-from reconcilers.inject import inject, uninject
-from reconcilers.plan import Apply, NoOp, plan_job
-from reconcilers.reissue import CannotReissue, carries, meshed_groups, nonces, with_nonce
+from reconcilers.injection import jobview, nginx
+from reconcilers.injection.inject import inject, uninject
+from reconcilers.injection.plan import Apply, NoOp, plan_job
+from reconcilers.injection.reissue import CannotReissue, carries, meshed_groups, nonces, with_nonce
 
 CONFIG = MeshConfig()
 

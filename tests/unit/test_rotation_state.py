@@ -13,16 +13,16 @@ from hypothesis import strategies as st
 from controller.consul.client import HealthEntry
 from controller.tlsprobe import LeafInfo, ProbeOutcome, ProbeResult, ProbeTarget
 from crds_equivalent.spec import Mode
-from reconcilers.health_eval import ConsulFindings, FrontedPort, Instance
-from reconcilers.observe import Observation
-from reconcilers.rotation_eval import judge_job, old_leaves
-from reconcilers.rotation_state import (
+from reconcilers.instances.matching import ConsulFindings, FrontedPort, Instance
+from reconcilers.instances.observe import Observation
+from reconcilers.rotation.state import (
     CorruptState,
     RotationState,
     Stage,
     new_rotation,
     plan_waves,
 )
+from reconcilers.rotation.verdict import judge_job, old_leaves
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 JOBS = [("default", f"job{i}") for i in range(5)]

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from controller.runtime.clock import FakeClock
 from controller.tlsprobe import subject_key_id
 from controller.vault import VaultUnavailable
-from reconcilers.trust import TrustUnavailable, VaultTrust, mesh_trust
+from controller.vault.trust import TrustUnavailable, VaultTrust, mesh_trust
 from tests.contract.test_tls_probe import NOW, Ca, _issue
 from tests.unit.test_health import leaf
 

@@ -17,7 +17,7 @@ import structlog
 from controller.consul.client import ConsulError, HealthEntry
 from controller.tlsprobe import ProbeResult
 from crds_equivalent.config import MeshConfig
-from reconcilers.health_eval import (
+from reconcilers.instances.matching import (
     ConsulFindings,
     FrontedPort,
     Instance,

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from controller.tlsprobe import ProbeResult
-from reconcilers.health_eval import Instance
+from reconcilers.instances.matching import Instance
 
 STALE_FRACTION = 0.92
 RESTART = "restart"

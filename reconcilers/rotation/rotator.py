@@ -29,14 +29,14 @@ from controller.runtime.clock import Clock, SystemClock
 from controller.tlsprobe import subject_key_id
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
-from reconcilers import jobview
-from reconcilers.cert_metrics import CertMetrics
-from reconcilers.health_eval import fronted_ports
-from reconcilers.observe import observe_job
+from reconcilers.injection import jobview
+from reconcilers.injection.reissue import CannotReissue, carries, with_nonce
+from reconcilers.instances.matching import fronted_ports
+from reconcilers.instances.observe import observe_job
 from reconcilers.ports import Catalog, JobLister, JobStore, PkiAdmin, TlsProbe, VariableStore
-from reconcilers.reissue import CannotReissue, carries, with_nonce
-from reconcilers.rotation_eval import DONE, FAILED, judge_job, old_leaves
-from reconcilers.rotation_state import JobKey, RotationState, Stage, new_rotation
+from reconcilers.rotation.metrics import RotationMetrics
+from reconcilers.rotation.state import JobKey, RotationState, Stage, new_rotation
+from reconcilers.rotation.verdict import DONE, FAILED, judge_job, old_leaves
 
 log = structlog.get_logger(__name__)
 
@@ -80,7 +80,7 @@ class Rotator:
         owner: str,
         settings: RotationSettings | None = None,
         clock: Clock | None = None,
-        metrics: CertMetrics | None = None,
+        metrics: RotationMetrics | None = None,
         on_progress: Progress | None = None,
     ) -> None:
         self.jobs, self.lister, self.consul, self.probe = jobs, lister, consul, probe

@@ -1,10 +1,7 @@
-"""PURE: from a job, its allocations, Consul's answer and the TLS probes to three conditions.
+"""PURE: from the matched instances, Consul's answer and the TLS probes to three conditions.
 
-The health reconciler gathers facts (I/O); this module judges them, so the whole judgement is a
-table test. The facts are matched by Nomad's service IDs,
-``_nomad-task-<alloc>-<task | group-<group>>-<service>-<port label>``: the alloc ID says which
-of this job's allocations an instance is (a service name may be shared with other jobs), the
-port label says whether it is the TLS registration (``mesh_tls_<label>``) or the plaintext one.
+The health reconciler gathers facts (I/O) and ``reconcilers.instances`` matches them; this module
+judges them, so the whole judgement is a table test.
 
 * ConsulHealthy: every running allocation of a meshed group has, for every fronted service, a
   registration on the TLS port, tagged ``mesh-tls``, with every check passing.
@@ -21,163 +18,16 @@ reached, Vault not saying what the CA is.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
-from controller.consul.client import HealthEntry
-from controller.tlsprobe import CertProblem, ProbeOutcome, ProbeResult, ProbeTarget
+from controller.tlsprobe import CertProblem, ProbeOutcome, ProbeResult
+from controller.vault.trust import MeshTrust
 from crds_equivalent import keys
-from crds_equivalent.config import MeshConfig
-from crds_equivalent.spec import Mode, SpecError, parse_job_specs
 from crds_equivalent.status import Condition, ConditionType
-from reconcilers import fronting, jobview
 from reconcilers.conditions import condition
-from reconcilers.inject import UndoError, uninject
-from reconcilers.plan import default_ttl_seconds
-from reconcilers.trust import MeshTrust
-
-MAX_LISTED = 3  # problems spelled out in a condition message; the rest are counted
-
-
-@dataclass(frozen=True)
-class FrontedPort:
-    """A service the sidecar fronts in one group, and how its two registrations are named."""
-
-    group: str
-    service: str
-    label: str
-    mode: Mode
-    server_name: str  # <service>.<domain>: the SNI sent and the name verified
-
-    @property
-    def tls_label(self) -> str:
-        return keys.tls_port_label(self.label)
-
-
-def fronted_ports(job: Mapping[str, Any], config: MeshConfig) -> list[FrontedPort]:
-    """Every (group, service, port) the injection fronts; [] for an unmeshed or invalid job."""
-    try:
-        user = uninject(job)
-        specs = parse_job_specs(user, default_ttl_seconds=default_ttl_seconds(config))
-    except (UndoError, SpecError):
-        return []
-    out: list[FrontedPort] = []
-    for group in jobview.groups(user):
-        spec = specs.get(jobview.group_name(group))
-        if spec is None or not spec.enabled:
-            continue
-        try:
-            inputs = fronting.group_inputs(user, group, spec)
-        except jobview.UnresolvedName:
-            continue
-        for svc in inputs.services:
-            port = FrontedPort(
-                spec.group,
-                svc.name,
-                svc.view.port_label,
-                spec.mode,
-                f"{svc.name}.{config.domain}",
-            )
-            if port not in out:
-                out.append(port)
-    return out
-
-
-def running_allocations(allocations: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
-    """Alloc IDs by task group, of allocations that run and are meant to."""
-    out: dict[str, list[str]] = {}
-    for alloc in allocations:
-        if alloc.get("ClientStatus") == "running" and alloc.get("DesiredStatus") == "run":
-            out.setdefault(str(alloc.get("TaskGroup") or ""), []).append(str(alloc.get("ID")))
-    return out
-
-
-@dataclass(frozen=True)
-class Instance:
-    """One TLS registration of one of this job's allocations: what gets probed."""
-
-    port: FrontedPort
-    alloc_id: str
-    entry: HealthEntry
-
-    @property
-    def target(self) -> ProbeTarget:
-        return ProbeTarget(self.entry.effective_address, self.entry.port, self.port.server_name)
-
-
-@dataclass
-class ConsulFindings:
-    instances: list[Instance] = field(default_factory=list)
-    unhealthy: list[tuple[str, str]] = field(default_factory=list)  # (reason, text)
-    plaintext: list[str] = field(default_factory=list)
-    plaintext_kept: int = 0
-    allocations: int = 0
-
-
-def _short(alloc_id: str) -> str:
-    return alloc_id[:8]
-
-
-def _failing_check(entry: HealthEntry) -> str:
-    bad = [c for c in entry.checks if str(c.get("Status")) != "passing"]
-    if not bad:
-        return ""
-    first = bad[0]
-    output = " ".join(str(first.get("Output") or "").split())
-    name = str(first.get("Name") or first.get("CheckID") or "check")
-    return f"{name}: {output[:120]}" if output else name
-
-
-def consul_findings(
-    ports: Sequence[FrontedPort],
-    allocs_by_group: Mapping[str, Sequence[str]],
-    health: Mapping[str, Sequence[HealthEntry]],
-) -> ConsulFindings:
-    """Match Consul's instances of each fronted service to this job's running allocations."""
-    found = ConsulFindings()
-    found.allocations = sum(len(allocs_by_group.get(g, ())) for g in {p.group for p in ports})
-    for port in ports:
-        entries = health.get(port.service, ())
-        for alloc_id in allocs_by_group.get(port.group, ()):
-            mine = [e for e in entries if e.service_id.startswith(f"_nomad-task-{alloc_id}-")]
-            tls = [e for e in mine if e.service_id.endswith(f"-{port.service}-{port.tls_label}")]
-            plain = [e for e in mine if e.service_id.endswith(f"-{port.service}-{port.label}")]
-            who = f"{port.service}: allocation {_short(alloc_id)}"
-            if not tls:
-                found.unhealthy.append(
-                    ("NotRegistered", f"{who} has no registration on {port.tls_label}")
-                )
-            for entry in tls:
-                found.instances.append(Instance(port, alloc_id, entry))
-                if keys.TLS_SERVICE_TAG not in entry.tags:
-                    found.unhealthy.append(
-                        (
-                            "MissingTag",
-                            f"{who} on {port.tls_label} lacks tag {keys.TLS_SERVICE_TAG}",
-                        )
-                    )
-                if not entry.passing:
-                    where = f"{entry.effective_address}:{entry.port}"
-                    detail = _failing_check(entry)
-                    found.unhealthy.append(
-                        (
-                            "ChecksFailing",
-                            f"{who} at {where} is {entry.status}"
-                            + (f" ({detail})" if detail else ""),
-                        )
-                    )
-            for entry in plain:
-                if port.mode is Mode.STRICT:
-                    found.plaintext.append(f"{who} is still registered on plaintext {port.label}")
-                elif keys.PLAINTEXT_SERVICE_TAG not in entry.tags:
-                    found.plaintext.append(
-                        f"{who} on plaintext {port.label} lacks tag {keys.PLAINTEXT_SERVICE_TAG}"
-                    )
-                else:
-                    found.plaintext_kept += 1
-    return found
+from reconcilers.instances.matching import MAX_LISTED, ConsulFindings, Instance
 
 
 def _listing(texts: Sequence[str]) -> str:

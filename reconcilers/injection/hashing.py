@@ -21,8 +21,8 @@ from typing import Any, Final
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import MeshSpec
-from reconcilers import jobview
-from reconcilers.fronting import group_inputs
+from reconcilers.injection import jobview
+from reconcilers.injection.fronting import group_inputs
 
 INJECTOR_VERSION: Final = "3"
 MAX_TTL_JITTER: Final = 0.05

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from controller.consul.client import ConsulError, ConsulUnavailable, HealthEntry
 from controller.runtime.clock import Clock, SystemClock
 from controller.runtime.reconcile import Result
+from controller.vault.trust import MeshTrust, TrustUnavailable
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.status import (
     Condition,
@@ -35,20 +36,17 @@ from crds_equivalent.status import (
     Phase,
 )
 from reconcilers import conditions as cond
-from reconcilers import jobview
-from reconcilers.health_eval import (
-    CertVerdict,
+from reconcilers.health.metrics import HealthMetrics
+from reconcilers.health.verdicts import CertVerdict, cert_verdict, consul_conditions
+from reconcilers.injection import jobview
+from reconcilers.instances.matching import (
     ConsulFindings,
     FrontedPort,
-    cert_verdict,
-    consul_conditions,
     consul_findings,
     fronted_ports,
     running_allocations,
 )
-from reconcilers.health_metrics import HealthMetrics
 from reconcilers.ports import Catalog, JobStore, StatusStore, TlsProbe, TrustSource
-from reconcilers.trust import MeshTrust, TrustUnavailable
 
 log = structlog.get_logger(__name__)
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from crds_equivalent import keys
 from crds_equivalent.status import Condition, ConditionType
-from reconcilers import jobview
 from reconcilers.conditions import condition
+from reconcilers.injection import jobview
 
 
 def rolled_out(

@@ -18,8 +18,15 @@ from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.goparse import parse_go_duration
 from crds_equivalent.spec import MeshSpec, SpecError, parse_job_specs
-from reconcilers import fronting, jobview
-from reconcilers.inject import CannotInject, UndoError, inject, is_marked, spec_hash, uninject
+from reconcilers.injection import fronting, jobview
+from reconcilers.injection.inject import (
+    CannotInject,
+    UndoError,
+    inject,
+    is_marked,
+    spec_hash,
+    uninject,
+)
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,10 @@ from typing import Any
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import MeshSpec, Mode, TlsProtocol
-from reconcilers import fronting, jobview, nginx, rewrite, sidecar
-from reconcilers.hashing import INJECTOR_VERSION as INJECTOR_VERSION
-from reconcilers.hashing import effective_ttl, rotation_nonce
-from reconcilers.hashing import spec_hash as spec_hash
+from reconcilers.injection import fronting, jobview, nginx, rewrite, sidecar
+from reconcilers.injection.hashing import INJECTOR_VERSION as INJECTOR_VERSION
+from reconcilers.injection.hashing import effective_ttl, rotation_nonce
+from reconcilers.injection.hashing import spec_hash as spec_hash
 
 UNDO_VERSION = 1
 _ABSENT = object()

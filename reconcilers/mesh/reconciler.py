@@ -21,10 +21,10 @@ from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.status import Condition, ConditionType, MeshStatus, Phase
 from reconcilers import conditions as cond
-from reconcilers import jobview
-from reconcilers.plan import Apply, Invalid, NoOp, Remove, plan_job
+from reconcilers.injection import jobview
+from reconcilers.injection.plan import Apply, Invalid, NoOp, Remove, plan_job
+from reconcilers.mesh.rollout import rolled_out
 from reconcilers.ports import JobStore, StatusStore
-from reconcilers.rollout import rolled_out
 
 log = structlog.get_logger(__name__)
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reconcilers import jobview
-from reconcilers.observe import Observation
+from reconcilers.injection import jobview
+from reconcilers.instances.observe import Observation
 
 DONE = "done"
 WAITING = "waiting"

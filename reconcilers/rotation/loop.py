@@ -15,7 +15,7 @@ import asyncio
 import structlog
 
 from controller.runtime.clock import Clock
-from reconcilers.rotation import RotationBusy, RotationLost, Rotator
+from reconcilers.rotation.rotator import RotationBusy, RotationLost, Rotator
 
 log = structlog.get_logger(__name__)
 

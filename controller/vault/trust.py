@@ -18,8 +18,8 @@ from datetime import datetime
 from cryptography import x509
 
 from controller.runtime.clock import Clock, SystemClock
-from controller.tlsprobe import LeafInfo, subject_key_id
 from controller.vault import IssuerInfo, VaultClient, VaultError, list_issuers, root_pem
+from controller.x509 import LeafInfo, subject_key_id
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from crds_equivalent.spec import MeshSpec
-from reconcilers import jobview
-from reconcilers.jobview import PortView, ServiceView
+from reconcilers.injection import jobview
+from reconcilers.injection.jobview import PortView, ServiceView
 
 
 @dataclass(frozen=True)

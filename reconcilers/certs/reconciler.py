@@ -29,15 +29,12 @@ from prometheus_client import CollectorRegistry
 from controller.nomad.errors import Conflict, NomadError, NotFound
 from controller.runtime.clock import Clock, SystemClock
 from controller.runtime.reconcile import Result
+from controller.vault.trust import TrustUnavailable
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.status import ConditionStatus, ConditionType, MeshStatus, Phase
-from reconcilers import jobview
-from reconcilers.cert_metrics import CertMetrics
-from reconcilers.observe import observe_job
-from reconcilers.ports import Catalog, JobStore, StatusStore, TaskControl, TlsProbe, TrustSource
-from reconcilers.reissue import CannotReissue, with_nonce
-from reconcilers.remediation import (
+from reconcilers.certs.metrics import CertMetrics
+from reconcilers.certs.remediation import (
     REISSUE,
     RESTART,
     GiveUp,
@@ -50,7 +47,10 @@ from reconcilers.remediation import (
     decide,
     stale_leaves,
 )
-from reconcilers.trust import TrustUnavailable
+from reconcilers.injection import jobview
+from reconcilers.injection.reissue import CannotReissue, with_nonce
+from reconcilers.instances.observe import observe_job
+from reconcilers.ports import Catalog, JobStore, StatusStore, TaskControl, TlsProbe, TrustSource
 
 log = structlog.get_logger(__name__)
 

@@ -2,9 +2,9 @@
 
 A prestart sidecar (``Lifecycle{Hook: prestart, Sidecar: true}``) starts before the app and
 runs beside it. Its templates are the certificate file, the mesh CA bundle (mtls only) and
-nginx.conf (reconcilers.nginx); each re-renders with SIGHUP, which makes nginx re-read config,
-certificate and trust anchors without dropping connections. SIGQUIT is nginx's graceful stop,
-so in-flight requests finish on shutdown.
+nginx.conf (``reconcilers.injection.nginx``); each re-renders with SIGHUP, which makes nginx
+re-read config, certificate and trust anchors without dropping connections. SIGQUIT is nginx's
+graceful stop, so in-flight requests finish on shutdown.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig, SidecarDriver
-from reconcilers import nginx
+from reconcilers.injection import nginx
 
 TEMPLATE_SPLAY_NS = 5_000_000_000  # Nomad's default, written out so the job says what it does
 # exec tasks run as `nobody` by default, but templates are owned by the Nomad agent's user;

@@ -17,10 +17,10 @@ from typing import Any
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import SpecError, parse_job_specs
-from reconcilers import jobview, rewrite
-from reconcilers.hashing import rotation_nonce
-from reconcilers.inject import CannotInject, UndoError, inject, uninject
-from reconcilers.plan import default_ttl_seconds
+from reconcilers.injection import jobview, rewrite
+from reconcilers.injection.hashing import rotation_nonce
+from reconcilers.injection.inject import CannotInject, UndoError, inject, uninject
+from reconcilers.injection.plan import default_ttl_seconds
 
 
 class CannotReissue(ValueError):

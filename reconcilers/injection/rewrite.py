@@ -12,7 +12,7 @@ from typing import Any
 
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
-from reconcilers.jobview import PortView, as_list, as_str
+from reconcilers.injection.jobview import PortView, as_list, as_str
 
 GROUP_ORDER = (
     "Name", "Count", "Update", "Migrate", "Constraints", "Scaling", "RestartPolicy",

@@ -1,0 +1,1 @@
+"""The certificate reconciler: leaves that missed their renewal are restarted, then re-issued."""

@@ -1,0 +1,1 @@
+"""The mesh reconciler: inject or remove the sidecar, fenced by EnforceIndex, and record it."""

@@ -18,7 +18,7 @@ import importlib.metadata
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -30,7 +30,7 @@ from controller.nomad.client import NomadClient
 from controller.nomad.errors import NomadError
 from controller.nomad.jobs import NomadJobs
 from controller.nomad.lock import NomadVariableLock
-from controller.nomad.source import JobKey, NomadEventSource
+from controller.nomad.source import NomadEventSource
 from controller.nomad.stream import EventStream
 from controller.nomad.variables import NomadVariables
 from controller.runtime import (
@@ -49,6 +49,7 @@ from controller.tlsprobe import TlsProber
 from controller.vault.client import VaultClient, VaultConnection
 from controller.vault.pki_admin import VaultPki
 from controller.vault.trust import VaultTrust
+from crds_equivalent.jobkey import JobKey
 from reconcilers.certs.reconciler import CertReconciler
 from reconcilers.health.reconciler import HealthReconciler
 from reconcilers.mesh.reconciler import MeshReconciler
@@ -90,16 +91,6 @@ def _renew_deadline(ttl: float, renew: float) -> float:
     """Give up on a lease well before its TTL (2/3 of it), but never before one renew."""
     third = ttl * 2 / 3
     return third if renew < third else (renew + ttl) / 2
-
-
-class MeshKey(NamedTuple):
-    """The work queue's key; equal to (and hashed like) the source's plain (namespace, job)."""
-
-    namespace: str
-    job_id: str
-
-    def __str__(self) -> str:  # the canonical log line's `key=default/web`
-        return f"{self.namespace}/{self.job_id}"
 
 
 class _Runnable:
@@ -246,11 +237,11 @@ class App:
         )
 
     def _worker_pool(
-        self, name: str, reconciler: Reconciler[tuple[str, str]], workers: int
-    ) -> tuple[WorkQueue[tuple[str, str]], Controller[tuple[str, str]]]:
+        self, name: str, reconciler: Reconciler[JobKey], workers: int
+    ) -> tuple[WorkQueue[JobKey], Controller[JobKey]]:
         """A rate-limited queue and the workers that drain it into one reconciler."""
         c = self.settings.controller
-        queue: WorkQueue[tuple[str, str]] = WorkQueue(
+        queue: WorkQueue[JobKey] = WorkQueue(
             name=name,
             clock=self.clock,
             limiter=default_limiter(
@@ -258,7 +249,7 @@ class App:
             ),
             registry=self.registry,
         )
-        controller: Controller[tuple[str, str]] = Controller(
+        controller: Controller[JobKey] = Controller(
             name=name,
             reconciler=reconciler,
             queue=queue,
@@ -270,13 +261,13 @@ class App:
         return queue, controller
 
     def _job_changed(self, key: JobKey) -> None:
-        self.queue.add(MeshKey(*key))
-        self.health_queue.add_after(MeshKey(*key), self.tuning.health_delay)
-        self.certs_queue.add_after(MeshKey(*key), self.tuning.certs_delay)
+        self.queue.add(key)
+        self.health_queue.add_after(key, self.tuning.health_delay)
+        self.certs_queue.add_after(key, self.tuning.certs_delay)
 
     def _allocation_changed(self, key: JobKey) -> None:
-        self.queue.add_after(MeshKey(*key), self.tuning.alloc_debounce)
-        self.health_queue.add_after(MeshKey(*key), self.tuning.alloc_debounce)
+        self.queue.add_after(key, self.tuning.alloc_debounce)
+        self.health_queue.add_after(key, self.tuning.alloc_debounce)
 
     # --- running ---------------------------------------------------------------------------
 

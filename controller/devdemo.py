@@ -24,6 +24,7 @@ from controller.consul.client import ConsulClient, HealthEntry
 from controller.nomad.jobs import NomadJobs
 from controller.status.store import StatusStore
 from crds_equivalent import keys
+from crds_equivalent.jobkey import JobKey
 from crds_equivalent.status import ConditionStatus, ConditionType, MeshStatus, Phase
 
 NS = 1_000_000_000
@@ -116,7 +117,7 @@ class Endpoint:
     port: int
 
 
-async def wait_ready(statuses: StatusStore, key: tuple[str, str], within: float) -> MeshStatus:
+async def wait_ready(statuses: StatusStore, key: JobKey, within: float) -> MeshStatus:
     """Poll the status record until it is Ready *and* verified: the health checks (Consul on the
     TLS port, the served certificate) have reported, not only the rollout (TimeoutError after
     ``within`` s)."""

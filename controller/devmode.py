@@ -43,6 +43,7 @@ from controller.devdemo import (
 from controller.logging import configure_logging
 from controller.vault import PkiLayout, VaultClient, VaultConnection, bootstrap_pki, root_pem
 from crds_equivalent.config import MeshConfig
+from crds_equivalent.jobkey import JobKey
 
 # Settings that point at a cluster: the devstack's own replace whatever the shell had.
 _CLUSTER_PREFIXES = ("NOMAD_", "CONSUL_", "VAULT_")
@@ -120,7 +121,7 @@ async def _demo(app: App, ca_file: str, out: TextIO) -> None:
     started = time.monotonic()
     for job in (web_job(), worker_job()):
         await app.jobs.register_job(job, enforce_index=None)
-    await wait_ready(app.statuses, ("default", "web"), DEMO_READY_WITHIN)
+    await wait_ready(app.statuses, JobKey("default", "web"), DEMO_READY_WITHIN)
     consul = ConsulClient.from_settings(app.settings.consul)
     try:
         endpoint = await tls_endpoint(consul, "web", app.settings.mesh.domain, 60.0)

@@ -27,10 +27,10 @@ from controller.nomad.variables import NomadVariables
 from controller.status.store import StatusStore
 from controller.vault import VaultError, default_issuer_id
 from crds_equivalent import keys
+from crds_equivalent.jobkey import JobKey
 from crds_equivalent.status import MeshStatus
 from crds_equivalent.status_report import Backend, LeaderInfo, StatusReport
 
-Key = tuple[str, str]
 T = TypeVar("T")
 CONCURRENCY = 16
 
@@ -43,7 +43,7 @@ class StatusOptions:
     status_url: str | None = None
 
 
-def _wanted(key: Key, options: StatusOptions) -> bool:
+def _wanted(key: JobKey, options: StatusOptions) -> bool:
     ns, job = key
     return (options.namespace in ("*", ns)) and (options.job is None or options.job == job)
 
@@ -58,7 +58,7 @@ async def _bounded(calls: Sequence[Awaitable[T]]) -> list[T]:
     return list(await asyncio.gather(*(one(c) for c in calls)))
 
 
-async def read_statuses(clients: Clients, options: StatusOptions) -> dict[Key, MeshStatus]:
+async def read_statuses(clients: Clients, options: StatusOptions) -> dict[JobKey, MeshStatus]:
     store = StatusStore(NomadVariables(clients.nomad, namespace=clients.namespace))
     wanted = [k for k in await store.keys() if _wanted(k, options)]
     found = await _bounded([store.get(*k) for k in wanted])
@@ -71,20 +71,20 @@ def _flagged(stub: Mapping[str, Any]) -> bool:
 
 
 async def read_jobs(
-    clients: Clients, options: StatusOptions, known: Sequence[Key]
-) -> dict[Key, JobFacts]:
+    clients: Clients, options: StatusOptions, known: Sequence[JobKey]
+) -> dict[JobKey, JobFacts]:
     jobs = NomadJobs(clients.nomad)
     candidates = set(known)
     if options.job is not None and options.namespace != "*":
-        candidates.add((options.namespace, options.job))
+        candidates.add(JobKey(options.namespace, options.job))
     else:
         listing = await jobs.list_jobs(options.namespace, meta=True, prefix=options.job)
         for stub in listing.stubs:
-            key = (str(stub.get("Namespace") or "default"), str(stub.get("ID") or ""))
+            key = JobKey(str(stub.get("Namespace") or "default"), str(stub.get("ID") or ""))
             if _wanted(key, options) and (_flagged(stub) or options.job is not None):
                 candidates.add(key)
 
-    async def one(key: Key) -> JobFacts:
+    async def one(key: JobKey) -> JobFacts:
         job = await jobs.get_job(key[1], key[0])
         allocs = await jobs.job_allocations(key[1], key[0]) if job is not None else []
         return JobFacts(job, allocs)

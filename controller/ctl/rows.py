@@ -19,6 +19,7 @@ from controller.consul.client import HealthEntry
 from controller.status.report import LiveJob, build_report
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
+from crds_equivalent.jobkey import JobKey
 from crds_equivalent.spec import MeshSpec, Mode, SpecError, parse_job_specs
 from crds_equivalent.status import MeshStatus, Phase
 from crds_equivalent.status_report import AllocCount, CertSummary, Injected, StatusRow, TlsCount
@@ -27,7 +28,6 @@ from reconcilers.injection import fronting, jobview
 from reconcilers.injection.inject import UndoError, is_marked, spec_hash, uninject
 from reconcilers.injection.plan import default_ttl_seconds
 
-Key = tuple[str, str]
 ORPHANED = "orphaned sidecar: mesh.tls is off but the group still carries the sidecar and markers"
 
 
@@ -43,10 +43,10 @@ class JobFacts:
 class World:
     """Everything a report is computed from. ``jobs`` None means "status records only"."""
 
-    statuses: Mapping[Key, MeshStatus]
+    statuses: Mapping[JobKey, MeshStatus]
     now: datetime
     config: MeshConfig
-    jobs: Mapping[Key, JobFacts] | None = None
+    jobs: Mapping[JobKey, JobFacts] | None = None
     health: Mapping[str, Sequence[HealthEntry]] | None = field(
         default_factory=dict
     )  # None: no answer
@@ -254,7 +254,7 @@ def service_names(job: Mapping[str, Any], config: MeshConfig) -> list[str]:
 
 def build_rows(world: World) -> list[StatusRow]:
     """Every row, sorted by (namespace, job, group, service)."""
-    live: dict[Key, LiveJob] | None = None
+    live: dict[JobKey, LiveJob] | None = None
     if world.jobs is not None:
         live = {}
         for key, facts in world.jobs.items():
@@ -267,7 +267,7 @@ def build_rows(world: World) -> list[StatusRow]:
     report = build_report(world.statuses, now=world.now, live=live)
     rows: list[StatusRow] = []
     for job_row in report.rows:
-        key = (job_row.namespace, job_row.job)
+        key = JobKey(job_row.namespace, job_row.job)
         status = world.statuses.get(key)
         base = StatusRow(
             namespace=key[0],

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -31,18 +31,12 @@ from controller.nomad.jobs import JobList, NomadJobs
 from controller.nomad.metrics import StreamMetrics, stream_metrics
 from controller.nomad.stream import Event, EventBatch, EventStream
 from controller.runtime.clock import Clock, SystemClock
+from crds_equivalent.jobkey import JobKey
 
 log = structlog.get_logger(__name__)
 
 
-class JobKey(NamedTuple):
-    """What the work queue holds: look at this job (a plain tuple on the wire)."""
-
-    namespace: str
-    job_id: str
-
-
-KnownKeys = Callable[[], Awaitable[Iterable[tuple[str, str]]]]
+KnownKeys = Callable[[], Awaitable[Iterable[JobKey]]]
 
 
 class NomadEventSource:

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from crds_equivalent.jobkey import JobKey
 from crds_equivalent.status import ConditionStatus, MeshStatus, Phase
-
-Key = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,10 +113,10 @@ def _drift(
 
 
 def build_report(
-    statuses: Mapping[Key, MeshStatus],
+    statuses: Mapping[JobKey, MeshStatus],
     *,
     now: datetime,
-    live: Mapping[Key, LiveJob] | None = None,
+    live: Mapping[JobKey, LiveJob] | None = None,
     leader: Mapping[str, str] | None = None,
     cert_warning: timedelta = timedelta(hours=24),
 ) -> Report:

@@ -24,6 +24,7 @@ import structlog
 from pydantic import ValidationError
 
 from controller.runtime.clock import Clock, SystemClock
+from crds_equivalent.jobkey import JobKey
 from crds_equivalent.keys import VAR_STATUS_PREFIX, status_path
 from crds_equivalent.status import MeshStatus
 
@@ -92,13 +93,13 @@ def path_for(namespace: str, job: str) -> str:
     return head + encode_segment(job)[: _MAX_PATH - len(head) - 18] + "~~" + digest
 
 
-def key_of(path: str) -> tuple[str, str] | None:
+def key_of(path: str) -> JobKey | None:
     """(namespace, job) from a record path; None when the path is hashed or not a record."""
     rest = path.removeprefix(VAR_STATUS_PREFIX + "/")
     if rest == path or "~~" in rest or rest.count("/") != 1:
         return None
     ns, job = rest.split("/")
-    return decode_segment(ns), decode_segment(job)
+    return JobKey(decode_segment(ns), decode_segment(job))
 
 
 def _parse(items: Mapping[str, str]) -> MeshStatus | None:
@@ -190,24 +191,24 @@ class StatusStore:
                 return True
         raise StatusConflict(f"status of {namespace}/{job}: delete lost the CAS race twice")
 
-    async def keys(self) -> list[tuple[str, str]]:
+    async def keys(self) -> list[JobKey]:
         """(namespace, job) of every record — one LIST, no item reads (hashed paths aside)."""
-        out: list[tuple[str, str]] = []
+        out: list[JobKey] = []
         for meta in await self.variables.list_prefix(VAR_STATUS_PREFIX + "/"):
             key = key_of(meta.path)
             if key is None and "~~" in meta.path:
                 var = await self.variables.get(meta.path)
                 if var is not None and "namespace" in var.items and "job" in var.items:
-                    key = (var.items["namespace"], var.items["job"])
+                    key = JobKey(var.items["namespace"], var.items["job"])
             if key is not None:
                 out.append(key)
         return sorted(out)
 
-    async def list_all(self) -> dict[tuple[str, str], MeshStatus]:
+    async def list_all(self) -> dict[JobKey, MeshStatus]:
         """Every readable status record, keyed by (namespace, job)."""
         keys = await self.keys()
 
-        async def one(key: tuple[str, str]) -> tuple[tuple[str, str], MeshStatus | None]:
+        async def one(key: JobKey) -> tuple[JobKey, MeshStatus | None]:
             async with self._read_limit:
                 return key, await self.get(*key)
 

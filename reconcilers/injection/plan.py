@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from crds_equivalent import keys
@@ -29,9 +30,17 @@ from reconcilers.injection.inject import (
 )
 
 
+class NoOpReason(StrEnum):
+    """Why nothing is written; the mesh reconciler branches on it (never on message text)."""
+
+    STOPPED = "job is stopped"
+    NOT_MESHED = "not meshed"
+    UP_TO_DATE = "up to date"
+
+
 @dataclass(frozen=True)
 class NoOp:
-    reason: str
+    reason: NoOpReason
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,7 @@ def plan(
 ) -> Decision:
     """``specs`` are parsed from ``uninject(job)`` (or the SpecError that parsing raised)."""
     if jobview.is_stopped(job):
-        return NoOp("job is stopped")
+        return NoOp(NoOpReason.STOPPED)
     try:
         user = uninject(job)
     except UndoError as err:
@@ -97,13 +106,13 @@ def plan(
     if not enabled:
         if marked:
             return Remove(user, "mesh.tls is off for every group")
-        return NoOp("not meshed")
+        return NoOp(NoOpReason.NOT_MESHED)
     problem = validate(user, enabled)
     if problem is not None:
         return Invalid(problem)
     stale = _stale_groups(job, user, specs, config)
     if not stale:
-        return NoOp("up to date")
+        return NoOp(NoOpReason.UP_TO_DATE)
     try:
         desired = inject(job, specs, config)
     except (CannotInject, UndoError) as err:

@@ -19,16 +19,16 @@ from controller.runtime.clock import Clock, SystemClock
 from controller.runtime.reconcile import Result
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
+from crds_equivalent.jobkey import JobKey
 from crds_equivalent.status import Condition, ConditionType, MeshStatus, Phase
 from reconcilers import conditions as cond
 from reconcilers.injection import jobview
-from reconcilers.injection.plan import Apply, Invalid, NoOp, Remove, plan_job
+from reconcilers.injection.plan import Apply, Invalid, NoOp, NoOpReason, Remove, plan_job
 from reconcilers.mesh.rollout import rolled_out
 from reconcilers.ports import JobStore, StatusStore
 
 log = structlog.get_logger(__name__)
 
-Key = tuple[str, str]  # (namespace, job id)
 
 # After an EnforceIndex conflict, look again this soon. (A requeue_after of 0 means "no requeue"
 # to the controller; the conflicting write's own event usually re-enqueues the key first, but a
@@ -53,10 +53,10 @@ class MeshReconciler:
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.rollout_poll = rollout_poll
-        self.phases: dict[Key, Phase] = {}
+        self.phases: dict[JobKey, Phase] = {}
         self.writes = Counter[str]()
 
-    async def reconcile(self, key: Key) -> Result:
+    async def reconcile(self, key: JobKey) -> Result:
         namespace, job_id = key
         job = await self.jobs.get_job(job_id, namespace)
         if job is None:
@@ -76,7 +76,7 @@ class MeshReconciler:
             return await self._write(key, job, decision)
         return await self._observe(key, job, decision)
 
-    async def _write(self, key: Key, job: dict[str, Any], decision: Apply | Remove) -> Result:
+    async def _write(self, key: JobKey, job: dict[str, Any], decision: Apply | Remove) -> Result:
         namespace, job_id = key
         try:
             answer = await self.jobs.register_job(
@@ -118,15 +118,15 @@ class MeshReconciler:
         )
         return Result(requeue_after=self.rollout_poll)
 
-    async def _observe(self, key: Key, job: dict[str, Any], decision: NoOp) -> Result:
+    async def _observe(self, key: JobKey, job: dict[str, Any], decision: NoOp) -> Result:
         namespace, job_id = key
-        if decision.reason == "not meshed":
+        if decision.reason is NoOpReason.NOT_MESHED:
             previous = await self.statuses.get(namespace, job_id)
             if previous is not None and previous.phase != Phase.REMOVED:
                 await self.statuses.delete(namespace, job_id)
             self.phases.pop(key, None)
             return Result()
-        if jobview.is_stopped(job):
+        if decision.reason is NoOpReason.STOPPED:
             previous = await self.statuses.get(namespace, job_id)
             if previous is not None:
                 await self._record(
@@ -160,7 +160,7 @@ class MeshReconciler:
 
     async def _record(
         self,
-        key: Key,
+        key: JobKey,
         job: dict[str, Any],
         updates: Iterable[Condition],
         *,

@@ -29,13 +29,14 @@ from controller.runtime.clock import Clock, SystemClock
 from controller.tlsprobe import subject_key_id
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
+from crds_equivalent.jobkey import JobKey
 from reconcilers.injection import jobview
 from reconcilers.injection.reissue import CannotReissue, carries, with_nonce
 from reconcilers.instances.matching import fronted_ports
 from reconcilers.instances.observe import observe_job
 from reconcilers.ports import Catalog, JobLister, JobStore, PkiAdmin, TlsProbe, VariableStore
 from reconcilers.rotation.metrics import RotationMetrics
-from reconcilers.rotation.state import JobKey, RotationState, Stage, new_rotation
+from reconcilers.rotation.state import RotationState, Stage, new_rotation
 from reconcilers.rotation.verdict import DONE, FAILED, judge_job, old_leaves
 
 log = structlog.get_logger(__name__)
@@ -220,7 +221,7 @@ class Rotator:
         for namespace in self.settings.namespaces:
             listed = await self.lister.list_jobs(namespace, meta=True)
             for stub in listed.stubs:
-                key = (str(stub.get("Namespace") or "default"), str(stub.get("ID")))
+                key = JobKey(str(stub.get("Namespace") or "default"), str(stub.get("ID")))
                 job = await self.jobs.get_job(key[1], key[0])
                 if (
                     job is None

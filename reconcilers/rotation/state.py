@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
-JobKey = tuple[str, str]
+from crds_equivalent.jobkey import JobKey
 
 
 class Stage(StrEnum):
@@ -204,7 +204,7 @@ class RotationState:
     def from_items(cls, items: Mapping[str, str]) -> RotationState:
         try:
             waves = tuple(
-                tuple((str(k[0]), str(k[1])) for k in w) for w in json.loads(items["waves"])
+                tuple(JobKey(str(k[0]), str(k[1])) for k in w) for w in json.loads(items["waves"])
             )
             return cls(
                 id=items["id"],
@@ -216,7 +216,9 @@ class RotationState:
                 wave_size=int(items.get("wave_size") or 5),
                 waves=waves,
                 wave=int(items.get("wave") or 0),
-                done=tuple((str(k[0]), str(k[1])) for k in json.loads(items.get("done") or "[]")),
+                done=tuple(
+                    JobKey(str(k[0]), str(k[1])) for k in json.loads(items.get("done") or "[]")
+                ),
                 written={
                     str(k): int(v) for k, v in json.loads(items.get("written") or "{}").items()
                 },

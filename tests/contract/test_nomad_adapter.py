@@ -15,9 +15,10 @@ from controller.nomad.client import NomadClient
 from controller.nomad.errors import Conflict, PermissionDenied
 from controller.nomad.jobs import NomadJobs
 from controller.nomad.lock import NomadVariableLock
-from controller.nomad.source import JobKey, NomadEventSource
+from controller.nomad.source import NomadEventSource
 from controller.nomad.stream import EventStream
 from controller.nomad.variables import NomadVariables
+from crds_equivalent.jobkey import JobKey
 from crds_equivalent.keys import INJECTED_GROUP_META, MESH_TLS, SIDECAR_TASK
 from devstack.nomad.server import NomadTwin, start_nomad_twin
 from tests.contract.nomad_fixtures import job_spec, nomad, nomad_twin

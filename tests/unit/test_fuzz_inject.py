@@ -21,7 +21,7 @@ from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import parse_job_specs
 from reconcilers.injection.inject import uninject
-from reconcilers.injection.plan import Apply, Invalid, NoOp, Remove, plan_job
+from reconcilers.injection.plan import Apply, Invalid, NoOp, NoOpReason, Remove, plan_job
 from tests.unit.fuzzing import FUZZ, FUZZ_TIMEOUT, mangled
 from tests.unit.test_inject_properties import configs, group, jobs
 
@@ -53,7 +53,7 @@ def check_decision(job: dict[str, Any], config: MeshConfig) -> Any:
     if isinstance(decision, Apply | Remove):
         out = decision.job
         json.dumps(out, allow_nan=True)  # it can be registered as it is
-        assert plan_job(out, config) == NoOp("up to date") or isinstance(decision, Remove)
+        assert plan_job(out, config) == NoOp(NoOpReason.UP_TO_DATE) or isinstance(decision, Remove)
         assert uninject(out) == uninject(job), "the user's part of the job changed"
     if isinstance(decision, Apply):
         specs = parse_job_specs(uninject(decision.job))

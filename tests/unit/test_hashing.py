@@ -13,7 +13,7 @@ from reconcilers.injection.hashing import (
     jittered_ttl,
     spec_hash,
 )
-from reconcilers.injection.plan import NoOp, plan_job
+from reconcilers.injection.plan import NoOp, NoOpReason, plan_job
 from tests.unit.test_inject import DOCKER, NS, job, meshed
 
 
@@ -56,7 +56,7 @@ def test_hash_survives_nomad_canonicalising_our_output() -> None:
     j["Namespace"] = None
     stored = canonicalise(meshed(j))
     assert stored != meshed(j)
-    assert plan_job(stored, DOCKER) == NoOp("up to date")
+    assert plan_job(stored, DOCKER) == NoOp(NoOpReason.UP_TO_DATE)
 
 
 def _hash(j: dict[str, Any], config: MeshConfig = DOCKER) -> str:

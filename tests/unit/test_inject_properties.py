@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from crds_equivalent.config import MeshConfig, SidecarDriver
 from crds_equivalent.spec import MeshSpec, parse_job_specs
 from reconcilers.injection.inject import inject, uninject
-from reconcilers.injection.plan import NoOp, plan_job, validate
+from reconcilers.injection.plan import NoOp, NoOpReason, plan_job, validate
 from tests.unit.test_hashing import canonicalise
 
 OWNED_GROUP_KEYS = {"Networks", "Services", "Tasks", "Meta"}
@@ -216,5 +216,5 @@ def test_our_write_plans_as_noop_even_after_nomad_canonicalises_it(
     specs = meshable(job)
     assume(any(s.enabled for s in specs.values()))
     out = inject(job, specs, config)
-    assert plan_job(out, config) == NoOp("up to date")
-    assert plan_job(canonicalise(out), config) == NoOp("up to date")
+    assert plan_job(out, config) == NoOp(NoOpReason.UP_TO_DATE)
+    assert plan_job(canonicalise(out), config) == NoOp(NoOpReason.UP_TO_DATE)

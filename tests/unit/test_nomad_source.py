@@ -12,9 +12,10 @@ from prometheus_client import CollectorRegistry
 from controller.nomad.client import NomadClient
 from controller.nomad.interest import job_interesting, stub_flagged, stub_maybe_interesting
 from controller.nomad.jobs import JobList, NomadJobs
-from controller.nomad.source import JobKey, NomadEventSource
+from controller.nomad.source import NomadEventSource
 from controller.nomad.stream import Event, EventBatch, EventStream
 from controller.runtime.clock import FakeClock
+from crds_equivalent.jobkey import JobKey
 from crds_equivalent.keys import INJECTED_GROUP_META, MESH_TLS, SIDECAR_TASK
 
 

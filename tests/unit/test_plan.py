@@ -13,7 +13,7 @@ from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import MeshSpec, SpecError, parse_job_specs
 from reconcilers.injection.inject import inject, is_marked, uninject
-from reconcilers.injection.plan import Apply, Invalid, NoOp, Remove, plan, plan_job
+from reconcilers.injection.plan import Apply, Invalid, NoOp, NoOpReason, Remove, plan, plan_job
 from tests.golden_jobs import JOBS
 
 CONFIG = MeshConfig()
@@ -51,9 +51,9 @@ def injected(j: dict[str, Any] = MESHED, config: MeshConfig = CONFIG) -> dict[st
 
 
 def test_unmeshed_job_is_a_noop() -> None:
-    assert plan_job(job(), CONFIG) == NoOp("not meshed")
+    assert plan_job(job(), CONFIG) == NoOp(NoOpReason.NOT_MESHED)
     assert plan_job(job({"mesh.tls": "false", "mesh.tls.mode": "bogus"}), CONFIG) == NoOp(
-        "not meshed"
+        NoOpReason.NOT_MESHED
     )
 
 
@@ -66,13 +66,13 @@ def test_meshed_job_is_applied_with_markers() -> None:
 
 
 def test_our_own_write_plans_as_a_noop() -> None:
-    assert plan_job(injected(), CONFIG) == NoOp("up to date")
+    assert plan_job(injected(), CONFIG) == NoOp(NoOpReason.UP_TO_DATE)
 
 
 def test_stopped_jobs_are_left_alone() -> None:
     stopped = {**MESHED, "Stop": True}
-    assert plan_job(stopped, CONFIG) == NoOp("job is stopped")
-    assert plan_job({**injected(), "Stop": True}, CONFIG) == NoOp("job is stopped")
+    assert plan_job(stopped, CONFIG) == NoOp(NoOpReason.STOPPED)
+    assert plan_job({**injected(), "Stop": True}, CONFIG) == NoOp(NoOpReason.STOPPED)
 
 
 def test_removing_the_flag_removes_the_injection() -> None:
@@ -93,7 +93,7 @@ def test_changed_spec_or_config_re_injects() -> None:
     new_config = MeshConfig(sidecar_image="nginx:1.28-alpine")
     decision = plan_job(injected(), new_config)
     assert isinstance(decision, Apply)
-    assert plan_job(decision.job, new_config) == NoOp("up to date")
+    assert plan_job(decision.job, new_config) == NoOp(NoOpReason.UP_TO_DATE)
 
 
 @pytest.mark.parametrize(
@@ -109,7 +109,7 @@ def test_damaged_injection_is_repaired(damage: Callable[[dict[str, Any]], object
     damage(current["TaskGroups"][0])
     decision = plan_job(current, CONFIG)
     assert isinstance(decision, Apply)
-    assert plan_job(decision.job, CONFIG) == NoOp("up to date")
+    assert plan_job(decision.job, CONFIG) == NoOp(NoOpReason.UP_TO_DATE)
 
 
 def test_one_group_unflagged_while_another_stays_meshed() -> None:
@@ -194,7 +194,7 @@ def test_invalid_jobs_are_not_touched(case: str) -> None:
 def test_reserved_names_in_unmeshed_groups_are_not_our_business() -> None:
     j = job({"mesh.tls": "false"})
     j["TaskGroups"][0]["Tasks"].append({"Name": keys.SIDECAR_TASK})
-    assert plan_job(j, CONFIG) == NoOp("not meshed")
+    assert plan_job(j, CONFIG) == NoOp(NoOpReason.NOT_MESHED)
 
 
 def test_the_api_docs_syntax_job_is_invalid_because_of_its_nomad_provider() -> None:

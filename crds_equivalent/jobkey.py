@@ -1,0 +1,21 @@
+"""JobKey: the one name for "this job" — (namespace, job ID) — across the controller.
+
+Work queues, the event source, the status store, rotation waves and the operator commands all
+key by it. A NamedTuple, so it still equals and hashes like the plain ``(namespace, job)`` tuple
+that Nomad's wire, status Variable paths and older callers use, and prints as ``default/web`` in
+the canonical log line.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class JobKey(NamedTuple):
+    """Look at this job: its namespace and ID, as Nomad spells them."""
+
+    namespace: str
+    job_id: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.job_id}"

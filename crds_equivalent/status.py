@@ -3,6 +3,30 @@
 Stored as a Nomad Variable (`mesh-controller/status/<namespace>/<job>`) whose Items are strings,
 so the record round-trips through `to_items()`/`from_items()`. It lives outside the job on
 purpose: writing status into the job would create job versions and feed our own event loop.
+
+Three reconcilers share one record per job, so each owns a part of it and writes only that part,
+through ``StatusStore.update`` (read, derive the new record from the stored one with
+``model_copy``, CAS; on a conflict re-read and derive again). A reconciler that rebuilt the
+whole record would erase what the others wrote between its passes — the mesh reconciler once
+erased ``last_error`` that way. Who owns what:
+
+=====================  ==========================================================================
+owner                  fields and conditions
+=====================  ==========================================================================
+mesh                   ``observed_index``, ``spec_hash``; conditions ``SpecValid``,
+                       ``SidecarInjected``, ``RolledOut``; the lifecycle ``phase``/``message`` of
+                       a removed (``Removed``) or stopped (phase kept) job
+health                 conditions ``CertValid``, ``ConsulHealthy``, ``PlaintextRetired``;
+                       ``cert_not_after``, ``issuer``
+certs                  ``last_error``, ``last_remediation``
+(derived)              ``phase`` and ``message`` otherwise: ``reconcilers.conditions.restate``
+                       computes both from the merged conditions on every mesh or health write,
+                       so neither can state a phase the other's conditions contradict
+store                  ``updated_at`` (stamped on write; ignored when deciding whether to write)
+=====================  ==========================================================================
+
+Health and certs act only on a record with :attr:`MeshStatus.sidecar_injected`: they never
+create a record, and never write over one the mesh reconciler marked removed or invalid.
 """
 
 import json
@@ -77,6 +101,16 @@ class MeshStatus(BaseModel):
     def condition(self, kind: ConditionType) -> Condition | None:
         """The condition of that type, if recorded."""
         return next((c for c in self.conditions if c.type == kind), None)
+
+    @property
+    def sidecar_injected(self) -> bool:
+        """The mesh reconciler registered the sidecar and the job is still meshed and valid: the
+        gate before the health and certificate reconcilers look at (or write about) a job, so
+        they never judge a job the mesh reconciler has not finished or has given up on."""
+        if self.phase in (Phase.REMOVED, Phase.INVALID):
+            return False
+        injected = self.condition(ConditionType.SIDECAR_INJECTED)
+        return injected is not None and injected.status == ConditionStatus.TRUE
 
     def to_items(self) -> dict[str, str]:
         """Flatten to Nomad Variable Items (every value a string)."""

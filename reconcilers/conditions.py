@@ -55,6 +55,23 @@ def first_failing(conditions: Iterable[Condition]) -> Condition | None:
     return next((c for c in conditions if c.status != ConditionStatus.TRUE), None)
 
 
+def restate(previous: MeshStatus | None, updates: Iterable[Condition], now: datetime) -> MeshStatus:
+    """``previous`` (or an empty record) with ``updates`` merged by type, and the phase and
+    message the merged conditions imply. The one place a phase is derived: whichever reconciler
+    writes, the phase follows from every reconciler's conditions, and every field the writer
+    does not own is carried over unchanged."""
+    base = previous if previous is not None else MeshStatus()
+    conditions = merge(base, updates, now)
+    failing = first_failing(conditions)
+    return base.model_copy(
+        update={
+            "conditions": conditions,
+            "phase": phase_of(conditions),
+            "message": failing.message if failing else "",
+        }
+    )
+
+
 def phase_of(conditions: tuple[Condition, ...]) -> Phase:
     """Ready when everything checked holds; Degraded when a health fact fails after rollout."""
     by_type = {c.type: c.status for c in conditions}

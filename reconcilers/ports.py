@@ -7,7 +7,7 @@ so the logic is exercised through real wire calls without knowing where they go.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from controller.consul.client import ServiceHealth
@@ -34,11 +34,21 @@ class JobStore(Protocol):
 
 
 class StatusStore(Protocol):
-    """Per-job status records, written with CAS and only on change."""
+    """Per-job status records, written with CAS and only on change.
+
+    ``update`` is the one way a reconciler writes: ``fn`` derives the new record from the stored
+    one (None: store nothing) and is called again on what another writer stored when the CAS
+    loses, so each reconciler changes only the fields it owns (``crds_equivalent.status``).
+    It returns the record as stored afterwards. ``peek`` may answer from a cache: a gate only.
+    """
 
     async def get(self, namespace: str, job: str) -> MeshStatus | None: ...
 
-    async def write(self, namespace: str, job: str, status: MeshStatus) -> bool: ...
+    async def peek(self, namespace: str, job: str) -> MeshStatus | None: ...
+
+    async def update(
+        self, namespace: str, job: str, fn: Callable[[MeshStatus | None], MeshStatus | None]
+    ) -> MeshStatus | None: ...
 
     async def delete(self, namespace: str, job: str) -> bool: ...
 

@@ -5,8 +5,15 @@ feed our own event loop). Nomad's docs warn that Variables suit small, slowly ch
 a write happens only when the content differs (``updated_at`` and transition times ignored), and
 a per-process cache of (ModifyIndex, status) saves the read before each write. The leader is the
 only writer, so the cache is normally exact; entries still expire (``max_cache_age``) so that a
-record changed behind our back is repaired. Every write is a CAS on the last ModifyIndex seen:
-a conflict re-reads, retries once, then raises.
+record changed behind our back is repaired. Every write is a CAS on the last ModifyIndex seen.
+
+Reconcilers change a record with :meth:`StatusStore.update`: one read, then the record derived
+from the stored one by the caller's function, CAS-written when its content changed. Three
+reconcilers of one process (and, across a failover, another process) write the same record, so
+on a conflict ``update`` re-reads and derives again — re-sending a record computed from the
+stale read would erase what the winner just wrote. After ``CAS_ATTEMPTS`` lost races it raises
+:class:`StatusConflict`, and the work queue's backoff retries the whole reconcile.
+:meth:`StatusStore.write` replaces a record wholesale (tools and tests; it retries once).
 
 This package sits beside ``controller.nomad`` (the layering keeps adapters independent), so it
 talks to Variables through the small :class:`VariablesPort` that ``NomadVariables`` satisfies.
@@ -17,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import structlog
@@ -33,6 +40,16 @@ log = structlog.get_logger(__name__)
 _MAX_PATH = 128  # Nomad: ^[a-zA-Z0-9-_~/]{1,128}$
 _PLAIN = re.compile(r"[A-Za-z0-9_-]")
 _ESCAPE = re.compile(r"~([0-9a-f]{2})")
+
+# update(): a read and up to two re-reads. Enough for the other two reconcilers of this process
+# each moving the record once between our read and our CAS; beyond that, back off via the queue.
+CAS_ATTEMPTS = 3
+
+Derive = Callable[[MeshStatus | None], MeshStatus | None]
+"""Derives the record to store from the stored one (None: there is none, or it is unreadable);
+returns None to store nothing. Called once per attempt, so it must be pure."""
+
+_Entry = tuple[int, MeshStatus | None]
 
 
 class StoredVariable(Protocol):
@@ -124,12 +141,12 @@ class StatusStore:
         self.variables = variables
         self.clock: Clock = clock or SystemClock()
         self.max_cache_age = max_cache_age
-        self._cache: dict[str, tuple[int, MeshStatus | None]] = {}
+        self._cache: dict[str, _Entry] = {}
         self._cached_at: dict[str, float] = {}
         self._read_limit = asyncio.Semaphore(read_concurrency)
         self.writes = 0
 
-    async def _read(self, path: str) -> tuple[int, MeshStatus | None] | None:
+    async def _read(self, path: str) -> _Entry | None:
         var = await self.variables.get(path)
         if var is None:
             self._cache.pop(path, None)
@@ -139,11 +156,11 @@ class StatusStore:
         self._remember(path, entry)
         return entry
 
-    def _remember(self, path: str, entry: tuple[int, MeshStatus | None]) -> None:
+    def _remember(self, path: str, entry: _Entry) -> None:
         self._cache[path] = entry
         self._cached_at[path] = self.clock.monotonic()
 
-    def _cached(self, path: str) -> tuple[int, MeshStatus | None] | None:
+    def _cached(self, path: str) -> _Entry | None:
         at = self._cached_at.get(path)
         if at is None or self.clock.monotonic() - at > self.max_cache_age:
             return None
@@ -154,15 +171,50 @@ class StatusStore:
         entry = await self._read(path_for(namespace, job))
         return entry[1] if entry else None
 
-    async def write(self, namespace: str, job: str, status: MeshStatus) -> bool:
-        """Store ``status`` unless the stored one has the same content; True when written."""
+    async def peek(self, namespace: str, job: str) -> MeshStatus | None:
+        """The record as this store last read or wrote it (at most ``max_cache_age`` old), read
+        from Nomad only when it has none. For gates that decide whether work is worth doing;
+        never the basis of a write (``update`` reads before it derives)."""
         path = path_for(namespace, job)
         entry = self._cached(path)
         if entry is None:
             entry = await self._read(path)
-        for attempt in range(2):
-            if entry is not None and entry[1] is not None and entry[1].same_content(status):
-                return False
+        return entry[1] if entry else None
+
+    async def update(self, namespace: str, job: str, fn: Derive) -> MeshStatus | None:
+        """Read the record, store ``fn(record)`` with CAS when its content differs (timestamps
+        aside), and return the record as now stored. On a lost CAS, re-read and call ``fn``
+        again on what the winner wrote; after ``CAS_ATTEMPTS`` losses raise StatusConflict."""
+        path = path_for(namespace, job)
+        stored, _ = await self._store(namespace, job, path, await self._read(path), fn)
+        return stored
+
+    async def write(self, namespace: str, job: str, status: MeshStatus) -> bool:
+        """Store ``status`` unless the stored one has the same content; True when written.
+        Replaces the whole record: reconcilers use ``update`` so they keep each other's fields."""
+        path = path_for(namespace, job)
+        entry = self._cached(path)
+        if entry is None:
+            entry = await self._read(path)
+        _, written = await self._store(namespace, job, path, entry, lambda _: status, attempts=2)
+        return written
+
+    async def _store(
+        self,
+        namespace: str,
+        job: str,
+        path: str,
+        entry: _Entry | None,
+        fn: Derive,
+        *,
+        attempts: int = CAS_ATTEMPTS,
+    ) -> tuple[MeshStatus | None, bool]:
+        """The CAS loop: derive from ``entry``, write on change, re-read on conflict."""
+        for attempt in range(attempts):
+            previous = entry[1] if entry is not None else None
+            status = fn(previous)
+            if status is None or (previous is not None and previous.same_content(status)):
+                return previous, False
             stamped = status.model_copy(update={"updated_at": self.clock.now().isoformat()})
             items = stamped.to_items()
             if path != status_path(namespace, job):
@@ -173,10 +225,10 @@ class StatusStore:
             if written is not None:
                 self._remember(path, (written.modify_index, stamped))
                 self.writes += 1
-                return True
+                return stamped, True
             log.info("status CAS conflict, re-reading", path=path, attempt=attempt)
             entry = await self._read(path)
-        raise StatusConflict(f"status of {namespace}/{job}: CAS conflict twice")
+        raise StatusConflict(f"status of {namespace}/{job}: lost the CAS race {attempts} times")
 
     async def delete(self, namespace: str, job: str) -> bool:
         """Remove the record (the job is gone); True when something was deleted."""

@@ -32,7 +32,7 @@ from controller.runtime.reconcile import Result
 from controller.vault.trust import TrustUnavailable
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
-from crds_equivalent.status import ConditionStatus, ConditionType, MeshStatus, Phase
+from crds_equivalent.status import MeshStatus
 from reconcilers.certs.metrics import CertMetrics
 from reconcilers.certs.remediation import (
     REISSUE,
@@ -56,13 +56,6 @@ log = structlog.get_logger(__name__)
 
 Key = tuple[str, str]
 CONFLICT_RETRY = 1.0
-
-
-def _injected(status: MeshStatus | None) -> bool:
-    if status is None or status.phase in (Phase.REMOVED, Phase.INVALID):
-        return False
-    injected = status.condition(ConditionType.SIDECAR_INJECTED)
-    return injected is not None and injected.status == ConditionStatus.TRUE
 
 
 def remediation_nonce(now: datetime) -> str:
@@ -110,10 +103,10 @@ class CertReconciler:
         job = await self.jobs.get_job(job_id, namespace)
         if job is None or jobview.is_stopped(job):
             return Result()
+        # A fresh read, not peek(): last_remediation in it decides the next remediation step.
         status = await self.statuses.get(namespace, job_id)
-        if not _injected(status):
+        if status is None or not status.sidecar_injected:
             return Result(requeue_after=self.interval)
-        assert status is not None
         try:
             trust = await self.trust.get()
         except TrustUnavailable as exc:
@@ -209,12 +202,17 @@ class CertReconciler:
         return Result(requeue_after=max(1.0, min(self.interval, self.policy.reissue_grace)))
 
     async def _record(self, key: Key, record: Record | None, error: str) -> None:
+        """Write ``last_error`` (and ``last_remediation`` when an action was taken) onto the
+        record as it is now, leaving every other reconciler's fields alone; nothing on a record
+        that no longer shows the sidecar injected."""
         namespace, job_id = key
-        previous = await self.statuses.get(namespace, job_id)
-        if not _injected(previous):
-            return
-        assert previous is not None
         update: dict[str, str] = {"last_error": error}
         if record is not None:
             update["last_remediation"] = record.dumps()
-        await self.statuses.write(namespace, job_id, previous.model_copy(update=update))
+
+        def derive(previous: MeshStatus | None) -> MeshStatus | None:
+            if previous is None or not previous.sidecar_injected:
+                return None
+            return previous.model_copy(update=update)
+
+        await self.statuses.update(namespace, job_id, derive)

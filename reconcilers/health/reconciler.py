@@ -30,10 +30,7 @@ from controller.vault.trust import MeshTrust, TrustUnavailable
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.status import (
     Condition,
-    ConditionStatus,
-    ConditionType,
     MeshStatus,
-    Phase,
 )
 from reconcilers import conditions as cond
 from reconcilers.health.metrics import HealthMetrics
@@ -51,13 +48,6 @@ from reconcilers.ports import Catalog, JobStore, StatusStore, TlsProbe, TrustSou
 log = structlog.get_logger(__name__)
 
 Key = tuple[str, str]  # (namespace, job id)
-
-
-def _injected(status: MeshStatus | None) -> bool:
-    if status is None or status.phase in (Phase.REMOVED, Phase.INVALID):
-        return False
-    injected = status.condition(ConditionType.SIDECAR_INJECTED)
-    return injected is not None and injected.status == ConditionStatus.TRUE
 
 
 class HealthReconciler:
@@ -98,7 +88,9 @@ class HealthReconciler:
         if job is None or not ports or jobview.is_stopped(job):
             self.metrics.forget(namespace, job_id)
             return Result()
-        if not _injected(await self.statuses.get(namespace, job_id)):
+        # A gate only (the cached record will do): _record re-reads before it writes.
+        gate = await self.statuses.peek(namespace, job_id)
+        if gate is None or not gate.sidecar_injected:
             return Result(requeue_after=self.interval)  # the MeshReconciler is not done yet
 
         allocs = running_allocations(await self.jobs.job_allocations(job_id, namespace))
@@ -163,24 +155,23 @@ class HealthReconciler:
         )
 
     async def _record(self, key: Key, updates: list[Condition], verdict: CertVerdict) -> None:
+        """Write the health conditions, ``cert_not_after`` and ``issuer`` onto the record as it
+        is now: probes take time, and whatever the MeshReconciler recorded meanwhile must
+        survive ours (``update`` reads right before it writes, and derives again on a CAS
+        conflict). A record that no longer shows the sidecar injected is left alone."""
         namespace, job_id = key
-        # Re-read right before writing: probes take time and the MeshReconciler may have
-        # recorded something meanwhile; its conditions must survive ours.
-        previous = await self.statuses.get(namespace, job_id)
-        if not _injected(previous):
-            return
-        assert previous is not None
-        conditions = cond.merge(previous, updates, self.clock.now())
-        failing = cond.first_failing(conditions)
-        status = previous.model_copy(
-            update={
-                "phase": cond.phase_of(conditions),
-                "conditions": conditions,
-                "message": failing.message if failing else "",
-                "cert_not_after": verdict.not_after.isoformat()
-                if verdict.not_after
-                else previous.cert_not_after,
-                "issuer": verdict.issuer or previous.issuer,
-            }
-        )
-        await self.statuses.write(namespace, job_id, status)
+        now = self.clock.now()
+
+        def derive(previous: MeshStatus | None) -> MeshStatus | None:
+            if previous is None or not previous.sidecar_injected:
+                return None
+            return cond.restate(previous, updates, now).model_copy(
+                update={
+                    "cert_not_after": verdict.not_after.isoformat()
+                    if verdict.not_after
+                    else previous.cert_not_after,
+                    "issuer": verdict.issuer or previous.issuer,
+                }
+            )
+
+        await self.statuses.update(namespace, job_id, derive)

@@ -9,7 +9,7 @@ reconcile is a no-op because the marker hash matches.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -65,11 +65,11 @@ class MeshReconciler:
             return Result()
         decision = plan_job(job, self.config)
         if isinstance(decision, Invalid):
+            # SpecValid comes first in report order, so the derived message is decision.reason
             await self._record(
                 key,
                 job,
                 [cond.condition(ConditionType.SPEC_VALID, False, "InvalidSpec", decision.reason)],
-                message=decision.reason,
             )
             return Result()
         if isinstance(decision, Apply | Remove):
@@ -127,15 +127,9 @@ class MeshReconciler:
             self.phases.pop(key, None)
             return Result()
         if decision.reason is NoOpReason.STOPPED:
-            previous = await self.statuses.get(namespace, job_id)
-            if previous is not None:
-                await self._record(
-                    key,
-                    job,
-                    [],
-                    phase=previous.phase,
-                    message="job is stopped (Stop=true); left alone",
-                )
+            await self._record(
+                key, job, [], stopped=True, message="job is stopped (Stop=true); left alone"
+            )
             return Result()
         deployment = await self.jobs.latest_deployment(job_id, namespace)
         allocations = await self.jobs.job_allocations(job_id, namespace)
@@ -162,31 +156,40 @@ class MeshReconciler:
         self,
         key: JobKey,
         job: dict[str, Any],
-        updates: Iterable[Condition],
+        updates: Sequence[Condition],
         *,
         phase: Phase | None = None,
+        stopped: bool = False,
         observed: int | None = None,
         message: str | None = None,
     ) -> None:
+        """Write the fields this reconciler owns (see ``crds_equivalent.status``) onto the stored
+        record, keeping the others'. ``phase`` and ``message`` override the derived ones for
+        the lifecycle states only the mesh reconciler knows (Removed); ``stopped`` keeps the
+        recorded phase, and records nothing for a job never recorded."""
         namespace, job_id = key
-        previous = await self.statuses.get(namespace, job_id)
-        conditions = cond.merge(previous, updates, self.clock.now())
-        resolved = phase or cond.phase_of(conditions)
-        failing = cond.first_failing(conditions)
-        status = MeshStatus(
-            phase=resolved,
-            observed_index=observed
+        now = self.clock.now()
+        owned: dict[str, object] = {
+            "observed_index": observed
             if observed is not None
             else int(job.get("JobModifyIndex") or 0),
-            spec_hash=_marker(job),
-            conditions=conditions,
-            message=message if message is not None else (failing.message if failing else ""),
-            cert_not_after=previous.cert_not_after if previous else "",
-            issuer=previous.issuer if previous else "",
-            last_remediation=previous.last_remediation if previous else "",
-        )
-        self.phases[key] = resolved
-        await self.statuses.write(namespace, job_id, status)
+            "spec_hash": _marker(job),
+        }
+        if phase is not None:
+            owned["phase"] = phase
+        if message is not None:
+            owned["message"] = message
+
+        def derive(previous: MeshStatus | None) -> MeshStatus | None:
+            if stopped and previous is None:
+                return None
+            restated = cond.restate(previous, updates, now)
+            kept = {"phase": previous.phase} if stopped and previous is not None else {}
+            return restated.model_copy(update=kept | owned)
+
+        stored = await self.statuses.update(namespace, job_id, derive)
+        if stored is not None:
+            self.phases[key] = stored.phase
 
 
 def _marker(job: dict[str, Any]) -> str:

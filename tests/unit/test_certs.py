@@ -4,7 +4,7 @@ CertReconciler over an in-memory world whose sidecars serve leaves that restarts
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -238,6 +238,17 @@ class Statuses:
 
     async def get(self, namespace: str, job: str) -> MeshStatus | None:
         return self.stored
+
+    async def peek(self, namespace: str, job: str) -> MeshStatus | None:
+        return await self.get(namespace, job)
+
+    async def update(
+        self, namespace: str, job: str, fn: Callable[[MeshStatus | None], MeshStatus | None]
+    ) -> MeshStatus | None:
+        status = fn(await self.get(namespace, job))
+        if status is not None:
+            await self.write(namespace, job, status)
+        return await self.get(namespace, job)
 
     async def write(self, namespace: str, job: str, status: MeshStatus) -> bool:
         self.stored = status

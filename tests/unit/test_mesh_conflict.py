@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,17 @@ class Statuses:
 
     async def get(self, namespace: str, job: str) -> MeshStatus | None:
         return self.records.get((namespace, job))
+
+    async def peek(self, namespace: str, job: str) -> MeshStatus | None:
+        return await self.get(namespace, job)
+
+    async def update(
+        self, namespace: str, job: str, fn: Callable[[MeshStatus | None], MeshStatus | None]
+    ) -> MeshStatus | None:
+        status = fn(await self.get(namespace, job))
+        if status is not None:
+            await self.write(namespace, job, status)
+        return await self.get(namespace, job)
 
     async def write(self, namespace: str, job: str, status: MeshStatus) -> bool:
         self.records[(namespace, job)] = status

@@ -32,6 +32,7 @@ from controller.runtime.reconcile import Result
 from controller.vault.trust import TrustUnavailable
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
+from crds_equivalent.jobkey import JobKey
 from crds_equivalent.status import MeshStatus
 from reconcilers.certs.metrics import CertMetrics
 from reconcilers.certs.remediation import (
@@ -54,7 +55,6 @@ from reconcilers.ports import Catalog, JobStore, StatusStore, TaskControl, TlsPr
 
 log = structlog.get_logger(__name__)
 
-Key = tuple[str, str]
 CONFLICT_RETRY = 1.0
 
 
@@ -98,7 +98,7 @@ class CertReconciler:
         self.metrics = CertMetrics(registry if registry is not None else CollectorRegistry())
         self._spent: deque[float] = deque()
 
-    async def reconcile(self, key: Key) -> Result:
+    async def reconcile(self, key: JobKey) -> Result:
         namespace, job_id = key
         job = await self.jobs.get_job(job_id, namespace)
         if job is None or jobview.is_stopped(job):
@@ -150,7 +150,7 @@ class CertReconciler:
         self._spent.append(at)
         return True
 
-    async def _restart(self, key: Key, decision: Restart, now: datetime) -> Result:
+    async def _restart(self, key: JobKey, decision: Restart, now: datetime) -> Result:
         namespace, job_id = key
         restarted: list[str] = []
         for leaf in decision.leaves:
@@ -175,7 +175,7 @@ class CertReconciler:
         return Result(requeue_after=max(1.0, min(self.interval, self.policy.restart_grace)))
 
     async def _reissue(
-        self, key: Key, job: dict[str, object], decision: Reissue, now: datetime
+        self, key: JobKey, job: dict[str, object], decision: Reissue, now: datetime
     ) -> Result:
         namespace, job_id = key
         nonce = remediation_nonce(now)
@@ -201,7 +201,7 @@ class CertReconciler:
         await self._record(key, record, "")
         return Result(requeue_after=max(1.0, min(self.interval, self.policy.reissue_grace)))
 
-    async def _record(self, key: Key, record: Record | None, error: str) -> None:
+    async def _record(self, key: JobKey, record: Record | None, error: str) -> None:
         """Write ``last_error`` (and ``last_remediation`` when an action was taken) onto the
         record as it is now, leaving every other reconciler's fields alone; nothing on a record
         that no longer shows the sidecar injected."""

@@ -28,6 +28,7 @@ from controller.runtime.clock import Clock, SystemClock
 from controller.runtime.reconcile import Result
 from controller.vault.trust import MeshTrust, TrustUnavailable
 from crds_equivalent.config import MeshConfig
+from crds_equivalent.jobkey import JobKey
 from crds_equivalent.status import (
     Condition,
     MeshStatus,
@@ -46,8 +47,6 @@ from reconcilers.instances.matching import (
 from reconcilers.ports import Catalog, JobStore, StatusStore, TlsProbe, TrustSource
 
 log = structlog.get_logger(__name__)
-
-Key = tuple[str, str]  # (namespace, job id)
 
 
 class HealthReconciler:
@@ -81,7 +80,7 @@ class HealthReconciler:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = HealthMetrics(self.registry)
 
-    async def reconcile(self, key: Key) -> Result:
+    async def reconcile(self, key: JobKey) -> Result:
         namespace, job_id = key
         job = await self.jobs.get_job(job_id, namespace)
         ports = fronted_ports(job, self.config) if job is not None else []
@@ -154,7 +153,7 @@ class HealthReconciler:
             min_remaining_fraction=self.min_remaining_fraction,
         )
 
-    async def _record(self, key: Key, updates: list[Condition], verdict: CertVerdict) -> None:
+    async def _record(self, key: JobKey, updates: list[Condition], verdict: CertVerdict) -> None:
         """Write the health conditions, ``cert_not_after`` and ``issuer`` onto the record as it
         is now: probes take time, and whatever the MeshReconciler recorded meanwhile must
         survive ours (``update`` reads right before it writes, and derives again on a CAS

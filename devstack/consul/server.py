@@ -14,6 +14,15 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from devstack.consul import api_agent, api_catalog, godur
+from devstack.consul.acl import (
+    ANONYMOUS_ACCESSOR,
+    FILTERED_HEADER,
+    READ_PREFIXES,
+    ConsulAcl,
+    filter_body,
+    permission_denied,
+    write_target,
+)
 from devstack.consul.faults import Faults
 from devstack.consul.runner import CheckRunner
 from devstack.consul.state import ConsulState
@@ -21,6 +30,47 @@ from devstack.consul.validate import ApiError
 from devstack.consul.wire import STATE_KEY, Handler, json_ok, text_error
 
 FAULTS_KEY: web.AppKey[Faults] = web.AppKey("consul_faults", Faults)
+ACL_KEY: web.AppKey[ConsulAcl] = web.AppKey("consul_acl", ConsulAcl)
+
+
+@web.middleware
+async def _acl(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """ACL enforcement (see devstack/consul/acl.py): filter reads, refuse writes."""
+    acl = request.app.get(ACL_KEY)
+    if acl is None or not request.path.startswith("/v1/"):
+        return await handler(request)
+    try:
+        token = acl.resolve(request)
+    except web.HTTPForbidden:
+        return text_error(403, "ACL not found")
+    if request.method == "PUT" and request.path.startswith("/v1/agent/service/"):
+        name = write_target(request, await request.read())
+        if request.path.startswith("/v1/agent/service/deregister/"):
+            svc = request.app[STATE_KEY].services.get(
+                request.match_info.get("id", "") or request.path.rsplit("/", 1)[1]
+            )
+            name = svc.name if svc is not None else None
+        if name is not None and not token.allowed("service", name, "write"):
+            return text_error(403, permission_denied(token, "service", "write", name))
+    resp = await handler(request)
+    if (
+        request.method == "GET"
+        and request.path.startswith(READ_PREFIXES)
+        and isinstance(resp, web.Response)
+        and resp.status == 200
+        and resp.content_type == "application/json"
+        and isinstance(resp.body, bytes)
+    ):
+        body, filtered = filter_body(token, request.path, json.loads(resp.body))
+        if filtered:
+            headers = {k: v for k, v in resp.headers.items() if k.lower() != "content-length"}
+            resp = json_ok(request, body)
+            for key, value in headers.items():
+                if key.lower() != "content-type":
+                    resp.headers[key] = value
+            if token.accessor_id != ANONYMOUS_ACCESSOR:
+                resp.headers[FILTERED_HEADER] = "true"
+    return resp
 
 
 @web.middleware
@@ -36,7 +86,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 async def _acl_header(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers.setdefault("X-Consul-Default-Acl-Policy", "allow")
+    policy = "deny" if request.app.get(ACL_KEY) is not None else "allow"
+    response.headers.setdefault("X-Consul-Default-Acl-Policy", policy)
 
 
 def _seconds(value: object) -> float:
@@ -150,14 +201,17 @@ async def start_consul_twin(
     datacenter: str = "dc1",
     check_runner: bool = True,
     min_check_interval: float = 1.0,
+    acl: ConsulAcl | None = None,
 ) -> ConsulTwin:
     """Start the twin. `min_check_interval` is Consul's 1s floor; tests may lower it."""
     state = ConsulState(node_name=node_name, datacenter=datacenter, address=host)
     runner = CheckRunner(state, min_interval=min_check_interval)
     holder: list[ConsulTwin] = []
     faults = Faults(lambda: holder[0]._pause(), lambda: holder[0]._resume())
-    app = web.Application(middlewares=[faults.middleware, _errors])
+    app = web.Application(middlewares=[faults.middleware, _errors, _acl])
     app[FAULTS_KEY] = faults
+    if acl is not None:
+        app[ACL_KEY] = acl
     app[STATE_KEY] = state
     app[api_agent.RUNNER_KEY] = runner
     app.on_response_prepare.append(_acl_header)

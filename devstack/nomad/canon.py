@@ -95,6 +95,14 @@ def canonicalize_job(api_job: dict[str, Any], namespace: str) -> dict[str, Any]:
             {"Enabled": True, "SpecType": "cron", "ProhibitOverlap": False, "TimeZone": "UTC"},
             job["Periodic"],
         )
+    # ApiJobToStructJob copies neither ParentID, Dispatched nor DispatchIdempotencyToken:
+    # only the leader sets them (periodic.go deriveJob, job_endpoint.go Dispatch).
+    for server_only in ("ParentID", "Dispatched", "DispatchIdempotencyToken"):
+        job.pop(server_only, None)
+    if job.get("ParameterizedJob") is not None:  # ParameterizedJobConfig.Canonicalize
+        job["ParameterizedJob"] = _merge({"Payload": "optional"}, job["ParameterizedJob"])
+        if not job["ParameterizedJob"]["Payload"]:
+            job["ParameterizedJob"]["Payload"] = "optional"
     job_update = job.get("Update")
     if job_update is None and jtype == "service":
         job_update = dict(DEFAULT_UPDATE)

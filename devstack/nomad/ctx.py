@@ -13,6 +13,7 @@ from devstack.nomad.httpbase import token
 from devstack.nomad.identity import Claims, WorkloadIdentities, attached, implicit_rules, live_group
 
 if TYPE_CHECKING:
+    from devstack.nomad.children import ChildJobs
     from devstack.nomad.client import Client
     from devstack.nomad.faults import NomadFaults
     from devstack.nomad.nodes import Node
@@ -36,6 +37,7 @@ class TwinCtx:
     heartbeat: float = 30.0
     streams: set[Any] = field(default_factory=set)
     identities: WorkloadIdentities = field(default_factory=WorkloadIdentities)
+    children: ChildJobs | None = None  # periodic launches and dispatches (children.py)
 
     def authz(self, request: web.Request) -> Authz:
         secret = token(request)

@@ -1,4 +1,5 @@
-"""Fault knobs for tests: stream drops, injected 5xx, latency, event buffer size.
+"""Fault knobs for tests: stream drops, injected 5xx, latency, event buffer size, and
+answering as an agent that forwards RPCs (``forwarded_rpc``).
 
 Set them in-process (``twin.faults.error_ratio = 0.5``) or over HTTP with
 ``POST /_twin/faults`` and a JSON object of the same names; ``GET /_twin/faults`` shows
@@ -16,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from devstack.nomad.errors import ApiError
 from devstack.nomad.httpbase import text
 
 
@@ -28,6 +30,12 @@ class NomadFaults:
     latency: float = 0.0  # seconds added before every /v1/ request is handled
     event_buffer_size: int | None = None  # resize the event buffer (None: leave)
     seed: int | None = None
+    # Answer as a follower server or a client agent: the RPC goes to the leader through
+    # helper/pool ConnPool.RPC, which wraps every error that is not RPC-coded as
+    # fmt.Errorf("rpc error: %w", err); command/agent/http.go wrap() only unwraps
+    # permission/token/registration/filter errors by suffix, so every other 500 body
+    # (the EnforceIndex conflict included) starts with "rpc error: ".
+    forwarded_rpc: bool = False
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -54,6 +62,30 @@ class NomadFaults:
         return self._rng.random() < self.error_ratio
 
 
+RPC_ERROR_PREFIX = "rpc error: "  # helper/pool/pool.go ConnPool.RPC
+
+
+async def _forwarded(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Prefix RPC error texts as a forwarding agent's HTTP API shows them."""
+    try:
+        resp = await handler(request)
+    except ApiError as exc:
+        if exc.code != 500 or exc.message.startswith(RPC_ERROR_PREFIX):
+            raise
+        raise ApiError(500, RPC_ERROR_PREFIX + exc.message) from exc
+    if (
+        resp.status == 500
+        and isinstance(resp, web.Response)
+        and resp.content_type == "text/plain"
+        and isinstance(resp.body, bytes)
+        and not resp.body.startswith(RPC_ERROR_PREFIX.encode())
+    ):
+        return text(500, RPC_ERROR_PREFIX + resp.body.decode(errors="replace"))
+    return resp
+
+
 def fault_middleware(faults: NomadFaults) -> Callable[..., Awaitable[web.StreamResponse]]:
     @web.middleware
     async def middleware(
@@ -64,6 +96,8 @@ def fault_middleware(faults: NomadFaults) -> Callable[..., Awaitable[web.StreamR
                 await asyncio.sleep(faults.latency)
             if faults.should_fail(request.path):
                 return text(faults.error_status, "injected fault (nomad twin)")
+            if faults.forwarded_rpc:
+                return await _forwarded(request, handler)
         return await handler(request)
 
     return middleware

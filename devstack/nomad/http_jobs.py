@@ -3,13 +3,16 @@ allocations, evaluations, deployments, summary, plan, evaluate, parse)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 from aiohttp import web
 
 from devstack.nomad.canon import canonicalize_job, spec_of
+from devstack.nomad.children import is_parameterized, is_periodic
 from devstack.nomad.ctx import ctx_of, require
-from devstack.nomad.decode import DecodeError, decode_request
+from devstack.nomad.decode import DecodeError, decode_request, parse_body
 from devstack.nomad.diff import job_diff
 from devstack.nomad.httpbase import block, namespace, paginate, query_bool, reply, text
 from devstack.nomad.jobsvc import deregister, register
@@ -76,6 +79,11 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 async def job_route(request: web.Request) -> web.Response:
     tail = request.match_info["tail"]
+    for child_suffix, handler in _child_routes.items():  # command/agent/job_endpoint.go
+        if tail.endswith(child_suffix) and len(tail) > len(child_suffix):
+            if request.method not in ("PUT", "POST"):
+                return text(405, "Invalid method")
+            return await handler(request, tail[: -len(child_suffix)])
     job_id, _, suffix = tail.rpartition("/")
     if suffix not in SUFFIXES or not job_id:
         job_id, suffix = tail, ""
@@ -152,6 +160,8 @@ async def register_job(request: web.Request, path_id: str | None) -> web.Respons
         bool(body.get("EnforceIndex")),
         int(body.get("JobModifyIndex", 0)),
     )
+    if c.children is not None:
+        c.children.sync()  # PeriodicDispatch.Add, as the FSM does after a job upsert
     return reply(out, out["Index"], query=False)
 
 
@@ -163,6 +173,8 @@ async def stop_job(request: web.Request, job_id: str) -> web.Response:
     query_bool(request, "global")
     query_bool(request, "no_shutdown_delay")
     out = deregister(c.state, c.sched, ns, job_id, purge)
+    if c.children is not None:
+        c.children.sync()  # PeriodicDispatch.Remove for a stopped or purged periodic job
     return reply(out, out["Index"], query=False)
 
 
@@ -318,6 +330,10 @@ async def evaluate_job(request: web.Request, job_id: str) -> web.Response:
     job = st.jobs.get((ns, job_id))
     if job is None:
         return text(404, "job not found")
+    if is_periodic(job):  # Job.Evaluate
+        return text(500, "can't evaluate periodic job")
+    if is_parameterized(job):
+        return text(500, "can't evaluate parameterized job")
     with st.txn("EvaluationUpdated") as tx:
         ev = new_eval(job, "job-eval", tx.index)
         tx.put_eval(ev)
@@ -333,6 +349,52 @@ async def evaluate_job(request: web.Request, job_id: str) -> web.Response:
         "NextToken": "",
     }
     return reply(out, tx.index, query=False)
+
+
+async def periodic_force(request: web.Request, job_id: str) -> web.Response:
+    """``periodicForceRequest`` -> ``Periodic.Force``: dispatch-job or submit-job."""
+    c = ctx_of(request)
+    ns = namespace(request)
+    authz = c.authz(request)
+    require(authz.allow_ns(ns, "dispatch-job") or authz.allow_ns(ns, "submit-job"))
+    assert c.children is not None
+    out = c.children.force(ns, job_id)
+    return reply(out, out["Index"], query=False)
+
+
+def _ci(body: dict[str, Any], name: str) -> Any:
+    """Go's case-insensitive field match for the small dispatch request."""
+    for key, value in body.items():
+        if key.lower() == name.lower():
+            return value
+    return None
+
+
+async def dispatch_job(request: web.Request, job_id: str) -> web.Response:
+    """``jobDispatchRequest`` -> ``Job.Dispatch`` (dispatch-job only)."""
+    c = ctx_of(request)
+    try:
+        body = parse_body(await request.read())
+    except DecodeError as exc:
+        return text(400, str(exc))
+    if not isinstance(body, dict):
+        return text(400, "json: cannot unmarshal into Go value of type structs.JobDispatchRequest")
+    body_id = _ci(body, "JobID") or ""
+    if body_id and body_id != job_id:
+        return text(400, "Job ID does not match")
+    meta = _ci(body, "Meta") or {}
+    try:
+        payload = base64.b64decode(_ci(body, "Payload") or "", validate=True)
+    except (binascii.Error, TypeError):
+        return text(400, "illegal base64 data at input byte 0")
+    ns = namespace(request)
+    require(c.authz(request).allow_ns(ns, "dispatch-job"))
+    assert c.children is not None
+    out = c.children.dispatch(ns, job_id, meta, payload, _ci(body, "IdPrefixTemplate") or "")
+    return reply(out, out["Index"], query=False)
+
+
+_child_routes = {"/periodic/force": periodic_force, "/dispatch": dispatch_job}
 
 
 def routes(app: web.Application) -> None:

@@ -11,6 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from devstack.nomad.canon import canonicalize_job, spec_of
+from devstack.nomad.children import (
+    is_parameterized,
+    validate_job_update,
+    validate_parameterized,
+    validate_periodic,
+)
 from devstack.nomad.codec import now_ns
 from devstack.nomad.errors import ApiError
 from devstack.nomad.scheduler import Scheduler, new_eval
@@ -55,6 +61,18 @@ def validate(job: dict[str, Any]) -> None:
                 group_errs.append(f"Task {t['Name']} validation failed: Missing task driver")
         if group_errs:
             errors.append(f"Task group {name} validation failed: " + _multierror(group_errs))
+    # structs.Job.Validate, after the groups: periodic and parameterized blocks.
+    periodic = job.get("Periodic")
+    if periodic is not None and periodic.get("Enabled"):
+        if job["Type"] not in ("batch", "sysbatch"):
+            errors.append('Periodic can only be used with "batch" or "sysbatch" scheduler')
+        if sub := validate_periodic(periodic):
+            errors.append(_multierror(sub))
+    if is_parameterized(job):
+        if job["Type"] not in ("batch", "sysbatch"):
+            errors.append('Parameterized job can only be used with "batch" or "sysbatch" scheduler')
+        if sub := validate_parameterized(job["ParameterizedJob"]):
+            errors.append(_multierror(sub))
     if errors:
         raise ApiError(500, _multierror(errors))
 
@@ -86,15 +104,18 @@ def register(
                 f"{prefix}: job exists with conflicting job modify index: "
                 f"{existing['JobModifyIndex']}",
             )
-    wants_eval = not (canon["Periodic"] or canon["ParameterizedJob"])
+    validate_job_update(existing, canon)
+    wants_eval = not (canon["Periodic"] or is_parameterized(canon))
     if existing is not None and spec_of(existing) == spec_of(canon):
         if not wants_eval:
-            return _register_reply("", 0, existing["ModifyIndex"], st.index)
+            # Job.Register: "reply.JobModifyIndex = existingJob.JobModifyIndex", no write,
+            # so no Index either.
+            return _register_reply("", 0, existing["JobModifyIndex"], 0)
         with st.txn("EvaluationUpdated") as tx:
             fresh = new_eval(existing, "job-register", tx.index)
             tx.put_eval(fresh)
         sched.enqueue(fresh["ID"])
-        return _register_reply(fresh["ID"], tx.index, existing["ModifyIndex"], tx.index)
+        return _register_reply(fresh["ID"], tx.index, existing["JobModifyIndex"], tx.index)
     ev: dict[str, Any] | None = None
     with st.txn("JobRegistered") as tx:
         job = {

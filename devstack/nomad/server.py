@@ -18,6 +18,7 @@ from pathlib import Path
 from aiohttp import web
 
 from devstack.nomad import http_allocs, http_jobs, http_misc, http_stream, http_vars
+from devstack.nomad.children import ChildJobs
 from devstack.nomad.client import Client
 from devstack.nomad.ctx import CTX_KEY, TwinCtx
 from devstack.nomad.errors import ApiError
@@ -82,6 +83,8 @@ class NomadTwin:
         for task in list(self.ctx.streams):
             if task is not None:
                 task.cancel()
+        if self.ctx.children is not None:
+            await self.ctx.children.close()
         await self.ctx.sched.close()
         await self.ctx.client.close()
         self.ctx.variables.close()
@@ -141,6 +144,7 @@ async def start_nomad_twin(
         acl=acl,
         heartbeat=heartbeat_interval,
         identities=api.identities,
+        children=ChildJobs(state, sched),
     )
     management = http_misc.bootstrap(state)["SecretID"] if acl else None
     app = web.Application(middlewares=[error_middleware, fault_middleware(faults), *middlewares])
@@ -158,6 +162,8 @@ async def start_nomad_twin(
             bound = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     api.addr = f"http://{host}:{bound}"
     sched.start()  # after the address is known: tasks get it for their templates
+    assert ctx.children is not None
+    ctx.children.start()
     return NomadTwin(
         url=api.addr,
         management_token=management,

@@ -195,7 +195,9 @@ class NomadState:
         return sorted(deps, key=lambda d: -d["CreateIndex"])
 
     def compute_job_status(self, job: dict[str, Any]) -> str:
-        if job["Type"] == "system" or job["Periodic"] or job["ParameterizedJob"]:
+        # getJobStatus: a dispatched child is not IsParameterized and runs like any job.
+        parameterized = job["ParameterizedJob"] and not job.get("Dispatched")
+        if job["Type"] == "system" or job["Periodic"] or parameterized:
             return "dead" if job["Stop"] else "running"
         key = (job["Namespace"], job["ID"])
         allocs = self.allocs_of(key)
@@ -208,6 +210,9 @@ class NomadState:
             return "dead"
         return "pending"
 
+    def _children(self, job: dict[str, Any]) -> dict[str, int]:
+        return _children_of(self, job)
+
     def summary(self, job: dict[str, Any]) -> dict[str, Any]:
         key = (job["Namespace"], job["ID"])
         groups = [tg["Name"] for tg in job["TaskGroups"] or []]
@@ -215,12 +220,26 @@ class NomadState:
             "JobID": job["ID"],
             "Namespace": job["Namespace"],
             "Summary": group_summary(self.allocs_of(key), groups),
-            "Children": {"Pending": 0, "Running": 0, "Dead": 0},
+            "Children": self._children(job),
             "CreateIndex": job["CreateIndex"],
             "ModifyIndex": max(
                 [job["ModifyIndex"], *(a["ModifyIndex"] for a in self.allocs_of(key))]
             ),
         }
+
+
+def _children_of(state: NomadState, job: dict[str, Any]) -> dict[str, int]:
+    """JobSummary.Children of a periodic/parameterized parent, by child status
+    (``updateSummaryWithJob``/``setJobStatus`` keep the same counts)."""
+    out = {"Pending": 0, "Running": 0, "Dead": 0}
+    if not (job["Periodic"] or job["ParameterizedJob"]) or job.get("ParentID"):
+        return out
+    for (ns, _), child in state.jobs.items():
+        if ns == job["Namespace"] and child.get("ParentID") == job["ID"]:
+            status = (child["Status"] or "pending").capitalize()
+            if status in out:
+                out[status] += 1
+    return out
 
 
 def _job_event(tx: Txn, job: dict[str, Any]) -> Event:

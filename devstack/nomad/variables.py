@@ -1,9 +1,13 @@
 """Nomad Variables with check-and-set and locks (TTL + LockDelay), on an injectable clock.
 
-A lock holder renews before the TTL runs out; when the TTL expires without renewal the
-lock is dropped (a raft write: the index moves) and nobody may lock again until
-LockDelay has passed. Expiry is checked on every access against ``clock()`` and, with a
-real clock, also by a timer so blocking readers see it happen.
+Locks follow ``nomad/locks.go`` (v1.7.0-v1.10.x): ``CreateVariableLockTTLTimer`` arms the
+leader's timer at **2 x TTL** ("a grace period" for clients), and ``RenewTTLTimer`` re-arms
+it at 2 x TTL, so a renew between TTL and 2 x TTL still succeeds. When the timer fires it
+is removed and ``invalidateVariableLock`` runs only after ``LockDelay``: until then the
+Lock stays in the variable (others cannot acquire, reads show it) while a renew fails
+(``RenewLock`` -> ``errVarIsLocked``, the timer being gone). The release is a raft write
+(``VarOpLockRelease``: the index moves); a renew is not. Expiry is checked on every access
+against ``clock()`` and, with a real clock, also by timers so blocking readers see it.
 """
 
 from __future__ import annotations
@@ -69,8 +73,8 @@ class VariableStore:
         self.state = state
         self.clock = clock or time.monotonic
         self.real_clock = clock is None
-        self._expiry: dict[Key, float] = {}  # lock expiry (clock seconds)
-        self._delay_until: dict[Key, float] = {}
+        self._expiry: dict[Key, float] = {}  # the 2 x TTL timer's deadline (clock seconds)
+        self._release_at: dict[Key, float] = {}  # timer fired: release after LockDelay
         self._timers: dict[Key, asyncio.TimerHandle] = {}
 
     def use_clock(self, clock: Callable[[], float]) -> None:
@@ -87,27 +91,46 @@ class VariableStore:
         now = self.clock()
         for key, expires in list(self._expiry.items()):
             if now >= expires:
-                self._expire(key)
+                self._timer_fired(key, expires)
+        for key, release_at in list(self._release_at.items()):
+            if now >= release_at:
+                self._invalidate(key)
 
-    def _expire(self, key: Key) -> None:
+    def _timer_fired(self, key: Key, fired_at: float) -> None:
+        """The 2 x TTL timer callback: ``StopAndRemove`` then ``time.AfterFunc(LockDelay)``."""
         self._expiry.pop(key, None)
-        timer = self._timers.pop(key, None)
-        if timer is not None:
-            timer.cancel()
+        self._cancel_timer(key)
         var = self.vars.get(key)
         if var is None or not var.get("Lock"):
             return
-        self._delay_until[key] = self.clock() + var["Lock"]["LockDelay"] / NS
-        self._write(var, Lock=None)
+        delay = var["Lock"]["LockDelay"] / NS
+        self._release_at[key] = fired_at + delay
+        self._schedule(key, delay)
 
-    def _arm(self, key: Key, ttl_ns: int) -> None:
-        self._expiry[key] = self.clock() + ttl_ns / NS
-        old = self._timers.pop(key, None)
-        if old is not None:
-            old.cancel()
+    def _invalidate(self, key: Key) -> None:
+        """``invalidateVariableLock``: the VarOpLockRelease raft write."""
+        self._release_at.pop(key, None)
+        self._cancel_timer(key)
+        var = self.vars.get(key)
+        if var is not None and var.get("Lock"):
+            self._write(var, Lock=None)
+
+    def _cancel_timer(self, key: Key) -> None:
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _schedule(self, key: Key, delay: float) -> None:
+        self._cancel_timer(key)
         if self.real_clock:
             loop = asyncio.get_running_loop()
-            self._timers[key] = loop.call_later(ttl_ns / NS + 0.001, self.sweep)
+            self._timers[key] = loop.call_later(delay + 0.001, self.sweep)
+
+    def _arm(self, key: Key, ttl_ns: int) -> None:
+        """``CreateVariableLockTTLTimer``/``RenewTTLTimer``: ``lockTTL := TTL * 2``."""
+        lock_ttl = 2 * ttl_ns / NS
+        self._expiry[key] = self.clock() + lock_ttl
+        self._schedule(key, lock_ttl)
 
     def _write(self, var: dict[str, Any], **changes: Any) -> dict[str, Any]:
         with self.state.txn("VarUpsert") as tx:
@@ -168,7 +191,7 @@ class VariableStore:
         self.sweep()
         key = (ns, path)
         var = self.vars.get(key)
-        if (var is not None and var.get("Lock")) or self.clock() < self._delay_until.get(key, 0):
+        if var is not None and var.get("Lock"):
             raise VarConflict(zero_stub(ns, path), None)
         base = var or {
             "Namespace": ns,
@@ -194,6 +217,8 @@ class VariableStore:
             raise VarConflict("variable doesn't hold a lock", None)
         if var["Lock"]["ID"] != lock_id:
             raise VarConflict("attempting to modify locked variable", None)
+        if key not in self._expiry:  # RenewTTLTimer: errTimerNotFound -> errVarIsLocked
+            raise VarConflict("attempting to modify locked variable", None)
         self._arm(key, var["Lock"]["TTL"])
         return var
 
@@ -207,10 +232,9 @@ class VariableStore:
             raise RuntimeError("variable doesn't hold a lock")
         if var["Lock"]["ID"] != lock_id:
             raise VarConflict(zero_stub(ns, path, zero_lock=True), None)
-        self._expiry.pop(key, None)
-        timer = self._timers.pop(key, None)
-        if timer is not None:
-            timer.cancel()
+        self._expiry.pop(key, None)  # RemoveVariableLockTTLTimer: no LockDelay on release
+        self._release_at.pop(key, None)
+        self._cancel_timer(key)
         return self._write(var, Lock=None)
 
     def close(self) -> None:

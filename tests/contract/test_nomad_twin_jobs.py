@@ -103,7 +103,9 @@ async def test_unchanged_spec_makes_no_new_version(
         "NextToken",
     ]
     assert body["EvalID"] and body["EvalID"] != first["EvalID"]
-    assert body["JobModifyIndex"] == stored["ModifyIndex"]
+    assert (
+        body["JobModifyIndex"] == stored["JobModifyIndex"]
+    )  # Job.Register: existingJob.JobModifyIndex
     assert body["Index"] == body["EvalCreateIndex"]
     after = await (await http.get(f"{twin.url}/v1/job/web")).json()
     assert after["Version"] == 0 and after["JobModifyIndex"] == first["JobModifyIndex"]

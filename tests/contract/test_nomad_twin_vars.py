@@ -184,11 +184,15 @@ async def test_ttl_expiry_then_lock_delay_on_injected_clock(
     clock.now += 9
     renew = await http.put(f"{url}?lock-renew", json={"Lock": {"ID": first["Lock"]["ID"]}})
     assert renew.status == 200
-    clock.now += 11  # past TTL since the renewal
+    # nomad/locks.go: the timer runs 2 x TTL from the renewal, then the Lock stays for
+    # LockDelay before invalidateVariableLock releases it (a write).
+    clock.now += 21  # past 2 x TTL since the renewal: timer gone, Lock still held
     read = await (await http.get(url)).json()
-    assert "Lock" not in read and read["ModifyIndex"] > index_before  # expiry is a write
+    assert read["Lock"]["ID"] == first["Lock"]["ID"] and read["ModifyIndex"] == index_before
     blocked = await http.put(f"{url}?lock-acquire", json={"Lock": {"TTL": "10s"}})
     assert blocked.status == 409  # inside LockDelay
-    clock.now += 21
+    clock.now += 20
+    read = await (await http.get(url)).json()
+    assert "Lock" not in read and read["ModifyIndex"] > index_before  # expiry is a write
     after = await http.put(f"{url}?lock-acquire", json={"Lock": {"TTL": "10s"}})
     assert after.status == 200

@@ -124,8 +124,6 @@ class App:
         self.http = self._build_http(view=self.view)
         self.manager = self._build_manager()
 
-    # --- builders (one part each, from what it is handed) ------------------------------------
-
     def _adapters(self) -> None:
         """The clients of Nomad, Consul and Vault, and the stores built on them."""
         s, t = self.settings, self.tuning
@@ -153,10 +151,8 @@ class App:
         self.rotator = self._build_rotator(prober=self.prober, pki=VaultPki(self.vault, mesh))
 
     def _queues(self) -> None:
-        """One queue and worker pool per reconciler, and the router that feeds them.
-
-        Health has its own queue so a slow TLS probe never delays injection; missed renewals
-        are remediated one job at a time (one worker)."""
+        """A queue and workers per reconciler, and the router that feeds them. Health has its
+        own queue so a slow TLS probe never delays injection; certs has one worker."""
         c, t = self.settings.controller, self.tuning
         pool = functools.partial(
             build_worker_pool, settings=c, reconcile_timeout=t.reconcile_timeout,

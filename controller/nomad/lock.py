@@ -6,6 +6,9 @@ lock stays unacquirable for ``LockDelay`` — the split-brain guard that lets a 
 notice and stop before anyone else starts. The holder's identity goes into the Items so
 ``controllerctl status`` can say who leads and since when. Nomad returns TTL and LockDelay as Go
 duration strings ("15s", "1m0s"), unlike every other duration in its API.
+
+The Variable's path is the caller's (``crds_equivalent.keys.VAR_LEADER`` for the controller):
+the adapter knows how Nomad locks work, not which lock the mesh controller uses.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from controller.nomad.errors import Conflict, NomadError, NotFound
 from controller.nomad.variables import Variable, var_url
 from controller.runtime.clock import Clock, SystemClock
 from crds_equivalent.goparse import format_go_duration, parse_go_duration
-from crds_equivalent.keys import VAR_LEADER
 
 log = structlog.get_logger(__name__)
 
@@ -34,7 +36,7 @@ class NomadVariableLock:
         self,
         client: NomadClient,
         *,
-        path: str = VAR_LEADER,
+        path: str,
         namespace: str = "default",
         ttl: float = 15.0,
         lock_delay: float = 15.0,

@@ -2,31 +2,36 @@
 
 Nomad's stream silently starts at the oldest buffered index when asked for one it no longer has,
 so a reconnect can have a gap nobody reports. The only safe recovery is level-triggered: LIST
-(whose ``X-Nomad-Index`` becomes the resume point), enqueue every interesting job, then stream
-from that index, dropping replayed frames. A jittered periodic resync covers anything else.
+(whose ``X-Nomad-Index`` becomes the resume point), hand every interesting job to the handler,
+then stream from that index, dropping replayed frames. A jittered periodic resync covers
+anything else.
 
-Which keys are enqueued (see ``interest``): LIST stubs carry only *job* meta, so a stub is
-flagged when its job meta turns ``mesh.tls`` on. Jobs meshed only through *group* meta (or
-marked by us) are found (1) from Job events, which carry the whole job, (2) through
-``known_keys`` (the status records: every job we ever reconciled), and (3) with
-``inspect_unflagged`` (default), by reading each unflagged job once per JobModifyIndex — the
-verdict is cached, and Job events refresh it, so steady-state resyncs read nothing extra.
-Without inspection, any stub with a ``mesh.tls*`` key is enqueued as a wide net instead.
-Allocation events are mapped to their job only when that job is known to be interesting.
+This module is the *source* of controller-runtime's source → predicate → handler split, and
+only that: which jobs are interesting (``JobPredicate``) and what an event of one means for
+the work queues (``EventHandler``) are given to it by the composition root. So the Nomad
+adapter knows Nomad's wire shapes and nothing of meshes or of how many queues there are.
+
+Which keys are handed over: LIST stubs carry only *job* meta, so the predicate judges a stub
+by it (``stub_flagged``). Jobs found interesting only from their whole spec are found (1) from
+Job events, which carry the whole job, (2) through ``known_keys`` (the status records: every
+job we ever reconciled), and (3) with ``inspect_unflagged`` (default), by reading each
+unflagged job once per JobModifyIndex — the verdict is cached, and Job events refresh it, so
+steady-state resyncs read nothing extra. Without inspection, any stub the predicate calls
+``stub_maybe_interesting`` is handed over as a wide net instead. Allocation events are mapped
+to their job only when that job is known to be interesting.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 import structlog
 from prometheus_client import CollectorRegistry
 
 from controller.nomad.errors import NomadError, PermissionDenied
-from controller.nomad.interest import job_interesting, stub_flagged, stub_maybe_interesting
 from controller.nomad.jobs import JobList, NomadJobs
 from controller.nomad.metrics import StreamMetrics, stream_metrics
 from controller.nomad.stream import Event, EventBatch, EventStream
@@ -39,17 +44,45 @@ log = structlog.get_logger(__name__)
 KnownKeys = Callable[[], Awaitable[Iterable[JobKey]]]
 
 
+class JobPredicate(Protocol):
+    """Which jobs the source reports (controller-runtime's predicate), over raw Nomad shapes."""
+
+    def stub_flagged(self, stub: Mapping[str, Any]) -> bool:
+        """A LIST stub (job meta only) that is interesting without reading the job."""
+        ...
+
+    def stub_maybe_interesting(self, stub: Mapping[str, Any]) -> bool:
+        """A LIST stub worth a look when unflagged jobs are not read one by one."""
+        ...
+
+    def job_interesting(self, job: Mapping[str, Any]) -> bool:
+        """A whole job (from an event or a read) that must be reconciled."""
+        ...
+
+
+class EventHandler(Protocol):
+    """What an interesting job's change means for the queues (controller-runtime's handler).
+
+    Keys found by a LIST or a resync count as job changes: level-triggered, a LIST is a
+    summary of every change the stream may have lost.
+    """
+
+    def job_changed(self, key: JobKey) -> None: ...
+
+    def allocation_changed(self, key: JobKey) -> None: ...
+
+
 class NomadEventSource:
-    """Feeds ``enqueue`` with the keys of meshed or marked jobs. Run it as a leader-only task."""
+    """Feeds ``handler`` the keys of jobs ``predicate`` finds interesting. Leader-only task."""
 
     def __init__(
         self,
         jobs: NomadJobs,
         stream: EventStream,
-        enqueue: Callable[[JobKey], None],
+        handler: EventHandler,
         *,
+        predicate: JobPredicate,
         namespaces: Sequence[str] = ("*",),
-        on_allocation: Callable[[JobKey], None] | None = None,
         known_keys: KnownKeys | None = None,
         inspect_unflagged: bool = True,
         inspect_concurrency: int = 8,
@@ -63,8 +96,8 @@ class NomadEventSource:
     ) -> None:
         self.jobs = jobs
         self.stream = stream
-        self.enqueue = enqueue
-        self.on_allocation = on_allocation or enqueue
+        self.handler = handler
+        self.predicate = predicate
         self.namespaces = tuple(namespaces)
         self.known_keys = known_keys
         self.inspect_unflagged = inspect_unflagged
@@ -76,7 +109,7 @@ class NomadEventSource:
         self.clock: Clock = clock or SystemClock()
         self.metrics: StreamMetrics = stream_metrics(registry or CollectorRegistry())
         self.rng = rng or random.Random()
-        self.meshed: set[JobKey] = set()
+        self.tracked: set[JobKey] = set()  # interesting as of the last LIST and events since
         self._inspected: dict[JobKey, tuple[int, bool]] = {}
         self.synced = asyncio.Event()
         self._listing = asyncio.Lock()
@@ -90,6 +123,10 @@ class NomadEventSource:
     @property
     def last_line_time(self) -> float | None:
         return self.stream.last_line_time
+
+    def is_synced(self) -> bool:
+        """The first LIST has been handed over: every interesting job is queued (readiness)."""
+        return self.synced.is_set()
 
     def _watched(self, namespace: str) -> bool:
         return "*" in self.namespaces or namespace in self.namespaces
@@ -108,7 +145,7 @@ class NomadEventSource:
         return JobList(stubs=stubs, index=index or 0)
 
     async def list_and_enqueue(self) -> int:
-        """LIST every watched namespace and enqueue what needs a look; returns the LIST index."""
+        """LIST every watched namespace, hand over what needs a look; returns the LIST index."""
         async with self._listing:  # the resync timer and a reconnect may coincide
             try:
                 return await self._list_and_enqueue()
@@ -118,7 +155,7 @@ class NomadEventSource:
     async def _list_and_enqueue(self) -> int:
         self._since_list = ({}, True)
         listing = await self._list()
-        meshed: set[JobKey] = set()
+        found: set[JobKey] = set()
         to_read: list[tuple[JobKey, int]] = []
         listed: set[JobKey] = set()
         for stub in listing.stubs:
@@ -126,30 +163,30 @@ class NomadEventSource:
             listed.add(key)
             modify_index = int(stub.get("JobModifyIndex") or 0)
             cached = self._inspected.get(key)
-            if stub_flagged(stub):
-                meshed.add(key)
+            if self.predicate.stub_flagged(stub):
+                found.add(key)
             elif cached is not None and cached[0] == modify_index:
                 if cached[1]:
-                    meshed.add(key)
+                    found.add(key)
             elif self.inspect_unflagged:
                 to_read.append((key, modify_index))
-            elif stub_maybe_interesting(stub) or key in self.meshed:
-                meshed.add(key)
+            elif self.predicate.stub_maybe_interesting(stub) or key in self.tracked:
+                found.add(key)
         self._inspected = {k: v for k, v in self._inspected.items() if k in listed}
-        meshed |= await self._inspect(to_read)
+        found |= await self._inspect(to_read)
         # Events that arrived while we listed are newer than the LIST: they win.
         changed, _ = self._since_list
         for key, interesting in changed.items():
             if interesting:
-                meshed.add(key)
+                found.add(key)
             else:
-                meshed.discard(key)
-        self.meshed = meshed
-        wanted = set(meshed)
+                found.discard(key)
+        self.tracked = found
+        wanted = set(found)
         if self.known_keys is not None:
             wanted |= {JobKey(*k) for k in await self.known_keys() if self._watched(k[0])}
         for key in sorted(wanted):
-            self.enqueue(key)
+            self.handler.job_changed(key)
         self.lists += 1
         self.synced.set()
         return listing.index
@@ -161,7 +198,7 @@ class NomadEventSource:
         async def one(key: JobKey, modify_index: int) -> None:
             async with self._inspect_limit:
                 job = await self.jobs.get_job(key.job_id, key.namespace)
-            interesting = job is not None and job_interesting(job)
+            interesting = job is not None and self.predicate.job_interesting(job)
             self._inspected[key] = (modify_index, interesting)
             if interesting:
                 found.add(key)
@@ -183,25 +220,25 @@ class NomadEventSource:
                 alloc = event.payload.get("Allocation") or {}
                 job_id = alloc.get("JobID") or (event.filter_keys[0] if event.filter_keys else "")
                 key = JobKey(event.namespace, str(job_id))
-                if key in self.meshed:
-                    self.on_allocation(key)
+                if key in self.tracked:
+                    self.handler.allocation_changed(key)
 
     def _job_event(self, event: Event) -> None:
         job = event.payload.get("Job") or {}
         key = JobKey(event.namespace or str(job.get("Namespace") or "default"), event.key)
-        interesting = job_interesting(job)
+        interesting = self.predicate.job_interesting(job)
         changed, listing = self._since_list
         if listing:
             changed[key] = interesting
         if interesting:
-            self.meshed.add(key)
-            self.enqueue(key)
-        elif key in self.meshed:
-            # Was ours, is not any more (uninjected, flag gone, or purged): one last look.
-            self.meshed.discard(key)
-            self.enqueue(key)
+            self.tracked.add(key)
+            self.handler.job_changed(key)
+        elif key in self.tracked:
+            # Was interesting, is not any more (e.g. flag gone, or purged): one last look.
+            self.tracked.discard(key)
+            self.handler.job_changed(key)
         if event.payload.get("Deleted") or event.type == "JobBatchDeregistered":
-            self.meshed.discard(key)
+            self.tracked.discard(key)
             self._inspected.pop(key, None)
         else:
             self._inspected[key] = (int(job.get("JobModifyIndex") or 0), interesting)

@@ -6,7 +6,7 @@ It knows nothing about meshes, so it can be tested (and trusted) on its own.
 from controller.runtime.clock import Clock, FakeClock, SystemClock, WaitTimeout, wait_for
 from controller.runtime.controller import Controller
 from controller.runtime.leader import LeaderElector, LeaseLock
-from controller.runtime.manager import Drainable, Manager, Runnable
+from controller.runtime.manager import Drainable, FuncRunnable, Manager, Runnable
 from controller.runtime.ratelimit import (
     ItemExponential,
     MaxOf,
@@ -22,6 +22,7 @@ __all__ = [
     "Controller",
     "Drainable",
     "FakeClock",
+    "FuncRunnable",
     "ItemExponential",
     "LeaderElector",
     "LeaseLock",

@@ -4,6 +4,7 @@ Per reconcile:
 - exception        -> rate-limited requeue (per-key backoff + global bucket), counted, logged
 - ``TerminalError`` -> forget (no retry; the reconciler's status says why)
 - ``requeue_after`` -> forget the backoff, then add after that many seconds
+- ``requeue``       -> rate-limited requeue like an error, but counted and logged as a requeue
 - success          -> forget
 
 Every reconcile gets a ``reconcile_id`` bound in structlog's contextvars (so the reconciler's
@@ -126,21 +127,28 @@ class Controller(Generic[K]):
                 fields["error"] = f"{type(exc).__name__}: {exc}"
                 fields["exc_info"] = exc
             else:
-                self.queue.forget(key)
-                if result.requeue_after is not None and result.requeue_after > 0:
-                    outcome = "requeue_after"
-                    self.queue.add_after(key, result.requeue_after)
-                    fields["requeue_after"] = result.requeue_after
-                else:
-                    outcome = "success"
+                outcome = self._settle(key, result, fields)
             self._active.dec()
             duration = self._clock.monotonic() - start
             self._total[outcome].inc()
             self._time.observe(duration)
-            if outcome == "error":
+            if outcome in ("error", "requeue"):
                 fields["retries"] = self.queue.num_requeues(key)
-            level = "info" if outcome in ("success", "requeue_after") else "warning"
+            level = "info" if outcome in ("success", "requeue", "requeue_after") else "warning"
             getattr(self._log, level)(
                 "reconcile", result=outcome, duration_s=round(duration, 6), **fields
             )
         return outcome
+
+    def _settle(self, key: K, result: Result, fields: dict[str, Any]) -> str:
+        """The success half of the switch; returns the result label."""
+        if result.requeue_after is not None and result.requeue_after > 0:
+            self.queue.forget(key)
+            self.queue.add_after(key, result.requeue_after)
+            fields["requeue_after"] = result.requeue_after
+            return "requeue_after"
+        if result.requeue:
+            self.queue.add_rate_limited(key)  # keeps the backoff: a repeated race waits longer
+            return "requeue"
+        self.queue.forget(key)
+        return "success"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import structlog
@@ -35,6 +35,18 @@ class Runnable(Protocol):
     async def run(self) -> None:
         """Serve until cancelled."""
         ...
+
+
+class FuncRunnable:
+    """Gives a plain coroutine function the Runnable shape (controller-runtime's RunnableFunc)."""
+
+    def __init__(self, name: str, run: Callable[[], Awaitable[None]], needs_leader: bool) -> None:
+        self.name = name
+        self.needs_leader = needs_leader
+        self._run = run
+
+    async def run(self) -> None:
+        await self._run()
 
 
 @runtime_checkable

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-RECONCILE_RESULTS = ("success", "requeue_after", "error", "terminal")
+RECONCILE_RESULTS = ("success", "requeue", "requeue_after", "error", "terminal")
 
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -57,7 +57,7 @@ def runtime_metrics(registry: CollectorRegistry) -> RuntimeMetrics:
         ),
         reconcile_total=Counter(
             "controller_reconcile",
-            "Reconciles by result (success|requeue_after|error|terminal).",
+            "Reconciles by result (success|requeue|requeue_after|error|terminal).",
             ["controller", "result"],
             registry=r,
         ),

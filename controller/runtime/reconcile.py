@@ -20,9 +20,16 @@ class Result:
 
     ``requeue_after``: look again after this many seconds (waiting for something external, e.g.
     a rollout); the backoff is reset first. ``None``: done until the next event or resync.
+
+    ``requeue``: look again through the key's rate limiter (per-key exponential backoff plus the
+    global bucket), keeping the backoff. For an expected, retryable race that is not a failure
+    worth a warning (an EnforceIndex conflict): a fixed short delay would retry it at the same
+    pace forever, while the backoff makes a sustained race cost less and less. As in
+    controller-runtime, ``requeue_after`` wins when both are set.
     """
 
     requeue_after: float | None = None
+    requeue: bool = False
 
 
 class TerminalError(Exception):

@@ -30,12 +30,6 @@ from reconcilers.ports import JobStore, StatusStore
 log = structlog.get_logger(__name__)
 
 
-# After an EnforceIndex conflict, look again this soon. (A requeue_after of 0 means "no requeue"
-# to the controller; the conflicting write's own event usually re-enqueues the key first, but a
-# missed event must not leave the job un-meshed until the next resync.)
-CONFLICT_RETRY = 0.5
-
-
 class MeshReconciler:
     """Inject, re-inject or remove the sidecar of one job, and record the outcome."""
 
@@ -83,8 +77,11 @@ class MeshReconciler:
                 decision.job, enforce_index=int(job.get("JobModifyIndex") or 0)
             )
         except Conflict:
+            # The conflicting write's own event usually re-enqueues the key first, but a missed
+            # event must not leave the job un-meshed until the next resync: look again through
+            # the key's backoff, so a job that keeps changing under us costs less and less.
             log.info("job changed under us; re-reading", job=job_id, namespace=namespace)
-            return Result(requeue_after=CONFLICT_RETRY)
+            return Result(requeue=True)
         kind = "apply" if isinstance(decision, Apply) else "remove"
         self.writes[kind] += 1
         index = int(answer.get("JobModifyIndex") or 0)

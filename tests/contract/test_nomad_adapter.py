@@ -19,8 +19,9 @@ from controller.nomad.source import NomadEventSource
 from controller.nomad.stream import EventStream
 from controller.nomad.variables import NomadVariables
 from crds_equivalent.jobkey import JobKey
-from crds_equivalent.keys import INJECTED_GROUP_META, MESH_TLS, SIDECAR_TASK
+from crds_equivalent.keys import INJECTED_GROUP_META, MESH_TLS, SIDECAR_TASK, VAR_LEADER
 from devstack.nomad.server import NomadTwin, start_nomad_twin
+from reconcilers.mesh.interest import MESH_INTEREST
 from tests.contract.nomad_fixtures import job_spec, nomad, nomad_twin
 
 __all__ = ["nomad", "nomad_twin"]
@@ -101,8 +102,8 @@ async def test_variables_cas(nomad: NomadClient) -> None:
 
 
 async def test_leader_lock_acquire_renew_release_and_a_second_holder(nomad: NomadClient) -> None:
-    one = NomadVariableLock(nomad, identity="one", version="0.1.0")
-    two = NomadVariableLock(nomad, identity="two")
+    one = NomadVariableLock(nomad, path=VAR_LEADER, identity="one", version="0.1.0")
+    two = NomadVariableLock(nomad, path=VAR_LEADER, identity="two")
     assert await one.acquire()
     assert one.granted_ttl == 15.0  # sent as "15s", returned as a Go duration string
     assert not await two.acquire()
@@ -162,6 +163,17 @@ async def _read_until(stream: EventStream, target: int) -> list[int]:
     return [i for i in out if i <= target]
 
 
+class Keys(list[JobKey]):
+    """The source's event handler: records every key handed over, in order, whatever the kind
+    (which queues each kind reaches is ``controller.routing``'s business, tested apart)."""
+
+    def job_changed(self, key: JobKey) -> None:
+        self.append(key)
+
+    def allocation_changed(self, key: JobKey) -> None:
+        self.append(key)
+
+
 async def _eventually(predicate: Callable[[], bool], what: str) -> None:
     for _ in range(250):
         if predicate():
@@ -185,17 +197,22 @@ async def test_source_enqueues_only_meshed_or_marked_jobs_and_survives_drops(
     ):
         await jobs.register_job(spec, enforce_index=0)
 
-    got: list[JobKey] = []
+    got = Keys()
     registry = CollectorRegistry()
     source = NomadEventSource(
-        jobs, EventStream(nomad), got.append, registry=registry, backoff_initial=0.01
+        jobs,
+        EventStream(nomad),
+        got,
+        predicate=MESH_INTEREST,
+        registry=registry,
+        backoff_initial=0.01,
     )
     expected = {"meshed", "group-meshed", "marked", "sidecar", "invalid"}
     task = asyncio.create_task(source.run())
     try:
         await asyncio.wait_for(source.synced.wait(), 10)
         assert {k.job_id for k in got} == expected
-        assert source.meshed == {JobKey("default", j) for j in expected}
+        assert source.tracked == {JobKey("default", j) for j in expected}
 
         got.clear()
         nomad_twin.faults.stream_drop_after = 1  # every connection dies after one frame
@@ -220,12 +237,14 @@ async def test_source_enqueues_only_meshed_or_marked_jobs_and_survives_drops(
 async def test_source_lists_known_keys_from_status_records(nomad: NomadClient) -> None:
     """A job we reconciled before (it has a status record) is looked at again even if it is
     gone now, so its record gets cleaned up."""
-    got: list[JobKey] = []
+    got = Keys()
 
     async def known() -> list[tuple[str, str]]:
         return [("default", "purged-while-we-were-down")]
 
-    source = NomadEventSource(NomadJobs(nomad), EventStream(nomad), got.append, known_keys=known)
+    source = NomadEventSource(
+        NomadJobs(nomad), EventStream(nomad), got, predicate=MESH_INTEREST, known_keys=known
+    )
     await source.list_and_enqueue()
     assert got == [JobKey("default", "purged-while-we-were-down")]
 
@@ -245,8 +264,8 @@ async def test_resync_reads_each_unflagged_job_once_per_version(nomad: NomadClie
     await jobs.register_job(job_spec("meshed", meta={MESH_TLS: "true"}), enforce_index=0)
     await jobs.register_job(job_spec("group", group_meta={MESH_TLS: "true"}), enforce_index=0)
     await jobs.register_job(job_spec("plain"), enforce_index=0)
-    got: list[JobKey] = []
-    source = NomadEventSource(jobs, EventStream(nomad), got.append)
+    got = Keys()
+    source = NomadEventSource(jobs, EventStream(nomad), got, predicate=MESH_INTEREST)
     await source.list_and_enqueue()
     assert jobs.reads == 2  # "group" and "plain": their stubs cannot tell
     await source.list_and_enqueue()
@@ -267,8 +286,10 @@ async def test_without_inspection_the_stub_net_is_any_mesh_key(nomad: NomadClien
     jobs = CountingJobs(nomad)
     await jobs.register_job(job_spec("ports-only", meta={"mesh.tls.ports": "x"}), enforce_index=0)
     await jobs.register_job(job_spec("group", group_meta={MESH_TLS: "true"}), enforce_index=0)
-    got: list[JobKey] = []
-    source = NomadEventSource(jobs, EventStream(nomad), got.append, inspect_unflagged=False)
+    got = Keys()
+    source = NomadEventSource(
+        jobs, EventStream(nomad), got, predicate=MESH_INTEREST, inspect_unflagged=False
+    )
     await source.list_and_enqueue()
     assert [k.job_id for k in got] == ["ports-only"]
     assert jobs.reads == 0

@@ -159,6 +159,9 @@ async def test_a_user_update_during_our_register_wins_and_is_injected(
         assert job["Meta"]["release"] == "2"  # the user's change was kept...
         assert job["TaskGroups"][0]["Count"] == 2
         assert versions(twin, "cart") == [0, 1, 2]  # ...and our stale write never landed
+        # the lost race was retried through the key's backoff, not counted as a failure
+        requeues = {"controller": "mesh", "result": "requeue"}
+        assert (app.registry.get_sample_value("controller_reconcile_total", requeues) or 0) >= 1
         await eventually(lambda: _is(phase(app, "cart"), "Ready"), what="cart Ready")
 
 

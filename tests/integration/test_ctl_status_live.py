@@ -58,7 +58,9 @@ async def test_status_in_sync_then_drift(openbao: OpenBao) -> None:
         for job_id in ("web", "api"):
             await record_ready(s, dict(await running_with_tls(s, job_id)), issuer)
         await s.jobs.register_job(job("plain", None, count=1), enforce_index=0)
-        lock = NomadVariableLock(s.client, identity="node-1/4242", version="0.1.0")
+        lock = NomadVariableLock(
+            s.client, path=keys.VAR_LEADER, identity="node-1/4242", version="0.1.0"
+        )
         assert await lock.acquire()
 
         result = await s.ctl("status", "-o", "json")

@@ -1,7 +1,9 @@
 """MeshReconciler under the Controller: an EnforceIndex conflict is looked at again by itself.
 
 The conflicting writer's event normally re-enqueues the job, but when that event is missed the
-reconciler's own requeue is the only thing between the job and the next resync (minutes).
+reconciler's own requeue is the only thing between the job and the next resync (minutes). That
+requeue goes through the key's backoff, so a job that keeps changing under us is retried less
+and less often instead of every half second forever.
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ JOB = Path(__file__).parents[1] / "fixtures" / "jobs" / "example-short-meshed-ho
 class Jobs:
     """Nomad's job store, where the first fenced register loses a race (and no event follows)."""
 
-    def __init__(self, job: dict[str, Any], conflicts: int) -> None:
+    def __init__(self, job: dict[str, Any], conflicts: int, clock: FakeClock) -> None:
         self.job = {**job, "Namespace": "default", "Version": 0, "JobModifyIndex": 10}
         self.conflicts = conflicts
+        self.clock = clock
+        self.attempts: list[float] = []  # when each fenced register was tried
 
     async def get_job(self, job_id: str, namespace: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.job)
@@ -41,6 +45,7 @@ class Jobs:
     async def register_job(
         self, job: dict[str, Any], *, enforce_index: int | None
     ) -> dict[str, Any]:
+        self.attempts.append(self.clock.monotonic())
         if self.conflicts:
             self.conflicts -= 1
             raise Conflict("Enforcing job modify index 10: job exists with conflicting index")
@@ -82,17 +87,23 @@ class Statuses:
         return self.records.pop((namespace, job), None) is not None
 
 
-async def test_a_conflict_is_retried_without_any_new_event() -> None:
-    clock = FakeClock()
-    jobs = Jobs(json.loads(JOB.read_text())["Job"], conflicts=1)
+def _controller(
+    clock: FakeClock, jobs: Jobs, registry: CollectorRegistry
+) -> tuple[WorkQueue[tuple[str, str]], Controller[tuple[str, str]]]:
     reconciler = MeshReconciler(jobs, Statuses(), MeshConfig(), clock=clock, rollout_poll=60.0)
-    registry = CollectorRegistry()
     queue: WorkQueue[tuple[str, str]] = WorkQueue(
-        name="t", clock=clock, limiter=default_limiter(clock), registry=registry
+        name="t", clock=clock, limiter=default_limiter(clock, base=0.5), registry=registry
     )
     controller = Controller(
         name="t", reconciler=reconciler, queue=queue, clock=clock, workers=1, registry=registry
     )
+    return queue, controller
+
+
+async def test_a_conflict_is_retried_without_any_new_event() -> None:
+    clock = FakeClock()
+    jobs = Jobs(json.loads(JOB.read_text())["Job"], conflicts=1, clock=clock)
+    queue, controller = _controller(clock, jobs, CollectorRegistry())
     task = asyncio.create_task(controller.run())
     try:
         queue.add(("default", "example"))
@@ -102,6 +113,35 @@ async def test_a_conflict_is_retried_without_any_new_event() -> None:
         assert jobs.job["Version"] == 1
         group = jobs.job["TaskGroups"][0]
         assert any(t["Name"] == keys.SIDECAR_TASK for t in group["Tasks"])
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_repeated_conflicts_back_off_exponentially_then_converge() -> None:
+    clock = FakeClock()
+    jobs = Jobs(json.loads(JOB.read_text())["Job"], conflicts=4, clock=clock)
+    registry = CollectorRegistry()
+    queue, controller = _controller(clock, jobs, registry)
+    key = ("default", "example")
+    task = asyncio.create_task(controller.run())
+    try:
+        queue.add(key)
+        await clock.advance(0.5 + 1.0 + 2.0 + 4.0)
+        start = jobs.attempts[0]
+        gaps = [b - a for a, b in zip(jobs.attempts, jobs.attempts[1:], strict=False)]
+        assert gaps == [0.5, 1.0, 2.0, 4.0]  # the per-key backoff, not a fixed 0.5 s loop
+        assert jobs.attempts[-1] - start == 7.5
+        assert jobs.job["Version"] == 1  # converged on the fifth try
+        assert queue.num_requeues(key) == 0  # and the backoff was forgotten
+        counts = {
+            result: registry.get_sample_value(
+                "controller_reconcile_total", {"controller": "t", "result": result}
+            )
+            for result in ("requeue", "error", "requeue_after")
+        }
+        # conflicts are requeues, not errors; the success waits on the rollout
+        assert counts == {"requeue": 4.0, "error": 0.0, "requeue_after": 1.0}
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

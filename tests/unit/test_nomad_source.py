@@ -1,4 +1,7 @@
-"""Which keys the event source enqueues for Job and Allocation events (no server needed)."""
+"""Which keys the event source hands its handler for Job and Allocation events (no server).
+
+The source is given the mesh predicate, as the controller gives it; the predicate's own cases
+are in test_mesh_interest.py."""
 
 from __future__ import annotations
 
@@ -10,13 +13,24 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from controller.nomad.client import NomadClient
-from controller.nomad.interest import job_interesting, stub_flagged, stub_maybe_interesting
 from controller.nomad.jobs import JobList, NomadJobs
 from controller.nomad.source import NomadEventSource
 from controller.nomad.stream import Event, EventBatch, EventStream
 from controller.runtime.clock import FakeClock
 from crds_equivalent.jobkey import JobKey
-from crds_equivalent.keys import INJECTED_GROUP_META, MESH_TLS, SIDECAR_TASK
+from crds_equivalent.keys import MESH_TLS
+from reconcilers.mesh.interest import MESH_INTEREST
+
+
+class Keys(list[JobKey]):
+    """The source's event handler: records every key handed over, in order, whatever the kind
+    (which queues each kind reaches is ``controller.routing``'s business, tested apart)."""
+
+    def job_changed(self, key: JobKey) -> None:
+        self.append(key)
+
+    def allocation_changed(self, key: JobKey) -> None:
+        self.append(key)
 
 
 def job(
@@ -34,36 +48,6 @@ def job(
             {"Name": "g", "Meta": group_meta, "Tasks": [{"Name": t} for t in tasks]},
         ],
     }
-
-
-@pytest.mark.parametrize(
-    ("doc", "expected"),
-    [
-        (job("plain"), False),
-        (job("off", meta={MESH_TLS: "false"}), False),
-        (job("on", meta={MESH_TLS: "true"}), True),
-        (job("go-bool", meta={MESH_TLS: "T"}), True),
-        (job("invalid", meta={MESH_TLS: "yes"}), True),  # reconciled to record Invalid
-        (job("group-on", group_meta={MESH_TLS: "1"}), True),
-        (job("group-off", meta={MESH_TLS: "true"}, group_meta={MESH_TLS: "false"}), True),
-        (job("marked", group_meta={INJECTED_GROUP_META: "v1:abc"}), True),
-        (job("sidecar", tasks=("app", SIDECAR_TASK)), True),
-        (job("other-meta", meta={"team": "x"}), False),
-    ],
-)
-def test_job_interesting(doc: dict[str, Any], expected: bool) -> None:
-    assert job_interesting(doc) is expected
-
-
-def test_stub_predicates() -> None:
-    assert stub_flagged({"ID": "a", "Meta": {MESH_TLS: "true"}})
-    assert stub_flagged({"ID": "a", "Meta": {MESH_TLS: "nope"}})
-    assert not stub_flagged({"ID": "a", "Meta": {MESH_TLS: "false"}})
-    assert not stub_flagged({"ID": "a", "Meta": {"mesh.tls.ports": "http"}})
-    assert stub_maybe_interesting({"ID": "a", "Meta": {"mesh.tls.ports": "http"}})
-    assert stub_maybe_interesting({"ID": "a", "Meta": {MESH_TLS: "false"}})
-    assert not stub_maybe_interesting({"ID": "a", "Meta": {"mesh.tlsx": "1"}})
-    assert not stub_maybe_interesting({"ID": "a"})
 
 
 def job_event(index: int, doc: dict[str, Any], **payload: Any) -> Event:
@@ -92,10 +76,12 @@ def alloc_event(index: int, job_id: str, namespace: str = "default") -> Event:
 
 @pytest.fixture
 def source() -> tuple[NomadEventSource, list[JobKey]]:
-    got: list[JobKey] = []
+    got = Keys()
     client = NomadClient("http://127.0.0.1:9")
     registry = CollectorRegistry()
-    src = NomadEventSource(NomadJobs(client), EventStream(client), got.append, registry=registry)
+    src = NomadEventSource(
+        NomadJobs(client), EventStream(client), got, predicate=MESH_INTEREST, registry=registry
+    )
     return src, got
 
 
@@ -129,13 +115,15 @@ def test_a_job_that_stops_being_ours_gets_one_last_look(
     src.handle_batch(EventBatch(7, (job_event(7, job("web")),)))  # later updates: not ours
     src.handle_batch(EventBatch(8, (alloc_event(8, "web"),)))
     assert got == [JobKey("default", "web"), JobKey("default", "web")]
-    assert JobKey("default", "web") not in src.meshed
+    assert JobKey("default", "web") not in src.tracked
 
 
 def test_unwatched_namespaces_are_ignored() -> None:
-    got: list[JobKey] = []
+    got = Keys()
     client = NomadClient("http://127.0.0.1:9")
-    src = NomadEventSource(NomadJobs(client), EventStream(client), got.append, namespaces=["prod"])
+    src = NomadEventSource(
+        NomadJobs(client), EventStream(client), got, predicate=MESH_INTEREST, namespaces=["prod"]
+    )
     doc = job("web", meta={MESH_TLS: "true"})
     src.handle_batch(EventBatch(5, (job_event(5, doc),)))
     prod = Event("Job", "JobRegistered", "web", "prod", (), 6, {"Job": doc | {"Namespace": "prod"}})
@@ -144,7 +132,7 @@ def test_unwatched_namespaces_are_ignored() -> None:
 
 
 async def test_events_that_arrive_during_a_list_win_over_it() -> None:
-    got: list[JobKey] = []
+    got = Keys()
     client = NomadClient("http://127.0.0.1:9")
     holder: list[NomadEventSource] = []
 
@@ -165,11 +153,11 @@ async def test_events_that_arrive_during_a_list_win_over_it() -> None:
             stub = {"ID": "web", "Namespace": "default", "Meta": {MESH_TLS: "true"}}
             return JobList(stubs=[stub], index=30)
 
-    src = NomadEventSource(ListingJobs(client), EventStream(client), got.append)
+    src = NomadEventSource(ListingJobs(client), EventStream(client), got, predicate=MESH_INTEREST)
     holder.append(src)
-    src.meshed.add(JobKey("default", "web"))
+    src.tracked.add(JobKey("default", "web"))
     assert await src.list_and_enqueue() == 30
-    assert src.meshed == {JobKey("default", "new")}
+    assert src.tracked == {JobKey("default", "new")}
 
 
 async def test_periodic_resync_is_jittered_and_counted() -> None:
@@ -184,12 +172,13 @@ async def test_periodic_resync_is_jittered_and_counted() -> None:
             lists.append(clock.monotonic())
             return JobList(stubs=[{"ID": "web", "Meta": {MESH_TLS: "1"}}], index=3)
 
-    got: list[JobKey] = []
+    got = Keys()
     registry = CollectorRegistry()
     src = NomadEventSource(
         FixedJobs(client),
         EventStream(client, clock=clock),
-        got.append,
+        got,
+        predicate=MESH_INTEREST,
         resync_interval=600.0,
         backoff_initial=10_000.0,  # keep the reconnect loop parked
         backoff_max=10_000.0,

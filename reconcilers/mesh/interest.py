@@ -1,5 +1,12 @@
 """Which jobs the mesh controller must look at: pure predicates over raw stubs and jobs.
 
+This is controller-runtime's *predicate* (filter events before a handler sees them), and it
+lives with the mesh feature rather than in the Nomad adapter because "interesting" is mesh
+policy: it reads our meta keys and our markers (``crds_equivalent.keys``). The Nomad event
+source only knows the shape of a predicate (``controller.nomad.source.JobPredicate``); the
+composition root hands it ``MESH_INTEREST``. An import-linter contract keeps
+``controller.nomad`` from importing ``crds_equivalent.keys`` again.
+
 "Interesting" is deliberately wider than "meshed": a job whose flag is unparsable must still be
 reconciled (to record an Invalid status), and a job that still carries our markers must be
 reconciled after its flag is removed (to give the user's group back). Only a job with no mesh
@@ -54,3 +61,19 @@ def job_interesting(job: Mapping[str, Any]) -> bool:
         if any(task.get("Name") == SIDECAR_TASK for task in group.get("Tasks") or ()):
             return True
     return False
+
+
+class MeshInterest:
+    """The three predicates as one object, the shape ``NomadEventSource`` is given."""
+
+    def stub_flagged(self, stub: Mapping[str, Any]) -> bool:
+        return stub_flagged(stub)
+
+    def stub_maybe_interesting(self, stub: Mapping[str, Any]) -> bool:
+        return stub_maybe_interesting(stub)
+
+    def job_interesting(self, job: Mapping[str, Any]) -> bool:
+        return job_interesting(job)
+
+
+MESH_INTEREST = MeshInterest()

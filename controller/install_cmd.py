@@ -35,7 +35,7 @@ from controller.config import (
 from controller.config.values import reading
 from controller.deploy.install import InstallOptions, install
 from controller.deploy.nomad_install import SECRET_KEYS
-from controller.deploy.report import InstallReport, Outcome
+from controller.deploy.steps import InstallReport, Outcome
 from controller.deploy.vault_install import DEFAULT_TOKEN_PERIOD
 from controller.nomad.client import NomadClient
 from controller.nomad.errors import NomadError, PermissionDenied, TransientError

@@ -23,7 +23,7 @@ from controller.ctl.common import load_settings, open_clients
 from controller.ctl.probes_controller import consul_checks, controller_checks
 from controller.ctl.probes_nomad import nomad_checks, utcnow
 from controller.ctl.probes_vault import pki_checks, vault_checks
-from controller.ctl.render import make_console
+from controller.ctl.table import make_console
 
 _STYLE = {Mark.OK: "green", Mark.FAIL: "bold red", Mark.WARN: "yellow"}
 

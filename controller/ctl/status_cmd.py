@@ -17,7 +17,7 @@ from rich.live import Live
 from controller.config import Settings
 from controller.ctl.common import load_settings, open_clients
 from controller.ctl.gather import StatusOptions, status_report
-from controller.ctl.render import make_console, report_view, to_json
+from controller.ctl.table import make_console, report_view, to_json
 from crds_equivalent.status_report import StatusReport
 
 

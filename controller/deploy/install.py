@@ -31,7 +31,7 @@ from controller.deploy.nomad_install import (
     token_checker,
 )
 from controller.deploy.policies import nomad_policy
-from controller.deploy.report import InstallReport
+from controller.deploy.steps import InstallReport
 from controller.deploy.vault_install import (
     DEFAULT_TOKEN_PERIOD,
     ensure_controller_token,

@@ -12,7 +12,7 @@ from controller.ctl.check_cmd import render_text
 from controller.ctl.checks import CheckResult, Mark, exit_code
 from controller.ctl.probes_nomad import transport
 from controller.ctl.probes_vault import install_capabilities
-from controller.ctl.render import make_console
+from controller.ctl.table import make_console
 from controller.vault.policies import PolicyPaths, controller_policy
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

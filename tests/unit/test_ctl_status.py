@@ -12,7 +12,7 @@ import pytest
 from controller.consul.client import HealthEntry
 from controller.ctl.common import human_duration
 from controller.ctl.leader import StatusDoc, leader_info, lock_state, status_url_of
-from controller.ctl.render import make_console, report_view, to_json
+from controller.ctl.table import make_console, report_view, to_json
 from controller.ctl.report import assemble
 from controller.ctl.rows import ORPHANED, JobFacts, World
 from controller.nomad.variables import Variable

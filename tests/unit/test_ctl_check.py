@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from controller.ctl import checks
-from controller.ctl.check_cmd import render_text
 from controller.ctl.checks import CheckResult, Mark, exit_code
+from controller.ctl.checkup import render_text
 from controller.ctl.probes_nomad import transport
 from controller.ctl.probes_vault import install_capabilities
 from controller.ctl.table import make_console

@@ -38,7 +38,7 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy controller reconcilers crds_equivalent devstack
+	$(BIN)/mypy controller reconcilers crds_equivalent devstack helm-less-deploy/deploytools
 	$(BIN)/lint-imports
 
 fmt: install

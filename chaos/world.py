@@ -24,9 +24,9 @@ from chaos.harness import RequestCounter
 from controller.app import App, Tuning
 from controller.config import Settings
 from controller.consul.client import ConsulClient
-from controller.devdemo import web_job
-from controller.devmode import dev_environment, pki_layout
-from controller.vault import VaultClient, VaultConnection, bootstrap_pki, root_pem
+from controller.dev.demo import web_job
+from controller.dev.session import dev_environment
+from controller.vault import VaultClient, VaultConnection, bootstrap_pki, pki_layout, root_pem
 from crds_equivalent import keys
 from devstack.nomad import NomadTwin, start_nomad_twin
 from devstack.nomad.canon import canonicalize_job, spec_of
@@ -167,7 +167,7 @@ class DevWorld:
 
 
 def meshed_web(job_id: str) -> dict[str, Any]:
-    """The devdemo's meshed raw_exec web app under another name."""
+    """The meshed raw_exec web app of `controller dev --demo` (dev.demo), under another name."""
     job = web_job(sys.executable)
     job["ID"] = job["Name"] = job_id
     group = job["TaskGroups"][0]

@@ -1,6 +1,8 @@
 """Regenerate the derived files of helm-less-deploy/ from their single sources.
 
-- mesh-controller.nomad.json  <- mesh-controller.nomad.hcl (python-hcl2 + controller.deploy)
+- mesh-controller.nomad.json  <- mesh-controller.nomad.hcl (python-hcl2 + deploytools/)
+  and the same bytes at controller/deploy/mesh-controller.nomad.json, the package data that
+  `controllerctl install` registers (an installed controller has no checkout to read from)
 - policies/*.hcl              <- controller.deploy.policies (Vault: controller.vault.policies)
 
     python helm-less-deploy/gen.py            # write the files
@@ -10,7 +12,8 @@
     python helm-less-deploy/gen.py --nomad-policy web,api [--controller-namespace NS]
                                               # the Nomad policy for named watched namespaces
 
-python-hcl2 is a development dependency, so this script (not the product) imports it.
+python-hcl2 is a development dependency, so this script (not the product) imports it, and the
+HCL evaluator lives beside it in deploytools/ (see its docstring).
 """
 
 from __future__ import annotations
@@ -22,14 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import hcl2
+from deploytools.hcl2json import convert
 from hcl2.utils import SerializationOptions
 
-from controller.deploy.hcl2json import convert
+from controller.deploy.install import JOB_FILE_NAME
 from controller.deploy.policies import nomad_policy, policy_files
 
 HERE = Path(__file__).resolve().parent
 HCL = HERE / "mesh-controller.nomad.hcl"
 JSON = HERE / "mesh-controller.nomad.json"
+# The copy shipped in the wheel, written in the checkout (never into an installed package).
+PACKAGED_JSON = HERE.parent / "controller" / "deploy" / JOB_FILE_NAME
 POLICIES = HERE / "policies"
 
 
@@ -46,7 +52,8 @@ def job_json(overrides: dict[str, Any] | None = None, hcl_text: str | None = Non
 
 
 def expected_files() -> dict[Path, str]:
-    files = {JSON: job_json()}
+    text = job_json()
+    files = {JSON: text, PACKAGED_JSON: text}
     files.update({POLICIES / name: text for name, text in policy_files().items()})
     return files
 

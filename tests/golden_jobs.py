@@ -15,7 +15,7 @@ from typing import Any
 
 from click.testing import CliRunner, Result
 
-from controller.render_cmd import render
+from controller.cmd.render import render
 from crds_equivalent.config import MeshConfig
 
 JOBS = Path(__file__).parent / "fixtures" / "jobs"

@@ -1,7 +1,8 @@
-"""The operator's commands: ``controllerctl status``, ``check`` and ``explain``.
+"""The logic behind the operator's commands (``controllerctl status``, ``check``, ``explain``,
+``render``, ``rotate-ca``); their click front ends are in ``controller.cmd``.
 
-They sit at the CLI level of the layering (beside ``controller.cli``): they read what the
-controller wrote (status Variables, the leader lock, /status) and look at the live world
-(Nomad, Consul, Vault) themselves, so an operator never has to trust a controller that may be
-down. Pure modules (rows, report, checks, render) are split from the I/O (gather, probes).
+They read what the controller wrote (status Variables, the leader lock, /status) and look at the
+live world (Nomad, Consul, Vault) themselves, so an operator never has to trust a controller
+that may be down. Pure modules (drift, rows, report, checks, table, jobtext, explain_text) are
+split from the I/O (gather, probes_*, jobfile, ca_rotation).
 """

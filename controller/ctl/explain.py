@@ -4,7 +4,8 @@ Everything shown is derived with the controller's own pure functions — ``uninj
 ``parse_job_specs`` for the spec, ``plan_job`` for the decision, the injected job's sidecar
 task for the templates — so "explain" cannot disagree with what the controller does. The status
 record adds what it concluded and when; any extra Items (``remediations``, ``last_error``...)
-are shown as recorded. No I/O here except :func:`gather`.
+are shown as recorded. No I/O here except :func:`gather` (and :func:`explain_job`, which
+opens the clients for it).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from controller.ctl.common import Clients, human_duration
+from controller.config import Settings
+from controller.ctl.common import Clients, human_duration, open_clients
+from controller.ctl.jobtext import diff, pretty
 from controller.nomad.jobs import NomadJobs
 from controller.nomad.variables import NomadVariables
-from controller.render_cmd import diff, pretty
 from controller.status.store import path_for
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.goparse import format_go_duration
@@ -47,6 +49,13 @@ async def gather(clients: Clients, namespace: str, job_id: str) -> Facts:
         path_for(namespace, job_id)
     )
     return Facts(namespace, job_id, job, dict(var.items) if var is not None else {})
+
+
+async def explain_job(settings: Settings, namespace: str, job_id: str) -> dict[str, Any]:
+    """The explanation of one job as of now. Raises NomadError when Nomad cannot be read."""
+    async with open_clients(settings) as clients:
+        facts = await gather(clients, namespace, job_id)
+    return explain_doc(facts, settings.mesh, datetime.now(UTC))
 
 
 def specs_view(job: Mapping[str, Any], config: MeshConfig) -> list[dict[str, Any]] | str:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from controller.config import Settings
 from controller.consul.client import ConsulError, HealthEntry
-from controller.ctl.common import Clients
+from controller.ctl.common import Clients, open_clients
 from controller.ctl.leader import read_leader
 from controller.ctl.report import assemble
 from controller.ctl.rows import JobFacts, World, service_names
@@ -137,3 +138,9 @@ async def status_report(clients: Clients, options: StatusOptions, now: datetime)
     return assemble(
         world, now=now, live=options.live, leader=leader, backends=[nomad, consul, vault]
     )
+
+
+async def one_report(settings: Settings, options: StatusOptions) -> StatusReport:
+    """One report, as of now, over clients opened (and closed) for it."""
+    async with open_clients(settings) as clients:
+        return await status_report(clients, options, datetime.now(UTC))

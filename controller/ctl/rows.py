@@ -3,7 +3,7 @@
 The status records say what the controller last concluded; the live facts (the job as stored,
 its allocations, Consul's instances) say what is true now. A row joins both, so a controller
 that stopped, crashed or was never told (a flag removed while it was down) cannot hide drift
-behind a stale "Ready". Per-job drift comes from :func:`controller.status.report.build_report`;
+behind a stale "Ready". Per-job drift comes from :func:`controller.ctl.drift.build_report`;
 this module adds what only a per-service look can see: marker hash, sidecar allocations, TLS
 registrations, plaintext instances, orphaned sidecars.
 """
@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from controller.consul.client import HealthEntry
-from controller.status.report import LiveJob, build_report
+from controller.ctl.drift import LiveJob, build_report
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.jobkey import JobKey
@@ -264,9 +264,8 @@ def build_rows(world: World) -> list[StatusRow]:
                     markers=_markers(facts.job),
                     meshed=_meshed(facts.job),
                 )
-    report = build_report(world.statuses, now=world.now, live=live)
     rows: list[StatusRow] = []
-    for job_row in report.rows:
+    for job_row in build_report(world.statuses, now=world.now, live=live):
         key = JobKey(job_row.namespace, job_row.job)
         status = world.statuses.get(key)
         base = StatusRow(

@@ -9,7 +9,8 @@ writes so a second run changes nothing:
 3. Nomad, when ACLs are on: the ACL policy mesh-controller and a client token with it.
 4. Nomad: the Variable nomad/jobs/<job> — tokens and addresses the job's template turns into
    the controller's environment.
-5. Nomad: the system job from mesh-controller.nomad.json.
+5. Nomad: the system job from mesh-controller.nomad.json (shipped in this package, so an
+   installed `controllerctl` has it; helm-less-deploy/gen.py writes it and the committed copy).
 
 Consul is not written to: the controller only reads Consul, and its Consul token (when Consul
 has ACLs) is made with the `consul` CLI from policies/consul-mesh-controller.hcl and handed in.
@@ -19,8 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any
 
+from pydantic import SecretStr
+
+from controller.config import NomadSettings
 from controller.deploy.nomad_install import (
     acl_enabled,
     ensure_acl_policy,
@@ -31,7 +37,7 @@ from controller.deploy.nomad_install import (
     token_checker,
 )
 from controller.deploy.policies import nomad_policy
-from controller.deploy.report import InstallReport
+from controller.deploy.steps import InstallReport
 from controller.deploy.vault_install import (
     DEFAULT_TOKEN_PERIOD,
     ensure_controller_token,
@@ -41,6 +47,13 @@ from controller.nomad.client import NomadClient
 from controller.nomad.jobs import NomadJobs
 from controller.nomad.variables import NomadVariables
 from controller.vault import PkiLayout, VaultClient
+
+JOB_FILE_NAME = "mesh-controller.nomad.json"
+
+
+def packaged_job_file() -> Traversable:
+    """The system job as Nomad API JSON, shipped as package data (not read from a checkout)."""
+    return resources.files("controller.deploy") / JOB_FILE_NAME
 
 
 @dataclass(frozen=True)
@@ -111,3 +124,23 @@ async def install(
     await ensure_variable(variables, str(job["ID"]), stored, wanted, report)
     await ensure_job(NomadJobs(nomad), job, report)
     return report
+
+
+async def install_with(
+    nomad_settings: NomadSettings,
+    vault: VaultClient,
+    options: InstallOptions,
+    report: InstallReport,
+) -> None:
+    """:func:`install` with a Nomad client built (and closed) from ``nomad_settings``; the
+    steps done land in ``report`` even when a later one raises, so the caller can show them."""
+
+    def client_for(token: str) -> NomadClient:
+        settings = nomad_settings.model_copy(update={"token": SecretStr(token)})
+        return NomadClient.from_settings(settings)
+
+    nomad = NomadClient.from_settings(nomad_settings)
+    try:
+        await install(nomad, vault, options, nomad_client_for=client_for, report=report)
+    finally:
+        await nomad.close()

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from controller.deploy.policies import NOMAD_POLICY
-from controller.deploy.report import InstallReport
+from controller.deploy.steps import InstallReport
 from controller.nomad.client import NomadClient
 from controller.nomad.errors import BadRequest, NotFound, PermissionDenied
 from controller.nomad.jobs import NomadJobs

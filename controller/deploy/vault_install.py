@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.deploy.report import InstallReport
+from controller.deploy.steps import InstallReport
 from controller.vault import (
     CONTROLLER_POLICY,
     WORKLOAD_POLICY,

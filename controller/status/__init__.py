@@ -1,1 +1,1 @@
-"""Status records in Nomad Variables (CAS, write on change) and the drift report model."""
+"""Status records in Nomad Variables (CAS, write on change); the drift model is ctl.drift."""

@@ -1,6 +1,6 @@
 """The Vault adapter: PKI administration through hvac (run in threads, hvac is synchronous)."""
 
-from controller.vault.bootstrap import BootstrapReport, PkiLayout, bootstrap_pki
+from controller.vault.bootstrap import BootstrapReport, PkiLayout, bootstrap_pki, pki_layout
 from controller.vault.client import (
     VaultBadRequest,
     VaultClient,
@@ -43,6 +43,7 @@ __all__ = [
     "default_issuer_id",
     "delete_issuer",
     "list_issuers",
+    "pki_layout",
     "read_issuer",
     "root_pem",
     "set_default_issuer",

@@ -25,6 +25,7 @@ from controller.vault.policies import (
     controller_policy,
     workload_policy,
 )
+from crds_equivalent.config import MeshConfig
 from crds_equivalent.goparse import parse_go_duration
 
 
@@ -69,6 +70,21 @@ class PkiLayout:
 
     def policy_paths(self) -> PolicyPaths:
         return PolicyPaths(root_mount=self.root_mount, int_mount=self.int_mount, role=self.role)
+
+
+def pki_layout(config: MeshConfig) -> PkiLayout:
+    """The PKI layout the controller uses, from the cluster-wide MeshConfig.
+
+    The one place the MeshConfig names map onto the layout, so that `bootstrap-pki`, `install`
+    and `controller dev` write exactly where the controller later looks."""
+    return PkiLayout(
+        root_mount=config.root_mount,
+        int_mount=config.pki_mount,
+        role=config.pki_role,
+        domain=config.domain,
+        datacenter_domain=config.datacenter_domain,
+        role_ttl=config.ttl_default,
+    )
 
 
 @dataclass

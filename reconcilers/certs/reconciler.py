@@ -55,7 +55,6 @@ from reconcilers.ports import Catalog, JobStore, StatusStore, TaskControl, TlsPr
 
 log = structlog.get_logger(__name__)
 
-CONFLICT_RETRY = 1.0
 
 
 def remediation_nonce(now: datetime) -> str:
@@ -187,7 +186,7 @@ class CertReconciler:
         try:
             await self.jobs.register_job(desired, enforce_index=int(str(job["JobModifyIndex"])))
         except Conflict:
-            return Result(requeue_after=CONFLICT_RETRY)  # the job changed; look again
+            return Result(requeue=True)  # the job changed: look again, through the key's backoff
         self.metrics.remediated(REISSUE)
         log.info("re-issue forced", job=job_id, namespace=namespace, nonce=nonce)
         record = Record(

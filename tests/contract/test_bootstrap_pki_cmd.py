@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from controller.cli import controllerctl
+from controller.cmd import controllerctl
 from devstack.vault import OpenBao, start_openbao
 
 pytestmark = pytest.mark.timeout(60)

@@ -30,9 +30,9 @@ import pytest_asyncio
 from controller.app import App, Tuning
 from controller.config import Settings
 from controller.consul.client import ConsulClient
-from controller.devdemo import web_job, worker_job
-from controller.devmode import dev_environment, pki_layout
-from controller.vault import VaultClient, VaultConnection, bootstrap_pki, root_pem
+from controller.dev.demo import web_job, worker_job
+from controller.dev.session import dev_environment
+from controller.vault import VaultClient, VaultConnection, bootstrap_pki, pki_layout, root_pem
 from crds_equivalent import keys
 from devstack.executor import RawExecDriver
 from devstack.up import Devstack, build_devstack

@@ -29,11 +29,11 @@ from click.testing import CliRunner
 
 from chaos.world import meshed_web
 from controller.app import App
-from controller.cli import controllerctl
+from controller.cmd import controllerctl
 from controller.config import Settings
-from controller.devmode import dev_environment, pki_layout
+from controller.dev.session import dev_environment
 from controller.logging import configure_logging
-from controller.vault import VaultClient, VaultConnection, bootstrap_pki
+from controller.vault import VaultClient, VaultConnection, bootstrap_pki, pki_layout
 from crds_equivalent.status import Phase
 from devstack.testing import FAST
 from devstack.up import Devstack, build_devstack

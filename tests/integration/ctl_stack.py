@@ -14,7 +14,7 @@ from typing import Any
 
 from click.testing import CliRunner, Result
 
-from controller.cli import controllerctl
+from controller.cmd import controllerctl
 from controller.nomad.client import NomadClient
 from controller.nomad.jobs import NomadJobs
 from controller.vault import PkiLayout, VaultClient, VaultConnection, bootstrap_pki

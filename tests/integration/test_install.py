@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 from click.testing import CliRunner, Result
 
-from controller.cli import controllerctl
+from controller.cmd import controllerctl
 from controller.nomad.client import NomadClient
 from controller.nomad.errors import PermissionDenied
 from controller.vault import VaultClient, VaultConnection

@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 from click.testing import CliRunner
 
-from controller.cli import controllerctl
+from controller.cmd import controllerctl
 from controller.nomad.client import NomadClient
 from controller.nomad.jobs import NomadJobs
 from devstack.up import Devstack, build_devstack

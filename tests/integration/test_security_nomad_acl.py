@@ -84,7 +84,7 @@ class World:
 
         from click.testing import CliRunner
 
-        from controller.cli import controllerctl
+        from controller.cmd import controllerctl
 
         env: dict[str, str | None] = dict.fromkeys(UNSET)
         env |= {

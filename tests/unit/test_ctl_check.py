@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from controller.ctl import checks
-from controller.ctl.check_cmd import render_text
 from controller.ctl.checks import CheckResult, Mark, exit_code
+from controller.ctl.checkup import render_text
 from controller.ctl.probes_nomad import transport
 from controller.ctl.probes_vault import install_capabilities
-from controller.ctl.render import make_console
+from controller.ctl.table import make_console
 from controller.vault.policies import PolicyPaths, controller_policy
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controller.ctl.explain import Facts, explain_doc, nginx_conf_of
-from controller.ctl.explain_cmd import render_text
+from controller.ctl.explain_text import render_text
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.status import Condition, ConditionType, MeshStatus, Phase

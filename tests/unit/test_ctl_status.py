@@ -12,9 +12,9 @@ import pytest
 from controller.consul.client import HealthEntry
 from controller.ctl.common import human_duration
 from controller.ctl.leader import StatusDoc, leader_info, lock_state, status_url_of
-from controller.ctl.render import make_console, report_view, to_json
 from controller.ctl.report import assemble
 from controller.ctl.rows import ORPHANED, JobFacts, World
+from controller.ctl.table import make_console, report_view, to_json
 from controller.nomad.variables import Variable
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
@@ -321,7 +321,7 @@ def test_human_duration(seconds: int, text: str) -> None:
 def test_watch_prints_one_report_per_interval_until_ctrl_c(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from controller.ctl import status_cmd
+    from controller.cmd import status as status_cmd
 
     reports = iter([report(world(injected(), status=ready())), report(world(None, status=ready()))])
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import hcl2
 import pytest
+from deploytools.hcl2json import HclError, convert
 
-from controller.deploy.hcl2json import HclError, convert
+from controller.deploy.install import packaged_job_file
 from controller.deploy.policies import (
     consul_policy,
     nomad_policy,
@@ -60,6 +61,13 @@ def test_every_hcl_file_parses_with_python_hcl2(path: Path) -> None:
 def test_generated_files_are_fresh() -> None:
     stale = gen.stale_files()
     assert stale == [], f"stale: {stale}; run: .venv/bin/python helm-less-deploy/gen.py"
+
+
+def test_the_packaged_job_is_the_committed_job() -> None:
+    """`controllerctl install` registers the package-data copy; operators read the other."""
+    packaged = packaged_job_file().read_text()
+    assert packaged == (DEPLOY / "mesh-controller.nomad.json").read_text()
+    assert json.loads(packaged)["Job"]["Type"] == "system"
 
 
 def test_vault_policy_files_are_the_bootstrap_policies_byte_for_byte() -> None:

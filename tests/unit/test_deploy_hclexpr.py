@@ -1,12 +1,12 @@
-"""controller.deploy.hclexpr: HCL2 values as python-hcl2 returns them, evaluated like jobspec2."""
+"""deploytools.hclexpr (beside helm-less-deploy/gen.py): HCL2 values as python-hcl2
+returns them, evaluated like jobspec2."""
 
 from __future__ import annotations
 
 import hcl2
 import pytest
+from deploytools.hclexpr import HclError, Scope, evaluate, evaluate_expression, heredoc_body
 from hcl2.utils import SerializationOptions
-
-from controller.deploy.hclexpr import HclError, Scope, evaluate, evaluate_expression, heredoc_body
 
 SCOPE = Scope(
     variables={"driver": "docker", "dcs": ["dc1", "dc2"], "n": 3, "on": True, "img": "x/y"},

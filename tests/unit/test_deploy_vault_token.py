@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.deploy.report import InstallReport, Outcome
+from controller.deploy.steps import InstallReport, Outcome
 from controller.deploy.vault_install import ensure_controller_token
 from controller.vault import VaultPermissionDenied
 

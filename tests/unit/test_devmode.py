@@ -4,7 +4,7 @@ mesh the way the controller does — the same injection config, hence the same m
 from __future__ import annotations
 
 from controller.config import Settings
-from controller.devmode import dev_environment, dev_exports, export_lines
+from controller.dev.session import dev_environment, dev_exports, export_lines
 from reconcilers.injection.hashing import INJECTION_CONFIG_FIELDS
 
 STACK_ENV = {

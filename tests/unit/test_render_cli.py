@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from controller.cli import controllerctl
+from controller.cmd import controllerctl
 from crds_equivalent import keys
 from tests.golden_jobs import JOBS, clean_env, run_render
 

@@ -1,4 +1,4 @@
-"""``controller dev [--nodes N] [--demo]``: the embedded default, one command from zero to a mesh.
+"""What ``controller dev [--nodes N] [--demo]`` does: one command from zero to a mesh.
 
 It starts the devstack (Nomad and Consul twins, the raw_exec executor, a real OpenBao), makes
 the mesh PKI in OpenBao, and runs the real controller in this process against it, with the
@@ -6,10 +6,10 @@ sidecar as a raw_exec nginx (``MESH_SIDECAR_DRIVER=raw_exec``, ``MESH_NGINX_BIN`
 the ``export`` lines of ``python -m devstack up`` plus those two knobs and ``MESH_STATUS_URL``
 (so ``controllerctl`` run with them sees what the controller sees), then
 ``controller dev ready`` once the controller leads and has listed the cluster. ``--demo`` adds
-two sample jobs and prints the proof (see ``devdemo``). Ctrl-C (or SIGTERM) stops the
+two sample jobs and prints the proof (see ``controller.dev.demo``). Ctrl-C (or SIGTERM) stops the
 controller, then everything the devstack started; nothing is left running.
 
-The devstack is imported lazily, inside the command: product code never depends on it.
+The devstack is imported lazily, inside ``run_dev``: product code never depends on it.
 """
 
 from __future__ import annotations
@@ -27,12 +27,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-import click
-
 from controller.app import App, Tuning
-from controller.config import ConfigError, Settings
+from controller.config import Settings
 from controller.consul.client import ConsulClient
-from controller.devdemo import (
+from controller.dev.demo import (
     curl_command,
     print_table,
     tls_endpoint,
@@ -40,9 +38,7 @@ from controller.devdemo import (
     web_job,
     worker_job,
 )
-from controller.logging import configure_logging
-from controller.vault import PkiLayout, VaultClient, VaultConnection, bootstrap_pki, root_pem
-from crds_equivalent.config import MeshConfig
+from controller.vault import VaultClient, VaultConnection, bootstrap_pki, pki_layout, root_pem
 from crds_equivalent.jobkey import JobKey
 
 # Settings that point at a cluster: the devstack's own replace whatever the shell had.
@@ -80,17 +76,6 @@ def dev_exports(
 def export_lines(env: Mapping[str, str]) -> str:
     """``export K=V`` lines, shell-quoted, in the format ``python -m devstack up`` prints."""
     return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
-
-
-def pki_layout(config: MeshConfig) -> PkiLayout:
-    return PkiLayout(
-        root_mount=config.root_mount,
-        int_mount=config.pki_mount,
-        role=config.pki_role,
-        domain=config.domain,
-        datacenter_domain=config.datacenter_domain,
-        role_ttl=config.ttl_default,
-    )
 
 
 async def _start_devstack(nodes: int) -> Any:
@@ -172,7 +157,8 @@ async def run_dev(*, nodes: int, demo: bool, out: TextIO, stop: asyncio.Event) -
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def _main(nodes: int, demo: bool) -> int:
+async def main(nodes: int, demo: bool) -> int:
+    """``run_dev`` on stdout until SIGINT or SIGTERM; returns its exit code."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -183,25 +169,3 @@ async def _main(nodes: int, demo: bool) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
-
-
-@click.command("dev")
-@click.option("--nodes", default=3, show_default=True, type=click.IntRange(1, 250))
-@click.option("--demo", is_flag=True, help="Submit a meshed and a plain sample job, show proof.")
-def dev(nodes: int, demo: bool) -> None:
-    """Start the devstack and the controller in one process (Ctrl-C stops everything)."""
-    level = os.environ.get("MESH_LOG_LEVEL", "warning")
-    try:
-        configure_logging(
-            level=level, fmt=os.environ.get("MESH_LOG_FORMAT", "auto"), stream=sys.stderr
-        )
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
-    try:
-        sys.exit(asyncio.run(_main(nodes, demo)))
-    except ConfigError as exc:
-        click.echo(f"controller dev: {exc}", err=True)
-        sys.exit(2)
-    except RuntimeError as exc:
-        click.echo(f"controller dev: {exc}", err=True)
-        sys.exit(1)

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from pydantic import SecretStr
 
 from controller.config import (
     ConfigError,
@@ -33,28 +33,25 @@ from controller.config import (
     load_mesh_config,
 )
 from controller.config.values import reading
-from controller.deploy.install import InstallOptions, install
+from controller.deploy.install import InstallOptions, install_with, packaged_job_file
 from controller.deploy.nomad_install import SECRET_KEYS
-from controller.deploy.report import InstallReport, Outcome
+from controller.deploy.steps import InstallReport, Outcome
+from controller.deploy.vault_access import refusal_message
 from controller.deploy.vault_install import DEFAULT_TOKEN_PERIOD
-from controller.nomad.client import NomadClient
 from controller.nomad.errors import NomadError, PermissionDenied, TransientError
-from controller.pki_cmd import denied_message, layout_for
 from controller.vault import (
     VaultClient,
     VaultConnection,
     VaultError,
     VaultPermissionDenied,
     VaultUnavailable,
+    pki_layout,
 )
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_UNREACHABLE = 2
 
-DEFAULT_JOB_FILE = (
-    Path(__file__).resolve().parents[1] / "helm-less-deploy" / "mesh-controller.nomad.json"
-)
 _MARK = {Outcome.CHANGED: "changed", Outcome.UNCHANGED: "ok", Outcome.WOULD_CHANGE: "would"}
 
 
@@ -75,7 +72,7 @@ def _env_items(pairs: tuple[str, ...]) -> dict[str, str]:
     return items
 
 
-def _load_job(path: Path) -> dict[str, Any]:
+def _load_job(path: Path | Traversable) -> dict[str, Any]:
     try:
         job = json.loads(path.read_text())
     except (OSError, ValueError) as err:
@@ -110,35 +107,17 @@ def print_report(report: InstallReport, *, failed: bool = False) -> None:
         click.echo(f"unchanged: all {kept} steps were already in place")
 
 
-async def _vault_token_valid(client: VaultClient) -> bool:
-    """Every valid token may look itself up (default policy); an invalid one may not."""
-    try:
-        await client.read("auth/token/lookup-self")
-    except VaultPermissionDenied:
-        return False
-    except VaultError:
-        return True  # cannot tell: report the missing capability instead
-    return True
-
-
-async def _run(
-    nomad_settings: NomadSettings, vault_client: VaultClient, options: InstallOptions
+def _run(
+    nomad_settings: NomadSettings, vault: VaultClient, options: InstallOptions
 ) -> InstallReport:
+    """Install; when a step fails, show the steps done before it, then let the error through."""
     report = InstallReport(dry_run=options.dry_run)
-
-    def client_for(token: str) -> NomadClient:
-        settings = nomad_settings.model_copy(update={"token": SecretStr(token)})
-        return NomadClient.from_settings(settings)
-
-    nomad = NomadClient.from_settings(nomad_settings)
     try:
-        await install(nomad, vault_client, options, nomad_client_for=client_for, report=report)
+        asyncio.run(install_with(nomad_settings, vault, options, report))
     except BaseException:
         if report.steps:
             print_report(report, failed=True)
         raise
-    finally:
-        await nomad.close()
     return report
 
 
@@ -147,8 +126,8 @@ async def _run(
 @click.option(
     "--job-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_JOB_FILE,
-    show_default=True,
+    default=None,
+    show_default="the packaged mesh-controller.nomad.json",
     help="The system job as Nomad API JSON (helm-less-deploy/gen.py writes it).",
 )
 @click.option(
@@ -181,7 +160,7 @@ async def _run(
 )
 def install_cmd(
     dry_run: bool,
-    job_file: Path,
+    job_file: Path | None,
     namespaces: str,
     controller_nomad_addr: str | None,
     controller_vault_addr: str | None,
@@ -194,7 +173,7 @@ def install_cmd(
     try:
         with reading(None):
             nomad_s, vault_s, consul_s = NomadSettings(), VaultSettings(), ConsulSettings()
-        layout = layout_for(load_mesh_config())
+        layout = pki_layout(load_mesh_config())
     except (ConfigError, ValueError) as err:
         _fail(EXIT_UNREACHABLE, f"invalid setting: {err}")
     if vault_s.token is None or not vault_s.token.get_secret_value():
@@ -207,7 +186,7 @@ def install_cmd(
         **_env_items(env),
     }
     options = InstallOptions(
-        job=_load_job(job_file),
+        job=_load_job(job_file if job_file is not None else packaged_job_file()),
         layout=layout,
         controller_env=controller_env,
         watched=watched,
@@ -219,13 +198,11 @@ def install_cmd(
     if dry_run:
         click.echo("dry run: nothing will be written")
     try:
-        report = asyncio.run(_run(nomad_s, vault, options))
+        report = _run(nomad_s, vault, options)
     except VaultUnavailable as err:
         _fail(EXIT_UNREACHABLE, f"cannot reach Vault at {vault_s.addr}: {err}")
     except VaultPermissionDenied as err:
-        if not asyncio.run(_vault_token_valid(vault)):
-            _fail(EXIT_UNREACHABLE, f"the Vault token is invalid or expired ({err})")
-        _fail(EXIT_UNREACHABLE, denied_message(err))
+        _fail(EXIT_UNREACHABLE, asyncio.run(refusal_message(vault, err)))
     except VaultError as err:
         _fail(EXIT_FAILED, str(err))
     except TransientError as err:

@@ -1,44 +1,36 @@
-"""``controllerctl render``: the injection, offline, for CI.
+"""What ``controllerctl render`` does with its input: read it, load it as a job, transform it.
 
 A pipeline that submits the job already injected gives the controller nothing to do: no second
 job version, no second deployment. Input is the Nomad API JSON of a job — bare (``{"ID": …}``)
-or wrapped for register (``{"Job": {…}}``) — and the output has the same shape, pretty-printed,
-keys in Nomad's order. HCL is converted by the cluster's own parser (``POST /v1/jobs/parse``),
-because only Nomad knows its HCL exactly.
-
-Exit codes: 0 done (also: not meshed, output == input), 1 invalid mesh spec (reason on stderr,
-nothing on stdout), 2 unreadable input or settings.
+or wrapped for register (``{"Job": {…}}``). HCL is converted by the cluster's own parser
+(``POST /v1/jobs/parse``), because only Nomad knows its HCL exactly. The transform is the
+controller's own pure ``plan_job``/``uninject``, so render cannot disagree with the controller.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import difflib
 import json
 import logging
 import ssl
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
 import aiohttp
-import click
 import structlog
 from pydantic import ValidationError
 
-from controller.config import ConfigError, NomadSettings, load_mesh_config
+from controller.config import NomadSettings
 from controller.config.values import describe, env_name
 from controller.logging import configure_logging
 from controller.tls import ClientTls, TlsConfigError, client_tls
 from crds_equivalent.config import MeshConfig
-from reconcilers.injection.inject import UndoError, uninject
+from reconcilers.injection.inject import uninject
 from reconcilers.injection.plan import Apply, Invalid, Remove, plan_job
 
-EXIT_OK = 0
-EXIT_INVALID = 1
-EXIT_UNREADABLE = 2
 PARSE_TIMEOUT_S = 10.0
 
 HCL_HINT = (
@@ -51,79 +43,9 @@ class Unreadable(Exception):
     """The input is not a Nomad job we can read; the message says what to do."""
 
 
-def _config_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """One ``--<field>`` option per MeshConfig field; they override ``MESH_<FIELD>``."""
-    for name, info in reversed(list(MeshConfig.model_fields.items())):
-        option = click.option(
-            "--" + name.replace("_", "-"),
-            name,
-            default=None,
-            metavar="VALUE",
-            help=f"{info.description} [env MESH_{name.upper()}; default {info.default}]",
-        )
-        command = option(command)
-    return command
-
-
-@click.command("render")
-@click.argument("source", default="-", metavar="[FILE|-]")
-@click.option("--uninject", "undo", is_flag=True, help="Give back the user's job instead.")
-@click.option("--diff", "show_diff", is_flag=True, help="Print a unified diff against the input.")
-@_config_options
-def render(source: str, undo: bool, show_diff: bool, **settings: str | None) -> None:
-    """Print the meshed (or with --uninject, the un-meshed) job for FILE or stdin."""
-    try:
-        config = load_mesh_config(overrides={k: v for k, v in settings.items() if v is not None})
-    except ConfigError as err:
-        _fail(EXIT_UNREADABLE, f"invalid setting: {err}")
-    try:
-        text = _read(source)
-        document, job, from_hcl = _load(text)
-    except Unreadable as err:
-        _fail(EXIT_UNREADABLE, f"{_name(source)}: {err}")
-    try:
-        result = _transform(job, config, undo)
-    except UndoError as err:
-        _fail(EXIT_INVALID, f"{_name(source)}: {err}")
-    if isinstance(result, Invalid):
-        _fail(EXIT_INVALID, f"{_name(source)}: invalid mesh spec: {result.reason}")
-    if document is None:
-        output: Any = {"Job": result} if from_hcl else result
-    else:
-        output = {**document, "Job": result}
-    rendered = pretty(output)
-    if show_diff:
-        before = pretty(document if document is not None else job)
-        click.echo(diff(before, rendered, _name(source)), nl=False)
-    else:
-        click.echo(rendered, nl=False)
-
-
-def _fail(code: int, message: str) -> Any:
-    click.echo(f"controllerctl render: {message}", err=True)
-    sys.exit(code)
-
-
-def _name(source: str) -> str:
-    return "<stdin>" if source == "-" else source
-
-
-def pretty(value: Any) -> str:
-    """Nomad's ``-output`` style: 4-space indent, unicode kept, trailing newline."""
-    return json.dumps(value, indent=4, ensure_ascii=False) + "\n"
-
-
-def diff(before: str, after: str, name: str) -> str:
-    lines = difflib.unified_diff(
-        before.splitlines(keepends=True),
-        after.splitlines(keepends=True),
-        fromfile="a/" + name.lstrip("/"),
-        tofile="b/" + name.lstrip("/"),
-    )
-    return "".join(lines)
-
-
-def _transform(job: dict[str, Any], config: MeshConfig, undo: bool) -> dict[str, Any] | Invalid:
+def transform(job: dict[str, Any], config: MeshConfig, undo: bool) -> dict[str, Any] | Invalid:
+    """The meshed job (or with ``undo`` the user's job), the job itself when there is nothing
+    to do, or Invalid. ``uninject`` raises UndoError when the undo record is unusable."""
     if undo:
         return uninject(job)
     decision = plan_job(job, config)
@@ -134,7 +56,8 @@ def _transform(job: dict[str, Any], config: MeshConfig, undo: bool) -> dict[str,
     return job
 
 
-def _read(source: str) -> str:
+def read_source(source: str) -> str:
+    """The text of FILE, or of stdin for ``-``."""
     try:
         if source == "-":
             return sys.stdin.read()
@@ -144,7 +67,7 @@ def _read(source: str) -> str:
         raise Unreadable(f"cannot read: {err}") from None
 
 
-def _load(text: str) -> tuple[dict[str, Any] | None, dict[str, Any], bool]:
+def load_job(text: str) -> tuple[dict[str, Any] | None, dict[str, Any], bool]:
     """(wrapper document or None, the job, came from HCL)."""
     if not text.strip():
         raise Unreadable("empty input; expected a Nomad job as JSON")

@@ -1,34 +1,29 @@
-"""``controllerctl check [--pre]``: preflight and health checks, one line each, linkerd style.
+"""What ``controllerctl check`` runs, in which order, and the verdict it prints.
 
-Without --pre it checks a running installation: backends, tokens, the PKI (CA lifetimes, role,
-policies) and the controller (a leader that renews, a recent event stream). --pre checks what
-must hold before installing: backends, versions, clocks, and that the tokens can do what the
-install and the controller will do. Exit codes as for ``status``: 0 nothing failed (‼ warnings
-allowed), 1 a check failed, 2 Nomad, Consul or Vault could not be reached or read.
+Nomad first (nothing else can be judged without it), then Consul and Vault; the PKI only when
+Vault answered, and the controller's own health only after an install (not with ``--pre``) and
+only when Nomad answered. The text is one line per check, grouped by section, linkerd style,
+with a hint under each failure and the exit code on the last line.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import sys
 from collections.abc import Sequence
 
-import click
 from rich.text import Text
 
 from controller.config import Settings
 from controller.ctl.checks import CheckResult, Mark, exit_code
-from controller.ctl.common import load_settings, open_clients
+from controller.ctl.common import open_clients
 from controller.ctl.probes_controller import consul_checks, controller_checks
 from controller.ctl.probes_nomad import nomad_checks, utcnow
 from controller.ctl.probes_vault import pki_checks, vault_checks
-from controller.ctl.render import make_console
 
 _STYLE = {Mark.OK: "green", Mark.FAIL: "bold red", Mark.WARN: "yellow"}
 
 
 async def run_checks(settings: Settings, *, pre: bool, status_url: str | None) -> list[CheckResult]:
+    """Every check that applies, in the order printed; a dead backend is a result, not a raise."""
     async with open_clients(settings) as clients:
         results = await nomad_checks(clients, pre, utcnow)
         nomad_up = not any(r.unreachable for r in results)
@@ -43,6 +38,7 @@ async def run_checks(settings: Settings, *, pre: bool, status_url: str | None) -
 
 
 def render_text(results: Sequence[CheckResult], *, pre: bool) -> Text:
+    """The results by section, hints under failures, and the verdict with its exit code."""
     out = Text()
     section = None
     for result in results:
@@ -69,26 +65,3 @@ def render_text(results: Sequence[CheckResult], *, pre: bool) -> Text:
         verdict = f"\n{Mark.FAIL} {failed} of {len(results)} {kind} failed"
     out.append(verdict + f" (exit {code})", style="green" if code == 0 else "bold red")
     return out
-
-
-@click.command("check")
-@click.option("--pre", is_flag=True, help="Only what must hold before installing.")
-@click.option(
-    "--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
-@click.option(
-    "--status-url",
-    envvar="MESH_STATUS_URL",
-    default=None,
-    help="The leader's /status endpoint (event stream freshness) [env MESH_STATUS_URL].",
-)
-def check(pre: bool, output: str, status_url: str | None) -> None:
-    """Preflight and health checks: ✔ ok, × failed (with a hint), ‼ worth a look."""
-    settings = load_settings("check")
-    results = asyncio.run(run_checks(settings, pre=pre, status_url=status_url))
-    if output == "json":
-        doc = {"exit_code": exit_code(results), "checks": [r.to_json() for r in results]}
-        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
-    else:
-        make_console().print(render_text(results, pre=pre))
-    sys.exit(exit_code(results))

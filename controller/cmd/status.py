@@ -9,21 +9,15 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from datetime import UTC, datetime
 
 import click
 from rich.live import Live
 
 from controller.config import Settings
-from controller.ctl.common import load_settings, open_clients
-from controller.ctl.gather import StatusOptions, status_report
-from controller.ctl.render import make_console, report_view, to_json
+from controller.ctl.common import load_settings
+from controller.ctl.gather import StatusOptions, one_report
+from controller.ctl.table import make_console, report_view, to_json
 from crds_equivalent.status_report import StatusReport
-
-
-async def one_report(settings: Settings, options: StatusOptions) -> StatusReport:
-    async with open_clients(settings) as clients:
-        return await status_report(clients, options, datetime.now(UTC))
 
 
 def _emit(report: StatusReport, output: str) -> None:

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from controller.deploy.hclexpr import HclError, Scope, evaluate
 from crds_equivalent.goparse import parse_go_duration
+from deploytools.hclexpr import HclError, Scope, evaluate
 
 Raw = dict[str, Any]
 Convert = Callable[[Any], Any]

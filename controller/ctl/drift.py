@@ -1,18 +1,19 @@
-"""The drift report: what ``controllerctl status`` and ``/status`` show, as a pure model.
+"""The per-job drift verdict behind ``controllerctl status``, as a pure model.
 
 It joins the stored status records with (optionally) what the cluster says now — each meshed
 job's current JobModifyIndex and marker hash — and names every kind of drift an operator acts
 on: a job not Ready, a False condition, a record older than the job, a marker that does not
 match the hash we wrote, a leaf near expiry, a meshed job with no record, a record for a job
-that is gone. No I/O here; callers fetch and pass the data in.
+that is gone. ``ctl.rows`` turns these verdicts into the report's rows (one per service); the
+leader and the exit code are judged there and in ``ctl.report``. No I/O here; callers fetch
+and pass the data in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from crds_equivalent.jobkey import JobKey
 from crds_equivalent.status import ConditionStatus, MeshStatus, Phase
@@ -29,50 +30,16 @@ class LiveJob:
 
 @dataclass(frozen=True, slots=True)
 class JobRow:
+    """One job's verdict: its recorded phase and every reason it drifts (none: in sync)."""
+
     namespace: str
     job: str
     phase: str
     drift: tuple[str, ...]
-    message: str = ""
-    cert_not_after: str = ""
-    updated_at: str = ""
 
     @property
     def ok(self) -> bool:
         return not self.drift
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "namespace": self.namespace,
-            "job": self.job,
-            "phase": self.phase,
-            "ok": self.ok,
-            "drift": list(self.drift),
-            "message": self.message,
-            "cert_not_after": self.cert_not_after,
-            "updated_at": self.updated_at,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    rows: tuple[JobRow, ...]
-    leader: Mapping[str, str] | None = None
-    counts: Mapping[str, int] = field(default_factory=dict)
-
-    @property
-    def exit_code(self) -> int:
-        """0 all converged, 1 drift somewhere, 2 no leader holds the lock."""
-        if self.leader is None:
-            return 2
-        return 0 if all(r.ok for r in self.rows) else 1
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "leader": dict(self.leader) if self.leader else None,
-            "counts": dict(self.counts),
-            "jobs": [r.to_json() for r in self.rows],
-        }
 
 
 def _parse_time(value: str) -> datetime | None:
@@ -117,9 +84,8 @@ def build_report(
     *,
     now: datetime,
     live: Mapping[JobKey, LiveJob] | None = None,
-    leader: Mapping[str, str] | None = None,
     cert_warning: timedelta = timedelta(hours=24),
-) -> Report:
+) -> tuple[JobRow, ...]:
     """One row per job (sorted), drift reasons included. ``live=None`` skips cluster checks."""
     rows: list[JobRow] = []
     for key in sorted(statuses):
@@ -132,9 +98,6 @@ def build_report(
                 job=key[1],
                 phase=str(status.phase),
                 drift=tuple(drift),
-                message=status.message,
-                cert_not_after=status.cert_not_after,
-                updated_at=status.updated_at,
             )
         )
     for key in sorted(set(live or {}) - set(statuses)):
@@ -143,7 +106,4 @@ def build_report(
                 JobRow(namespace=key[0], job=key[1], phase="Unknown", drift=("no status record",))
             )
     rows.sort(key=lambda r: (r.namespace, r.job))
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row.phase] = counts.get(row.phase, 0) + 1
-    return Report(rows=tuple(rows), leader=leader, counts=counts)
+    return tuple(rows)

@@ -1,31 +1,17 @@
-"""``controllerctl explain JOB``: print the story of one job (text, or --output json).
+"""``controllerctl explain`` as text: the explanation document laid out for a terminal.
 
-Exit codes: 0 explained, 1 the job does not exist (its status record, if any, is still shown),
-2 Nomad could not be reached or read.
+The document (``ctl.explain.explain_doc``) is the truth and is what ``--output json`` prints;
+this is only its layout: the job, the parsed spec, the plan (a count of changed lines, or the
+diff with ``--diff``), the status record and its conditions, remediations, the templates.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
-import click
-
-from controller.config import Settings
-from controller.ctl.common import EXIT_DRIFT, EXIT_OK, fail, load_settings, open_clients
-from controller.ctl.explain import explain_doc, gather
-from controller.nomad.errors import NomadError
 from reconcilers.injection import nginx
-
-
-async def _doc(settings: Settings, namespace: str, job: str) -> dict[str, Any]:
-    async with open_clients(settings) as clients:
-        facts = await gather(clients, namespace, job)
-    return explain_doc(facts, settings.mesh, datetime.now(UTC))
 
 
 def _section(title: str) -> str:
@@ -123,22 +109,3 @@ def _templates_part(doc: Mapping[str, Any]) -> list[str]:
                     out.append(files[dest].rstrip("\n"))
                     out.append("")
     return out
-
-
-@click.command("explain")
-@click.argument("job")
-@click.option("--namespace", "-n", default="default", show_default=True)
-@click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text")
-@click.option("--diff", "show_diff", is_flag=True, help="Show the planned change as a diff.")
-def explain(job: str, namespace: str, output: str, show_diff: bool) -> None:
-    """The story of one job: spec, plan, conditions, remediations, nginx.conf."""
-    settings = load_settings("explain")
-    try:
-        doc = asyncio.run(_doc(settings, namespace, job))
-    except NomadError as exc:
-        fail("explain", 2, f"cannot read Nomad: {exc}")
-    if output == "json":
-        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
-    else:
-        click.echo(render_text(doc, show_diff=show_diff), nl=False)
-    sys.exit(EXIT_OK if doc["found"] else EXIT_DRIFT)

@@ -16,7 +16,6 @@ or the settings are unusable.
 from __future__ import annotations
 
 import asyncio
-import re
 from pathlib import Path
 from typing import NoReturn
 
@@ -24,15 +23,16 @@ import click
 
 from controller.config import ConfigError, VaultSettings, load_mesh_config
 from controller.config.values import reading
+from controller.deploy.vault_access import refusal_message
 from controller.vault import (
     BootstrapReport,
-    PkiLayout,
     VaultClient,
     VaultConnection,
     VaultError,
     VaultPermissionDenied,
     VaultUnavailable,
     bootstrap_pki,
+    pki_layout,
 )
 from controller.vault.external_root import RootBundle, parse_root_bundle
 from crds_equivalent.config import MeshConfig
@@ -40,53 +40,6 @@ from crds_equivalent.config import MeshConfig
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_UNREACHABLE = 2
-
-# VaultClient names each call "<verb> <path>"; the verb tells which capability was missing.
-_CALL = re.compile(r"^(read|list|write|patch|delete) (\S+): permission denied")
-_CAPABILITY = {
-    "read": '"read"',
-    "list": '"list"',
-    "write": '"create" or "update"',
-    "patch": '"patch"',
-    "delete": '"delete"',
-}
-
-
-def layout_for(config: MeshConfig) -> PkiLayout:
-    """The PKI layout the controller will use, from the cluster-wide MeshConfig."""
-    return PkiLayout(
-        root_mount=config.root_mount,
-        int_mount=config.pki_mount,
-        role=config.pki_role,
-        domain=config.domain,
-        datacenter_domain=config.datacenter_domain,
-        role_ttl=config.ttl_default,
-    )
-
-
-def denied_message(err: VaultPermissionDenied) -> str:
-    """Say which capability on which path the token lacks."""
-    text = str(err)
-    match = _CALL.match(text)
-    if match is None:
-        return f"the Vault token lacks a capability: {text}"
-    verb, path = match.groups()
-    return (
-        f'the Vault token lacks the {_CAPABILITY[verb]} capability on "{path}"; bootstrap '
-        "needs a token that may manage mounts, PKI issuers and ACL policies (e.g. an admin "
-        f"token) — Vault said: {text}"
-    )
-
-
-async def _token_valid(client: VaultClient) -> bool:
-    """Every valid token may look itself up (default policy); an invalid one may not."""
-    try:
-        await client.read("auth/token/lookup-self")
-    except VaultPermissionDenied:
-        return False
-    except VaultError:
-        return True  # cannot tell; report the capability that was missing
-    return True
 
 
 def _fail(code: int, message: str) -> NoReturn:
@@ -151,16 +104,14 @@ def bootstrap_pki_cmd(domain: str | None, external_root: str | None) -> None:
     """Create the mesh PKI in Vault (root, intermediate, role, policies); idempotent."""
     vault, config = _settings(domain)
     bundle = _bundle(external_root)
-    layout = layout_for(config)
+    layout = pki_layout(config)
     client = VaultClient(VaultConnection.from_settings(vault))
     try:
         report = asyncio.run(bootstrap_pki(client, layout, external_root=bundle))
     except VaultUnavailable as err:
         _fail(EXIT_UNREACHABLE, f"cannot reach Vault at {vault.addr}: {err}")
     except VaultPermissionDenied as err:
-        if not asyncio.run(_token_valid(client)):
-            _fail(EXIT_UNREACHABLE, f"the Vault token is invalid or expired ({err})")
-        _fail(EXIT_UNREACHABLE, denied_message(err))
+        _fail(EXIT_UNREACHABLE, asyncio.run(refusal_message(client, err)))
     except VaultError as err:
         _fail(EXIT_FAILED, str(err))
     print_report(report, vault.addr)

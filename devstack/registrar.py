@@ -21,13 +21,14 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
 
 from devstack.consul import godur
+from devstack.nomad.hooks import CheckView
 
 log = logging.getLogger(__name__)
 Reg = dict[str, Any]
@@ -243,6 +244,31 @@ class ConsulRegistrar:
     async def on_alloc_stopped(self, alloc: dict[str, Any]) -> None:
         self._removed.pop(alloc["ID"], None)
         await self._apply(alloc["ID"], None)
+
+    async def alloc_checks(self, alloc_ids: Collection[str]) -> Mapping[str, list[CheckView]]:
+        """The Nomad twin's ``ServiceChecks``: the checks Consul's agent holds per allocation.
+
+        Nomad's client reads them from its agent (``command/agent/consul/service_client.go``
+        ``AllocRegistrations``: ``/v1/agent/services`` + ``/v1/agent/checks``, filtered by the
+        ``_nomad-task-<alloc>-`` IDs it made). One read serves every tracked allocation; an
+        error propagates so the tracker keeps its last view, as ``watchConsulEvents`` does."""
+        session = self._session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        self._session = session
+        async with session.get(f"{self._base}/v1/agent/checks", headers=self._headers) as r:
+            r.raise_for_status()
+            checks = await r.json()
+        wanted = {f"_nomad-task-{a}-": a for a in alloc_ids}
+        out: dict[str, list[CheckView]] = {a: [] for a in alloc_ids}
+        for check in checks.values():
+            sid = str(check.get("ServiceID") or "")
+            if not sid.startswith("_nomad-task-"):
+                continue
+            alloc = wanted.get(sid[: len("_nomad-task-") + 37])
+            if alloc is not None:
+                out[alloc].append(
+                    CheckView(str(check.get("ServiceName") or ""), check["Name"], check["Status"])
+                )
+        return out
 
     async def close(self) -> None:
         if self._retry_task is not None:

@@ -18,13 +18,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from devstack.nomad.codec import NS, now_ns, rfc3339
-from devstack.nomad.hooks import AllocHooks, TaskDriver
+from devstack.nomad.codec import now_ns, parse_rfc3339, rfc3339
+from devstack.nomad.health import HealthWatch
+from devstack.nomad.hooks import AllocHooks, ServiceChecks, TaskDriver
 from devstack.nomad.identity import NomadApi
 from devstack.nomad.nodes import Node
 from devstack.nomad.runner import AllocRunner
 from devstack.nomad.state import NomadState
-from devstack.nomad.taskstate import client_status
+from devstack.nomad.taskstate import append_event, client_status, task_event
 from devstack.nomad.wire import TERMINAL_CLIENT
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class Client:
         vault: tuple[str | None, str | None],
         on_health: Callable[[str], None],
         api: NomadApi | None = None,
+        checks: ServiceChecks | None = None,
     ) -> None:
         self.state = state
         self.nodes = {n.id: n for n in nodes}
@@ -54,14 +56,15 @@ class Client:
         self.vault = vault
         self.on_health = on_health
         self.api = api
+        self.checks = checks
         self.runners: dict[str, AllocRunner] = {}
         self._dirty: set[str] = set()
         self._flush: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[Any]] = set()
-        self._health_timers: dict[str, asyncio.TimerHandle] = {}
+        self._health_watches: dict[str, asyncio.Task[None]] = {}
         self._reported_running: set[str] = set()
         self._reported_stopped: set[str] = set()
-        self._health: dict[str, bool] = {}
+        self._health: dict[str, tuple[bool, int]] = {}  # alloc ID -> (healthy, time ns)
         self._hook_tail: dict[str, asyncio.Task[None]] = {}  # alloc ID -> its latest hook call
 
     def alloc_placed(self, alloc_id: str) -> None:
@@ -79,6 +82,8 @@ class Client:
         self.runners[alloc_id] = runner
         runner.pre_kill = self._pre_kill
         runner.start()
+        if HealthWatch.wanted(alloc):
+            self._watch_health(runner)
 
     def alloc_updated(self, alloc_id: str) -> None:
         """The server changed the alloc (in-place update or desired stop)."""
@@ -121,35 +126,24 @@ class Client:
                     "ModifyIndex": tx.index,
                     "ModifyTime": now_ns(),
                 }
-                healthy = self._health.pop(aid, None)
-                if healthy is not None and alloc.get("DeploymentID"):
+                health = self._health.pop(aid, None)
+                if health is not None and alloc.get("DeploymentID"):
+                    # allocHealthSetter.SetHealth: Healthy + Timestamp from the client; Canary
+                    # and ModifyIndex are the server's (state_store updateDeploymentWithAlloc).
+                    before = (stored.get("DeploymentStatus") or {}).get("Healthy")
                     alloc["DeploymentStatus"] = {
-                        "Healthy": healthy,
-                        "Timestamp": rfc3339(now_ns()),
-                        "Canary": False,
+                        "Healthy": health[0],
+                        "Timestamp": rfc3339(health[1]),
+                        "Canary": bool((stored.get("DeploymentStatus") or {}).get("Canary")),
                         "ModifyIndex": tx.index,
                     }
-                    self._count_health(tx, alloc, healthy)
-                    health_changed.add(alloc["DeploymentID"])
-                elif (
-                    status == "failed"
-                    and alloc.get("DeploymentID")
-                    and (alloc.get("DeploymentStatus") or {}).get("Healthy") is None
-                ):
-                    alloc["DeploymentStatus"] = {
-                        "Healthy": False,
-                        "Timestamp": rfc3339(now_ns()),
-                        "Canary": False,
-                        "ModifyIndex": tx.index,
-                    }
-                    self._count_health(tx, alloc, False)
-                    health_changed.add(alloc["DeploymentID"])
+                    if self._count_health(tx, alloc, before, health[0], health[1]):
+                        health_changed.add(alloc["DeploymentID"])
                 tx.put_alloc(alloc)
                 runner.alloc = alloc
                 if status == "running" and aid not in self._reported_running:
                     self._reported_running.add(aid)
                     became_running.append(aid)
-                    self._arm_health(alloc)
                 if status in TERMINAL_CLIENT and aid not in self._reported_stopped:
                     self._reported_stopped.add(aid)
                     stopped.append(aid)
@@ -162,37 +156,59 @@ class Client:
         for dep in health_changed:
             self.on_health(dep)
 
-    def _count_health(self, tx: Any, alloc: dict[str, Any], healthy: bool) -> None:
+    def _count_health(
+        self, tx: Any, alloc: dict[str, Any], before: bool | None, healthy: bool, at: int
+    ) -> bool:
+        """state_store.go updateDeploymentWithAlloc: health counters and RequireProgressBy."""
         dep = self.state.deployments.get(alloc["DeploymentID"])
-        if dep is None:
-            return
+        if dep is None or alloc["TaskGroup"] not in dep["TaskGroups"]:
+            return False
+        d_healthy = d_unhealthy = 0
+        if before is None:
+            d_healthy, d_unhealthy = (1, 0) if healthy else (0, 1)
+        elif before and not healthy:
+            d_healthy, d_unhealthy = -1, 1
+        if not (d_healthy or d_unhealthy):
+            return False
         groups = copy.deepcopy(dep["TaskGroups"])
-        row = groups.get(alloc["TaskGroup"])
-        if row is None:
-            return
-        row["HealthyAllocs" if healthy else "UnhealthyAllocs"] += 1
+        row = groups[alloc["TaskGroup"]]
+        row["HealthyAllocs"] += d_healthy
+        row["UnhealthyAllocs"] += d_unhealthy
+        pd = row.get("ProgressDeadline") or 0
+        if pd and d_healthy > 0:
+            by = at + pd
+            if row.get("RequireProgressBy") is None or by > parse_rfc3339(row["RequireProgressBy"]):
+                row["RequireProgressBy"] = rfc3339(by)
         tx.put_deployment(
-            {**dep, "TaskGroups": groups, "ModifyIndex": tx.index, "ModifyTime": now_ns()}
+            {
+                **dep,
+                "TaskGroups": groups,
+                "ModifyIndex": tx.index,
+                "ModifyTime": alloc["ModifyTime"],
+            }
         )
+        return True
 
-    def _arm_health(self, alloc: dict[str, Any]) -> None:
-        if not alloc.get("DeploymentID"):
-            return
-        group = next(g for g in alloc["Job"]["TaskGroups"] if g["Name"] == alloc["TaskGroup"])
-        wait = ((group.get("Update") or {}).get("MinHealthyTime") or 0) / NS
-        aid = alloc["ID"]
-        self._health_timers[aid] = asyncio.get_running_loop().call_later(
-            wait, self._health_check, aid
+    def _watch_health(self, runner: AllocRunner) -> None:
+        """health_hook.go: one watch per allocation of a deployment (not for manual health)."""
+        aid = runner.alloc["ID"]
+
+        def report(healthy: bool, events: dict[str, tuple[str, str]]) -> None:
+            self._health_watches.pop(aid, None)
+            if not healthy and runner.alloc.get("DesiredStatus") == "run":
+                for task, (type_, message) in events.items():
+                    append_event(runner.task_states[task], task_event(type_, message))
+            self._health[aid] = (healthy, now_ns())
+            self._changed(runner)
+
+        watch = HealthWatch(
+            runner.alloc,
+            lambda: runner.task_states,
+            lambda: self.state.allocs.get(aid) or runner.alloc,
+            self.checks,
+            report,
         )
-
-    def _health_check(self, aid: str) -> None:
-        self._health_timers.pop(aid, None)
-        runner = self.runners.get(aid)
-        if runner is None:
-            return
-        status, _ = client_status(runner.task_states)
-        self._health[aid] = status == "running" and runner.main_tasks_running()
-        self._changed(runner)
+        self._health_watches[aid] = asyncio.get_running_loop().create_task(watch.run())
 
     def _release(self, alloc: dict[str, Any]) -> None:
         node = self.nodes.get(alloc["NodeID"])
@@ -237,8 +253,8 @@ class Client:
         return self.runners.get(alloc_id)
 
     async def close(self) -> None:
-        for timer in self._health_timers.values():
-            timer.cancel()
+        for watch in self._health_watches.values():
+            watch.cancel()
         await asyncio.gather(*(r.close() for r in self.runners.values()), return_exceptions=True)
         if self._flush is not None:
             self._flush.cancel()

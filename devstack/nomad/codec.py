@@ -41,6 +41,15 @@ def rfc3339(ns: int | None) -> str | None:
     return base + "Z"
 
 
+def parse_rfc3339(text: str | None) -> int:
+    """``rfc3339`` reversed (nanoseconds since the epoch; 0 for null)."""
+    if not text:
+        return 0
+    head, _, rest = text.rstrip("Z").partition(".")
+    base = _dt.datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=_dt.UTC)
+    return int(base.timestamp()) * NS + (int(rest.ljust(9, "0")[:9]) if rest else 0)
+
+
 def omitempty(d: dict[str, Any]) -> dict[str, Any]:
     """Drop every zero-valued key, as codec ``_struct omitempty`` does."""
     out: dict[str, Any] = {}

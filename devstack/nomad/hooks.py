@@ -11,7 +11,9 @@ reports back through the ``TaskContext`` it is given (events, state changes, exi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from devstack.nomad.taskctx import TaskContext
@@ -39,3 +41,30 @@ class TaskDriver(Protocol):
 
     async def restart(self, alloc: dict[str, Any], task: dict[str, Any], ctx: TaskContext) -> None:
         """Restart in place (stop + start); the runner records the restart events."""
+
+
+@dataclass(frozen=True)
+class CheckView:
+    """One check of a service registration as the service catalog reports it.
+
+    What Nomad's health tracker reads from ``serviceregistration.AllocRegistration``: the
+    check's name (checks are matched by name and count, ``evaluateConsulChecks``) and its
+    status (``passing`` / ``warning`` / ``critical``)."""
+
+    service: str
+    name: str
+    status: str
+
+
+@runtime_checkable
+class ServiceChecks(Protocol):
+    """Where the client reads the checks of an allocation's registered services.
+
+    Nomad's client asks its Consul agent (``serviceregistration.Handler.AllocRegistrations``,
+    polled every 500 ms by ``client/allochealth/tracker.go`` ``watchConsulEvents``). The twin
+    is given this narrow seam instead of importing the Consul twin: the devstack wires the
+    registrar, which answers it over Consul's HTTP API. Without one, the client sees no
+    registrations, exactly as a Nomad client whose Consul never registered the checks."""
+
+    async def alloc_checks(self, alloc_ids: Collection[str]) -> Mapping[str, list[CheckView]]:
+        """The registered checks per allocation ID (an allocation without any: absent or [])."""

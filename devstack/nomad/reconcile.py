@@ -62,6 +62,7 @@ class GroupPlan:
     inplace: list[dict[str, Any]] = field(default_factory=list)
     destructive: list[dict[str, Any]] = field(default_factory=list)
     migrate: list[dict[str, Any]] = field(default_factory=list)
+    canaries: list[int] = field(default_factory=list)  # name indexes of new canaries
     ignore: int = 0
     node_targets: list[str] = field(default_factory=list)  # system jobs: node per placement
 
@@ -74,11 +75,19 @@ class GroupPlan:
             Stop=len(self.stop),
             InPlaceUpdate=len(self.inplace),
             DestructiveUpdate=len(self.destructive),
+            Canary=len(self.canaries),
         )
         return out
 
     def empty(self) -> bool:
-        return not (self.place or self.stop or self.inplace or self.destructive or self.migrate)
+        return not (
+            self.place
+            or self.stop
+            or self.inplace
+            or self.destructive
+            or self.migrate
+            or self.canaries
+        )
 
 
 def name_index(alloc: dict[str, Any]) -> int:
@@ -114,9 +123,18 @@ def live_allocs(allocs: list[dict[str, Any]], group: str, batch: bool) -> list[d
     return sorted(out, key=name_index)
 
 
+def _canary(alloc: dict[str, Any]) -> bool:
+    return bool((alloc.get("DeploymentStatus") or {}).get("Canary"))
+
+
 def reconcile(
-    job: dict[str, Any] | None, allocs: list[dict[str, Any]], node_ids: list[str]
+    job: dict[str, Any] | None,
+    allocs: list[dict[str, Any]],
+    node_ids: list[str],
+    deployment: dict[str, Any] | None = None,
 ) -> list[GroupPlan]:
+    """``deployment``: the job's running deployment for this version, if any; its
+    ``Promoted`` flags decide whether canaries (``update.canary``) still gate the update."""
     plans: list[GroupPlan] = []
     groups = {g["Name"]: g for g in (job["TaskGroups"] if job else [])}
     stopped = job is None or job["Stop"]
@@ -139,6 +157,7 @@ def reconcile(
                 plan.migrate.append(a)
             else:
                 keep.append(a)
+        canaries: list[dict[str, Any]] = []
         if system:
             by_node = {a["NodeID"]: a for a in keep}
             for a in keep:
@@ -149,6 +168,19 @@ def reconcile(
             plan.place = [0] * len(plan.node_targets)
         else:
             desired = tg["Count"]
+            current = job["JobModifyIndex"]
+            canaries = [a for a in keep if _canary(a) and a["Job"]["JobModifyIndex"] == current]
+            keep = [a for a in keep if a not in canaries]
+            promoted = bool(
+                ((deployment or {}).get("TaskGroups") or {}).get(name, {}).get("Promoted")
+            )
+            if promoted:
+                # reconcile.go computeStop: promoted canaries take their names' place.
+                fresh = {name_index(a) for a in keep if a["Job"]["JobModifyIndex"] == current}
+                for a in list(keep):
+                    if a["Job"]["JobModifyIndex"] != current and name_index(a) in fresh:
+                        plan.stop.append((a, "alloc not needed due to job update"))
+                        keep.remove(a)
             while len(keep) > desired:
                 plan.stop.append((keep.pop(), "alloc not needed due to job update"))
             used = {name_index(a) for a in keep} | {name_index(a) for a in plan.migrate}
@@ -168,6 +200,18 @@ def reconcile(
             ]
             limit = max(0, update["MaxParallel"] - len(inflight))
         plan.destructive = destructive[:limit]
+        want_canaries = update.get("Canary", 0) if job["Type"] == "service" else 0
+        if want_canaries and destructive and not system:
+            promoted = bool(
+                ((deployment or {}).get("TaskGroups") or {}).get(name, {}).get("Promoted")
+            )
+            if not promoted:
+                # reconcile.go computeCanaries: place canaries beside the old allocations,
+                # replace nothing until the deployment is promoted.
+                taken = {name_index(a) for a in canaries}
+                names = [name_index(a) for a in destructive if name_index(a) not in taken]
+                plan.canaries = names[: max(0, want_canaries - len(canaries))]
+                plan.destructive = []
         plan.ignore = len(keep) - len(plan.inplace) - len(plan.destructive)
         plans.append(plan)
     return plans

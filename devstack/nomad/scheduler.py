@@ -17,10 +17,17 @@ import random
 from typing import Any
 
 from devstack.nomad.allocs import new_alloc
-from devstack.nomad.codec import new_id, now_ns, rfc3339
+from devstack.nomad.canon import spec_of
+from devstack.nomad.codec import NS, new_id, now_ns, parse_rfc3339, rfc3339
 from devstack.nomad.nodes import Node
 from devstack.nomad.reconcile import GroupPlan, name_index, reconcile
 from devstack.nomad.state import NomadState, Txn
+from devstack.nomad.wire import alloc_terminal, client_terminal
+
+# structs.go DeploymentStatusDescription* (the texts Nomad reports).
+FAILED_ALLOCS = "Failed due to unhealthy allocations"
+PROGRESS_DEADLINE = "Failed due to progress deadline"
+FAILED_BY_USER = "Deployment marked as failed"
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +80,7 @@ class Scheduler:
         self.rng = random.Random()
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
+        self._deadlines: dict[str, tuple[int, asyncio.TimerHandle]] = {}
 
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._work())
@@ -80,6 +88,8 @@ class Scheduler:
     async def close(self) -> None:
         if self._worker is not None:
             self._worker.cancel()
+            for _, handle in self._deadlines.values():
+                handle.cancel()
             with contextlib.suppress(BaseException):
                 await self._worker
 
@@ -103,7 +113,7 @@ class Scheduler:
         key = (ev["Namespace"], ev["JobID"])
         job = st.jobs.get(key)
         allocs = st.allocs_of(key)
-        plans = reconcile(job, allocs, [n.id for n in self.nodes])
+        plans = reconcile(job, allocs, [n.id for n in self.nodes], self._active(job))
         placed: list[str] = []
         updated: list[str] = []
         dep_id = ""
@@ -124,10 +134,16 @@ class Scheduler:
                     "ModifyTime": now_ns(),
                 }
             )
+        if dep_id:
+            self._arm_deadline(dep_id)
         for aid in updated:
             self.client.alloc_updated(aid)
         for aid in placed:
             self.client.alloc_placed(aid)
+        if ev["DeploymentID"] and not placed:
+            # reconcile.go marks a deployment complete when an eval finds nothing left
+            # to do (e.g. after a promotion that only stops the replaced allocations).
+            self.deployment_changed(ev["DeploymentID"])
 
     def _deployment(
         self,
@@ -173,10 +189,24 @@ class Scheduler:
         if not groups:
             return ""
         had_current = any(a["Job"]["JobModifyIndex"] == job["JobModifyIndex"] for a in allocs)
-        updating = any(p.inplace or p.destructive for p in plans)
+        updating = any(p.inplace or p.destructive or p.canaries for p in plans)
         if had_current and not updating:
             return ""
         now = now_ns()
+        # reconcile.go: a group wants canaries only when its update is destructive.
+        desired_canaries = {
+            p.name: groups[p.name]["Update"].get("Canary", 0)
+            for p in plans
+            if p.name in groups and p.canaries
+        }
+        desc = "Deployment is running"
+        if desired_canaries:
+            auto = all(groups[n]["Update"].get("AutoPromote") for n in desired_canaries)
+            desc = (
+                "Deployment is running pending automatic promotion"
+                if auto
+                else "Deployment is running but requires manual promotion"
+            )
         dep = {
             "ID": new_id(),
             "Namespace": job["Namespace"],
@@ -191,10 +221,11 @@ class Scheduler:
                     "AutoRevert": g["Update"]["AutoRevert"],
                     "AutoPromote": g["Update"]["AutoPromote"],
                     "ProgressDeadline": g["Update"]["ProgressDeadline"],
-                    "RequireProgressBy": rfc3339(now + g["Update"]["ProgressDeadline"]),
+                    # Zero until the first placement (updateDeploymentWithAlloc).
+                    "RequireProgressBy": None,
                     "Promoted": False,
                     "PlacedCanaries": None,
-                    "DesiredCanaries": 0,
+                    "DesiredCanaries": desired_canaries.get(name, 0),
                     "DesiredTotal": g["Count"],
                     "PlacedAllocs": 0,
                     "HealthyAllocs": 0,
@@ -203,7 +234,7 @@ class Scheduler:
                 for name, g in groups.items()
             },
             "Status": "running",
-            "StatusDescription": "Deployment is running",
+            "StatusDescription": desc,
             "EvalPriority": job["Priority"],
             "CreateIndex": tx.index,
             "ModifyIndex": tx.index,
@@ -213,6 +244,15 @@ class Scheduler:
         st.deployments[dep["ID"]] = dep
         tx.put_deployment(dep)
         return str(dep["ID"])
+
+    def _active(self, job: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The running deployment of the job's current version (canary promotion state)."""
+        if job is None:
+            return None
+        dep = self.latest_deployment(job["Namespace"], job["ID"])
+        if dep is None or dep["Status"] != "running" or dep["JobVersion"] != job["Version"]:
+            return None
+        return dep
 
     def latest_deployment(self, ns: str, job_id: str) -> dict[str, Any] | None:
         deps = self.state.deployments_of((ns, job_id))
@@ -246,7 +286,13 @@ class Scheduler:
             )
             updated.append(alloc["ID"])
 
-        def place(group: str, index: int, node: Node, previous: dict[str, Any] | None) -> str:
+        def place(
+            group: str,
+            index: int,
+            node: Node,
+            previous: dict[str, Any] | None,
+            canary: bool = False,
+        ) -> str:
             assert job is not None
             alloc = new_alloc(
                 job,
@@ -259,10 +305,20 @@ class Scheduler:
                 self.rng,
                 previous,
             )
+            if canary:
+                alloc["DeploymentStatus"] = {
+                    "Healthy": None,
+                    "Timestamp": None,
+                    "Canary": True,
+                    "ModifyIndex": 0,
+                }
             tx.put_alloc(alloc)
             placed.append(alloc["ID"])
             if group in dep_groups:
-                dep_groups[group]["PlacedAllocs"] += 1
+                _placed(dep_groups[group], alloc["ModifyTime"])
+                if canary:
+                    row = dep_groups[group]
+                    row["PlacedCanaries"] = [*(row["PlacedCanaries"] or []), alloc["ID"]]
             return str(alloc["ID"])
 
         for plan in plans:
@@ -291,8 +347,10 @@ class Scheduler:
                     }
                 )
                 if in_dep:
-                    dep_groups[plan.name]["PlacedAllocs"] += 1
+                    _placed(dep_groups[plan.name], now)
                 updated.append(alloc["ID"])
+            for index in plan.canaries:
+                place(plan.name, index, self._pick(job, plan.name), None, canary=True)
             targets = [n for n in self.nodes if n.id in plan.node_targets]
             for i, index in enumerate(plan.place):
                 node = targets[i] if targets else self._pick(job, plan.name)
@@ -312,54 +370,370 @@ class Scheduler:
         candidates = [n for n in self.nodes if n.id != avoid] or self.nodes
         return min(candidates, key=lambda n: (per_node[n.id], len(n.used), n.index))
 
-    # ---- deployment watcher ------------------------------------------------------
+    # ---- deployment watcher (nomad/deploymentwatcher/deployment_watcher.go) -------------
     def deployment_changed(self, dep_id: str) -> None:
+        """``watch`` on an allocation update: ``handleAllocUpdate``, then progress."""
         st = self.state
         dep = st.deployments.get(dep_id)
         if dep is None or dep["Status"] != "running":
             return
         key = (dep["Namespace"], dep["JobID"])
         job = st.jobs.get(key)
-        groups = dep["TaskGroups"].values()
-        if any(g["UnhealthyAllocs"] > 0 for g in groups):
-            with st.txn("DeploymentStatusUpdate") as tx:
-                tx.put_deployment(
-                    {
-                        **dep,
-                        "Status": "failed",
-                        "StatusDescription": "Failed due to unhealthy allocations",
-                        "ModifyIndex": tx.index,
-                        "ModifyTime": now_ns(),
-                    }
-                )
+        allocs = [a for a in st.allocs_of(key) if a.get("DeploymentID") == dep_id]
+        fail = rollback = False
+        for alloc in allocs:
+            dstate = dep["TaskGroups"].get(alloc["TaskGroup"])
+            if dstate is None:
+                continue
+            if self._should_fail_early(dep, alloc, dstate, job):
+                fail = True
+                rollback = rollback or bool(dstate["AutoRevert"])
+        if fail:
+            self.fail_deployment(dep_id, FAILED_ALLOCS, rollback)
             return
-        if all(g["HealthyAllocs"] >= g["DesiredTotal"] for g in groups):
-            with st.txn("DeploymentStatusUpdate") as tx:
-                tx.put_deployment(
-                    {
-                        **dep,
-                        "Status": "successful",
-                        "StatusDescription": "Deployment completed successfully",
-                        "ModifyIndex": tx.index,
-                        "ModifyTime": now_ns(),
-                    }
-                )
-                if job is not None and job["Version"] == dep["JobVersion"]:
-                    stable = {**job, "Stable": True, "ModifyIndex": tx.index}
-                    tx.put_job(stable)
-                    versions = st.job_versions.get(key) or []
-                    for i, v in enumerate(versions):
-                        if v["Version"] == job["Version"]:
-                            versions[i] = {**v, "Stable": True}
+        if self._auto_promote(dep, allocs):
             return
+        if job is not None and self._done(dep, allocs):
+            self._succeed(dep, job)
+            return
+        self._arm_deadline(dep_id)
         if job is None:
             return
-        plans = reconcile(job, st.allocs_of(key), [n.id for n in self.nodes])
-        if any(p.destructive for p in plans):
+        plans = reconcile(job, st.allocs_of(key), [n.id for n in self.nodes], dep)
+        if any(p.destructive or p.place or p.stop or p.canaries for p in plans):
             with st.txn("EvaluationUpdated") as tx:
                 ev = new_eval(job, "deployment-watcher", tx.index, DeploymentID=dep_id)
                 tx.put_eval(ev)
             self.enqueue(ev["ID"])
+
+    def _auto_promote(self, dep: dict[str, Any], allocs: list[dict[str, Any]]) -> bool:
+        """deployment_watcher.go autoPromoteDeployment: every canary group auto_promote and
+        all its desired canaries healthy."""
+        groups = dep["TaskGroups"]
+        if not any(g["PlacedCanaries"] for g in groups.values()):
+            return False
+        if not any(g["DesiredCanaries"] > 0 and not g["Promoted"] for g in groups.values()):
+            return False
+        by_id = {a["ID"]: a for a in allocs}
+        for g in groups.values():
+            if g["DesiredCanaries"] < 1:
+                continue
+            if not g["AutoPromote"] or len(g["PlacedCanaries"] or []) < g["DesiredCanaries"]:
+                return False
+            healthy = sum(
+                1
+                for c in g["PlacedCanaries"] or []
+                if (by_id.get(c, {}).get("DeploymentStatus") or {}).get("Healthy") is True
+            )
+            if healthy != g["DesiredCanaries"]:
+                return False
+        return not isinstance(self.promote(dep["ID"], True, []), str)
+
+    def promote(self, dep_id: str, all_groups: bool, groups: list[str]) -> dict[str, Any] | str:
+        """state_store.go UpdateDeploymentPromotion (+ the watcher's eval); a str is the
+        error text Nomad answers."""
+        st = self.state
+        dep = st.deployments[dep_id]
+        key = (dep["Namespace"], dep["JobID"])
+        job = st.jobs.get(key)
+        chosen = set(groups)
+        canary_ids = {c for g in dep["TaskGroups"].values() for c in g["PlacedCanaries"] or []}
+        promotable: list[dict[str, Any]] = []
+        healthy: dict[str, int] = {}
+        for a in st.allocs_of(key):
+            if a.get("DeploymentID") != dep_id or a["ID"] not in canary_ids:
+                continue
+            if not all_groups and a["TaskGroup"] not in chosen:
+                continue
+            if alloc_terminal(a) or (a.get("DeploymentStatus") or {}).get("Healthy") is not True:
+                continue
+            healthy[a["TaskGroup"]] = healthy.get(a["TaskGroup"], 0) + 1
+            promotable.append(a)
+        errors = [
+            f'Task group "{name}" has {healthy.get(name, 0)}/{g["DesiredCanaries"]} '
+            "healthy allocations"
+            for name, g in sorted(dep["TaskGroups"].items())
+            if (all_groups or name in chosen)
+            and g["DesiredCanaries"]
+            and healthy.get(name, 0) < g["DesiredCanaries"]
+        ]
+        if errors:
+            head = "1 error occurred:" if len(errors) == 1 else f"{len(errors)} errors occurred:"
+            return head + "".join(f"\n\t* {e}" for e in errors) + "\n\n"
+        now = now_ns()
+        rows = copy.deepcopy(dep["TaskGroups"])
+        for name, row in rows.items():
+            if not all_groups and name not in chosen:
+                continue
+            if row["ProgressDeadline"] and row.get("RequireProgressBy"):
+                row["RequireProgressBy"] = rfc3339(now + row["ProgressDeadline"])
+            row["Promoted"] = True
+        desc = dep["StatusDescription"]
+        if not any(r["DesiredCanaries"] > 0 and not r["Promoted"] for r in rows.values()):
+            desc = "Deployment is running"
+        with st.txn("DeploymentPromotion") as tx:
+            tx.put_deployment(
+                {
+                    **dep,
+                    "TaskGroups": rows,
+                    "StatusDescription": desc,
+                    "ModifyIndex": tx.index,
+                    "ModifyTime": now,
+                }
+            )
+            ev = None
+            if job is not None:
+                ev = new_eval(
+                    job, "deployment-watcher", tx.index, DeploymentID=dep_id, JobModifyIndex=0
+                )
+                tx.put_eval(ev)
+            for a in promotable:
+                tx.put_alloc(
+                    {
+                        **a,
+                        "DeploymentStatus": {
+                            **a["DeploymentStatus"],
+                            "Canary": False,
+                            "ModifyIndex": tx.index,
+                        },
+                        "ModifyIndex": tx.index,
+                        "AllocModifyIndex": tx.index,
+                    }
+                )
+        if ev is not None:
+            self.enqueue(ev["ID"])
+        self._disarm(dep_id)
+        self._arm_deadline(dep_id)
+        return {
+            "EvalID": ev["ID"] if ev else "",
+            "EvalCreateIndex": tx.index,
+            "DeploymentModifyIndex": tx.index,
+            "RevertedJobVersion": None,
+            "Index": tx.index,
+        }
+
+    def _should_fail_early(
+        self,
+        dep: dict[str, Any],
+        alloc: dict[str, Any],
+        dstate: dict[str, Any],
+        job: dict[str, Any] | None,
+    ) -> bool:
+        """deployment_watcher.go shouldFailEarly."""
+        if (alloc.get("DeploymentStatus") or {}).get("Healthy") is not False:
+            return False
+        if not dstate["ProgressDeadline"]:
+            return True
+        group = next(
+            (g for g in (job or {}).get("TaskGroups") or [] if g["Name"] == alloc["TaskGroup"]),
+            None,
+        )
+        policy = (group or {}).get("ReschedulePolicy")
+        return not reschedule_eligible(alloc, policy, now_ns())
+
+    def _done(self, dep: dict[str, Any], allocs: list[dict[str, Any]]) -> bool:
+        """Every group has DesiredTotal healthy, running allocations of this deployment.
+
+        Nomad's reconciler marks the deployment successful (``deploymentComplete``) once
+        ``doneGroups`` holds for all groups; the twin decides it here, from the same count."""
+        healthy: dict[str, int] = {}
+        for a in allocs:
+            ok = (a.get("DeploymentStatus") or {}).get("Healthy") is True
+            if ok and a["DesiredStatus"] == "run" and not client_terminal(a):
+                healthy[a["TaskGroup"]] = healthy.get(a["TaskGroup"], 0) + 1
+        return all(
+            healthy.get(name, 0) >= g["DesiredTotal"]
+            and not (g["DesiredCanaries"] and not g["Promoted"])
+            for name, g in dep["TaskGroups"].items()
+        )
+
+    def _succeed(self, dep: dict[str, Any], job: dict[str, Any]) -> None:
+        """updateDeploymentStatusImpl: successful, then updateJobStabilityImpl (Stable)."""
+        st = self.state
+        key = (job["Namespace"], job["ID"])
+        self._disarm(dep["ID"])
+        with st.txn("DeploymentStatusUpdate") as tx:
+            tx.put_deployment(
+                {
+                    **dep,
+                    "Status": "successful",
+                    "StatusDescription": "Deployment completed successfully",
+                    "ModifyIndex": tx.index,
+                    "ModifyTime": now_ns(),
+                }
+            )
+            if job["Version"] == dep["JobVersion"]:
+                tx.put_job({**job, "Stable": True, "ModifyIndex": tx.index})
+            versions = st.job_versions.get(key) or []
+            for i, v in enumerate(versions):
+                if v["Version"] == dep["JobVersion"]:
+                    versions[i] = {**v, "Stable": True}
+
+    def fail_deployment(
+        self, dep_id: str, desc: str, rollback: bool, *, no_target_note: bool = True
+    ) -> dict[str, Any]:
+        """The end of ``watch`` (and ``FailDeployment``): failed, an eval, maybe a revert.
+
+        The revert registers the latest stable version again (``latestStableJob``) in the
+        same ``DeploymentStatusUpdate`` transaction, as ``upsertDeploymentStatusUpdate``
+        does; ``handleRollbackValidity`` skips it when the spec is unchanged."""
+        st = self.state
+        dep = st.deployments[dep_id]
+        key = (dep["Namespace"], dep["JobID"])
+        job = st.jobs.get(key)
+        self._disarm(dep_id)
+        revert: dict[str, Any] | None = None
+        if rollback and job is not None:
+            stable = next((v for v in st.job_versions.get(key) or [] if v["Stable"]), None)
+            if stable is None:
+                if no_target_note:
+                    desc = f"{desc} - no stable job version to auto revert to"
+            elif spec_of(stable) != spec_of(job):
+                desc = f"{desc} - rolling back to job version {stable['Version']}"
+                revert = stable
+            else:
+                desc = (
+                    f"{desc} - not rolling back to stable job version {stable['Version']} "
+                    "as current job has same specification"
+                )
+        with st.txn("DeploymentStatusUpdate") as tx:
+            tx.put_deployment(
+                {
+                    **dep,
+                    "Status": "failed",
+                    "StatusDescription": desc,
+                    "ModifyIndex": tx.index,
+                    "ModifyTime": now_ns(),
+                }
+            )
+            ev = None
+            if job is not None:
+                ev = new_eval(
+                    job,
+                    "deployment-watcher",
+                    tx.index,
+                    DeploymentID=dep_id,
+                    JobModifyIndex=0,
+                    Priority=dep["EvalPriority"] or job["Priority"],
+                )
+            reverted = None
+            if revert is not None and job is not None:
+                # upsertJobImpl: a new version on top of the current one; Stable and
+                # SubmitTime come with the stable version's copy.
+                reverted = {
+                    **revert,
+                    "Version": job["Version"] + 1,
+                    "CreateIndex": job["CreateIndex"],
+                    "ModifyIndex": tx.index,
+                    "JobModifyIndex": tx.index,
+                }
+                tx.put_job(reverted)
+                st.job_versions[key] = [reverted, *(st.job_versions.get(key) or [])][:6]
+                tx.tables.add("job_version")
+                if ev is not None:
+                    ev["JobModifyIndex"] = tx.index
+            if ev is not None:
+                tx.put_eval(ev)
+        if ev is not None:
+            self.enqueue(ev["ID"])
+        return {
+            "EvalID": ev["ID"] if ev else "",
+            "EvalCreateIndex": tx.index,
+            "DeploymentModifyIndex": tx.index,
+            "RevertedJobVersion": revert["Version"] if reverted and revert else None,
+            "Index": tx.index,
+        }
+
+    # ---- progress deadline ------------------------------------------------------
+    def _cutoff(self, dep: dict[str, Any]) -> int:
+        """getDeploymentProgressCutoff: the earliest RequireProgressBy of unfinished groups."""
+        key = (dep["Namespace"], dep["JobID"])
+        allocs = [a for a in self.state.allocs_of(key) if a.get("DeploymentID") == dep["ID"]]
+        healthy: dict[str, int] = {}
+        for a in allocs:
+            if alloc_terminal(a) or (a.get("DeploymentStatus") or {}).get("Healthy") is not True:
+                continue
+            healthy[a["TaskGroup"]] = healthy.get(a["TaskGroup"], 0) + 1
+        cutoff = 0
+        for name, g in dep["TaskGroups"].items():
+            done = not (g["DesiredCanaries"] and not g["Promoted"]) and (
+                healthy.get(name, 0) >= g["DesiredTotal"]
+            )
+            by = parse_rfc3339(g.get("RequireProgressBy"))
+            if done or not by:
+                continue
+            cutoff = by if not cutoff else min(cutoff, by)
+        return cutoff
+
+    def _arm_deadline(self, dep_id: str) -> None:
+        dep = self.state.deployments.get(dep_id)
+        if dep is None or dep["Status"] != "running":
+            return
+        cutoff = self._cutoff(dep)
+        if not cutoff:
+            return  # not tracking a progress deadline yet: keep any timer armed
+        old = self._deadlines.get(dep_id)
+        if old is not None and old[0] == cutoff:
+            return
+        if old is not None:
+            old[1].cancel()
+        delay = max(0.0, (cutoff - now_ns()) / NS)
+        handle = asyncio.get_running_loop().call_later(delay, self._deadline_hit, dep_id)
+        self._deadlines[dep_id] = (cutoff, handle)
+
+    def _disarm(self, dep_id: str) -> None:
+        old = self._deadlines.pop(dep_id, None)
+        if old is not None:
+            old[1].cancel()
+
+    def _deadline_hit(self, dep_id: str) -> None:
+        """The deadline timer of ``watch``: fail unless ``shouldFail`` says otherwise."""
+        self._deadlines.pop(dep_id, None)
+        dep = self.state.deployments.get(dep_id)
+        if dep is None or dep["Status"] != "running":
+            return
+        job = self.state.jobs.get((dep["Namespace"], dep["JobID"]))
+        fail, rollback = False, False
+        for name, g in dep["TaskGroups"].items():
+            if g["DesiredCanaries"] > 0 and not g["Promoted"]:
+                if g["HealthyAllocs"] >= g["DesiredCanaries"]:
+                    continue
+            elif g["HealthyAllocs"] >= g["DesiredTotal"]:
+                continue
+            fail = True
+            group = next(
+                (t for t in (job or {}).get("TaskGroups") or [] if t["Name"] == name), None
+            )
+            if ((group or {}).get("Update") or {}).get("AutoRevert"):
+                rollback = True
+                break
+        if fail:
+            self.fail_deployment(dep_id, PROGRESS_DEADLINE, rollback)
+
+
+def _placed(row: dict[str, Any], modify_time: int) -> None:
+    """updateDeploymentWithAlloc for a placement: count it, start the progress deadline."""
+    row["PlacedAllocs"] += 1
+    pd = row.get("ProgressDeadline") or 0
+    if pd and row.get("RequireProgressBy") is None:
+        row["RequireProgressBy"] = rfc3339(modify_time + pd)
+
+
+def reschedule_eligible(alloc: dict[str, Any], policy: dict[str, Any] | None, now: int) -> bool:
+    """structs.go RescheduleTracker.RescheduleEligible (+ rescheduleInfo)."""
+    if not policy:
+        return False
+    attempts = policy.get("Attempts") or 0
+    if not (attempts > 0 or policy.get("Unlimited")):
+        return False
+    if policy.get("Unlimited"):
+        return True
+    events = (alloc.get("RescheduleTracker") or {}).get("Events") or []
+    if not events:
+        return True
+    interval = policy.get("Interval") or 0
+    attempted = sum(1 for e in events if now - e["RescheduleTime"] < interval)
+    return attempted < attempts
 
 
 def _idx(alloc: dict[str, Any]) -> int:

@@ -17,13 +17,20 @@ from pathlib import Path
 
 from aiohttp import web
 
-from devstack.nomad import http_allocs, http_jobs, http_misc, http_stream, http_vars
+from devstack.nomad import (
+    http_allocs,
+    http_deploy,
+    http_jobs,
+    http_misc,
+    http_stream,
+    http_vars,
+)
 from devstack.nomad.children import ChildJobs
 from devstack.nomad.client import Client
 from devstack.nomad.ctx import CTX_KEY, TwinCtx
 from devstack.nomad.errors import ApiError
 from devstack.nomad.faults import NomadFaults, fault_middleware
-from devstack.nomad.hooks import AllocHooks, TaskDriver
+from devstack.nomad.hooks import AllocHooks, ServiceChecks, TaskDriver
 from devstack.nomad.httpbase import text
 from devstack.nomad.identity import NomadApi, WorkloadIdentities
 from devstack.nomad.nodes import Node, make_nodes
@@ -107,9 +114,17 @@ async def start_nomad_twin(
     heartbeat_interval: float = 30.0,
     data_dir: str | None = None,
     middlewares: Sequence[Middleware] = (),
+    service_checks: ServiceChecks | None = None,
 ) -> NomadTwin:
     """Start the twin. ``middlewares`` run inside the twin's own (errors, faults), in order:
-    an observer such as the benchmark's request counter sees every request as served."""
+    an observer such as the benchmark's request counter sees every request as served.
+
+    ``service_checks`` is where clients read the Consul checks of an allocation for its
+    deployment health; by default the alloc hooks when they can answer it (the registrar
+    does). Without any, registered checks are never seen, as on a client whose services
+    never reached Consul: a group with checks then never turns healthy."""
+    if service_checks is None and isinstance(alloc_hooks, ServiceChecks):
+        service_checks = alloc_hooks
     state = NomadState(event_buffer_size)
     node_list = make_nodes(nodes)
     tmpdir = None
@@ -131,6 +146,7 @@ async def start_nomad_twin(
         (vault_addr, vault_token),
         lambda dep: holder["sched"].deployment_changed(dep),
         api,
+        service_checks,
     )
     sched = Scheduler(state, node_list, client)
     holder["sched"] = sched
@@ -149,7 +165,7 @@ async def start_nomad_twin(
     management = http_misc.bootstrap(state)["SecretID"] if acl else None
     app = web.Application(middlewares=[error_middleware, fault_middleware(faults), *middlewares])
     app[CTX_KEY] = ctx
-    for module in (http_jobs, http_allocs, http_stream, http_vars, http_misc):
+    for module in (http_jobs, http_allocs, http_deploy, http_stream, http_vars, http_misc):
         module.routes(app)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
     await runner.setup()

@@ -56,7 +56,6 @@ from reconcilers.ports import Catalog, JobStore, StatusStore, TaskControl, TlsPr
 log = structlog.get_logger(__name__)
 
 
-
 def remediation_nonce(now: datetime) -> str:
     """Nonces of remediations say when they were made (UTC, to the second)."""
     return "renew-" + now.strftime("%Y%m%dT%H%M%SZ")

@@ -112,7 +112,8 @@ def job_body() -> dict[str, Any]:
                 {
                     "Name": "app",
                     "Count": 2,
-                    "Update": {"MinHealthyTime": 0},
+                    # No Consul here: with the default "checks" the tcp check is never seen.
+                    "Update": {"MinHealthyTime": 0, "HealthCheck": "task_states"},
                     "Networks": [
                         {
                             "Mode": "host",

@@ -150,6 +150,8 @@ async def test_a_user_update_during_our_register_wins_and_is_injected(
 ) -> None:
     spec = user_job("cart", {"mesh.tls": "true"})
     newer = user_job("cart", {"mesh.tls": "true", "release": "2"}, count=2)
+    for job in (spec, newer):  # no Consul in this stack: checks could never be seen
+        job["TaskGroups"][0]["Update"]["HealthCheck"] = "task_states"
     async with running(settings_for(twin)) as (app, _):
         app.reconciler.jobs = RacingJobs(app.reconciler.jobs, user, newer)
         await user.submit(spec)

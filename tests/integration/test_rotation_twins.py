@@ -97,6 +97,10 @@ def user_job(job_id: str) -> dict[str, Any]:
                 "Count": 2,
                 "Update": {"MaxParallel": 1},
                 "RestartPolicy": {"Attempts": 0, "Mode": "fail"},
+                # Nomad fails a deployment early only when the failed alloc cannot be
+                # rescheduled (deploymentwatcher shouldFailEarly); otherwise it waits for the
+                # 10 min progress deadline.
+                "ReschedulePolicy": {"Attempts": 0, "Unlimited": False},
                 "Networks": [{"Mode": "host", "DynamicPorts": [{"Label": "http"}]}],
                 "Services": [{"Name": job_id, "PortLabel": "http", "Provider": "consul"}],
                 "Tasks": [{"Name": "app", "Driver": "docker", "Config": {"image": "x"}}],

@@ -1,0 +1,205 @@
+"""The Nomad token's capabilities, probed with calls that cannot change anything.
+
+Each probe is a method that raises ``PermissionDenied`` when the capability is missing and
+returns otherwise. Calls that could write are made so that they cannot: a plan (Nomad checks
+``submit-job`` before it validates the job, and a plan is never stored), a delete of a path
+that does not exist, a restart of a task that does not exist, a lock renew with an ID nobody
+holds. Nomad checks the ACL first, so any answer but 403 means "allowed".
+
+``token_checks`` walks one table of (what, probe, what is missing, wanted before install), so
+a new capability is one row.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from controller.ctl.common import Clients
+from controller.nomad.client import NomadClient
+from controller.nomad.errors import NomadError, NotFound, PermissionDenied
+from controller.nomad.variables import var_url
+from crds_equivalent.keys import VAR_LEADER, VAR_STATUS_PREFIX
+
+PROBE_JOB = "mesh-controllerctl-probe"
+
+
+def probe_job(namespace: str) -> dict[str, Any]:
+    """A job that is only ever planned, never registered."""
+    return {
+        "ID": PROBE_JOB,
+        "Name": PROBE_JOB,
+        "Namespace": namespace,
+        "Type": "batch",
+        "Datacenters": ["*"],
+        "TaskGroups": [
+            {
+                "Name": "probe",
+                "Count": 1,
+                "Tasks": [
+                    {"Name": "probe", "Driver": "raw_exec", "Config": {"command": "/bin/true"}}
+                ],
+            }
+        ],
+    }
+
+
+async def allowed_unless_denied(call: Awaitable[object]) -> object:
+    """A 403 is the answer that matters; any other error came after the ACL check passed."""
+    try:
+        return await call
+    except PermissionDenied:
+        raise
+    except NomadError as exc:
+        return exc
+
+
+@dataclass(frozen=True)
+class TokenProbes:
+    """The probes, bound to one client and the namespaces the controller works in."""
+
+    nomad: NomadClient
+    var_namespace: str
+    watched: tuple[str, ...]
+
+    @property
+    def plan_namespace(self) -> str:
+        return "default" if self.watched == ("*",) else self.watched[0]
+
+    async def list_jobs(self) -> object:
+        # Nomad takes one namespace or "*" per call; "*" silently filters what the token may
+        # not list, so the controller's own namespace is also asked by name (a 403 there).
+        for namespace in dict.fromkeys([*self.watched, self.var_namespace]):
+            await self.nomad.request("GET", "/v1/jobs", params={"per_page": 1}, namespace=namespace)
+        return None
+
+    async def plan(self) -> object:
+        ns = self.plan_namespace
+        return await allowed_unless_denied(
+            self.nomad.request(
+                "POST",
+                f"/v1/job/{PROBE_JOB}/plan",
+                body={"Job": probe_job(ns)},
+                namespace=ns,
+                idempotent=False,
+            )
+        )
+
+    async def stream(self) -> object:
+        async with self.nomad.stream(
+            "/v1/event/stream", params=[("topic", "Job"), ("index", "0")], namespace="*"
+        ):
+            return None
+
+    async def read_vars(self) -> object:
+        ns = self.var_namespace
+        await self.nomad.request(
+            "GET", "/v1/vars", params={"prefix": VAR_STATUS_PREFIX + "/"}, namespace=ns
+        )
+        try:  # a list is filtered silently; a read of one path answers 403 when not allowed
+            await self.nomad.request("GET", var_url(VAR_LEADER), namespace=ns)
+        except NotFound:
+            return None
+        listed = await self.nomad.request(
+            "GET", "/v1/vars", params={"prefix": VAR_LEADER}, namespace=ns
+        )
+        paths = [v.get("Path") for v in listed.body or [] if isinstance(v, dict)]
+        if VAR_LEADER not in paths:  # readable, but the list hides it
+            raise PermissionDenied(f"GET /v1/vars: {VAR_LEADER} exists but is not listed")
+        return None
+
+    async def destroy_vars(self) -> object:
+        probe = f"{VAR_LEADER.rsplit('/', 1)[0]}/controllerctl-probe-{uuid.uuid4()}"
+        # the path does not exist: an allowed delete changes nothing
+        return await allowed_unless_denied(
+            self.nomad.request(
+                "DELETE", var_url(probe), namespace=self.var_namespace, idempotent=False
+            )
+        )
+
+    async def alloc_lifecycle(self) -> object:
+        ns = self.plan_namespace
+        allocs = await self.nomad.request(
+            "GET", "/v1/allocations", params={"per_page": 1}, namespace=ns
+        )
+        found = [a for a in allocs.body or [] if isinstance(a, dict) and a.get("ID")]
+        if not found:  # nothing to restart yet: nothing to probe against, nothing needed
+            return None
+        # a task that does not exist: Nomad checks the capability first, restarts nothing
+        return await allowed_unless_denied(
+            self.nomad.request(
+                "PUT",
+                f"/v1/client/allocation/{found[0]['ID']}/restart",
+                body={"TaskName": PROBE_JOB},
+                namespace=ns,
+                idempotent=False,
+            )
+        )
+
+    async def write_vars(self) -> object:
+        ns = self.var_namespace
+        body = {"Namespace": ns, "Path": VAR_LEADER, "Lock": {"ID": str(uuid.uuid4())}}
+        # 404/409: allowed to write, nothing to renew
+        return await allowed_unless_denied(
+            self.nomad.request(
+                "PUT",
+                var_url(VAR_LEADER),
+                params=[("lock-renew", "")],
+                body=body,
+                namespace=ns,
+                idempotent=False,
+            )
+        )
+
+
+@dataclass(frozen=True)
+class Capability:
+    """One row: what the check says, how it is probed, what the token lacks when it fails."""
+
+    name: str
+    probe: Callable[[], Awaitable[object]]
+    missing: str
+    before_install: bool  # also checked by `check --pre`
+
+
+def capabilities(clients: Clients) -> list[Capability]:
+    """Every capability the controller's Nomad token needs, in the order `check` prints them."""
+    p = TokenProbes(
+        clients.nomad, clients.namespace, tuple(clients.settings.controller.watched_namespaces)
+    )
+    ns, plan_ns, watched = p.var_namespace, p.plan_namespace, ", ".join(p.watched)
+    return [
+        Capability(
+            f"token may list jobs in {watched}", p.list_jobs, "namespace read-job/list-jobs", True
+        ),
+        Capability(
+            f"token may submit jobs in {plan_ns} (plan probe)", p.plan, "namespace submit-job", True
+        ),
+        Capability("token may read the event stream", p.stream, "namespace read-job", True),
+        Capability(
+            f"token may read Variables under mesh-controller/ in {ns}",
+            p.read_vars,
+            f"variables read+list on mesh-controller/* in namespace {ns}",
+            False,
+        ),
+        Capability(
+            f"token may delete Variables under mesh-controller/ in {ns}",
+            p.destroy_vars,
+            f"variables destroy on mesh-controller/* in namespace {ns}",
+            False,
+        ),
+        Capability(
+            f"token may restart sidecars in {plan_ns} (restart probe)",
+            p.alloc_lifecycle,
+            "namespace alloc-lifecycle",
+            False,
+        ),
+        Capability(
+            f"token may write Variables under mesh-controller/ in {ns} (lock probe)",
+            p.write_vars,
+            f"variables write on mesh-controller/* in namespace {ns}",
+            True,
+        ),
+    ]

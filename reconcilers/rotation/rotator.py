@@ -19,7 +19,6 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 import structlog
 from cryptography import x509
@@ -30,11 +29,10 @@ from controller.tlsprobe import subject_key_id
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.jobkey import JobKey
-from reconcilers.injection import jobview
 from reconcilers.injection.reissue import CannotReissue, carries, with_nonce
-from reconcilers.instances.matching import fronted_ports
 from reconcilers.instances.observe import observe_job
 from reconcilers.ports import Catalog, JobLister, JobStore, PkiAdmin, TlsProbe, VariableStore
+from reconcilers.rotation.inventory import meshed_service_jobs
 from reconcilers.rotation.metrics import RotationMetrics
 from reconcilers.rotation.state import RotationState, Stage, new_rotation
 from reconcilers.rotation.verdict import DONE, FAILED, judge_job, old_leaves
@@ -217,25 +215,9 @@ class Rotator:
 
     async def meshed_jobs(self) -> list[JobKey]:
         """Every meshed, running service job in the watched namespaces."""
-        out: list[JobKey] = []
-        for namespace in self.settings.namespaces:
-            listed = await self.lister.list_jobs(namespace, meta=True)
-            for stub in listed.stubs:
-                key = JobKey(str(stub.get("Namespace") or "default"), str(stub.get("ID")))
-                job = await self.jobs.get_job(key[1], key[0])
-                if (
-                    job is None
-                    or jobview.is_stopped(job)
-                    or job.get("Type")
-                    not in (
-                        None,
-                        "service",
-                    )
-                ):
-                    continue
-                if fronted_ports(job, self.config):
-                    out.append(key)
-        return sorted(set(out))
+        return await meshed_service_jobs(
+            self.lister, self.jobs, self.settings.namespaces, self.config
+        )
 
     async def _key_ids(self, state: RotationState) -> tuple[str, str, str]:
         """(anchors PEM, old issuer's key id, new issuer's key id)."""
@@ -329,9 +311,3 @@ class Rotator:
             if old_leaves(seen, old_ski):
                 left.append(key)
         return left
-
-
-def started_since(state: RotationState, now: datetime) -> float:
-    """Seconds the rotation has been running (or ran, once finished)."""
-    end = state.finished_at or now
-    return (end - state.started_at).total_seconds()

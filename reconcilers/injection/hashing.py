@@ -5,10 +5,11 @@ canonicalises a job on register and a full comparison would always differ. So th
 the INPUTS of the injection, never its output: the injector version, the group's spec, the
 cluster config fields the injection reads, the job's identity (namespace, ID, name — they pick
 the TTL jitter and default service names), the effective TTL, and the user's fields the
-injection reads (the networks holding fronted ports, and every service registered on them,
-verbatim). Those user fields are restored byte for byte from the undo record, so a job we wrote
-hashes the same after Nomad has canonicalised it; and any change a user makes to a fronted port
-or service changes the hash.
+injection reads (the networks holding fronted ports — the group's, and for a task-level port
+that task's network and the group network its TLS port joins — and every service registered on
+them, verbatim). Those user fields are restored byte for byte from the undo record, so a job we
+wrote hashes the same after Nomad has canonicalised it; and any change a user makes to a
+fronted port or service changes the hash.
 """
 
 from __future__ import annotations
@@ -69,7 +70,11 @@ def hash_inputs(
     """Everything the injection of ``group`` depends on, as a JSON-able document."""
     inputs = group_inputs(job, group, spec)
     networks = jobview.as_list(group.get("Networks"))
-    used_networks = sorted({p.network_index for p in inputs.ports})
+    used = {p.network_index for p in inputs.ports if p.task is None}
+    task_ports = [p for p in inputs.ports if p.task is not None]
+    if task_ports and networks:
+        used.add(0)  # the TLS ports of task-level ports land in the group's first network
+    used_networks = sorted(used)
     document: dict[str, Any] = {
         "injector": INJECTOR_VERSION,
         "spec": spec.model_dump(mode="json"),
@@ -82,10 +87,23 @@ def hash_inputs(
         "networks": [[i, networks[i]] for i in used_networks],
         "services": [[s.view.task, s.view.service] for s in inputs.services],
     }
+    if task_ports:  # only when used, so that the hash of a group-port job stays as it was
+        document["task_networks"] = _task_networks(group, task_ports)
     nonce = rotation_nonce(group)
     if nonce:  # only when set, so that jobs never re-issued keep their hash
         document["rotation"] = nonce
     return document
+
+
+def _task_networks(group: Mapping[str, Any], ports: list[jobview.PortView]) -> list[Any]:
+    """``[task, index, network]`` of every task network holding a fronted port, verbatim."""
+    wanted = sorted({(p.task or "", p.network_index) for p in ports})
+    by_name = {jobview.task_name(t): t for t in jobview.tasks(group)}
+    out: list[Any] = []
+    for task, index in wanted:
+        resources = jobview.as_map(by_name.get(task, {}).get("Resources"))
+        out.append([task, index, jobview.as_list(resources.get("Networks"))[index]])
+    return out
 
 
 def rotation_nonce(group: Mapping[str, Any]) -> str:

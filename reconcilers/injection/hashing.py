@@ -88,22 +88,33 @@ def hash_inputs(
         "services": [[s.view.task, s.view.service] for s in inputs.services],
     }
     if task_ports:  # only when used, so that the hash of a group-port job stays as it was
-        document["task_networks"] = _task_networks(group, task_ports)
+        document["task_ports"] = _task_networks(task_ports)
     nonce = rotation_nonce(group)
     if nonce:  # only when set, so that jobs never re-issued keep their hash
         document["rotation"] = nonce
     return document
 
 
-def _task_networks(group: Mapping[str, Any], ports: list[jobview.PortView]) -> list[Any]:
-    """``[task, index, network]`` of every task network holding a fronted port, verbatim."""
-    wanted = sorted({(p.task or "", p.network_index) for p in ports})
-    by_name = {jobview.task_name(t): t for t in jobview.tasks(group)}
-    out: list[Any] = []
-    for task, index in wanted:
-        resources = jobview.as_map(by_name.get(task, {}).get("Resources"))
-        out.append([task, index, jobview.as_list(resources.get("Networks"))[index]])
-    return out
+def _task_networks(ports: list[jobview.PortView]) -> list[Any]:
+    """What the injection reads of each fronted task-level port, normalised.
+
+    Not the network verbatim: a task's ``Resources`` are the user's and never pass through our
+    undo record, so Nomad's canonical form of them (``HostNetwork: "default"``, ``Mode``
+    filled in) is what comes back. Hashing the raw network would make our own write look
+    stale after Nomad stored it, and the job would get a second version for nothing.
+    """
+    return sorted(
+        [p.task or "", p.label, p.static_value, task_host_network(p), p.namespaced] for p in ports
+    )
+
+
+def task_host_network(port: jobview.PortView) -> str:
+    """The host network of a task-level port, with Nomad's "default" spelled "" (its zero value).
+
+    The TLS port of a task-level port is written with this value, so the output does not
+    change when Nomad canonicalises the task's network between two reconciles.
+    """
+    return "" if port.host_network in ("", "default") else port.host_network
 
 
 def rotation_nonce(group: Mapping[str, Any]) -> str:

@@ -156,11 +156,16 @@ def tls_port(port: PortView) -> dict[str, Any]:
     inside the namespace, so nginx listens on NOMAD_PORT_ (= the host port); in host mode no
     mapping applies and ``To`` stays 0.
     """
+    host_network = port.host_network
+    if port.task is not None and host_network == "default":
+        # The task's network is not restored from our undo record, so Nomad's canonical
+        # "default" comes back; "" (the same network) keeps the output stable.
+        host_network = ""
     return {
         "Label": keys.tls_port_label(port.label),
         "Value": 0,
         "To": -1 if port.namespaced and port.task is None else 0,
-        "HostNetwork": port.host_network,
+        "HostNetwork": host_network,
     }
 
 

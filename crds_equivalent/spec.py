@@ -90,9 +90,20 @@ def effective_meta(job: Mapping[str, Any], group: Mapping[str, Any]) -> dict[str
 
 
 def group_port_labels(group: Mapping[str, Any]) -> list[str]:
-    """Labels of every port declared in the group's networks, in declaration order."""
+    """Labels of every port the group declares, in declaration order.
+
+    The group's networks first, then each task's ``Resources.Networks``: task-level networks
+    are deprecated but Nomad still honours them ("network resources on the task resources are
+    deprecated, but we must let them continue working", nomad/structs/structs.go,
+    validateServices), so a service on such a port is a port the mesh can front.
+    """
     labels: list[str] = []
-    for network in _list(group.get("Networks")):
+    networks = list(_list(group.get("Networks")))
+    for task in _list(group.get("Tasks")):
+        resources = task.get("Resources") if isinstance(task, Mapping) else None
+        if isinstance(resources, Mapping):
+            networks.extend(_list(resources.get("Networks")))
+    for network in networks:
         if not isinstance(network, Mapping):
             continue
         for kind in ("ReservedPorts", "DynamicPorts"):

@@ -38,7 +38,7 @@ def new_alloc(
                     "MemoryMB": (t["Resources"] or {}).get("MemoryMB", 0),
                     "MemoryMaxMB": (t["Resources"] or {}).get("MemoryMaxMB", 0),
                 },
-                "Networks": None,
+                "Networks": _task_networks(t, node, rng),
                 "Devices": None,
             }
             for t in tasks
@@ -127,6 +127,41 @@ def _networks(
             out[key] = filled or None
         nets.append(shape("NetworkResource", out))
     return nets or None, ports or None
+
+
+def _task_networks(
+    task: dict[str, Any], node: Node, rng: random.Random
+) -> list[dict[str, Any]] | None:
+    """A task's deprecated ``Resources.Networks``, allocated as Nomad allocates them.
+
+    scheduler/rank.go (BinPackIterator.Next) asks only for ``task.Resources.Networks[0]`` and
+    stores the offer as ``AllocatedResources.Tasks[<task>].Networks = [offer]``;
+    nomad/structs/network.go (NetworkIndex.AssignTaskNetwork) builds the offer with Mode, IP =
+    the node's address, MBits, DNS, the reserved ports as asked and each dynamic port given a
+    host port (``To: -1`` becomes that port). Task ports never reach ``Shared.Ports``.
+    """
+    asked = [n for n in ((task.get("Resources") or {}).get("Networks") or []) if n]
+    if not asked:
+        return None
+    ask = asked[0]
+    reserved = [dict(p) for p in ask.get("ReservedPorts") or []]
+    for port in reserved:
+        node.reserve(port.get("Value", 0))
+    dynamic = []
+    for port in ask.get("DynamicPorts") or []:
+        value = node.take_port(rng)
+        to = port.get("To", 0)
+        dynamic.append({**port, "Value": value, "To": value if to == -1 else to})
+    offer = {
+        "Mode": ask.get("Mode", ""),
+        "Device": ask.get("Device", ""),
+        "IP": node.address,
+        "MBits": ask.get("MBits", 0),
+        "DNS": ask.get("DNS"),
+        "ReservedPorts": reserved or None,
+        "DynamicPorts": dynamic or None,
+    }
+    return [shape("NetworkResource", offer)]
 
 
 def _metrics() -> dict[str, Any]:

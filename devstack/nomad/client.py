@@ -212,9 +212,15 @@ class Client:
 
     def _release(self, alloc: dict[str, Any]) -> None:
         node = self.nodes.get(alloc["NodeID"])
-        shared = (alloc.get("AllocatedResources") or {}).get("Shared") or {}
+        resources = alloc.get("AllocatedResources") or {}
+        shared = resources.get("Shared") or {}
         if node is not None:
             node.release([p["Value"] for p in shared.get("Ports") or [] if p.get("Value")])
+            # Task-level networks (allocs._task_networks) hold host ports of their own.
+            for task in (resources.get("Tasks") or {}).values():
+                for net in (task or {}).get("Networks") or []:
+                    ports = (net.get("ReservedPorts") or []) + (net.get("DynamicPorts") or [])
+                    node.release([p["Value"] for p in ports if p.get("Value")])
 
     def _call_hook(self, name: str, aid: str, *args: Any) -> asyncio.Task[None] | None:
         """Run a hook after the allocation's previous hook call (register before deregister)."""

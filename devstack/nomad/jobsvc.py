@@ -21,6 +21,7 @@ from devstack.nomad.codec import now_ns
 from devstack.nomad.errors import ApiError
 from devstack.nomad.scheduler import Scheduler, new_eval
 from devstack.nomad.state import NomadState
+from devstack.nomad.warnings import job_warnings
 
 TRACKED_VERSIONS = 6
 JOB_TYPES = ("service", "batch", "system", "sysbatch")
@@ -90,6 +91,7 @@ def register(
         raise ApiError(500, f'job "{job_id}" is in nonexistent namespace "{namespace}"')
     canon = canonicalize_job(api_job, namespace)
     validate(canon)
+    warned = job_warnings(canon)
     key = (namespace, job_id)
     existing = st.jobs.get(key)
     if enforce:
@@ -110,12 +112,12 @@ def register(
         if not wants_eval:
             # Job.Register: "reply.JobModifyIndex = existingJob.JobModifyIndex", no write,
             # so no Index either.
-            return _register_reply("", 0, existing["JobModifyIndex"], 0)
+            return _register_reply("", 0, existing["JobModifyIndex"], 0, warned)
         with st.txn("EvaluationUpdated") as tx:
             fresh = new_eval(existing, "job-register", tx.index)
             tx.put_eval(fresh)
         sched.enqueue(fresh["ID"])
-        return _register_reply(fresh["ID"], tx.index, existing["JobModifyIndex"], tx.index)
+        return _register_reply(fresh["ID"], tx.index, existing["JobModifyIndex"], tx.index, warned)
     ev: dict[str, Any] | None = None
     with st.txn("JobRegistered") as tx:
         job = {
@@ -136,7 +138,9 @@ def register(
         tx.tables.add("job_version")
     if ev is not None:
         sched.enqueue(ev["ID"])
-    return _register_reply(ev["ID"] if ev else "", tx.index if ev else 0, tx.index, tx.index)
+    return _register_reply(
+        ev["ID"] if ev else "", tx.index if ev else 0, tx.index, tx.index, warned
+    )
 
 
 def _add_version(st: NomadState, job: dict[str, Any]) -> None:
@@ -145,12 +149,14 @@ def _add_version(st: NomadState, job: dict[str, Any]) -> None:
     st.job_versions[key] = versions[:TRACKED_VERSIONS]
 
 
-def _register_reply(eval_id: str, eval_index: int, jmi: int, index: int) -> dict[str, Any]:
+def _register_reply(
+    eval_id: str, eval_index: int, jmi: int, index: int, warnings: str = ""
+) -> dict[str, Any]:
     return {
         "EvalID": eval_id,
         "EvalCreateIndex": eval_index,
         "JobModifyIndex": jmi,
-        "Warnings": "",
+        "Warnings": warnings,
         "Index": index,
         "LastContact": 0,
         "KnownLeader": False,

@@ -30,7 +30,7 @@ class GroupInputs:
 
     ports: tuple[PortView, ...]
     services: tuple[FrontedService, ...]
-    missing_labels: tuple[str, ...]  # spec labels the group's networks do not declare
+    missing_labels: tuple[str, ...]  # spec labels neither the group nor its tasks declare
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -39,7 +39,7 @@ class GroupInputs:
 
 def group_inputs(job: Mapping[str, Any], group: Mapping[str, Any], spec: MeshSpec) -> GroupInputs:
     """Collect the inputs; raises jobview.UnresolvedName for a name only the client knows."""
-    declared = jobview.ports(group)
+    declared = jobview.all_ports(group)
     ports = tuple(declared[label] for label in spec.ports if label in declared)
     missing = tuple(label for label in spec.ports if label not in declared)
     labels = {p.label for p in ports}

@@ -5,10 +5,11 @@ canonicalises a job on register and a full comparison would always differ. So th
 the INPUTS of the injection, never its output: the injector version, the group's spec, the
 cluster config fields the injection reads, the job's identity (namespace, ID, name — they pick
 the TTL jitter and default service names), the effective TTL, and the user's fields the
-injection reads (the networks holding fronted ports, and every service registered on them,
-verbatim). Those user fields are restored byte for byte from the undo record, so a job we wrote
-hashes the same after Nomad has canonicalised it; and any change a user makes to a fronted port
-or service changes the hash.
+injection reads (the networks holding fronted ports — the group's, and for a task-level port
+that task's network and the group network its TLS port joins — and every service registered on
+them, verbatim). Those user fields are restored byte for byte from the undo record, so a job we
+wrote hashes the same after Nomad has canonicalised it; and any change a user makes to a
+fronted port or service changes the hash.
 """
 
 from __future__ import annotations
@@ -69,7 +70,11 @@ def hash_inputs(
     """Everything the injection of ``group`` depends on, as a JSON-able document."""
     inputs = group_inputs(job, group, spec)
     networks = jobview.as_list(group.get("Networks"))
-    used_networks = sorted({p.network_index for p in inputs.ports})
+    used = {p.network_index for p in inputs.ports if p.task is None}
+    task_ports = [p for p in inputs.ports if p.task is not None]
+    if task_ports and networks:
+        used.add(0)  # the TLS ports of task-level ports land in the group's first network
+    used_networks = sorted(used)
     document: dict[str, Any] = {
         "injector": INJECTOR_VERSION,
         "spec": spec.model_dump(mode="json"),
@@ -82,10 +87,34 @@ def hash_inputs(
         "networks": [[i, networks[i]] for i in used_networks],
         "services": [[s.view.task, s.view.service] for s in inputs.services],
     }
+    if task_ports:  # only when used, so that the hash of a group-port job stays as it was
+        document["task_ports"] = _task_networks(task_ports)
     nonce = rotation_nonce(group)
     if nonce:  # only when set, so that jobs never re-issued keep their hash
         document["rotation"] = nonce
     return document
+
+
+def _task_networks(ports: list[jobview.PortView]) -> list[Any]:
+    """What the injection reads of each fronted task-level port, normalised.
+
+    Not the network verbatim: a task's ``Resources`` are the user's and never pass through our
+    undo record, so Nomad's canonical form of them (``HostNetwork: "default"``, ``Mode``
+    filled in) is what comes back. Hashing the raw network would make our own write look
+    stale after Nomad stored it, and the job would get a second version for nothing.
+    """
+    return sorted(
+        [p.task or "", p.label, p.static_value, task_host_network(p), p.namespaced] for p in ports
+    )
+
+
+def task_host_network(port: jobview.PortView) -> str:
+    """The host network of a task-level port, with Nomad's "default" spelled "" (its zero value).
+
+    The TLS port of a task-level port is written with this value, so the output does not
+    change when Nomad canonicalises the task's network between two reconciles.
+    """
+    return "" if port.host_network in ("", "default") else port.host_network
 
 
 def rotation_nonce(group: Mapping[str, Any]) -> str:

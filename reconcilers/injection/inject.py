@@ -169,7 +169,12 @@ def _sidecar_spec(
         per_network.setdefault(port.host_network or "default", keys.tls_port_label(port.label))
     return sidecar.SidecarSpec(
         listeners=tuple(
-            nginx.Listener(keys.tls_port_label(p.label), p.label, p.namespaced)
+            nginx.Listener(
+                keys.tls_port_label(p.label),
+                p.label,
+                p.namespaced and p.task is None,
+                p.task,
+            )
             for p in inputs.ports
         ),
         tcp=spec.protocol is TlsProtocol.TCP,

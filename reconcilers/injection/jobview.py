@@ -91,13 +91,19 @@ def is_namespaced_mode(mode: str) -> bool:
 
 @dataclass(frozen=True)
 class PortView:
-    """One port label of a group network, with where it lives in the raw job."""
+    """One port label of a group network or of a task's ``Resources.Networks``.
+
+    ``task`` is None for a group port, else the name of the task whose (deprecated, still
+    honoured) task-level network declares it; ``network_index`` indexes the group's
+    ``Networks`` or that task's ``Resources.Networks`` accordingly.
+    """
 
     label: str
     network_index: int
     kind: str  # "ReservedPorts" (static) or "DynamicPorts"
     port: Mapping[str, Any]
     mode: str  # network mode, "" normalised to "host"
+    task: str | None = None
 
     @property
     def host_network(self) -> str:
@@ -107,21 +113,57 @@ class PortView:
     def namespaced(self) -> bool:
         return is_namespaced_mode(self.mode)
 
+    @property
+    def static_value(self) -> int:
+        """The reserved host port (0 for a dynamic port)."""
+        value = self.port.get("Value")
+        return value if self.kind == "ReservedPorts" and isinstance(value, int) else 0
 
-def ports(group: Mapping[str, Any]) -> dict[str, PortView]:
-    """Every port label of the group's networks (first declaration wins), in order."""
-    found: dict[str, PortView] = {}
-    for index, network in enumerate(as_list(group.get("Networks"))):
+
+def _network_ports(networks: object, task: str | None) -> Iterator[PortView]:
+    for index, network in enumerate(as_list(networks)):
         if not isinstance(network, Mapping):
             continue
         mode = as_str(network.get("Mode")) or "host"
         for kind in ("ReservedPorts", "DynamicPorts"):
             for port in as_list(network.get(kind)):
-                if not isinstance(port, Mapping):
-                    continue
-                label = as_str(port.get("Label"))
-                if label and label not in found:
-                    found[label] = PortView(label, index, kind, port, mode)
+                if isinstance(port, Mapping) and as_str(port.get("Label")):
+                    yield PortView(as_str(port.get("Label")), index, kind, port, mode, task)
+
+
+def ports(group: Mapping[str, Any]) -> dict[str, PortView]:
+    """Every port label of the group's networks (first declaration wins), in order."""
+    found: dict[str, PortView] = {}
+    for view in _network_ports(group.get("Networks"), None):
+        found.setdefault(view.label, view)
+    return found
+
+
+def task_ports(group: Mapping[str, Any]) -> list[PortView]:
+    """Every port of the tasks' ``Resources.Networks``, task by task, in declaration order.
+
+    A list, not a map: Nomad lets two tasks declare the same label (nomad/structs/structs.go,
+    TaskGroup.validateNetworks only checks task labels against the GROUP's labels), and the
+    planner must see both to refuse an ambiguous fronted label.
+    """
+    found: list[PortView] = []
+    for task in tasks(group):
+        resources = as_map(task.get("Resources"))
+        found.extend(_network_ports(resources.get("Networks"), task_name(task)))
+    return found
+
+
+def all_ports(group: Mapping[str, Any]) -> dict[str, PortView]:
+    """Group ports, then task-level ports whose label the group does not declare.
+
+    This is the order in which Nomad resolves a task service's port label
+    (nomad/structs/structs.go, validateServices: ``tgNetworks[0].PortLabels()`` first, then
+    the task's own ``Resources.Networks``); among tasks, the first declaration wins here, and
+    the planner refuses a fronted label that two tasks declare.
+    """
+    found = ports(group)
+    for view in task_ports(group):
+        found.setdefault(view.label, view)
     return found
 
 
@@ -184,3 +226,40 @@ def service_name(job: Mapping[str, Any], group: Mapping[str, Any], view: Service
         return values[key]
 
     return _INTERPOLATION.sub(expand, name)
+
+
+_CONNECT_KIND_PREFIXES = (
+    "connect-proxy",
+    "connect-native",
+    "connect-ingress",
+    "connect-terminating",
+    "connect-mesh",
+)
+
+
+def connect_usage(group: Mapping[str, Any]) -> str:
+    """What makes the group a Consul Connect group, in words; "" when it is not one.
+
+    Read as Nomad reads it: a group service whose ``Connect`` has a ``SidecarService``, is
+    ``Native`` or has a ``Gateway`` (nomad/structs/services.go, ConsulConnect.HasSidecar /
+    IsNative / IsGateway); a task whose ``Kind`` carries a Connect prefix (structs.go,
+    ConnectProxyPrefix … ConnectMeshPrefix) — which is how the Envoy task Nomad injects looks
+    in a stored job (nomad/job_endpoint_hook_connect.go, newConnectSidecarTask names it
+    ``connect-proxy-<service>``); and such a task written by hand, by that name.
+    """
+    for view in services(group):
+        connect = as_map(view.service.get("Connect"))
+        name = as_str(view.service.get("Name")) or "(unnamed)"
+        if connect.get("SidecarService") is not None:
+            return f'service "{name}" has connect.sidecar_service'
+        if connect.get("Native") is True:
+            return f'service "{name}" is Connect native'
+        if connect.get("Gateway") is not None:
+            return f'service "{name}" is a Connect gateway'
+    for task in tasks(group):
+        kind = as_str(task.get("Kind"))
+        if kind.split(":", 1)[0] in _CONNECT_KIND_PREFIXES:
+            return f'task "{task_name(task)}" is of kind "{kind}"'
+        if task_name(task).startswith("connect-proxy-"):
+            return f'task "{task_name(task)}" is a Connect (Envoy) sidecar'
+    return ""

@@ -53,13 +53,18 @@ PROXY_TIMEOUT = "3600s"
 # for an intermediate signed under an external root's own intermediate.
 CLIENT_VERIFY_DEPTH = 2
 
-_NOT_ENV = re.compile(r"[^A-Za-z0-9_]")
+_NOT_ENV = re.compile(r"[^A-Za-z0-9_.]")
 _NOT_NONCE = re.compile(r"[^A-Za-z0-9_.:-]")  # a nonce can never close the comment early
 ROTATION_COMMENT = "mesh.tls.rotation"
 
 
 def env_label(label: str) -> str:
-    """A port label as Nomad spells it in NOMAD_* variable names (non-alnum/_ become _)."""
+    """A port (or task) name as Nomad spells it in NOMAD_* variable names.
+
+    client/taskenv/env.go (Builder.buildEnv) passes every NOMAD_ADDR_/NOMAD_IP_/NOMAD_PORT_
+    key through helper.CleanEnvVar (helper/funcs.go), which keeps ``[A-Za-z0-9_.]`` and turns
+    anything else into ``_`` — a dot survives, a dash does not.
+    """
     return _NOT_ENV.sub("_", label)
 
 
@@ -74,11 +79,19 @@ def _env(name: str) -> str:
 
 @dataclass(frozen=True)
 class Listener:
-    """One TLS port of the sidecar and the app port it forwards to."""
+    """One TLS port of the sidecar and the app port it forwards to.
+
+    ``app_task`` names the task whose ``Resources.Networks`` declares the app port (None for
+    a group port). Nomad gives a task's own network ports to that task only
+    (client/taskenv/env.go, buildNetworkEnv); every OTHER task of the allocation, the sidecar
+    included, sees them as ``NOMAD_ADDR_<task>_<label>`` = host IP:host port (Builder.setAlloc
+    -> addPort, "Add ports from other tasks"). So a task port is reached on that variable.
+    """
 
     tls_label: str
     app_label: str
     namespaced: bool  # bridge/CNI: listen on the port, reach the app on 127.0.0.1
+    app_task: str | None = None
 
     @property
     def listen(self) -> str:
@@ -88,6 +101,8 @@ class Listener:
 
     @property
     def upstream(self) -> str:
+        if self.app_task is not None:
+            return _env(f"NOMAD_ADDR_{env_label(self.app_task)}_{env_label(self.app_label)}")
         if self.namespaced:
             return "127.0.0.1:" + _env(f"NOMAD_PORT_{env_label(self.app_label)}")
         return _env(f"NOMAD_ADDR_{env_label(self.app_label)}")

@@ -41,12 +41,15 @@ class NoOpReason(StrEnum):
 @dataclass(frozen=True)
 class NoOp:
     reason: NoOpReason
+    # Meshed groups left alone on purpose (Consul Connect), each reason naming its group.
+    refused: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Apply:
     job: dict[str, Any] = field(repr=False)
     reason: str = ""
+    refused: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,17 +110,44 @@ def plan(
         if marked:
             return Remove(user, "mesh.tls is off for every group")
         return NoOp(NoOpReason.NOT_MESHED)
+    refusals = connect_refusals(user, enabled)
+    if refusals and len(refusals) == len(enabled):
+        return Invalid(next(iter(refusals.values())))
+    refused = tuple(refusals.values())
+    # A Connect group is planned as if unflagged: never injected, and restored if it was.
+    specs = {n: MeshSpec(group=n) if n in refusals else s for n, s in specs.items()}
+    enabled = {n: s for n, s in enabled.items() if n not in refusals}
     problem = validate(user, enabled)
     if problem is not None:
         return Invalid(problem)
     stale = _stale_groups(job, user, specs, config)
     if not stale:
-        return NoOp(NoOpReason.UP_TO_DATE)
+        return NoOp(NoOpReason.UP_TO_DATE, refused)
     try:
         desired = inject(job, specs, config)
     except (CannotInject, UndoError) as err:
         return Invalid(str(err))
-    return Apply(desired, "groups to (re)inject or restore: " + ", ".join(stale))
+    return Apply(desired, "groups to (re)inject or restore: " + ", ".join(stale), refused)
+
+
+def connect_refusals(user: Mapping[str, Any], enabled: Mapping[str, MeshSpec]) -> dict[str, str]:
+    """Meshed groups that already use Consul Connect, each with the reason it is left alone.
+
+    Refused per group, not per job: the sibling groups of a Connect group are meshed as asked.
+    """
+    out: dict[str, str] = {}
+    for group in jobview.groups(user):
+        name = jobview.group_name(group)
+        if name not in enabled:
+            continue
+        what = jobview.connect_usage(group)
+        if what:
+            out[name] = (
+                f'group "{name}": uses Consul Connect ({what}); its traffic is already mTLS '
+                "through Envoy, so the mesh leaves it alone: remove the Connect block, or remove "
+                f'"{keys.MESH_TLS}" from this group (group meta "{keys.MESH_TLS}" = "false")'
+            )
+    return out
 
 
 def validate(user: Mapping[str, Any], enabled: Mapping[str, MeshSpec]) -> str | None:
@@ -167,33 +197,43 @@ def _first_duplicate(names: Iterable[str]) -> str | None:
     return None
 
 
+_UNFLAG = f'or remove "{keys.MESH_TLS}" from this group (group meta "{keys.MESH_TLS}" = "false")'
+
+
 def _validate_group(job: Mapping[str, Any], group: Mapping[str, Any], spec: MeshSpec) -> str | None:
+    """The first reason this meshed group cannot be injected, saying what to do; or None."""
     twice = _first_duplicate(jobview.task_name(t) for t in jobview.tasks(group))
     if twice is not None:
         return f'task "{twice}" is defined twice: task names must be unique in a group'
     for task in jobview.tasks(group):
         if jobview.task_name(task) == keys.SIDECAR_TASK:
             return f'task name "{keys.SIDECAR_TASK}" is reserved for the mesh sidecar; rename it'
-    for label in jobview.ports(group):
-        if label.startswith(keys.TLS_PORT_PREFIX):
+    for view in [*jobview.ports(group).values(), *jobview.task_ports(group)]:
+        if view.label.startswith(keys.TLS_PORT_PREFIX):
             return (
-                f'port label "{label}" uses the prefix "{keys.TLS_PORT_PREFIX}" reserved for '
+                f'port label "{view.label}" uses the prefix "{keys.TLS_PORT_PREFIX}" reserved for '
                 "the mesh's TLS ports; rename it"
             )
+    conflict = _static_port_conflict(group)
+    if conflict is not None:
+        return conflict
     try:
         inputs = fronting.group_inputs(job, group, spec)
     except jobview.UnresolvedName as err:
-        return f"{err}, which is only known at run time; the certificate needs the name now"
+        return (
+            f"{err}, which is only known at run time; the certificate needs the name now: "
+            "use a literal name or ${JOB}, ${TASKGROUP}, ${TASK}, ${BASE}"
+        )
     if inputs.missing_labels:
         return (
             f'meta "{keys.MESH_TLS_PORTS}" names port labels the group\'s networks do not '
             f"declare: {', '.join(inputs.missing_labels)}"
         )
     if not inputs.ports:
-        return (
-            "is meshed but has no port to front: no service uses a port of the group's "
-            f'network; declare one or set meta "{keys.MESH_TLS_PORTS}"'
-        )
+        return "is meshed but has no port to front: " + _why_nothing_to_front(job, group)
+    problem = _task_port_problem(group, inputs)
+    if problem is not None:
+        return problem
     for service in inputs.services:
         if service.view.provider == "nomad":
             return (
@@ -203,7 +243,86 @@ def _validate_group(job: Mapping[str, Any], group: Mapping[str, Any], spec: Mesh
         if service.view.address_mode == "driver":
             return (
                 f'service "{service.name}" uses address_mode "driver"; the TLS port belongs '
-                "to the sidecar, not to the app's driver"
+                "to the sidecar, not to the app's driver: set the service's address_mode to "
+                f'"auto" or "host", {_UNFLAG}'
+            )
+    return None
+
+
+def _why_nothing_to_front(job: Mapping[str, Any], group: Mapping[str, Any]) -> str:
+    """Why no port is fronted, from the most basic cause, and what the user can do."""
+    views = list(jobview.services(group))
+    kind = jobview.as_str(job.get("Type")) or "service"
+    if not views:
+        return (
+            f"the group registers no service (in this {kind} job), and the mesh fronts "
+            "services on ports; add a service with a port to the group, "
+            f'or set meta "{keys.MESH_TLS_PORTS}", {_UNFLAG}'
+        )
+    labelled = [v for v in views if v.port_label]
+    if not labelled:
+        names = ", ".join(f'"{jobview.as_str(v.service.get("Name"))}"' for v in views)
+        return (
+            f"no service uses a port (services: {names}); give a service a port label declared "
+            f'in the group network or its task\'s resources, or set meta "{keys.MESH_TLS_PORTS}", '
+            + _UNFLAG
+        )
+    return (
+        "no service uses a port declared in the group's network or a task's resources "
+        f"(labels used: {', '.join(sorted({v.port_label for v in labelled}))}); declare the "
+        f'port, or set meta "{keys.MESH_TLS_PORTS}", {_UNFLAG}'
+    )
+
+
+def _static_port_conflict(group: Mapping[str, Any]) -> str | None:
+    """A static host port reserved twice in the group, which Nomad refuses at validation.
+
+    nomad/structs/structs.go, TaskGroup.validateNetworks: "Static port %d already reserved by
+    %s", per host network, across the group network and every task's network. The mesh cannot
+    front a group Nomad will not place.
+    """
+    seen: dict[tuple[str, int], str] = {}
+    views = [*jobview.ports(group).values(), *jobview.task_ports(group)]
+    for view in views:
+        if not view.static_value or view.port.get("IgnoreCollision") is True:
+            continue
+        key = (view.host_network or "default", view.static_value)
+        owner = f"task {view.task}" if view.task else "the group network"
+        where = f'{owner} (port "{view.label}")'
+        if key in seen:
+            return (
+                f"static port {view.static_value} is reserved twice, by {seen[key]} and by "
+                f'{where}; Nomad refuses such a group ("Static port {view.static_value} '
+                'already reserved"): give one of them another port or make it dynamic'
+            )
+        seen[key] = where
+    return None
+
+
+def _task_port_problem(group: Mapping[str, Any], inputs: fronting.GroupInputs) -> str | None:
+    """Task-level ports the mesh cannot front as a host-mode group port, and why."""
+    first = jobview.as_list(group.get("Networks"))[:1]
+    for port in inputs.ports:
+        if port.task is None:
+            continue
+        owners = sorted({v.task or "" for v in jobview.task_ports(group) if v.label == port.label})
+        if len(owners) > 1:
+            return (
+                f'port label "{port.label}" is declared by tasks {", ".join(owners)}; the '
+                "mesh cannot tell which one to front: rename one of them"
+            )
+        if first and not isinstance(first[0], Mapping):
+            return "the group's first network is not an object; fix the group's networks"
+        if first and jobview.is_namespaced_mode(jobview.as_str(first[0].get("Mode"))):
+            return (
+                f'port "{port.label}" is declared in task "{port.task}"\'s resources, but the '
+                "group network is in a namespaced (bridge/CNI) mode; declare the port in the "
+                "group network instead"
+            )
+        if port.namespaced:
+            return (
+                f'port "{port.label}" is declared in task "{port.task}"\'s resources with '
+                f'network mode "{port.mode}"; declare it in the group network instead'
             )
     return None
 

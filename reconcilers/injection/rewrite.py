@@ -156,19 +156,44 @@ def tls_port(port: PortView) -> dict[str, Any]:
     inside the namespace, so nginx listens on NOMAD_PORT_ (= the host port); in host mode no
     mapping applies and ``To`` stays 0.
     """
+    host_network = port.host_network
+    if port.task is not None and host_network == "default":
+        # The task's network is not restored from our undo record, so Nomad's canonical
+        # "default" comes back; "" (the same network) keeps the output stable.
+        host_network = ""
     return {
         "Label": keys.tls_port_label(port.label),
         "Value": 0,
-        "To": -1 if port.namespaced else 0,
-        "HostNetwork": port.host_network,
+        "To": -1 if port.namespaced and port.task is None else 0,
+        "HostNetwork": host_network,
     }
 
 
 def add_ports(networks: Sequence[Any], ports: Sequence[PortView]) -> list[Any]:
-    """A new network list with one TLS port per fronted port, in the port's own network."""
+    """A new network list with one TLS port per fronted port.
+
+    A group port's TLS port goes into the port's own group network. A task-level port's TLS
+    port goes into the group's FIRST network (one in host mode is created when the group has
+    none), never into the sidecar's own ``Resources.Networks``:
+    - a service can only name a port of ``tgNetworks[0]`` or of its OWN task's networks
+      (nomad/structs/structs.go, validateServices), so a TLS port on the sidecar task would
+      make every moved task service fail validation;
+    - the scheduler reserves only ``TaskGroup.Networks[0]`` for the group and each task's
+      ``Resources.Networks[0]`` independently (scheduler/rank.go, BinPackIterator.Next), and
+      TaskGroup.validateNetworks only forbids a label or static port used twice, so a group
+      network beside task-level networks is a shape Nomad accepts;
+    - group ports land in ``AllocatedResources.Shared.Ports``, which every task's env and
+      every service registration reads (client/taskenv/env.go, Builder.setAlloc/addPorts;
+      client/serviceregistration/address.go, GetAddress), and they add no deprecation warning.
+    """
     out = copy.deepcopy(list(networks))
     for port in ports:
-        network = out[port.network_index]
+        if port.task is not None:
+            if not out:  # the planner refuses a first network that is not an object
+                out.append({"Mode": "host", "DynamicPorts": []})
+            network = out[0]
+        else:
+            network = out[port.network_index]
         dynamic = network.get("DynamicPorts")
         if not isinstance(dynamic, list):
             dynamic = []

@@ -100,7 +100,7 @@ class MeshReconciler:
             key,
             decision.job,
             [
-                cond.condition(ConditionType.SPEC_VALID, True, "Parsed"),
+                _spec_valid(decision.refused),
                 cond.condition(
                     ConditionType.SIDECAR_INJECTED, True, "Registered", f"job modify index {index}"
                 ),
@@ -135,7 +135,7 @@ class MeshReconciler:
             key,
             job,
             [
-                cond.condition(ConditionType.SPEC_VALID, True, "Parsed"),
+                _spec_valid(decision.refused),
                 cond.condition(
                     ConditionType.SIDECAR_INJECTED,
                     True,
@@ -187,6 +187,16 @@ class MeshReconciler:
         stored = await self.statuses.update(namespace, job_id, derive)
         if stored is not None:
             self.phases[key] = stored.phase
+
+
+def _spec_valid(refused: tuple[str, ...]) -> Condition:
+    """SpecValid: True; when meshed groups were left alone (Consul Connect), it says which and
+    why, so the status shows the same reason as ``controllerctl render``."""
+    if refused:
+        return cond.condition(
+            ConditionType.SPEC_VALID, True, "SomeGroupsRefused", "; ".join(refused)
+        )
+    return cond.condition(ConditionType.SPEC_VALID, True, "Parsed")
 
 
 def _marker(job: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -66,10 +66,12 @@ def render(source: str, undo: bool, show_diff: bool, **settings: str | None) -> 
         _fail(EXIT_INVALID, f"{_name(source)}: {err}")
     if isinstance(result, Invalid):
         _fail(EXIT_INVALID, f"{_name(source)}: invalid mesh spec: {result.reason}")
+    for reason in result.refused:  # other groups are meshed: say which are not, and why
+        click.echo(f"controllerctl render: {_name(source)}: not meshed: {reason}", err=True)
     if document is None:
-        output: Any = {"Job": result} if from_hcl else result
+        output: Any = {"Job": result.job} if from_hcl else result.job
     else:
-        output = {**document, "Job": result}
+        output = {**document, "Job": result.job}
     rendered = pretty(output)
     if show_diff:
         before = pretty(document if document is not None else job)
@@ -78,7 +80,7 @@ def render(source: str, undo: bool, show_diff: bool, **settings: str | None) -> 
         click.echo(rendered, nl=False)
 
 
-def _fail(code: int, message: str) -> Any:
+def _fail(code: int, message: str) -> NoReturn:
     click.echo(f"controllerctl render: {message}", err=True)
     sys.exit(code)
 

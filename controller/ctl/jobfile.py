@@ -16,6 +16,7 @@ import logging
 import ssl
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -43,17 +44,27 @@ class Unreadable(Exception):
     """The input is not a Nomad job we can read; the message says what to do."""
 
 
-def transform(job: dict[str, Any], config: MeshConfig, undo: bool) -> dict[str, Any] | Invalid:
+@dataclass(frozen=True)
+class Rendered:
+    """The job to print, and the groups left unmeshed with why (the job is still written)."""
+
+    job: dict[str, Any]
+    refused: tuple[str, ...] = ()
+
+
+def transform(job: dict[str, Any], config: MeshConfig, undo: bool) -> Rendered | Invalid:
     """The meshed job (or with ``undo`` the user's job), the job itself when there is nothing
     to do, or Invalid. ``uninject`` raises UndoError when the undo record is unusable."""
     if undo:
-        return uninject(job)
+        return Rendered(uninject(job))
     decision = plan_job(job, config)
     if isinstance(decision, Invalid):
         return decision
-    if isinstance(decision, Apply | Remove):
-        return decision.job
-    return job
+    if isinstance(decision, Remove):
+        return Rendered(decision.job)
+    if isinstance(decision, Apply):
+        return Rendered(decision.job, decision.refused)
+    return Rendered(job, decision.refused)
 
 
 def read_source(source: str) -> str:

@@ -336,6 +336,18 @@ def test_render_exits_1_with_a_reason_that_names_the_group_and_what_to_do(
     assert result.stderr == f"controllerctl render: {path}: invalid mesh spec: {reason}\n"
 
 
+def test_render_meshes_the_sibling_and_names_the_refused_connect_group(tmp_path: Path) -> None:
+    job = fixture("connect-group-beside-meshed-group")
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps({"Job": job}))
+    result = run_render([str(path)])
+    decision = plan_job(job, CONFIG)
+    assert isinstance(decision, Apply)
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == {"Job": decision.job}
+    assert result.stderr == f"controllerctl render: {path}: not meshed: {decision.refused[0]}\n"
+
+
 def test_inject_of_a_task_port_fixture_matches_render() -> None:
     job = fixture("task-port-exec-static")
     out = json.loads((JOBS / "task-port-exec-static.out.json").read_text())["Job"]

@@ -1,15 +1,15 @@
 """The whole controller in-process against the Nomad twin, with test timings.
 
-The twin runs in real time in the same event loop, so waits are bounded polls of world state
-(the twin's stored jobs and versions, the status Variables), never fixed sleeps.
+The twin runs in real time in the same event loop, so tests wait with bounded polls of world
+state (the twin's stored jobs and versions, the status Variables; tests.support.waiting), never
+fixed sleeps.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from controller.app import App, Tuning
@@ -94,26 +94,6 @@ def settings_for(twin: NomadTwin, token: str | None = None, **env: str) -> Setti
     return Settings.from_env(values)
 
 
-async def eventually(
-    check: Callable[[], Awaitable[bool]] | Callable[[], bool],
-    *,
-    within: float = 10.0,
-    every: float = 0.05,
-    what: str = "condition",
-) -> None:
-    """Poll ``check`` until it holds; fail after ``within`` seconds of real time."""
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not hold within {within}s")
-        await asyncio.sleep(every)
-
-
 @contextlib.asynccontextmanager
 async def running(
     settings: Settings,
@@ -129,7 +109,9 @@ async def running(
     try:
         await app.http.started.wait()
         if wait_synced:
-            await eventually(app.source.synced.is_set, what="leader synced")
+            # The source sets this Event once the leader's first LIST is enqueued; waiting on
+            # it needs no poll (tests poll world state with tests.support.waiting).
+            await asyncio.wait_for(app.source.synced.wait(), timeout=10.0)
         yield app, task
     finally:
         if not task.done():

@@ -3,13 +3,12 @@ and Consul's success/failure thresholds, against real loopback servers."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import ipaddress
 import json
 import socket
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from cryptography.x509.oid import NameOID
 
 from devstack.consul import ConsulTwin, start_consul_twin
 from devstack.consul.runner import StatusHandler
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -113,13 +113,6 @@ async def register(twin: ConsulTwin, body: dict[str, Any]) -> None:
         s.put(f"{twin.url}/v1/agent/service/register", data=json.dumps(body)) as r,
     ):
         assert r.status == 200, await r.text()
-
-
-async def eventually(predicate: Callable[[], bool], within: float = 10.0) -> None:
-    """Poll something the twin does not notify about (the test server's own counters)."""
-    async with asyncio.timeout(within):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 async def settle(twin: ConsulTwin, check_id: str, status: str) -> str:

@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 
 from devstack.consul import ConsulTwin, start_consul_twin
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -55,9 +56,9 @@ async def test_pause_drops_a_blocking_query_in_flight(twin: ConsulTwin) -> None:
                 await r.read()
 
         waiter = asyncio.create_task(blocked())
-        async with asyncio.timeout(10):
-            while twin.state.blocked_queries == 0:  # until the request is parked in the twin
-                await asyncio.sleep(0.01)
+        await eventually(
+            lambda: twin.state.blocked_queries > 0, every=0.01, what="the request parked"
+        )
         await twin.faults.pause()
         with pytest.raises(aiohttp.ClientError):
             await waiter
@@ -90,12 +91,9 @@ async def test_timed_pause_over_http_resumes_by_itself(twin: ConsulTwin) -> None
             assert r.status == 400  # nobody could resume it over HTTP
         async with s.put(f"{twin.url}/_twin/pause?duration=300ms") as r:
             assert r.status == 200
-    async with asyncio.timeout(10):
-        while not twin.faults.paused:  # it pauses once the answer has gone out
-            await asyncio.sleep(0.01)
+    # It pauses once the answer has gone out.
+    await eventually(lambda: twin.faults.paused, every=0.01, what="paused")
     with pytest.raises(aiohttp.ClientConnectorError):
         await leader(twin)
-    async with asyncio.timeout(10):
-        while twin.faults.paused:
-            await asyncio.sleep(0.02)
+    await eventually(lambda: not twin.faults.paused, every=0.02, what="resumed by itself")
     assert await leader(twin) == 200

@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 
 from devstack.nomad import NomadTwin, start_nomad_twin
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 TABLES = json.loads(
@@ -148,11 +149,12 @@ async def test_job_endpoints_match_struct_tables(
     twin, http = world
     reg = await (await http.post(f"{twin.url}/v1/jobs", json=job_body())).json()
     check("JobRegisterResponse", reg)
-    async with asyncio.timeout(10):
-        while (await get(http, f"{twin.url}/v1/job/web/deployment") or {}).get(
-            "Status"
-        ) != "successful":
-            await asyncio.sleep(0.02)
+
+    async def deployed() -> bool:
+        deployment = await get(http, f"{twin.url}/v1/job/web/deployment") or {}
+        return bool(deployment.get("Status") == "successful")
+
+    await eventually(deployed, every=0.02, what="deployment successful")
     check("Job", await get(http, f"{twin.url}/v1/job/web"))
     for stub in await get(http, f"{twin.url}/v1/jobs?meta=true"):
         check("JobListStub", stub)

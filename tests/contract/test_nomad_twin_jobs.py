@@ -17,6 +17,7 @@ import nomad
 import pytest
 
 from devstack.nomad import NomadTwin, start_nomad_twin
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -281,9 +282,8 @@ async def test_plan_annotations_and_diff(twin: NomadTwin, http: aiohttp.ClientSe
 
 
 async def _wait_running(twin: NomadTwin, http: aiohttp.ClientSession, jid: str, count: int) -> None:
-    for _ in range(200):
+    async def running() -> bool:
         allocs = await (await http.get(f"{twin.url}/v1/job/{jid}/allocations")).json()
-        if sum(a["ClientStatus"] == "running" for a in allocs) >= count:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("allocations never ran")
+        return sum(a["ClientStatus"] == "running" for a in allocs) >= count
+
+    await eventually(running, within=4.0, every=0.02, what=f"{count} allocations of {jid} running")

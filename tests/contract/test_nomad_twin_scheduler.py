@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlparse
 
@@ -13,6 +13,7 @@ import nomad
 import pytest
 
 from devstack.nomad import NomadTwin, TaskContext, start_nomad_twin
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -89,12 +90,6 @@ async def twin() -> AsyncIterator[NomadTwin]:
     t = await start_nomad_twin(heartbeat_interval=0.2)
     yield t
     await t.stop()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
-    async with asyncio.timeout(10):
-        while not await check():
-            await asyncio.sleep(0.02)
 
 
 async def allocs_of(http: aiohttp.ClientSession, twin: NomadTwin, jid: str = "web") -> list[Any]:

@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 
 from devstack.nomad import NomadTwin, TaskContext, start_nomad_twin
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -116,9 +117,11 @@ async def started(
     )
     rec.twin = twin
     await http.post(f"{twin.url}/v1/jobs", json=body)
-    async with asyncio.timeout(10):
-        while rec.ops("running") != [None] or len(rec.ops("start")) < 3:
-            await asyncio.sleep(0.02)
+    await eventually(
+        lambda: rec.ops("running") == [None] and len(rec.ops("start")) >= 3,
+        every=0.02,
+        what="the alloc running with its three tasks started",
+    )
     (aid,) = twin.state.allocs
     return twin, aid
 
@@ -136,9 +139,7 @@ async def test_stop_deregisters_then_waits_the_delays_then_kills_mains_before_si
     twin, aid = await started(http, rec, job())
     try:
         await http.delete(f"{twin.url}/v1/job/shop")
-        async with asyncio.timeout(10):
-            while rec.ops("stopped") != [None]:
-                await asyncio.sleep(0.02)
+        await eventually(lambda: rec.ops("stopped") == [None], every=0.02, what="alloc stopped")
         alloc = await alloc_of(http, twin, aid)
     finally:
         await twin.stop()
@@ -182,9 +183,7 @@ async def test_without_delays_deregistration_still_precedes_the_kill(
     try:
         async with http.post(f"{twin.url}/v1/allocation/{aid}/stop") as r:
             assert r.status == 200
-        async with asyncio.timeout(10):
-            while rec.ops("stopped") != [None]:
-                await asyncio.sleep(0.02)
+        await eventually(lambda: rec.ops("stopped") == [None], every=0.02, what="alloc stopped")
         alloc = await alloc_of(http, twin, aid)
     finally:
         await twin.stop()
@@ -206,9 +205,8 @@ async def test_agent_shutdown_cuts_a_stop_short_and_skips_the_delays(
     body["Job"]["TaskGroups"][0]["Tasks"][0]["ShutdownDelay"] = 60 * NS
     twin, _ = await started(http, rec, body)
     await http.delete(f"{twin.url}/v1/job/shop")
-    async with asyncio.timeout(10):
-        while rec.ops("deregister") != [None]:  # the stop is now in its 60 s group delay
-            await asyncio.sleep(0.02)
+    # Once deregistered, the stop is in its 60 s group delay.
+    await eventually(lambda: rec.ops("deregister") == [None], every=0.02, what="deregistered")
     async with asyncio.timeout(10):  # a hang guard: waiting out 60 s delays would trip it
         await twin.stop()
     assert sorted(name for name in rec.ops("kill") if name) == ["app", "plain", "proxy"]

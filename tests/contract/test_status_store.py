@@ -19,7 +19,7 @@ from crds_equivalent.status import (
     MeshStatus,
     Phase,
 )
-from tests.contract.nomad_fixtures import nomad, nomad_twin
+from tests.support.nomad_fixtures import nomad, nomad_twin
 
 __all__ = ["nomad", "nomad_twin"]
 

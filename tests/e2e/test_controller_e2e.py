@@ -36,22 +36,12 @@ from controller.vault import VaultClient, VaultConnection, bootstrap_pki, root_p
 from crds_equivalent import keys
 from devstack.executor import RawExecDriver
 from devstack.up import Devstack, build_devstack
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 CONTROLLER = str(Path(sys.executable).with_name("controller"))
 TUNING = Tuning(rollout_poll=0.5, alloc_debounce=0.2, handle_signals=False)
-
-
-async def eventually(probe: Any, *, within: float = 60.0, what: str) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {within}s (last: {value!r})")
-        await asyncio.sleep(0.2)
 
 
 @pytest_asyncio.fixture
@@ -102,7 +92,7 @@ async def test_a_meshed_raw_exec_job_serves_verified_https_through_nginx(
             status = await app.statuses.get("default", "web")  # read from the Nomad Variable
             return status is not None and status.phase == "Ready"
 
-        await eventually(ready, what="web Ready")
+        await eventually(ready, what="web Ready", within=60.0)
         converged = time.monotonic() - started
         print(f"\nweb converged (submit -> status Ready) in {converged:.1f}s")
 

@@ -20,7 +20,6 @@ from crds_equivalent.keys import VAR_LEADER
 from devstack.nomad import NomadTwin, start_nomad_twin
 from devstack.testing import (
     User,
-    eventually,
     injected,
     running,
     settings_for,
@@ -28,6 +27,7 @@ from devstack.testing import (
     user_job,
     versions,
 )
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -15,7 +15,6 @@ from crds_equivalent import keys
 from devstack.nomad import NomadTwin, start_nomad_twin
 from devstack.testing import (
     User,
-    eventually,
     injected,
     phase,
     running,
@@ -25,6 +24,7 @@ from devstack.testing import (
     user_job,
     versions,
 )
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,7 +13,6 @@ from controller.app import App
 from devstack.nomad import NomadTwin, start_nomad_twin
 from devstack.nomad.jobsvc import register
 from devstack.testing import (
-    eventually,
     injected,
     running,
     settings_for,
@@ -21,6 +20,7 @@ from devstack.testing import (
     user_job,
     versions,
 )
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 

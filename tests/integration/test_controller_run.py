@@ -17,7 +17,8 @@ import pytest_asyncio
 
 from crds_equivalent.keys import VAR_LEADER
 from devstack.nomad import NomadTwin, start_nomad_twin
-from devstack.testing import User, eventually, injected, stored, user_job
+from devstack.testing import User, injected, stored, user_job
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 

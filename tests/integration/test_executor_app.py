@@ -16,14 +16,14 @@ import psutil
 import pytest
 
 from devstack.vault import OpenBao
-from tests.integration.executor_stack import (
+from tests.support.executor_stack import (
     NS,
     Stack,
     app_task,
     events,
-    eventually,
     running_stack,
 )
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -73,7 +73,7 @@ async def running_alloc(stack: Stack, job_id: str = "web") -> dict[str, Any]:
         allocs = [a for a in await stack.allocs(job_id) if a["ClientStatus"] == "running"]
         return allocs[0] if allocs else None
 
-    result: dict[str, Any] = await eventually(probe)
+    result: dict[str, Any] = await eventually(probe, within=20.0)
     return result
 
 
@@ -82,7 +82,7 @@ async def test_app_serves_registers_passes_and_stop_kills_and_deregisters(stack:
     alloc = await running_alloc(stack)
     addr = addr_of(alloc)
     assert addr.startswith("127.0.0.1")  # the node's own loopback address (node-1 or node-2)
-    body = await eventually(lambda: get(stack.http, addr))
+    body = await eventually(lambda: get(stack.http, addr), within=20.0)
     pid = stack.driver.pid(alloc["ID"], "app")
     assert body == f"pid={pid} hups=0 task=app"
     proc = psutil.Process(pid)
@@ -102,7 +102,7 @@ async def test_app_serves_registers_passes_and_stop_kills_and_deregisters(stack:
         entries = await stack.health("web")
         return [e for e in entries if all(c["Status"] == "passing" for c in e["Checks"])]
 
-    [entry] = await eventually(passing)
+    [entry] = await eventually(passing, within=20.0)
     assert f"{entry['Service']['Address']}:{entry['Service']['Port']}" == addr
     assert entry["Service"]["ID"] == f"_nomad-task-{alloc['ID']}-group-web-web-http"
 
@@ -111,7 +111,7 @@ async def test_app_serves_registers_passes_and_stop_kills_and_deregisters(stack:
     async def gone() -> bool:
         return not psutil.pid_exists(pid) and await stack.health("web") == []
 
-    await eventually(gone)
+    await eventually(gone, within=20.0)
     final = (await stack.allocs("web"))[0]
     assert final["ClientStatus"] == "complete"
     kinds = events(final, "app")
@@ -125,17 +125,23 @@ async def test_restart_and_signal_endpoints_act_on_the_real_process(stack: Stack
     alloc = await running_alloc(stack)
     addr = addr_of(alloc)
     first = stack.driver.pid(alloc["ID"], "app")
-    assert await eventually(lambda: get(stack.http, addr)) == f"pid={first} hups=0 task=app"
+    assert (
+        await eventually(lambda: get(stack.http, addr), within=20.0)
+        == f"pid={first} hups=0 task=app"
+    )
 
     assert await stack.client_op(alloc["ID"], "signal", {"Signal": "SIGHUP", "Task": "app"}) == 200
-    assert await eventually(lambda: _has(stack, addr, "hups=1"))
+    assert await eventually(lambda: _has(stack, addr, "hups=1"), within=20.0)
 
     assert await stack.client_op(alloc["ID"], "restart", {"TaskName": "app"}) == 200
     second = stack.driver.pid(alloc["ID"], "app")
     assert second is not None
     assert second != first
     assert not psutil.pid_exists(first)
-    assert await eventually(lambda: get(stack.http, addr)) == f"pid={second} hups=0 task=app"
+    assert (
+        await eventually(lambda: get(stack.http, addr), within=20.0)
+        == f"pid={second} hups=0 task=app"
+    )
     latest = (await stack.allocs("web"))[0]
     state = latest["TaskStates"]["app"]
     assert state["Restarts"] == 1
@@ -159,10 +165,10 @@ async def test_crash_turns_check_critical_then_restart_policy_brings_it_back(sta
         checks = [c for e in entries for c in e["Checks"] if c["ServiceName"] == "web"]
         return checks[0]["Status"] if checks else ""
 
-    assert await eventually(lambda: _is(status, "passing"))
+    assert await eventually(lambda: _is(status, "passing"), within=20.0)
     os.kill(first, signal.SIGKILL)
-    assert await eventually(lambda: _is(status, "critical"))
-    assert await eventually(lambda: _is(status, "passing"))
+    assert await eventually(lambda: _is(status, "critical"), within=20.0)
+    assert await eventually(lambda: _is(status, "passing"), within=20.0)
     second = stack.driver.pid(alloc["ID"], "app")
     assert second not in (None, first)
     latest = (await stack.allocs("web"))[0]
@@ -226,7 +232,7 @@ async def test_lifecycle_order_kill_timeout_and_poststop(stack: Stack, tmp_path:
     async def all_started() -> bool:
         return trace.exists() and len(trace.read_text().split("\n")) >= 5
 
-    await eventually(all_started)
+    await eventually(all_started, within=20.0)
     started = [line.split()[0] for line in trace.read_text().splitlines()]
     assert started.index("init") < started.index("main")
     assert started.index("side") < started.index("main")
@@ -240,7 +246,7 @@ async def test_lifecycle_order_kill_timeout_and_poststop(stack: Stack, tmp_path:
         a = (await stack.allocs("life"))[0]
         return a if a["ClientStatus"] == "complete" else None
 
-    final = await eventually(complete)
+    final = await eventually(complete, within=20.0)
     lines = trace.read_text().splitlines()
     assert lines[-1] == "cleanup start"
     assert not psutil.pid_exists(main_pid)
@@ -263,13 +269,13 @@ async def test_each_allocation_binds_its_own_node_address_and_port(stack: Stack)
         allocs = [a for a in await stack.allocs("web") if a["ClientStatus"] == "running"]
         return allocs if len(allocs) == 3 else []
 
-    allocs = await eventually(three_running)
+    allocs = await eventually(three_running, within=20.0)
     addrs = {addr_of(a) for a in allocs}
     assert len(addrs) == 3
     assert {a.split(":")[0] for a in addrs} == {"127.0.0.11", "127.0.0.12"}
     for alloc in allocs:
         pid = stack.driver.pid(alloc["ID"], "app")
-        body = await eventually(lambda a=alloc: get(stack.http, addr_of(a)))
+        body = await eventually(lambda a=alloc: get(stack.http, addr_of(a)), within=20.0)
         assert body == f"pid={pid} hups=0 task=app"
 
 

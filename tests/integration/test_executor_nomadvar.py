@@ -17,7 +17,8 @@ import pytest
 
 from devstack.executor import ExecutorSettings, RawExecDriver, RetryPolicy
 from devstack.nomad import NomadTwin, start_nomad_twin
-from tests.integration.executor_stack import NS, eventually, our_processes
+from tests.support.executor_stack import NS, our_processes
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 

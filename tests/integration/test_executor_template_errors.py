@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 
 from devstack.vault import OpenBao
-from tests.integration.executor_stack import (
+from tests.support.executor_stack import (
     NS,
     Stack,
     app_task,
     events,
-    eventually,
     running_stack,
 )
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -68,7 +68,7 @@ async def alloc_where(stack: Stack, job_id: str, pred: Any) -> dict[str, Any]:
                 return alloc
         return None
 
-    result: dict[str, Any] = await eventually(probe)
+    result: dict[str, Any] = await eventually(probe, within=20.0)
     return result
 
 

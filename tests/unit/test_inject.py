@@ -23,7 +23,7 @@ from reconcilers.injection.inject import (
     spec_hash,
     uninject,
 )
-from tests.golden_jobs import JOBS, cases, render_case, run_render
+from tests.support.golden_jobs import JOBS, cases, render_case, run_render
 
 NS = 1_000_000_000
 DOCKER = MeshConfig()

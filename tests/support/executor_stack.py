@@ -8,12 +8,10 @@ environment) and asserts none is left afterwards.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import ssl
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,20 +126,6 @@ async def stop_stack(stack: Stack) -> None:
     await stack.driver.close()
     await stack.registrar.close()
     await stack.consul.stop()
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[Any]], within: float = 20.0, interval: float = 0.1
-) -> Any:
-    """Poll `probe` until it returns something truthy; its last value is returned."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {within}s; last value: {last!r}")
 
 
 def events(alloc: dict[str, Any], task: str) -> list[str]:

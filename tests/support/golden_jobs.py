@@ -3,7 +3,7 @@
 The inputs are real Nomad register/read bodies (from Nomad's testdata, python-nomad and the
 Nomad API docs) with mesh meta added. Tests compare the rendered text exactly. After an
 intentional change of the injection (bump INJECTOR_VERSION when the output changes), run
-`.venv/bin/python -m tests.golden_jobs` and review the diff of the .out.json files.
+`.venv/bin/python -m tests.support.golden_jobs` and review the diff of the .out.json files.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 from controller.render_cmd import render
 from crds_equivalent.config import MeshConfig
 
-JOBS = Path(__file__).parent / "fixtures" / "jobs"
+JOBS = Path(__file__).parents[1] / "fixtures" / "jobs"
 
 
 def cases() -> list[str]:

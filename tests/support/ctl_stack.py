@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +23,7 @@ from devstack.nomad import NomadTwin, start_nomad_twin
 from devstack.registrar import ConsulRegistrar
 from devstack.vault import OpenBao
 from reconcilers.injection.plan import Apply, plan_job
+from tests.support.waiting import eventually
 
 ROOT_MOUNT = "ctl_pki"
 INT_MOUNT = "ctl_pki_int"
@@ -116,19 +116,6 @@ class Stack:
         )
 
 
-async def eventually(check: Callable[[], Any], *, within: float = 15.0, what: str = "") -> None:
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what or 'condition'} did not hold within {within}s")
-        await asyncio.sleep(0.05)
-
-
 @contextlib.asynccontextmanager
 async def stack(bao: OpenBao, *, heartbeat: float = 30.0) -> AsyncIterator[Stack]:
     await bootstrap_pki(VaultClient(VaultConnection(bao.addr, bao.root_token)), LAYOUT)
@@ -154,7 +141,7 @@ async def running_with_tls(s: Stack, job_id: str, count: int = 2) -> Mapping[str
         running = [a for a in allocs if a["ClientStatus"] == "running"]
         return len(running) == count and len(s.consul.state.services_named(job_id)) == count
 
-    await eventually(ready, what=f"{job_id} running and registered")
+    await eventually(ready, what=f"{job_id} running and registered", within=15.0)
     stored = await s.jobs.get_job(job_id, "default")
     assert stored is not None
     return stored

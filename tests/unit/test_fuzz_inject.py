@@ -23,7 +23,7 @@ from crds_equivalent.spec import parse_job_specs
 from reconcilers.injection.inject import uninject
 from reconcilers.injection.plan import Apply, Invalid, NoOp, Remove, plan_job
 from tests.support.fuzzing import FUZZ, FUZZ_TIMEOUT, mangled
-from tests.unit.test_inject_properties import configs, group, jobs
+from tests.support.strategies import configs, group, jobs
 
 pytestmark = pytest.mark.timeout(FUZZ_TIMEOUT)
 WIDE = settings(FUZZ, max_examples=max(5, FUZZ.max_examples // 20))  # 200 groups each

@@ -1,16 +1,16 @@
 """The whole controller in-process against the Nomad twin, with test timings.
 
-The twin runs in real time in the same event loop, so tests wait with bounded polls of world
-state (the twin's stored jobs and versions, the status Variables; tests.support.waiting), never
-fixed sleeps.
+The twin runs in real time in the same event loop, so waits are bounded polls of world state
+(the twin's stored jobs and versions, the status Variables), never fixed sleeps.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from controller.app import App, Tuning
 from controller.config import Settings
@@ -23,6 +23,7 @@ from devstack.nomad import NomadTwin
 from devstack.nomad.canon import canonicalize_job, spec_of
 
 SECOND = 1_000_000_000
+T = TypeVar("T")
 
 FAST = Tuning(
     rollout_poll=0.3,
@@ -94,6 +95,32 @@ def settings_for(twin: NomadTwin, token: str | None = None, **env: str) -> Setti
     return Settings.from_env(values)
 
 
+async def eventually(
+    check: Callable[[], T | Awaitable[T]],
+    *,
+    within: float = 10.0,
+    every: float = 0.05,
+    what: str = "condition",
+) -> T:
+    """Call ``check`` (sync or async) until it returns something truthy, and return that.
+
+    The one bounded poll of world state for the tests and this harness (tests import it
+    as ``tests.support.waiting.eventually``; it lives here because devstack must not import the
+    test tree). Fails with AssertionError naming ``what`` and the last value once ``within``
+    seconds of real time have passed; the check runs once more after the deadline.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        value = check()
+        if isinstance(value, Awaitable):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not hold within {within}s (last value: {value!r})")
+        await asyncio.sleep(every)
+
+
 @contextlib.asynccontextmanager
 async def running(
     settings: Settings,
@@ -109,9 +136,7 @@ async def running(
     try:
         await app.http.started.wait()
         if wait_synced:
-            # The source sets this Event once the leader's first LIST is enqueued; waiting on
-            # it needs no poll (tests poll world state with tests.support.waiting).
-            await asyncio.wait_for(app.source.synced.wait(), timeout=10.0)
+            await eventually(app.source.synced.is_set, what="leader synced")
         yield app, task
     finally:
         if not task.done():

@@ -8,6 +8,10 @@ import pytest_asyncio
 
 from devstack.vault import OpenBao, start_openbao
 
+# Fixtures every layer may use, kept in tests/support so that no test module has to import
+# (and re-export) another module's fixtures: the twin factories, and the Nomad adapter on a twin.
+pytest_plugins = ["tests.support.twins", "tests.support.nomad_fixtures"]
+
 # --- OpenBao (devstack/vault.py) -----------------------------------------------------------------
 # One real dev-mode OpenBao per test session (per xdist worker). Tests that change global state
 # (seal, mounts) must put it back or use their own mount names.

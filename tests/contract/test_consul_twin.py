@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import consul
@@ -11,19 +11,16 @@ import consul.aio
 import pytest
 import pytest_asyncio
 
-from devstack.consul import ConsulTwin, start_consul_twin
+from devstack.consul import ConsulTwin
+from tests.support.twins import ConsulTwinFactory
 
 pytestmark = pytest.mark.timeout(30)
 T = TypeVar("T")
 
 
 @pytest_asyncio.fixture
-async def twin() -> AsyncIterator[ConsulTwin]:
-    t = await start_consul_twin(check_runner=False)
-    try:
-        yield t
-    finally:
-        await t.stop()
+async def twin(make_consul_twin: ConsulTwinFactory) -> ConsulTwin:
+    return await make_consul_twin(check_runner=False)
 
 
 def client(twin: ConsulTwin) -> consul.Consul:

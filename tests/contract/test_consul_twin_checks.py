@@ -8,7 +8,6 @@ import ipaddress
 import json
 import socket
 import ssl
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from devstack.consul import ConsulTwin, start_consul_twin
+from devstack.consul import ConsulTwin
 from devstack.consul.runner import StatusHandler
+from tests.support.twins import ConsulTwinFactory
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(30)
@@ -99,12 +99,8 @@ def self_signed(tmp: Path, name: str) -> ssl.SSLContext:
 
 
 @pytest_asyncio.fixture
-async def twin() -> AsyncIterator[ConsulTwin]:
-    t = await start_consul_twin(min_check_interval=0.02)
-    try:
-        yield t
-    finally:
-        await t.stop()
+async def twin(make_consul_twin: ConsulTwinFactory) -> ConsulTwin:
+    return await make_consul_twin(min_check_interval=0.02)
 
 
 async def register(twin: ConsulTwin, body: dict[str, Any]) -> None:

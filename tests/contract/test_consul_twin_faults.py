@@ -4,25 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 import pytest_asyncio
 
-from devstack.consul import ConsulTwin, start_consul_twin
+from devstack.consul import ConsulTwin
+from tests.support.twins import ConsulTwinFactory
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(30)
 
 
 @pytest_asyncio.fixture
-async def twin() -> AsyncIterator[ConsulTwin]:
-    t = await start_consul_twin(check_runner=False)
-    try:
-        yield t
-    finally:
-        await t.stop()
+async def twin(make_consul_twin: ConsulTwinFactory) -> ConsulTwin:
+    return await make_consul_twin(check_runner=False)
 
 
 async def leader(twin: ConsulTwin) -> int:

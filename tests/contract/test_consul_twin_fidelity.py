@@ -9,7 +9,6 @@ newer agents added, listed here.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,8 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from devstack.consul import ConsulTwin, start_consul_twin
+from devstack.consul import ConsulTwin
+from tests.support.twins import ConsulTwinFactory
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -74,12 +74,8 @@ def parse_wire_capture() -> list[tuple[dict[str, str], Any]]:
 
 
 @pytest_asyncio.fixture
-async def twin() -> AsyncIterator[ConsulTwin]:
-    t = await start_consul_twin(check_runner=False)
-    try:
-        yield t
-    finally:
-        await t.stop()
+async def twin(make_consul_twin: ConsulTwinFactory) -> ConsulTwin:
+    return await make_consul_twin(check_runner=False)
 
 
 async def _register(twin: ConsulTwin, body: dict[str, Any]) -> None:

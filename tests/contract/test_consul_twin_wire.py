@@ -10,18 +10,15 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from devstack.consul import ConsulTwin, start_consul_twin
+from devstack.consul import ConsulTwin
+from tests.support.twins import ConsulTwinFactory
 
 pytestmark = pytest.mark.timeout(30)
 
 
 @pytest_asyncio.fixture
-async def twin() -> AsyncIterator[ConsulTwin]:
-    t = await start_consul_twin(check_runner=False)
-    try:
-        yield t
-    finally:
-        await t.stop()
+async def twin(make_consul_twin: ConsulTwinFactory) -> ConsulTwin:
+    return await make_consul_twin(check_runner=False)
 
 
 @pytest_asyncio.fixture

@@ -19,10 +19,8 @@ from controller.nomad.stream import EventStream
 from controller.nomad.variables import NomadVariables
 from crds_equivalent.keys import INJECTED_GROUP_META, MESH_TLS, SIDECAR_TASK
 from devstack.nomad.server import NomadTwin, start_nomad_twin
-from tests.support.nomad_fixtures import job_spec, nomad, nomad_twin
+from tests.support.nomad_fixtures import job_spec
 from tests.support.waiting import eventually
-
-__all__ = ["nomad", "nomad_twin"]
 
 pytestmark = pytest.mark.timeout(60)
 

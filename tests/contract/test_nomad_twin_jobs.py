@@ -16,7 +16,8 @@ import aiohttp
 import nomad
 import pytest
 
-from devstack.nomad import NomadTwin, start_nomad_twin
+from devstack.nomad import NomadTwin
+from tests.support.twins import NomadTwinFactory
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
@@ -43,10 +44,8 @@ def job(job_id: str = "web", count: int = 1, **group_extra: Any) -> dict[str, An
 
 
 @pytest.fixture
-async def twin() -> AsyncIterator[NomadTwin]:
-    t = await start_nomad_twin(heartbeat_interval=0.2)
-    yield t
-    await t.stop()
+async def twin(make_nomad_twin: NomadTwinFactory) -> NomadTwin:
+    return await make_nomad_twin(heartbeat_interval=0.2)
 
 
 @pytest.fixture

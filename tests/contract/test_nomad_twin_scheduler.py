@@ -13,6 +13,7 @@ import nomad
 import pytest
 
 from devstack.nomad import NomadTwin, TaskContext, start_nomad_twin
+from tests.support.twins import NomadTwinFactory
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
@@ -86,10 +87,8 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-async def twin() -> AsyncIterator[NomadTwin]:
-    t = await start_nomad_twin(heartbeat_interval=0.2)
-    yield t
-    await t.stop()
+async def twin(make_nomad_twin: NomadTwinFactory) -> NomadTwin:
+    return await make_nomad_twin(heartbeat_interval=0.2)
 
 
 async def allocs_of(http: aiohttp.ClientSession, twin: NomadTwin, jid: str = "web") -> list[Any]:

@@ -14,6 +14,7 @@ import nomad
 import pytest
 
 from devstack.nomad import NomadTwin, start_nomad_twin
+from tests.support.twins import NomadTwinFactory
 
 pytestmark = pytest.mark.timeout(60)
 EVENT_KEYS = ["Topic", "Type", "Key", "Namespace", "FilterKeys", "Index", "Payload"]
@@ -35,10 +36,8 @@ def job(job_id: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def twin() -> AsyncIterator[NomadTwin]:
-    t = await start_nomad_twin(heartbeat_interval=0.2)
-    yield t
-    await t.stop()
+async def twin(make_nomad_twin: NomadTwinFactory) -> NomadTwin:
+    return await make_nomad_twin(heartbeat_interval=0.2)
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ import aiohttp
 import nomad
 import pytest
 
-from devstack.nomad import NomadTwin, start_nomad_twin
+from devstack.nomad import NomadTwin
+from tests.support.twins import NomadTwinFactory
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -25,10 +26,8 @@ class FakeClock:
 
 
 @pytest.fixture
-async def twin() -> AsyncIterator[NomadTwin]:
-    t = await start_nomad_twin(heartbeat_interval=0.2)
-    yield t
-    await t.stop()
+async def twin(make_nomad_twin: NomadTwinFactory) -> NomadTwin:
+    return await make_nomad_twin(heartbeat_interval=0.2)
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ them: healthy, a plaintext leftover, a failing check, then Consul gone."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -17,7 +15,7 @@ from controller.consul.client import ConsulClient
 from controller.tlsprobe import TlsProber, subject_key_id
 from controller.vault.trust import MeshTrust, TrustedIssuer, mesh_trust
 from crds_equivalent.status import ConditionStatus, ConditionType, Phase
-from devstack.consul.server import ConsulTwin, start_consul_twin
+from devstack.consul.server import ConsulTwin
 from devstack.registrar import service_id
 from reconcilers.health.reconciler import HealthReconciler
 from tests.support.health_world import (
@@ -31,6 +29,7 @@ from tests.support.health_world import (
     mesh_status,
     meshed,
 )
+from tests.support.twins import ConsulTwinFactory
 from tests.support.x509 import Ca, issue, server_context, serving
 
 pytestmark = pytest.mark.timeout(60)
@@ -38,13 +37,8 @@ SNI = "web.service.consul"
 
 
 @pytest_asyncio.fixture
-async def twin() -> AsyncIterator[ConsulTwin]:
-    t = await start_consul_twin(check_runner=False)
-    try:
-        yield t
-    finally:
-        with contextlib.suppress(Exception):
-            await t.stop()
+async def twin(make_consul_twin: ConsulTwinFactory) -> ConsulTwin:
+    return await make_consul_twin(check_runner=False)
 
 
 async def _agent(twin: ConsulTwin, method: str, path: str, body: object = None) -> None:

@@ -12,8 +12,9 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from devstack.consul import ConsulTwin, godur, start_consul_twin
+from devstack.consul import ConsulTwin, godur
 from devstack.registrar import ConsulRegistrar
+from tests.support.twins import ConsulTwinFactory
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -50,12 +51,8 @@ def hand_built_alloc(port: int) -> dict[str, Any]:
 
 
 @pytest_asyncio.fixture
-async def twin() -> AsyncIterator[ConsulTwin]:
-    t = await start_consul_twin(min_check_interval=0.05)
-    try:
-        yield t
-    finally:
-        await t.stop()
+async def twin(make_consul_twin: ConsulTwinFactory) -> ConsulTwin:
+    return await make_consul_twin(min_check_interval=0.05)
 
 
 @pytest_asyncio.fixture

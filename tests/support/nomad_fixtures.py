@@ -1,4 +1,8 @@
-"""Shared helpers for our Nomad adapter tests against the in-process Nomad twin."""
+"""Our Nomad adapter against the in-process Nomad twin: a small job and two fixtures.
+
+A pytest plugin (tests/conftest.py loads it), so the adapter and status-store tests ask for
+``nomad`` or ``nomad_twin`` by name instead of importing and re-exporting the fixtures.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ from typing import Any
 import pytest_asyncio
 
 from controller.nomad.client import NomadClient
-from devstack.nomad.server import NomadTwin, start_nomad_twin
+from devstack.nomad.server import NomadTwin
+from tests.support.twins import NomadTwinFactory
 
 
 def job_spec(
@@ -47,16 +52,14 @@ def job_spec(
 
 
 @pytest_asyncio.fixture
-async def nomad_twin() -> AsyncIterator[NomadTwin]:
-    twin = await start_nomad_twin(nodes=1)
-    try:
-        yield twin
-    finally:
-        await twin.stop()
+async def nomad_twin(make_nomad_twin: NomadTwinFactory) -> NomadTwin:
+    """One Nomad twin with a single simulated node."""
+    return await make_nomad_twin(nodes=1)
 
 
 @pytest_asyncio.fixture
 async def nomad(nomad_twin: NomadTwin) -> AsyncIterator[NomadClient]:
+    """Our adapter's client on ``nomad_twin``, with a retry budget that rides out its faults."""
     client = NomadClient(nomad_twin.url, retry_budget=2.0)
     try:
         yield client

@@ -5,13 +5,12 @@ values consul-template hands a template (items, Tuples, Keys, Values, Metadata, 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
-from devstack.nomad import NomadTwin, start_nomad_twin
+from devstack.nomad import NomadTwin
 from devstack.template import (
     MissingDependency,
     NomadTarget,
@@ -19,17 +18,14 @@ from devstack.template import (
     TemplateError,
     render,
 )
+from tests.support.twins import NomadTwinFactory
 
 pytestmark = pytest.mark.timeout(30)
 
 
 @pytest.fixture
-async def twin() -> AsyncIterator[NomadTwin]:
-    t = await start_nomad_twin(nodes=1)
-    try:
-        yield t
-    finally:
-        await t.stop()
+async def twin(make_nomad_twin: NomadTwinFactory) -> NomadTwin:
+    return await make_nomad_twin(nodes=1)
 
 
 async def put_var(url: str, path: str, items: dict[str, str], namespace: str = "") -> Any:

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner, Result
 
 from controller.render_cmd import render
 from crds_equivalent.config import MeshConfig
+from tests.support import paths
 
-JOBS = Path(__file__).parents[1] / "fixtures" / "jobs"
+JOBS = paths.FIXTURES / "jobs"
 
 
 def cases() -> list[str]:

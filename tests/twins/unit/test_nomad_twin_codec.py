@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from devstack.nomad.codec import format_go_duration, omitempty, parse_go_duration, rfc3339
 from devstack.nomad.decode import DecodeError, decode_request
+from tests.support import paths
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "nomad"
+FIXTURES = paths.FIXTURES / "nomad"
 
 
 @pytest.mark.parametrize(

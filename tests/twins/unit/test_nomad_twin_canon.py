@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from devstack.nomad.canon import canonicalize_job, spec_of
 from devstack.nomad.decode import decode_request
 from devstack.nomad.schema import STRUCTS
+from tests.support import paths
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "nomad"
+FIXTURES = paths.FIXTURES / "nomad"
 
 
 def _job(**task_extra: Any) -> dict[str, Any]:

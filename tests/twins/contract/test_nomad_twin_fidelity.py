@@ -12,19 +12,17 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
 from devstack.nomad import NomadTwin, start_nomad_twin
+from tests.support import paths
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
-TABLES = json.loads(
-    (Path(__file__).parent.parent / "fixtures" / "nomad" / "struct_fields.json").read_text()
-)["structs"]
+TABLES = json.loads((paths.FIXTURES / "nomad" / "struct_fields.json").read_text())["structs"]
 LISTS = {
     ("Job", "TaskGroups"): "TaskGroup",
     ("TaskGroup", "Tasks"): "Task",

@@ -9,7 +9,6 @@ newer agents added, listed here.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,11 +16,12 @@ import pytest
 import pytest_asyncio
 
 from devstack.consul import ConsulTwin
+from tests.support import paths
 from tests.support.twins import ConsulTwinFactory
 
 pytestmark = pytest.mark.timeout(30)
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "consul"
+FIXTURES = paths.FIXTURES / "consul"
 CAPTURES = json.loads((FIXTURES / "consul_real_response_captures.json").read_text())
 # Fields Consul added after the older captures were taken: transparent proxy mode (1.10) and
 # the agent version in node meta (present in the 1.16.2 capture's Node.Meta).

@@ -40,7 +40,7 @@ from tests.support.executor_stack import (
 )
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
 CONFIG = MeshConfig(sidecar_driver=SidecarDriver.RAW_EXEC, nginx_bin=NGINX)
 TTL = "12s"  # OpenBao backdates 30 s: the leaf is 92 % worn ~8.6 s after it was issued

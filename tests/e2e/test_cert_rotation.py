@@ -49,7 +49,7 @@ from tests.support.executor_stack import (
 )
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.timeout(150)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
 ROOT, INT = "e2e_pki", "e2e_pki_int"
 CONFIG = MeshConfig(

@@ -17,7 +17,17 @@ from hypothesis import strategies as st
 
 from crds_equivalent import keys
 
-FUZZ_EXAMPLES = int(os.environ.get("MESH_FUZZ_EXAMPLES") or 100)
+# `make test-fast` (the edit loop) scales every property's example count down, same seed order;
+# `make test` and CI run the full counts.
+EXAMPLES_SCALE = float(os.environ.get("MESH_EXAMPLES_SCALE") or 1.0)
+
+
+def examples(full: int) -> int:
+    """``full`` examples, scaled for the edit loop (never below 10)."""
+    return max(10, round(full * EXAMPLES_SCALE))
+
+
+FUZZ_EXAMPLES = int(os.environ.get("MESH_FUZZ_EXAMPLES") or examples(100))
 FUZZ_TIMEOUT = 120 + FUZZ_EXAMPLES // 4  # seconds per property (pytest-timeout)
 FUZZ = settings(
     max_examples=FUZZ_EXAMPLES,

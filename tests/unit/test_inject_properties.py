@@ -18,6 +18,7 @@ from crds_equivalent.spec import MeshSpec, parse_job_specs
 from reconcilers.injection.inject import inject, uninject
 from reconcilers.injection.plan import NoOp, plan_job, validate
 from tests.support.builders import canonicalise
+from tests.support.fuzzing import examples
 from tests.support.strategies import configs, jobs
 
 OWNED_GROUP_KEYS = {"Networks", "Services", "Tasks", "Meta"}
@@ -31,7 +32,9 @@ def meshable(job: dict[str, Any]) -> dict[str, MeshSpec]:
     return specs
 
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @SETTINGS
@@ -87,7 +90,7 @@ def test_unmeshed_groups_and_unknown_fields_are_untouched(
             }
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(jobs(), configs)
 def test_our_write_plans_as_noop_even_after_nomad_canonicalises_it(
     job: dict[str, Any], config: MeshConfig

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from controller.app import App, Tuning
 from controller.config import Settings
@@ -95,13 +95,25 @@ def settings_for(twin: NomadTwin, token: str | None = None, **env: str) -> Setti
     return Settings.from_env(values)
 
 
+@overload
 async def eventually(
-    check: Callable[[], T | Awaitable[T]],
+    check: Callable[[], Awaitable[T]], *, within: float = ..., every: float = ..., what: str = ...
+) -> T: ...
+
+
+@overload
+async def eventually(
+    check: Callable[[], T], *, within: float = ..., every: float = ..., what: str = ...
+) -> T: ...
+
+
+async def eventually(
+    check: Callable[[], Any],
     *,
     within: float = 10.0,
     every: float = 0.05,
     what: str = "condition",
-) -> T:
+) -> Any:
     """Call ``check`` (sync or async) until it returns something truthy, and return that.
 
     The one bounded poll of world state for the tests and this harness (tests import it

@@ -1,4 +1,5 @@
-"""The Nomad and Consul twin fixtures, as factories (a pytest plugin; tests/conftest.py loads it).
+"""The Nomad and Consul twin fixtures, as factories (a pytest plugin; tests/conftest.py loads it),
+and a raw HTTP session for the tests that speak the twins' wire API directly.
 
 Each module wants its twin with its own options (nodes, ACLs, heartbeat, check runner), so the
 fixture hands out a ``start(**options)`` function instead of one fixed twin. Whatever a test
@@ -16,6 +17,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
+import aiohttp
 import pytest_asyncio
 
 from devstack.consul.server import ConsulTwin, start_consul_twin
@@ -54,3 +56,11 @@ async def make_consul_twin() -> AsyncIterator[ConsulTwinFactory]:
             return twin
 
         yield start
+
+
+@pytest_asyncio.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain aiohttp session: the wire tests check status codes and bodies byte for byte,
+    which our adapters (retries, error mapping) would hide."""
+    async with aiohttp.ClientSession() as session:
+        yield session

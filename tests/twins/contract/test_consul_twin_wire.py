@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -19,12 +18,6 @@ pytestmark = pytest.mark.timeout(30)
 @pytest_asyncio.fixture
 async def twin(make_consul_twin: ConsulTwinFactory) -> ConsulTwin:
     return await make_consul_twin(check_runner=False)
-
-
-@pytest_asyncio.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def put(http: aiohttp.ClientSession, url: str, body: object) -> tuple[int, str]:

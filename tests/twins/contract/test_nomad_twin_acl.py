@@ -33,12 +33,6 @@ def job(job_id: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
 async def acl_twin() -> AsyncIterator[NomadTwin]:
     t = await start_nomad_twin(acl=True, heartbeat_interval=0.2)
     yield t

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlparse
 
@@ -46,12 +45,6 @@ def job(job_id: str = "web", count: int = 1, **group_extra: Any) -> dict[str, An
 @pytest.fixture
 async def twin(make_nomad_twin: NomadTwinFactory) -> NomadTwin:
     return await make_nomad_twin(heartbeat_interval=0.2)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def pyn(twin: NomadTwin) -> nomad.Nomad:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlparse
 
@@ -78,12 +77,6 @@ class RecordingDriver:
 
     async def restart(self, alloc: dict[str, Any], task: dict[str, Any], ctx: TaskContext) -> None:
         self.calls.append(("restart", task["Name"], alloc["ID"]))
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ in pending), and only then the kill signal; sidecars go last. An agent shutdown 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -101,12 +100,6 @@ class Recorder:
 
     async def restart(self, alloc: dict[str, Any], task: dict[str, Any], ctx: TaskContext) -> None:
         self.note("restart", task["Name"])
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def started(

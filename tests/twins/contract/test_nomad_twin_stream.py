@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlparse
 
@@ -38,12 +37,6 @@ def job(job_id: str) -> dict[str, Any]:
 @pytest.fixture
 async def twin(make_nomad_twin: NomadTwinFactory) -> NomadTwin:
     return await make_nomad_twin(heartbeat_interval=0.2)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def read_frames(resp: aiohttp.ClientResponse, count: int) -> list[Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from urllib.parse import urlparse
 
 import aiohttp
@@ -28,12 +27,6 @@ class FakeClock:
 @pytest.fixture
 async def twin(make_nomad_twin: NomadTwinFactory) -> NomadTwin:
     return await make_nomad_twin(heartbeat_interval=0.2)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def test_python_nomad_variables_crud_and_cas(twin: NomadTwin) -> None:

@@ -1,5 +1,6 @@
-"""Shared pieces of the executor integration tests: a Nomad twin with the raw_exec driver, the
-Consul twin behind the registrar, the real OpenBao with the mesh PKI, and small pollers.
+"""The executor stack: a Nomad twin with the raw_exec driver, the Consul twin behind the
+registrar, and the real OpenBao with the mesh PKI. Shared by the executor's own tests
+(tests/twins/integration), the executor TLS test and the e2e certificate tests.
 
 Also the process-table guard: every test records which processes exist that belong to it
 (descendants of this pytest process, or anything carrying one of the stack's alloc IDs in its

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -n 2
 
-.PHONY: install dev test lint fmt clean bench bench-quick chaos
+.PHONY: install dev test test-fast test-twins lint fmt clean bench bench-quick chaos
 
 install: $(STAMP) nginx-check
 
@@ -32,8 +32,19 @@ nginx-check:
 dev: install
 	$(BIN)/controller dev --demo
 
+# Everything: product unit, contract, integration and e2e tests, and the twins' own (testpaths).
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The edit loop: the product's unit tests only (no twins, OpenBao or e2e processes; `nginx -t` and
+# the HCL generator are the only subprocesses), the hypothesis properties at a fifth of their
+# examples. Under a minute on 2 cores; `make test` runs the full counts.
+test-fast: install
+	MESH_EXAMPLES_SCALE=0.2 $(BIN)/python -m pytest tests/unit -m "not e2e" -q $(PYTEST_ARGS)
+
+# The twins' own fidelity tests (tests/twins): run these after changing devstack/.
+test-twins: install
+	$(BIN)/python -m pytest tests/twins -q $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from controller.app import App, Tuning
 from controller.config import Settings
@@ -23,6 +23,7 @@ from devstack.nomad import NomadTwin
 from devstack.nomad.canon import canonicalize_job, spec_of
 
 SECOND = 1_000_000_000
+T = TypeVar("T")
 
 FAST = Tuning(
     rollout_poll=0.3,
@@ -94,23 +95,41 @@ def settings_for(twin: NomadTwin, token: str | None = None, **env: str) -> Setti
     return Settings.from_env(values)
 
 
+@overload
 async def eventually(
-    check: Callable[[], Awaitable[bool]] | Callable[[], bool],
+    check: Callable[[], Awaitable[T]], *, within: float = ..., every: float = ..., what: str = ...
+) -> T: ...
+
+
+@overload
+async def eventually(
+    check: Callable[[], T], *, within: float = ..., every: float = ..., what: str = ...
+) -> T: ...
+
+
+async def eventually(
+    check: Callable[[], Any],
     *,
     within: float = 10.0,
     every: float = 0.05,
     what: str = "condition",
-) -> None:
-    """Poll ``check`` until it holds; fail after ``within`` seconds of real time."""
+) -> Any:
+    """Call ``check`` (sync or async) until it returns something truthy, and return that.
+
+    The one bounded poll of world state for the tests and this harness (tests import it
+    as ``tests.support.waiting.eventually``; it lives here because devstack must not import the
+    test tree). Fails with AssertionError naming ``what`` and the last value once ``within``
+    seconds of real time have passed; the check runs once more after the deadline.
+    """
     deadline = time.monotonic() + within
     while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
+        value = check()
+        if isinstance(value, Awaitable):
+            value = await value
+        if value:
+            return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not hold within {within}s")
+            raise AssertionError(f"{what} did not hold within {within}s (last value: {value!r})")
         await asyncio.sleep(every)
 
 

@@ -10,18 +10,15 @@ import pytest
 import pytest_asyncio
 
 from controller.consul.client import ConsulClient, ConsulUnavailable, base_url
-from devstack.consul.server import ConsulTwin, start_consul_twin
+from devstack.consul.server import ConsulTwin
+from tests.support.twins import ConsulTwinFactory
 
 pytestmark = pytest.mark.timeout(30)
 
 
 @pytest_asyncio.fixture
-async def twin() -> AsyncIterator[ConsulTwin]:
-    t = await start_consul_twin(check_runner=True, min_check_interval=0.1)
-    try:
-        yield t
-    finally:
-        await t.stop()
+async def twin(make_consul_twin: ConsulTwinFactory) -> ConsulTwin:
+    return await make_consul_twin(check_runner=True, min_check_interval=0.1)
 
 
 @pytest_asyncio.fixture

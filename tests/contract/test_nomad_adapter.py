@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,9 +21,8 @@ from crds_equivalent.jobkey import JobKey
 from crds_equivalent.keys import INJECTED_GROUP_META, MESH_TLS, SIDECAR_TASK, VAR_LEADER
 from devstack.nomad.server import NomadTwin, start_nomad_twin
 from reconcilers.mesh.interest import MESH_INTEREST
-from tests.contract.nomad_fixtures import job_spec, nomad, nomad_twin
-
-__all__ = ["nomad", "nomad_twin"]
+from tests.support.nomad_fixtures import job_spec
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -174,14 +172,6 @@ class Keys(list[JobKey]):
         self.append(key)
 
 
-async def _eventually(predicate: Callable[[], bool], what: str) -> None:
-    for _ in range(250):
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for: {what}")
-
-
 async def test_source_enqueues_only_meshed_or_marked_jobs_and_survives_drops(
     nomad_twin: NomadTwin, nomad: NomadClient
 ) -> None:
@@ -218,10 +208,17 @@ async def test_source_enqueues_only_meshed_or_marked_jobs_and_survives_drops(
         nomad_twin.faults.stream_drop_after = 1  # every connection dies after one frame
         await jobs.register_job(job_spec("late", group_meta={MESH_TLS: "true"}), enforce_index=0)
         await jobs.register_job(job_spec("late-plain"), enforce_index=0)
-        await _eventually(lambda: JobKey("default", "late") in got, "late meshed job enqueued")
-        await _eventually(
+        await eventually(
+            lambda: JobKey("default", "late") in got,
+            within=5.0,
+            every=0.02,
+            what="late meshed job enqueued",
+        )
+        await eventually(
             lambda: (registry.get_sample_value("nomad_event_stream_reconnects_total") or 0) > 0,
-            "a reconnect",
+            within=5.0,
+            every=0.02,
+            what="a reconnect",
         )
     finally:
         task.cancel()

@@ -18,6 +18,7 @@ from controller.nomad.jobs import NomadJobs
 from controller.nomad.stream import EventStream
 from controller.nomad.variables import NomadVariables
 from controller.runtime.clock import FakeClock
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -235,10 +236,7 @@ async def test_stream_watchdog_reconnects_a_silent_connection(
     clock = FakeClock()
     stream = EventStream(client, heartbeat_timeout=45.0, clock=clock)
     task = asyncio.create_task(collect(stream, 0))
-    for _ in range(200):
-        if stream.last_index == 5:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: stream.last_index == 5, within=2.0, every=0.01, what="index 5 read")
     assert stream.last_line_time == clock.monotonic()
     await clock.advance(44)
     assert not task.done()

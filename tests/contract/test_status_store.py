@@ -19,9 +19,6 @@ from crds_equivalent.status import (
     MeshStatus,
     Phase,
 )
-from tests.contract.nomad_fixtures import nomad, nomad_twin
-
-__all__ = ["nomad", "nomad_twin"]
 
 pytestmark = pytest.mark.timeout(30)
 

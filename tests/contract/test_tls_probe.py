@@ -11,19 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import os
 import socket
-import ssl
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import hvac
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from controller.tlsprobe import (
     CertProblem,
@@ -35,71 +30,24 @@ from controller.tlsprobe import (
 from controller.vault import VaultClient, VaultConnection, bootstrap_pki, read_issuer
 from controller.vault.trust import VaultTrust
 from devstack.vault import OpenBao
+from tests.support.x509 import NOW, Ca, issue, server_context, serving
 
 pytestmark = pytest.mark.timeout(60)
 
-NOW = dt.datetime.now(dt.UTC)
 SNI = "web.service.consul"
-
-
-@dataclass
-class Ca:
-    cert: x509.Certificate
-    key: ec.EllipticCurvePrivateKey
-
-    @property
-    def pem(self) -> str:
-        return self.cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _issue(
-    subject: str,
-    signer: Ca | None,
-    *,
-    ca: bool,
-    sans: tuple[str, ...] = (),
-    start: dt.datetime = NOW - dt.timedelta(hours=1),
-    end: dt.datetime = NOW + dt.timedelta(hours=71),
-) -> Ca:
-    key = ec.generate_private_key(ec.SECP256R1())
-    issuer_name = signer.cert.subject if signer else _name(subject)
-    signing_key = signer.key if signer else key
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(signing_key.public_key()), False
-        )
-    )
-    if sans:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(s) for s in sans]), critical=False
-        )
-    return Ca(builder.sign(signing_key, hashes.SHA256()), key)
 
 
 @pytest.fixture(scope="module")
 def pki() -> dict[str, Ca]:
-    root = _issue("Mesh Root", None, ca=True, end=NOW + dt.timedelta(days=3650))
-    inter = _issue("Mesh Intermediate", root, ca=True, end=NOW + dt.timedelta(days=1800))
-    other_root = _issue("Somebody Else", None, ca=True, end=NOW + dt.timedelta(days=3650))
+    root = issue("Mesh Root", None, ca=True, end=NOW + dt.timedelta(days=3650))
+    inter = issue("Mesh Intermediate", root, ca=True, end=NOW + dt.timedelta(days=1800))
+    other_root = issue("Somebody Else", None, ca=True, end=NOW + dt.timedelta(days=3650))
     return {
         "root": root,
         "int": inter,
         "other_root": other_root,
-        "good": _issue(SNI, inter, ca=False, sans=(SNI,)),
-        "expired": _issue(
+        "good": issue(SNI, inter, ca=False, sans=(SNI,)),
+        "expired": issue(
             SNI,
             inter,
             ca=False,
@@ -107,44 +55,8 @@ def pki() -> dict[str, Ca]:
             start=NOW - dt.timedelta(days=3),
             end=NOW - dt.timedelta(hours=1),
         ),
-        "foreign": _issue(SNI, other_root, ca=False, sans=(SNI,)),
+        "foreign": issue(SNI, other_root, ca=False, sans=(SNI,)),
     }
-
-
-def _server_context(tmp: Path, leaf: Ca, chain: list[Ca]) -> ssl.SSLContext:
-    cert_file, key_file = tmp / f"{id(leaf)}-cert.pem", tmp / f"{id(leaf)}-key.pem"
-    cert_file.write_text(leaf.pem + "".join(c.pem for c in chain))
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(
-            leaf.key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert_file, key_file)
-    return ctx
-
-
-async def _hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(Exception):
-        await reader.read(1)
-    writer.close()
-
-
-@contextlib.asynccontextmanager
-async def serving(
-    ctx: ssl.SSLContext | None, handler: Callable[..., object] = _hold
-) -> AsyncIterator[int]:
-    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=ctx)  # type: ignore[arg-type]
-    try:
-        yield int(server.sockets[0].getsockname()[1])
-    finally:
-        server.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(server.wait_closed(), 2)
 
 
 def _target(port: int, name: str = SNI) -> ProbeTarget:
@@ -153,7 +65,7 @@ def _target(port: int, name: str = SNI) -> ProbeTarget:
 
 async def test_good_chain_is_verified_and_described(tmp_path: Path, pki: dict[str, Ca]) -> None:
     good = pki["good"]
-    async with serving(_server_context(tmp_path, good, [pki["int"]])) as port:
+    async with serving(server_context(tmp_path, good, [pki["int"]])) as port:
         result = await TlsProber(timeout=2).probe(_target(port), pki["root"].pem)
     assert result.outcome is ProbeOutcome.OK, result.detail
     assert result.leaf is not None
@@ -166,7 +78,7 @@ async def test_good_chain_is_verified_and_described(tmp_path: Path, pki: dict[st
 
 
 async def test_wrong_hostname_is_a_bad_certificate(tmp_path: Path, pki: dict[str, Ca]) -> None:
-    async with serving(_server_context(tmp_path, pki["good"], [pki["int"]])) as port:
+    async with serving(server_context(tmp_path, pki["good"], [pki["int"]])) as port:
         result = await TlsProber(timeout=2).probe(
             _target(port, "db.service.consul"), pki["root"].pem
         )
@@ -177,7 +89,7 @@ async def test_wrong_hostname_is_a_bad_certificate(tmp_path: Path, pki: dict[str
 
 async def test_expired_leaf_is_reported_with_its_dates(tmp_path: Path, pki: dict[str, Ca]) -> None:
     expired = pki["expired"]
-    async with serving(_server_context(tmp_path, expired, [pki["int"]])) as port:
+    async with serving(server_context(tmp_path, expired, [pki["int"]])) as port:
         result = await TlsProber(timeout=2).probe(_target(port), pki["root"].pem)
     assert result.outcome is ProbeOutcome.BAD_CERTIFICATE
     assert result.problem is CertProblem.EXPIRED
@@ -187,7 +99,7 @@ async def test_expired_leaf_is_reported_with_its_dates(tmp_path: Path, pki: dict
 
 
 async def test_unknown_ca_is_rejected(tmp_path: Path, pki: dict[str, Ca]) -> None:
-    async with serving(_server_context(tmp_path, pki["foreign"], [pki["other_root"]])) as port:
+    async with serving(server_context(tmp_path, pki["foreign"], [pki["other_root"]])) as port:
         result = await TlsProber(timeout=2).probe(_target(port), pki["root"].pem)
     assert result.outcome is ProbeOutcome.BAD_CERTIFICATE
     assert result.problem is CertProblem.UNKNOWN_CA
@@ -197,7 +109,7 @@ async def test_unknown_ca_is_rejected(tmp_path: Path, pki: dict[str, Ca]) -> Non
 async def test_a_sidecar_without_its_intermediate_fails_like_a_client_would(
     tmp_path: Path, pki: dict[str, Ca]
 ) -> None:
-    async with serving(_server_context(tmp_path, pki["good"], [])) as port:
+    async with serving(server_context(tmp_path, pki["good"], [])) as port:
         result = await TlsProber(timeout=2).probe(_target(port), pki["root"].pem)
     assert result.outcome is ProbeOutcome.BAD_CERTIFICATE
     assert result.problem is CertProblem.UNKNOWN_CA
@@ -262,7 +174,7 @@ async def test_openbao_issued_leaf_verifies_against_the_vault_root(
 
     trust = await VaultTrust(client).get()
     default = await read_issuer(client, "pki_int")
-    async with serving(_server_context(tmp_path, leaf, chain)) as port:
+    async with serving(server_context(tmp_path, leaf, chain)) as port:
         result = await TlsProber(timeout=2).probe(_target(port), trust.anchors_pem)
     assert result.outcome is ProbeOutcome.OK, result.detail
     assert result.leaf is not None

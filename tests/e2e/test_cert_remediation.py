@@ -31,16 +31,16 @@ from reconcilers.certs.reconciler import CertReconciler
 from reconcilers.certs.remediation import Policy, Record
 from reconcilers.conditions import condition
 from reconcilers.injection.plan import Apply, plan_job
-from tests.integration.executor_stack import (
+from tests.support.executor_stack import (
     NGINX,
     NS,
     Stack,
     app_task,
-    eventually,
     running_stack,
 )
+from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
 CONFIG = MeshConfig(sidecar_driver=SidecarDriver.RAW_EXEC, nginx_bin=NGINX)
 TTL = "12s"  # OpenBao backdates 30 s: the leaf is 92 % worn ~8.6 s after it was issued
@@ -139,7 +139,7 @@ async def test_a_lost_renewal_is_detected_and_the_sidecar_restart_serves_a_fresh
             status = await statuses.get("default", "shop")
             return Record.loads(status.last_remediation) if status else None
 
-        record = await eventually(remediated, within=40, interval=0.5)
+        record = await eventually(remediated, within=40, every=0.5)
         assert record.kind == "restart" and record.allocs == (aid,)
         assert record.serials[aid] == serial_hex(first.serial_number)
         assert registry.get_sample_value("mesh_remediations_total", {"kind": "restart"}) == 1

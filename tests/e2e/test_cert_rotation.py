@@ -40,16 +40,16 @@ from crds_equivalent.config import MeshConfig, SidecarDriver
 from devstack.vault import OpenBao
 from reconcilers.injection.plan import Apply, plan_job
 from reconcilers.rotation.state import RotationState, Stage
-from tests.integration.executor_stack import (
+from tests.support.executor_stack import (
     NGINX,
     NS,
     Stack,
     app_task,
-    eventually,
     running_stack,
 )
+from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.timeout(150)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
 ROOT, INT = "e2e_pki", "e2e_pki_int"
 CONFIG = MeshConfig(
@@ -216,7 +216,7 @@ async def test_rotate_ca_rolls_three_jobs_resumes_after_sigkill_and_no_request_f
             record = await rotation_record(stack)
             return record is not None and record.wave >= 1
 
-        await eventually(first_wave_done, within=60, interval=0.2)
+        await eventually(first_wave_done, within=60, every=0.2)
     finally:
         with contextlib.suppress(ProcessLookupError):
             first.send_signal(signal.SIGKILL)

@@ -10,7 +10,6 @@ developer runs it, and the curl it prints must work.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import shlex
@@ -18,72 +17,28 @@ import signal
 import ssl
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import psutil
 import pytest
-import pytest_asyncio
 
-from controller.app import App, Tuning
-from controller.config import Settings
+from controller.app import App
 from controller.consul.client import ConsulClient
 from controller.dev.demo import web_job, worker_job
-from controller.dev.session import dev_environment
-from controller.vault import VaultClient, VaultConnection, bootstrap_pki, pki_layout, root_pem
+from controller.vault import VaultClient, VaultConnection, root_pem
 from crds_equivalent import keys
 from devstack.executor import RawExecDriver
-from devstack.up import Devstack, build_devstack
+from devstack.up import Devstack
+from tests.support.e2e_stack import PinnedResolver, world
+from tests.support.waiting import eventually
+
+__all__ = ["world"]  # the fixture, used by name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 CONTROLLER = str(Path(sys.executable).with_name("controller"))
-TUNING = Tuning(rollout_poll=0.5, alloc_debounce=0.2, handle_signals=False)
-
-
-async def eventually(probe: Any, *, within: float = 60.0, what: str) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {within}s (last: {value!r})")
-        await asyncio.sleep(0.2)
-
-
-@pytest_asyncio.fixture
-async def world() -> AsyncIterator[tuple[Devstack, RawExecDriver, App]]:
-    me = psutil.Process()
-    before = {p.pid for p in me.children(recursive=True)}
-    stack = await build_devstack(nodes=2, min_check_interval=0.5)
-    driver: RawExecDriver = stack.executor  # raw_exec tasks are real processes
-    app: App | None = None
-    task: asyncio.Task[int] | None = None
-    try:
-        settings = Settings.from_env(dev_environment(stack.env(), {}))
-        vault = VaultClient(VaultConnection(stack.vault.addr, stack.vault.root_token))
-        await bootstrap_pki(vault, pki_layout(settings.mesh))
-        app = App(settings, tuning=TUNING)
-        task = asyncio.create_task(app.run())
-        await eventually(lambda: _true(app.source.synced.is_set()), within=20, what="synced")
-        yield stack, driver, app
-    finally:
-        if app is not None and task is not None:
-            app.request_stop()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, 20)
-            await app.close()
-        await stack.stop()
-        started = [p for p in me.children(recursive=True) if p.pid not in before]
-        _, alive = psutil.wait_procs(started, timeout=10)
-        assert alive == [], f"left running: {alive}"  # OpenBao, the app, nginx: all gone
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_a_meshed_raw_exec_job_serves_verified_https_through_nginx(
@@ -102,7 +57,7 @@ async def test_a_meshed_raw_exec_job_serves_verified_https_through_nginx(
             status = await app.statuses.get("default", "web")  # read from the Nomad Variable
             return status is not None and status.phase == "Ready"
 
-        await eventually(ready, what="web Ready")
+        await eventually(ready, what="web Ready", within=60.0)
         converged = time.monotonic() - started
         print(f"\nweb converged (submit -> status Ready) in {converged:.1f}s")
 
@@ -149,7 +104,7 @@ async def test_a_meshed_raw_exec_job_serves_verified_https_through_nginx(
 
         # HTTPS through the sidecar, verified against the mesh root with the service's name.
         url = f"https://web.service.consul:{entries[0].port}/"
-        resolver = _Pinned(entries[0].effective_address)
+        resolver = PinnedResolver(entries[0].effective_address)
         connector = aiohttp.TCPConnector(ssl=trust, resolver=resolver)
         async with aiohttp.ClientSession(connector=connector) as session, session.get(url) as r:
             assert r.status == 200
@@ -157,28 +112,6 @@ async def test_a_meshed_raw_exec_job_serves_verified_https_through_nginx(
         assert entries[0].effective_address == tls_port["HostIP"]
     finally:
         await consul.close()
-
-
-class _Pinned(aiohttp.abc.AbstractResolver):
-    """Resolve every name to one address (what `curl --resolve` does)."""
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-
-    async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[Any]:
-        return [
-            {
-                "hostname": host,
-                "host": self.address,
-                "port": port,
-                "family": family,
-                "proto": 0,
-                "flags": 0,
-            }
-        ]
-
-    async def close(self) -> None:
-        return None
 
 
 async def read_line(stream: asyncio.StreamReader, within: float) -> str:

@@ -43,6 +43,7 @@ from devstack.sidecar_render import render_sidecar, render_task_templates
 from devstack.template import RenderContext, VaultTarget
 from devstack.vault import OpenBao
 from reconcilers.injection.inject import inject
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
@@ -130,18 +131,18 @@ def _read(path: Path) -> str:
 
 
 async def _wait_listening(port: int, proc: asyncio.subprocess.Process, log: Path) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    async def listening() -> bool:
         if proc.returncode is not None:
             raise AssertionError(f"nginx exited {proc.returncode}: {_read(log)}")
         try:
             _r, w = await asyncio.open_connection(HOST, port)
-            w.close()
-            await w.wait_closed()
-            return
         except OSError:
-            await asyncio.sleep(0.02)
-    raise AssertionError(f"nginx never listened on {port}: {_read(log)}")
+            return False
+        w.close()
+        await w.wait_closed()
+        return True
+
+    await eventually(listening, every=0.02, what=f"nginx listening on {port}")
 
 
 async def start_sidecar(job: dict[str, Any], vault: VaultTarget, alloc_dir: Path) -> Sidecar:
@@ -439,10 +440,11 @@ async def test_the_kill_signal_stops_nginx_gracefully_and_an_open_request_finish
 
     # What a Nomad client sends the task process when it stops the allocation.
     os.kill(sc.proc.pid, signal.Signals[sc.task["KillSignal"]])
-    deadline = time.monotonic() + 10
-    while not str(await _status_or_refused(sc.tls_port, ctx)).startswith("refused"):
-        assert time.monotonic() < deadline, "nginx still accepts after its kill signal"
-        await asyncio.sleep(0.05)
+
+    async def refused() -> bool:
+        return str(await _status_or_refused(sc.tls_port, ctx)).startswith("refused")
+
+    await eventually(refused, what="nginx refusing connections after its kill signal")
     assert sc.proc.returncode is None, "nginx waits for the open request"
 
     backend.release.set()

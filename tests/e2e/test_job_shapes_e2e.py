@@ -22,7 +22,8 @@ from crds_equivalent.status import ConditionType
 from devstack.executor import RawExecDriver
 from devstack.nomad.warnings import TASK_NETWORKS_DEPRECATED
 from devstack.up import Devstack
-from tests.e2e.test_controller_e2e import _Pinned, eventually, world
+from tests.support.e2e_stack import PinnedResolver, world
+from tests.support.waiting import eventually
 
 __all__ = ["world"]
 
@@ -133,7 +134,9 @@ async def test_task_port_app_is_served_over_verified_tls_and_connect_sibling_is_
         assert entry.port != app_port["Value"]
 
         url = f"https://ledger.service.consul:{entry.port}/"
-        connector = aiohttp.TCPConnector(ssl=trust, resolver=_Pinned(entry.effective_address))
+        connector = aiohttp.TCPConnector(
+            ssl=trust, resolver=PinnedResolver(entry.effective_address)
+        )
         async with aiohttp.ClientSession(connector=connector) as session, session.get(url) as r:
             assert r.status == 200
             assert (await r.text()).startswith("hello from ledger")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import aiohttp
 import pytest
@@ -17,10 +17,9 @@ import pytest_asyncio
 from controller.app import App
 from controller.runtime import FakeClock
 from crds_equivalent.keys import VAR_LEADER
-from devstack.nomad import NomadTwin, start_nomad_twin
+from devstack.nomad import NomadTwin
 from devstack.testing import (
     User,
-    eventually,
     injected,
     running,
     settings_for,
@@ -28,17 +27,15 @@ from devstack.testing import (
     user_job,
     versions,
 )
+from tests.support.twins import NomadTwinFactory
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest_asyncio.fixture
-async def twin() -> AsyncIterator[NomadTwin]:
-    t = await start_nomad_twin(nodes=2, heartbeat_interval=0.2)
-    try:
-        yield t
-    finally:
-        await t.stop()
+async def twin(make_nomad_twin: NomadTwinFactory) -> NomadTwin:
+    return await make_nomad_twin(nodes=2, heartbeat_interval=0.2)
 
 
 async def drive(clock: FakeClock, until: Callable[[], bool], *, what: str) -> None:

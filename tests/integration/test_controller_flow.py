@@ -15,7 +15,6 @@ from crds_equivalent import keys
 from devstack.nomad import NomadTwin, start_nomad_twin
 from devstack.testing import (
     User,
-    eventually,
     injected,
     phase,
     running,
@@ -25,17 +24,15 @@ from devstack.testing import (
     user_job,
     versions,
 )
+from tests.support.twins import NomadTwinFactory
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest_asyncio.fixture
-async def twin() -> AsyncIterator[NomadTwin]:
-    t = await start_nomad_twin(nodes=2, heartbeat_interval=0.2)
-    try:
-        yield t
-    finally:
-        await t.stop()
+async def twin(make_nomad_twin: NomadTwinFactory) -> NomadTwin:
+    return await make_nomad_twin(nodes=2, heartbeat_interval=0.2)
 
 
 @pytest_asyncio.fixture

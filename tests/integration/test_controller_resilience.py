@@ -3,17 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from controller.app import App
-from devstack.nomad import NomadTwin, start_nomad_twin
+from devstack.nomad import NomadTwin
 from devstack.nomad.jobsvc import register
 from devstack.testing import (
-    eventually,
     injected,
     running,
     settings_for,
@@ -21,17 +19,15 @@ from devstack.testing import (
     user_job,
     versions,
 )
+from tests.support.twins import NomadTwinFactory
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest_asyncio.fixture
-async def twin() -> AsyncIterator[NomadTwin]:
-    t = await start_nomad_twin(nodes=2, heartbeat_interval=0.2, event_buffer_size=10)
-    try:
-        yield t
-    finally:
-        await t.stop()
+async def twin(make_nomad_twin: NomadTwinFactory) -> NomadTwin:
+    return await make_nomad_twin(nodes=2, heartbeat_interval=0.2, event_buffer_size=10)
 
 
 def submit_now(twin: NomadTwin, job: dict[str, Any]) -> None:

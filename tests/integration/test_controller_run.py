@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -16,8 +15,10 @@ import pytest
 import pytest_asyncio
 
 from crds_equivalent.keys import VAR_LEADER
-from devstack.nomad import NomadTwin, start_nomad_twin
-from devstack.testing import User, eventually, injected, stored, user_job
+from devstack.nomad import NomadTwin
+from devstack.testing import User, injected, stored, user_job
+from tests.support.twins import NomadTwinFactory
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -25,12 +26,8 @@ CONTROLLER = str(Path(sys.executable).with_name("controller"))
 
 
 @pytest_asyncio.fixture
-async def twin() -> AsyncIterator[NomadTwin]:
-    t = await start_nomad_twin(nodes=1, heartbeat_interval=0.2)
-    try:
-        yield t
-    finally:
-        await t.stop()
+async def twin(make_nomad_twin: NomadTwinFactory) -> NomadTwin:
+    return await make_nomad_twin(nodes=1, heartbeat_interval=0.2)
 
 
 def free_port() -> int:

@@ -13,7 +13,7 @@ from controller.vault import (
 from controller.vault.policies import controller_policy
 from devstack.testing import running, settings_for
 from devstack.vault import OpenBao
-from tests.integration.ctl_stack import INT_MOUNT, LAYOUT, ROOT_MOUNT, stack
+from tests.support.ctl_stack import INT_MOUNT, LAYOUT, ROOT_MOUNT, stack
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -18,7 +18,7 @@ from controller.vault import default_issuer_id
 from crds_equivalent import keys
 from crds_equivalent.status import Condition, ConditionType, MeshStatus, Phase
 from devstack.vault import OpenBao
-from tests.integration.ctl_stack import INT_MOUNT, Stack, job, running_with_tls, stack
+from tests.support.ctl_stack import INT_MOUNT, Stack, job, running_with_tls, stack
 
 pytestmark = pytest.mark.timeout(60)
 

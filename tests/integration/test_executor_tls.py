@@ -25,15 +25,15 @@ from crds_equivalent.config import MeshConfig, SidecarDriver
 from crds_equivalent.spec import parse_job_specs
 from devstack.vault import OpenBao
 from reconcilers.injection.inject import inject
-from tests.integration.executor_stack import (
+from tests.support.executor_stack import (
     NGINX,
     NS,
     Stack,
     app_task,
     events,
-    eventually,
     running_stack,
 )
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(80)
 
@@ -188,7 +188,7 @@ async def running(stack: Stack, job_id: str) -> dict[str, Any]:
         live = [a for a, s in zip(allocs, states, strict=True) if s and _all_running(s)]
         return live[0] if live else None
 
-    result: dict[str, Any] = await eventually(probe)
+    result: dict[str, Any] = await eventually(probe, within=20.0)
     return result
 
 
@@ -211,7 +211,7 @@ async def test_hand_written_sidecar_serves_verified_tls_and_rotates_with_sighup(
     aid = alloc["ID"]
     host, port = port_of(alloc, "https")
     trust = stack.trust()
-    serial, body = await eventually(lambda: try_https(host, port, trust))
+    serial, body = await eventually(lambda: try_https(host, port, trust), within=20.0)
     app_pid = stack.driver.pid(aid, "app")
     nginx_pid = stack.driver.pid(aid, "tls")
     assert body == f"pid={app_pid} hups=0 task=app"
@@ -221,7 +221,7 @@ async def test_hand_written_sidecar_serves_verified_tls_and_rotates_with_sighup(
     leaf = x509.load_pem_x509_certificates((secrets / "bundle.pem").read_bytes())[0]
     ip_sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert [str(ip) for ip in ip_sans.get_values_for_type(x509.IPAddress)] == [host]
-    assert await eventually(lambda: https_check_passing(stack, "web"))
+    assert await eventually(lambda: https_check_passing(stack, "web"), within=20.0)
 
     async def rotated() -> tuple[int, str] | None:
         got = await try_https(host, port, trust)
@@ -237,7 +237,7 @@ async def test_hand_written_sidecar_serves_verified_tls_and_rotates_with_sighup(
         signaled = "Signaling" in events(a, "tls")
         return a if a["TaskStates"]["app"]["Restarts"] >= 1 and signaled else None
 
-    latest = await eventually(app_restarted_and_tls_signaled)
+    latest = await eventually(app_restarted_and_tls_signaled, within=20.0)
     assert stack.driver.pid(aid, "app") not in (None, app_pid)
     signals = [e for e in latest["TaskStates"]["tls"]["Events"] if e["Type"] == "Signaling"]
     assert signals[0]["TaskSignal"] == "SIGHUP"
@@ -247,7 +247,7 @@ async def test_hand_written_sidecar_serves_verified_tls_and_rotates_with_sighup(
     )
     assert restart["RestartReason"] == "Template with change_mode restart re-rendered"
     assert "Restart Signaled" not in events(latest, "tls")
-    assert await eventually(lambda: https_check_passing(stack, "web"))
+    assert await eventually(lambda: https_check_passing(stack, "web"), within=20.0)
 
 
 def meshed_user_job() -> dict[str, Any]:
@@ -297,11 +297,11 @@ async def test_injected_raw_exec_sidecar_serves_tls_passes_check_and_rotates(sta
     aid = alloc["ID"]
     host, port = port_of(alloc, keys.tls_port_label("http"))
     trust = stack.trust()
-    serial, body = await eventually(lambda: try_https(host, port, trust))
+    serial, body = await eventually(lambda: try_https(host, port, trust), within=20.0)
     assert body == f"pid={stack.driver.pid(aid, 'app')} hups=0 task=app"
-    [entry] = await eventually(lambda: stack.health("web"))
+    [entry] = await eventually(lambda: stack.health("web"), within=20.0)
     assert entry["Service"]["Port"] == port  # registered on the TLS port
-    assert await eventually(lambda: https_check_passing(stack, "web"))
+    assert await eventually(lambda: https_check_passing(stack, "web"), within=20.0)
     nginx_pid = stack.driver.pid(aid, keys.SIDECAR_TASK)
 
     async def rotated() -> tuple[int, str] | None:
@@ -314,7 +314,7 @@ async def test_injected_raw_exec_sidecar_serves_tls_passes_check_and_rotates(sta
     async def signaled() -> bool:
         return "Signaling" in events(await stack.alloc("shop"), keys.SIDECAR_TASK)
 
-    assert await eventually(signaled)
+    assert await eventually(signaled, within=20.0)
     leaf_file = Path(stack.nomad.client.alloc_root) / aid / keys.SIDECAR_TASK / "secrets"
     leaf = x509.load_pem_x509_certificates(next(leaf_file.glob("*.pem")).read_bytes())[0]
     names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

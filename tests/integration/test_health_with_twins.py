@@ -4,8 +4,6 @@ them: healthy, a plaintext leftover, a failing check, then Consul gone."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -17,11 +15,10 @@ from controller.consul.client import ConsulClient
 from controller.tlsprobe import TlsProber, subject_key_id
 from controller.vault.trust import MeshTrust, TrustedIssuer, mesh_trust
 from crds_equivalent.status import ConditionStatus, ConditionType, Phase
-from devstack.consul.server import ConsulTwin, start_consul_twin
+from devstack.consul.server import ConsulTwin
 from devstack.registrar import service_id
 from reconcilers.health.reconciler import HealthReconciler
-from tests.contract.test_tls_probe import Ca, _issue, _server_context, serving
-from tests.unit.test_health import (
+from tests.support.health_world import (
     A1,
     A2,
     ALLOCS,
@@ -32,19 +29,16 @@ from tests.unit.test_health import (
     mesh_status,
     meshed,
 )
+from tests.support.twins import ConsulTwinFactory
+from tests.support.x509 import Ca, issue, server_context, serving
 
 pytestmark = pytest.mark.timeout(60)
 SNI = "web.service.consul"
 
 
 @pytest_asyncio.fixture
-async def twin() -> AsyncIterator[ConsulTwin]:
-    t = await start_consul_twin(check_runner=False)
-    try:
-        yield t
-    finally:
-        with contextlib.suppress(Exception):
-            await t.stop()
+async def twin(make_consul_twin: ConsulTwinFactory) -> ConsulTwin:
+    return await make_consul_twin(check_runner=False)
 
 
 async def _agent(twin: ConsulTwin, method: str, path: str, body: object = None) -> None:
@@ -98,9 +92,9 @@ def state(statuses: Statuses) -> dict[str, tuple[str, str]]:
 async def test_health_through_the_consul_twin_and_real_tls(
     twin: ConsulTwin, tmp_path: Path
 ) -> None:
-    root = _issue("Mesh Root", None, ca=True)
-    inter = _issue("Mesh Intermediate", root, ca=True)
-    leaves = [_issue(SNI, inter, ca=False, sans=(SNI,)) for _ in range(2)]
+    root = issue("Mesh Root", None, ca=True)
+    inter = issue("Mesh Intermediate", root, ca=True)
+    leaves = [issue(SNI, inter, ca=False, sans=(SNI,)) for _ in range(2)]
     statuses = Statuses(mesh_status())
     consul = ConsulClient.from_env({"CONSUL_HTTP_ADDR": twin.address}, retry_budget=0.2)
     registry = CollectorRegistry()
@@ -115,8 +109,8 @@ async def test_health_through_the_consul_twin_and_real_tls(
     )
     try:
         async with (
-            serving(_server_context(tmp_path, leaves[0], [inter])) as p1,
-            serving(_server_context(tmp_path, leaves[1], [inter])) as p2,
+            serving(server_context(tmp_path, leaves[0], [inter])) as p1,
+            serving(server_context(tmp_path, leaves[1], [inter])) as p2,
         ):
             await register(twin, A1, "mesh_tls_http", p1, ["mesh-tls"])
             a2 = await register(twin, A2, "mesh_tls_http", p2, ["mesh-tls"])

@@ -21,6 +21,7 @@ from controller.nomad.errors import PermissionDenied
 from controller.vault import VaultClient, VaultConnection
 from devstack.nomad.server import NomadTwin, start_nomad_twin
 from devstack.vault import OpenBao
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -116,13 +117,15 @@ def lines(result: Result, mark: str) -> list[str]:
 
 
 async def wait_allocs(c: Cluster, count: int) -> list[dict[str, Any]]:
-    for _ in range(100):
+    async def running() -> list[dict[str, Any]] | None:
         allocs = (await c.nomad.request("GET", f"/v1/job/{JOB_ID}/allocations")).body or []
-        running = [a for a in allocs if a["ClientStatus"] == "running"]
-        if len(running) == count:
-            return running
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"expected {count} running allocations, got {allocs}")
+        up = [a for a in allocs if a["ClientStatus"] == "running"]
+        return up if len(up) == count else None
+
+    found: list[dict[str, Any]] = await eventually(
+        running, within=5.0, what=f"{count} running allocations"
+    )
+    return found
 
 
 async def test_dry_run_writes_nothing_install_converges_second_run_changes_nothing(

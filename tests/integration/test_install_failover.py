@@ -27,6 +27,7 @@ from controller.cmd import controllerctl
 from controller.nomad.client import NomadClient
 from controller.nomad.jobs import NomadJobs
 from devstack.up import Devstack, build_devstack
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -99,17 +100,6 @@ async def statuses(urls: dict[str, str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-async def wait_for(predicate: Any, within: float, what: str) -> Any:
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await predicate()
-        if last:
-            return last
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"{what} not within {within:.0f}s (last: {last})")
-
-
 async def test_system_job_one_leader_and_failover_without_extra_versions(tmp_path: Path) -> None:
     stack: Devstack = await build_devstack(nodes=3, acl=True, data_dir=str(tmp_path / "stack"))
     nomad = NomadClient(stack.nomad.url, token=stack.nomad.management_token, retry_budget=2.0)
@@ -140,7 +130,9 @@ async def test_system_job_one_leader_and_failover_without_extra_versions(tmp_pat
             ok = len(found) == 3 and len(leaders) == 1 and leaders[0].get("synced")
             return found if ok else None
 
-        found = await wait_for(three_up, 60, "three controllers, one synced leader")
+        found = await eventually(
+            three_up, within=60, every=0.25, what="three controllers, one synced leader"
+        )
         assert len({s["identity"] for s in found.values()}) == 3
         assert all(s["leader"].get("identity") for s in found.values())
 
@@ -151,7 +143,9 @@ async def test_system_job_one_leader_and_failover_without_extra_versions(tmp_pat
             metas = [g.get("Meta") or {} for g in versions[0]["TaskGroups"]] if versions else []
             return len(versions) if any("mesh.tls.injected" in m for m in metas) else None
 
-        versions_before = await wait_for(injected, 30, "the meshed job injected")
+        versions_before = await eventually(
+            injected, within=30, every=0.25, what="the meshed job injected"
+        )
 
         (leader_alloc,) = [a for a, s in found.items() if s["leading"]]
         pid = stack.executor.pid(leader_alloc, "controller")
@@ -163,7 +157,9 @@ async def test_system_job_one_leader_and_failover_without_extra_versions(tmp_pat
             now = await statuses(await instances(jobs))
             return next((s for a, s in now.items() if a != leader_alloc and s.get("leading")), None)
 
-        leader = await wait_for(new_leader, TTL + TTL + RETRY + MARGIN, "a new leader")
+        leader = await eventually(
+            new_leader, within=TTL + TTL + RETRY + MARGIN, every=0.25, what="a new leader"
+        )
         took = time.monotonic() - killed_at
         assert leader["identity"] != found[leader_alloc]["identity"]
 
@@ -172,7 +168,9 @@ async def test_system_job_one_leader_and_failover_without_extra_versions(tmp_pat
             me = next((s for s in now.values() if s["identity"] == leader["identity"]), {})
             return bool(me.get("synced")) and any(j["job"] == "web" for j in me.get("jobs", []))
 
-        await wait_for(reconciled, 20, "the new leader reconciled the meshed job")
+        await eventually(
+            reconciled, within=20, every=0.25, what="the new leader reconciled the meshed job"
+        )
         assert len(await jobs.job_versions("web", "default")) == versions_before
         print(f"failover took {took:.1f}s (bound {TTL + TTL + RETRY + MARGIN:.0f}s)")
     finally:

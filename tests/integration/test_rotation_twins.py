@@ -39,6 +39,7 @@ from reconcilers.injection.reissue import nonces
 from reconcilers.rotation.metrics import RotationMetrics
 from reconcilers.rotation.rotator import RotationBusy, RotationSettings, Rotator
 from reconcilers.rotation.state import RotationState, Stage
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -138,7 +139,7 @@ class World:
             assert isinstance(decision, Apply)
             await self.jobs.register_job(decision.job, enforce_index=0)
         for job_id in job_ids:
-            await until(lambda j=job_id: self.running(j, 2))
+            await eventually(lambda j=job_id: self.running(j, 2), within=20.0, what=f"{job_id} up")
 
     async def running(self, job_id: str, count: int) -> bool:
         allocs = await self.jobs.job_allocations(job_id, "default")
@@ -148,14 +149,6 @@ class World:
 
     async def default_issuer(self) -> str:
         return (await read_issuer(self.vault, CONFIG.pki_mount)).issuer_id
-
-
-async def until(check: Any, within: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + within
-    while not await check():
-        assert loop.time() < end, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager

@@ -21,7 +21,6 @@ from devstack.consul import ConsulTwin, start_consul_twin
 from devstack.nomad import NomadTwin, start_nomad_twin
 from devstack.testing import (
     User,
-    eventually,
     injected,
     phase,
     running,
@@ -30,7 +29,8 @@ from devstack.testing import (
     user_job,
 )
 from devstack.vault import OpenBao
-from tests.integration.ctl_stack import UNSET
+from tests.support.ctl_stack import UNSET
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
 

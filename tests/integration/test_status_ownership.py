@@ -33,9 +33,6 @@ from reconcilers.certs.remediation import Policy, Record
 from reconcilers.health.reconciler import HealthReconciler
 from reconcilers.injection.inject import inject
 from reconcilers.mesh.reconciler import MeshReconciler
-from tests.contract.nomad_fixtures import nomad, nomad_twin
-
-__all__ = ["nomad", "nomad_twin"]
 
 pytestmark = pytest.mark.timeout(60)
 

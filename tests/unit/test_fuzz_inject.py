@@ -22,8 +22,8 @@ from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import parse_job_specs
 from reconcilers.injection.inject import uninject
 from reconcilers.injection.plan import Apply, Invalid, NoOp, NoOpReason, Remove, plan_job
-from tests.unit.fuzzing import FUZZ, FUZZ_TIMEOUT, mangled
-from tests.unit.test_inject_properties import configs, group, jobs
+from tests.support.fuzzing import FUZZ, FUZZ_TIMEOUT, mangled
+from tests.support.strategies import configs, group, jobs
 
 pytestmark = pytest.mark.timeout(FUZZ_TIMEOUT)
 WIDE = settings(FUZZ, max_examples=max(5, FUZZ.max_examples // 20))  # 200 groups each

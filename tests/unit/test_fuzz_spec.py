@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from crds_equivalent import keys
 from crds_equivalent.spec import MeshSpec, SpecError, parse_job_specs
-from tests.unit.fuzzing import FUZZ, FUZZ_TIMEOUT, MESH_KEYS, WRONG_TYPES, meta_maps, meta_value
+from tests.support.fuzzing import FUZZ, FUZZ_TIMEOUT, MESH_KEYS, WRONG_TYPES, meta_maps, meta_value
 
 pytestmark = pytest.mark.timeout(FUZZ_TIMEOUT)
 

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controller.nomad.stream import EventBatch, StreamDecoder
-from tests.unit.fuzzing import FUZZ, FUZZ_TIMEOUT, WRONG_TYPES
+from tests.support.fuzzing import FUZZ, FUZZ_TIMEOUT, WRONG_TYPES
 
 pytestmark = pytest.mark.timeout(FUZZ_TIMEOUT)
 

@@ -14,7 +14,7 @@ from reconcilers.injection.hashing import (
     spec_hash,
 )
 from reconcilers.injection.plan import NoOp, NoOpReason, plan_job
-from tests.unit.test_inject import DOCKER, NS, job, meshed
+from tests.support.builders import DOCKER, canonicalise, job, meshed
 
 
 def test_ttl_jitter_is_deterministic_bounded_and_spread() -> None:
@@ -24,31 +24,6 @@ def test_ttl_jitter_is_deterministic_bounded_and_spread() -> None:
     assert len(values) > 150
     assert jittered_ttl(ttl, "a", "b") == jittered_ttl(ttl, "a", "b")
     assert jittered_ttl(ttl, "a", "b") != jittered_ttl(ttl, "b", "b")
-
-
-def canonicalise(value: Any) -> Any:
-    """Roughly what Nomad does to a job on register: defaults filled, zero port fields dropped."""
-    if isinstance(value, list):
-        return [canonicalise(v) for v in value]
-    if not isinstance(value, dict):
-        return value
-    out = {k: canonicalise(v) for k, v in value.items()}
-    if "Label" in out and ("To" in out or "Value" in out):
-        out = {k: v for k, v in out.items() if v not in (0, "", None, False)}
-        out["HostNetwork"] = out.get("HostNetwork") or "default"
-    if "PortLabel" in out and "Checks" in out:
-        out.setdefault("Provider", "consul")
-        out["AddressMode"] = out.get("AddressMode") or "auto"
-        out["OnUpdate"] = out.get("OnUpdate") or "require_healthy"
-        out["Cluster"] = "default"
-    if "EmbeddedTmpl" in out:
-        out.update(Uid=None, Gid=None, Wait=None, ErrMissingKey=False, Once=False)
-    if "Driver" in out:
-        out.setdefault("KillTimeout", 5 * NS)
-        out.setdefault("Leader", False)
-    if "TaskGroups" in out:
-        out.update(Namespace=out.get("Namespace") or "default", Status="running", Version=3)
-    return out
 
 
 def test_hash_survives_nomad_canonicalising_our_output() -> None:

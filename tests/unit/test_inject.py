@@ -23,12 +23,8 @@ from reconcilers.injection.inject import (
     spec_hash,
     uninject,
 )
-from tests.golden_jobs import JOBS, cases, render_case, run_render
-
-NS = 1_000_000_000
-DOCKER = MeshConfig()
-RAW = MeshConfig(sidecar_driver=SidecarDriver.RAW_EXEC)
-
+from tests.support.builders import DOCKER, RAW, job, meshed
+from tests.support.golden_jobs import JOBS, cases, render_case, run_render
 
 # --- golden fixtures -----------------------------------------------------------------------------
 
@@ -64,45 +60,6 @@ def test_golden_output_is_a_fixed_point(case: str) -> None:
 
 
 # --- small jobs ----------------------------------------------------------------------------------
-
-
-def job(
-    mode: str = "bridge", meta: dict[str, str] | None = None, **group_extra: Any
-) -> dict[str, Any]:
-    group: dict[str, Any] = {
-        "Name": "web",
-        "Networks": [
-            {"Mode": mode, "DynamicPorts": [{"Label": "http", "To": 8080, "HostNetwork": "lan"}]}
-        ],
-        "Services": [
-            {
-                "Name": "web",
-                "PortLabel": "http",
-                "Tags": ["v1"],
-                "Checks": [
-                    {"Name": "h", "Type": "http", "Path": "/", "Interval": 10 * NS},
-                    {"Name": "t", "Type": "tcp", "PortLabel": "http", "Interval": 10 * NS},
-                    {"Name": "s", "Type": "script", "Command": "/bin/true"},
-                    {"Name": "g", "Type": "grpc"},
-                ],
-            }
-        ],
-        "Tasks": [{"Name": "app", "Driver": "docker", "Config": {"image": "app"}}],
-        "Meta": None,
-        "XFutureField": {"kept": [1, 2]},
-    }
-    group.update(group_extra)
-    return {
-        "ID": "web",
-        "Namespace": "default",
-        "Meta": {"mesh.tls": "true", **(meta or {})},
-        "TaskGroups": [group],
-        "XUnknown": True,
-    }
-
-
-def meshed(j: dict[str, Any], config: MeshConfig = DOCKER) -> dict[str, Any]:
-    return inject(j, parse_job_specs(j), config)
 
 
 def sidecar_of(group: dict[str, Any]) -> dict[str, Any]:

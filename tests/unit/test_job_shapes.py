@@ -18,7 +18,7 @@ from devstack.nomad.warnings import TASK_NETWORKS_DEPRECATED, job_warnings
 from reconcilers.injection import jobview
 from reconcilers.injection.inject import inject, uninject
 from reconcilers.injection.plan import Apply, Invalid, NoOp, NoOpReason, plan_job
-from tests.golden_jobs import JOBS, run_render
+from tests.support.golden_jobs import JOBS, run_render
 
 CONFIG = MeshConfig()
 

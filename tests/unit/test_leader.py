@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from controller.runtime.clock import FakeClock
 from controller.runtime.leader import LeaderElector
-from tests.unit.runtime_fakes import FakeLock, LockServer
+from tests.support.runtime_fakes import FakeLock, LockServer
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -17,7 +17,8 @@ from controller.runtime.manager import Manager, Runnable
 from controller.runtime.ratelimit import ItemExponential
 from controller.runtime.reconcile import Result
 from controller.runtime.workqueue import WorkQueue
-from tests.unit.runtime_fakes import LockServer, RecordingRunnable
+from tests.support.runtime_fakes import LockServer, RecordingRunnable
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -160,10 +161,8 @@ async def test_sigterm_is_a_graceful_stop(world: World) -> None:
     await w.clock.settle()
     assert w.source.running
     os.kill(os.getpid(), signal.SIGTERM)
-    for _ in range(100):
-        if run.done():
-            break
-        await asyncio.sleep(0.01)  # the signal arrives through the loop's self-pipe
+    # The signal arrives through the loop's self-pipe.
+    await eventually(run.done, within=5.0, every=0.01, what="the manager stopped on SIGTERM")
     assert await run == 0
     assert w.server.current() is None
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, "the handler is removed again"

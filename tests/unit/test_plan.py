@@ -14,7 +14,7 @@ from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import MeshSpec, SpecError, parse_job_specs
 from reconcilers.injection.inject import inject, is_marked, uninject
 from reconcilers.injection.plan import Apply, Invalid, NoOp, NoOpReason, Remove, plan, plan_job
-from tests.golden_jobs import JOBS
+from tests.support.golden_jobs import JOBS
 
 CONFIG = MeshConfig()
 

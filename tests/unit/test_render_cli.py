@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID
 
 from controller.cmd import controllerctl
 from crds_equivalent import keys
-from tests.golden_jobs import JOBS, clean_env, run_render
+from tests.support.golden_jobs import JOBS, clean_env, run_render
 
 MESHED_CASE = JOBS / "permissive-canary.in.json"
 

@@ -20,8 +20,8 @@ from reconcilers.injection import jobview
 from reconcilers.injection.inject import inject, uninject
 from reconcilers.injection.nginx import env_label
 from reconcilers.injection.plan import NoOp, NoOpReason, plan_job
-from tests.unit.test_hashing import canonicalise
-from tests.unit.test_inject_properties import (
+from tests.support.builders import canonicalise
+from tests.support.strategies import (
     MESH_META,
     NAMES,
     _maybe,

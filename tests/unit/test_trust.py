@@ -13,8 +13,8 @@ from controller.runtime.clock import FakeClock
 from controller.tlsprobe import subject_key_id
 from controller.vault import VaultUnavailable
 from controller.vault.trust import TrustUnavailable, VaultTrust, mesh_trust
-from tests.contract.test_tls_probe import NOW, Ca, _issue
-from tests.unit.test_health import leaf
+from tests.support.health_world import leaf
+from tests.support.x509 import NOW, Ca, issue
 
 
 def pem(ca: Ca) -> str:
@@ -23,14 +23,14 @@ def pem(ca: Ca) -> str:
 
 @pytest.fixture(scope="module")
 def cas() -> dict[str, Ca]:
-    root = _issue("Root", None, ca=True, end=NOW + dt.timedelta(days=3650))
-    old_root = _issue("Old Root", None, ca=True, end=NOW + dt.timedelta(days=365))
+    root = issue("Root", None, ca=True, end=NOW + dt.timedelta(days=3650))
+    old_root = issue("Old Root", None, ca=True, end=NOW + dt.timedelta(days=365))
     return {
         "root": root,
         "old_root": old_root,
-        "v1": _issue("Int", root, ca=True, end=NOW + dt.timedelta(days=20)),
-        "v2": _issue("Int", root, ca=True, end=NOW + dt.timedelta(days=1800)),
-        "gone": _issue(
+        "v1": issue("Int", root, ca=True, end=NOW + dt.timedelta(days=20)),
+        "v2": issue("Int", root, ca=True, end=NOW + dt.timedelta(days=1800)),
+        "gone": issue(
             "Int", root, ca=True, start=NOW - dt.timedelta(days=9), end=NOW - dt.timedelta(days=1)
         ),
     }

@@ -288,7 +288,7 @@ async def plan_job(request: web.Request, job_id: str) -> web.Response:
         return text(400, "Job ID does not match")
     ns = request.query.get("namespace") or api_job.get("Namespace") or "default"
     require(c.authz(request).allow_ns(ns, "submit-job"))
-    new = canonicalize_job(api_job, ns)
+    new = canonicalize_job(api_job, ns, st.vault_default_identity)
     existing = st.jobs.get((ns, job_id))
     changed = existing is None or spec_of(existing) != spec_of(new)
     if existing is not None:

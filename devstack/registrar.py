@@ -27,7 +27,7 @@ from urllib.parse import urljoin
 
 import aiohttp
 
-from devstack.consul import godur
+from devstack import godur
 
 log = logging.getLogger(__name__)
 Reg = dict[str, Any]

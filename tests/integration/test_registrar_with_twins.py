@@ -12,7 +12,8 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from devstack.consul import ConsulTwin, godur, start_consul_twin
+from devstack import godur
+from devstack.consul import ConsulTwin, start_consul_twin
 from devstack.registrar import ConsulRegistrar
 
 pytestmark = pytest.mark.timeout(30)

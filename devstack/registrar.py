@@ -27,7 +27,7 @@ from urllib.parse import urljoin
 
 import aiohttp
 
-from devstack.consul import godur
+from devstack import godur
 from devstack.nomad.hooks import CheckView
 
 log = logging.getLogger(__name__)

@@ -21,6 +21,7 @@ from crds_equivalent import keys
 from crds_equivalent.status import MeshStatus
 from devstack.nomad import NomadTwin
 from devstack.nomad.canon import canonicalize_job, spec_of
+from devstack.nomad.state import VAULT_DEFAULT_IDENTITY
 
 SECOND = 1_000_000_000
 T = TypeVar("T")
@@ -200,7 +201,9 @@ def injected(job: dict[str, Any] | None) -> bool:
 
 def same_spec(stored_job: dict[str, Any], submitted: dict[str, Any]) -> bool:
     """The stored job is exactly what ``submitted`` becomes when Nomad stores it."""
-    canonical = canonicalize_job(submitted, submitted.get("Namespace") or "default")
+    canonical = canonicalize_job(
+        submitted, submitted.get("Namespace") or "default", VAULT_DEFAULT_IDENTITY
+    )
     return bool(spec_of(stored_job) == spec_of(canonical))
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from devstack.consul import godur
+from devstack import godur
 
 
 class DecodeError(ValueError):

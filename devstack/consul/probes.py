@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from devstack.consul import godur
+from devstack import godur
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_OUTPUT_MAX = 4096

@@ -17,7 +17,8 @@ import random
 
 import aiohttp
 
-from devstack.consul import godur, probes
+from devstack import godur
+from devstack.consul import probes
 from devstack.consul.model import Check
 from devstack.consul.state import ConsulState
 

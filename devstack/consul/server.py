@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from devstack.consul import api_agent, api_catalog, godur
+from devstack import godur
+from devstack.consul import api_agent, api_catalog
 from devstack.consul.acl import (
     ANONYMOUS_ACCESSOR,
     FILTERED_HEADER,

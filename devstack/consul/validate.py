@@ -12,7 +12,7 @@ import ipaddress
 import re
 from typing import Any
 
-from devstack.consul import godur
+from devstack import godur
 from devstack.consul.model import STATUSES, Check, Service, check_type
 
 _META_KEY = re.compile(r"^[a-zA-Z0-9_-]+$")

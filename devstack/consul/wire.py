@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from devstack.consul import godur
+from devstack import godur
 from devstack.consul.render import go_json
 from devstack.consul.state import ConsulState
 from devstack.consul.validate import ApiError

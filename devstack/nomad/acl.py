@@ -60,6 +60,15 @@ class NamespaceRule:
 class Rules:
     namespaces: dict[str, NamespaceRule] = field(default_factory=dict)
     coarse: dict[str, str] = field(default_factory=dict)  # node/agent/operator -> policy
+    host_volumes: dict[str, set[str]] = field(default_factory=dict)  # name glob -> caps
+
+
+# acl/policy.go expandHostVolumePolicy
+HOST_VOLUME_POLICY = {
+    "deny": ["deny"],
+    "read": ["mount-readonly"],
+    "write": ["mount-readonly", "mount-readwrite"],
+}
 
 
 def _blocks(value: Any) -> list[dict[str, Any]]:
@@ -86,6 +95,14 @@ def parse_rules(text: str) -> Rules:
             name = name.strip('"')
             for body in _blocks(body_raw):
                 rules.namespaces[name] = _namespace_rule(body)
+    for block in _blocks(data.get("host_volume")):
+        for name, body_raw in block.items():
+            if name == "__is_block__":
+                continue
+            for body in _blocks(body_raw):
+                policy = str(body.get("policy", "")).strip('"')
+                caps = _strip(body.get("capabilities")) + HOST_VOLUME_POLICY.get(policy, [])
+                rules.host_volumes.setdefault(name.strip('"'), set()).update(caps)
     for kind in ("node", "agent", "operator", "quota", "plugin", "node_pool"):
         for body in _blocks(data.get(kind)):
             rules.coarse[kind] = str(body.get("policy", "")).strip('"')
@@ -170,6 +187,33 @@ class Authz:
             caps = _closest(rule.variables, path)
             if caps is not None and ("deny" not in caps) and capability in caps:
                 return True
+        return False
+
+    def allow_host_volume(self, name: str, capability: str) -> bool:
+        """acl/acl.go ``AllowHostVolumeOperation``: the policies' capability sets are merged
+        per volume pattern (a ``deny`` clears and wins), then the exact name or the closest
+        glob decides."""
+        if self.rules is None:
+            return True
+        merged: dict[str, set[str]] = {}
+        for rules in self.rules:
+            for pattern, caps in rules.host_volumes.items():
+                have = merged.setdefault(pattern, set())
+                if "deny" in have:
+                    continue
+                merged[pattern] = {"deny"} if "deny" in caps else have | caps
+        caps = _closest(merged, name)
+        return caps is not None and capability in caps
+
+    def allow_plugin_read(self) -> bool:
+        """acl/acl.go ``AllowPluginRead``: the merged plugin policy (``maxPrivilege``:
+        deny > write > read > list) must be exactly ``read`` — ``write`` does not imply it."""
+        if self.rules is None:
+            return True
+        policies = {r.coarse.get("plugin", "") for r in self.rules}
+        for level in ("deny", "write", "read", "list"):
+            if level in policies:
+                return level == "read"
         return False
 
     def allow_coarse(self, kind: str, need: str) -> bool:

@@ -10,6 +10,7 @@ plugins). The result is the stored job: every key present, in struct order.
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 from devstack.nomad.codec import NS
@@ -68,8 +69,7 @@ NON_SPEC = (
     "CreateIndex",
     "ModifyIndex",
     "JobModifyIndex",
-    "VersionTag",
-)
+)  # structs.Job.SpecChanged: VersionTag is spec, so a changed tag alone is a new version
 
 
 def _merge(default: dict[str, Any] | None, given: dict[str, Any] | None) -> dict[str, Any]:
@@ -78,8 +78,17 @@ def _merge(default: dict[str, Any] | None, given: dict[str, Any] | None) -> dict
     return out
 
 
-def canonicalize_job(api_job: dict[str, Any], namespace: str) -> dict[str, Any]:
-    """Turn a decoded api.Job into the stored structs.Job (no status/index fields set)."""
+def canonicalize_job(
+    api_job: dict[str, Any],
+    namespace: str,
+    vault_default_identity: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Turn a decoded api.Job into the stored structs.Job (no status/index fields set).
+
+    The server mutators run in ``Job`` endpoint order (job_endpoint.go ``NewJobEndpoints``):
+    canonicalize, implied constraints, implicit identities. ``vault_default_identity`` is
+    the server's ``vault { default_identity {...} }`` (a WorkloadIdentity without Name).
+    """
     job = copy.deepcopy(api_job)
     job["Namespace"] = namespace
     job.setdefault("Name", job.get("ID", ""))
@@ -118,6 +127,7 @@ def canonicalize_job(api_job: dict[str, Any], namespace: str) -> dict[str, Any]:
     for gone in ("Reschedule", "Migrate", "ConsulToken", "VaultToken"):
         job.pop(gone, None)
     _implied_constraints(job)
+    _implicit_identities(job, vault_default_identity)
     return shape("Job", job)
 
 
@@ -235,10 +245,18 @@ def _canon_template(tmpl: dict[str, Any]) -> dict[str, Any]:
 def _canon_service(
     svc: dict[str, Any], job: dict[str, Any], group: str, task: str | None
 ) -> dict[str, Any]:
+    """api/services.go ``Service.Canonicalize`` then structs/services.go ``Service.Canonicalize``.
+
+    The server half resolves ``${JOB}``, ``${TASKGROUP}``, ``${TASK}`` and ``${BASE}`` in the
+    name (TaskGroup.Canonicalize passes ``task = "group"`` for group services, so a group
+    service's ``${BASE}`` is ``<job>-<group>-group``), names checks after the resolved name,
+    and sets ``Namespace`` to Consul's ``default`` for Consul services (the job namespace
+    only for Nomad services): Consul answers ``default`` either way.
+    """
     s = dict(svc)
+    job_name = job.get("Name") or job.get("ID", "")
     if not s.get("Name"):
-        parts = [job.get("Name") or job.get("ID", ""), group] + ([task] if task else [])
-        s["Name"] = "-".join(parts)
+        s["Name"] = "-".join([job_name, group] + ([task] if task else []))
     if not s.get("AddressMode"):
         s["AddressMode"] = "auto"
     if not s.get("OnUpdate"):
@@ -247,57 +265,163 @@ def _canon_service(
         s["Provider"] = "consul"
     if not s.get("Cluster"):
         s["Cluster"] = "default"
-    if task:
-        s["TaskName"] = task
-    s["Namespace"] = job["Namespace"]
     svc_restart = s.pop("CheckRestart", None)
+    # structs.Service.Canonicalize(job.Name, tg.Name, task or "group", job.Namespace)
+    task_arg = task or "group"
+    if not s.get("TaskName") and task_arg != "group":
+        s["TaskName"] = task_arg
+    s["Name"] = replace_env(
+        s["Name"],
+        {
+            "JOB": job_name,
+            "TASKGROUP": group,
+            "TASK": task_arg,
+            "BASE": f"{job_name}-{group}-{task_arg}",
+        },
+    )
     checks = []
     for chk in s.get("Checks") or []:
         c = dict(chk)
         c.pop("Advertise", None)
-        if not c.get("Name"):
-            c["Name"] = f'service: "{s["Name"]}" check'
-        if not c.get("OnUpdate"):
-            c["OnUpdate"] = s["OnUpdate"]
         if svc_restart is not None:
             c["CheckRestart"] = _merge(svc_restart, c.get("CheckRestart"))
+        if not c.get("OnUpdate"):  # api: "Inhert Service"
+            c["OnUpdate"] = s["OnUpdate"]
+        # structs.ServiceCheck.Canonicalize(s.Name, s.TaskName)
+        if not c.get("Name"):
+            c["Name"] = f'service: "{s["Name"]}" check'
+        if not c.get("TaskName") and (s.get("TaskName") or "") != "group":
+            c["TaskName"] = s.get("TaskName") or ""
         checks.append(c)
     s["Checks"] = checks or None
+    if not s.get("Namespace") and s["Provider"] == "consul":
+        s["Namespace"] = "default"
+    elif s["Provider"] == "nomad":
+        s["Namespace"] = job["Namespace"]
     return s
 
 
+_ENV_REF = re.compile(r"\$\{[a-zA-Z0-9_\-\.]+\}")
+
+
+def replace_env(arg: str, env: dict[str, str]) -> str:
+    """helper/args ``ReplaceEnv``: known ``${KEY}`` references replaced, others kept."""
+    return _ENV_REF.sub(lambda m: env.get(m.group(0)[2:-1], m.group(0)), arg)
+
+
 def _implied_constraints(job: dict[str, Any]) -> None:
+    """nomad/job_endpoint_hooks.go ``jobImpliedConstraints.Mutate`` (v1.8-v1.10).
+
+    Per group, in the source's order: Vault (per Vault task, sorted by task name, matched
+    on LTarget only, so a user constraint on ``${attr.vault.version}`` wins), signals (the
+    group's tasks' required signals, sorted, matched in full), Nomad service discovery
+    (full), its checks (full), Consul service discovery (LTarget; group services on the
+    group, task services on the task since 1.8), CNI plugins for bridge groups (LTarget).
+    Matching means a re-register of the stored job adds nothing twice.
+    """
     for tg in job["TaskGroups"]:
-        implied: list[dict[str, str]] = []
         tasks = tg.get("Tasks") or []
-        if any(t.get("Vault") for t in tasks):
-            implied.append(_c("${attr.vault.version}", ">= 0.6.1", "semver"))
-        services = list(tg.get("Services") or []) + [
-            s for t in tasks for s in (t.get("Services") or [])
-        ]
-        if any(s.get("Provider") == "nomad" for s in services):
-            implied.append(_c("${attr.nomad.service_discovery}", "true", "="))
+        for task in sorted((t for t in tasks if t.get("Vault")), key=lambda t: t["Name"]):
+            _mutate(tg, _vault_constraint(task["Vault"]), left=True)
         signals: set[str] = set()
-        for t in tasks:
+        for t in tasks:  # structs.Job.RequiredSignals
             vault = t.get("Vault") or {}
             if vault.get("ChangeMode") == "signal":
-                signals.add(vault["ChangeSignal"])
-            for tmpl in t.get("Templates") or []:
-                if tmpl.get("ChangeMode") == "signal":
-                    signals.add(tmpl["ChangeSignal"])
+                signals.add(vault.get("ChangeSignal") or "")
             if t.get("KillSignal"):
                 signals.add(t["KillSignal"])
-        if signals:
-            implied.append(_c("${attr.os.signals}", ",".join(sorted(signals)), "set_contains"))
+            for tmpl in t.get("Templates") or []:
+                if tmpl.get("ChangeMode") == "signal":
+                    signals.add(tmpl.get("ChangeSignal") or "")
+        if signals:  # job_endpoint.go getSignalConstraint
+            _mutate(tg, _c("${attr.os.signals}", ",".join(sorted(signals)), "set_contains"))
+        group_svcs = list(tg.get("Services") or [])
+        all_svcs = group_svcs + [s for t in tasks for s in (t.get("Services") or [])]
+        nomad_svcs = [s for s in all_svcs if s.get("Provider") == "nomad"]
+        if nomad_svcs:
+            _mutate(tg, _c("${attr.nomad.service_discovery}", "true", "="))
+        if any(s.get("Checks") for s in nomad_svcs):
+            _mutate(tg, _c("${attr.nomad.version}", ">= 1.4.0", "semver"))
+        if any(_is_consul(s) for s in all_svcs):
+            for svc in group_svcs:
+                if _is_consul(svc):
+                    _mutate(tg, _consul_constraint(svc), left=True)
+            for t in tasks:
+                for svc in t.get("Services") or []:
+                    if _is_consul(svc):
+                        _mutate(t, _consul_constraint(svc), left=True)
         if any((n or {}).get("Mode") == "bridge" for n in tg.get("Networks") or []):
             version, plugins = SEMVER_CNI
             for plugin in plugins:
-                implied.append(_c(f"${{attr.plugins.cni.version.{plugin}}}", version, "semver"))
-        existing = list(tg.get("Constraints") or [])
-        for con in implied:
-            if con not in existing:
-                existing.append(con)
-        tg["Constraints"] = existing or None
+                _mutate(tg, _c(f"${{attr.plugins.cni.version.{plugin}}}", version, "semver"), True)
+
+
+def _is_consul(svc: dict[str, Any]) -> bool:
+    return svc.get("Provider") in ("consul", "", None)  # structs.Service.IsConsul
+
+
+def _vault_constraint(vault: dict[str, Any]) -> dict[str, str]:
+    """job_endpoint_hooks.go ``vaultConstraintFn``."""
+    cluster = vault.get("Cluster") or ""
+    if cluster not in ("default", ""):
+        return _c(f"${{attr.vault.{cluster}.version}}", ">= 1.11.0", "semver")
+    return _c("${attr.vault.version}", ">= 0.6.1", "semver")
+
+
+def _consul_constraint(svc: dict[str, Any]) -> dict[str, str]:
+    """job_endpoint_hooks.go ``consulConstraintFn``."""
+    cluster = svc.get("Cluster") or ""
+    if cluster not in ("default", ""):
+        return _c(f"${{attr.consul.{cluster}.version}}", ">= 1.8.0", "semver")
+    return _c("${attr.consul.version}", ">= 1.8.0", "semver")
+
+
+def _mutate(owner: dict[str, Any], con: dict[str, str], left: bool = False) -> None:
+    """job_endpoint_hooks.go ``mutateConstraint``: constraintMatcherLeft compares LTarget
+    only, constraintMatcherFull the whole constraint; append when nothing matches."""
+    existing = list(owner.get("Constraints") or [])
+    if left:
+        found = any(c.get("LTarget") == con["LTarget"] for c in existing)
+    else:
+        found = any(_same(c, con) for c in existing)
+    if not found:
+        existing.append(con)
+    owner["Constraints"] = existing or None
+
+
+def _same(a: dict[str, Any], b: dict[str, str]) -> bool:
+    return all((a.get(k) or "") == b[k] for k in ("LTarget", "RTarget", "Operand"))
+
+
+IDENTITY_CLIENT_VERSION = ("${attr.nomad.version}", ">= 1.7.0-a", "semver")
+
+
+def _implicit_identities(
+    job: dict[str, Any], vault_default_identity: dict[str, Any] | None
+) -> None:
+    """nomad/job_endpoint_hook_implicit_identities.go ``jobImplicitIdentitiesHook.Mutate``.
+
+    A task with a Vault block and no ``vault_<cluster>`` identity gets the server's
+    ``vault.default_identity`` (when configured: ``handleVault``). A group whose services
+    carry an identity, or whose tasks have any ``Identities``, gets
+    ``${attr.nomad.version} semver >= 1.7.0-a`` *appended* — no match, no dedupe — so
+    every register of the stored job adds one more copy. The Consul identities
+    (``consul.service_identity`` / ``task_identity``) are not configurable in the twin.
+    """
+    for tg in job["TaskGroups"]:
+        has_identity = any(s.get("Identity") for s in tg.get("Services") or [])
+        for t in tg.get("Tasks") or []:
+            has_identity = has_identity or any(s.get("Identity") for s in t.get("Services") or [])
+            vault = t.get("Vault")
+            if vault is not None and vault_default_identity is not None:
+                name = "vault_" + (vault.get("Cluster") or "")  # structs.Vault.IdentityName
+                ids = list(t.get("Identities") or [])
+                if not any(i.get("Name") == name for i in ids):
+                    ids.append({**copy.deepcopy(vault_default_identity), "Name": name})
+                    t["Identities"] = ids
+            has_identity = has_identity or bool(t.get("Identities"))
+        if has_identity:
+            tg["Constraints"] = [*(tg.get("Constraints") or []), _c(*IDENTITY_CLIENT_VERSION)]
 
 
 def _c(ltarget: str, rtarget: str, operand: str) -> dict[str, str]:

@@ -2,7 +2,8 @@
 
 Nomad answers with compact JSON, keys in Go struct order, no HTML escaping and raw
 UTF-8; zero times are null (go-msgpack v2), durations are integer nanoseconds except
-variable lock TTLs, which are Go ``Duration.String()`` values. Everything that turns
+variable lock TTLs, which are Go ``Duration.String()`` values (``devstack.godur``, shared
+with the Consul twin). Everything that turns
 Python values into Nomad's bytes lives here so the handlers never hand-format JSON.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import re
 import time
 import uuid
 from typing import Any
@@ -60,75 +60,6 @@ def omitempty(d: dict[str, Any]) -> dict[str, Any]:
             continue
         out[k] = v
     return out
-
-
-_UNITS = {
-    "ns": 1,
-    "us": 1_000,
-    "µs": 1_000,
-    "μs": 1_000,
-    "ms": 1_000_000,
-    "s": NS,
-    "m": 60 * NS,
-    "h": 3600 * NS,
-}
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-
-
-def parse_go_duration(text: str) -> int:
-    """Go ``time.ParseDuration`` (returns nanoseconds); ValueError on bad input."""
-    s = text.strip()
-    if s in ("0", "+0", "-0"):
-        return 0
-    sign = 1
-    if s[:1] in ("+", "-"):
-        sign = -1 if s[0] == "-" else 1
-        s = s[1:]
-    if not s:
-        raise ValueError(f'time: invalid duration "{text}"')
-    total = 0.0
-    pos = 0
-    while pos < len(s):
-        m = _PART.match(s, pos)
-        if not m:
-            raise ValueError(f'time: invalid duration "{text}"')
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    return sign * round(total)
-
-
-def format_go_duration(ns: int) -> str:
-    """Go ``Duration.String()``: 15s, 1m0s, 1h0m0s, 1.5s, 300ms, 0s."""
-    if ns == 0:
-        return "0s"
-    neg = ns < 0
-    ns = abs(ns)
-    if ns < NS:
-        if ns < 1_000:
-            out = f"{ns}ns"
-        elif ns < 1_000_000:
-            out = _frac(ns, 1_000) + "µs"
-        else:
-            out = _frac(ns, 1_000_000) + "ms"
-    else:
-        h, rem = divmod(ns, 3600 * NS)
-        m, rem = divmod(rem, 60 * NS)
-        sec = _frac(rem, NS) + "s"
-        if h:
-            out = f"{h}h{m}m{sec}"
-        elif m:
-            out = f"{m}m{sec}"
-        else:
-            out = sec
-    return ("-" if neg else "") + out
-
-
-def _frac(value: int, unit: int) -> str:
-    whole, frac = divmod(value, unit)
-    if not frac:
-        return str(whole)
-    digits = len(str(unit)) - 1
-    return f"{whole}." + f"{frac:0{digits}d}".rstrip("0")
 
 
 def parse_bool(text: str) -> bool:

@@ -1,5 +1,6 @@
-"""Fault knobs for tests: stream drops, injected 5xx, latency, event buffer size, and
-answering as an agent that forwards RPCs (``forwarded_rpc``).
+"""Fault knobs for tests: stream drops, injected 5xx, latency, event buffer size,
+answering as an agent that forwards RPCs (``forwarded_rpc``), and the Nomad >= 1.11.2
+event stream (``event_stream_hijacked``).
 
 Set them in-process (``twin.faults.error_ratio = 0.5``) or over HTTP with
 ``POST /_twin/faults`` and a JSON object of the same names; ``GET /_twin/faults`` shows
@@ -36,6 +37,11 @@ class NomadFaults:
     # permission/token/registration/filter errors by suffix, so every other 500 body
     # (the EnforceIndex conflict included) starts with "rpc error: ".
     forwarded_rpc: bool = False
+    # Serve /v1/event/stream as Nomad >= 1.11.2 does (command/agent/event_endpoint.go
+    # EventStream after the hijack change, as fixed in 1.11.3): the connection is hijacked,
+    # "200 OK" with Connection: close is written before the RPC authenticates, the body is
+    # neither chunked nor length-delimited, and any error (ACL included) is an EOF.
+    event_stream_hijacked: bool = False
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)

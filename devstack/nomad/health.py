@@ -26,8 +26,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from devstack.godur import format_ns
 from devstack.nomad.codec import NS, parse_rfc3339
-from devstack.nomad.codec import format_go_duration as format_ns
 from devstack.nomad.hooks import CheckView, ServiceChecks
 
 log = logging.getLogger(__name__)

@@ -121,6 +121,10 @@ async def client_alloc(request: web.Request) -> web.Response:
         if name:
             if name not in runner.tasks:
                 return text(500, f"Could not find task runner for task: {name}")
+            # client/allocrunner/taskrunner/lifecycle.go TaskRunner.Restart: a pending or
+            # dead task answers ErrTaskNotRunning (taskrunner/errors.go), a plain 500.
+            if runner.task_states[name]["State"] in ("pending", "dead"):
+                return text(500, "Task not running")
             await runner.restart_task(name)
         else:
             names = list(runner.tasks) if body.get("alltasks") else runner.running_tasks()

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from devstack.nomad.acl import Authz
 from devstack.nomad.canon import canonicalize_job, spec_of
 from devstack.nomad.children import is_parameterized, is_periodic
 from devstack.nomad.ctx import ctx_of, require
@@ -128,6 +129,60 @@ async def read_job(request: web.Request, job_id: str) -> web.Response:
     return reply(job, index)
 
 
+def _ci(obj: Any, key: str) -> Any:
+    """A field of a raw (``any``-typed) struct, matched case-insensitively as Go decodes."""
+    if not isinstance(obj, dict):
+        return None
+    for k, v in obj.items():
+        if k.lower() == key.lower():
+            return v
+    return None
+
+
+def register_allowed(authz: Authz, ns: str, job: dict[str, Any], policy_override: bool) -> bool:
+    """nomad/job_endpoint.go ``Register``, the checks after ``submit-job``: per group, each
+    volume (CSI: ``allowCSIMount`` = plugin read + ``csi-mount-volume``; host: read-only
+    needs ``mount-readonly`` or ``mount-readwrite``, read-write needs ``mount-readwrite``;
+    any other type is refused), a bidirectional mount needs ``mount-readwrite`` on its
+    source, a CSI plugin task needs ``csi-register-plugin``, and ``PolicyOverride`` needs
+    ``sentinel-override``. Every refusal is ``structs.ErrPermissionDenied``."""
+    for tg in job.get("TaskGroups") or []:
+        volumes = _ci(tg, "Volumes") or {}
+        if not isinstance(volumes, dict):
+            volumes = {}
+        for vol in volumes.values():
+            kind = _ci(vol, "Type")
+            source = str(_ci(vol, "Source") or "")
+            if kind == "csi":
+                if not (authz.allow_plugin_read() and authz.allow_ns(ns, "csi-mount-volume")):
+                    return False
+            elif kind == "host":
+                if _ci(vol, "ReadOnly"):
+                    if not (
+                        authz.allow_host_volume(source, "mount-readonly")
+                        or authz.allow_host_volume(source, "mount-readwrite")
+                    ):
+                        return False
+                elif not authz.allow_host_volume(source, "mount-readwrite"):
+                    return False
+            else:
+                return False
+        for task in (tg or {}).get("Tasks") or []:
+            for mount in _ci(task, "VolumeMounts") or []:
+                vol = volumes.get(str(_ci(mount, "Volume") or "")) or {}
+                if _ci(mount, "PropagationMode") == "bidirectional" and not (
+                    authz.allow_host_volume(str(_ci(vol, "Source") or ""), "mount-readwrite")
+                ):
+                    return False
+            if _ci(task, "CSIPluginConfig") is not None and not authz.allow_ns(
+                ns, "csi-register-plugin"
+            ):
+                return False
+        if policy_override and not authz.allow_ns(ns, "sentinel-override"):
+            return False
+    return True
+
+
 async def register_job(request: web.Request, path_id: str | None) -> web.Response:
     c = ctx_of(request)
     try:
@@ -151,7 +206,9 @@ async def register_job(request: web.Request, path_id: str | None) -> web.Respons
     ns = (
         request.query.get("namespace") or body.get("Namespace") or job.get("Namespace") or "default"
     )
-    require(c.authz(request).allow_ns(ns, "submit-job"))
+    authz = c.authz(request)
+    require(authz.allow_ns(ns, "submit-job"))
+    require(register_allowed(authz, ns, job, bool(body.get("PolicyOverride"))))
     out = register(
         c.state,
         c.sched,
@@ -288,7 +345,7 @@ async def plan_job(request: web.Request, job_id: str) -> web.Response:
         return text(400, "Job ID does not match")
     ns = request.query.get("namespace") or api_job.get("Namespace") or "default"
     require(c.authz(request).allow_ns(ns, "submit-job"))
-    new = canonicalize_job(api_job, ns)
+    new = canonicalize_job(api_job, ns, st.vault_default_identity)
     existing = st.jobs.get((ns, job_id))
     changed = existing is None or spec_of(existing) != spec_of(new)
     if existing is not None:
@@ -360,14 +417,6 @@ async def periodic_force(request: web.Request, job_id: str) -> web.Response:
     assert c.children is not None
     out = c.children.force(ns, job_id)
     return reply(out, out["Index"], query=False)
-
-
-def _ci(body: dict[str, Any], name: str) -> Any:
-    """Go's case-insensitive field match for the small dispatch request."""
-    for key, value in body.items():
-        if key.lower() == name.lower():
-            return value
-    return None
 
 
 async def dispatch_job(request: web.Request, job_id: str) -> web.Response:

@@ -7,7 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
-from devstack.nomad.codec import dumps, parse_go_duration
+from devstack import godur
+from devstack.nomad.codec import dumps
 from devstack.nomad.ctx import ctx_of, require
 from devstack.nomad.decode import DecodeError, parse_body
 from devstack.nomad.errors import ApiError
@@ -79,7 +80,7 @@ def _duration(value: Any, default: int) -> int:
         return default
     if isinstance(value, int | float) and not isinstance(value, bool):
         return int(value)
-    return parse_go_duration(str(value))
+    return godur.parse(str(value))
 
 
 async def var_route(request: web.Request) -> web.Response:

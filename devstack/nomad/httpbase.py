@@ -14,7 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
-from devstack.nomad.codec import dumps, parse_bool, parse_go_duration
+from devstack import godur
+from devstack.nomad.codec import dumps, parse_bool
 from devstack.nomad.errors import ApiError
 from devstack.nomad.notify import Notifier
 
@@ -97,7 +98,7 @@ async def block(request: web.Request, notifier: Notifier, index_of: Callable[[],
     wait = DEFAULT_WAIT
     if raw_wait is not None:
         try:
-            wait = parse_go_duration(raw_wait) / 1e9
+            wait = godur.parse(raw_wait) / 1e9
         except ValueError as exc:
             raise ApiError(400, "Invalid wait time") from exc
     # Nomad never reports index 0, or a blocking query could not be built from it.

@@ -89,7 +89,7 @@ def register(
     job_id = api_job["ID"]
     if namespace not in st.namespaces:
         raise ApiError(500, f'job "{job_id}" is in nonexistent namespace "{namespace}"')
-    canon = canonicalize_job(api_job, namespace)
+    canon = canonicalize_job(api_job, namespace, st.vault_default_identity)
     validate(canon)
     warned = job_warnings(canon)
     key = (namespace, job_id)
@@ -144,9 +144,19 @@ def register(
 
 
 def _add_version(st: NomadState, job: dict[str, Any]) -> None:
+    """state_store.go ``upsertJobVersion``: keep ``JobTrackedVersions`` untagged versions
+    (the newest stable one swapped into the kept set); versions with a ``VersionTag`` are
+    never collected ("they should always be kept")."""
     key = (job["Namespace"], job["ID"])
     versions = [job, *st.job_versions.get(key, [])]
-    st.job_versions[key] = versions[:TRACKED_VERSIONS]
+    untagged = [v for v in versions if not v.get("VersionTag")]
+    if len(untagged) > TRACKED_VERSIONS:
+        stable = next((i for i, v in enumerate(untagged) if v.get("Stable")), -1)
+        if stable == TRACKED_VERSIONS:
+            untagged[stable - 1], untagged[stable] = untagged[stable], untagged[stable - 1]
+        gone = untagged[TRACKED_VERSIONS]
+        versions = [v for v in versions if v is not gone]
+    st.job_versions[key] = versions
 
 
 def _register_reply(

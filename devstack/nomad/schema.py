@@ -31,7 +31,7 @@ STRUCTS: Final[dict[str, _F]] = {
         "ParameterizedJob:@ParameterizedJobConfig Dispatched:b DispatchIdempotencyToken "
         "Payload:b64 Meta:ms ConsulNamespace VaultNamespace NomadTokenID Status "
         "StatusDescription Stable:b Version:i SubmitTime:i CreateIndex:i ModifyIndex:i "
-        "JobModifyIndex:i UI:any VersionTag:any"
+        "JobModifyIndex:i UI:any VersionTag:@JobVersionTag"
     ),
     "TaskGroup": _t(
         "Name Count:i Update:@UpdateStrategy Migrate:@MigrateStrategy Constraints:[Constraint "
@@ -101,6 +101,7 @@ STRUCTS: Final[dict[str, _F]] = {
     "Affinity": _t("LTarget RTarget Operand Weight:i"),
     "Spread": _t("Attribute Weight:i SpreadTarget:any"),
     "Consul": _t("Namespace Cluster Partition"),
+    "JobVersionTag": _t("Name Description TaggedTime:i"),
     "PeriodicConfig": _t("Enabled:b Spec Specs:ls SpecType ProhibitOverlap:b TimeZone"),
     "ParameterizedJobConfig": _t("Payload MetaRequired:ls MetaOptional:ls"),
 }

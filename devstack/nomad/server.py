@@ -108,6 +108,7 @@ async def start_nomad_twin(
     acl: bool = False,
     vault_addr: str | None = None,
     vault_token: str | None = None,
+    vault_default_identity: bool = True,
     alloc_hooks: AllocHooks | None = None,
     drivers: Mapping[str, TaskDriver] | None = None,
     event_buffer_size: int = 100,
@@ -126,6 +127,8 @@ async def start_nomad_twin(
     if service_checks is None and isinstance(alloc_hooks, ServiceChecks):
         service_checks = alloc_hooks
     state = NomadState(event_buffer_size)
+    if not vault_default_identity:  # a server without vault.default_identity (pre-1.10 style)
+        state.vault_default_identity = None
     node_list = make_nodes(nodes)
     tmpdir = None
     if data_dir is None:

@@ -14,7 +14,8 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
-from devstack.nomad.codec import NS, format_go_duration
+from devstack import godur
+from devstack.nomad.codec import NS
 
 
 def group_of(alloc: dict[str, Any]) -> dict[str, Any]:
@@ -33,7 +34,7 @@ def task_delay(task: dict[str, Any]) -> int:
 
 def waiting_message(delay_ns: int) -> str:
     """The event's display text, Go duration formatting included."""
-    return f"Waiting for shutdown_delay of {format_go_duration(delay_ns)} before killing the task."
+    return f"Waiting for shutdown_delay of {godur.format_ns(delay_ns)} before killing the task."
 
 
 class ShutdownDelays:

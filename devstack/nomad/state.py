@@ -81,6 +81,9 @@ class Txn:
         self.extra.append(make_event(topic, self.type, key, ns, fkeys, self.index, payload))
 
 
+VAULT_DEFAULT_IDENTITY: dict[str, Any] = {"Audience": ["vault.io"], "TTL": 3600 * 10**9}
+
+
 class NomadState:
     def __init__(self, event_buffer_size: int = 100, region: str = "global") -> None:
         self.region = region
@@ -99,6 +102,10 @@ class NomadState:
         self.acl_policies: dict[str, dict[str, Any]] = {}
         self.acl_tokens: dict[str, dict[str, Any]] = {}  # by SecretID
         self.nodes: list[dict[str, Any]] = []
+        # The server's vault { default_identity {...} } (nomad/config.go VaultIdentityConfig):
+        # Nomad 1.10 derives Vault tokens only through workload identities, so a cluster
+        # whose jobs use Vault has one; jobImplicitIdentitiesHook adds it to Vault tasks.
+        self.vault_default_identity: dict[str, Any] | None = dict(VAULT_DEFAULT_IDENTITY)
         self.broker = EventBroker(event_buffer_size)
         self.notifier = Notifier()
         with self.txn("NamespaceUpsert") as tx:

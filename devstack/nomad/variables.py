@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from devstack.nomad.codec import NS, format_go_duration, new_id, now_ns
+from devstack import godur
+from devstack.nomad.codec import NS, new_id, now_ns
 from devstack.nomad.state import NomadState
 
 MIN_TTL = 10 * NS
@@ -33,8 +34,8 @@ def metadata(var: dict[str, Any], *, lock: bool = True) -> dict[str, Any]:
     if lock and var.get("Lock"):
         lk = var["Lock"]
         out["Lock"] = {
-            "TTL": format_go_duration(lk["TTL"]),
-            "LockDelay": format_go_duration(lk["LockDelay"]),
+            "TTL": godur.format_ns(lk["TTL"]),
+            "LockDelay": godur.format_ns(lk["LockDelay"]),
             "ID": lk["ID"],
         }
     out.update(

@@ -95,12 +95,19 @@ async def test_removing_the_flag_gives_the_users_job_back(twin: NomadTwin, user:
         del edited["Meta"][keys.MESH_TLS]
         await user.submit(edited)
 
-        # Exactly the user's job, plus what the user's edit itself carried: the constraints
-        # Nomad's server implied while the sidecar (Vault template, SIGHUP) was in the job. They
-        # were submitted by the user this time, so they are the user's now, as in real Nomad.
+        # Exactly the user's job, plus the constraints the user's edit was stored with: those
+        # Nomad's server implied while the sidecar (Vault template, SIGHUP) was in the job, and
+        # one more `${attr.nomad.version}` identity constraint, which the implicit-identities
+        # hook appends on every register (no dedupe). They are the user's now, as in Nomad.
+        await eventually(lambda: versions(twin, "shop")[-1:] == [3], what="removal written")
+        users_edit = next(
+            v for v in twin.state.job_versions[("default", "shop")] if v["Version"] == 2
+        )
         wanted = user_job("shop", {"team": "payments"})
-        wanted["TaskGroups"][0]["Constraints"] = edited["TaskGroups"][0]["Constraints"]
-        assert edited["TaskGroups"][0]["Constraints"]  # (so the line above is not a no-op)
+        wanted["TaskGroups"][0]["Constraints"] = users_edit["TaskGroups"][0]["Constraints"]
+        assert len(wanted["TaskGroups"][0]["Constraints"]) > len(
+            edited["TaskGroups"][0]["Constraints"]
+        )
         await eventually(
             lambda: same_spec(stored(twin, "shop") or {}, wanted), what="user's job restored"
         )

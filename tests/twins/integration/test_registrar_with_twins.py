@@ -12,7 +12,8 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from devstack.consul import ConsulTwin, godur
+from devstack import godur
+from devstack.consul import ConsulTwin
 from devstack.registrar import ConsulRegistrar
 from tests.support.twins import ConsulTwinFactory
 

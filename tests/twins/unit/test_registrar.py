@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from devstack.consul import godur
+from devstack import godur
 from devstack.registrar import registrations, service_id
 
 ALLOC_ID = "b4e61df9-b095-d64e-f241-23860da1375f"

@@ -95,12 +95,11 @@ async def test_removing_the_flag_gives_the_users_job_back(twin: NomadTwin, user:
         del edited["Meta"][keys.MESH_TLS]
         await user.submit(edited)
 
-        # Exactly the user's job, plus what the user's edit itself carried: the constraints
-        # Nomad's server implied while the sidecar (Vault template, SIGHUP) was in the job. They
-        # were submitted by the user this time, so they are the user's now, as in real Nomad.
+        # Exactly the user's job: the edit carried the constraints Nomad's server implied
+        # because of the sidecar (its Vault block, SIGHUP/SIGQUIT), and the removal takes them
+        # back, since the undo record knows the group had none before injection.
+        assert edited["TaskGroups"][0]["Constraints"]  # (so taking them back is not a no-op)
         wanted = user_job("shop", {"team": "payments"})
-        wanted["TaskGroups"][0]["Constraints"] = edited["TaskGroups"][0]["Constraints"]
-        assert edited["TaskGroups"][0]["Constraints"]  # (so the line above is not a no-op)
         await eventually(
             lambda: same_spec(stored(twin, "shop") or {}, wanted), what="user's job restored"
         )

@@ -12,6 +12,7 @@ from chaos import (
     s7_user_race,
     s8_stuck_probe,
     s9_split_brain,
+    s12_periodic_children,
 )
 from chaos.harness import Scenario
 
@@ -78,5 +79,12 @@ SCENARIOS: list[Scenario] = [
         "fencing rejects the stale writer (conflicts counted), no job clobbered",
         s9_split_brain.run,
         budget=90,
+    ),
+    Scenario(
+        12,
+        "a periodic meshed job launched 5 times",
+        "parent injected once, each child carries the sidecar, 0 controller writes to children",
+        s12_periodic_children.run,
+        budget=60,
     ),
 ]

@@ -30,6 +30,10 @@ class JobStore(Protocol):
 
     async def job_allocations(self, job_id: str, namespace: str) -> list[dict[str, Any]]: ...
 
+    async def child_allocations(self, parent_id: str, namespace: str) -> list[dict[str, Any]]:
+        """The allocations of a periodic or parameterized parent's live children."""
+        ...
+
     async def latest_deployment(self, job_id: str, namespace: str) -> dict[str, Any] | None: ...
 
 

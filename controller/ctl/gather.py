@@ -31,6 +31,7 @@ from crds_equivalent import keys
 from crds_equivalent.jobkey import JobKey
 from crds_equivalent.status import MeshStatus
 from crds_equivalent.status_report import Backend, LeaderInfo, StatusReport
+from reconcilers.instances.observe import instance_allocations
 
 T = TypeVar("T")
 CONCURRENCY = 16
@@ -82,12 +83,14 @@ async def read_jobs(
         listing = await jobs.list_jobs(options.namespace, meta=True, prefix=options.job)
         for stub in listing.stubs:
             key = JobKey(str(stub.get("Namespace") or "default"), str(stub.get("ID") or ""))
+            if stub.get("ParentID"):
+                continue  # a child is shown in its parent's row (its instances are the parent's)
             if _wanted(key, options) and (_flagged(stub) or options.job is not None):
                 candidates.add(key)
 
     async def one(key: JobKey) -> JobFacts:
         job = await jobs.get_job(key[1], key[0])
-        allocs = await jobs.job_allocations(key[1], key[0]) if job is not None else []
+        allocs = await instance_allocations(jobs, job, key[1], key[0]) if job is not None else []
         return JobFacts(job, allocs)
 
     ordered = sorted(candidates)

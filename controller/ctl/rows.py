@@ -177,8 +177,8 @@ def _alloc_count(
             with_sidecar += 1
     count = group.get("Count")
     desired = count if isinstance(count, int) else 1
-    if job.get("Type") in ("system", "sysbatch"):
-        desired = len(mine)
+    if job.get("Type") in ("system", "sysbatch") or jobview.launches_children(job):
+        desired = len(mine)  # one per node, or one group per live child: what was placed
     return AllocCount(running=with_sidecar, desired=desired), [str(a.get("ID")) for a in running]
 
 

@@ -101,6 +101,27 @@ class NomadJobs:
             return []
         return list(resp.body or [])
 
+    async def child_allocations(self, parent_id: str, namespace: str) -> list[dict[str, Any]]:
+        """The allocations of every child of ``parent_id`` that is not dead yet.
+
+        A periodic or parameterized parent has no allocations of its own; its children do, and
+        their IDs start with ``<parent>/`` (``PeriodicLaunchSuffix`` "/periodic-",
+        ``DispatchLaunchSuffix`` "/dispatch-" in ``nomad/structs/structs.go``). The prefix
+        LIST is narrowed to ``ParentID == parent_id`` (a job of another parent may share the
+        prefix), and dead children are skipped: they run nothing, and a periodic parent keeps
+        them until the job GC.
+        """
+        listing = await self.list_jobs(namespace, meta=False, prefix=f"{parent_id}/")
+        live = [
+            str(s["ID"])
+            for s in listing.stubs
+            if s.get("ParentID") == parent_id and s.get("Status") != "dead"
+        ]
+        out: list[dict[str, Any]] = []
+        for child in live:
+            out.extend(await self.job_allocations(child, namespace))
+        return out
+
     async def read_allocation(self, alloc_id: str, namespace: str) -> dict[str, Any] | None:
         """The full allocation (with its job snapshot and ports), or None."""
         try:

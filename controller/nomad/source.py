@@ -19,6 +19,14 @@ unflagged job once per JobModifyIndex — the verdict is cached, and Job events 
 steady-state resyncs read nothing extra. Without inspection, any stub the predicate calls
 ``stub_maybe_interesting`` is handed over as a wide net instead. Allocation events are mapped
 to their job only when that job is known to be interesting.
+
+Children are owned by their parent (controller-runtime's ``EnqueueRequestForOwner``): a job
+with ``ParentID`` (a periodic launch or a dispatch; ``nomad/periodic.go`` ``deriveJob``,
+``nomad/job_endpoint.go`` ``Job.Dispatch``) is never handed over under its own key, never read
+to be inspected, and its Job and Allocation events are handed over as an *allocation* change of
+its parent, since for the parent what changed is its running instances, not its spec. The
+parent of each child is learned from the child's ``ParentID`` (LIST stubs and Job events
+carry it; Allocation events carry only the child's ID, whose Job event comes first).
 """
 
 from __future__ import annotations
@@ -115,6 +123,7 @@ class NomadEventSource:
         self._listing = asyncio.Lock()
         self._since_list: tuple[dict[JobKey, bool], bool] = ({}, False)
         self.lists = 0
+        self.parents: dict[JobKey, JobKey] = {}  # child -> parent, from ParentID
 
     @property
     def last_index(self) -> int:
@@ -158,8 +167,13 @@ class NomadEventSource:
         found: set[JobKey] = set()
         to_read: list[tuple[JobKey, int]] = []
         listed: set[JobKey] = set()
+        parents: dict[JobKey, JobKey] = {}
         for stub in listing.stubs:
             key = JobKey(str(stub.get("Namespace") or "default"), str(stub["ID"]))
+            parent = _parent_of(key, stub)
+            if parent is not None:
+                parents[key] = parent  # the parent's own stub speaks for it
+                continue
             listed.add(key)
             modify_index = int(stub.get("JobModifyIndex") or 0)
             cached = self._inspected.get(key)
@@ -173,6 +187,7 @@ class NomadEventSource:
             elif self.predicate.stub_maybe_interesting(stub) or key in self.tracked:
                 found.add(key)
         self._inspected = {k: v for k, v in self._inspected.items() if k in listed}
+        self.parents = parents
         found |= await self._inspect(to_read)
         # Events that arrived while we listed are newer than the LIST: they win.
         changed, _ = self._since_list
@@ -220,12 +235,17 @@ class NomadEventSource:
                 alloc = event.payload.get("Allocation") or {}
                 job_id = alloc.get("JobID") or (event.filter_keys[0] if event.filter_keys else "")
                 key = JobKey(event.namespace, str(job_id))
+                key = self.parents.get(key, key)
                 if key in self.tracked:
                     self.handler.allocation_changed(key)
 
     def _job_event(self, event: Event) -> None:
         job = event.payload.get("Job") or {}
         key = JobKey(event.namespace or str(job.get("Namespace") or "default"), event.key)
+        parent = _parent_of(key, job)
+        if parent is not None:
+            self._child_event(event, key, parent)
+            return
         interesting = self.predicate.job_interesting(job)
         changed, listing = self._since_list
         if listing:
@@ -242,6 +262,18 @@ class NomadEventSource:
             self._inspected.pop(key, None)
         else:
             self._inspected[key] = (int(job.get("JobModifyIndex") or 0), interesting)
+
+    def _child_event(self, event: Event, key: JobKey, parent: JobKey) -> None:
+        """A child was launched, changed state or was purged: its parent's instances changed."""
+        if event.payload.get("Deleted") or event.type in (
+            "JobDeregistered",
+            "JobBatchDeregistered",
+        ):
+            self.parents.pop(key, None)
+        else:
+            self.parents[key] = parent
+        if parent in self.tracked:
+            self.handler.allocation_changed(parent)
 
     # --- loops ------------------------------------------------------------------------------
 
@@ -284,3 +316,15 @@ class NomadEventSource:
                 self.metrics.resyncs.inc()
             except NomadError as exc:
                 log.warning("periodic resync failed", error=str(exc))
+
+
+def _parent_of(key: JobKey, doc: Mapping[str, Any]) -> JobKey | None:
+    """The parent's key of a periodic or dispatched child (stub or job), else None.
+
+    ``ParentID`` is set only by the Nomad leader when it derives a child, and a child lives in
+    its parent's namespace (``deriveJob`` and ``Job.Dispatch`` copy the parent).
+    """
+    parent = doc.get("ParentID")
+    if isinstance(parent, str) and parent:
+        return JobKey(key.namespace, parent)
+    return None

@@ -44,6 +44,7 @@ from reconcilers.instances.matching import (
     fronted_ports,
     running_allocations,
 )
+from reconcilers.instances.observe import instance_allocations
 from reconcilers.ports import Catalog, JobStore, StatusStore, TlsProbe, TrustSource
 
 log = structlog.get_logger(__name__)
@@ -92,7 +93,7 @@ class HealthReconciler:
         if gate is None or not gate.sidecar_injected:
             return Result(requeue_after=self.interval)  # the MeshReconciler is not done yet
 
-        allocs = running_allocations(await self.jobs.job_allocations(job_id, namespace))
+        allocs = running_allocations(await instance_allocations(self.jobs, job, job_id, namespace))
         found, consul_problem = await self._consul(
             sorted({p.service for p in ports}), ports, allocs
         )

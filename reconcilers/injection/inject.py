@@ -13,7 +13,23 @@ Undo record (version 1)::
      "absent": ["<key>", ...],                       # keys the group did not have
      "meta": "object" | "null" | "absent",           # what the group's Meta was
      "tasks": [[<index>, {"Services": <original>}, ["<absent key>", ...]], ...],
-     "sidecar_at": <index of mesh-tls-proxy in Tasks> | null}
+     "sidecar_at": <index of mesh-tls-proxy in Tasks> | null,
+     "constraints": [<constraint>, ...] | null | "absent"}  # the group's, before the sidecar
+
+Constraints are the one group field Nomad's server writes *because of* the sidecar: on register
+``nomad/job_endpoint_hooks.go`` ``jobImpliedConstraints.Mutate`` adds ``${attr.vault.version}
+semver >= 0.6.1`` (the sidecar's Vault block, ``vaultConstraintFn``) and ``${attr.os.signals}
+set_contains ...`` (its KillSignal, ``Job.RequiredSignals``/``getSignalConstraint``), and
+``nomad/job_endpoint_hook_implicit_identities.go`` appends ``${attr.nomad.version} semver >=
+1.7.0-a`` — without any dedupe — whenever a task has an identity (the sidecar's Vault block
+gets ``vault_default`` on workload-identity clusters). They are not restored verbatim (a
+constraint the user adds to the injected job must stay), so ``uninject`` drops only
+constraints *of those shapes* beyond what the group had before injection, counted as a
+multiset: the user's constraints, and the implied ones the user's own tasks caused before we
+came, stay; the ones we caused go. Nomad re-adds on the next register whatever the job still
+implies, so dropping an implied constraint the user's job also implies costs nothing, and
+repeated writes cannot grow the list. A record written before this field existed drops
+nothing (the controller cannot tell then).
 
 Group Meta is not restored wholesale: it is the user's interface (``mesh.tls`` lives there),
 so an edit of it on the injected job must count. uninject removes only our two keys and puts
@@ -24,6 +40,8 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+from collections import Counter
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
@@ -69,6 +87,7 @@ class _Undo:
         self.tasks: list[list[Any]] = []
         self.sidecar_at: int | None = None
         self.meta = "absent"
+        self.constraints: Any = "absent"
 
     def keep(self, group: Mapping[str, Any], key: str) -> None:
         if key in group:
@@ -90,6 +109,7 @@ class _Undo:
             "tasks": self.tasks,
             "sidecar_at": self.sidecar_at,
             "meta": self.meta,
+            "constraints": self.constraints,
         }
         return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
 
@@ -108,6 +128,8 @@ def _inject_group(
     tls_labels = {p.label: keys.tls_port_label(p.label) for p in inputs.ports}
     permissive = spec.mode is Mode.PERMISSIVE
     undo = _Undo()
+    if "Constraints" in group:
+        undo.constraints = copy.deepcopy(group["Constraints"])
 
     undo.keep(group, "Networks")
     networks = rewrite.add_ports(jobview.as_list(group.get("Networks")), inputs.ports)
@@ -222,6 +244,11 @@ def _parse_undo(group: Mapping[str, Any]) -> dict[str, Any]:
         and isinstance(record.get("tasks"), list)
         and (record.get("sidecar_at") is None or isinstance(record.get("sidecar_at"), int))
         and record.get("meta") in ("object", "null", "absent")
+        and (
+            "constraints" not in record
+            or record["constraints"] in (None, "absent")
+            or isinstance(record["constraints"], list)
+        )
     )
     if not ok:
         raise UndoError(f'group "{name}": undo record has an unknown shape')
@@ -256,6 +283,75 @@ def _uninject_group(group: dict[str, Any]) -> None:
                 _restore(tasks[index], saved, absent)
     _restore(group, record["group"], record["absent"])
     _restore_meta(group, record["meta"])
+    if "constraints" in record:
+        _drop_implied(group, record["constraints"])
+
+
+def is_sidecar_implied(constraint: object) -> bool:
+    """A constraint exactly as Nomad's server adds it because of what the sidecar carries.
+
+    ``vaultConstraintFn`` (``${attr.vault.version} semver >= 0.6.1``, or
+    ``${attr.vault.<cluster>.version} semver >= 1.11.0`` for a non-default cluster),
+    ``getSignalConstraint`` (``${attr.os.signals} set_contains`` the sorted union of the
+    group's signals, which with the sidecar always holds its SIGHUP and SIGQUIT) and
+    ``implicitIdentityClientVersionConstraint`` (``${attr.nomad.version} semver >= 1.7.0-a``),
+    in nomad v1.10.0 ``nomad/job_endpoint_hooks.go`` and
+    ``nomad/job_endpoint_hook_implicit_identities.go``. Exact values, not just the LTarget, so
+    a user's own ``${attr.vault.version} >= 1.15`` is never taken for ours.
+    """
+    if not isinstance(constraint, Mapping):
+        return False
+    left = constraint.get("LTarget")
+    right = constraint.get("RTarget")
+    operand = constraint.get("Operand")
+    if not (isinstance(left, str) and isinstance(right, str)):
+        return False
+    if left == "${attr.os.signals}" and operand == "set_contains":
+        return set(right.split(",")) >= _SIDECAR_SIGNALS
+    if operand != "semver":
+        return False
+    if left == "${attr.vault.version}":
+        return right == ">= 0.6.1"
+    if _VAULT_CLUSTER_VERSION.fullmatch(left):
+        return right == ">= 1.11.0"
+    return (left, right) == ("${attr.nomad.version}", ">= 1.7.0-a")
+
+
+# The signals the sidecar makes Nomad require: its templates' ChangeSignal and its KillSignal.
+_SIDECAR_SIGNALS = frozenset({"SIGHUP", "SIGQUIT"})
+_VAULT_CLUSTER_VERSION = re.compile(r"\$\{attr\.vault\.[^.{}]+\.version\}")
+
+
+def _constraint_key(constraint: object) -> str:
+    """Equality as Nomad's ``Constraint.Equal`` sees it (LTarget, RTarget, Operand)."""
+    c = jobview.as_map(constraint)
+    return json.dumps([c.get("LTarget"), c.get("RTarget"), c.get("Operand")])
+
+
+def _drop_implied(group: dict[str, Any], before: object) -> None:
+    """Drop the sidecar-implied constraints the group did not have before injection."""
+    current = group.get("Constraints")
+    if not isinstance(current, list):
+        return
+    allowance = Counter(_constraint_key(c) for c in jobview.as_list(before))
+    kept: list[Any] = []
+    for constraint in current:
+        if is_sidecar_implied(constraint):
+            key = _constraint_key(constraint)
+            if allowance[key] <= 0:
+                continue
+            allowance[key] -= 1
+        kept.append(constraint)
+    if len(kept) == len(current):
+        return
+    if kept:
+        group["Constraints"] = kept
+    elif before == "absent":
+        del group["Constraints"]
+    elif before is None:
+        group["Constraints"] = None
+    else:
+        group["Constraints"] = kept
 
 
 def _restore_meta(group: dict[str, Any], kind: str) -> None:

@@ -55,6 +55,40 @@ def is_stopped(job: Mapping[str, Any]) -> bool:
     return job.get("Stop") is True
 
 
+def parent_id(job: Mapping[str, Any]) -> str:
+    """The ID of the job this one was derived from, ``""`` for a job a user registered.
+
+    Nomad sets ``ParentID`` on the children it derives itself: a periodic launch
+    (``nomad/periodic.go`` ``PeriodicDispatch.deriveJob``: ``derived.ParentID = periodicJob.ID``)
+    and a dispatch (``nomad/job_endpoint.go`` ``Job.Dispatch``: ``dispatchJob.ParentID =
+    parameterizedJob.ID``). A register through the HTTP API cannot set it
+    (``command/agent/job_endpoint.go`` ``ApiJobToStructJob`` does not copy it), so a non-empty
+    value always means "Nomad made this job from another one".
+    """
+    return as_str(job.get("ParentID"))
+
+
+def is_child(job: Mapping[str, Any]) -> bool:
+    """A periodic or dispatched child: its spec is its parent's, and only its parent is ours to
+    write (re-registering it would detach or refuse it, see ``parent_id``)."""
+    return bool(parent_id(job))
+
+
+def launches_children(job: Mapping[str, Any]) -> bool:
+    """A periodic or parameterized parent: it never runs allocations itself, its children do.
+
+    Mirrors ``nomad/structs/structs.go`` ``Job.IsPeriodic`` (a ``Periodic`` block; Nomad keeps
+    tracking it only when enabled, but a disabled one is still a parent of the children it
+    launched) and ``Job.IsParameterized`` (``ParameterizedJob != nil && !Dispatched``); a child
+    is never a parent, whatever blocks it copied.
+    """
+    if is_child(job):
+        return False
+    if isinstance(job.get("Periodic"), Mapping):
+        return True
+    return isinstance(job.get("ParameterizedJob"), Mapping) and job.get("Dispatched") is not True
+
+
 def groups(job: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """The task groups that are JSON objects, in job order."""
     return [g for g in as_list(job.get("TaskGroups")) if isinstance(g, Mapping)]

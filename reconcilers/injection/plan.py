@@ -34,6 +34,7 @@ class NoOpReason(StrEnum):
     """Why nothing is written; the mesh reconciler branches on it (never on message text)."""
 
     STOPPED = "job is stopped"
+    CHILD = "child job: meshed through its parent"
     NOT_MESHED = "not meshed"
     UP_TO_DATE = "up to date"
 
@@ -79,6 +80,8 @@ def default_ttl_seconds(config: MeshConfig) -> int:
 
 def plan_job(job: Mapping[str, Any], config: MeshConfig) -> Decision:
     """Plan from the job alone: un-inject it, parse the user's specs, then ``plan``."""
+    if jobview.is_child(job):  # before uninject: a child's undo record is its parent's
+        return NoOp(NoOpReason.CHILD)
     try:
         user = uninject(job)
     except UndoError as err:
@@ -95,7 +98,19 @@ def plan_job(job: Mapping[str, Any], config: MeshConfig) -> Decision:
 def plan(
     job: Mapping[str, Any], specs: Mapping[str, MeshSpec] | SpecError, config: MeshConfig
 ) -> Decision:
-    """``specs`` are parsed from ``uninject(job)`` (or the SpecError that parsing raised)."""
+    """``specs`` are parsed from ``uninject(job)`` (or the SpecError that parsing raised).
+
+    A periodic or dispatched child is never planned: Nomad derived it from its parent, markers
+    included (``PeriodicDispatch.deriveJob`` and ``Job.Dispatch`` copy the parent), so it carries
+    exactly the sidecar its parent has. Its hash would not match (the hash covers the job's ID
+    and name, which the child does not share), but that is not staleness, and writing it back
+    would either be refused (a dispatched child: ``validateJobUpdate``, "cannot update
+    non-parameterized job to being parameterized") or detach it from its parent and replace
+    its running batch allocation (a periodic child loses ``ParentID`` in
+    ``ApiJobToStructJob``). A new parent version reaches the next children by itself.
+    """
+    if jobview.is_child(job):
+        return NoOp(NoOpReason.CHILD)
     if jobview.is_stopped(job):
         return NoOp(NoOpReason.STOPPED)
     try:
@@ -108,7 +123,7 @@ def plan(
     marked = any(is_marked(g) for g in jobview.groups(job))
     if not enabled:
         if marked:
-            return Remove(user, "mesh.tls is off for every group")
+            return Remove(registrable(user), "mesh.tls is off for every group")
         return NoOp(NoOpReason.NOT_MESHED)
     refusals = connect_refusals(user, enabled)
     if refusals and len(refusals) == len(enabled):
@@ -127,7 +142,26 @@ def plan(
         desired = inject(job, specs, config)
     except (CannotInject, UndoError) as err:
         return Invalid(str(err))
-    return Apply(desired, "groups to (re)inject or restore: " + ", ".join(stale), refused)
+    return Apply(
+        registrable(desired), "groups to (re)inject or restore: " + ", ".join(stale), refused
+    )
+
+
+def registrable(job: Mapping[str, Any]) -> dict[str, Any]:
+    """The job as the controller may submit it: without the user's ``VersionTag``.
+
+    A tag names one version of the user's (``nomad job tag``). Nomad 1.9+ copies the submitted
+    tag onto the new version (``command/agent/job_endpoint.go`` ``ApiJobToStructJob``:
+    ``VersionTag: ApiJobVersionTagToStructs(job.VersionTag)``), and tagged versions are never
+    garbage collected (``nomad/state/state_store.go`` ``upsertJobVersion``): re-registering the
+    GET body would put the user's tag on our version too, once per write. Nomad's own revert
+    clears it for the same reason (``nomad/job_endpoint.go`` ``Job.Revert``: "Clear out the
+    VersionTag to prevent tag duplication"). Without it, our version is untagged and the user's
+    tag stays where the user put it.
+    """
+    out = dict(job)
+    out.pop("VersionTag", None)
+    return out
 
 
 def connect_refusals(user: Mapping[str, Any], enabled: Mapping[str, MeshSpec]) -> dict[str, str]:

@@ -17,6 +17,7 @@ import structlog
 from controller.consul.client import ConsulError, HealthEntry
 from controller.tlsprobe import ProbeResult
 from crds_equivalent.config import MeshConfig
+from reconcilers.injection import jobview
 from reconcilers.instances.matching import (
     ConsulFindings,
     FrontedPort,
@@ -51,6 +52,18 @@ class Observation:
         return sum(len(ids) for ids in self.running.values())
 
 
+async def instance_allocations(
+    jobs: JobStore, job: Mapping[str, Any], job_id: str, namespace: str
+) -> list[dict[str, Any]]:
+    """The allocations that are this job's instances: its own, or for a periodic or
+    parameterized parent (which never has any) its live children's, which carry the parent's
+    sidecar and register the parent's services. So one status record — the parent's — covers
+    every instance the mesh put there; children have no record of their own."""
+    if jobview.launches_children(job):
+        return await jobs.child_allocations(job_id, namespace)
+    return await jobs.job_allocations(job_id, namespace)
+
+
 async def observe_job(
     key: tuple[str, str],
     *,
@@ -70,7 +83,7 @@ async def observe_job(
     seen = Observation(job=current, ports=ports)
     if not ports:
         return seen
-    seen.allocations = await jobs.job_allocations(job_id, namespace)
+    seen.allocations = await instance_allocations(jobs, current, job_id, namespace)
     seen.running = running_allocations(seen.allocations)
     health: dict[str, list[HealthEntry]] = {}
     try:

@@ -117,6 +117,12 @@ class MeshReconciler:
 
     async def _observe(self, key: JobKey, job: dict[str, Any], decision: NoOp) -> Result:
         namespace, job_id = key
+        if decision.reason is NoOpReason.CHILD:
+            # The parent's record covers its children (their allocations are the parent's
+            # instances); a record of a child's own would only be a second, stale truth.
+            await self.statuses.delete(namespace, job_id)
+            self.phases.pop(key, None)
+            return Result()
         if decision.reason is NoOpReason.NOT_MESHED:
             previous = await self.statuses.get(namespace, job_id)
             if previous is not None and previous.phase != Phase.REMOVED:

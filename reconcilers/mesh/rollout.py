@@ -21,8 +21,22 @@ def rolled_out(
     deployment: Mapping[str, Any] | None,
     allocations: Sequence[Mapping[str, Any]],
 ) -> Condition:
-    """The RolledOut condition for `job` given its latest deployment and allocations."""
+    """The RolledOut condition for `job` given its latest deployment and allocations.
+
+    A periodic or parameterized parent never places allocations (Nomad's scheduler is never
+    asked to: ``Job.Register`` creates no evaluation for either, ``nomad/job_endpoint.go``), so
+    there is nothing to roll out: the stored version *is* the rollout, because every child
+    launched from now on is derived from it (``PeriodicDispatch.deriveJob``, ``Job.Dispatch``).
+    Children already running keep the version they were launched with, as Nomad intends.
+    """
     version = job.get("Version")
+    if jobview.launches_children(job):
+        return condition(
+            ConditionType.ROLLED_OUT,
+            True,
+            "LaunchesChildren",
+            f"version {version} is what every new periodic or dispatched child is derived from",
+        )
     if deployment is not None and deployment.get("JobVersion") == version:
         status = deployment.get("Status")
         description = str(deployment.get("StatusDescription") or "")

@@ -37,12 +37,6 @@ async def user(twin: NomadTwin) -> AsyncIterator[User]:
         await u.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="audit §9: the controller re-submits the GET body, so the user's VersionTag moves "
-    "onto its version and a second never-collected version carries the same tag; "
-    "fixed by issue 14",
-)
 async def test_injection_does_not_copy_the_users_version_tag(twin: NomadTwin, user: User) -> None:
     spec = user_job("tagged", {"mesh.tls": "true"})
     spec["VersionTag"] = {"Name": "golden", "Description": "approved release"}

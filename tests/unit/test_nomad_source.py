@@ -201,3 +201,73 @@ async def test_periodic_resync_is_jittered_and_counted() -> None:
     assert len(lists) == 2
     assert 540 <= lists[1] - lists[0] <= 660
     assert got == [JobKey("default", "web")] * 2
+
+
+class Kinds(list[tuple[str, JobKey]]):
+    """A handler that records which kind of change each key was handed over as."""
+
+    def job_changed(self, key: JobKey) -> None:
+        self.append(("job", key))
+
+    def allocation_changed(self, key: JobKey) -> None:
+        self.append(("allocation", key))
+
+
+def child_of(parent: dict[str, Any], child_id: str, **extra: Any) -> dict[str, Any]:
+    """A child as Nomad derives it (periodic.go deriveJob / Job.Dispatch): a copy, ParentID set."""
+    return {**parent, "ID": child_id, "Name": child_id, "ParentID": parent["ID"], **extra}
+
+
+def test_a_childs_events_are_its_parents_instances_never_its_own_key() -> None:
+    got = Kinds()
+    client = NomadClient("http://127.0.0.1:9")
+    src = NomadEventSource(NomadJobs(client), EventStream(client), got, predicate=MESH_INTEREST)
+    parent = job("cron", meta={MESH_TLS: "true"})
+    child = child_of(parent, "cron/periodic-1700000000")
+    src.handle_batch(EventBatch(5, (job_event(5, parent),)))
+    src.handle_batch(EventBatch(6, (job_event(6, child), alloc_event(6, child["ID"]))))
+    deleted = job_event(9, child, Deleted=True)
+    src.handle_batch(EventBatch(9, (deleted,)))
+    cron = JobKey("default", "cron")
+    assert got == [("job", cron), ("allocation", cron), ("allocation", cron), ("allocation", cron)]
+    assert src.tracked == {cron}
+    assert src.parents == {}  # the purged child is forgotten
+
+    # The child of a job nobody meshes is nobody's business either.
+    other = child_of(job("plain"), "plain/dispatch-1700000000-0123abcd", Dispatched=True)
+    got.clear()
+    src.handle_batch(EventBatch(10, (job_event(10, other), alloc_event(10, other["ID"]))))
+    assert got == []
+
+
+async def test_the_list_hands_over_parents_and_never_reads_children() -> None:
+    got = Kinds()
+    client = NomadClient("http://127.0.0.1:9")
+    reads: list[str] = []
+    parent = {"ID": "task", "Namespace": "default", "Meta": {MESH_TLS: "true"}, "ParentID": ""}
+    children = [
+        {"ID": f"task/dispatch-17000000{n}-0123abcd", "Namespace": "default", "ParentID": "task"}
+        for n in range(3)
+    ]
+
+    class ListingJobs(NomadJobs):
+        async def list_jobs(
+            self, namespace: str = "*", *, meta: bool = True, prefix: str | None = None
+        ) -> JobList:
+            # children stubs carry their parent's meta, flagged or not: neither may count
+            flagged = [{**c, "Meta": {MESH_TLS: "true"}} for c in children[:2]]
+            return JobList(stubs=[parent, *flagged, children[2]], index=40)
+
+        async def get_job(self, job_id: str, namespace: str) -> dict[str, Any] | None:
+            reads.append(job_id)
+            return None
+
+    src = NomadEventSource(ListingJobs(client), EventStream(client), got, predicate=MESH_INTEREST)
+    assert await src.list_and_enqueue() == 40
+    task = JobKey("default", "task")
+    assert got == [("job", task)]
+    assert reads == []
+    assert src.tracked == {task}
+    got.clear()
+    src.handle_batch(EventBatch(41, (alloc_event(41, children[2]["ID"]),)))
+    assert got == [("allocation", task)]

@@ -176,8 +176,10 @@ async def test_a_user_update_during_our_register_wins_and_is_injected(
         errors = {"controller": "mesh", "result": "error"}
         assert (app.registry.get_sample_value("controller_reconcile_total", errors) or 0) == 0
         assert [type(e).__name__ for e in racing.lost] == ["Conflict"]
-        assert str(racing.lost[0]).split(": 500 ", 1)[1].startswith(
-            ("rpc error: " if forwarded else "") + "Enforcing job modify index "
+        assert (
+            str(racing.lost[0])
+            .split(": 500 ", 1)[1]
+            .startswith(("rpc error: " if forwarded else "") + "Enforcing job modify index ")
         )
         await eventually(lambda: _is(phase(app, "cart"), "Ready"), what="cart Ready")
 

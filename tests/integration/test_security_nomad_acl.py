@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -112,6 +113,27 @@ async def world(openbao: OpenBao) -> AsyncIterator[World]:
         await consul.stop()
 
 
+def with_volumes(job: dict[str, Any]) -> dict[str, Any]:
+    """The job's group mounts a host volume read-write and a CSI volume."""
+    group = job["TaskGroups"][0]
+    group["Volumes"] = {
+        "data": {"Name": "data", "Type": "host", "Source": "data", "ReadOnly": False},
+        "shared": {
+            "Name": "shared",
+            "Type": "csi",
+            "Source": "shared",
+            "ReadOnly": False,
+            "AccessMode": "single-node-writer",
+            "AttachmentMode": "file-system",
+        },
+    }
+    group["Tasks"][0]["VolumeMounts"] = [
+        {"Volume": "data", "Destination": "/data", "ReadOnly": False},
+        {"Volume": "shared", "Destination": "/shared", "ReadOnly": False},
+    ]
+    return job
+
+
 def nomad_section(output: str) -> list[str]:
     return ("\n" + output).split("\nNomad\n-----\n", 1)[1].split("\n\n", 1)[0].splitlines()
 
@@ -122,7 +144,11 @@ async def test_the_shipped_policy_is_enough_for_the_whole_job(world: World) -> N
     nomad = nomad_section(output)
     assert not [ln for ln in nomad if ln.startswith("×")], output
     assert any("token may submit jobs" in ln for ln in nomad)
+    assert any("re-register jobs that mount host volumes" in ln for ln in nomad)
+    assert any("re-register jobs that mount CSI volumes" in ln for ln in nomad)
     assert token not in output
+    # the register probes were refused by their EnforceIndex fence: nothing was written
+    assert world.nomad.state.jobs == {}
 
     user = User(world.nomad, world.nomad.management_token)
     try:
@@ -131,6 +157,9 @@ async def test_the_shipped_policy_is_enough_for_the_whole_job(world: World) -> N
             await user.submit(user_job("least", {"mesh.tls": "true"}))
             await eventually(lambda: injected(stored(world.nomad, "least")), what="injected")
             await eventually(lambda: _is(phase(app, "least"), "Injected", "Ready"), what="status")
+            # Register checks the volume rights of every group again on our re-register
+            await user.submit(with_volumes(user_job("mounts", {"mesh.tls": "true"})))
+            await eventually(lambda: injected(stored(world.nomad, "mounts")), what="mounts")
     finally:
         await user.close()
 

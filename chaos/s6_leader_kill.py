@@ -6,6 +6,11 @@ killed with SIGKILL (no release, no drain), and the user updates ten jobs meanwh
 Invariant: the standby takes over and finishes; every user spec is injected exactly once (the
 versions are counted: a controller version always follows a user version, never another
 controller version); no user update is lost.
+
+The failover time is measured from the SIGKILL and held to the bound Nomad's lock semantics
+give (nomad/locks.go: the TTL timer runs for 2 x TTL from the last renew, then the Lock stays
+for LockDelay before invalidateVariableLock frees it; the standby tries every LEADER_RETRY):
+at most 2 x TTL + LockDelay + LEADER_RETRY, at least that minus RENEW and LEADER_RETRY.
 """
 
 from __future__ import annotations
@@ -30,6 +35,12 @@ from devstack.nomad.jobsvc import register
 from devstack.testing import injected, stored, user_job
 
 JOBS = 100
+TTL, RENEW = 10.0, 2.0  # MESH_LEADER_TTL (Nomad refuses lock TTLs under 10 s), MESH_LEADER_RENEW
+LOCK_DELAY = TTL  # the controller's LockDelay (controller.app.Tuning.lock_delay: the TTL)
+LEADER_RETRY = 2.0  # a standby tries to take the lock this often (Tuning.leader_retry)
+FAILOVER_BOUND = 2 * TTL + LOCK_DELAY + LEADER_RETRY
+FAILOVER_FLOOR = 2 * TTL + LOCK_DELAY - RENEW
+SLACK = 1.5  # the standby's acquire request and the harness's polling
 UPDATED = 10
 CONTROLLER = str(Path(sys.executable).with_name("controller"))
 
@@ -55,8 +66,8 @@ async def start_controller(twin: NomadTwin, identity: str, log: Path) -> asyncio
     env |= no_backends_env() | {
         "NOMAD_ADDR": twin.url,
         "MESH_HTTP_ADDR": "127.0.0.1:0",
-        "MESH_LEADER_TTL": "10s",  # Nomad refuses lock TTLs under 10 s
-        "MESH_LEADER_RENEW": "2s",
+        "MESH_LEADER_TTL": f"{TTL:.0f}s",
+        "MESH_LEADER_RENEW": f"{RENEW:.0f}s",
         "MESH_HEARTBEAT_TIMEOUT": "5s",
         "MESH_BACKOFF_BASE": "50ms",
         "MESH_BACKOFF_CAP": "1s",
@@ -106,10 +117,27 @@ async def run() -> Outcome:
         await a.wait()
         for name in names[-UPDATED:]:  # the user changes jobs the dead leader may not reach
             submit(user_job(name, {"mesh.tls": "true", "rev": "1"}, count=2))
-        took_over = await wait_until(
+        await wait_until(
             lambda: holder(twin) not in (None, leader_identity),
-            within=30,
+            within=FAILOVER_BOUND + 10,
+            every=0.05,
             what="standby took the lock",
+        )
+        took_over = time.monotonic() - killed
+        print(
+            f"  s6: failover took {took_over:.1f}s after SIGKILL; bound 2*TTL+LockDelay+retry = "
+            f"{FAILOVER_BOUND:.0f}s (TTL {TTL:.0f}s, LockDelay {LOCK_DELAY:.0f}s, "
+            f"retry {LEADER_RETRY:.0f}s), floor {FAILOVER_FLOOR:.0f}s",
+            file=sys.stderr,
+        )
+        check.that(
+            took_over <= FAILOVER_BOUND + SLACK,
+            f"failover took {took_over:.1f}s, over the bound {FAILOVER_BOUND:.0f}s",
+        )
+        check.that(
+            took_over >= FAILOVER_FLOOR,
+            f"failover took {took_over:.1f}s, before Nomad could free the lock "
+            f"({FAILOVER_FLOOR:.0f}s): the lease is not Nomad's",
         )
 
         def converged() -> bool:
@@ -130,7 +158,8 @@ async def run() -> Outcome:
             {
                 "jobs": JOBS,
                 "injected_before_kill": done_at_kill,
-                "lock_taken_over_after_s": took_over,
+                "lock_taken_over_after_s": round(took_over, 1),
+                "failover_bound_s": FAILOVER_BOUND,
                 "wave_done_after_kill_s": finished,
                 "versions_per_job": f"{min(per_job)}..{max(per_job)}",
                 "specs_injected_twice": len(twice),

@@ -6,6 +6,13 @@ returns otherwise. Calls that could write are made so that they cannot: a plan (
 that does not exist, a restart of a task that does not exist, a lock renew with an ID nobody
 holds. Nomad checks the ACL first, so any answer but 403 means "allowed".
 
+The volume rights cannot be probed with a plan: ``Job.Plan`` checks only ``submit-job``
+(nomad/job_endpoint.go Plan), while ``Job.Register`` also checks every group's volumes, after
+``submit-job`` and before it looks the job up. So those probes *register* a valid job that
+mounts one volume, under a random ID, fenced with ``EnforceIndex`` at a JobModifyIndex the job
+cannot have: an allowed token gets ``Enforcing job modify index 1: job does not exist`` (500),
+the next check in Register, and nothing is written.
+
 ``token_checks`` walks one table of (what, probe, what is missing, wanted before install), so
 a new capability is one row.
 """
@@ -44,6 +51,39 @@ def probe_job(namespace: str) -> dict[str, Any]:
             }
         ],
     }
+
+
+# One volume per probe, valid for Nomad's job validation (structs VolumeRequest.Validate runs in
+# the admission controllers, before the ACL checks): a host volume mounted read-write (the
+# stronger right), a CSI volume with the modes a one-allocation group may use.
+HOST_VOLUME = {
+    "Name": "probe",
+    "Type": "host",
+    "Source": "mesh-controllerctl-probe",
+    "ReadOnly": False,
+}
+CSI_VOLUME = {
+    "Name": "probe",
+    "Type": "csi",
+    "Source": "mesh-controllerctl-probe",
+    "ReadOnly": False,
+    "AccessMode": "single-node-writer",
+    "AttachmentMode": "file-system",
+}
+# EnforceIndex against a job that does not exist: any JobModifyIndex but 0 fails the fence.
+ABSENT_JOB_INDEX = 1
+
+
+def volume_probe_job(namespace: str, volume: dict[str, Any]) -> dict[str, Any]:
+    """A job that mounts ``volume``, under an ID nobody uses; only ever refused."""
+    job = probe_job(namespace)
+    job["ID"] = job["Name"] = f"{PROBE_JOB}-{uuid.uuid4().hex[:12]}"
+    group = job["TaskGroups"][0]
+    group["Volumes"] = {"probe": dict(volume)}
+    group["Tasks"][0]["VolumeMounts"] = [
+        {"Volume": "probe", "Destination": "/probe", "ReadOnly": bool(volume["ReadOnly"])}
+    ]
+    return job
 
 
 async def allowed_unless_denied(call: Awaitable[object]) -> object:
@@ -86,6 +126,25 @@ class TokenProbes:
                 idempotent=False,
             )
         )
+
+    async def _register_refused(self, volume: dict[str, Any]) -> object:
+        ns = self.plan_namespace
+        job = volume_probe_job(ns, volume)
+        return await allowed_unless_denied(
+            self.nomad.request(
+                "POST",
+                f"/v1/job/{job['ID']}",
+                body={"Job": job, "EnforceIndex": True, "JobModifyIndex": ABSENT_JOB_INDEX},
+                namespace=ns,
+                idempotent=False,
+            )
+        )
+
+    async def host_volumes(self) -> object:
+        return await self._register_refused(HOST_VOLUME)
+
+    async def csi_volumes(self) -> object:
+        return await self._register_refused(CSI_VOLUME)
 
     async def stream(self) -> object:
         async with self.nomad.stream(
@@ -176,6 +235,18 @@ def capabilities(clients: Clients) -> list[Capability]:
         ),
         Capability(
             f"token may submit jobs in {plan_ns} (plan probe)", p.plan, "namespace submit-job", True
+        ),
+        Capability(
+            f"token may re-register jobs that mount host volumes in {plan_ns} (register probe)",
+            p.host_volumes,
+            'host_volume "*" { capabilities = ["mount-readwrite"] }',
+            True,
+        ),
+        Capability(
+            f"token may re-register jobs that mount CSI volumes in {plan_ns} (register probe)",
+            p.csi_volumes,
+            'namespace csi-mount-volume and plugin { policy = "read" }',
+            True,
         ),
         Capability("token may read the event stream", p.stream, "namespace read-job", True),
         Capability(

@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
+# nomad/job_endpoint.go RegisterEnforceIndexErrPrefix. Matched anywhere in the body, not as a
+# prefix: a write is forwarded to the leader (from a follower server, or from the client agent a
+# controller usually talks to) through helper/pool ConnPool.RPC, which wraps every error that is
+# not RPC-coded as fmt.Errorf("rpc error: %w", err), and command/agent/http.go only unwraps
+# permission/token errors. Nomad's own CLI matches with strings.Contains (command/job_run.go).
 ENFORCE_INDEX_PREFIX = "Enforcing job modify index"
+
+
+def is_enforce_index_conflict(status: int, body: str) -> bool:
+    """A 500 whose text carries the EnforceIndex fence failure, forwarded or not."""
+    return status == 500 and ENFORCE_INDEX_PREFIX in body
 
 
 class NomadError(Exception):
@@ -72,7 +82,7 @@ def error_for(status: int, body: str, what: str) -> NomadError:
         return NotFound(message, status=status, body=body)
     if status == 409:
         return Conflict(message, status=status, body=body)
-    if status == 500 and text.startswith(ENFORCE_INDEX_PREFIX):
+    if is_enforce_index_conflict(status, text):
         return Conflict(message, status=status, body=body)
     if status >= 500 or status == 429:
         return TransientError(message, status=status, body=body)

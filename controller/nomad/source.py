@@ -2,8 +2,13 @@
 
 Nomad's stream silently starts at the oldest buffered index when asked for one it no longer has,
 so a reconnect can have a gap nobody reports. The only safe recovery is level-triggered: LIST
-(whose ``X-Nomad-Index`` becomes the resume point), hand every interesting job to the handler,
-then stream from that index, dropping replayed frames. A jittered periodic resync covers
+(whose ``X-Nomad-Index`` becomes the resume point), subscribe at that index, and only then read
+the unflagged jobs one by one and hand every interesting job to the handler, dropping replayed
+frames. Subscribing before the per-job reads matters on a busy cluster: Nomad keeps only
+``event_buffer_size`` (default 100) event-producing indexes (nomad/stream/event_buffer.go
+``StartAtClosest`` falls back to the oldest one it still has), so reads that outlast the buffer
+would lose every change made while they ran. Events that arrive during the reads are handled as
+they come and win over what the LIST and the reads said. A jittered periodic resync covers
 anything else.
 
 This module is the *source* of controller-runtime's source → predicate → handler split, and
@@ -32,6 +37,7 @@ carry it; Allocation events carry only the child's ID, whose Job event comes fir
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
@@ -98,6 +104,7 @@ class NomadEventSource:
         resync_jitter: float = 0.1,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        subscribe_grace: float = 1.0,
         clock: Clock | None = None,
         registry: CollectorRegistry | None = None,
         rng: random.Random | None = None,
@@ -114,6 +121,10 @@ class NomadEventSource:
         self.resync_jitter = resync_jitter
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        # How long the per-job reads wait for the stream's 200 before they start anyway: Nomad
+        # subscribes first and answers with its first frame, so on a quiet cluster the 200 can
+        # take until the first heartbeat, and by then the request has long reached the server.
+        self.subscribe_grace = subscribe_grace
         self.clock: Clock = clock or SystemClock()
         self.metrics: StreamMetrics = stream_metrics(registry or CollectorRegistry())
         self.rng = rng or random.Random()
@@ -154,16 +165,61 @@ class NomadEventSource:
         return JobList(stubs=stubs, index=index or 0)
 
     async def list_and_enqueue(self) -> int:
-        """LIST every watched namespace, hand over what needs a look; returns the LIST index."""
+        """LIST every watched namespace, hand over what needs a look; returns the LIST index.
+
+        The periodic resync: the stream is already running, so its events keep arriving while
+        the unflagged jobs are read."""
         async with self._listing:  # the resync timer and a reconnect may coincide
             try:
-                return await self._list_and_enqueue()
+                self._since_list = ({}, True)
+                listing = await self._list()
+                await self._hand_over(listing)
+                return listing.index
             finally:
                 self._since_list = ({}, False)
 
-    async def _list_and_enqueue(self) -> int:
-        self._since_list = ({}, True)
-        listing = await self._list()
+    async def _list_and_subscribe(self) -> asyncio.Task[bool]:
+        """LIST, subscribe at the LIST's index, then read and hand over; returns the task that
+        feeds the subscription's batches to ``handle_batch`` until the connection ends."""
+        async with self._listing:
+            try:
+                self._since_list = ({}, True)
+                listing = await self._list()
+                self.metrics.last_index.set(max(listing.index, self.stream.last_index))
+                opened = asyncio.Event()
+                pump = asyncio.create_task(self._pump(listing.index, opened))
+                try:
+                    await self._until_subscribed(pump, opened)
+                    await self._hand_over(listing)
+                except BaseException:
+                    pump.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, NomadError):
+                        await pump
+                    raise
+                return pump
+            finally:
+                self._since_list = ({}, False)
+
+    async def _pump(self, index: int, opened: asyncio.Event) -> bool:
+        delivered = False
+        async for batch in self.stream.connect(index, opened=opened):
+            delivered = True
+            self.handle_batch(batch)
+        return delivered
+
+    async def _until_subscribed(self, pump: asyncio.Task[bool], opened: asyncio.Event) -> None:
+        """Until Nomad answered the subscription, it ended, or the grace ran out."""
+        waiter = asyncio.create_task(opened.wait())
+        try:
+            await asyncio.wait(
+                {waiter, pump},
+                timeout=self.subscribe_grace,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            waiter.cancel()
+
+    async def _hand_over(self, listing: JobList) -> None:
         found: set[JobKey] = set()
         to_read: list[tuple[JobKey, int]] = []
         listed: set[JobKey] = set()
@@ -204,7 +260,6 @@ class NomadEventSource:
             self.handler.job_changed(key)
         self.lists += 1
         self.synced.set()
-        return listing.index
 
     async def _inspect(self, candidates: list[tuple[JobKey, int]]) -> set[JobKey]:
         """Read unflagged jobs (bounded concurrency); cache the verdict per JobModifyIndex."""
@@ -293,13 +348,8 @@ class NomadEventSource:
                 delay = min(delay * 2, self.backoff_max)
             first = False
             try:
-                list_index = await self.list_and_enqueue()
-                self.metrics.last_index.set(max(list_index, self.stream.last_index))
-                delivered = False
-                async for batch in self.stream.connect(list_index):
-                    delivered = True
-                    self.handle_batch(batch)
-                if delivered:
+                pump = await self._list_and_subscribe()
+                if await pump:
                     delay = self.backoff_initial
                 log.info("event stream ended", reason=self.stream.end_reason, index=self.last_index)
             except PermissionDenied:

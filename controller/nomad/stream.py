@@ -12,6 +12,7 @@ Reconnect policy (and the LIST that must precede every reconnect) belongs to the
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -182,12 +183,16 @@ class EventStream:
     def malformed(self) -> int:
         return self.decoder.malformed
 
-    async def connect(self, after_index: int) -> AsyncIterator[EventBatch]:
+    async def connect(
+        self, after_index: int, *, opened: asyncio.Event | None = None
+    ) -> AsyncIterator[EventBatch]:
         """Stream batches with Index > max(after_index, last_index) until the connection ends.
 
         Returns normally on EOF, server parting text, watchdog expiry or a transport error
         (``end_reason`` says which); the caller reconnects. Raises PermissionDenied/BadRequest
-        (and other non-transient NomadErrors) when Nomad refuses the subscription.
+        (and other non-transient NomadErrors) when Nomad refuses the subscription. ``opened``
+        is set once Nomad answered 200: its server subscribed (nomad/event_endpoint.go calls
+        ``publisher.Subscribe`` before it writes a byte), so later events are ours to read.
         """
         self.decoder.last_index = max(self.decoder.last_index, after_index)
         self.decoder.feed(b"\n")  # discard any half line left by the previous connection
@@ -201,6 +206,8 @@ class EventStream:
                 namespace=self.namespace,
                 connect_timeout=self.connect_timeout,
             ) as resp:
+                if opened is not None:
+                    opened.set()
                 while True:
                     try:
                         chunk = await wait_for(

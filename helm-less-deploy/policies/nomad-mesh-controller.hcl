@@ -5,12 +5,12 @@
 
 # Every namespace: read, list and inject jobs, restart/signal sidecars.
 namespace "*" {
-  capabilities = ["list-jobs", "read-job", "submit-job", "alloc-lifecycle"]
+  capabilities = ["list-jobs", "read-job", "submit-job", "alloc-lifecycle", "csi-mount-volume"]
 }
 
 # The controller's own namespace 'default'.
 namespace "default" {
-  capabilities = ["list-jobs", "read-job", "submit-job", "alloc-lifecycle"]
+  capabilities = ["list-jobs", "read-job", "submit-job", "alloc-lifecycle", "csi-mount-volume"]
 
   # Leader lock, cluster config and status records; nothing else (not nomad/jobs/*).
   variables {
@@ -18,4 +18,15 @@ namespace "default" {
       capabilities = ["read", "list", "write", "destroy"]
     }
   }
+}
+
+# Re-registering a job checks its volumes again (nomad/job_endpoint.go Register):
+# a host volume mount needs mount-readwrite (read-write) or mount-readonly, a CSI
+# volume csi-mount-volume (above) plus plugin read (csi_endpoint.go allowCSIMount).
+host_volume "*" {
+  capabilities = ["mount-readwrite"]
+}
+
+plugin {
+  policy = "read"
 }

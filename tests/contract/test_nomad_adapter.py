@@ -22,6 +22,7 @@ from crds_equivalent.keys import INJECTED_GROUP_META, MESH_TLS, SIDECAR_TASK, VA
 from devstack.nomad.server import NomadTwin, start_nomad_twin
 from reconcilers.mesh.interest import MESH_INTEREST
 from tests.support.nomad_fixtures import job_spec
+from tests.support.twins import NomadTwinFactory
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
@@ -305,3 +306,79 @@ async def test_acl_refusals_are_permission_denied() -> None:
             assert [s["ID"] for s in (await NomadJobs(good).list_jobs("*")).stubs] == ["web"]
     finally:
         await twin.stop()
+
+
+class BusyClusterJobs(NomadJobs):
+    """Per-job reads on a busy cluster: while the first read is in flight, a meshed job is
+    registered and then enough other writes happen to roll Nomad's event buffer past it."""
+
+    def __init__(self, client: NomadClient, busy: int) -> None:
+        super().__init__(client)
+        self.busy = busy
+        self.lists_when_registered: int | None = None
+        self.source: NomadEventSource | None = None
+
+    async def get_job(self, job_id: str, namespace: str) -> dict[str, Any] | None:
+        if self.busy:
+            busy, self.busy = self.busy, 0
+            assert self.source is not None
+            self.lists_when_registered = self.source.lists
+            await self.register_job(
+                job_spec("arrived-during-reads", group_meta={MESH_TLS: "true"}), enforce_index=0
+            )
+            for i in range(busy):  # paced as a cluster is, so a live subscriber keeps up
+                await asyncio.sleep(0.05)
+                await self.register_job(job_spec(f"noise{i}"), enforce_index=0)
+        return await super().get_job(job_id, namespace)
+
+
+BUFFER = 8  # more than one registration publishes (job, evaluation, allocations), so a
+# live subscriber keeps up; far fewer than the writes made during the reads
+
+
+async def test_an_event_during_the_per_job_reads_is_not_lost_to_a_small_buffer(
+    make_nomad_twin: NomadTwinFactory,
+) -> None:
+    """Audit 8: the stream is subscribed at the LIST index before the unflagged jobs are read,
+    so a job meshed (in group meta: its LIST stub cannot tell) while they are read arrives as
+    an event, although the buffer (8 indexes) forgot it long before the reads ended. Subscribed
+    after the reads, the stream would start at the oldest buffered frame and the job would wait
+    for the next resync (an hour away here)."""
+    twin = await make_nomad_twin(nodes=1, event_buffer_size=BUFFER)
+    client = NomadClient(twin.url, retry_budget=2.0)
+    try:
+        jobs = BusyClusterJobs(client, busy=3 * BUFFER)
+        for i in range(4):
+            await jobs.register_job(job_spec(f"unflagged{i}"), enforce_index=0)
+        got = Keys()
+        registry = CollectorRegistry()
+        source = NomadEventSource(
+            jobs,
+            EventStream(client),
+            got,
+            predicate=MESH_INTEREST,
+            resync_interval=3600.0,
+            registry=registry,
+        )
+        jobs.source = source
+        task = asyncio.create_task(source.run())
+        try:
+            late = JobKey("default", "arrived-during-reads")
+            await eventually(lambda: late in got, within=10.0, every=0.02, what="late job seen")
+            await asyncio.wait_for(source.synced.wait(), 10)
+            assert jobs.lists_when_registered == 0  # registered during the first LIST's reads
+            assert source.lists == 1  # seen from the stream, not from a second LIST
+            assert registry.get_sample_value("nomad_event_stream_reconnects_total") == 0
+            assert twin.state.broker.size == BUFFER
+            # the buffer rolled past the late job's frames before the reads ended
+            assert (
+                twin.state.broker._buf[0].index
+                > twin.state.jobs[("default", late.job_id)]["CreateIndex"]
+            )
+            assert late in source.tracked
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    finally:
+        await client.close()

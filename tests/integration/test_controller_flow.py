@@ -131,6 +131,7 @@ class RacingJobs:
         self.inner = inner
         self.user = user
         self.change: dict[str, Any] | None = change
+        self.lost: list[Exception] = []  # what our losing write raised, as Nomad worded it
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -139,18 +140,29 @@ class RacingJobs:
         if self.change is not None:
             change, self.change = self.change, None
             await self.user.submit(change)
+            try:
+                return await self.inner.register_job(job, enforce_index=enforce_index)
+            except Exception as exc:
+                self.lost.append(exc)
+                raise
         return await self.inner.register_job(job, enforce_index=enforce_index)
 
 
+@pytest.mark.parametrize("forwarded", [False, True], ids=["leader", "forwarded-rpc"])
 async def test_a_user_update_during_our_register_wins_and_is_injected(
-    twin: NomadTwin, user: User
+    twin: NomadTwin, user: User, forwarded: bool
 ) -> None:
+    """Also through an agent that forwards the write to the leader (the controller's usual
+    Nomad address is its node's client agent): the fence failure then reads
+    ``rpc error: Enforcing job modify index ...`` and must still be a lost race, not an error."""
+    twin.faults.forwarded_rpc = forwarded
     spec = user_job("cart", {"mesh.tls": "true"})
     newer = user_job("cart", {"mesh.tls": "true", "release": "2"}, count=2)
     for job in (spec, newer):  # no Consul in this stack: checks could never be seen
         job["TaskGroups"][0]["Update"]["HealthCheck"] = "task_states"
     async with running(settings_for(twin)) as (app, _):
-        app.reconciler.jobs = RacingJobs(app.reconciler.jobs, user, newer)
+        racing = RacingJobs(app.reconciler.jobs, user, newer)
+        app.reconciler.jobs = racing
         await user.submit(spec)
         await eventually(lambda: injected(stored(twin, "cart")), what="cart injected")
         job = stored(twin, "cart")
@@ -161,6 +173,14 @@ async def test_a_user_update_during_our_register_wins_and_is_injected(
         # the lost race was retried through the key's backoff, not counted as a failure
         requeues = {"controller": "mesh", "result": "requeue"}
         assert (app.registry.get_sample_value("controller_reconcile_total", requeues) or 0) >= 1
+        errors = {"controller": "mesh", "result": "error"}
+        assert (app.registry.get_sample_value("controller_reconcile_total", errors) or 0) == 0
+        assert [type(e).__name__ for e in racing.lost] == ["Conflict"]
+        assert (
+            str(racing.lost[0])
+            .split(": 500 ", 1)[1]
+            .startswith(("rpc error: " if forwarded else "") + "Enforcing job modify index ")
+        )
         await eventually(lambda: _is(phase(app, "cart"), "Ready"), what="cart Ready")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -40,13 +41,21 @@ POLICY = (
     / "policies"
     / "nomad-mesh-controller.hcl"
 ).read_text()
-JOB_CAPS = ["list-jobs", "read-job", "submit-job", "alloc-lifecycle"]
+JOB_CAPS = ["list-jobs", "read-job", "submit-job", "alloc-lifecycle", "csi-mount-volume"]
 VAR_CAPS = ["read", "list", "write", "destroy"]
+
+
+VOLUME_RULES = {  # a right the volume rows need, and the shipped rule that grants it
+    "host_volume": re.compile(r'host_volume "\*" \{[^}]*\}\n'),
+    "plugin": re.compile(r"plugin \{[^}]*\}\n"),
+}
 
 
 def without(capability: str) -> str:
     """The shipped policy with one capability removed wherever it is granted."""
-    if capability.startswith("variables:"):
+    if capability in VOLUME_RULES:
+        text = VOLUME_RULES[capability].sub("", POLICY)
+    elif capability.startswith("variables:"):
         cap = capability.split(":", 1)[1]
         block = re.compile(r'(path "mesh-controller/\*" \{\s*capabilities = \[)([^\]]*)(\])')
         text = block.sub(lambda m: m[1] + _drop(m[2], cap) + m[3], POLICY)
@@ -112,6 +121,27 @@ async def world(openbao: OpenBao) -> AsyncIterator[World]:
         await consul.stop()
 
 
+def with_volumes(job: dict[str, Any]) -> dict[str, Any]:
+    """The job's group mounts a host volume read-write and a CSI volume."""
+    group = job["TaskGroups"][0]
+    group["Volumes"] = {
+        "data": {"Name": "data", "Type": "host", "Source": "data", "ReadOnly": False},
+        "shared": {
+            "Name": "shared",
+            "Type": "csi",
+            "Source": "shared",
+            "ReadOnly": False,
+            "AccessMode": "single-node-writer",
+            "AttachmentMode": "file-system",
+        },
+    }
+    group["Tasks"][0]["VolumeMounts"] = [
+        {"Volume": "data", "Destination": "/data", "ReadOnly": False},
+        {"Volume": "shared", "Destination": "/shared", "ReadOnly": False},
+    ]
+    return job
+
+
 def nomad_section(output: str) -> list[str]:
     return ("\n" + output).split("\nNomad\n-----\n", 1)[1].split("\n\n", 1)[0].splitlines()
 
@@ -122,7 +152,11 @@ async def test_the_shipped_policy_is_enough_for_the_whole_job(world: World) -> N
     nomad = nomad_section(output)
     assert not [ln for ln in nomad if ln.startswith("×")], output
     assert any("token may submit jobs" in ln for ln in nomad)
+    assert any("re-register jobs that mount host volumes" in ln for ln in nomad)
+    assert any("re-register jobs that mount CSI volumes" in ln for ln in nomad)
     assert token not in output
+    # the register probes were refused by their EnforceIndex fence: nothing was written
+    assert world.nomad.state.jobs == {}
 
     user = User(world.nomad, world.nomad.management_token)
     try:
@@ -131,6 +165,9 @@ async def test_the_shipped_policy_is_enough_for_the_whole_job(world: World) -> N
             await user.submit(user_job("least", {"mesh.tls": "true"}))
             await eventually(lambda: injected(stored(world.nomad, "least")), what="injected")
             await eventually(lambda: _is(phase(app, "least"), "Injected", "Ready"), what="status")
+            # Register checks the volume rights of every group again on our re-register
+            await user.submit(with_volumes(user_job("mounts", {"mesh.tls": "true"})))
+            await eventually(lambda: injected(stored(world.nomad, "mounts")), what="mounts")
     finally:
         await user.close()
 
@@ -141,7 +178,7 @@ async def _is(value: object, *wanted: str) -> bool:
 
 @pytest.mark.parametrize(
     "capability",
-    [*JOB_CAPS, *(f"variables:{c}" for c in VAR_CAPS)],
+    [*JOB_CAPS, *(f"variables:{c}" for c in VAR_CAPS), *VOLUME_RULES],
 )
 async def test_without_any_one_capability_check_names_it(world: World, capability: str) -> None:
     mgmt = User(world.nomad, world.nomad.management_token)

@@ -186,8 +186,13 @@ def test_nomad_policy_least_privilege_for_named_namespaces() -> None:
     }
     caps = {name: {c.strip('"') for c in body["capabilities"]} for name, body in spaces.items()}
     assert caps["*"] == {"list-jobs", "read-job"}
-    assert caps["web"] == caps["api"] == {"list-jobs", "read-job", "submit-job", "alloc-lifecycle"}
+    writable = {"list-jobs", "read-job", "submit-job", "alloc-lifecycle", "csi-mount-volume"}
+    assert caps["web"] == caps["api"] == writable
     assert caps["platform"] == {"list-jobs", "read-job"}
+    # Register checks volume rights on every re-register: global, mount rights only
+    ((name, host),) = [(k, v) for k, v in rules["host_volume"][0].items() if k != "__is_block__"]
+    assert (name, host["capabilities"]) == ('"*"', ['"mount-readwrite"'])
+    assert rules["plugin"][0]["policy"] == '"read"'
     assert "variables" in spaces["platform"] and "variables" not in spaces["*"]
     assert 'path "mesh-controller/*"' in text
     assert "nomad/jobs" not in text.replace("(not nomad/jobs/*)", "")

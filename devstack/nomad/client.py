@@ -142,7 +142,7 @@ class Client:
                         "Canary": bool((stored.get("DeploymentStatus") or {}).get("Canary")),
                         "ModifyIndex": tx.index,
                     }
-                    if self._count_health(tx, alloc, before, health[0], health[1]):
+                    if self.count_health(tx, alloc, before, health[0], health[1]):
                         health_changed.add(alloc["DeploymentID"])
                 tx.put_alloc(alloc)
                 runner.alloc = alloc
@@ -188,7 +188,7 @@ class Client:
         tx.put_eval(ev)
         return str(ev["ID"])
 
-    def _count_health(
+    def count_health(
         self, tx: Any, alloc: dict[str, Any], before: bool | None, healthy: bool, at: int
     ) -> bool:
         """state_store.go updateDeploymentWithAlloc: health counters and RequireProgressBy."""

@@ -278,6 +278,10 @@ def reconcile(
                 names = [name_index(a) for a in destructive if name_index(a) not in taken]
                 plan.canaries = names[: max(0, want_canaries - len(canaries))]
                 plan.destructive = []
+        if (deployment or {}).get("Status") == "paused" and not system:
+            # computeGroup: deploymentPlaceReady is false while paused: no placements, no
+            # destructive updates, no canaries (reschedules still go, computeReplacements).
+            plan.place, plan.destructive, plan.canaries = [], [], []
         plan.ignore = len(keep) - len(plan.inplace) - len(plan.destructive)
         plans.append(plan)
     return plans

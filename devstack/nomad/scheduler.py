@@ -285,9 +285,9 @@ class Scheduler:
         if job is None:
             return None
         dep = self.latest_deployment(job["Namespace"], job["ID"])
-        if dep is None or dep["Status"] != "running" or dep["JobVersion"] != job["Version"]:
+        if dep is None or dep["Status"] not in ("running", "paused"):
             return None
-        return dep
+        return dep if dep["JobVersion"] == job["Version"] else None
 
     def latest_deployment(self, ns: str, job_id: str) -> dict[str, Any] | None:
         deps = self.state.deployments_of((ns, job_id))
@@ -599,6 +599,106 @@ class Scheduler:
             self.enqueue(ev["ID"])
         self._disarm(dep_id)
         self._arm_deadline(dep_id)
+        return {
+            "EvalID": ev["ID"] if ev else "",
+            "EvalCreateIndex": tx.index,
+            "DeploymentModifyIndex": tx.index,
+            "RevertedJobVersion": None,
+            "Index": tx.index,
+        }
+
+    def pause(self, dep_id: str, want: bool) -> dict[str, Any]:
+        """``PauseDeployment``: paused (``Deployment is paused``) or running again
+        (``Deployment is running`` + a ``deployment-watcher`` eval), one
+        ``DeploymentStatusUpdate``. While paused the reconciler places and replaces nothing
+        but reschedules (``deploymentPlaceReady``) and the progress deadline does not run."""
+        st = self.state
+        dep = st.deployments[dep_id]
+        job = st.jobs.get((dep["Namespace"], dep["JobID"]))
+        status, desc = (
+            ("paused", "Deployment is paused") if want else ("running", "Deployment is running")
+        )
+        with st.txn("DeploymentStatusUpdate") as tx:
+            tx.put_deployment(
+                {
+                    **dep,
+                    "Status": status,
+                    "StatusDescription": desc,
+                    "ModifyIndex": tx.index,
+                    "ModifyTime": now_ns(),
+                }
+            )
+            ev = None
+            if not want and job is not None:
+                ev = new_eval(
+                    job, "deployment-watcher", tx.index, DeploymentID=dep_id, JobModifyIndex=0
+                )
+                tx.put_eval(ev)
+        if want:
+            self._disarm(dep_id)
+        else:
+            self._arm_deadline(dep_id)
+        if ev is not None:
+            self.enqueue(ev["ID"])
+        return {
+            "EvalID": ev["ID"] if ev else "",
+            "EvalCreateIndex": tx.index if ev else 0,
+            "DeploymentModifyIndex": tx.index,
+            "RevertedJobVersion": None,
+            "Index": tx.index,
+        }
+
+    def set_alloc_health(
+        self, dep_id: str, healthy: list[str], unhealthy: list[str]
+    ) -> dict[str, Any] | str:
+        """``deploymentWatcher.SetAllocHealth`` + ``UpdateDeploymentAllocHealth``: each alloc
+        gets ``DeploymentStatus.Healthy`` and the deployment's counters move
+        (``updateDeploymentWithAlloc``); any unhealthy alloc fails the deployment with
+        ``Failed due to unhealthy allocations`` (rolling back when its group auto-reverts).
+        A str is the state store's error text."""
+        st = self.state
+        for aid in [*healthy, *unhealthy]:
+            alloc = st.allocs.get(aid)
+            if alloc is None:
+                return f'unknown alloc "{aid}"'
+            if alloc.get("DeploymentID") != dep_id:
+                return f'alloc "{aid}" is not part of deployment "{dep_id}"'
+        dep = st.deployments[dep_id]
+        job = st.jobs.get((dep["Namespace"], dep["JobID"]))
+        now = now_ns()
+        with st.txn("DeploymentAllocHealth") as tx:
+            for aid, ok in [*((a, True) for a in healthy), *((a, False) for a in unhealthy)]:
+                old = st.allocs[aid]
+                before = (old.get("DeploymentStatus") or {}).get("Healthy")
+                alloc = {
+                    **old,
+                    "DeploymentStatus": {
+                        **(old.get("DeploymentStatus") or {"Canary": False}),
+                        "Healthy": ok,
+                        "Timestamp": rfc3339(now),
+                        "ModifyIndex": tx.index,
+                    },
+                    "ModifyIndex": tx.index,
+                    "ModifyTime": now,
+                }
+                self.client.count_health(tx, alloc, before, ok, now)
+                tx.put_alloc(alloc)
+            ev = None
+            if not unhealthy and job is not None:
+                ev = new_eval(
+                    job, "deployment-watcher", tx.index, DeploymentID=dep_id, JobModifyIndex=0
+                )
+                tx.put_eval(ev)
+        if unhealthy:
+            rollback = any(
+                dep["TaskGroups"].get(st.allocs[a]["TaskGroup"], {}).get("AutoRevert")
+                for a in unhealthy
+            )
+            return self.fail_deployment(dep_id, FAILED_ALLOCS, rollback)
+        assert ev is not None or job is None
+        if ev is not None:
+            self.enqueue(ev["ID"])
+        self.deployment_changed(dep_id)
         return {
             "EvalID": ev["ID"] if ev else "",
             "EvalCreateIndex": tx.index,

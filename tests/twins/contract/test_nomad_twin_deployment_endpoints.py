@@ -1,9 +1,10 @@
 """Pause/resume, manual allocation health and unblock, as Nomad 1.10 answers them.
 
 Pinned against ``command/agent/deployment_endpoint.go`` (``deploymentPause``,
-``deploymentSetAllocHealth``, ``deploymentUnblock``: 405/400 texts), ``nomad/deployment_endpoint.go``
-(``Pause``, ``SetAllocHealth``, ``Unblock``: the terminal-deployment errors of
-``structs/errors.go``), ``deploymentwatcher`` (``PauseDeployment``, ``SetAllocHealth``;
+``deploymentSetAllocHealth``, ``deploymentUnblock``: 405/400 texts),
+``nomad/deployment_endpoint.go`` (``Pause``, ``SetAllocHealth``, ``Unblock``: the
+terminal-deployment errors of ``structs/errors.go``), ``deploymentwatcher``
+(``PauseDeployment``, ``SetAllocHealth``;
 ``multiregion_ce.go`` ``UnblockDeployment`` does nothing in OSS) and
 ``state_store.go`` ``UpdateDeploymentAllocHealth``. Raw HTTP.
 """

@@ -23,7 +23,9 @@ from devstack.nomad.health import HealthWatch
 from devstack.nomad.hooks import AllocHooks, ServiceChecks, TaskDriver
 from devstack.nomad.identity import NomadApi
 from devstack.nomad.nodes import Node
+from devstack.nomad.reschedule import eligible as reschedule_eligible
 from devstack.nomad.runner import AllocRunner
+from devstack.nomad.scheduler import new_eval
 from devstack.nomad.state import NomadState
 from devstack.nomad.taskstate import append_event, client_status, task_event
 from devstack.nomad.wire import TERMINAL_CLIENT
@@ -66,6 +68,8 @@ class Client:
         self._reported_stopped: set[str] = set()
         self._health: dict[str, tuple[bool, int]] = {}  # alloc ID -> (healthy, time ns)
         self._hook_tail: dict[str, asyncio.Task[None]] = {}  # alloc ID -> its latest hook call
+        # Node.UpdateAlloc's evals go to the broker; the server wires the scheduler in.
+        self.enqueue_eval: Callable[[str], None] | None = None
 
     def alloc_placed(self, alloc_id: str) -> None:
         alloc = self.state.allocs[alloc_id]
@@ -111,6 +115,7 @@ class Client:
         became_running: list[str] = []
         stopped: list[str] = []
         health_changed: set[str] = set()
+        evals: list[str] = []
         with self.state.txn("AllocationUpdated") as tx:
             for aid in sorted(dirty):
                 stored = self.state.allocs.get(aid)
@@ -137,10 +142,14 @@ class Client:
                         "Canary": bool((stored.get("DeploymentStatus") or {}).get("Canary")),
                         "ModifyIndex": tx.index,
                     }
-                    if self._count_health(tx, alloc, before, health[0], health[1]):
+                    if self.count_health(tx, alloc, before, health[0], health[1]):
                         health_changed.add(alloc["DeploymentID"])
                 tx.put_alloc(alloc)
                 runner.alloc = alloc
+                if status == "failed" and stored["ClientStatus"] != "failed":
+                    ev = self._failure_eval(tx, alloc)
+                    if ev is not None:
+                        evals.append(ev)
                 if status == "running" and aid not in self._reported_running:
                     self._reported_running.add(aid)
                     became_running.append(aid)
@@ -155,8 +164,31 @@ class Client:
             self._call_hook("on_alloc_stopped", aid)
         for dep in health_changed:
             self.on_health(dep)
+        for eval_id in evals:
+            if self.enqueue_eval is not None:
+                self.enqueue_eval(eval_id)
 
-    def _count_health(
+    def _failure_eval(self, tx: Any, alloc: dict[str, Any]) -> str | None:
+        """node_endpoint.go ``UpdateAlloc``: a failed alloc without a follow-up eval whose
+        group may still reschedule it (the current job's policy) gets an ``alloc-failure``
+        eval, written with the allocation update (``batchUpdate``), one per job per batch."""
+        if alloc.get("FollowupEvalID"):
+            return None
+        job = self.state.jobs.get((alloc["Namespace"], alloc["JobID"]))
+        if job is None:
+            return None
+        group = next((g for g in job["TaskGroups"] if g["Name"] == alloc["TaskGroup"]), None)
+        if group is None or not reschedule_eligible(alloc, group.get("ReschedulePolicy"), now_ns()):
+            return None
+        for eid in tx.evals:
+            ev = self.state.evals[eid]
+            if (ev["Namespace"], ev["JobID"]) == (job["Namespace"], job["ID"]):
+                return None
+        ev = new_eval(job, "alloc-failure", tx.index, JobModifyIndex=0)
+        tx.put_eval(ev)
+        return str(ev["ID"])
+
+    def count_health(
         self, tx: Any, alloc: dict[str, Any], before: bool | None, healthy: bool, at: int
     ) -> bool:
         """state_store.go updateDeploymentWithAlloc: health counters and RequireProgressBy."""

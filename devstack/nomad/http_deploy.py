@@ -1,4 +1,5 @@
-"""HTTP: deployment writes (fail, promote), as ``command/agent/deployment_endpoint.go``.
+"""HTTP: deployment writes (fail, promote, pause, allocation-health, unblock), as
+``command/agent/deployment_endpoint.go``.
 
 Both answer a ``DeploymentUpdateResponse`` (EvalID, EvalCreateIndex, DeploymentModifyIndex,
 RevertedJobVersion, Index) with ``X-Nomad-Index``. RPC errors are 500 with the server's text
@@ -17,6 +18,9 @@ from devstack.nomad.ctx import ctx_of, require
 from devstack.nomad.httpbase import reply, text
 from devstack.nomad.scheduler import FAILED_BY_USER
 
+# structs.go Deployment.Active
+ACTIVE = ("running", "paused", "pending", "blocked", "unblocking")
+
 
 def _deployment(request: web.Request) -> dict[str, Any] | web.Response:
     c = ctx_of(request)
@@ -34,15 +38,16 @@ async def fail(request: web.Request) -> web.Response:
     dep = _deployment(request)
     if isinstance(dep, web.Response):
         return dep
-    if dep["Status"] not in ("running", "paused", "pending", "blocked", "unblocking"):
+    if dep["Status"] not in ACTIVE:
         return text(500, "can't fail terminal deployment")
     rollback = any(g["AutoRevert"] for g in dep["TaskGroups"].values())
     out = ctx_of(request).sched.fail_deployment(dep["ID"], FAILED_BY_USER, rollback)
     return reply(out, out["Index"], query=False)
 
 
-async def promote(request: web.Request) -> web.Response:
-    """``deploymentPromote`` -> ``Deployment.Promote`` -> ``UpdateDeploymentPromotion``."""
+async def _body(request: web.Request) -> dict[str, Any] | web.Response:
+    """The HTTP layer's checks shared by the write handlers with a body: method, decode,
+    ``DeploymentID must be specified`` and ``Deployment ID does not match`` (all 4xx)."""
     if request.method not in ("PUT", "POST"):
         return text(405, "Invalid method")
     try:
@@ -58,10 +63,18 @@ async def promote(request: web.Request) -> web.Response:
         return text(400, "DeploymentID must be specified")
     if dep_id != request.match_info["id"]:
         return text(400, "Deployment ID does not match")
+    return fields
+
+
+async def promote(request: web.Request) -> web.Response:
+    """``deploymentPromote`` -> ``Deployment.Promote`` -> ``UpdateDeploymentPromotion``."""
+    fields = await _body(request)
+    if isinstance(fields, web.Response):
+        return fields
     dep = _deployment(request)
     if isinstance(dep, web.Response):
         return dep
-    if dep["Status"] not in ("running", "paused", "pending", "blocked", "unblocking"):
+    if dep["Status"] not in ACTIVE:
         return text(500, "can't promote terminal deployment")
     groups = fields.get("groups") or []
     out = ctx_of(request).sched.promote(dep["ID"], bool(fields.get("all")), list(groups))
@@ -70,6 +83,71 @@ async def promote(request: web.Request) -> web.Response:
     return reply(out, out["Index"], query=False)
 
 
+async def pause(request: web.Request) -> web.Response:
+    """``deploymentPause`` -> ``Deployment.Pause`` -> ``PauseDeployment``: ``Pause: true``
+    pauses (``Deployment is paused``, no eval), ``false`` resumes (``Deployment is running``
+    and a ``deployment-watcher`` eval). A terminal deployment is ``can't pause/resume
+    terminal deployment``."""
+    fields = await _body(request)
+    if isinstance(fields, web.Response):
+        return fields
+    dep = _deployment(request)
+    if isinstance(dep, web.Response):
+        return dep
+    want = bool(fields.get("pause"))
+    if dep["Status"] not in ACTIVE:
+        return text(500, f"can't {'pause' if want else 'resume'} terminal deployment")
+    out = ctx_of(request).sched.pause(dep["ID"], want)
+    return reply(out, out["Index"], query=False)
+
+
+async def alloc_health(request: web.Request) -> web.Response:
+    """``deploymentSetAllocHealth`` -> ``Deployment.SetAllocHealth`` ->
+    ``deploymentWatcher.SetAllocHealth`` / ``UpdateDeploymentAllocHealth`` (how
+    ``health_check = "manual"`` gets its health)."""
+    fields = await _body(request)
+    if isinstance(fields, web.Response):
+        return fields
+    healthy = list(fields.get("healthyallocationids") or [])
+    unhealthy = list(fields.get("unhealthyallocationids") or [])
+    if not healthy and not unhealthy:
+        return text(500, "must specify at least one healthy/unhealthy allocation ID")
+    dep = _deployment(request)
+    if isinstance(dep, web.Response):
+        return dep
+    if dep["Status"] not in ACTIVE:
+        return text(500, "can't set health of allocations for a terminal deployment")
+    out = ctx_of(request).sched.set_alloc_health(dep["ID"], healthy, unhealthy)
+    if isinstance(out, str):
+        return text(500, out)
+    return reply(out, out["Index"], query=False)
+
+
+async def unblock(request: web.Request) -> web.Response:
+    """``deploymentUnblock`` -> ``Deployment.Unblock``: multiregion only. OSS Nomad's
+    ``multiregion_ce.go`` ``UnblockDeployment`` does nothing and answers a zero
+    ``DeploymentUpdateResponse`` for an active deployment; a terminal one is refused."""
+    fields = await _body(request)
+    if isinstance(fields, web.Response):
+        return fields
+    dep = _deployment(request)
+    if isinstance(dep, web.Response):
+        return dep
+    if dep["Status"] not in ACTIVE:
+        return text(500, "can't unblock terminal deployment")
+    out = {
+        "EvalID": "",
+        "EvalCreateIndex": 0,
+        "DeploymentModifyIndex": 0,
+        "RevertedJobVersion": None,
+        "Index": 0,
+    }
+    return reply(out, 0, query=False)
+
+
 def routes(app: web.Application) -> None:
     app.router.add_route("*", "/v1/deployment/fail/{id}", fail)
     app.router.add_route("*", "/v1/deployment/promote/{id}", promote)
+    app.router.add_route("*", "/v1/deployment/pause/{id}", pause)
+    app.router.add_route("*", "/v1/deployment/allocation-health/{id}", alloc_health)
+    app.router.add_route("*", "/v1/deployment/unblock/{id}", unblock)

@@ -19,6 +19,7 @@ from devstack.nomad.children import (
 )
 from devstack.nomad.codec import now_ns
 from devstack.nomad.errors import ApiError
+from devstack.nomad.reschedule import policy_errors as reschedule_policy_errors
 from devstack.nomad.scheduler import Scheduler, new_eval
 from devstack.nomad.state import NomadState
 from devstack.nomad.warnings import job_warnings
@@ -60,6 +61,9 @@ def validate(job: dict[str, Any]) -> None:
                 group_errs.append("Task missing name")
             if not t["Driver"]:
                 group_errs.append(f"Task {t['Name']} validation failed: Missing task driver")
+        if job["Type"] not in ("system", "sysbatch"):
+            # TaskGroup.Validate: ReschedulePolicy.Validate's multierror is flattened in.
+            group_errs.extend(reschedule_policy_errors(tg.get("ReschedulePolicy")))
         if group_errs:
             errors.append(f"Task group {name} validation failed: " + _multierror(group_errs))
     # structs.Job.Validate, after the groups: periodic and parameterized blocks.

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from devstack.nomad import reschedule as resched
 from devstack.nomad.wire import client_terminal
 
 # Changes to these never force a new allocation (Nomad updates them in place).
@@ -65,14 +66,17 @@ class GroupPlan:
     canaries: list[int] = field(default_factory=list)  # name indexes of new canaries
     ignore: int = 0
     node_targets: list[str] = field(default_factory=list)  # system jobs: node per placement
+    reschedule: list[dict[str, Any]] = field(default_factory=list)  # failed allocs to replace now
+    later: list[tuple[dict[str, Any], int]] = field(default_factory=list)  # (alloc, reschedule at)
 
     def annotation(self) -> dict[str, int]:
         out = dict.fromkeys(ANNOTATION_KEYS, 0)
         out.update(
             Ignore=self.ignore,
-            Place=len(self.place),
+            # computeReplacements: a reschedule is one placement and one stop.
+            Place=len(self.place) + len(self.reschedule),
             Migrate=len(self.migrate),
-            Stop=len(self.stop),
+            Stop=len(self.stop) + len(self.reschedule),
             InPlaceUpdate=len(self.inplace),
             DestructiveUpdate=len(self.destructive),
             Canary=len(self.canaries),
@@ -87,6 +91,8 @@ class GroupPlan:
             or self.destructive
             or self.migrate
             or self.canaries
+            or self.reschedule
+            or self.later
         )
 
 
@@ -127,14 +133,69 @@ def _canary(alloc: dict[str, Any]) -> bool:
     return bool((alloc.get("DeploymentStatus") or {}).get("Canary"))
 
 
+def failed_allocs(
+    allocs: list[dict[str, Any]],
+    group: str,
+    job: dict[str, Any],
+    deployment: dict[str, Any] | None,
+    eval_id: str,
+    now: int,
+) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], int]], list[dict[str, Any]]]:
+    """The failed allocations of a group split as ``filterByRescheduleable`` splits them.
+
+    Returns (reschedule now, reschedule later with its time, untainted). Failed allocations
+    of an older job version are ignored (``filterOldTerminalAllocs``: a replacement is placed
+    for them); one already replaced (``NextAllocation``) is skipped. ``updateByReschedulable``:
+    inside the active deployment only allocations the watcher marked
+    ``DesiredTransition.Reschedule`` may go; the rest is eligible now when this eval is the
+    alloc's follow-up eval or its time is within ``rescheduleWindowSize``, later when it has
+    no follow-up eval yet. Untainted failed allocations count against ``Count``: they are not
+    replaced (a failed alloc that may not be rescheduled stays failed).
+    """
+    now_list: list[dict[str, Any]] = []
+    later: list[tuple[dict[str, Any], int]] = []
+    untainted: list[dict[str, Any]] = []
+    for a in allocs:
+        if a["TaskGroup"] != group or a["DesiredStatus"] != "run" or a["ClientStatus"] != "failed":
+            continue
+        if a["Job"]["Version"] < job["Version"] or a.get("NextAllocation"):
+            continue
+        transition = a.get("DesiredTransition") or {}
+        gated = (
+            deployment is not None
+            and a.get("DeploymentID") == deployment["ID"]
+            and deployment["Status"] in ("running", "paused", "pending", "blocked", "unblocking")
+            and not transition.get("Reschedule")
+        )
+        untainted.append(a)
+        if gated:
+            continue
+        when, ok = resched.next_reschedule_time(a)
+        if transition.get("ForceReschedule") or (
+            ok
+            and (
+                (eval_id and a.get("FollowupEvalID") == eval_id)
+                or when - now <= resched.RESCHEDULE_WINDOW
+            )
+        ):
+            untainted.remove(a)
+            now_list.append(a)
+        elif ok and not a.get("FollowupEvalID"):
+            later.append((a, when))
+    return now_list, later, untainted
+
+
 def reconcile(
     job: dict[str, Any] | None,
     allocs: list[dict[str, Any]],
     node_ids: list[str],
     deployment: dict[str, Any] | None = None,
+    eval_id: str = "",
+    now: int = 0,
 ) -> list[GroupPlan]:
     """``deployment``: the job's running deployment for this version, if any; its
-    ``Promoted`` flags decide whether canaries (``update.canary``) still gate the update."""
+    ``Promoted`` flags decide whether canaries (``update.canary``) still gate the update.
+    ``eval_id``/``now``: the evaluation being processed, for ``updateByReschedulable``."""
     plans: list[GroupPlan] = []
     groups = {g["Name"]: g for g in (job["TaskGroups"] if job else [])}
     stopped = job is None or job["Stop"]
@@ -181,11 +242,16 @@ def reconcile(
                     if a["Job"]["JobModifyIndex"] != current and name_index(a) in fresh:
                         plan.stop.append((a, "alloc not needed due to job update"))
                         keep.remove(a)
+            plan.reschedule, plan.later, held = failed_allocs(
+                allocs, name, job, deployment, eval_id, now
+            )
+            failed = plan.reschedule + held  # held includes the rescheduled-later ones
             while len(keep) > desired:
                 plan.stop.append((keep.pop(), "alloc not needed due to job update"))
-            used = {name_index(a) for a in keep} | {name_index(a) for a in plan.migrate}
-            free = [i for i in range(desired + len(plan.migrate) + len(keep)) if i not in used]
-            plan.place = free[: max(0, desired - len(keep) - len(plan.migrate))]
+            counted = keep + plan.migrate + failed
+            used = {name_index(a) for a in counted}
+            free = [i for i in range(desired + len(counted)) if i not in used]
+            plan.place = free[: max(0, desired - len(counted))]
         outdated = [a for a in keep if a["Job"]["JobModifyIndex"] != job["JobModifyIndex"]]
         destructive = [a for a in outdated if destructive_change(a["Job"], job, name)]
         plan.inplace = [a for a in outdated if a not in destructive]
@@ -212,6 +278,10 @@ def reconcile(
                 names = [name_index(a) for a in destructive if name_index(a) not in taken]
                 plan.canaries = names[: max(0, want_canaries - len(canaries))]
                 plan.destructive = []
+        if (deployment or {}).get("Status") == "paused" and not system:
+            # computeGroup: deploymentPlaceReady is false while paused: no placements, no
+            # destructive updates, no canaries (reschedules still go, computeReplacements).
+            plan.place, plan.destructive, plan.canaries = [], [], []
         plan.ignore = len(keep) - len(plan.inplace) - len(plan.destructive)
         plans.append(plan)
     return plans

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from devstack.godur import format_ns
 from devstack.nomad.codec import NS, now_ns, rfc3339
 from devstack.nomad.hooks import TaskDriver
 from devstack.nomad.identity import NomadApi
@@ -200,18 +201,32 @@ class AllocRunner:
         window = policy.get("Interval", 0) / NS
         recent = [t for t in self._restart_times[name] if now - t < window]
         self._restart_times[name] = recent
-        if len(recent) >= policy.get("Attempts", 0) and policy.get("Mode", "fail") == "fail":
+        attempts = int(policy.get("Attempts", 0))
+        # restarts.go RestartTracker.GetState: no attempts -> "Policy allows no restarts";
+        # attempts used up in the interval with mode fail -> the "Exceeded ..." text.
+        reason = ""
+        if attempts == 0:
+            reason = "Policy allows no restarts"
+        elif len(recent) >= attempts and policy.get("Mode", "fail") == "fail":
             reason = (
-                f"Exceeded allowed attempts {policy.get('Attempts', 0)} in interval "
-                f'and mode is "fail"'
+                f"Exceeded allowed attempts {attempts} in interval "
+                f'{format_ns(int(policy.get("Interval", 0)))} and mode is "fail"'
             )
+        if reason:
             self.emit(name, "Not Restarting", RestartReason=reason, FailsTask=True)
             self.set_state(name, "dead", failed=True)
             await self.kill(reason_failed=True, failed_sibling=name)
             return
         delay = policy.get("Delay", 0) / NS
         self._restart_times[name].append(now)
-        self.emit(name, "Restarting", f"Task restarting in {delay:g}s", StartDelay=int(delay * NS))
+        # TaskEvent.PopulateEventDisplayMessage: "Task restarting in <Duration>".
+        self.emit(
+            name,
+            "Restarting",
+            f"Task restarting in {format_ns(int(policy.get('Delay', 0)))}",
+            StartDelay=int(delay * NS),
+            RestartReason="Restart within policy",
+        )
         await asyncio.sleep(delay)
         if self._stopping(name):
             return

@@ -16,6 +16,7 @@ import logging
 import random
 from typing import Any
 
+from devstack.nomad import reschedule as resched
 from devstack.nomad.allocs import new_alloc
 from devstack.nomad.canon import spec_of
 from devstack.nomad.codec import NS, new_id, now_ns, parse_rfc3339, rfc3339
@@ -81,6 +82,7 @@ class Scheduler:
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._deadlines: dict[str, tuple[int, asyncio.TimerHandle]] = {}
+        self._delayed: dict[str, asyncio.TimerHandle] = {}  # eval ID -> WaitUntil timer
 
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._work())
@@ -90,11 +92,34 @@ class Scheduler:
             self._worker.cancel()
             for _, handle in self._deadlines.values():
                 handle.cancel()
+            for handle in self._delayed.values():
+                handle.cancel()
             with contextlib.suppress(BaseException):
                 await self._worker
 
     def enqueue(self, eval_id: str) -> None:
         self._queue.put_nowait(eval_id)
+
+    def enqueue_at(self, eval_id: str, wait_until: int) -> None:
+        """The eval broker's delay heap: a pending eval with ``WaitUntil`` is handed to a
+        worker only once that time has passed (``eval_broker.go`` ``runDelayedEvalsWatcher``)."""
+        delay = max(0.0, (wait_until - now_ns()) / NS)
+        handle = asyncio.get_running_loop().call_later(delay, self._release, eval_id)
+        self._delayed[eval_id] = handle
+
+    def _release(self, eval_id: str) -> None:
+        self._delayed.pop(eval_id, None)
+        self.enqueue(eval_id)
+
+    def release_delayed(self) -> list[str]:
+        """Test seam: hand every delayed eval to the worker now, as if its ``WaitUntil`` had
+        passed. Nomad refuses reschedule delays under 5 s, so tests drive the delay heap
+        instead of sleeping; the reconciler still matches the alloc's ``FollowupEvalID``."""
+        released = list(self._delayed)
+        for eval_id in released:
+            self._delayed.pop(eval_id).cancel()
+            self.enqueue(eval_id)
+        return released
 
     async def _work(self) -> None:
         while True:
@@ -113,10 +138,18 @@ class Scheduler:
         key = (ev["Namespace"], ev["JobID"])
         job = st.jobs.get(key)
         allocs = st.allocs_of(key)
-        plans = reconcile(job, allocs, [n.id for n in self.nodes], self._active(job))
+        now = now_ns()
+        plans = reconcile(job, allocs, [n.id for n in self.nodes], self._active(job), ev["ID"], now)
         placed: list[str] = []
         updated: list[str] = []
         dep_id = ""
+        followups: list[dict[str, Any]] = []
+        if job is not None and not ev.get("WaitUntil") and any(p.later for p in plans):
+            # generic_sched.go: follow-up evals are created (planner.CreateEval) before the
+            # plan is submitted, unless this eval was itself a delayed one.
+            with st.txn("EvaluationUpdated") as tx:
+                for plan in plans:
+                    followups += _followup_evals(job, plan, ev, tx)
         if any(not p.empty() for p in plans):
             with st.txn("PlanResult") as tx:
                 dep_id = self._deployment(tx, job, plans, allocs)
@@ -136,6 +169,8 @@ class Scheduler:
             )
         if dep_id:
             self._arm_deadline(dep_id)
+        for fe in followups:
+            self.enqueue_at(fe["ID"], parse_rfc3339(fe["WaitUntil"]))
         for aid in updated:
             self.client.alloc_updated(aid)
         for aid in placed:
@@ -250,9 +285,9 @@ class Scheduler:
         if job is None:
             return None
         dep = self.latest_deployment(job["Namespace"], job["ID"])
-        if dep is None or dep["Status"] != "running" or dep["JobVersion"] != job["Version"]:
+        if dep is None or dep["Status"] not in ("running", "paused"):
             return None
-        return dep
+        return dep if dep["JobVersion"] == job["Version"] else None
 
     def latest_deployment(self, ns: str, job_id: str) -> dict[str, Any] | None:
         deps = self.state.deployments_of((ns, job_id))
@@ -292,6 +327,7 @@ class Scheduler:
             node: Node,
             previous: dict[str, Any] | None,
             canary: bool = False,
+            tracker: dict[str, Any] | None = None,
         ) -> str:
             assert job is not None
             alloc = new_alloc(
@@ -305,6 +341,8 @@ class Scheduler:
                 self.rng,
                 previous,
             )
+            if tracker is not None:
+                alloc["RescheduleTracker"] = tracker
             if canary:
                 alloc["DeploymentStatus"] = {
                     "Healthy": None,
@@ -324,6 +362,35 @@ class Scheduler:
         for plan in plans:
             for alloc, desc in plan.stop:
                 stop(alloc, desc)
+            for alloc in plan.reschedule:
+                # computeReplacements + generic_sched computePlacements: the replacement
+                # carries PreviousAllocation and the tracker (updateRescheduleTracker); the
+                # failed alloc is stopped with allocRescheduled, its tracker annotated "ok"
+                # (annotateRescheduleTracker) and NextAllocation set by the state store.
+                new = place(
+                    plan.name,
+                    _idx(alloc),
+                    self._pick(job, plan.name, alloc["NodeID"]),
+                    alloc,
+                    tracker=resched.new_tracker(alloc, now),
+                )
+                prev_tracker = alloc.get("RescheduleTracker") or {"Events": None}
+                stop(
+                    alloc,
+                    resched.RESCHEDULED,
+                    NextAllocation=new,
+                    RescheduleTracker={**prev_tracker, "LastReschedule": "ok"},
+                )
+            for alloc, _ in plan.later:
+                # createRescheduleLaterEvals: an attribute update marks the follow-up eval.
+                tx.put_alloc(
+                    {
+                        **self.state.allocs[alloc["ID"]],
+                        "ModifyIndex": tx.index,
+                        "AllocModifyIndex": tx.index,
+                        "ModifyTime": now,
+                    }
+                )
             for alloc in plan.migrate:
                 new = place(
                     plan.name, _idx(alloc), self._pick(job, plan.name, alloc["NodeID"]), alloc
@@ -381,13 +448,41 @@ class Scheduler:
         job = st.jobs.get(key)
         allocs = [a for a in st.allocs_of(key) if a.get("DeploymentID") == dep_id]
         fail = rollback = False
+        replace: list[dict[str, Any]] = []
         for alloc in allocs:
             dstate = dep["TaskGroups"].get(alloc["TaskGroup"])
             if dstate is None:
                 continue
-            if self._should_fail_early(dep, alloc, dstate, job):
+            early = self._should_fail_early(dep, alloc, dstate, job)
+            transition = alloc.get("DesiredTransition") or {}
+            if (
+                (alloc.get("DeploymentStatus") or {}).get("Healthy") is False
+                and not early
+                and not transition.get("Reschedule")
+            ):
+                # handleAllocUpdate: an unhealthy alloc that may be rescheduled is marked
+                # for replacement (createBatchedUpdate -> AllocUpdateDesiredTransition).
+                replace.append(alloc)
+                continue
+            if early:
                 fail = True
                 rollback = rollback or bool(dstate["AutoRevert"])
+        if replace and job is not None and not fail:
+            with st.txn("AllocUpdateDesiredTransition") as tx:
+                for alloc in replace:
+                    tx.put_alloc(
+                        {
+                            **alloc,
+                            "DesiredTransition": {
+                                **(alloc.get("DesiredTransition") or {}),
+                                "Reschedule": True,
+                            },
+                            "ModifyIndex": tx.index,
+                        }
+                    )
+                ev = new_eval(job, "deployment-watcher", tx.index, DeploymentID=dep_id)
+                tx.put_eval(ev)
+            self.enqueue(ev["ID"])
         if fail:
             self.fail_deployment(dep_id, FAILED_ALLOCS, rollback)
             return
@@ -504,6 +599,106 @@ class Scheduler:
             self.enqueue(ev["ID"])
         self._disarm(dep_id)
         self._arm_deadline(dep_id)
+        return {
+            "EvalID": ev["ID"] if ev else "",
+            "EvalCreateIndex": tx.index,
+            "DeploymentModifyIndex": tx.index,
+            "RevertedJobVersion": None,
+            "Index": tx.index,
+        }
+
+    def pause(self, dep_id: str, want: bool) -> dict[str, Any]:
+        """``PauseDeployment``: paused (``Deployment is paused``) or running again
+        (``Deployment is running`` + a ``deployment-watcher`` eval), one
+        ``DeploymentStatusUpdate``. While paused the reconciler places and replaces nothing
+        but reschedules (``deploymentPlaceReady``) and the progress deadline does not run."""
+        st = self.state
+        dep = st.deployments[dep_id]
+        job = st.jobs.get((dep["Namespace"], dep["JobID"]))
+        status, desc = (
+            ("paused", "Deployment is paused") if want else ("running", "Deployment is running")
+        )
+        with st.txn("DeploymentStatusUpdate") as tx:
+            tx.put_deployment(
+                {
+                    **dep,
+                    "Status": status,
+                    "StatusDescription": desc,
+                    "ModifyIndex": tx.index,
+                    "ModifyTime": now_ns(),
+                }
+            )
+            ev = None
+            if not want and job is not None:
+                ev = new_eval(
+                    job, "deployment-watcher", tx.index, DeploymentID=dep_id, JobModifyIndex=0
+                )
+                tx.put_eval(ev)
+        if want:
+            self._disarm(dep_id)
+        else:
+            self._arm_deadline(dep_id)
+        if ev is not None:
+            self.enqueue(ev["ID"])
+        return {
+            "EvalID": ev["ID"] if ev else "",
+            "EvalCreateIndex": tx.index if ev else 0,
+            "DeploymentModifyIndex": tx.index,
+            "RevertedJobVersion": None,
+            "Index": tx.index,
+        }
+
+    def set_alloc_health(
+        self, dep_id: str, healthy: list[str], unhealthy: list[str]
+    ) -> dict[str, Any] | str:
+        """``deploymentWatcher.SetAllocHealth`` + ``UpdateDeploymentAllocHealth``: each alloc
+        gets ``DeploymentStatus.Healthy`` and the deployment's counters move
+        (``updateDeploymentWithAlloc``); any unhealthy alloc fails the deployment with
+        ``Failed due to unhealthy allocations`` (rolling back when its group auto-reverts).
+        A str is the state store's error text."""
+        st = self.state
+        for aid in [*healthy, *unhealthy]:
+            alloc = st.allocs.get(aid)
+            if alloc is None:
+                return f'unknown alloc "{aid}"'
+            if alloc.get("DeploymentID") != dep_id:
+                return f'alloc "{aid}" is not part of deployment "{dep_id}"'
+        dep = st.deployments[dep_id]
+        job = st.jobs.get((dep["Namespace"], dep["JobID"]))
+        now = now_ns()
+        with st.txn("DeploymentAllocHealth") as tx:
+            for aid, ok in [*((a, True) for a in healthy), *((a, False) for a in unhealthy)]:
+                old = st.allocs[aid]
+                before = (old.get("DeploymentStatus") or {}).get("Healthy")
+                alloc = {
+                    **old,
+                    "DeploymentStatus": {
+                        **(old.get("DeploymentStatus") or {"Canary": False}),
+                        "Healthy": ok,
+                        "Timestamp": rfc3339(now),
+                        "ModifyIndex": tx.index,
+                    },
+                    "ModifyIndex": tx.index,
+                    "ModifyTime": now,
+                }
+                self.client.count_health(tx, alloc, before, ok, now)
+                tx.put_alloc(alloc)
+            ev = None
+            if not unhealthy and job is not None:
+                ev = new_eval(
+                    job, "deployment-watcher", tx.index, DeploymentID=dep_id, JobModifyIndex=0
+                )
+                tx.put_eval(ev)
+        if unhealthy:
+            rollback = any(
+                dep["TaskGroups"].get(st.allocs[a]["TaskGroup"], {}).get("AutoRevert")
+                for a in unhealthy
+            )
+            return self.fail_deployment(dep_id, FAILED_ALLOCS, rollback)
+        assert ev is not None or job is None
+        if ev is not None:
+            self.enqueue(ev["ID"])
+        self.deployment_changed(dep_id)
         return {
             "EvalID": ev["ID"] if ev else "",
             "EvalCreateIndex": tx.index,
@@ -720,20 +915,38 @@ def _placed(row: dict[str, Any], modify_time: int) -> None:
 
 
 def reschedule_eligible(alloc: dict[str, Any], policy: dict[str, Any] | None, now: int) -> bool:
-    """structs.go RescheduleTracker.RescheduleEligible (+ rescheduleInfo)."""
-    if not policy:
-        return False
-    attempts = policy.get("Attempts") or 0
-    if not (attempts > 0 or policy.get("Unlimited")):
-        return False
-    if policy.get("Unlimited"):
-        return True
-    events = (alloc.get("RescheduleTracker") or {}).get("Events") or []
-    if not events:
-        return True
-    interval = policy.get("Interval") or 0
-    attempted = sum(1 for e in events if now - e["RescheduleTime"] < interval)
-    return attempted < attempts
+    """structs.go RescheduleTracker.RescheduleEligible (see ``reschedule.eligible``)."""
+    return resched.eligible(alloc, policy, now)
+
+
+def _followup_evals(
+    job: dict[str, Any], plan: GroupPlan, ev: dict[str, Any], tx: Txn
+) -> list[dict[str, Any]]:
+    """reconcile.go ``createLostLaterEvals``: one eval per 5 s window of reschedule times
+    (``batchedFailedAllocWindowSize``), TriggeredBy ``alloc-failure`` with ``WaitUntil``;
+    only the first carries ``created for delayed rescheduling``. Each delayed alloc gets its
+    eval's ID as ``FollowupEvalID`` (stored by the plan that follows)."""
+    out: list[dict[str, Any]] = []
+    batch_start = 0
+    current: dict[str, Any] | None = None
+    for alloc, when in sorted(plan.later, key=lambda item: item[1]):
+        if current is None or when - batch_start >= resched.BATCH_WINDOW:
+            batch_start = when
+            current = new_eval(
+                job,
+                "alloc-failure",
+                tx.index,
+                JobModifyIndex=job["ModifyIndex"],
+                Priority=ev["Priority"],
+                StatusDescription="" if out else resched.FOLLOWUP_DESC,
+                WaitUntil=rfc3339(when),
+                PreviousEval=ev["ID"],
+            )
+            tx.put_eval(current)
+            out.append(current)
+        stored = tx.state.allocs[alloc["ID"]]
+        tx.state.allocs[alloc["ID"]] = {**stored, "FollowupEvalID": current["ID"]}
+    return out
 
 
 def _idx(alloc: dict[str, Any]) -> int:

@@ -153,6 +153,7 @@ async def start_nomad_twin(
     )
     sched = Scheduler(state, node_list, client)
     holder["sched"] = sched
+    client.enqueue_eval = sched.enqueue
     ctx = TwinCtx(
         state=state,
         sched=sched,

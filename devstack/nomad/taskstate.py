@@ -53,7 +53,7 @@ DISPLAY = {
     "Killed": "Task successfully killed",
     "Not Restarting": "{RestartReason}",
     "Restart Signaled": "{RestartReason}",
-    "Sibling Task Failed": "Task's sibling {FailedSibling} failed",
+    "Sibling Task Failed": 'Task\'s sibling "{FailedSibling}" failed',  # Go's %q
     "Main Tasks Dead": "Main tasks in the group died",
 }
 

@@ -138,12 +138,19 @@ async def test_an_mtls_job_with_an_http_check_deploys_healthy_and_refuses_caller
         await eventually(ready, what="mtls web Ready", within=90.0)
         stored = await app.jobs.get_job("web", "default")
         assert stored is not None and keys.INJECTED_GROUP_META in stored["TaskGroups"][0]["Meta"]
-        deployment = await app.jobs.latest_deployment("web", "default")
-        assert deployment is not None
+
+        # The twin's deployment watcher marks it successful once the allocation has been
+        # healthy (every Consul check passing) for MinHealthyTime.
+        async def deployed() -> dict[str, Any] | None:
+            d = await app.jobs.latest_deployment("web", "default")
+            return d if d is not None and d["Status"] != "running" else None
+
+        deployment = await eventually(deployed, what="deployment finished", within=60.0)
         assert (deployment["JobVersion"], deployment["Status"]) == (
             stored["Version"],
             "successful",
         ), deployment.get("StatusDescription")
+        assert await ready(), "still Ready once the deployment is done"
 
         entries = (await consul.health_service("web")).entries
         assert len(entries) == 1 and keys.TLS_SERVICE_TAG in entries[0].tags

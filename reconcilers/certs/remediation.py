@@ -1,8 +1,11 @@
 """PURE: which leaves missed their renewal, and what to do about it given what was tried.
 
-Nomad renews a ``pkiCert`` at 90 % of its life. A leaf past ``STALE_FRACTION`` (92 %) of its
-life has missed that: the client was down, its template watcher was lost on a restart
-(nomad#9491) or the reload signal was swallowed (nomad#24140). The ladder, one rung at a time:
+Nomad renews a ``pkiCert`` at 90 % of its life, or on Nomad 1.7.0–1.8.1 for a third of all
+leaves as late as 99.1 % (``reconcilers.renewal`` has both rules from consul-template's
+source). A leaf past ``STALE_FRACTION`` (99.5 %) of its life has missed its renewal under
+either rule, so no healthy sidecar is restarted: the client was down, its template watcher
+was lost on a restart (nomad#9491) or the reload signal was swallowed (nomad#24140).
+The ladder, one rung at a time:
 
 1. restart the allocation's ``mesh-tls-proxy`` task (the sidecar re-renders its templates on
    restart; ``pkiCert`` finds its file inside the renewal window and issues a fresh leaf, and a
@@ -24,9 +27,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from controller.tlsprobe import ProbeResult
+from reconcilers import renewal
 from reconcilers.instances.matching import Instance
 
-STALE_FRACTION = 0.92
+STALE_FRACTION = renewal.STALE_FRACTION
 RESTART = "restart"
 REISSUE = "reissue"
 

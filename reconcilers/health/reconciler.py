@@ -34,6 +34,7 @@ from crds_equivalent.status import (
     MeshStatus,
 )
 from reconcilers import conditions as cond
+from reconcilers import renewal
 from reconcilers.health.metrics import HealthMetrics
 from reconcilers.health.verdicts import CertVerdict, cert_verdict, consul_conditions
 from reconcilers.injection import jobview
@@ -64,7 +65,7 @@ class HealthReconciler:
         *,
         clock: Clock | None = None,
         interval: float = 30.0,
-        min_remaining_fraction: float = 0.10,
+        min_remaining_fraction: float = renewal.MIN_REMAINING_FRACTION,
         registry: CollectorRegistry | None = None,
     ) -> None:
         if not 0.0 <= min_remaining_fraction < 1.0:

@@ -9,8 +9,9 @@ judges them, so the whole judgement is a table test.
   tagged ``mesh-plaintext`` so callers can tell.
 * CertValid: each TLS registration serves a chain that verifies against the mesh root for
   ``<service>.<domain>``, signed by the default issuer or a previous one still in the mount,
-  with more than ``min_remaining_fraction`` of its lifetime left (Nomad renews at 90 %, so a
-  leaf below 10 % missed its renewal).
+  with more than ``min_remaining_fraction`` of its lifetime left (0.5 %: Nomad renews at 90 %,
+  or on 1.7.0–1.8.1 as late as 99.1 %, see ``reconcilers.renewal``; a leaf below 0.5 % has
+  missed its renewal under either rule).
 
 "Could not tell" is Unknown, never False: Consul not answering, an instance that could not be
 reached, Vault not saying what the CA is.
@@ -26,6 +27,7 @@ from controller.tlsprobe import CertProblem, ProbeOutcome, ProbeResult
 from controller.vault.trust import MeshTrust
 from crds_equivalent import keys
 from crds_equivalent.status import Condition, ConditionType
+from reconcilers import renewal
 from reconcilers.conditions import condition
 from reconcilers.instances.matching import MAX_LISTED, ConsulFindings, Instance
 
@@ -136,7 +138,8 @@ def _judge(
         return (
             "RenewalMissed",
             f"{where}: {_hours(remaining)} left of {_hours(leaf.lifetime_seconds)} "
-            f"(renewal was due at 90 %; serial {leaf.serial})",
+            f"(renewal was due by {renewal.OLD_RULE_LATEST:.1%} at the latest; "
+            f"serial {leaf.serial})",
         )
     return None
 
@@ -158,7 +161,7 @@ def cert_verdict(
     trust: MeshTrust | None,
     now: datetime,
     *,
-    min_remaining_fraction: float = 0.10,
+    min_remaining_fraction: float = renewal.MIN_REMAINING_FRACTION,
     unknown_reason: str = "",
     unknown_message: str = "",
 ) -> CertVerdict:

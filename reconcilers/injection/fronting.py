@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from crds_equivalent.spec import MeshSpec
+from crds_equivalent.spec import MeshSpec, TlsProtocol
 from reconcilers.injection import jobview
-from reconcilers.injection.jobview import PortView, ServiceView
+from reconcilers.injection.jobview import PortView, ServiceView, as_list, as_str
 
 
 @dataclass(frozen=True)
@@ -71,3 +71,43 @@ def service_names(
         if service.name not in names:
             names.append(service.name)
     return names
+
+
+@dataclass(frozen=True)
+class HealthRoute:
+    """An http check of an mTLS group: the one request nginx lets through without a client
+    certificate, because Consul's agent has none (Nomad's ``createCheckReg`` gives Consul only
+    ``TLSSkipVerify``, ``TLSServerName``, ``Method``, ``Header`` and ``Body``).
+
+    ``label`` is the fronted (app) port the check targets, ``path`` the check's ``Path`` as
+    written (query included), ``method`` the check's ``Method`` (Consul's default ``GET``).
+    """
+
+    label: str
+    path: str
+    method: str
+
+
+def health_routes(inputs: GroupInputs, spec: MeshSpec) -> tuple[HealthRoute, ...]:
+    """The http checks that ``rewrite`` moves onto a TLS port of an mTLS http group, deduplicated.
+
+    Empty for every other group, so their nginx.conf and hash stay what they were. A check
+    follows the same rule as in ``rewrite._tls_check``: its own port when it names one, else
+    its service's.
+    """
+    if not spec.mtls or spec.protocol is not TlsProtocol.HTTP:
+        return ()
+    fronted = set(inputs.labels)
+    routes: list[HealthRoute] = []
+    for service in inputs.services:
+        for check in as_list(service.view.service.get("Checks")):
+            if not isinstance(check, Mapping) or as_str(check.get("Type")).lower() != "http":
+                continue
+            label = as_str(check.get("PortLabel")) or service.view.port_label
+            if label not in fronted:
+                continue
+            method = as_str(check.get("Method")).upper() or "GET"
+            route = HealthRoute(label, as_str(check.get("Path")), method)
+            if route not in routes:
+                routes.append(route)
+    return tuple(routes)

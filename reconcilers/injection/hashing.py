@@ -23,10 +23,13 @@ from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import MeshSpec
 from reconcilers.injection import jobview
-from reconcilers.injection.fronting import group_inputs
+from reconcilers.injection.fronting import group_inputs, health_routes
 
 INJECTOR_VERSION: Final = "3"
 MAX_TTL_JITTER: Final = 0.05
+# The revision of what an mTLS group with http checks gets (their open check locations);
+# hashed only for such groups. Bump it when that output changes for the same inputs.
+MTLS_CHECKS_LAYOUT: Final = "1"
 
 # The MeshConfig fields the injected output depends on. Only these are hashed, so that a knob
 # the injection does not read (the root mount, the default TTL — which reaches the hash through
@@ -89,6 +92,11 @@ def hash_inputs(
     }
     if task_ports:  # only when used, so that the hash of a group-port job stays as it was
         document["task_ports"] = _task_networks(task_ports)
+    if health_routes(inputs, spec):
+        # The sidecar of an mTLS group with http checks answers them without a client
+        # certificate (nginx layout 1). Only these groups' output changed, so only their hash
+        # does: bumping INJECTOR_VERSION would roll every meshed job for nothing.
+        document["mtls_checks"] = MTLS_CHECKS_LAYOUT
     nonce = rotation_nonce(group)
     if nonce:  # only when set, so that jobs never re-issued keep their hash
         document["rotation"] = nonce

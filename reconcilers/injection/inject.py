@@ -189,16 +189,24 @@ def _sidecar_spec(
     per_network: dict[str, str] = {}
     for port in inputs.ports:
         per_network.setdefault(port.host_network or "default", keys.tls_port_label(port.label))
+    routes = fronting.health_routes(inputs, spec)
+    listeners = tuple(
+        nginx.Listener(
+            keys.tls_port_label(p.label),
+            p.label,
+            p.namespaced and p.task is None,
+            p.task,
+            tuple((r.method, r.path) for r in routes if r.label == p.label),
+        )
+        for p in inputs.ports
+    )
+    for listener in listeners:
+        try:
+            nginx.check_locations("", listener.health_checks)
+        except nginx.UnsafeCheck as err:
+            raise CannotInject(f'group "{spec.group}": {err}') from None
     return sidecar.SidecarSpec(
-        listeners=tuple(
-            nginx.Listener(
-                keys.tls_port_label(p.label),
-                p.label,
-                p.namespaced and p.task is None,
-                p.task,
-            )
-            for p in inputs.ports
-        ),
+        listeners=listeners,
         tcp=spec.protocol is TlsProtocol.TCP,
         mtls=spec.mtls,
         common_name=cn,

@@ -14,6 +14,15 @@ reads its dates back to decide when to renew. The chain in it stops below the ro
 (``remove_roots_from_chain``): nginx serves the file's chain as it is, and a client must get
 exactly leaf + intermediate. So mTLS cannot take its trust anchors from that file; it gets a
 second, public file with the intermediate mount's CA chain (intermediate + root).
+
+mTLS and Consul's http checks: Consul's agent never presents a client certificate, so a server
+with ``ssl_verify_client on`` fails every check and Nomad never sees the deployment healthy.
+A listener that carries such checks verifies ``optional``-ly instead: a certificate that is
+presented must still verify (nginx answers 400 otherwise, before any location), and every
+location refuses a request without one (400, as ``on`` would) except an exact-match location
+per check, which forwards exactly the check's request (method, path, query) to the app. So
+the check reflects nginx, TLS and the app's own health, and a client without a certificate
+can reach nothing but the answer Consul already publishes as the check's output.
 """
 
 from __future__ import annotations
@@ -55,6 +64,12 @@ CLIENT_VERIFY_DEPTH = 2
 
 _NOT_ENV = re.compile(r"[^A-Za-z0-9_.]")
 _NOT_NONCE = re.compile(r"[^A-Za-z0-9_.:-]")  # a nonce can never close the comment early
+# A check path nginx can match exactly and quote safely: no percent-escapes (nginx matches the
+# DECODED path, so "/a%20b" would never match), no "$" (variables), quotes, backslashes,
+# braces (template delimiters), ";", "#" or whitespace.
+_CHECK_PATH = re.compile(r"/[A-Za-z0-9._~!*'()+,=:@/-]*")
+_CHECK_QUERY = re.compile(r"[A-Za-z0-9._~!*'()+,=:@/?&%-]*")
+_CHECK_METHOD = re.compile(r"[A-Z]+")
 ROTATION_COMMENT = "mesh.tls.rotation"
 
 
@@ -92,6 +107,8 @@ class Listener:
     app_label: str
     namespaced: bool  # bridge/CNI: listen on the port, reach the app on 127.0.0.1
     app_task: str | None = None
+    # mTLS only: (method, path) of each Consul http check answered without a client certificate.
+    health_checks: tuple[tuple[str, str], ...] = ()
 
     @property
     def listen(self) -> str:
@@ -106,6 +123,37 @@ class Listener:
         if self.namespaced:
             return "127.0.0.1:" + _env(f"NOMAD_PORT_{env_label(self.app_label)}")
         return _env(f"NOMAD_ADDR_{env_label(self.app_label)}")
+
+
+class UnsafeCheck(ValueError):
+    """An http check of an mTLS group whose method or path nginx cannot match exactly."""
+
+
+def check_location(method: str, path: str) -> tuple[str, str]:
+    """(the exact location path, the URI sent to the app) for one check; raises UnsafeCheck.
+
+    The location is matched against nginx's normalised path, so a path nginx would normalise
+    (``//``, ``.`` or ``..`` segments) could never match and is refused rather than silently
+    leaving the check red.
+    """
+    if not path:
+        raise UnsafeCheck("an http check has no Path (Nomad refuses such a check too)")
+    location, _, query = path.partition("?")
+    segments = location.split("/")[1:]
+    if (
+        not _CHECK_PATH.fullmatch(location)
+        or not _CHECK_QUERY.fullmatch(query)
+        or any(s in (".", "..") for s in segments)
+        or "//" in location
+    ):
+        raise UnsafeCheck(
+            f"http check path {path!r} cannot be matched exactly by the mTLS sidecar, which "
+            "lets only that path through without a client certificate; use a plain path "
+            "(letters, digits and -._~!*'()+,=:@/, no percent-escapes, no . or .. segments)"
+        )
+    if not _CHECK_METHOD.fullmatch(method):
+        raise UnsafeCheck(f"http check method {method!r} is not an HTTP method name")
+    return location, path
 
 
 def cert_env(alt_names: Sequence[str], ip_labels: Sequence[str]) -> dict[str, str]:
@@ -220,21 +268,66 @@ def _http_body(listeners: Sequence[Listener], tls: list[str], task_dir: str) -> 
             "}",
             "server {",
             f"  listen {listener.listen} ssl;",
-            "  location / {",
-            f"    proxy_pass http://{name};",
-            "    proxy_http_version 1.1;",
-            "    proxy_set_header Connection $mesh_connection;",
-            "    proxy_set_header Upgrade $http_upgrade;",
-            "    proxy_set_header Host $http_host;",
-            "    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
-            "    proxy_set_header X-Forwarded-Proto https;",
-            "    proxy_set_header X-Forwarded-Host $host;",
-            f"    proxy_read_timeout {PROXY_TIMEOUT};",
-            f"    proxy_send_timeout {PROXY_TIMEOUT};",
-            "  }",
-            "}",
         ]
+        if listener.health_checks:
+            inner += [
+                "  ssl_verify_client optional;",
+                *check_locations(name, listener.health_checks),
+                "  location / {",
+                "    if ($ssl_client_verify != SUCCESS) { return 496; }",
+            ]
+        else:
+            inner += ["  location / {"]
+        inner += [f"    proxy_pass http://{name};", *_proxy_settings(), "  }", "}"]
     return ["http {", *("  " + line for line in inner), "}"]
+
+
+def _proxy_settings() -> list[str]:
+    return [
+        "    proxy_http_version 1.1;",
+        "    proxy_set_header Connection $mesh_connection;",
+        "    proxy_set_header Upgrade $http_upgrade;",
+        "    proxy_set_header Host $http_host;",
+        "    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "    proxy_set_header X-Forwarded-Proto https;",
+        "    proxy_set_header X-Forwarded-Host $host;",
+        f"    proxy_read_timeout {PROXY_TIMEOUT};",
+        f"    proxy_send_timeout {PROXY_TIMEOUT};",
+    ]
+
+
+def check_locations(upstream: str, checks: Sequence[tuple[str, str]]) -> list[str]:
+    """One exact location per check path, open to the check's method(s) only.
+
+    The URI sent upstream is the check's own, from a variable: with a variable in
+    ``proxy_pass`` nginx sends that URI as it is, so neither the client's spelling of the path
+    (``/x/../health`` normalises to ``/health``, and an app that does not normalise might
+    route it elsewhere) nor its query string reaches the app. ``limit_except`` of GET also
+    allows HEAD, as for any GET location.
+    """
+    methods: dict[str, list[str]] = {}
+    uris: dict[str, str] = {}
+    for method, path in checks:
+        location, uri = check_location(method, path)
+        if uri != uris.setdefault(location, uri):
+            # One location cannot tell the two apart, and guessing would check the wrong thing.
+            raise UnsafeCheck(
+                f"http checks {uris[location]!r} and {uri!r} differ only in their query; "
+                "the mTLS sidecar matches checks by path"
+            )
+        if method not in methods.setdefault(location, []):
+            methods[location].append(method)
+    lines: list[str] = []
+    for location, allowed in methods.items():
+        lines += [
+            f"  location = {go_string(location)} {{",
+            f"    limit_except {' '.join(allowed)} {{ deny all; }}",
+            f"    set $mesh_check_uri {go_string(uris[location])};",
+            f"    proxy_pass http://{upstream}$mesh_check_uri;",
+            *_proxy_settings(),
+            "  }",
+        ]
+    return lines
 
 
 def _stream_body(listeners: Sequence[Listener], tls: list[str]) -> list[str]:

@@ -19,7 +19,7 @@ from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.goparse import parse_go_duration
 from crds_equivalent.spec import MeshSpec, SpecError, parse_job_specs
-from reconcilers.injection import fronting, jobview
+from reconcilers.injection import fronting, jobview, nginx
 from reconcilers.injection.inject import (
     CannotInject,
     UndoError,
@@ -280,6 +280,12 @@ def _validate_group(job: Mapping[str, Any], group: Mapping[str, Any], spec: Mesh
                 "to the sidecar, not to the app's driver: set the service's address_mode to "
                 f'"auto" or "host", {_UNFLAG}'
             )
+    routes = fronting.health_routes(inputs, spec)
+    for label in inputs.labels:
+        try:
+            nginx.check_locations("", [(r.method, r.path) for r in routes if r.label == label])
+        except nginx.UnsafeCheck as err:
+            return str(err)
     return None
 
 

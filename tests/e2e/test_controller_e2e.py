@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import hvac
 import psutil
 import pytest
 
@@ -110,6 +111,79 @@ async def test_a_meshed_raw_exec_job_serves_verified_https_through_nginx(
             assert r.status == 200
             assert (await r.text()).startswith("hello from web")
         assert entries[0].effective_address == tls_port["HostIP"]
+    finally:
+        await consul.close()
+
+
+async def test_an_mtls_job_with_an_http_check_deploys_healthy_and_refuses_callers_without_a_cert(
+    world: tuple[Devstack, RawExecDriver, App], tmp_path: Path
+) -> None:
+    """Audit §2: on the strict twin a deployment is healthy only when Consul's checks pass, and
+    Consul's agent has no mesh client certificate. The check must pass on the TLS port through
+    nginx while a caller without a certificate still gets nothing but the check's answer."""
+    stack, _driver, app = world
+    vault = VaultClient(VaultConnection(stack.vault.addr, stack.vault.root_token))
+    root = await root_pem(vault, "pki")
+    consul = ConsulClient(stack.consul.address)
+    job = web_job()
+    job["Meta"][keys.MESH_TLS_MTLS] = "true"
+    job["TaskGroups"][0]["Services"][0]["Checks"][0]["Path"] = "/health"
+    try:
+        await app.jobs.register_job(job, enforce_index=None)
+
+        async def ready() -> bool:
+            status = await app.statuses.get("default", "web")
+            return status is not None and status.phase == "Ready"
+
+        await eventually(ready, what="mtls web Ready", within=90.0)
+        stored = await app.jobs.get_job("web", "default")
+        assert stored is not None and keys.INJECTED_GROUP_META in stored["TaskGroups"][0]["Meta"]
+
+        # The twin's deployment watcher marks it successful once the allocation has been
+        # healthy (every Consul check passing) for MinHealthyTime.
+        async def deployed() -> dict[str, Any] | None:
+            d = await app.jobs.latest_deployment("web", "default")
+            return d if d is not None and d["Status"] != "running" else None
+
+        deployment = await eventually(deployed, what="deployment finished", within=60.0)
+        assert (deployment["JobVersion"], deployment["Status"]) == (
+            stored["Version"],
+            "successful",
+        ), deployment.get("StatusDescription")
+        assert await ready(), "still Ready once the deployment is done"
+
+        entries = (await consul.health_service("web")).entries
+        assert len(entries) == 1 and keys.TLS_SERVICE_TAG in entries[0].tags
+        checks = [c for c in entries[0].checks if c.get("ServiceID")]
+        assert checks and all(c["Status"] == "passing" for c in checks), checks
+        assert all("hello from web" in c["Output"] for c in checks), "the app's own answer"
+
+        issued = hvac.Client(url=stack.vault.addr, token=stack.vault.root_token).write_data(
+            "pki_int/issue/mesh",
+            data={"common_name": "api.service.consul", "ttl": "1h"},
+        )["data"]
+        caller = tmp_path / "caller.pem"
+        caller.write_text(f"{issued['certificate']}\n{issued['private_key']}\n")
+        anonymous = ssl.create_default_context(cadata=root)
+        meshed = ssl.create_default_context(cadata=root)
+        meshed.load_cert_chain(str(caller))
+
+        async def get(ctx: ssl.SSLContext, path: str) -> tuple[int, str]:
+            url = f"https://web.service.consul:{entries[0].port}{path}"
+            resolver = PinnedResolver(entries[0].effective_address)
+            connector = aiohttp.TCPConnector(ssl=ctx, resolver=resolver, force_close=True)
+            async with (
+                aiohttp.ClientSession(connector=connector) as session,
+                session.get(url) as r,
+            ):
+                return r.status, await r.text()
+
+        assert (await get(anonymous, "/"))[0] == 400
+        assert (await get(anonymous, "/orders"))[0] == 400
+        status, body = await get(anonymous, "/health")
+        assert (status, body.startswith("hello from web")) == (200, True)
+        status, body = await get(meshed, "/orders")
+        assert (status, body.startswith("hello from web")) == (200, True)
     finally:
         await consul.close()
 

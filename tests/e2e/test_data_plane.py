@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import hvac
 import pytest
 from aiohttp import web
@@ -39,6 +40,7 @@ from controller.vault import (
 )
 from crds_equivalent import keys
 from crds_equivalent.spec import parse_job_specs
+from devstack.consul.probes import http_probe
 from devstack.sidecar_render import render_sidecar, render_task_templates
 from devstack.template import RenderContext, VaultTarget
 from devstack.vault import OpenBao
@@ -196,8 +198,8 @@ class Conn:
         der = self.w.get_extra_info("ssl_object").getpeercert(binary_form=True)
         return x509.load_der_x509_certificate(der).serial_number
 
-    async def send(self, path: str) -> None:
-        self.w.write(f"GET {path} HTTP/1.1\r\nHost: {CN}\r\n\r\n".encode())
+    async def send(self, path: str, method: str = "GET") -> None:
+        self.w.write(f"{method} {path} HTTP/1.1\r\nHost: {CN}\r\n\r\n".encode())
         await self.w.drain()
 
     async def response(self) -> tuple[int, dict[str, str], bytes]:
@@ -208,8 +210,8 @@ class Conn:
         body = await self.r.readexactly(int(headers.get("content-length", "0")))
         return status, headers, body
 
-    async def get(self, path: str) -> tuple[int, dict[str, str], bytes]:
-        await self.send(path)
+    async def get(self, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+        await self.send(path, method)
         return await self.response()
 
     async def close(self) -> None:
@@ -266,7 +268,7 @@ async def http_app() -> AsyncIterator[Callable[[int], Awaitable[Backend]]]:
         backend = Backend(asyncio.Event(), asyncio.Event(), [])
 
         async def hello(request: web.Request) -> web.Response:
-            backend.hits.append(request.path)
+            backend.hits.append(request.raw_path)  # as sent: path and query, unnormalised
             return web.json_response(
                 {
                     "path": request.path,
@@ -479,10 +481,12 @@ def _foreign_client_cert(tmp_path: Path) -> str:
     return str(path)
 
 
-async def _status_or_refused(port: int, ctx: ssl.SSLContext) -> int | str:
+async def _status_or_refused(
+    port: int, ctx: ssl.SSLContext, path: str = "/", method: str = "GET"
+) -> int | str:
     try:
         conn = await Conn.open(port, ctx)
-        status = (await conn.get("/"))[0]
+        status = (await conn.get(path, method))[0]
         await conn.close()
         return status
     except (ssl.SSLError, ConnectionError, asyncio.IncompleteReadError) as e:
@@ -533,6 +537,72 @@ async def test_mtls_requires_a_mesh_client_certificate(
     bundle[0].verify_directly_issued_by(root)
     chain = await served_chain(sc.tls_port)
     assert len(chain) == 2 and chain[1] == bundle[0]
+
+
+def _mesh_client_cert(pki: Pki, tmp_path: Path) -> str:
+    """A caller's own sidecar file: leaf + intermediate + key from the mesh role."""
+    issued = hvac.Client(url=pki.addr, token=pki.vault.token).write_data(
+        "pki_int/issue/mesh",
+        data={"common_name": "api.service.consul", "ttl": "1h", "remove_roots_from_chain": True},
+    )["data"]
+    path = tmp_path / "caller.pem"
+    path.write_text(
+        "\n".join([issued["certificate"], *issued["ca_chain"], issued["private_key"]]) + "\n"
+    )
+    return str(path)
+
+
+async def test_mtls_consul_check_is_green_and_only_the_check_request_goes_without_a_cert(
+    pki: Pki, http_app, sidecars: list[Sidecar], tmp_path: Path
+) -> None:
+    job = user_job(**{"mesh.tls.mtls": "true"})
+    sc = await start_sidecar(job, pki.vault, tmp_path / "alloc")
+    sidecars.append(sc)
+    backend = await http_app(sc.app_port)
+
+    # The check exactly as Nomad hands it to Consul (createCheckReg): https on the TLS port,
+    # the rewritten TLSServerName/TLSSkipVerify, no client certificate. The twin's runner sends
+    # it for real; the mesh root is given as the agent's CA, so it passes with verification on.
+    config = load_mesh_config({"MESH_SIDECAR_DRIVER": "raw_exec", "MESH_NGINX_BIN": NGINX})
+    injected = inject(job, parse_job_specs(job), config)
+    check = injected["TaskGroups"][0]["Services"][0]["Checks"][0]
+    assert check["Protocol"] == "https"
+    defn = {
+        "HTTP": f"https://{HOST}:{sc.tls_port}{check['Path']}",
+        "TLSServerName": check["TLSServerName"],
+        "Timeout": 2_000_000_000,
+    }
+    async with aiohttp.ClientSession() as session:
+        for skip in (True, False):
+            status, output = await http_probe(
+                session, {**defn, "TLSSkipVerify": skip}, cafile=pki.root_file
+            )
+            assert status == "passing", output
+            assert '"path": "/health"' in output, "the answer is the app's own health"
+    assert backend.hits == ["/health", "/health"]
+
+    # Without a certificate: the check's exact request reaches the app, nothing else does.
+    root_only = client_ctx(pki.root_file)
+    assert await _status_or_refused(sc.tls_port, root_only, "/health") == 200
+    for path in ("/", "/healthz", "/health/", "/health/x", "/api/health"):
+        assert await _status_or_refused(sc.tls_port, root_only, path) == 400, path
+    assert await _status_or_refused(sc.tls_port, root_only, "/health", "POST") == 403
+    # nginx matches the normalised path, but the app gets the check's URI as written, never
+    # the caller's spelling or query: an app that routes "/x/../health" to "/x/" learns nothing.
+    assert await _status_or_refused(sc.tls_port, root_only, "/x/../health?dump=1") == 200
+    assert backend.hits == ["/health", "/health", "/health", "/health"]
+
+    # A foreign certificate is refused everywhere, the health path included.
+    foreign = client_ctx(pki.root_file, _foreign_client_cert(tmp_path))
+    for path in ("/", "/health"):
+        assert await _status_or_refused(sc.tls_port, foreign, path) == 400, path
+    assert len(backend.hits) == 4, "refused callers never reach the app"
+
+    # A mesh caller reaches everything, the query string included.
+    mine = client_ctx(pki.root_file, _mesh_client_cert(pki, tmp_path))
+    for path in ("/", "/api/orders?id=7", "/health"):
+        assert await _status_or_refused(sc.tls_port, mine, path) == 200, path
+    assert backend.hits[4:] == ["/", "/api/orders?id=7", "/health"]
 
 
 async def test_tcp_mode_carries_raw_tcp(pki: Pki, sidecars: list[Sidecar], tmp_path: Path) -> None:

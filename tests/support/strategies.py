@@ -50,6 +50,10 @@ def check(draw: st.DrawFn, labels: list[str]) -> dict[str, Any]:
         c["PortLabel"] = draw(st.sampled_from(["", *labels]))
     if draw(st.booleans()):
         c["Protocol"] = draw(st.sampled_from(["", "http", None]))
+    if draw(st.booleans()):  # an mTLS group opens exactly these paths to Consul's agent
+        c["Path"] = draw(st.sampled_from(["/health", "/ready?full=1", "/x/../y", "/a%20b"]))
+    if draw(st.booleans()):
+        c["Method"] = draw(st.sampled_from(["GET", "head", "POST"]))
     c.update(draw(unknown_fields))
     return c
 

@@ -319,7 +319,7 @@ async def test_fresh_leaves_are_left_alone() -> None:
 
 async def test_a_missed_renewal_is_fixed_by_restarting_that_sidecar() -> None:
     w = make_world()
-    w.sidecars.leaves[A2] = leaf(0.95, "old")
+    w.sidecars.leaves[A2] = leaf(0.997, "old")
     await w.tick()
     assert w.sidecars.restarts == [A2]
     assert w.sidecars.leaves[A2].serial != "old"
@@ -333,7 +333,7 @@ async def test_a_missed_renewal_is_fixed_by_restarting_that_sidecar() -> None:
 async def test_a_restart_that_does_not_help_escalates_to_a_reissue_then_gives_up() -> None:
     w = make_world()
     w.sidecars.stuck.add(A1)
-    w.sidecars.leaves[A1] = leaf(0.95, "old")
+    w.sidecars.leaves[A1] = leaf(0.997, "old")
     await w.tick()
     await w.tick(30)  # within the restart grace: waits, no second restart
     assert w.sidecars.restarts == [A1] and w.jobs.versions == 0
@@ -353,7 +353,7 @@ async def test_a_restart_that_does_not_help_escalates_to_a_reissue_then_gives_up
 
 async def test_nothing_is_done_while_the_ca_cannot_be_read() -> None:
     w = make_world()
-    w.sidecars.leaves[A1] = leaf(0.99, "old")
+    w.sidecars.leaves[A1] = leaf(0.998, "old")
     w.trust.down = True
     await w.tick()
     assert w.sidecars.restarts == [] and w.last() is None
@@ -361,10 +361,10 @@ async def test_nothing_is_done_while_the_ca_cannot_be_read() -> None:
 
 async def test_remediations_are_rate_limited_across_jobs() -> None:
     w = make_world(budget=1)
-    w.sidecars.leaves[A1] = leaf(0.95, "x")
+    w.sidecars.leaves[A1] = leaf(0.997, "x")
     await w.tick()
     w.sidecars.stuck.add(A2)
-    w.sidecars.leaves[A2] = leaf(0.95, "y")
+    w.sidecars.leaves[A2] = leaf(0.997, "y")
     assert await w.tick(1) == 600  # the budget is spent: deferred, not dropped
     assert w.sidecars.restarts == [A1]
 
@@ -372,7 +372,7 @@ async def test_remediations_are_rate_limited_across_jobs() -> None:
 async def test_a_conflicting_job_write_is_retried_not_recorded() -> None:
     w = make_world()
     w.sidecars.stuck.add(A1)
-    w.sidecars.leaves[A1] = leaf(0.95, "old")
+    w.sidecars.leaves[A1] = leaf(0.997, "old")
     await w.tick()
     w.jobs.conflict = True
     w.clock.wall += timedelta(seconds=61)

@@ -224,8 +224,11 @@ CERT_CASES: dict[str, tuple[list[Any], tuple[str, str]]] = {
     "issuer retired (not in the mount any more)": (
         [ok(leaf(aki="cc" * 20))], ("False", "UnknownIssuer"),
     ),
-    "missed its renewal: 5 % left": (
-        [ok(leaf(age=timedelta(hours=72 * 0.95)))], ("False", "RenewalMissed"),
+    "missed its renewal: 0.3 % left": (
+        [ok(leaf(age=timedelta(hours=72 * 0.997)))], ("False", "RenewalMissed"),
+    ),
+    "a late renewal on Nomad 1.7.0-1.8.1 (99 % worn) has not been missed yet": (
+        [ok(leaf(age=timedelta(hours=72 * 0.99)))], ("True", "Verified"),
     ),
     "just renewed window: 12 % left is fine": (
         [ok(leaf(age=timedelta(hours=72 * 0.88)))], ("True", "Verified"),

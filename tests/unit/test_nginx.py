@@ -191,6 +191,62 @@ def test_mtls_verifies_clients_against_the_ca_bundle_not_the_cert_file() -> None
     assert "ssl_verify_depth 2;" in conf
 
 
+def test_mtls_check_locations_open_only_the_checks_request() -> None:
+    checks = (("GET", "/health"), ("HEAD", "/health"), ("POST", "/ready?full=1"))
+    conf = nginx.nginx_conf(
+        [Listener("mesh_tls_http", "http", True, None, checks), Listener("mesh_tls_b", "b", True)],
+        tcp=False,
+        mtls=True,
+    )
+    servers = conf.split("  server {")[1:]
+    assert len(servers) == 2
+    opened, closed = servers
+    assert "ssl_verify_client optional;" in opened
+    assert 'location = "/health" {\n      limit_except GET HEAD { deny all; }' in opened
+    assert 'set $mesh_check_uri "/health";' in opened
+    assert 'location = "/ready" {\n      limit_except POST { deny all; }' in opened
+    assert 'set $mesh_check_uri "/ready?full=1";' in opened
+    assert opened.count("proxy_pass http://mesh_app_0$mesh_check_uri;") == 2
+    # Everything else needs a verified client certificate; 496 is nginx's "no certificate".
+    rest = opened.split("  location / {")[1]
+    assert rest.splitlines()[1].strip() == "if ($ssl_client_verify != SUCCESS) { return 496; }"
+    # A listener without checks keeps the http-level "on".
+    assert "optional" not in closed and "location =" not in closed
+    assert "ssl_verify_client on;" in conf
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "ok"),
+    [
+        ("GET", "/health", True),
+        ("GET", "/v1/agent/health?format=text&x=%2F", True),
+        ("OPTIONS", "/a-b_c.d~e/f:g@h", True),
+        ("GET", "", False),
+        ("GET", "health", False),
+        ("GET", "/a%2Fb", False),
+        ("GET", "/a/./b", False),
+        ("GET", "/a/../b", False),
+        ("GET", "//a", False),
+        ("GET", "/a b", False),
+        ("GET", '/a"b', False),
+        ("GET", "/a$b", False),
+        ("GET", "/{{ env }}", False),
+        ("GET", "/a;b", False),
+        ("GET", "/a?b c", False),
+        ("GET", "/a?b$c", False),
+        ("get", "/a", False),
+        ("G ET", "/a", False),
+    ],
+)
+def test_check_paths_the_sidecar_can_match_exactly(method: str, path: str, ok: bool) -> None:
+    if ok:
+        location, uri = nginx.check_location(method, path)
+        assert (location, uri) == (path.partition("?")[0], path)
+    else:
+        with pytest.raises(nginx.UnsafeCheck):
+            nginx.check_location(method, path)
+
+
 def test_tcp_uses_stream_and_loads_the_module_only_when_configured() -> None:
     listeners = [Listener("mesh_tls_pg", "pg", False)]
     built_in = nginx.nginx_conf(listeners, tcp=True, mtls=False)
@@ -237,6 +293,7 @@ def _nginx_t(tmp_path: Path, conf_template: str) -> subprocess.CompletedProcess[
 CASES = {
     "http-bridge": dict(tcp=False, mtls=False, namespaced=True),
     "http-host-mtls": dict(tcp=False, mtls=True, namespaced=False),
+    "http-bridge-mtls-checks": dict(tcp=False, mtls=True, namespaced=True, checks=True),
     "tcp-host": dict(tcp=True, mtls=False, namespaced=False),
     "tcp-bridge-mtls": dict(tcp=True, mtls=True, namespaced=True),
 }
@@ -248,8 +305,9 @@ def test_nginx_accepts_the_rendered_config(tmp_path: Path, case: str) -> None:
     assert shutil.which(NGINX) or Path(NGINX).exists()
     opts = CASES[case]
     namespaced = bool(opts["namespaced"])
+    checks = (("GET", "/health"), ("HEAD", "/health"), ("POST", "/ready?full=1"))
     listeners = [
-        Listener("mesh_tls_http", "http", namespaced),
+        Listener("mesh_tls_http", "http", namespaced, None, checks if opts.get("checks") else ()),
         Listener("mesh_tls_admin", "admin", namespaced),
     ]
     template = nginx.nginx_conf(

@@ -12,6 +12,7 @@ import pytest
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import MeshSpec, SpecError, parse_job_specs
+from reconcilers.injection.hashing import INJECTOR_VERSION, hash_inputs
 from reconcilers.injection.inject import inject, is_marked, uninject
 from reconcilers.injection.plan import Apply, Invalid, NoOp, NoOpReason, Remove, plan, plan_job
 from tests.support.golden_jobs import JOBS
@@ -137,6 +138,14 @@ def _with(mutate: Callable[[dict[str, Any]], object], meta: dict[str, str] | Non
     return j
 
 
+def _with_mtls_check(*paths: str) -> dict[str, Any]:
+    """An mTLS group whose service has one http check per path."""
+    j = job({"mesh.tls": "true", "mesh.tls.mtls": "true"})
+    checks = [{"Type": "http", "Path": path} for path in paths]
+    j["TaskGroups"][0]["Services"][0]["Checks"] = checks
+    return j
+
+
 INVALID: dict[str, tuple[dict[str, Any], str]] = {
     "bad meta value": (
         job({"mesh.tls": "true", "mesh.tls.mode": "STRICT"}),
@@ -169,6 +178,26 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
     "runtime-only service name": (
         _with(lambda g: g["Services"][0].__setitem__("Name", "shop-${NOMAD_META_color}")),
         "only known at run time",
+    ),
+    "mtls check path nginx would normalise": (
+        _with_mtls_check("/x/../health"),
+        """group "web": http check path '/x/../health' cannot be matched exactly""",
+    ),
+    "mtls check path with a percent-escape": (
+        _with_mtls_check("/a%20b"),
+        "no percent-escapes",
+    ),
+    "mtls check path that would break out of the nginx string": (
+        _with_mtls_check('/h";deny'),
+        "cannot be matched exactly by the mTLS sidecar",
+    ),
+    "mtls check without a path": (
+        _with_mtls_check(""),
+        'group "web": an http check has no Path',
+    ),
+    "mtls checks on one path with two queries": (
+        _with_mtls_check("/h?a=1", "/h?a=2"),
+        "differ only in their query",
     ),
     "conflicting groups": (
         job(
@@ -271,3 +300,34 @@ def test_a_group_without_a_string_name_is_invalid(name: Any) -> None:
     assert isinstance(decision, Invalid)
     assert decision.reason.startswith("a task group has Name ")
     assert decision.reason.endswith("expected a non-empty string")
+
+
+def test_only_an_mtls_http_group_with_http_checks_gets_a_new_hash() -> None:
+    """The open check locations changed the output of exactly these groups, so only their
+    marker changes: every other meshed job keeps its hash and is not rolled."""
+    with_check = job({"mesh.tls": "true"})
+    with_check["TaskGroups"][0]["Services"][0]["Checks"] = [{"Type": "http", "Path": "/h"}]
+    plain = injected(with_check)["TaskGroups"][0]["Meta"][keys.INJECTED_GROUP_META]
+    mtls_no_check = injected(job({"mesh.tls": "true", "mesh.tls.mtls": "true"}))
+    mtls_check = injected(_with_mtls_check("/h"))
+    mtls_tcp = job({"mesh.tls": "true", "mesh.tls.mtls": "true", "mesh.tls.protocol": "tcp"})
+    mtls_tcp["TaskGroups"][0]["Services"][0]["Checks"] = [{"Type": "http", "Path": "/x/../h"}]
+
+    def conf(j: dict[str, Any]) -> str:
+        templates = j["TaskGroups"][0]["Tasks"][-1]["Templates"]
+        return str(templates[-1]["EmbeddedTmpl"])
+
+    assert "ssl_verify_client optional" not in conf(mtls_no_check)
+    assert "ssl_verify_client optional" not in conf(injected(mtls_tcp)), "stream: no locations"
+    assert 'location = "/h"' in conf(mtls_check)
+    for j in (with_check, job({"mesh.tls": "true", "mesh.tls.mtls": "true"}), mtls_tcp):
+        spec = parse_job_specs(j)["web"]
+        document = hash_inputs(spec, CONFIG, j, j["TaskGroups"][0])
+        assert "mtls_checks" not in document
+    spec = parse_job_specs(_with_mtls_check("/h"))["web"]
+    user = _with_mtls_check("/h")
+    assert hash_inputs(spec, CONFIG, user, user["TaskGroups"][0])["mtls_checks"] == "1"
+    assert plain.startswith(INJECTOR_VERSION + ":")
+    # The job we wrote plans NoOp: the marker is stable across our own write.
+    assert plan_job(mtls_check, CONFIG) == NoOp(NoOpReason.UP_TO_DATE)
+    assert uninject(mtls_check) == _with_mtls_check("/h")

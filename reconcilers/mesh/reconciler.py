@@ -210,6 +210,20 @@ class MeshReconciler:
                 after = failure.wait(self.clock.now())
         elif deployment is not None and rollout.reason == AWAITING_PROMOTION:
             await self._promote(key, job, deployment)
+        elif rollout.status == "True" and _running_for(job, deployment):
+            # Allocations run, but Nomad has not judged the version yet. After a failure that
+            # is no success: keep the retry (and its count) until the deployment says so.
+            previous = await self.statuses.get(namespace, job_id)
+            pending = Retry.from_json(previous.retry) if previous is not None else None
+            if pending is not None and deployment is not None:
+                rollout = cond.condition(
+                    ConditionType.ROLLED_OUT,
+                    False,
+                    "RollingOut",
+                    f"retry {pending.attempts}: deployment {deployment.get('ID')} is running "
+                    f"(after {pending.description})",
+                )
+                retry_item, after = None, self.rollout_poll
         await self._record(
             key,
             job,
@@ -346,6 +360,15 @@ class MeshReconciler:
         stored = await self.statuses.update(namespace, job_id, derive)
         if stored is not None:
             self.phases[key] = stored.phase
+
+
+def _running_for(job: Mapping[str, Any], deployment: Mapping[str, Any] | None) -> bool:
+    """The job's current version has a deployment Nomad is still judging."""
+    return (
+        deployment is not None
+        and deployment.get("JobVersion") == job.get("Version")
+        and deployment.get("Status") in ("running", "pending", "paused")
+    )
 
 
 def _spec_valid(refused: tuple[str, ...]) -> Condition:

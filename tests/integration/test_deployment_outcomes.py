@@ -10,6 +10,7 @@ is gone — with the controller's job writes counted.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -136,7 +137,7 @@ async def test_auto_revert_is_recorded_and_re_injected_with_growing_delay(
         await eventually(attempts_recorded, within=60, every=0.1, what="three reverts")
         s = await status(app, "ledger")
         assert s is not None
-        first_next, first_message = seen[min(seen)]
+        _, first_message = seen[min(seen)]
         assert "Nomad reverted the injection" in first_message
         assert "rolling back to job version 0" in first_message
         rolled = s.condition(ConditionType.ROLLED_OUT)
@@ -146,7 +147,7 @@ async def test_auto_revert_is_recorded_and_re_injected_with_growing_delay(
         applies = app.reconciler.writes["apply"]
         assert applies <= max(seen) + 1
         nexts = [seen[n][0] for n in sorted(seen)]
-        gaps = [(b - a).total_seconds() for a, b in zip(nexts, nexts[1:], strict=False)]
+        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(nexts)]
         assert gaps[0] >= 2.0 and gaps[1] >= 4.0, gaps
 
         checks.broken = False

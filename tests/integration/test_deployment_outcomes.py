@@ -9,6 +9,7 @@ is gone — with the controller's job writes counted.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import json
@@ -19,11 +20,14 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+from click.testing import CliRunner
 
 from controller.app import App
+from controller.cmd import controllerctl
 from crds_equivalent.status import ConditionType, MeshStatus
 from devstack.nomad import NomadTwin
 from devstack.testing import FAST, User, injected, running, settings_for, stored, user_job
+from tests.support.ctl_stack import UNSET
 from tests.support.deploy_checks import SidecarChecks, deploy_update
 from tests.support.twins import NomadTwinFactory
 from tests.support.waiting import eventually
@@ -184,6 +188,16 @@ async def test_manual_canaries_wait_for_the_user_and_a_promotion_by_hand_makes_i
         s = await status(app, "shop")
         assert s is not None and "canary promotion" in s.message  # still the user's call
         assert app.reconciler.writes["promote"] == 0
+        shown = await asyncio.to_thread(
+            CliRunner().invoke,
+            controllerctl,
+            ["status", "--no-live", "--job", "shop"],
+            env=dict.fromkeys(UNSET) | {"NOMAD_ADDR": twin.url},
+            catch_exceptions=False,
+        )
+        assert f"waiting for canary promotion of deployment {dep['ID']}" in " ".join(
+            shown.output.split()
+        ), shown.output
 
         async with http.post(
             f"{twin.url}/v1/deployment/promote/{dep['ID']}",

@@ -12,6 +12,7 @@ from chaos import (
     s7_user_race,
     s8_stuck_probe,
     s9_split_brain,
+    s10_failed_deploys,
 )
 from chaos.harness import Scenario
 
@@ -78,5 +79,12 @@ SCENARIOS: list[Scenario] = [
         "fencing rejects the stale writer (conflicts counted), no job clobbered",
         s9_split_brain.run,
         budget=90,
+    ),
+    Scenario(
+        10,
+        "OpenBao sealed past healthy_deadline while two jobs get meshed, with/without auto_revert",
+        "Degraded with Nomad's text (DeploymentFailed / Reverted), bounded writes, Ready after",
+        s10_failed_deploys.run,
+        budget=300,
     ),
 ]

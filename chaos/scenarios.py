@@ -12,7 +12,8 @@ from chaos import (
     s7_user_race,
     s8_stuck_probe,
     s9_split_brain,
-    s12_periodic_children,
+    s10_failed_deploys,
+    s11_periodic_children,
 )
 from chaos.harness import Scenario
 
@@ -81,10 +82,17 @@ SCENARIOS: list[Scenario] = [
         budget=90,
     ),
     Scenario(
-        12,
+        10,
+        "OpenBao sealed past healthy_deadline while two jobs get meshed, with/without auto_revert",
+        "Degraded with Nomad's text (DeploymentFailed / Reverted), bounded writes, Ready after",
+        s10_failed_deploys.run,
+        budget=300,
+    ),
+    Scenario(
+        11,
         "a periodic meshed job launched 5 times",
         "parent injected once, each child carries the sidecar, 0 controller writes to children",
-        s12_periodic_children.run,
+        s11_periodic_children.run,
         budget=60,
     ),
 ]

@@ -13,7 +13,7 @@ import copy
 import socket
 import ssl
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,7 +178,13 @@ def meshed_web(job_id: str) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def devstack_world(tuning: Tuning = DEV_TUNING, **env: str) -> AsyncIterator[DevWorld]:
+async def devstack_world(
+    tuning: Tuning = DEV_TUNING,
+    before_controller: Callable[[Devstack, VaultClient], Awaitable[None]] | None = None,
+    **env: str,
+) -> AsyncIterator[DevWorld]:
+    """The devstack with the controller running; ``before_controller`` runs first (jobs that
+    were deployed, even marked stable, before any controller looked at them)."""
     stack = await build_devstack(nodes=2, min_check_interval=0.5)
     app: App | None = None
     task: asyncio.Task[int] | None = None
@@ -189,6 +195,8 @@ async def devstack_world(tuning: Tuning = DEV_TUNING, **env: str) -> AsyncIterat
         vault = VaultClient(VaultConnection(stack.vault.addr, stack.vault.root_token))
         await bootstrap_pki(vault, pki_layout(settings.mesh))
         trust = ssl.create_default_context(cadata=await root_pem(vault, settings.mesh.root_mount))
+        if before_controller is not None:
+            await before_controller(stack, vault)
         app = App(settings, tuning=tuning)
         task = asyncio.create_task(app.run())
         await asyncio.wait_for(app.source.synced.wait(), 30)

@@ -55,6 +55,7 @@ from reconcilers.certs.reconciler import CertReconciler
 from reconcilers.health.reconciler import HealthReconciler
 from reconcilers.mesh.interest import MESH_INTEREST
 from reconcilers.mesh.reconciler import MeshReconciler
+from reconcilers.mesh.retry import Backoff
 from reconcilers.rotation.loop import rotation_loop
 from reconcilers.rotation.metrics import RotationMetrics
 from reconcilers.rotation.rotator import RotationSettings, Rotator
@@ -79,6 +80,8 @@ class Tuning:
     certs_delay: float = 30.0  # a job change is checked for missed renewals after this delay
     certs_interval: float = 300.0  # each meshed job is re-checked for missed renewals this often
     rotation_check: float = 3600.0  # the leader looks at the intermediate's expiry this often
+    deploy_retry_base: float = 300.0  # first retry of a failed/reverted deployment of ours
+    deploy_retry_cap: float = 1800.0  # retries then double up to this: at most ~3 an hour
     handle_signals: bool = True  # SIGTERM/SIGINT stop the manager (off when embedded)
 
 
@@ -144,7 +147,12 @@ class App:
             self.vault, root_mount=mesh.root_mount, int_mount=mesh.pki_mount, clock=self.clock
         )
         self.reconciler = MeshReconciler(
-            self.jobs, self.statuses, mesh, clock=self.clock, rollout_poll=self.tuning.rollout_poll
+            self.jobs,
+            self.statuses,
+            mesh,
+            clock=self.clock,
+            rollout_poll=self.tuning.rollout_poll,
+            retry_backoff=Backoff(self.tuning.deploy_retry_base, self.tuning.deploy_retry_cap),
         )
         self.health = self._build_health(prober=self.prober, trust=self.trust)
         self.certs = self._build_certs(prober=self.prober, trust=self.trust)

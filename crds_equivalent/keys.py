@@ -14,6 +14,8 @@ MESH_TLS_PROTOCOL: Final = "mesh.tls.protocol"
 MESH_TLS_TTL: Final = "mesh.tls.ttl"
 MESH_TLS_SANS: Final = "mesh.tls.sans"
 MESH_TLS_MTLS: Final = "mesh.tls.mtls"
+# Who promotes the canaries of a deployment the controller caused: `manual` (the user) or `auto`.
+MESH_TLS_PROMOTE: Final = "mesh.tls.promote"
 
 USER_KEYS: Final = (
     MESH_TLS,
@@ -23,6 +25,7 @@ USER_KEYS: Final = (
     MESH_TLS_TTL,
     MESH_TLS_SANS,
     MESH_TLS_MTLS,
+    MESH_TLS_PROMOTE,
 )
 
 # Controller-owned markers on the job.

@@ -54,6 +54,14 @@ def meta_schema() -> dict[str, Any]:
             },
             keys.MESH_TLS_SANS: {"type": "string", "description": "Comma list of DNS names."},
             keys.MESH_TLS_MTLS: {"type": "string", "pattern": _GO_BOOL, "default": "false"},
+            keys.MESH_TLS_PROMOTE: {
+                "type": "string",
+                "enum": ["manual", "auto"],
+                "default": "manual",
+                "description": "Who promotes the canaries of a deployment the controller caused "
+                "(update.canary > 0 without auto_promote): the user (manual) or the controller "
+                "once every canary is healthy (auto). Not an input of the injection.",
+            },
         },
         "additionalProperties": {"type": "string"},
     }

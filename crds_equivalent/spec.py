@@ -37,6 +37,13 @@ class TlsProtocol(StrEnum):
     TCP = "tcp"
 
 
+class Promote(StrEnum):
+    """Who promotes canaries of a deployment the controller caused."""
+
+    MANUAL = "manual"
+    AUTO = "auto"
+
+
 class MeshSpec(BaseModel):
     """What one task group asked for, with every default filled in."""
 
@@ -141,6 +148,7 @@ def parse_group_spec(
     if not enabled:
         return MeshSpec(group=name)
     _reject_unknown_keys(name, meta)
+    _parse_choice(name, meta, keys.MESH_TLS_PROMOTE, Promote, Promote.MANUAL)  # validate only
     return MeshSpec(
         group=name,
         enabled=True,
@@ -152,6 +160,20 @@ def parse_group_spec(
         ttl_seconds=_parse_ttl(name, meta, default_ttl_seconds),
         sans=_parse_sans(name, meta),
         mtls=_parse_bool(name, meta, keys.MESH_TLS_MTLS, default=False),
+    )
+
+
+def promote_of(job: Mapping[str, Any], group: Mapping[str, Any]) -> Promote:
+    """`mesh.tls.promote` of a meshed group (manual when absent).
+
+    Kept out of MeshSpec on purpose: the spec is an input of the marker hash, and who promotes
+    a deployment changes nothing the injection writes, so flipping it must not roll the job.
+    ``parse_group_spec`` validates it like every other key (a typo makes the job Invalid)."""
+    name = str(group.get("Name", ""))
+    return Promote(
+        _parse_choice(
+            name, effective_meta(job, group), keys.MESH_TLS_PROMOTE, Promote, Promote.MANUAL
+        )
     )
 
 

@@ -13,9 +13,10 @@ erased ``last_error`` that way. Who owns what:
 =====================  ==========================================================================
 owner                  fields and conditions
 =====================  ==========================================================================
-mesh                   ``observed_index``, ``spec_hash``; conditions ``SpecValid``,
-                       ``SidecarInjected``, ``RolledOut``; the lifecycle ``phase``/``message`` of
-                       a removed (``Removed``) or stopped (phase kept) job
+mesh                   ``observed_index``, ``spec_hash``, ``written_index``, ``retry``;
+                       conditions ``SpecValid``, ``SidecarInjected``, ``RolledOut``; the
+                       lifecycle ``phase``/``message`` of a removed (``Removed``) or stopped
+                       (phase kept) job
 health                 conditions ``CertValid``, ``ConsulHealthy``, ``PlaintextRetired``;
                        ``cert_not_after``, ``issuer``
 certs                  ``last_error``, ``last_remediation``
@@ -92,6 +93,17 @@ class MeshStatus(BaseModel):
     cert_not_after: str = Field(default="", description="Soonest leaf expiry (RFC 3339).")
     issuer: str = Field(default="", description="Issuer of the newest leaves seen.")
     last_error: str = ""
+    written_index: int = Field(
+        default=0,
+        description="JobModifyIndex of the mesh reconciler's last job write: the deployment "
+        "whose JobSpecModifyIndex equals it is the controller's own.",
+    )
+    retry: str = Field(
+        default="",
+        description="JSON of the retry after a failed or reverted deployment of the controller's "
+        "version: attempts, next_attempt (RFC 3339), deployment, reason (DeploymentFailed|"
+        "Reverted), description (Nomad's). Kept here so a failover does not reset the backoff.",
+    )
     last_remediation: str = Field(
         default="",
         description="JSON of the last certificate remediation (kind restart|reissue, at, "
@@ -124,10 +136,12 @@ class MeshStatus(BaseModel):
             "message": self.message,
             "updated_at": self.updated_at,
         }
-        for optional in ("cert_not_after", "issuer", "last_error", "last_remediation"):
+        for optional in ("cert_not_after", "issuer", "last_error", "last_remediation", "retry"):
             value = getattr(self, optional)
             if value:
                 items[optional] = value
+        if self.written_index:
+            items["written_index"] = str(self.written_index)
         return items
 
     @classmethod
@@ -146,6 +160,8 @@ class MeshStatus(BaseModel):
                 "issuer": items.get("issuer", ""),
                 "last_error": items.get("last_error", ""),
                 "last_remediation": items.get("last_remediation", ""),
+                "written_index": int(items.get("written_index") or 0),
+                "retry": items.get("retry", ""),
             }
         )
 

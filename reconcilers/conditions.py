@@ -72,11 +72,24 @@ def restate(previous: MeshStatus | None, updates: Iterable[Condition], now: date
     )
 
 
+# RolledOut reasons that mean Nomad gave up on the controller's version (it will not resume a
+# failed deployment by itself): the job is Degraded, not still Injected and on its way.
+FAILED_ROLLOUT_REASONS = frozenset({"DeploymentFailed", "Reverted"})
+
+
 def phase_of(conditions: tuple[Condition, ...]) -> Phase:
-    """Ready when everything checked holds; Degraded when a health fact fails after rollout."""
+    """Ready when everything checked holds; Degraded when a health fact fails after rollout, or
+    when Nomad failed (or reverted) the deployment of the injected version."""
     by_type = {c.type: c.status for c in conditions}
     if by_type.get(ConditionType.SPEC_VALID) == ConditionStatus.FALSE:
         return Phase.INVALID
+    rolled = next((c for c in conditions if c.type == ConditionType.ROLLED_OUT), None)
+    if (
+        rolled is not None
+        and rolled.status == ConditionStatus.FALSE
+        and rolled.reason in FAILED_ROLLOUT_REASONS
+    ):
+        return Phase.DEGRADED
     if by_type.get(ConditionType.SIDECAR_INJECTED) != ConditionStatus.TRUE:
         return Phase.PENDING
     if by_type.get(ConditionType.ROLLED_OUT) != ConditionStatus.TRUE:

@@ -36,6 +36,10 @@ class JobStore(Protocol):
 
     async def latest_deployment(self, job_id: str, namespace: str) -> dict[str, Any] | None: ...
 
+    async def job_deployments(self, job_id: str, namespace: str) -> list[dict[str, Any]]: ...
+
+    async def promote_deployment(self, deployment_id: str, namespace: str) -> dict[str, Any]: ...
+
 
 class StatusStore(Protocol):
     """Per-job status records, written with CAS and only on change.

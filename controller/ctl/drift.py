@@ -55,8 +55,10 @@ def _drift(
     out: list[str] = []
     if status.phase == Phase.REMOVED:
         return out
-    if status.phase != Phase.READY:
-        out.append(f"phase {status.phase}")
+    if status.phase != Phase.READY:  # with why, e.g. "waiting for canary promotion of ..."
+        out.append(
+            f"phase {status.phase}: {status.message}" if status.message else f"phase {status.phase}"
+        )
     out.extend(
         f"{c.type} is False ({c.reason})" if c.reason else f"{c.type} is False"
         for c in status.conditions

@@ -144,6 +144,32 @@ class NomadJobs:
         deployment: dict[str, Any] | None = resp.body
         return deployment
 
+    async def job_deployments(self, job_id: str, namespace: str) -> list[dict[str, Any]]:
+        """Every deployment of the job Nomad still keeps, newest first ([] when unknown)."""
+        try:
+            resp = await self.client.request(
+                "GET", f"/v1/job/{_seg(job_id)}/deployments", namespace=namespace
+            )
+        except NotFound:
+            return []
+        found = [d for d in resp.body or [] if isinstance(d, dict)]
+        return sorted(found, key=lambda d: int(d.get("CreateIndex") or 0), reverse=True)
+
+    async def promote_deployment(self, deployment_id: str, namespace: str) -> dict[str, Any]:
+        """Promote every canary group of a deployment (``POST /v1/deployment/promote/:id`` with
+        ``All``). Nomad allows it with ``submit-job`` or ``promote-deployment`` on the namespace
+        (``nomad/deployment_endpoint.go``, ``Deployment.Promote``). Never retried: a second
+        promote of a promoted deployment is a 400 from Nomad, not a success."""
+        resp = await self.client.request(
+            "POST",
+            f"/v1/deployment/promote/{_seg(deployment_id)}",
+            body={"DeploymentID": deployment_id, "All": True},
+            namespace=namespace,
+            idempotent=False,
+        )
+        result: dict[str, Any] = resp.body or {}
+        return result
+
     async def job_versions(self, job_id: str, namespace: str) -> list[Job]:
         """Every stored version of the job, newest first ([] when the job is unknown)."""
         try:

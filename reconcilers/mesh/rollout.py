@@ -14,6 +14,7 @@ from crds_equivalent import keys
 from crds_equivalent.status import Condition, ConditionType
 from reconcilers.conditions import condition
 from reconcilers.injection import jobview
+from reconcilers.mesh.retry import ROLLBACK_MARK
 
 
 def rolled_out(
@@ -44,6 +45,13 @@ def rolled_out(
             return condition(ConditionType.ROLLED_OUT, True, "DeploymentSuccessful", description)
         if status in ("failed", "cancelled"):
             return condition(ConditionType.ROLLED_OUT, False, "DeploymentFailed", description)
+        if status == "running" and awaits_promotion(deployment):
+            return condition(
+                ConditionType.ROLLED_OUT,
+                False,
+                AWAITING_PROMOTION,
+                f"waiting for canary promotion of deployment {deployment.get('ID')}",
+            )
     running, desired = _sidecar_allocs(job, allocations)
     message = f"{running}/{desired} allocations of version {version} run the sidecar"
     if desired and running >= desired:
@@ -52,6 +60,73 @@ def rolled_out(
     if waiting:  # e.g. "Missing: vault.pki(...)" while Vault is sealed: say why, not just that
         message += f"; sidecar: {waiting}"
     return condition(ConditionType.ROLLED_OUT, False, "RollingOut", message)
+
+
+AWAITING_PROMOTION = "AwaitingPromotion"
+
+
+def _canary_groups(deployment: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    groups = deployment.get("TaskGroups")
+    if not isinstance(groups, Mapping):
+        return []
+    return [
+        g
+        for g in groups.values()
+        if isinstance(g, Mapping) and int(g.get("DesiredCanaries") or 0) > 0
+    ]
+
+
+def awaits_promotion(deployment: Mapping[str, Any]) -> bool:
+    """A running deployment with canaries that nobody will promote by themselves: Nomad's
+    ``Deployment.RequiresPromotion`` (a group wants canaries and is not promoted) minus the
+    groups Nomad auto-promotes (``autoPromoteDeployment`` needs every canary group to say so)."""
+    groups = _canary_groups(deployment)
+    unpromoted = [g for g in groups if not g.get("Promoted")]
+    return bool(unpromoted) and not all(g.get("AutoPromote") for g in groups)
+
+
+def canaries_healthy(deployment: Mapping[str, Any]) -> bool:
+    """Every canary group has placed its canaries and they are healthy: what Nomad's promote
+    demands (``Task group "x" has 0/1 healthy allocations`` otherwise)."""
+    groups = _canary_groups(deployment)
+    return bool(groups) and all(
+        len(jobview.as_list(g.get("PlacedCanaries"))) >= int(g.get("DesiredCanaries") or 0)
+        and int(g.get("HealthyAllocs") or 0) >= int(g.get("DesiredCanaries") or 0)
+        for g in groups
+        if not g.get("Promoted")
+    )
+
+
+def own_deployment(
+    deployments: Sequence[Mapping[str, Any]], written_index: int
+) -> Mapping[str, Any] | None:
+    """The deployment Nomad created for the controller's last write: ``NewDeployment`` copies
+    the job's ``JobModifyIndex`` into ``JobSpecModifyIndex`` (``nomad/structs/deployment.go``),
+    and the register answered that index."""
+    if not written_index:
+        return None
+    return next(
+        (d for d in deployments if int(d.get("JobSpecModifyIndex") or 0) == written_index), None
+    )
+
+
+def reverted_by_nomad(
+    job: Mapping[str, Any], deployments: Sequence[Mapping[str, Any]], written_index: int
+) -> Mapping[str, Any] | None:
+    """The controller's failed deployment when Nomad's auto-revert registered the job's current
+    version: the watcher registers the last stable version as ``Version + 1`` in the same
+    transaction that fails the deployment (``DeploymentStatusUpdate``), with the description
+    ``... - rolling back to job version N``. A later version is somebody's newer write."""
+    mine = own_deployment(deployments, written_index)
+    if mine is None or mine.get("Status") != "failed":
+        return None
+    if ROLLBACK_MARK not in str(mine.get("StatusDescription") or ""):
+        return None
+    version = job.get("Version")
+    failed = mine.get("JobVersion")
+    if isinstance(version, int) and isinstance(failed, int) and version == failed + 1:
+        return mine
+    return None
 
 
 SAYS_LIMIT = 200

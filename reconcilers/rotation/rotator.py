@@ -29,6 +29,7 @@ from controller.tlsprobe import subject_key_id
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.jobkey import JobKey
+from reconcilers.injection.canary import manual_promotion
 from reconcilers.injection.reissue import CannotReissue, carries, with_nonce
 from reconcilers.instances.observe import observe_job
 from reconcilers.ports import Catalog, JobLister, JobStore, PkiAdmin, TlsProbe, VariableStore
@@ -236,6 +237,13 @@ class Rotator:
             job = await self.jobs.get_job(key[1], key[0])
             if job is None or carries(job, state.nonce, self.config):
                 return state
+            waits = manual_promotion(job, self.config)
+            if waits:
+                log.info("rotation skips a job", job=key[1], namespace=key[0], reason=waits)
+                return await self._save(
+                    state.skip(key, f"skipped: {waits}", self.clock.now()),
+                    f"{key[0]}/{key[1]}: skipped: {waits}",
+                )
             try:
                 desired = with_nonce(job, state.nonce, self.config)
             except CannotReissue:
@@ -257,6 +265,7 @@ class Rotator:
         number = f"wave {state.wave + 1}/{len(state.waves)}"
         for key in wave:
             state = await self._write_nonce(state, key)
+        wave = [k for k in wave if not state.is_skipped(k)]
         anchors, _, new_ski = await self._key_ids(state)
         deadline = self.clock.monotonic() + self.settings.wave_timeout
         pending = list(wave)
@@ -300,6 +309,8 @@ class Rotator:
             return []
         left: list[JobKey] = []
         for key in await self.meshed_jobs():
+            if state.is_skipped(key):
+                continue  # left out on purpose (canaries a human promotes), said in the record
             seen = await observe_job(
                 key,
                 jobs=self.jobs,

@@ -16,7 +16,10 @@ A record whose ``heartbeat`` is older than the take-over delay belongs to a dead
 Items (all strings): ``id stage trigger owner old_issuer new_issuer wave_size waves wave done
 written message started_at updated_at heartbeat finished_at``; ``waves`` is a JSON list of
 lists of ``[namespace, job]``, ``done`` a JSON list of ``[namespace, job]``, ``written`` a JSON
-object ``"<namespace>/<job>" -> JobModifyIndex`` of the version the rotation wrote.
+object ``"<namespace>/<job>" -> JobModifyIndex`` of the version the rotation wrote, and (only
+when some job was skipped) ``skipped`` a JSON object ``"<namespace>/<job>" -> reason``: jobs
+whose new version would wait for a human's canary promotion are left out rather than waited
+for until the wave times out.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ class RotationState:
     wave: int = 0  # the wave in progress; == len(waves) once every wave is done
     done: tuple[JobKey, ...] = ()
     written: Mapping[str, int] = field(default_factory=dict)
+    skipped: Mapping[str, str] = field(default_factory=dict)
     message: str = ""
     finished_at: datetime | None = None
 
@@ -93,6 +97,16 @@ class RotationState:
 
     def current_wave(self) -> tuple[JobKey, ...]:
         return self.waves[self.wave] if self.wave < len(self.waves) else ()
+
+    def is_skipped(self, key: JobKey) -> bool:
+        return _key_text(key) in self.skipped
+
+    def skip(self, key: JobKey, reason: str, now: datetime) -> RotationState:
+        """Leave ``key`` out of the rotation, with the reason an operator will read."""
+        skipped = dict(self.skipped)
+        skipped[_key_text(key)] = reason
+        done = self.done if key in self.done else (*self.done, key)
+        return replace(self, skipped=skipped, done=done, heartbeat=now)
 
     def written_index(self, key: JobKey) -> int:
         return int(self.written.get(_key_text(key), 0))
@@ -169,7 +183,16 @@ class RotationState:
             heartbeat=now,
             finished_at=now,
             message=f"old issuer {self.old_issuer} is read-only; every leaf is from "
-            f"{self.new_issuer}",
+            f"{self.new_issuer}" + self._skipped_note(),
+        )
+
+    def _skipped_note(self) -> str:
+        if not self.skipped:
+            return ""
+        listed = "; ".join(f"{k}: {v}" for k, v in sorted(self.skipped.items()))
+        return (
+            f" except {len(self.skipped)} skipped job(s), whose leaves stay on the old issuer "
+            f"until their next promoted version: {listed}"
         )
 
     def orphaned(self, me: str, now: datetime, stale_after: float) -> bool:
@@ -193,6 +216,11 @@ class RotationState:
             "wave": str(self.wave),
             "done": json.dumps([list(k) for k in self.done], separators=(",", ":")),
             "written": json.dumps(dict(self.written), separators=(",", ":"), sort_keys=True),
+            **(
+                {"skipped": json.dumps(dict(self.skipped), separators=(",", ":"), sort_keys=True)}
+                if self.skipped
+                else {}
+            ),
             "message": self.message,
             "started_at": self.started_at.isoformat(),
             "updated_at": self.heartbeat.isoformat(),
@@ -221,6 +249,9 @@ class RotationState:
                 ),
                 written={
                     str(k): int(v) for k, v in json.loads(items.get("written") or "{}").items()
+                },
+                skipped={
+                    str(k): str(v) for k, v in json.loads(items.get("skipped") or "{}").items()
                 },
                 message=items.get("message", ""),
                 started_at=datetime.fromisoformat(items["started_at"]),

@@ -85,6 +85,11 @@ class IssuingProbe:
 
 
 def user_job(job_id: str) -> dict[str, Any]:
+    """A meshed job of two instances; a ``canary-*`` one rolls through a canary that only its
+    user promotes (no auto_promote, ``mesh.tls.promote`` left at manual)."""
+    update: dict[str, Any] = {"MaxParallel": 1}
+    if job_id.startswith("canary"):
+        update["Canary"] = 1
     return {
         "ID": job_id,
         "Name": job_id,
@@ -96,7 +101,7 @@ def user_job(job_id: str) -> dict[str, Any]:
             {
                 "Name": "app",
                 "Count": 2,
-                "Update": {"MaxParallel": 1},
+                "Update": update,
                 "RestartPolicy": {"Attempts": 0, "Mode": "fail"},
                 # Nomad fails a deployment early only when the failed alloc cannot be
                 # rescheduled (deploymentwatcher shouldFailEarly); otherwise it waits for the
@@ -250,6 +255,27 @@ async def test_a_failed_deployment_stops_the_rotation_and_says_why(openbao: Open
         retired = await read_issuer(w.vault, CONFIG.pki_mount, old)
         assert "issuing-certificates" in retired.usage  # never retired with leaves left on it
         assert await w.running("fine", 2)
+
+
+async def test_a_job_whose_canaries_wait_for_a_human_is_skipped_with_the_reason(
+    openbao: OpenBao,
+) -> None:
+    async with world(openbao) as w:
+        await w.submit("plain", "canary-shop")
+        before = await w.jobs.get_job("canary-shop", "default")
+        assert before is not None
+        state = await w.rotator().rotate()
+
+        assert state.stage is Stage.DONE, state.message  # no silent wave timeout
+        reason = state.skipped.get("default/canary-shop", "")
+        assert "update.canary = 1" in reason and "manual promotion" in reason
+        assert "skipped" in state.message and "default/canary-shop" in state.message
+        after = await w.jobs.get_job("canary-shop", "default")
+        assert after is not None and after["Version"] == before["Version"]  # never written
+        plain = await w.jobs.get_job("plain", "default")
+        assert plain is not None and nonces(plain, CONFIG) == {"app": state.nonce}
+        stored = await w.variables.get("mesh-controller/rotation")
+        assert stored is not None and RotationState.from_items(stored.items) == state
 
 
 async def test_the_controller_tick_rotates_when_due_and_not_again_right_after(

@@ -8,6 +8,7 @@ and every deviation).
 
 from devstack.nomad.faults import NomadFaults
 from devstack.nomad.hooks import AllocHooks, TaskDriver
+from devstack.nomad.nodes import HostVolumeConfig, NodeConfig
 from devstack.nomad.server import NomadTwin, start_nomad_twin
 from devstack.nomad.simdriver import SimulatedDriver
 from devstack.nomad.state import NomadState
@@ -15,6 +16,8 @@ from devstack.nomad.taskctx import TaskContext
 
 __all__ = [
     "AllocHooks",
+    "HostVolumeConfig",
+    "NodeConfig",
     "NomadFaults",
     "NomadState",
     "NomadTwin",

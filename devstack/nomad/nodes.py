@@ -10,13 +10,41 @@ from __future__ import annotations
 
 import random
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from devstack.nomad.codec import new_id
+from devstack.nomad.codec import new_id, now_ns, rfc3339
 
 MIN_DYNAMIC_PORT = 20000
 MAX_DYNAMIC_PORT = 32000
+# client/pluginmanager/csimanager fingerprint: a plugin reporting MaxVolumes 0 (unlimited)
+# is fingerprinted as math.MaxInt64, so CSIVolumeChecker's ``count >= MaxVolumes`` holds.
+MAX_VOLUMES_UNLIMITED = 9223372036854775807
+
+
+@dataclass(frozen=True)
+class HostVolumeConfig:
+    """A static ``client { host_volume "name" { path, read_only } }`` block: Nomad's
+    ``structs.ClientHostVolumeConfig`` (``nomad/structs/volumes.go``); ``ID`` stays empty,
+    as it does for every static (non-dynamic) host volume."""
+
+    name: str
+    path: str
+    read_only: bool = False
+
+    def wire(self) -> dict[str, Any]:
+        return {"Name": self.name, "Path": self.path, "ReadOnly": self.read_only, "ID": ""}
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """What one simulated client advertises beyond the defaults: host volumes from its agent
+    config and the CSI node plugins running on it (fingerprinted healthy, node-only: no
+    controller). The scheduler's feasibility checkers read exactly these."""
+
+    host_volumes: tuple[HostVolumeConfig, ...] = ()
+    csi_node_plugins: tuple[str, ...] = ()
 
 
 class PortsExhausted(Exception):
@@ -29,6 +57,38 @@ class Node:
     id: str = field(default_factory=new_id)
     datacenter: str = "dc1"
     used: set[int] = field(default_factory=set)
+    config: NodeConfig = field(default_factory=NodeConfig)
+    create_time: int = field(default_factory=now_ns)
+
+    @property
+    def host_volumes(self) -> dict[str, dict[str, Any]]:
+        """``Node.HostVolumes``: name -> ClientHostVolumeConfig."""
+        return {v.name: v.wire() for v in self.config.host_volumes}
+
+    @property
+    def csi_node_plugins(self) -> dict[str, dict[str, Any]]:
+        """``Node.CSINodePlugins``: plugin ID -> ``CSIInfo`` as the client fingerprints a
+        healthy node plugin (``client/pluginmanager/csimanager``)."""
+        return {
+            pid: {
+                "PluginID": pid,
+                "AllocID": "",
+                "Healthy": True,
+                "HealthDescription": "healthy",
+                "UpdateTime": rfc3339(self.create_time),
+                "Provider": pid,
+                "ProviderVersion": "1.0.0",
+                "RequiresControllerPlugin": False,
+                "RequiresTopologies": False,
+                "NodeInfo": {
+                    "ID": self.name,
+                    "MaxVolumes": MAX_VOLUMES_UNLIMITED,
+                    "AccessibleTopology": None,
+                    "RequiresNodeStageVolume": False,
+                },
+            }
+            for pid in self.config.csi_node_plugins
+        }
 
     @property
     def name(self) -> str:
@@ -65,6 +125,29 @@ class Node:
             "Status": "ready",
             "SchedulingEligibility": "eligible",
             "Drain": False,
+            "HostVolumes": self.host_volumes or None,
+            "CreateIndex": create_index,
+            "ModifyIndex": create_index,
+        }
+
+    def full(self, create_index: int) -> dict[str, Any]:
+        """``GET /v1/node/:id``: the ``structs.Node`` fields the twin models, in the order
+        that struct declares them (``nomad/structs/structs.go`` ``Node``)."""
+        stub = self.record(create_index)
+        return {
+            "ID": self.id,
+            "Datacenter": self.datacenter,
+            "Name": self.name,
+            "HTTPAddr": stub["HTTPAddr"],
+            "NodeClass": "",
+            "NodePool": "default",
+            "Drain": False,
+            "SchedulingEligibility": "eligible",
+            "Status": "ready",
+            "StatusDescription": "",
+            "CSIControllerPlugins": None,
+            "CSINodePlugins": self.csi_node_plugins or None,
+            "HostVolumes": self.host_volumes or None,
             "CreateIndex": create_index,
             "ModifyIndex": create_index,
         }
@@ -79,5 +162,9 @@ def _bindable(host: str, port: int) -> bool:
     return True
 
 
-def make_nodes(count: int) -> list[Node]:
-    return [Node(index=i) for i in range(1, count + 1)]
+def make_nodes(count: int, configs: Sequence[NodeConfig] = ()) -> list[Node]:
+    """``configs[i]`` configures node ``i + 1``; nodes past the list get the default."""
+    return [
+        Node(index=i, config=configs[i - 1] if i <= len(configs) else NodeConfig())
+        for i in range(1, count + 1)
+    ]

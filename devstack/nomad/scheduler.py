@@ -23,7 +23,19 @@ from devstack.nomad.codec import NS, new_id, now_ns, parse_rfc3339, rfc3339
 from devstack.nomad.nodes import Node
 from devstack.nomad.reconcile import GroupPlan, name_index, reconcile
 from devstack.nomad.state import NomadState, Txn
+from devstack.nomad.volumes import (
+    FILTER_HOST_VOLUMES,
+    CSIVolumes,
+    csi_feasible,
+    filter_node,
+    group_volumes,
+    has_host_volumes,
+    new_metric,
+)
 from devstack.nomad.wire import alloc_terminal, client_terminal
+
+# generic_sched.go blockedEvalFailedPlacements.
+BLOCKED_DESC = "created to place remaining allocations"
 
 # structs.go DeploymentStatusDescription* (the texts Nomad reports).
 FAILED_ALLOCS = "Failed due to unhealthy allocations"
@@ -83,6 +95,8 @@ class Scheduler:
         self._worker: asyncio.Task[None] | None = None
         self._deadlines: dict[str, tuple[int, asyncio.TimerHandle]] = {}
         self._delayed: dict[str, asyncio.TimerHandle] = {}  # eval ID -> WaitUntil timer
+        self.csi = CSIVolumes(nodes)
+        self._allowed: dict[str, list[Node]] = {}  # group -> feasible nodes, this eval
 
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._work())
@@ -140,6 +154,8 @@ class Scheduler:
         allocs = st.allocs_of(key)
         now = now_ns()
         plans = reconcile(job, allocs, [n.id for n in self.nodes], self._active(job), ev["ID"], now)
+        had_work = any(not p.empty() for p in plans)
+        failed, queued = self._feasibility(job, plans)
         placed: list[str] = []
         updated: list[str] = []
         dep_id = ""
@@ -150,17 +166,44 @@ class Scheduler:
             with st.txn("EvaluationUpdated") as tx:
                 for plan in plans:
                     followups += _followup_evals(job, plan, ev, tx)
-        if any(not p.empty() for p in plans):
+        blocked = None
+        if failed and job is not None and ev["Status"] != "blocked":
+            # generic_sched.go createBlockedEval (Evaluation.CreateBlockedEval): submitted
+            # through planner.CreateEval before the plan.
+            with st.txn("EvaluationUpdated") as tx:
+                blocked = new_eval(
+                    job,
+                    "queued-allocs",
+                    tx.index,
+                    Status="blocked",
+                    StatusDescription=BLOCKED_DESC,
+                    JobModifyIndex=ev["JobModifyIndex"],
+                    Priority=ev["Priority"],
+                    PreviousEval=ev["ID"],
+                    FailedTGAllocs=failed,
+                )
+                tx.put_eval(blocked)
+        pruned_all = had_work and all(p.empty() for p in plans)
+        if any(not p.empty() for p in plans) or (
+            # A plan whose placements all failed still carries a new deployment
+            # (Plan.IsNoOp is false with a Deployment), as for any service job.
+            pruned_all and job is not None and job["Type"] == "service"
+        ):
             with st.txn("PlanResult") as tx:
-                dep_id = self._deployment(tx, job, plans, allocs)
+                dep_id = self._deployment(tx, job, plans, allocs, force=pruned_all)
                 placed, updated = self._apply(tx, job, plans, ev, dep_id)
         with st.txn("EvaluationUpdated") as tx:
-            queued = {p.name: 0 for p in plans}
+            # setStatus: FailedTGAllocs, BlockedEval and QueuedAllocations of this eval;
+            # nestedUpsertEval copies QueuedAllocations into the job summary's Queued.
+            if job is not None:
+                st.queued[key] = {**st.queued.get(key, {}), **queued}
             tx.put_eval(
                 {
                     **ev,
                     "Status": "complete",
                     "DeploymentID": dep_id or ev["DeploymentID"],
+                    "FailedTGAllocs": failed or None,
+                    "BlockedEval": blocked["ID"] if blocked else ev["BlockedEval"],
                     "QueuedAllocations": queued,
                     "SnapshotIndex": tx.index - 1,
                     "ModifyIndex": tx.index,
@@ -186,6 +229,7 @@ class Scheduler:
         job: dict[str, Any] | None,
         plans: list[GroupPlan],
         allocs: list[dict[str, Any]],
+        force: bool = False,
     ) -> str:
         st = self.state
         current = self.latest_deployment(
@@ -224,7 +268,7 @@ class Scheduler:
         if not groups:
             return ""
         had_current = any(a["Job"]["JobModifyIndex"] == job["JobModifyIndex"] for a in allocs)
-        updating = any(p.inplace or p.destructive or p.canaries for p in plans)
+        updating = force or any(p.inplace or p.destructive or p.canaries for p in plans)
         if had_current and not updating:
             return ""
         now = now_ns()
@@ -434,8 +478,78 @@ class Scheduler:
         for a in live:
             if a["TaskGroup"] == group and a["NodeID"] in per_node:
                 per_node[a["NodeID"]] += 1
-        candidates = [n for n in self.nodes if n.id != avoid] or self.nodes
+        feasible = self._allowed.get(group, self.nodes)
+        candidates = [n for n in feasible if n.id != avoid] or feasible
         return min(candidates, key=lambda n: (per_node[n.id], len(n.used), n.index))
+
+    # ---- feasibility (scheduler/feasible.go, generic_sched.go computePlacements) ---------
+    def _feasibility(
+        self, job: dict[str, Any] | None, plans: list[GroupPlan]
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+        """Run the volume checkers for every group that places something. A group with no
+        feasible node places nothing: its first failed placement records the
+        ``AllocMetric`` and every further one adds a ``CoalescedFailures``; the previous
+        allocations of destructive updates and migrations are not stopped (``PopUpdate``).
+        Returns ``failedTGAllocs`` and ``queuedAllocs`` (placements still owed per group).
+        System jobs skip infeasible nodes without a failure, as the system scheduler does
+        for nodes filtered by constraints."""
+        self._allowed = {}
+        failed: dict[str, dict[str, Any]] = {}
+        queued = {p.name: 0 for p in plans}
+        if job is None:
+            return failed, queued
+        groups = {g["Name"]: g for g in job["TaskGroups"] or []}
+        for plan in plans:
+            requests = group_volumes(groups.get(plan.name) or {})
+            if not requests:
+                continue
+            metric = new_metric(self.nodes, job.get("NodePool") or "default")
+            feasible = []
+            for node in self.nodes:
+                metric["NodesEvaluated"] += 1
+                reason = "" if has_host_volumes(node, requests) else FILTER_HOST_VOLUMES
+                if not reason:
+                    reason = csi_feasible(
+                        node,
+                        job["Namespace"],
+                        job["ID"],
+                        requests,
+                        self.csi_volume,
+                        self.state.allocs.get,
+                    )
+                if reason:
+                    filter_node(metric, reason)
+                else:
+                    feasible.append(node)
+            self._allowed[plan.name] = feasible
+            if plan.node_targets:
+                ok = {n.id for n in feasible}
+                keep = [i for i, nid in enumerate(plan.node_targets) if nid in ok]
+                plan.place = [plan.place[i] for i in keep]
+                plan.node_targets = [plan.node_targets[i] for i in keep]
+                continue
+            wanted = (
+                len(plan.place)
+                + len(plan.canaries)
+                + len(plan.destructive)
+                + len(plan.reschedule)
+                + len(plan.migrate)
+            )
+            if feasible or not wanted:
+                continue
+            metric["CoalescedFailures"] = wanted - 1
+            failed[plan.name] = metric
+            queued[plan.name] = wanted
+            plan.place, plan.canaries, plan.destructive = [], [], []
+            plan.reschedule, plan.migrate = [], []
+        return failed, queued
+
+    def csi_volume(self, namespace: str, vol_id: str) -> dict[str, Any] | None:
+        """A CSI volume as ``CSIVolumeByID`` + denormalisation return it (None if absent)."""
+        vol = self.csi.volumes.get((namespace, vol_id))
+        if vol is None:
+            return None
+        return self.csi.denormalize(vol, self.state.allocs.values())
 
     # ---- deployment watcher (nomad/deploymentwatcher/deployment_watcher.go) -------------
     def deployment_changed(self, dep_id: str) -> None:

@@ -24,6 +24,7 @@ from devstack.nomad import (
     http_misc,
     http_stream,
     http_vars,
+    http_volumes,
 )
 from devstack.nomad.children import ChildJobs
 from devstack.nomad.client import Client
@@ -33,7 +34,7 @@ from devstack.nomad.faults import NomadFaults, fault_middleware
 from devstack.nomad.hooks import AllocHooks, ServiceChecks, TaskDriver
 from devstack.nomad.httpbase import text
 from devstack.nomad.identity import NomadApi, WorkloadIdentities
-from devstack.nomad.nodes import Node, make_nodes
+from devstack.nomad.nodes import Node, NodeConfig, make_nodes
 from devstack.nomad.scheduler import Scheduler
 from devstack.nomad.simdriver import SimulatedDriver
 from devstack.nomad.state import NomadState
@@ -116,6 +117,7 @@ async def start_nomad_twin(
     data_dir: str | None = None,
     middlewares: Sequence[Middleware] = (),
     service_checks: ServiceChecks | None = None,
+    node_configs: Sequence[NodeConfig] = (),
 ) -> NomadTwin:
     """Start the twin. ``middlewares`` run inside the twin's own (errors, faults), in order:
     an observer such as the benchmark's request counter sees every request as served.
@@ -123,13 +125,16 @@ async def start_nomad_twin(
     ``service_checks`` is where clients read the Consul checks of an allocation for its
     deployment health; by default the alloc hooks when they can answer it (the registrar
     does). Without any, registered checks are never seen, as on a client whose services
-    never reached Consul: a group with checks then never turns healthy."""
+    never reached Consul: a group with checks then never turns healthy.
+
+    ``node_configs[i]`` gives node ``i + 1`` its host volumes and CSI node plugins
+    (``NodeConfig``); the scheduler places volume-mounting groups only where they fit."""
     if service_checks is None and isinstance(alloc_hooks, ServiceChecks):
         service_checks = alloc_hooks
     state = NomadState(event_buffer_size)
     if not vault_default_identity:  # a server without vault.default_identity (pre-1.10 style)
         state.vault_default_identity = None
-    node_list = make_nodes(nodes)
+    node_list = make_nodes(nodes, node_configs)
     tmpdir = None
     if data_dir is None:
         tmpdir = tempfile.mkdtemp(prefix="nomad-twin-")
@@ -169,7 +174,15 @@ async def start_nomad_twin(
     management = http_misc.bootstrap(state)["SecretID"] if acl else None
     app = web.Application(middlewares=[error_middleware, fault_middleware(faults), *middlewares])
     app[CTX_KEY] = ctx
-    for module in (http_jobs, http_allocs, http_deploy, http_stream, http_vars, http_misc):
+    for module in (
+        http_jobs,
+        http_allocs,
+        http_deploy,
+        http_stream,
+        http_vars,
+        http_misc,
+        http_volumes,
+    ):
         module.routes(app)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
     await runner.setup()

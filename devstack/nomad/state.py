@@ -89,6 +89,9 @@ class NomadState:
         self.region = region
         self.index = 0
         self.table_index: dict[str, int] = defaultdict(int)
+        # JobSummary.Summary[tg].Queued, as nestedUpsertEval sets it from each eval's
+        # QueuedAllocations (placements the scheduler still owes).
+        self.queued: dict[JobKey, dict[str, int]] = {}
         self.namespaces: dict[str, dict[str, Any]] = {}
         self.jobs: dict[JobKey, dict[str, Any]] = {}
         self.job_versions: dict[JobKey, list[dict[str, Any]]] = {}
@@ -226,7 +229,7 @@ class NomadState:
         return {
             "JobID": job["ID"],
             "Namespace": job["Namespace"],
-            "Summary": group_summary(self.allocs_of(key), groups),
+            "Summary": group_summary(self.allocs_of(key), groups, self.queued.get(key)),
             "Children": self._children(job),
             "CreateIndex": job["CreateIndex"],
             "ModifyIndex": max(

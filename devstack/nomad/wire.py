@@ -124,10 +124,12 @@ def job_stub(job: dict[str, Any], summary: dict[str, Any], meta: bool) -> dict[s
     return out
 
 
-def group_summary(allocs: list[dict[str, Any]], groups: list[str]) -> dict[str, dict[str, int]]:
+def group_summary(
+    allocs: list[dict[str, Any]], groups: list[str], queued: dict[str, int] | None = None
+) -> dict[str, dict[str, int]]:
     summary = {
         g: {
-            "Queued": 0,
+            "Queued": (queued or {}).get(g, 0),
             "Complete": 0,
             "Failed": 0,
             "Running": 0,

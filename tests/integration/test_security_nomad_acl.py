@@ -19,7 +19,7 @@ import pytest_asyncio
 
 from controller.vault import PkiLayout, VaultClient, VaultConnection, bootstrap_pki
 from devstack.consul import ConsulTwin, start_consul_twin
-from devstack.nomad import NomadTwin, start_nomad_twin
+from devstack.nomad import HostVolumeConfig, NodeConfig, NomadTwin, start_nomad_twin
 from devstack.testing import (
     User,
     injected,
@@ -113,12 +113,46 @@ class World:
 async def world(openbao: OpenBao) -> AsyncIterator[World]:
     await bootstrap_pki(VaultClient(VaultConnection(openbao.addr, openbao.root_token)), PkiLayout())
     consul = await start_consul_twin(min_check_interval=0.05)
-    nomad = await start_nomad_twin(nodes=1, acl=True, heartbeat_interval=0.2)
+    # The node offers what with_volumes mounts (host volume "data" read-write, the CSI node
+    # plugin of volume "shared"), so a meshed job with volumes is placed as on a real cluster.
+    nomad = await start_nomad_twin(
+        nodes=1,
+        acl=True,
+        heartbeat_interval=0.2,
+        node_configs=[
+            NodeConfig(
+                host_volumes=(HostVolumeConfig(name="data", path="/srv/data"),),
+                csi_node_plugins=("shared-plugin",),
+            )
+        ],
+    )
     try:
+        await register_csi_volume(nomad, "shared", "shared-plugin")
         yield World(nomad, consul, openbao)
     finally:
         await nomad.stop()
         await consul.stop()
+
+
+async def register_csi_volume(nomad: NomadTwin, vol_id: str, plugin: str) -> None:
+    """``PUT /v1/volume/csi/:id`` with the management token, as an operator would."""
+    assert nomad.management_token is not None
+    body = {
+        "Volumes": [
+            {
+                "ID": vol_id,
+                "PluginID": plugin,
+                "RequestedCapabilities": [
+                    {"AccessMode": "single-node-writer", "AttachmentMode": "file-system"}
+                ],
+            }
+        ]
+    }
+    async with (
+        aiohttp.ClientSession(headers={"X-Nomad-Token": nomad.management_token}) as http,
+        http.put(f"{nomad.url}/v1/volume/csi/{vol_id}", json=body) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
 
 
 def with_volumes(job: dict[str, Any]) -> dict[str, Any]:
@@ -168,6 +202,11 @@ async def test_the_shipped_policy_is_enough_for_the_whole_job(world: World) -> N
             # Register checks the volume rights of every group again on our re-register
             await user.submit(with_volumes(user_job("mounts", {"mesh.tls": "true"})))
             await eventually(lambda: injected(stored(world.nomad, "mounts")), what="mounts")
+            # ...and the meshed job is placed on the node that offers its volumes.
+            await eventually(
+                lambda: [a for a in world.nomad.state.allocs.values() if a["JobID"] == "mounts"],
+                what="mounts placed",
+            )
     finally:
         await user.close()
 

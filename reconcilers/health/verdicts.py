@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from controller.consul.acl import READ_GRANT
 from controller.tlsprobe import CertProblem, ProbeOutcome, ProbeResult
 from controller.vault.trust import MeshTrust
 from crds_equivalent import keys
@@ -36,11 +37,6 @@ def _listing(texts: Sequence[str]) -> str:
     shown = "; ".join(texts[:MAX_LISTED])
     more = len(texts) - MAX_LISTED
     return shown + (f" (+{more} more)" if more > 0 else "")
-
-
-# What the controller's Consul token needs; the shipped policy
-# (helm-less-deploy/policies/consul-mesh-controller.hcl) grants exactly this.
-READ_GRANT = 'service_prefix "" { policy = "read" } and node_prefix "" { policy = "read" }'
 
 
 def filtered_message(found: ConsulFindings) -> str:

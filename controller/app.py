@@ -136,7 +136,10 @@ class App:
         self.jobs = NomadJobs(self.nomad)
         self.variables = NomadVariables(self.nomad, namespace=s.controller.controller_namespace)
         self.statuses = StatusStore(self.variables, clock=self.clock)
-        self.consul = ConsulClient.from_settings(s.consul)
+        # the anonymous token's visibility is probed at most once per health interval
+        self.consul = ConsulClient.from_settings(
+            s.consul, visibility_ttl=s.controller.health_interval
+        )
         self.vault = VaultClient(VaultConnection.from_settings(s.vault))
 
     def _reconcilers(self) -> None:

@@ -63,7 +63,8 @@ class StatusStore(Protocol):
 
 class Catalog(Protocol):
     """Consul's view of a service: every instance with its checks (ConsulUnavailable when
-    Consul does not answer — never an empty answer)."""
+    Consul does not answer — never an empty answer; ``filtered`` when ACLs hid instances from
+    the token, so an absent instance is not an unregistered one)."""
 
     async def health_service(self, name: str) -> ServiceHealth: ...
 

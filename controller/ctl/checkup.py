@@ -15,7 +15,8 @@ from rich.text import Text
 from controller.config import Settings
 from controller.ctl.checks import CheckResult, Mark, exit_code
 from controller.ctl.common import open_clients
-from controller.ctl.probes_controller import consul_checks, controller_checks
+from controller.ctl.probes_consul import consul_checks
+from controller.ctl.probes_controller import controller_checks
 from controller.ctl.probes_nomad import nomad_checks, utcnow
 from controller.ctl.probes_vault import pki_checks, vault_checks
 

@@ -1,58 +1,21 @@
-"""I/O for ``controllerctl check``: Consul reachable and readable; a leader that renews and
-whose event stream is recent (from the lock Variable and the leader's /status)."""
+"""I/O for ``controllerctl check``: a leader that renews and whose event stream is recent (from
+the lock Variable and the leader's /status). Consul's checks are in ``probes_consul``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
 
-from controller.consul.client import ConsulError, ConsulPermissionDenied
 from controller.ctl import checks
 from controller.ctl.checks import CheckResult, Mark
 from controller.ctl.common import Clients
 from controller.ctl.leader import fetch_status, lock_state, status_url_of, token_is_management
-from controller.ctl.probes_nomad import transport
 from controller.nomad.errors import NomadError
 from controller.nomad.variables import NomadVariables
 from crds_equivalent.goparse import parse_go_duration
 from crds_equivalent.keys import VAR_LEADER
 
-CONSUL = "Consul"
 CONTROLLER = "Controller"
-
-
-async def consul_checks(clients: Clients) -> list[CheckResult]:
-    consul = clients.consul
-    settings = clients.settings.consul
-    mark, how, hint = transport(consul.url, settings.skip_verify, "CONSUL_HTTP")
-    name = f"Consul API reachable at {consul.url}"
-    try:
-        health = await consul.health_service("consul")
-    except ConsulPermissionDenied as exc:
-        return [
-            CheckResult(CONSUL, name, mark, how, hint),
-            CheckResult(
-                CONSUL,
-                "token may read service health",
-                Mark.FAIL,
-                str(exc),
-                'the Consul token needs service_prefix "" { policy = "read" } and node read',
-            ),
-        ]
-    except ConsulError as exc:
-        tls = "CERTIFICATE_VERIFY_FAILED" in str(exc)
-        fix = "set CONSUL_CACERT (and CONSUL_TLS_SERVER_NAME)" if tls else "check CONSUL_HTTP_ADDR"
-        return [CheckResult(CONSUL, name, Mark.FAIL, str(exc), fix, unreachable=True)]
-    servers = len(health.entries)
-    return [
-        CheckResult(CONSUL, name, mark, how, hint),
-        CheckResult(
-            CONSUL,
-            "token may read service health",
-            Mark.OK,
-            f"{servers} consul server instance(s) visible",
-        ),
-    ]
 
 
 async def controller_checks(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from controller.consul.acl import NODE_READ, SERVICE_READ
 from controller.vault.bootstrap import PkiLayout
 from controller.vault.policies import controller_policy, workload_policy
 
@@ -113,17 +114,26 @@ def _volume_rules() -> str:
 
 
 def consul_policy() -> str:
-    """Rules of the Consul ACL policy `mesh-controller`: read-only health and catalog."""
+    """Rules of the Consul ACL policy `mesh-controller`: read the catalog and health, nothing
+    else (least privilege: no agent read — the controller calls no /v1/agent endpoint)."""
     return (
         f'# Consul ACL policy "{CONSUL_POLICY}": the nomad-tls-mesh controller\'s token.\n'
         + _GENERATED
         + "# Read-only: Nomad registers the services with its own token; the controller reads\n"
-        "# /v1/health/service and /v1/catalog/service (which need service and node read) and\n"
-        "# /v1/agent/self (agent read) to verify instances on their TLS ports.\n"
-        'service_prefix "" {\n  policy = "read"\n}\n\n'
-        'node_prefix "" {\n  policy = "read"\n}\n\n'
-        'agent_prefix "" {\n  policy = "read"\n}\n'
+        "# /v1/health/service/:name to verify instances on their TLS ports, and\n"
+        "# `controllerctl check` /v1/catalog/services and /v1/catalog/nodes. Consul filters\n"
+        "# what a token may not read (200 [], not 403): an instance needs service read on its\n"
+        "# service AND node read on its node to be seen (agent/consul/acl.go aclFilter).\n"
+        + _block(SERVICE_READ)
+        + "\n"
+        + _block(NODE_READ)
     )
+
+
+def _block(rule: str) -> str:
+    """``kind "x" { policy = "read" }`` as the multi-line HCL block the files carry."""
+    head, body = rule.split(" { ", 1)
+    return f"{head} {{\n  {body.removesuffix(' }')}\n}}\n"
 
 
 def vault_controller_policy(layout: PkiLayout | None = None) -> str:

@@ -113,16 +113,22 @@ class HealthReconciler:
         self, services: Sequence[str], ports: Sequence[FrontedPort], allocs: dict[str, list[str]]
     ) -> tuple[ConsulFindings | None, str]:
         health: dict[str, Sequence[HealthEntry]] = {}
+        filtered: dict[str, str] = {}
         try:
             for name in services:
-                health[name] = (await self.consul.health_service(name)).entries
+                answer = await self.consul.health_service(name)
+                health[name] = answer.entries
+                if answer.filtered:
+                    filtered[name] = answer.filtered_why
         except ConsulUnavailable as exc:
             log.warning("consul unavailable; health unknown", error=str(exc))
             return None, str(exc)
         except ConsulError as exc:  # 403 and friends: say so, but do not call the job unhealthy
             log.error("consul refused the health read", error=str(exc))
             return None, str(exc)
-        return consul_findings(ports, allocs, health), ""
+        if filtered:
+            log.warning("consul filtered the health read: the token cannot read", services=filtered)
+        return consul_findings(ports, allocs, health, filtered), ""
 
     async def _trust(self) -> tuple[MeshTrust | None, str]:
         try:
@@ -145,6 +151,15 @@ class HealthReconciler:
             )
         if trust is None:
             return cert_verdict([], None, now, unknown_message=trust_problem)
+        if found.hidden and not found.instances:
+            return cert_verdict(
+                [],
+                trust,
+                now,
+                unknown_reason="ConsulFiltered",
+                unknown_message="instance addresses come from Consul, whose ACLs hide them from "
+                "the controller's token",
+            )
         results = await self.probe.probe_many(
             [i.target for i in found.instances], trust.anchors_pem
         )

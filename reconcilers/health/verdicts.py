@@ -14,7 +14,9 @@ judges them, so the whole judgement is a table test.
   missed its renewal under either rule).
 
 "Could not tell" is Unknown, never False: Consul not answering, an instance that could not be
-reached, Vault not saying what the CA is.
+reached, Vault not saying what the CA is, and Consul's ACLs hiding instances from the
+controller's token (``ConsulFiltered``: a filtered answer is ``200 []``, which would otherwise
+read as "not registered").
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from controller.consul.acl import READ_GRANT
 from controller.tlsprobe import CertProblem, ProbeOutcome, ProbeResult
 from controller.vault.trust import MeshTrust
 from crds_equivalent import keys
@@ -36,6 +39,17 @@ def _listing(texts: Sequence[str]) -> str:
     shown = "; ".join(texts[:MAX_LISTED])
     more = len(texts) - MAX_LISTED
     return shown + (f" (+{more} more)" if more > 0 else "")
+
+
+def filtered_message(found: ConsulFindings) -> str:
+    """Says which service the token cannot read, how we know, which instances it hides, and
+    what to grant."""
+    services = ", ".join(sorted(found.filtered))
+    why = "; ".join(sorted(set(found.filtered.values())))
+    return (
+        f"the Consul token cannot read service {services}: {why}. "
+        f"Hidden: {_listing(found.hidden)}. Grant the token {READ_GRANT}"
+    )
 
 
 def consul_conditions(
@@ -54,13 +68,16 @@ def consul_conditions(
             condition(ConditionType.CONSUL_HEALTHY, None, "NoRunningAllocations", msg),
             condition(ConditionType.PLAINTEXT_RETIRED, None, "NoRunningAllocations", msg),
         )
-    if found.unhealthy:
+    hidden = filtered_message(found) if found.hidden else ""
+    if found.unhealthy:  # what the token does see is wrong: that is known, whatever is hidden
         healthy = condition(
             ConditionType.CONSUL_HEALTHY,
             False,
             found.unhealthy[0][0],
             _listing([text for _, text in found.unhealthy]),
         )
+    elif hidden:
+        healthy = condition(ConditionType.CONSUL_HEALTHY, None, "ConsulFiltered", hidden)
     else:
         healthy = condition(
             ConditionType.CONSUL_HEALTHY,
@@ -72,6 +89,8 @@ def consul_conditions(
         retired = condition(
             ConditionType.PLAINTEXT_RETIRED, False, "PlaintextRegistered", _listing(found.plaintext)
         )
+    elif hidden:  # a hidden allocation's plaintext registration is hidden with it
+        retired = condition(ConditionType.PLAINTEXT_RETIRED, None, "ConsulFiltered", hidden)
     elif found.plaintext_kept:
         retired = condition(
             ConditionType.PLAINTEXT_RETIRED,

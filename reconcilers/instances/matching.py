@@ -92,11 +92,17 @@ class Instance:
 
 @dataclass
 class ConsulFindings:
+    """What Consul showed of one job. ``hidden``: allocations whose TLS registration Consul's
+    ACLs may have hidden from the token (unknown, not unregistered); ``filtered``: the
+    services whose answer was filtered, with how we know."""
+
     instances: list[Instance] = field(default_factory=list)
     unhealthy: list[tuple[str, str]] = field(default_factory=list)  # (reason, text)
     plaintext: list[str] = field(default_factory=list)
     plaintext_kept: int = 0
     allocations: int = 0
+    hidden: list[str] = field(default_factory=list)
+    filtered: dict[str, str] = field(default_factory=dict)
 
 
 def _short(alloc_id: str) -> str:
@@ -117,9 +123,15 @@ def consul_findings(
     ports: Sequence[FrontedPort],
     allocs_by_group: Mapping[str, Sequence[str]],
     health: Mapping[str, Sequence[HealthEntry]],
+    filtered: Mapping[str, str] | None = None,
 ) -> ConsulFindings:
-    """Match Consul's instances of each fronted service to this job's running allocations."""
-    found = ConsulFindings()
+    """Match Consul's instances of each fronted service to this job's running allocations.
+
+    ``filtered`` names the services whose answer ACLs filtered (service -> how we know): an
+    allocation missing from such an answer may be registered and hidden, so it is ``hidden``,
+    not ``NotRegistered`` — calling a healthy job unregistered because the controller's token
+    is blind is the misdiagnosis of audit §11."""
+    found = ConsulFindings(filtered=dict(filtered or {}))
     found.allocations = sum(len(allocs_by_group.get(g, ())) for g in {p.group for p in ports})
     for port in ports:
         entries = health.get(port.service, ())
@@ -128,7 +140,9 @@ def consul_findings(
             tls = [e for e in mine if e.service_id.endswith(f"-{port.service}-{port.tls_label}")]
             plain = [e for e in mine if e.service_id.endswith(f"-{port.service}-{port.label}")]
             who = f"{port.service}: allocation {_short(alloc_id)}"
-            if not tls:
+            if not tls and port.service in found.filtered:
+                found.hidden.append(f"{who} has no registration on {port.tls_label} it may see")
+            elif not tls:
                 found.unhealthy.append(
                     ("NotRegistered", f"{who} has no registration on {port.tls_label}")
                 )

@@ -86,14 +86,18 @@ async def observe_job(
     seen.allocations = await instance_allocations(jobs, current, job_id, namespace)
     seen.running = running_allocations(seen.allocations)
     health: dict[str, list[HealthEntry]] = {}
+    filtered: dict[str, str] = {}
     try:
         for name in sorted({p.service for p in ports}):
-            health[name] = list((await consul.health_service(name)).entries)
+            answer = await consul.health_service(name)
+            health[name] = list(answer.entries)
+            if answer.filtered:
+                filtered[name] = answer.filtered_why
     except ConsulError as exc:
         log.warning("consul did not answer; leaves not observed", job=job_id, error=str(exc))
         seen.problem = f"Consul did not answer: {exc}"
         return seen
-    seen.findings = consul_findings(ports, seen.running, health)
+    seen.findings = consul_findings(ports, seen.running, health, filtered)
     instances = seen.findings.instances
     results = await probe.probe_many([i.target for i in instances], anchors_pem)
     seen.probed = list(zip(instances, results, strict=True))

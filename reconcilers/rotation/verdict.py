@@ -68,6 +68,8 @@ def judge_job(
         return JobVerdict(WAITING, f"{running}/{desired} allocation(s) running")
     if seen.findings.unhealthy:
         return JobVerdict(WAITING, seen.findings.unhealthy[0][1])
+    if seen.findings.hidden:  # an instance the token cannot see may still serve the old leaf
+        return JobVerdict(WAITING, "Consul's ACLs hide " + seen.findings.hidden[0])
     old = 0
     for _, result in seen.probed:
         if not result.ok or result.leaf is None:

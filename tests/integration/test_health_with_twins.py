@@ -15,6 +15,7 @@ from controller.consul.client import ConsulClient
 from controller.tlsprobe import TlsProber, subject_key_id
 from controller.vault.trust import MeshTrust, TrustedIssuer, mesh_trust
 from crds_equivalent.status import ConditionStatus, ConditionType, Phase
+from devstack.consul.acl import ConsulAcl, Token
 from devstack.consul.server import ConsulTwin
 from devstack.registrar import service_id
 from reconcilers.health.reconciler import HealthReconciler
@@ -41,13 +42,18 @@ async def twin(make_consul_twin: ConsulTwinFactory) -> ConsulTwin:
     return await make_consul_twin(check_runner=False)
 
 
-async def _agent(twin: ConsulTwin, method: str, path: str, body: object = None) -> None:
-    async with aiohttp.ClientSession() as http:
+async def _agent(
+    twin: ConsulTwin, method: str, path: str, body: object = None, token: str | None = None
+) -> None:
+    headers = {"X-Consul-Token": token} if token else {}
+    async with aiohttp.ClientSession(headers=headers) as http:
         resp = await http.request(method, f"{twin.url}/v1/agent/{path}", json=body)
         assert resp.status == 200, await resp.text()
 
 
-async def register(twin: ConsulTwin, alloc: str, label: str, port: int, tags: list[str]) -> str:
+async def register(
+    twin: ConsulTwin, alloc: str, label: str, port: int, tags: list[str], token: str | None = None
+) -> str:
     sid = service_id(alloc, "group-web", "web", label)
     body = {
         "ID": sid,
@@ -57,8 +63,8 @@ async def register(twin: ConsulTwin, alloc: str, label: str, port: int, tags: li
         "Tags": tags,
         "Checks": [{"Name": "alive", "TTL": "60s"}],
     }
-    await _agent(twin, "PUT", "service/register", body)
-    await _agent(twin, "PUT", f"check/pass/service:{sid}")
+    await _agent(twin, "PUT", "service/register", body, token)
+    await _agent(twin, "PUT", f"check/pass/service:{sid}", token=token)
     return sid
 
 
@@ -153,3 +159,69 @@ async def test_health_through_the_consul_twin_and_real_tls(
         assert cert is not None and cert.status == ConditionStatus.UNKNOWN
     finally:
         await consul.close()
+
+
+async def test_a_token_consul_filters_is_unknown_not_unregistered(
+    make_consul_twin: ConsulTwinFactory, tmp_path: Path
+) -> None:
+    """Consul's ACLs hide the job's instances from the controller's token (audit §11): a token
+    without read and the anonymous token both get ``200 []``; health says Unknown and why,
+    never NotRegistered, until the token may read, when the same world is Ready."""
+    acl = ConsulAcl(
+        tokens={
+            "nomad": Token("00000000-0000-0000-0000-00000000000a", management=True),
+            "blind": Token("bbbbbbbb-0000-0000-0000-000000000002", {"service": {"db": "read"}}),
+            "reader": Token(
+                "aaaaaaaa-0000-0000-0000-000000000001",
+                {"service_prefix": {"": "read"}, "node_prefix": {"": "read"}},
+            ),
+        }
+    )
+    twin = await make_consul_twin(check_runner=False, acl=acl)
+    root = issue("Mesh Root", None, ca=True)
+    inter = issue("Mesh Intermediate", root, ca=True)
+    leaves = [issue(SNI, inter, ca=False, sans=(SNI,)) for _ in range(2)]
+
+    async def judged(token: str | None) -> tuple[Statuses, str]:
+        env = {"CONSUL_HTTP_ADDR": twin.address} | ({"CONSUL_HTTP_TOKEN": token} if token else {})
+        consul = ConsulClient.from_env(env, retry_budget=0.2)
+        statuses = Statuses(mesh_status())
+        health = HealthReconciler(
+            Jobs(meshed(), ALLOCS),
+            statuses,
+            consul,
+            TlsProber(timeout=2),
+            FixedTrust(trust_for(root, inter)),
+            CONFIG,
+        )
+        try:
+            await health.reconcile(KEY)
+        finally:
+            await consul.close()
+        found = statuses.stored.condition(ConditionType.CONSUL_HEALTHY) if statuses.stored else None
+        return statuses, found.message if found is not None else ""
+
+    async with (
+        serving(server_context(tmp_path, leaves[0], [inter])) as p1,
+        serving(server_context(tmp_path, leaves[1], [inter])) as p2,
+    ):
+        await register(twin, A1, "mesh_tls_http", p1, ["mesh-tls"], token="nomad")
+        await register(twin, A2, "mesh_tls_http", p2, ["mesh-tls"], token="nomad")
+
+        for token, why in (
+            ("blind", "X-Consul-Results-Filtered-By-ACLs: true"),
+            (None, "no Consul token is set"),
+        ):
+            statuses, message = await judged(token)
+            judged_by_health = ("CertValid", "ConsulHealthy", "PlaintextRetired")
+            assert [state(statuses)[kind] for kind in judged_by_health] == [
+                ("Unknown", "ConsulFiltered")
+            ] * 3, token
+            assert statuses.stored is not None and statuses.stored.phase is Phase.INJECTED
+            assert message.startswith("the Consul token cannot read service web: ")
+            assert why in message and "a1111111" in message and "a2222222" in message
+
+        statuses, _ = await judged("reader")
+        assert state(statuses)["ConsulHealthy"] == ("True", "AllPassing")
+        assert state(statuses)["CertValid"] == ("True", "Verified")
+        assert statuses.stored is not None and statuses.stored.phase is Phase.READY

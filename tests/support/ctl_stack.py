@@ -19,6 +19,7 @@ from controller.nomad.jobs import NomadJobs
 from controller.vault import PkiLayout, VaultClient, VaultConnection, bootstrap_pki
 from crds_equivalent.config import MeshConfig
 from devstack.consul import ConsulTwin, start_consul_twin
+from devstack.consul.acl import ConsulAcl
 from devstack.nomad import NomadTwin, start_nomad_twin
 from devstack.registrar import ConsulRegistrar
 from devstack.vault import OpenBao
@@ -117,10 +118,18 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def stack(bao: OpenBao, *, heartbeat: float = 30.0) -> AsyncIterator[Stack]:
+async def stack(
+    bao: OpenBao,
+    *,
+    heartbeat: float = 30.0,
+    consul_acl: ConsulAcl | None = None,
+    registrar_token: str | None = None,
+) -> AsyncIterator[Stack]:
+    """``consul_acl`` turns Consul's ACLs on; Nomad's registrar then registers with
+    ``registrar_token``, as a Nomad client does with its own Consul token."""
     await bootstrap_pki(VaultClient(VaultConnection(bao.addr, bao.root_token)), LAYOUT)
-    consul = await start_consul_twin(min_check_interval=0.05)
-    registrar = ConsulRegistrar(consul.address)
+    consul = await start_consul_twin(min_check_interval=0.05, acl=consul_acl)
+    registrar = ConsulRegistrar(consul.address, token=registrar_token)
     nomad = await start_nomad_twin(nodes=2, alloc_hooks=registrar, heartbeat_interval=heartbeat)
     client = NomadClient(nomad.url, retry_budget=0.5)
     try:

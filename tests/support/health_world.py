@@ -143,13 +143,22 @@ class Statuses:
 
 
 class Consul:
+    """Consul's answers; ``hidden`` are the entries its ACLs keep from the controller's token
+    (left out of the answer, which then says it was filtered, as the real adapter does)."""
+
     def __init__(self, entries: list[HealthEntry]) -> None:
         self.entries, self.down = entries, False
+        self.hidden: set[str] = set()  # service IDs
+        self.filtered_why = "Consul filtered the answer for this token"
 
     async def health_service(self, name: str) -> ServiceHealth:
         if self.down:
             raise ConsulUnavailable("GET /v1/health/service/web: ClientConnectorError")
-        return ServiceHealth(tuple(e for e in self.entries if e.service == name), 7)
+        named = [e for e in self.entries if e.service == name]
+        seen = tuple(e for e in named if e.service_id not in self.hidden)
+        filtered = len(seen) != len(named)
+        why = self.filtered_why if filtered else ""
+        return ServiceHealth(seen, 7, filtered=filtered, filtered_why=why)
 
 
 class Probe:

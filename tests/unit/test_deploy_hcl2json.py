@@ -16,6 +16,8 @@ import hcl2
 import pytest
 from deploytools.hcl2json import HclError, convert
 
+from controller.consul.client import ConsulClient
+from controller.ctl.probes_consul import reads
 from controller.deploy.install import packaged_job_file
 from controller.deploy.policies import (
     consul_policy,
@@ -201,14 +203,12 @@ def test_nomad_policy_least_privilege_for_named_namespaces() -> None:
 def test_consul_policy_is_read_only() -> None:
     rules = hcl2.loads(consul_policy())
     granted = {}
-    for kind in ("service_prefix", "node_prefix", "agent_prefix"):
+    for kind in (k for k in rules if not k.startswith("__")):
         ((prefix, body),) = [(k, v) for k, v in rules[kind][0].items() if not k.startswith("__")]
         granted[kind] = (prefix, body["policy"])
-    assert granted == {
-        "service_prefix": ('""', '"read"'),
-        "node_prefix": ('""', '"read"'),
-        "agent_prefix": ('""', '"read"'),
-    }
+    # What an instance needs to be seen at all (service AND node read), and nothing else: the
+    # controller calls no /v1/agent endpoint, so no agent read.
+    assert granted == {"service_prefix": ('""', '"read"'), "node_prefix": ('""', '"read"')}
     assert "write" not in consul_policy()
 
 
@@ -225,3 +225,14 @@ def test_gen_check_passes_whatever_the_hash_seed(seed: str) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_check_asks_for_exactly_the_consul_rules_the_shipped_policy_grants() -> None:
+    """`controllerctl check`'s hints quote rules; each must parse to a block of the policy file
+    the install ships, and together they must be the whole policy."""
+    shipped = hcl2.loads((DEPLOY / "policies" / "consul-mesh-controller.hcl").read_text())
+    asked: dict[str, object] = {}
+    for row in reads(ConsulClient()):
+        for rule in row.missing.split(" and "):
+            asked |= hcl2.loads(rule)
+    assert asked == {k: v for k, v in shipped.items() if not k.startswith("__")}

@@ -182,6 +182,61 @@ def test_consul_conditions(case: str) -> None:
     assert all(c.message for c in got)
 
 
+# The same judgements when Consul's ACLs filtered the answer (audit §11): what the token sees is
+# judged, what it may not see is Unknown, never NotRegistered.
+WHY = "Consul filtered the answer for this token (X-Consul-Results-Filtered-By-ACLs: true)"
+FILTERED_CASES = {
+    "nothing visible": (
+        STRICT, {"web": [A1, A2]}, [],
+        ("Unknown", "ConsulFiltered"), ("Unknown", "ConsulFiltered"),
+    ),
+    "one visible and passing, one hidden": (
+        STRICT, {"web": [A1, A2]}, [entry(A1)],
+        ("Unknown", "ConsulFiltered"), ("Unknown", "ConsulFiltered"),
+    ),
+    "a visible one failing is False, whatever is hidden": (
+        STRICT, {"web": [A1, A2]}, [entry(A1, status="critical")],
+        ("False", "ChecksFailing"), ("Unknown", "ConsulFiltered"),
+    ),
+    "a visible plaintext leftover is False, whatever is hidden": (
+        STRICT, {"web": [A1, A2]}, [entry(A1), entry(A1, label="http", tags=())],
+        ("Unknown", "ConsulFiltered"), ("False", "PlaintextRegistered"),
+    ),
+    "only another job's instances hidden: ours are all judged": (
+        STRICT, {"web": [A1, A2]}, [entry(A1), entry(A2)],
+        ("True", "AllPassing"), ("True", "NoPlaintext"),
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", FILTERED_CASES)
+def test_consul_conditions_on_a_filtered_answer(case: str) -> None:
+    port, allocs, entries, healthy, retired = FILTERED_CASES[case]
+    found = consul_findings([port], allocs, {"web": entries}, {"web": WHY})
+    got = consul_conditions(found)
+    assert (brief(got[0]), brief(got[1])) == (healthy, retired)
+
+
+def test_an_empty_unfiltered_answer_is_still_not_registered() -> None:
+    found = consul_findings([STRICT], {"web": [A1]}, {"web": []}, {"other": WHY})
+    assert brief(consul_conditions(found)[0]) == ("False", "NotRegistered")
+
+
+def test_filtered_message_says_the_token_cannot_read_the_service_and_the_fix() -> None:
+    found = consul_findings([STRICT], {"web": [A1, A2]}, {"web": [entry(A1)]}, {"web": WHY})
+    healthy, retired = consul_conditions(found)
+    assert healthy.message == retired.message
+    assert healthy.message.startswith(f"the Consul token cannot read service web: {WHY}. ")
+    assert "web: allocation a2222222 has no registration on mesh_tls_http it may see" in (
+        healthy.message
+    )
+    assert "a1111111" not in healthy.message
+    assert healthy.message.endswith(
+        'Grant the token service_prefix "" { policy = "read" } '
+        'and node_prefix "" { policy = "read" }'
+    )
+
+
 def test_consul_not_answering_is_unknown_never_false() -> None:
     healthy, retired = consul_conditions(None, "GET /v1/health/service/web: 500 No cluster leader")
     assert brief(healthy) == ("Unknown", "ConsulUnavailable")
@@ -398,6 +453,24 @@ async def test_consul_down_is_unknown_keeps_last_cert_facts_and_series() -> None
     labels = {"namespace": "default", "job": "shop", "service": "web"}
     assert w.gauge("mesh_cert_expiry_timestamp_seconds", **labels) is not None
     assert w.jobs.registered == 0
+
+
+async def test_a_blind_token_is_unknown_not_unregistered_and_probes_nothing() -> None:
+    w = world()
+    await w.reconciler.reconcile(KEY)  # Ready first: the token then loses its read rights
+    w.consul.hidden = {e.service_id for e in w.consul.entries}
+    await w.reconciler.reconcile(KEY)
+    status = w.statuses.stored
+    assert status is not None and status.phase is Phase.INJECTED  # neither Ready nor Degraded
+    for kind in (
+        ConditionType.CONSUL_HEALTHY,
+        ConditionType.PLAINTEXT_RETIRED,
+        ConditionType.CERT_VALID,
+    ):
+        assert brief(status.condition(kind)) == ("Unknown", "ConsulFiltered")
+    healthy = status.condition(ConditionType.CONSUL_HEALTHY)
+    assert healthy is not None and "cannot read service web" in healthy.message
+    assert w.probe.calls == 1  # only the first reconcile had instances to probe
 
 
 async def test_vault_down_leaves_certs_unknown_but_consul_judged() -> None:

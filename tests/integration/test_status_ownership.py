@@ -214,7 +214,7 @@ async def test_last_error_written_by_the_certs_reconciler_survives_a_mesh_reconc
     c = controller(nomad)
     await c.mesh.reconcile(KEY)
     await c.store.update(*KEY, a_reissue_that_did_not_help)
-    c.world.leaves[A1] = leaf(0.95, "stale")
+    c.world.leaves[A1] = leaf(0.997, "stale")
     await c.certs.reconcile(KEY)
     error = (await c.stored()).get("last_error", "")
     assert "did not replace" in error
@@ -256,7 +256,7 @@ async def test_health_and_mesh_keep_each_others_conditions(nomad: NomadClient) -
     assert after_mesh["issuer"] == after_health["issuer"]
     assert after_mesh["phase"] == "Ready"  # derived from both reconcilers' conditions
 
-    c.world.leaves[A2] = leaf(0.95, "a2")  # little life left: health has news to write
+    c.world.leaves[A2] = leaf(0.997, "a2")  # past 99.5 % of its life: health has news to write
     await c.health.reconcile(KEY)
     after = await c.stored()
     conditions = await c.conditions()

@@ -22,6 +22,7 @@ from devstack.nomad import (
     http_deploy,
     http_jobs,
     http_misc,
+    http_services,
     http_stream,
     http_vars,
 )
@@ -169,7 +170,15 @@ async def start_nomad_twin(
     management = http_misc.bootstrap(state)["SecretID"] if acl else None
     app = web.Application(middlewares=[error_middleware, fault_middleware(faults), *middlewares])
     app[CTX_KEY] = ctx
-    for module in (http_jobs, http_allocs, http_deploy, http_stream, http_vars, http_misc):
+    for module in (
+        http_jobs,
+        http_allocs,
+        http_deploy,
+        http_stream,
+        http_vars,
+        http_misc,
+        http_services,
+    ):
         module.routes(app)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
     await runner.setup()

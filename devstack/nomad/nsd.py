@@ -31,7 +31,6 @@ import hashlib
 import logging
 import struct
 import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urljoin
 
@@ -477,6 +476,3 @@ class NativeServices:
                 task.cancel()
         if self._session is not None:
             await self._session.close()
-
-
-ResultsOf = Callable[[str], "dict[str, dict[str, Any]] | None"]

@@ -1,8 +1,8 @@
-"""`python -m devstack up [--nodes N] [--acl] [--data-dir D]`: the devstack on its own.
+"""`python -m devstack up [--nodes N] [--acl] [--data-dir D] [--no-consul]`: the devstack.
 
-Prints the `export` lines for NOMAD_ADDR, CONSUL_HTTP_ADDR, VAULT_ADDR, VAULT_TOKEN (and
-NOMAD_TOKEN with --acl), then `devstack ready`, and runs until SIGINT/SIGTERM, when it stops
-everything it started.
+Prints the `export` lines for NOMAD_ADDR, CONSUL_HTTP_ADDR (not with --no-consul), VAULT_ADDR,
+VAULT_TOKEN (and NOMAD_TOKEN with --acl), then `devstack ready`, and runs until
+SIGINT/SIGTERM, when it stops everything it started.
 """
 
 from __future__ import annotations
@@ -33,12 +33,18 @@ def main() -> None:
     default=None,
     help="keep OpenBao and Nomad data here (default: temporary, removed on exit)",
 )
-def up(nodes: int, acl: bool, data_dir: str | None) -> None:
+@click.option(
+    "--no-consul",
+    "no_consul",
+    is_flag=True,
+    help="no Consul twin and no registrar: services use Nomad's own catalog (provider nomad)",
+)
+def up(nodes: int, acl: bool, data_dir: str | None, no_consul: bool) -> None:
     """Start the devstack, print the environment to export, run until interrupted."""
     from devstack.up import run_up
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    asyncio.run(run_up(nodes=nodes, acl=acl, data_dir=data_dir))
+    asyncio.run(run_up(nodes=nodes, acl=acl, data_dir=data_dir, consul=not no_consul))
 
 
 if __name__ == "__main__":

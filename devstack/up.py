@@ -2,8 +2,11 @@
 
 `build_devstack()` is the one place that knows the wiring (Nomad gets Vault's address and
 token, and the registrar as its alloc hooks, so running allocations show up in Consul the way
-a Nomad client would put them there). `python -m devstack up` and `controller dev` both use
-it; a task executor plugs in through `drivers` (e.g. `{"raw_exec": executor}`).
+a Nomad client would put them there). With `consul=False` there is no Consul twin and no
+registrar, as on a cluster that uses Nomad's own service discovery only: `provider = "nomad"`
+services still register in the Nomad twin's catalog, and nothing exports CONSUL_HTTP_ADDR.
+`python -m devstack up` and `controller dev` both use it; a task executor plugs in through
+`drivers` (e.g. `{"raw_exec": executor}`).
 """
 
 from __future__ import annotations
@@ -30,21 +33,19 @@ class Devstack:
     """Everything `build_devstack()` started; `stop()` stops all of it, newest first."""
 
     nomad: Any  # devstack.nomad.NomadTwin
-    consul: ConsulTwin
+    consul: ConsulTwin | None  # None: started without Consul (--no-consul)
     vault: Any  # devstack.vault.OpenBao
-    registrar: ConsulRegistrar
+    registrar: ConsulRegistrar | None
     acl: bool = False
     executor: Any = None  # the raw_exec driver build_devstack made (None: the caller's drivers)
     _stopped: bool = field(default=False, repr=False)
 
     def env(self) -> dict[str, str]:
         """The environment a HashiCorp CLI or our controller needs to talk to this stack."""
-        out = {
-            "NOMAD_ADDR": self.nomad.url,
-            "CONSUL_HTTP_ADDR": self.consul.address,  # host:port, as the consul CLI expects
-            "VAULT_ADDR": self.vault.addr,
-            "VAULT_TOKEN": self.vault.root_token,
-        }
+        out = {"NOMAD_ADDR": self.nomad.url}
+        if self.consul is not None:
+            out["CONSUL_HTTP_ADDR"] = self.consul.address  # host:port, as the consul CLI expects
+        out |= {"VAULT_ADDR": self.vault.addr, "VAULT_TOKEN": self.vault.root_token}
         if self.acl and self.nomad.management_token:
             out["NOMAD_TOKEN"] = self.nomad.management_token
         return out
@@ -53,7 +54,12 @@ class Devstack:
         if self._stopped:
             return
         self._stopped = True
-        stops = [self.nomad.stop, self.registrar.close, self.consul.stop, self.vault.stop]
+        stops = [self.nomad.stop]
+        if self.registrar is not None:
+            stops.append(self.registrar.close)
+        if self.consul is not None:
+            stops.append(self.consul.stop)
+        stops.append(self.vault.stop)
         if self.executor is not None:
             stops.insert(1, self.executor.close)
         await _stop_all(stops)
@@ -79,8 +85,13 @@ async def build_devstack(
     data_dir: str | None = None,
     drivers: Mapping[str, Any] | None = None,
     min_check_interval: float = 1.0,
+    consul: bool = True,
 ) -> Devstack:
     """Start OpenBao, the Consul twin and the Nomad twin; on any failure stop what started.
+
+    ``consul=False`` starts neither the Consul twin nor the registrar: the Nomad twin then has
+    no alloc hooks, and Consul-provider services are registered nowhere (as on a cluster
+    without Consul, where Nomad would refuse them only through its consul constraint).
 
     Without `drivers`, raw_exec tasks run as real processes (devstack.executor) and the stack
     owns that executor; other drivers are simulated by the twin.
@@ -94,13 +105,17 @@ async def build_devstack(
     try:
         vault = await start_openbao(data_dir=str(base / "vault") if base else None)
         started.append(vault.stop)
-        consul = await start_consul_twin(min_check_interval=min_check_interval)
-        started.append(consul.stop)
-        registrar = ConsulRegistrar(consul.address)
-        started.append(registrar.close)
+        consul_twin: ConsulTwin | None = None
+        registrar: ConsulRegistrar | None = None
+        if consul:
+            consul_twin = await start_consul_twin(min_check_interval=min_check_interval)
+            started.append(consul_twin.stop)
+            registrar = ConsulRegistrar(consul_twin.address)
+            started.append(registrar.close)
         executor = None
         if drivers is None:
-            executor = RawExecDriver(ExecutorSettings(consul_addr=consul.address))
+            consul_addr = consul_twin.address if consul_twin is not None else None
+            executor = RawExecDriver(ExecutorSettings(consul_addr=consul_addr))
             started.append(executor.close)
             drivers = {"raw_exec": executor}
         nomad = await start_nomad_twin(
@@ -116,7 +131,12 @@ async def build_devstack(
         await _stop_all(list(reversed(started)))
         raise
     return Devstack(
-        nomad=nomad, consul=consul, vault=vault, registrar=registrar, acl=acl, executor=executor
+        nomad=nomad,
+        consul=consul_twin,
+        vault=vault,
+        registrar=registrar,
+        acl=acl,
+        executor=executor,
     )
 
 
@@ -128,14 +148,14 @@ def print_env(env: Mapping[str, str], out: TextIO = sys.stdout) -> None:
     out.flush()
 
 
-async def run_up(*, nodes: int, acl: bool, data_dir: str | None) -> None:
+async def run_up(*, nodes: int, acl: bool, data_dir: str | None, consul: bool = True) -> None:
     """`python -m devstack up`: start, print the env, run until SIGINT/SIGTERM, stop."""
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, done.set)
     try:
-        stack = await build_devstack(nodes=nodes, acl=acl, data_dir=data_dir)
+        stack = await build_devstack(nodes=nodes, acl=acl, data_dir=data_dir, consul=consul)
         try:
             print_env(stack.env())
             await done.wait()

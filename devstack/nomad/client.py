@@ -23,6 +23,7 @@ from devstack.nomad.health import HealthWatch
 from devstack.nomad.hooks import AllocHooks, ServiceChecks, TaskDriver
 from devstack.nomad.identity import NomadApi
 from devstack.nomad.nodes import Node
+from devstack.nomad.nsd import NativeServices
 from devstack.nomad.reschedule import eligible as reschedule_eligible
 from devstack.nomad.runner import AllocRunner
 from devstack.nomad.scheduler import new_eval
@@ -59,6 +60,8 @@ class Client:
         self.on_health = on_health
         self.api = api
         self.checks = checks
+        # Nomad-native services and checks live in the twin itself (no hook: Nomad's own).
+        self.native = NativeServices(state, {n.id: n.datacenter for n in nodes})
         self.runners: dict[str, AllocRunner] = {}
         self._dirty: set[str] = set()
         self._flush: asyncio.TimerHandle | None = None
@@ -85,6 +88,7 @@ class Client:
         )
         self.runners[alloc_id] = runner
         runner.pre_kill = self._pre_kill
+        self.native.start_checks(alloc)  # checks_hook.go Prerun: before any task starts
         runner.start()
         if HealthWatch.wanted(alloc):
             self._watch_health(runner)
@@ -98,6 +102,8 @@ class Client:
         runner.alloc = alloc
         if alloc["DesiredStatus"] in ("stop", "evict"):
             self._spawn(runner.kill())
+        elif alloc_id in self._reported_running and not runner.killing:
+            self.native.update_alloc(alloc)  # nsd.go UpdateWorkload, checks_hook.go Update
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -159,8 +165,11 @@ class Client:
                     self._release(alloc)
         for aid in became_running:
             if not self.runners[aid].killing:  # already deregistered by its pre-kill hook
+                self.native.register_alloc(self.state.allocs[aid])
                 self._call_hook("on_alloc_running", aid)
         for aid in stopped:
+            self.native.purge_checks(aid)
+            self.native.deregister_all(aid)
             self._call_hook("on_alloc_stopped", aid)
         for dep in health_changed:
             self.on_health(dep)
@@ -239,6 +248,7 @@ class Client:
             lambda: self.state.allocs.get(aid) or runner.alloc,
             self.checks,
             report,
+            lambda: self.native.alloc_results(aid),
         )
         self._health_watches[aid] = asyncio.get_running_loop().create_task(watch.run())
 
@@ -283,6 +293,10 @@ class Client:
 
     async def _pre_kill(self, runner: AllocRunner, task: str | None) -> None:
         """Deregister the group's or a task's services before the runner kills anything."""
+        alloc = self.state.allocs.get(runner.alloc["ID"]) or runner.alloc
+        self.native.deregister(alloc, task)
+        if task is None:
+            self.native.purge_checks(alloc["ID"])  # checks_hook.go PreKill
         call = self._call_hook("on_alloc_stopping", runner.alloc["ID"], task)
         if call is not None:
             await asyncio.wait([call], timeout=PRE_KILL_WAIT)
@@ -293,6 +307,7 @@ class Client:
     async def close(self) -> None:
         for watch in self._health_watches.values():
             watch.cancel()
+        await self.native.close()
         await asyncio.gather(*(r.close() for r in self.runners.values()), return_exceptions=True)
         if self._flush is not None:
             self._flush.cancel()

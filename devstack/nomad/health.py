@@ -15,8 +15,10 @@ and ``client/allochealth/tracker.go`` (``watchTaskEvents``, ``watchConsulEvents`
   and counts, so unregistered checks are never healthy) and none is warning/critical
   (``on_update`` ``ignore_warnings`` / ``ignore`` relax this); they must stay so for
   ``MinHealthyTime``, while the tasks are healthy.
-- Nomad-provider checks: the twin runs none, so the check store has no results, and
-  ``watchNomadEvents`` treats an empty result set as passing.
+- Nomad-provider checks (only when the group has no Consul checks: ``Tracker.Start`` watches
+  Consul first): the client's check store is read every 500 ms (``watchNomadEvents``); the
+  checks pass when every result is ``success``, a readiness check (``on_update = "ignore"``)
+  may also be ``failure``, and ``pending`` never passes; an empty store passes.
 """
 
 from __future__ import annotations
@@ -80,6 +82,18 @@ def evaluate_checks(group: dict[str, Any], registered: list[CheckView]) -> bool:
     return True
 
 
+def nomad_checks_pass(results: dict[str, dict[str, Any]] | None) -> bool:
+    """tracker.go ``watchNomadEvents``: success passes; failure passes only in readiness
+    mode; anything else (pending) fails; no results at all pass."""
+    for res in (results or {}).values():
+        if res["Status"] == "success":
+            continue
+        if res["Status"] == "failure" and res["Mode"] == "readiness":
+            continue
+        return False
+    return True
+
+
 class HealthWatch:
     """One allocation's health hook + tracker; ``report(healthy, events)`` is SetHealth."""
 
@@ -90,6 +104,7 @@ class HealthWatch:
         current: Callable[[], dict[str, Any]],
         checks: ServiceChecks | None,
         report: Callable[[bool, dict[str, tuple[str, str]]], None],
+        nomad_results: Callable[[], dict[str, dict[str, Any]] | None] = lambda: None,
     ) -> None:
         self.alloc = alloc
         self.group = next(g for g in alloc["Job"]["TaskGroups"] if g["Name"] == alloc["TaskGroup"])
@@ -98,6 +113,7 @@ class HealthWatch:
         self.current = current
         self.checks = checks
         self.report = report
+        self.nomad_results = nomad_results
         self.tasks = {t["Name"]: t for t in self.group.get("Tasks") or []}
         services = list(self.group.get("Services") or [])
         for t in self.tasks.values():
@@ -190,7 +206,7 @@ class HealthWatch:
     async def _checks_pass(self) -> bool | None:
         """True/False per the checks; None when the lookup failed (keep the last view)."""
         if self.consul_checks == 0:
-            return True  # Nomad checks: no results in the twin's check store -> passing
+            return nomad_checks_pass(self.nomad_results())
         if self.checks is None:
             self.registered = []
             return evaluate_checks(self.group, [])

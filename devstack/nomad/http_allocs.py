@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from devstack.nomad import http_services
 from devstack.nomad.codec import now_ns
 from devstack.nomad.ctx import ctx_of, require
 from devstack.nomad.decode import DecodeError, parse_body
@@ -56,6 +57,8 @@ async def alloc_route(request: web.Request) -> web.Response:
         if request.method not in ("PUT", "POST"):
             return text(405, "Invalid method")
         return await stop_alloc(request, alloc_id)
+    if suffix == "services":
+        return await http_services.alloc_services(request, alloc_id)
     if suffix:
         return text(404, "")
     if request.method != "GET":
@@ -97,6 +100,8 @@ async def client_alloc(request: web.Request) -> web.Response:
     c = ctx_of(request)
     alloc_id = request.match_info["alloc_id"]
     op = request.match_info["op"]
+    if op == "checks":
+        return await http_services.alloc_checks(request, alloc_id)
     if op not in ("restart", "signal"):
         return text(404, "")
     if request.method not in ("PUT", "POST"):

@@ -22,6 +22,7 @@ from devstack.nomad import (
     http_deploy,
     http_jobs,
     http_misc,
+    http_services,
     http_stream,
     http_vars,
     http_volumes,
@@ -181,6 +182,7 @@ async def start_nomad_twin(
         http_stream,
         http_vars,
         http_misc,
+        http_services,
         http_volumes,
     ):
         module.routes(app)

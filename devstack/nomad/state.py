@@ -75,6 +75,30 @@ class Txn:
             self.deployments.append(dep["ID"])
         self.tables.add("deployment")
 
+    def put_service(self, reg: dict[str, Any]) -> None:
+        """A Nomad-native service registration and its ``Service`` event (events.go)."""
+        self.state.services[(reg["Namespace"], reg["ID"])] = reg
+        self.tables.add("service_registrations")
+        self.add_event(
+            "Service",
+            reg["ID"],
+            reg["Namespace"],
+            [reg["JobID"], reg["ServiceName"]],
+            {"Service": reg},
+        )
+
+    def delete_service(self, key: tuple[str, str]) -> None:
+        """Removes a registration; the event carries the deleted object, as events.go does."""
+        reg = self.state.services.pop(key)
+        self.tables.add("service_registrations")
+        self.add_event(
+            "Service",
+            reg["ID"],
+            reg["Namespace"],
+            [reg["JobID"], reg["ServiceName"]],
+            {"Service": reg},
+        )
+
     def add_event(
         self, topic: str, key: str, ns: str, fkeys: list[str] | None, payload: Any
     ) -> None:
@@ -102,6 +126,8 @@ class NomadState:
         self.deployments: dict[str, dict[str, Any]] = {}
         self.deployments_by_job: dict[JobKey, set[str]] = defaultdict(set)
         self.variables: dict[tuple[str, str], dict[str, Any]] = {}
+        # Nomad-native service registrations by (namespace, ID) (nsd.py)
+        self.services: dict[tuple[str, str], dict[str, Any]] = {}
         self.acl_policies: dict[str, dict[str, Any]] = {}
         self.acl_tokens: dict[str, dict[str, Any]] = {}  # by SecretID
         self.nodes: list[dict[str, Any]] = []

@@ -90,7 +90,7 @@ def hand_written_job() -> dict[str, Any]:
                 + '" }}{{ .Cert }}{{ end }}',
                 "restart",
             )
-        ]
+        ],
     )
     sidecar = {
         "Name": "tls",

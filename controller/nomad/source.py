@@ -127,6 +127,8 @@ class NomadEventSource:
         self.subscribe_grace = subscribe_grace
         self.clock: Clock = clock or SystemClock()
         self.metrics: StreamMetrics = stream_metrics(registry or CollectorRegistry())
+        # heartbeats never reach the source as batches, so the gauge reads the stream's clock
+        self.metrics.last_frame.set_function(self._last_frame_unix)
         self.rng = rng or random.Random()
         self.tracked: set[JobKey] = set()  # interesting as of the last LIST and events since
         self._inspected: dict[JobKey, tuple[int, bool]] = {}
@@ -143,6 +145,10 @@ class NomadEventSource:
     @property
     def last_line_time(self) -> float | None:
         return self.stream.last_line_time
+
+    def _last_frame_unix(self) -> float:
+        seen = self.stream.last_line_at
+        return seen.timestamp() if seen is not None else 0.0
 
     def is_synced(self) -> bool:
         """The first LIST has been handed over: every interesting job is queued (readiness)."""

@@ -123,6 +123,8 @@ class NomadEventSource:
         self.subscribe_grace = subscribe_grace
         self.clock: Clock = clock or SystemClock()
         self.metrics: StreamMetrics = stream_metrics(registry or CollectorRegistry())
+        # heartbeats never reach the source as batches, so the gauge reads the stream's clock
+        self.metrics.last_frame.set_function(self._last_frame_unix)
         self.rng = rng or random.Random()
         self.memory = TrackedJobs(predicate, handler, inspect_unflagged=inspect_unflagged)
         self.synced = asyncio.Event()
@@ -150,6 +152,10 @@ class NomadEventSource:
     @property
     def last_line_time(self) -> float | None:
         return self.stream.last_line_time
+
+    def _last_frame_unix(self) -> float:
+        seen = self.stream.last_line_at
+        return seen.timestamp() if seen is not None else 0.0
 
     def is_synced(self) -> bool:
         """The first LIST has been handed over: every interesting job is queued (readiness)."""

@@ -51,6 +51,8 @@ from controller.tlsprobe import TlsProber
 from controller.vault.client import VaultClient, VaultConnection
 from controller.vault.pki_admin import VaultPki
 from controller.vault.trust import VaultTrust
+from crds_equivalent.jobkey import JobKey
+from crds_equivalent.status import MeshStatus
 from reconcilers.certs.reconciler import CertReconciler
 from reconcilers.health.reconciler import HealthReconciler
 from reconcilers.mesh.interest import MESH_INTEREST
@@ -157,6 +159,7 @@ class App:
             rollout_poll=self.tuning.rollout_poll,
             retry_backoff=Backoff(self.tuning.deploy_retry_base, self.tuning.deploy_retry_cap),
         )
+        self.statuses.on_write = self._phase_written
         self.health = self._build_health(prober=self.prober, trust=self.trust)
         self.certs = self._build_certs(prober=self.prober, trust=self.trust)
         self.rotator = self._build_rotator(prober=self.prober, pki=VaultPki(self.vault, mesh))
@@ -231,6 +234,11 @@ class App:
                 rotate_before=c.ca_rotate_before, namespaces=c.watched_namespaces
             ),
         )
+
+    def _phase_written(self, key: JobKey, status: MeshStatus) -> None:
+        """Whichever reconciler wrote the record, the phase book (/status, ``mesh_jobs``) shows
+        the phase now stored."""
+        self.reconciler.phases[key] = status.phase
 
     def _build_view(self) -> StatusView:
         return StatusView(

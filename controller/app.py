@@ -61,6 +61,7 @@ from reconcilers.mesh.retry import Backoff
 from reconcilers.rotation.loop import rotation_loop
 from reconcilers.rotation.metrics import RotationMetrics
 from reconcilers.rotation.rotator import RotationSettings, Rotator
+from reconcilers.rotation.view import read_summary
 
 log = structlog.get_logger(__name__)
 
@@ -250,6 +251,7 @@ class App:
             clock=self.clock,
             holder_timeout=self.tuning.holder_timeout,
             lock_errors=(NomadError,),
+            rotation=lambda: read_summary(self.variables),
         )
 
     def _build_http(self, *, view: StatusView) -> HttpServer:

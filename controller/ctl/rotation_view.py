@@ -15,7 +15,7 @@ from controller.ctl.common import human_duration
 from crds_equivalent.status_report import RotationSummary
 
 ROTATION_SECTION = "CA rotation"
-ROTATION_CHECK = "no intermediate CA rotation in progress or failed"
+ROTATION_CHECK = "intermediate CA rotation"
 HINT_FAILED = (
     "read the last error, fix its cause, then run `controllerctl rotate-ca`: it resumes the "
     "failed wave (the controller leaves a failed rotation alone)"
@@ -71,15 +71,15 @@ def rotation_check(rotation: RotationSummary | None, now: datetime) -> CheckResu
             ROTATION_SECTION,
             ROTATION_CHECK,
             Mark.FAIL,
-            rotation_line(rotation, now),
+            rotation_body(rotation, now),
             "the record mesh-controller/rotation is not one this version reads",
         )
     if rotation.active:
         return CheckResult(
-            ROTATION_SECTION, ROTATION_CHECK, Mark.WARN, rotation_line(rotation, now), HINT_ACTIVE
+            ROTATION_SECTION, ROTATION_CHECK, Mark.WARN, rotation_body(rotation, now), HINT_ACTIVE
         )
     if rotation.stage == "failed":
         return CheckResult(
-            ROTATION_SECTION, ROTATION_CHECK, Mark.FAIL, rotation_line(rotation, now), HINT_FAILED
+            ROTATION_SECTION, ROTATION_CHECK, Mark.FAIL, rotation_body(rotation, now), HINT_FAILED
         )
     return None

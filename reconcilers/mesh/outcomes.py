@@ -137,9 +137,9 @@ class DeploymentOutcomes:
                 after = failure.wait(self.clock.now())
         elif deployment is not None and rollout.reason == AWAITING_PROMOTION:
             await self._promote(key, job, deployment)
-        elif rollout.status == "True" and _running_for(job, deployment):
-            # Allocations run, but Nomad has not judged the version yet. After a failure that
-            # is no success: keep the retry (and its count) until the deployment says so.
+        elif rollout.reason == "RollingOut" and _running_for(job, deployment):
+            # Nomad is still judging the version. After a failure, say it is the retry that
+            # rolls (the stored retry, and its count, are kept until the deployment succeeds).
             previous = await self.statuses.get(namespace, job_id)
             pending = Retry.from_json(previous.retry) if previous is not None else None
             if pending is not None and deployment is not None:
@@ -147,10 +147,8 @@ class DeploymentOutcomes:
                     ConditionType.ROLLED_OUT,
                     False,
                     "RollingOut",
-                    f"retry {pending.attempts}: deployment {deployment.get('ID')} is running "
-                    f"(after {pending.description})",
+                    f"retry {pending.attempts}: {rollout.message} (after {pending.description})",
                 )
-                retry_item, after = None, self.rollout_poll
         return Rollout(rollout, retry_item, after)
 
     async def _failed_rollout(

@@ -47,11 +47,12 @@ class MeshRecord:
         recorded phase, and records nothing for a job never recorded."""
         namespace, job_id = key
         now = self.clock.now()
+        marker = _marker(job)
         owned: dict[str, object] = {
             "observed_index": observed
             if observed is not None
             else int(job.get("JobModifyIndex") or 0),
-            "spec_hash": _marker(job),
+            "spec_hash": marker,
         }
         if phase is not None:
             owned["phase"] = phase
@@ -65,7 +66,7 @@ class MeshRecord:
         def derive(previous: MeshStatus | None) -> MeshStatus | None:
             if stopped and previous is None:
                 return None
-            restated = cond.restate(previous, updates, now)
+            restated = cond.restate(previous, updates, now, spec_hash=marker)
             kept = {"phase": previous.phase} if stopped and previous is not None else {}
             return restated.model_copy(update=kept | owned)
 

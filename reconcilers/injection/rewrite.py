@@ -87,7 +87,12 @@ def tls_service(
     _with_tag(out, keys.TLS_SERVICE_TAG)
     checks = out.get("Checks")
     if isinstance(checks, list):
-        server_name = f"{name}.{config.domain}"
+        # Nomad refuses tls_server_name on a nomad-provider check ("tls_server_name may only be
+        # set for Consul service checks", nomad/structs/services.go, validateNomad), and its
+        # native checker would ignore it anyway (client/serviceregistration/checks/result.go,
+        # GetCheckQuery copies no server name): such checks verify by address or skip.
+        native = as_str(out.get("Provider")) == "nomad"
+        server_name = "" if native else f"{name}.{config.domain}"
         out["Checks"] = [
             _tls_check(check, label, tls_labels, server_name, config)
             if isinstance(check, dict)
@@ -108,6 +113,7 @@ def _tls_check(
 
     A check without its own port follows the service; grpc would then speak plaintext to
     nginx, so it is pinned to the app's port, which keeps it checking what it checked before.
+    An empty ``server_name`` (a Nomad-native check) sets no ``TLSServerName``.
     """
     kind = as_str(check.get("Type")).lower()
     own = as_str(check.get("PortLabel"))
@@ -121,7 +127,8 @@ def _tls_check(
         check["PortLabel"] = tls_labels[own]
     if kind == "http":
         set_ordered(check, "Protocol", "https", CHECK_ORDER)
-        set_ordered(check, "TLSServerName", server_name, CHECK_ORDER)
+        if server_name:
+            set_ordered(check, "TLSServerName", server_name, CHECK_ORDER)
         set_ordered(check, "TLSSkipVerify", config.check_tls_skip_verify, CHECK_ORDER)
     return check
 

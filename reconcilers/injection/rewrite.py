@@ -94,7 +94,7 @@ def tls_service(
         native = as_str(out.get("Provider")) == "nomad"
         server_name = "" if native else f"{name}.{config.domain}"
         out["Checks"] = [
-            _tls_check(check, label, tls_labels, server_name, config)
+            _tls_check(check, label, tls_labels, server_name, config, native=native)
             if isinstance(check, dict)
             else check
             for check in checks
@@ -108,12 +108,21 @@ def _tls_check(
     tls_labels: Mapping[str, str],
     server_name: str,
     config: MeshConfig,
+    *,
+    native: bool = False,
 ) -> dict[str, Any]:
     """http -> https on the TLS port; tcp -> the TLS port; grpc and script stay as they were.
 
     A check without its own port follows the service; grpc would then speak plaintext to
     nginx, so it is pinned to the app's port, which keeps it checking what it checked before.
     An empty ``server_name`` (a Nomad-native check) sets no ``TLSServerName``.
+
+    A Nomad-native check moved to a TLS port names that port itself (``native``): the client
+    keys its check runners by ``NomadCheckID``, a hash of the check's own fields that does not
+    include the service's port (nomad/structs/checks.go), and starts one runner per ID
+    (client/allocrunner/checks_hook.go, ``observe``: "an observer for this check already
+    exists"). A tcp check following its service would hash like its plaintext twin kept in
+    permissive mode, so the TLS one would never run; its own PortLabel makes the IDs differ.
     """
     kind = as_str(check.get("Type")).lower()
     own = as_str(check.get("PortLabel"))
@@ -125,6 +134,8 @@ def _tls_check(
         return check
     if own:
         check["PortLabel"] = tls_labels[own]
+    elif native:
+        set_ordered(check, "PortLabel", tls_labels[service_label], CHECK_ORDER)
     if kind == "http":
         set_ordered(check, "Protocol", "https", CHECK_ORDER)
         if server_name:

@@ -61,8 +61,9 @@ def test_a_native_http_check_speaks_https_on_the_tls_port_without_a_server_name(
     assert out["PortLabel"] == "mesh_tls_http" and out["Provider"] == "nomad"
     assert check["Protocol"] == "https" and check["TLSSkipVerify"] is skip
     assert "TLSServerName" not in check  # Nomad refuses it on a nomad-provider check
-    assert list(check) == ["Name", "Type", "Path", "Protocol", "Interval", "Timeout",
-                           "TLSSkipVerify"]  # fmt: skip
+    assert check["PortLabel"] == "mesh_tls_http"  # its own port: a check ID of its own
+    assert list(check) == ["Name", "Type", "Path", "Protocol", "PortLabel", "Interval",
+                           "Timeout", "TLSSkipVerify"]  # fmt: skip
 
 
 def test_the_same_check_on_a_consul_service_keeps_its_server_name() -> None:
@@ -82,8 +83,8 @@ def test_a_native_group_is_meshed_and_round_trips(mode: str) -> None:
     services = group["Services"]
     tls = services[-1]
     assert tls["PortLabel"] == "mesh_tls_http" and keys.TLS_SERVICE_TAG in tls["Tags"]
-    assert [c["PortLabel"] for c in tls["Checks"] if "PortLabel" in c] == []  # follow the service
-    assert tls["Checks"][1] == TCP  # tcp follows the service onto the TLS port as it is
+    assert [c["PortLabel"] for c in tls["Checks"]] == ["mesh_tls_http", "mesh_tls_http"]
+    assert tls["Checks"][1] == {**TCP, "PortLabel": "mesh_tls_http"}
     if mode == "strict":
         assert len(services) == 1
     else:

@@ -38,6 +38,7 @@ from controller.http.status_view import StatusView
 from controller.nomad.client import NomadClient
 from controller.nomad.errors import NomadError
 from controller.nomad.jobs import NomadJobs
+from controller.nomad.services import NomadServices
 from controller.nomad.variables import NomadVariables
 from controller.routing import EventRouter, default_routes
 from controller.runtime import (
@@ -139,10 +140,15 @@ class App:
         self.jobs = NomadJobs(self.nomad)
         self.variables = NomadVariables(self.nomad, namespace=s.controller.controller_namespace)
         self.statuses = StatusStore(self.variables, clock=self.clock)
-        # the anonymous token's visibility is probed at most once per health interval
-        self.consul = ConsulClient.from_settings(
-            s.consul, visibility_ttl=s.controller.health_interval
+        # Consul is optional (a cluster on Nomad-native services has none): without
+        # CONSUL_HTTP_ADDR no client exists, so nothing can ask it. The anonymous token's
+        # visibility is probed at most once per health interval.
+        self.consul: ConsulClient | None = (
+            ConsulClient.from_settings(s.consul, visibility_ttl=s.controller.health_interval)
+            if s.consul.configured
+            else None
         )
+        self.native = NomadServices(self.nomad)
         self.vault = VaultClient(VaultConnection.from_settings(s.vault))
 
     def _reconcilers(self) -> None:
@@ -199,6 +205,7 @@ class App:
             prober,
             trust,
             self.settings.mesh,
+            native=self.native,
             clock=self.clock,
             interval=self.settings.controller.health_interval,
             registry=self.registry,
@@ -213,6 +220,7 @@ class App:
             prober,
             trust,
             self.settings.mesh,
+            native=self.native,
             clock=self.clock,
             interval=self.tuning.certs_interval,
             registry=self.registry,
@@ -224,6 +232,7 @@ class App:
             jobs=self.jobs,
             lister=self.jobs,
             consul=self.consul,
+            native=self.native,
             probe=prober,
             pki=pki,
             store=self.variables,
@@ -307,7 +316,8 @@ class App:
 
     async def close(self) -> None:
         await self.nomad.close()
-        await self.consul.close()
+        if self.consul is not None:
+            await self.consul.close()
 
 
 async def run_app(settings: Settings, **kwargs: Any) -> int:

@@ -50,7 +50,8 @@ class MeshConfig(BaseModel):
     )
     check_tls_skip_verify: bool = Field(
         default=True,
-        description="Consul https checks skip verification (agents need not trust the mesh CA; "
-        "the controller verifies the chain itself).",
+        description="https checks on TLS ports skip verification, Consul's and Nomad-native "
+        "ones alike (agents need not trust the mesh CA; the controller verifies the chain "
+        "itself).",
     )
     ttl_default: str = Field(default="72h", description="Leaf TTL when `mesh.tls.ttl` is unset.")

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from controller.consul.client import ServiceHealth
 from controller.nomad.jobs import JobList
+from controller.nomad.services import NativeServiceHealth
 from controller.nomad.variables import Variable
 from controller.tlsprobe import ProbeResult, ProbeTarget
 from controller.vault import IssuerInfo
@@ -67,6 +68,14 @@ class Catalog(Protocol):
     the token, so an absent instance is not an unregistered one)."""
 
     async def health_service(self, name: str) -> ServiceHealth: ...
+
+
+class NativeCatalog(Protocol):
+    """Nomad's own catalog (``provider = "nomad"``): every registration of a service in one
+    namespace with the results of its native checks (a ``NomadError`` when Nomad does not
+    answer or refuses — never an empty answer)."""
+
+    async def service_health(self, name: str, namespace: str) -> NativeServiceHealth: ...
 
 
 class TlsProbe(Protocol):

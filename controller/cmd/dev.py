@@ -1,4 +1,4 @@
-"""``controller dev [--nodes N] [--demo]``: the embedded default, one command from zero to a mesh.
+"""``controller dev [--nodes N] [--demo] [--no-consul]``: one command from zero to a mesh.
 
 The devstack (Nomad and Consul twins, the raw_exec executor, a real OpenBao), the mesh PKI and
 the real controller in this process; what it does and prints is ``controller.dev.session``'s.
@@ -22,7 +22,13 @@ from controller.logging import configure_logging
 @click.command("dev")
 @click.option("--nodes", default=3, show_default=True, type=click.IntRange(1, 250))
 @click.option("--demo", is_flag=True, help="Submit a meshed and a plain sample job, show proof.")
-def dev(nodes: int, demo: bool) -> None:
+@click.option(
+    "--no-consul",
+    "no_consul",
+    is_flag=True,
+    help="No Consul: CONSUL_HTTP_ADDR unset; the demo registers in Nomad's own catalog.",
+)
+def dev(nodes: int, demo: bool, no_consul: bool) -> None:
     """Start the devstack and the controller in one process (Ctrl-C stops everything)."""
     level = os.environ.get("MESH_LOG_LEVEL", "warning")
     try:
@@ -32,7 +38,7 @@ def dev(nodes: int, demo: bool) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     try:
-        sys.exit(asyncio.run(main(nodes, demo)))
+        sys.exit(asyncio.run(main(nodes, demo, consul=not no_consul)))
     except ConfigError as exc:
         click.echo(f"controller dev: {exc}", err=True)
         sys.exit(2)

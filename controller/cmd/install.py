@@ -182,7 +182,12 @@ def install_cmd(
     controller_env = {
         "NOMAD_ADDR": controller_nomad_addr or nomad_s.addr,
         "VAULT_ADDR": controller_vault_addr or vault_s.addr,
-        "CONSUL_HTTP_ADDR": controller_consul_addr or consul_s.http_addr,
+        # Consul is optional: an unset address stays unset in the controller's job
+        **(
+            {"CONSUL_HTTP_ADDR": consul}
+            if (consul := controller_consul_addr or consul_s.http_addr)
+            else {}
+        ),
         **_env_items(env),
     }
     options = InstallOptions(

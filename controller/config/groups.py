@@ -59,7 +59,11 @@ class VaultSettings(Group):
 class ConsulSettings(Group):
     model_config = SettingsConfigDict(env_prefix="CONSUL_")
 
-    http_addr: str = Field("127.0.0.1:8500", description="Consul address; may carry a scheme.")
+    http_addr: str | None = Field(
+        None,
+        description="Consul address; may carry a scheme. Unset: no Consul (a cluster on "
+        'Nomad-native services); only services with provider = "consul" need it.',
+    )
     http_token: SecretStr | None = _secret("ACL token, sent as X-Consul-Token")
     http_ssl: GoBool = Field(False, description="Use https for a scheme-less address.")
     http_ssl_verify: GoBool = Field(True, description="Verify TLS; false DISABLES verification.")
@@ -74,12 +78,21 @@ class ConsulSettings(Group):
         return not self.http_ssl_verify
 
     @property
+    def configured(self) -> bool:
+        """Consul is optional: the mesh asks it only for services registered there, and a
+        cluster that runs only Nomad-native services has none to point at."""
+        return bool(self.http_addr and self.http_addr.strip())
+
+    @property
     def url(self) -> str:
         """Base URL: a scheme in the address wins, else https when CONSUL_HTTP_SSL is true."""
-        if "://" in self.http_addr:
-            scheme, rest = self.http_addr.split("://", 1)
+        if not self.http_addr or not self.http_addr.strip():
+            raise ValueError("CONSUL_HTTP_ADDR is not set: no Consul is configured")
+        addr = self.http_addr.strip()
+        if "://" in addr:
+            scheme, rest = addr.split("://", 1)
             return f"{'https' if self.http_ssl else scheme}://{rest}".rstrip("/")
-        return f"{'https' if self.http_ssl else 'http'}://{self.http_addr}".rstrip("/")
+        return f"{'https' if self.http_ssl else 'http'}://{addr}".rstrip("/")
 
 
 MIN_LOCK_TTL = 10.0

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from controller.config import Settings
 from controller.ctl.common import EXIT_OK, Clients, open_clients
 from controller.nomad.jobs import NomadJobs
+from controller.nomad.services import NomadServices
 from controller.nomad.variables import NomadVariables
 from controller.tlsprobe import TlsProber
 from controller.vault.pki_admin import VaultPki
@@ -54,6 +55,7 @@ def _rotator(clients: Clients, settings: Settings, options: RotationSettings) ->
         jobs=jobs,
         lister=jobs,
         consul=clients.consul,
+        native=NomadServices(clients.nomad),
         probe=TlsProber(),
         pki=VaultPki(clients.vault, settings.mesh),
         store=NomadVariables(clients.nomad, namespace=clients.namespace),

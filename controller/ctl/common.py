@@ -46,7 +46,7 @@ def fail(command: str, code: int, message: str) -> NoReturn:
 class Clients:
     settings: Settings
     nomad: NomadClient
-    consul: ConsulClient
+    consul: ConsulClient | None  # None: CONSUL_HTTP_ADDR unset (Consul is optional)
     vault: VaultClient
 
     @property
@@ -63,15 +63,18 @@ async def open_clients(settings: Settings) -> AsyncIterator[Clients]:
         retry_budget=RETRY_BUDGET,
         user_agent="nomad-tls-mesh/controllerctl",
     )
-    consul = ConsulClient.from_settings(
-        settings.consul, timeout=CALL_TIMEOUT, retry_budget=RETRY_BUDGET
+    consul = (
+        ConsulClient.from_settings(settings.consul, timeout=CALL_TIMEOUT, retry_budget=RETRY_BUDGET)
+        if settings.consul.configured
+        else None
     )
     vault = VaultClient(VaultConnection.from_settings(settings.vault, timeout=CALL_TIMEOUT))
     try:
         yield Clients(settings, nomad, consul, vault)
     finally:
         await nomad.close()
-        await consul.close()
+        if consul is not None:
+            await consul.close()
 
 
 def human_duration(seconds: float) -> str:

@@ -21,9 +21,10 @@ from controller.consul.client import ConsulError, HealthEntry
 from controller.ctl.common import Clients, open_clients
 from controller.ctl.leader import read_leader
 from controller.ctl.report import assemble
-from controller.ctl.rows import JobFacts, World, service_names
+from controller.ctl.rows import NOMAD_PROVIDER, JobFacts, World, service_names
 from controller.nomad.errors import NomadError
 from controller.nomad.jobs import NomadJobs
+from controller.nomad.services import NomadServices
 from controller.nomad.variables import NomadVariables
 from controller.status.store import StatusStore
 from controller.vault import VaultError, default_issuer_id
@@ -31,6 +32,7 @@ from crds_equivalent import keys
 from crds_equivalent.jobkey import JobKey
 from crds_equivalent.status import MeshStatus
 from crds_equivalent.status_report import Backend, LeaderInfo, RotationSummary, StatusReport
+from reconcilers.instances.catalogs import native_entries
 from reconcilers.instances.observe import instance_allocations
 from reconcilers.rotation.view import read_summary
 
@@ -99,8 +101,21 @@ async def read_jobs(
 
 
 async def read_health(clients: Clients, names: Sequence[str]) -> dict[str, list[HealthEntry]]:
-    answers = await _bounded([clients.consul.health_service(n) for n in names])
+    consul = clients.consul
+    if consul is None:
+        return {}
+    answers = await _bounded([consul.health_service(n) for n in names])
     return {n: list(a.entries) for n, a in zip(names, answers, strict=True)}
+
+
+async def read_native_health(
+    clients: Clients, keys_: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], list[HealthEntry]]:
+    """Nomad's own catalog for (namespace, service), in Consul's shape (as the health
+    reconciler reads it, ``reconcilers.instances.catalogs``)."""
+    services = NomadServices(clients.nomad)
+    answers = await _bounded([services.service_health(name, ns) for ns, name in keys_])
+    return {k: list(native_entries(a)) for k, a in zip(keys_, answers, strict=True)}
 
 
 def _error(exc: Exception) -> str:
@@ -112,7 +127,12 @@ async def status_report(clients: Clients, options: StatusOptions, now: datetime)
     settings = clients.settings
     config = settings.mesh
     nomad = Backend(name="nomad", address=clients.nomad.addr, consulted=True, ok=True)
-    consul = Backend(name="consul", address=clients.consul.url, consulted=options.live, ok=True)
+    consul = Backend(
+        name="consul",
+        address=clients.consul.url if clients.consul is not None else "(not configured)",
+        consulted=options.live and clients.consul is not None,
+        ok=True,
+    )
     vault = Backend(name="vault", address=clients.vault.conn.addr, consulted=options.live, ok=True)
     leader: LeaderInfo | None = None
     world: World | None = None
@@ -128,20 +148,51 @@ async def status_report(clients: Clients, options: StatusOptions, now: datetime)
             None, now=now, live=options.live, leader=leader, backends=[nomad], rotation=rotation
         )
     health: dict[str, list[HealthEntry]] | None = {}
+    native: dict[tuple[str, str], list[HealthEntry]] | None = {}
     issuer: str | None = None
     if jobs is not None:
         names = sorted({n for f in jobs.values() if f.job for n in service_names(f.job, config)})
+        if names and clients.consul is None:
+            health = None  # unknown, not unhealthy: say which services need Consul
+            consul = consul.model_copy(
+                update={
+                    "consulted": True,
+                    "ok": False,
+                    "error": "CONSUL_HTTP_ADDR is not set; needed by meshed service(s) "
+                    + ", ".join(names),
+                }
+            )
+        else:
+            try:
+                health = await read_health(clients, names)
+            except ConsulError as exc:
+                health = None
+                consul = consul.model_copy(update={"ok": False, "error": _error(exc)})
+        natives = sorted(
+            {
+                (k[0], n)
+                for k, f in jobs.items()
+                if f.job
+                for n in service_names(f.job, config, provider=NOMAD_PROVIDER)
+            }
+        )
         try:
-            health = await read_health(clients, names)
-        except ConsulError as exc:
-            health = None
-            consul = consul.model_copy(update={"ok": False, "error": _error(exc)})
+            native = await read_native_health(clients, natives)
+        except NomadError as exc:
+            native = None
+            nomad = nomad.model_copy(update={"ok": False, "error": _error(exc)})
         try:
             issuer = await default_issuer_id(clients.vault, config.pki_mount) or None
         except VaultError as exc:
             vault = vault.model_copy(update={"ok": False, "error": _error(exc)})
     world = World(
-        statuses=statuses, now=now, config=config, jobs=jobs, health=health, default_issuer=issuer
+        statuses=statuses,
+        now=now,
+        config=config,
+        jobs=jobs,
+        health=health,
+        native_health=native,
+        default_issuer=issuer,
     )
     return assemble(
         world,

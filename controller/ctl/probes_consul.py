@@ -29,6 +29,10 @@ from controller.consul.client import (
 from controller.ctl.checks import CheckResult, Mark
 from controller.ctl.common import Clients
 from controller.ctl.probes_nomad import transport
+from controller.ctl.rows import service_names
+from controller.nomad.errors import NomadError
+from controller.nomad.jobs import NomadJobs
+from crds_equivalent import keys
 
 SECTION = "Consul"
 
@@ -103,10 +107,70 @@ def _hint(missing: str, anonymous: bool) -> str:
     return hint
 
 
+async def consul_users(clients: Clients) -> list[str]:
+    """``<namespace>/<job>: <service>`` for every meshed service registered in Consul (its
+    provider is consul), over the jobs the controller watches whose job meta flags the mesh
+    (as ``status`` finds them)."""
+    jobs = NomadJobs(clients.nomad)
+    found: list[str] = []
+    for namespace in clients.settings.controller.watched_namespaces:
+        listing = await jobs.list_jobs(namespace, meta=True)
+        for stub in listing.stubs:
+            meta = stub.get("Meta")
+            if stub.get("ParentID") or not isinstance(meta, dict):
+                continue
+            if not any(str(k).startswith(keys.MESH_TLS) for k in meta):
+                continue
+            ns, job_id = str(stub.get("Namespace") or "default"), str(stub.get("ID") or "")
+            job = await jobs.get_job(job_id, ns)
+            if job is None:
+                continue
+            found += [f"{ns}/{job_id}: {n}" for n in service_names(job, clients.settings.mesh)]
+    return sorted(set(found))
+
+
+async def consul_not_configured(clients: Clients) -> list[CheckResult]:
+    """Consul is optional: without CONSUL_HTTP_ADDR the mesh needs it only for meshed services
+    whose provider is consul, so the row says whether there are any, and which."""
+    what = "Consul not configured (CONSUL_HTTP_ADDR unset)"
+    try:
+        users = await consul_users(clients)
+    except NomadError as exc:
+        return [
+            CheckResult(
+                SECTION,
+                what,
+                Mark.WARN,
+                f"could not list the meshed jobs to tell whether any needs Consul: {exc}",
+                "retry once Nomad answers",
+            )
+        ]
+    if not users:
+        return [
+            CheckResult(
+                SECTION, what, Mark.OK, "no meshed service registers in Consul; none is needed"
+            )
+        ]
+    shown = "; ".join(users[:5]) + (f" (+{len(users) - 5} more)" if len(users) > 5 else "")
+    return [
+        CheckResult(
+            SECTION,
+            what,
+            Mark.FAIL,
+            f"meshed services register in Consul (provider consul) and need it: {shown}",
+            "set CONSUL_HTTP_ADDR (and CONSUL_HTTP_TOKEN), "
+            'or give those services provider = "nomad"',
+        )
+    ]
+
+
 async def consul_checks(clients: Clients) -> list[CheckResult]:
     """Reachability, then each row of the table; a Consul that does not answer the first probe
-    is unreachable (exit 2); a token Consul does not know is one failure, not one per row."""
+    is unreachable (exit 2); a token Consul does not know is one failure, not one per row.
+    Without CONSUL_HTTP_ADDR, only whether a meshed service would need it."""
     consul = clients.consul
+    if consul is None:
+        return await consul_not_configured(clients)
     mark, how, hint = transport(consul.url, clients.settings.consul.skip_verify, "CONSUL_HTTP")
     reach = f"Consul API reachable at {consul.url}"
     results: list[CheckResult] = []

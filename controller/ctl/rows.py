@@ -28,6 +28,7 @@ from reconcilers.injection import fronting, jobview
 from reconcilers.injection.inject import UndoError, is_marked, spec_hash, uninject
 from reconcilers.injection.plan import default_ttl_seconds
 
+NOMAD_PROVIDER = "nomad"
 ORPHANED = "orphaned sidecar: mesh.tls is off but the group still carries the sidecar and markers"
 
 
@@ -50,6 +51,11 @@ class World:
     health: Mapping[str, Sequence[HealthEntry]] | None = field(
         default_factory=dict
     )  # None: no answer
+    # Nomad's own catalog, by (namespace, service): its services are namespaced, Consul's
+    # (OSS) are not. None: Nomad did not answer.
+    native_health: Mapping[tuple[str, str], Sequence[HealthEntry]] | None = field(
+        default_factory=dict
+    )
     default_issuer: str | None = None  # the PKI mount's default issuer id; None: not read
 
 
@@ -110,6 +116,7 @@ class _Target:
     label: str
     spec: MeshSpec | None  # None: orphaned
     injected: Injected
+    provider: str = "consul"  # the catalog the service registers in: consul | nomad
 
 
 def _injected_state(
@@ -146,20 +153,23 @@ def _targets(job: Mapping[str, Any], config: MeshConfig) -> list[_Target]:
                 services = fronting.group_inputs(user, ugroup, spec).services
             except jobview.UnresolvedName:
                 services = ()
-            pairs = list(dict.fromkeys((s.name, s.view.port_label) for s in services))
-            for service, label in pairs or [("", ",".join(spec.ports))]:
-                out.append(_Target(group, service, label, spec, state))
+            triples = list(
+                dict.fromkeys((s.name, s.view.port_label, s.view.provider) for s in services)
+            )
+            for service, label, provider in triples or [("", ",".join(spec.ports), "consul")]:
+                out.append(_Target(group, service, label, spec, state, provider))
         elif is_marked(group):
-            pairs = []
+            found: list[tuple[str, str, str]] = []
             for view in jobview.services(group):
                 if view.port_label.startswith(keys.TLS_PORT_PREFIX):
                     try:
                         service = jobview.service_name(job, group, view)
                     except jobview.UnresolvedName:
                         service = jobview.as_str(view.service.get("Name"))
-                    pairs.append((service, view.port_label.removeprefix(keys.TLS_PORT_PREFIX)))
-            for service, label in list(dict.fromkeys(pairs)) or [("", "")]:
-                out.append(_Target(group, service, label, None, "orphaned"))
+                    label = view.port_label.removeprefix(keys.TLS_PORT_PREFIX)
+                    found.append((service, label, view.provider))
+            for service, label, provider in list(dict.fromkeys(found)) or [("", "", "consul")]:
+                out.append(_Target(group, service, label, None, "orphaned", provider))
     return out
 
 
@@ -190,8 +200,14 @@ def _live_row(
     base: StatusRow, job: Mapping[str, Any], target: _Target, facts: JobFacts, world: World
 ) -> StatusRow:
     allocs, running_ids = _alloc_count(job, target.group, facts.allocations)
-    known = world.health is not None
-    entries = (world.health or {}).get(target.service, ()) if target.service else ()
+    entries: Sequence[HealthEntry] = ()
+    if target.provider == NOMAD_PROVIDER:
+        known = world.native_health is not None
+        if target.service:
+            entries = (world.native_health or {}).get((base.namespace, target.service), ())
+    else:
+        known = world.health is not None
+        entries = (world.health or {}).get(target.service, ()) if target.service else ()
     tls_label = keys.tls_port_label(target.label)
     prefixes = tuple(f"_nomad-task-{a}-" for a in running_ids)
     tls = [
@@ -243,13 +259,16 @@ def _live_row(
     )
 
 
-def service_names(job: Mapping[str, Any], config: MeshConfig) -> list[str]:
-    """The Consul service names the rows of ``job`` look up ([] when it cannot be split)."""
+def service_names(
+    job: Mapping[str, Any], config: MeshConfig, provider: str = "consul"
+) -> list[str]:
+    """The service names the rows of ``job`` look up in ``provider``'s catalog (Consul's by
+    default, ``nomad`` for Nomad's own); [] when the job cannot be split."""
     try:
         targets = _targets(job, config)
     except (UndoError, SpecError):
         return []
-    return sorted({t.service for t in targets if t.service})
+    return sorted({t.service for t in targets if t.service and t.provider == provider})
 
 
 def build_rows(world: World) -> list[StatusRow]:

@@ -115,6 +115,16 @@ class TokenProbes:
             await self.nomad.request("GET", "/v1/jobs", params={"per_page": 1}, namespace=namespace)
         return None
 
+    async def services(self) -> object:
+        # Nomad's own catalog and the native check results need read-job in the job's
+        # namespace (AllowServiceRegistrationReadList; client/alloc_endpoint.go Checks). A "*"
+        # list filters silently, so a service name is read in each namespace by name: a 403
+        # is the answer that matters, an empty list is a yes.
+        named = [n for n in self.watched if n != "*"] or [self.plan_namespace]
+        for namespace in named:
+            await self.nomad.request("GET", f"/v1/service/{PROBE_JOB}", namespace=namespace)
+        return None
+
     async def plan(self) -> object:
         ns = self.plan_namespace
         return await allowed_unless_denied(
@@ -249,6 +259,12 @@ def capabilities(clients: Clients) -> list[Capability]:
             True,
         ),
         Capability("token may read the event stream", p.stream, "namespace read-job", True),
+        Capability(
+            f"token may read Nomad-native services and their checks in {watched}",
+            p.services,
+            "namespace read-job",
+            True,
+        ),
         Capability(
             f"token may read Variables under mesh-controller/ in {ns}",
             p.read_vars,

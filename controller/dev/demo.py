@@ -4,6 +4,8 @@
 with job meta `mesh.tls = "true"`; `worker` does not opt in and must be left alone. Once `web` is
 Ready the demo prints a status table and a `curl` command that reaches `web` over HTTPS through
 its sidecar, verified against the mesh root CA, on the address and TLS port Consul advertises.
+Without Consul (`controller dev --no-consul --demo`) `web` registers with `provider = "nomad"`
+and the endpoint is the one Nomad's own catalog advertises, with its native checks passing.
 Nothing here knows about the devstack: it talks to Nomad, Consul and the status store only.
 """
 
@@ -22,6 +24,7 @@ from rich.table import Table
 
 from controller.consul.client import ConsulClient, HealthEntry
 from controller.nomad.jobs import NomadJobs
+from controller.nomad.services import SUCCESS, NomadServices
 from controller.status.store import StatusStore
 from crds_equivalent import keys
 from crds_equivalent.jobkey import JobKey
@@ -62,8 +65,9 @@ def _task(name: str, script: str, python: str) -> dict[str, Any]:
     }
 
 
-def web_job(python: str = sys.executable) -> dict[str, Any]:
-    """The meshed sample: one group, one port, one service with an http check."""
+def web_job(python: str = sys.executable, provider: str = "consul") -> dict[str, Any]:
+    """The meshed sample: one group, one port, one service with an http check, registered in
+    ``provider``'s catalog (``nomad``: Nomad's own, for a cluster without Consul)."""
     return {
         "ID": "web",
         "Name": "web",
@@ -80,7 +84,7 @@ def web_job(python: str = sys.executable) -> dict[str, Any]:
                     {
                         "Name": "web",
                         "PortLabel": "http",
-                        "Provider": "consul",
+                        "Provider": provider,
                         "Checks": [
                             {
                                 "Name": "web-http",
@@ -153,8 +157,26 @@ async def tls_endpoint(consul: ConsulClient, service: str, domain: str, within: 
         await asyncio.sleep(0.25)
 
 
+async def native_tls_endpoint(
+    services: NomadServices, service: str, namespace: str, domain: str, within: float
+) -> Endpoint:
+    """A TLS instance of ``service`` as Nomad's own catalog advertises it, whose native checks
+    all pass (Nomad has no ``passing`` filter: the check results are read per allocation)."""
+    deadline = time.monotonic() + within
+    while True:
+        health = await services.service_health(service, namespace)
+        for instance in health.instances:
+            reg = instance.registration
+            passing = instance.checks and all(c.status == SUCCESS for c in instance.checks)
+            if keys.TLS_SERVICE_TAG in reg.tags and passing:
+                return Endpoint(service, f"{service}.{domain}", reg.address, reg.port)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no passing {keys.TLS_SERVICE_TAG} instance of {service} in Nomad")
+        await asyncio.sleep(0.25)
+
+
 def curl_command(ca_file: str, endpoint: Endpoint) -> str:
-    """The ready-to-paste proof: HTTPS, verified against the root, on Consul's address."""
+    """The ready-to-paste proof: HTTPS, verified against the root, on the catalog's address."""
     host, port = endpoint.host, endpoint.port
     return shlex.join(
         [

@@ -1,4 +1,4 @@
-"""What ``controller dev [--nodes N] [--demo]`` does: one command from zero to a mesh.
+"""What ``controller dev [--nodes N] [--demo] [--no-consul]`` does: zero to a mesh in one command.
 
 It starts the devstack (Nomad and Consul twins, the raw_exec executor, a real OpenBao), makes
 the mesh PKI in OpenBao, and runs the real controller in this process against it, with the
@@ -32,6 +32,7 @@ from controller.config import Settings
 from controller.consul.client import ConsulClient
 from controller.dev.demo import (
     curl_command,
+    native_tls_endpoint,
     print_table,
     tls_endpoint,
     wait_ready,
@@ -78,11 +79,12 @@ def export_lines(env: Mapping[str, str]) -> str:
     return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
 
 
-async def _start_devstack(nodes: int) -> Any:
-    """The devstack; it runs raw_exec tasks (the app, nginx) as real processes by itself."""
+async def _start_devstack(nodes: int, consul: bool = True) -> Any:
+    """The devstack; it runs raw_exec tasks (the app, nginx) as real processes by itself.
+    ``consul=False``: no Consul twin, so the stack exports no CONSUL_HTTP_ADDR."""
     from devstack.up import build_devstack
 
-    return await build_devstack(nodes=nodes)
+    return await build_devstack(nodes=nodes, consul=consul)
 
 
 async def _until(what: str, holds: Callable[[], bool], task: asyncio.Task[int]) -> None:
@@ -104,24 +106,33 @@ async def run_demo(app: App, ca_file: str, out: TextIO) -> None:
 
 async def _demo(app: App, ca_file: str, out: TextIO) -> None:
     started = time.monotonic()
-    for job in (web_job(), worker_job()):
+    native = not app.settings.consul.configured  # no Consul: the demo uses Nomad's catalog
+    for job in (web_job(provider="nomad" if native else "consul"), worker_job()):
         await app.jobs.register_job(job, enforce_index=None)
     await wait_ready(app.statuses, JobKey("default", "web"), DEMO_READY_WITHIN)
-    consul = ConsulClient.from_settings(app.settings.consul)
-    try:
-        endpoint = await tls_endpoint(consul, "web", app.settings.mesh.domain, 60.0)
-    finally:
-        await consul.close()
+    domain = app.settings.mesh.domain
+    if native:
+        endpoint = await native_tls_endpoint(app.native, "web", "default", domain, 60.0)
+    else:
+        consul = ConsulClient.from_settings(app.settings.consul)
+        try:
+            endpoint = await tls_endpoint(consul, "web", domain, 60.0)
+        finally:
+            await consul.close()
     out.write(f"web is Ready after {time.monotonic() - started:.1f}s\n")
     await print_table(out, app.jobs, app.statuses, ["web", "worker"], endpoint)
     out.write(curl_command(ca_file, endpoint) + "\n")
     out.flush()
 
 
-async def run_dev(*, nodes: int, demo: bool, out: TextIO, stop: asyncio.Event) -> int:
-    """Everything ``controller dev`` does; returns the exit code. ``stop`` ends it."""
+async def run_dev(
+    *, nodes: int, demo: bool, out: TextIO, stop: asyncio.Event, consul: bool = True
+) -> int:
+    """Everything ``controller dev`` does; returns the exit code. ``stop`` ends it.
+    ``consul=False`` (``--no-consul``): the devstack without Consul, and the controller with
+    CONSUL_HTTP_ADDR unset, as on a cluster that runs only Nomad-native services."""
     workdir = tempfile.mkdtemp(prefix="mesh-dev-")
-    stack = await _start_devstack(nodes)
+    stack = await _start_devstack(nodes, consul)
     app: App | None = None
     try:
         stack_env: dict[str, str] = stack.env()
@@ -157,14 +168,14 @@ async def run_dev(*, nodes: int, demo: bool, out: TextIO, stop: asyncio.Event) -
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def main(nodes: int, demo: bool) -> int:
+async def main(nodes: int, demo: bool, consul: bool = True) -> int:
     """``run_dev`` on stdout until SIGINT or SIGTERM; returns its exit code."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        return await run_dev(nodes=nodes, demo=demo, out=sys.stdout, stop=stop)
+        return await run_dev(nodes=nodes, demo=demo, out=sys.stdout, stop=stop, consul=consul)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(Exception):

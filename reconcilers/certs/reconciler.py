@@ -51,7 +51,15 @@ from reconcilers.certs.remediation import (
 from reconcilers.injection import jobview
 from reconcilers.injection.reissue import CannotReissue, with_nonce
 from reconcilers.instances.observe import observe_job
-from reconcilers.ports import Catalog, JobStore, StatusStore, TaskControl, TlsProbe, TrustSource
+from reconcilers.ports import (
+    Catalog,
+    JobStore,
+    NativeCatalog,
+    StatusStore,
+    TaskControl,
+    TlsProbe,
+    TrustSource,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -69,11 +77,12 @@ class CertReconciler:
         jobs: JobStore,
         tasks: TaskControl,
         statuses: StatusStore,
-        consul: Catalog,
+        consul: Catalog | None,
         probe: TlsProbe,
         trust: TrustSource,
         config: MeshConfig,
         *,
+        native: NativeCatalog | None = None,
         clock: Clock | None = None,
         interval: float = 300.0,
         policy: Policy | None = None,
@@ -85,6 +94,7 @@ class CertReconciler:
         self.tasks = tasks
         self.statuses = statuses
         self.consul = consul
+        self.native = native
         self.probe = probe
         self.trust = trust
         self.config = config
@@ -114,6 +124,7 @@ class CertReconciler:
             key,
             jobs=self.jobs,
             consul=self.consul,
+            native=self.native,
             probe=self.probe,
             anchors_pem=trust.anchors_pem,
             config=self.config,

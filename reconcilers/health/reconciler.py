@@ -1,11 +1,13 @@
 """HealthReconciler: is a meshed job actually served over verified TLS, and registered so?
 
 The MeshReconciler makes the job *say* the right thing; this one checks the world *does* it:
-Consul health of the TLS registrations, retirement of the plaintext ones, and a TLS handshake
-with every instance verified against the mesh root. It only looks at jobs whose status already
-shows the sidecar injected (it never fights the MeshReconciler), never writes the job, and
-takes no destructive action on any answer — least of all on Consul not answering, which is
-Unknown, not unhealthy. It runs on Allocation events and re-checks every ``interval`` seconds.
+health of the TLS registrations in each service's own catalog (Consul, or Nomad's for
+``provider = "nomad"``; the condition keeps its name ``ConsulHealthy``, an interface),
+retirement of the plaintext ones, and a TLS handshake with every instance verified against
+the mesh root. It only looks at jobs whose status already shows the sidecar injected (it never
+fights the MeshReconciler), never writes the job, and takes no destructive action on any
+answer — least of all on a catalog not answering, which is Unknown, not unhealthy. It runs on
+Allocation events and re-checks every ``interval`` seconds.
 
 Wiring (composition root)::
 
@@ -23,7 +25,6 @@ from collections.abc import Sequence
 import structlog
 from prometheus_client import CollectorRegistry
 
-from controller.consul.client import ConsulError, ConsulUnavailable, HealthEntry
 from controller.runtime.clock import Clock, SystemClock
 from controller.runtime.reconcile import Result
 from controller.vault.trust import MeshTrust, TrustUnavailable
@@ -38,6 +39,7 @@ from reconcilers import renewal
 from reconcilers.health.metrics import HealthMetrics
 from reconcilers.health.verdicts import CertVerdict, cert_verdict, consul_conditions
 from reconcilers.injection import jobview
+from reconcilers.instances.catalogs import CONSUL_UNAVAILABLE, CatalogProblem, read_catalogs
 from reconcilers.instances.matching import (
     ConsulFindings,
     FrontedPort,
@@ -46,7 +48,7 @@ from reconcilers.instances.matching import (
     running_allocations,
 )
 from reconcilers.instances.observe import instance_allocations
-from reconcilers.ports import Catalog, JobStore, StatusStore, TlsProbe, TrustSource
+from reconcilers.ports import Catalog, JobStore, NativeCatalog, StatusStore, TlsProbe, TrustSource
 
 log = structlog.get_logger(__name__)
 
@@ -58,11 +60,12 @@ class HealthReconciler:
         self,
         jobs: JobStore,
         statuses: StatusStore,
-        consul: Catalog,
+        consul: Catalog | None,
         probe: TlsProbe,
         trust: TrustSource,
         config: MeshConfig,
         *,
+        native: NativeCatalog | None = None,
         clock: Clock | None = None,
         interval: float = 30.0,
         min_remaining_fraction: float = renewal.MIN_REMAINING_FRACTION,
@@ -73,6 +76,7 @@ class HealthReconciler:
         self.jobs = jobs
         self.statuses = statuses
         self.consul = consul
+        self.native = native
         self.probe = probe
         self.trust = trust
         self.config = config
@@ -95,40 +99,36 @@ class HealthReconciler:
             return Result(requeue_after=self.interval)  # the MeshReconciler is not done yet
 
         allocs = running_allocations(await instance_allocations(self.jobs, job, job_id, namespace))
-        found, consul_problem = await self._consul(
-            sorted({p.service for p in ports}), ports, allocs
-        )
+        found, problem = await self._catalogs(namespace, ports, allocs)
         trust, trust_problem = await self._trust()
-        verdict = await self._certificates(found, trust, trust_problem)
+        verdict = await self._certificates(found, trust, trust_problem, problem)
 
         if trust is not None:
             self.metrics.set_ca(trust.ca_not_after)
         if found is not None and trust is not None:
             self.metrics.set_leaves(namespace, job_id, verdict.per_service)
-        healthy, retired = consul_conditions(found, consul_problem)
+        healthy, retired = consul_conditions(
+            found,
+            problem.message if problem else "",
+            reason=problem.reason if problem else CONSUL_UNAVAILABLE,
+        )
         await self._record(key, [verdict.condition, healthy, retired], verdict)
         return Result(requeue_after=self.interval)
 
-    async def _consul(
-        self, services: Sequence[str], ports: Sequence[FrontedPort], allocs: dict[str, list[str]]
-    ) -> tuple[ConsulFindings | None, str]:
-        health: dict[str, Sequence[HealthEntry]] = {}
-        filtered: dict[str, str] = {}
+    async def _catalogs(
+        self, namespace: str, ports: Sequence[FrontedPort], allocs: dict[str, list[str]]
+    ) -> tuple[ConsulFindings | None, CatalogProblem | None]:
+        """Each fronted service read from its own catalog (Consul or Nomad's), matched."""
         try:
-            for name in services:
-                answer = await self.consul.health_service(name)
-                health[name] = answer.entries
-                if answer.filtered:
-                    filtered[name] = answer.filtered_why
-        except ConsulUnavailable as exc:
-            log.warning("consul unavailable; health unknown", error=str(exc))
-            return None, str(exc)
-        except ConsulError as exc:  # 403 and friends: say so, but do not call the job unhealthy
-            log.error("consul refused the health read", error=str(exc))
-            return None, str(exc)
-        if filtered:
-            log.warning("consul filtered the health read: the token cannot read", services=filtered)
-        return consul_findings(ports, allocs, health, filtered), ""
+            answer = await read_catalogs(ports, namespace, consul=self.consul, native=self.native)
+        except CatalogProblem as problem:
+            log.warning("service catalog unknown; health unknown", reason=problem.reason,
+                        error=problem.message)  # fmt: skip
+            return None, problem
+        if answer.filtered:
+            log.warning("consul filtered the health read: the token cannot read",
+                        services=answer.filtered)  # fmt: skip
+        return consul_findings(ports, allocs, answer.health, answer.filtered), None
 
     async def _trust(self) -> tuple[MeshTrust | None, str]:
         try:
@@ -138,16 +138,24 @@ class HealthReconciler:
             return None, str(exc)
 
     async def _certificates(
-        self, found: ConsulFindings | None, trust: MeshTrust | None, trust_problem: str
+        self,
+        found: ConsulFindings | None,
+        trust: MeshTrust | None,
+        trust_problem: str,
+        problem: CatalogProblem | None = None,
     ) -> CertVerdict:
         now = self.clock.now()
         if found is None:
+            reason = problem.reason if problem else CONSUL_UNAVAILABLE
             return cert_verdict(
                 [],
                 trust,
                 now,
-                unknown_reason="ConsulUnavailable",
-                unknown_message="instance addresses come from Consul, which did not answer",
+                unknown_reason=reason,
+                unknown_message="instance addresses come from Consul, which did not answer"
+                if reason == CONSUL_UNAVAILABLE
+                else f"instance addresses come from the service catalog: "
+                f"{problem.message if problem else reason}",
             )
         if trust is None:
             return cert_verdict([], None, now, unknown_message=trust_problem)

@@ -53,14 +53,24 @@ def filtered_message(found: ConsulFindings) -> str:
 
 
 def consul_conditions(
-    found: ConsulFindings | None, unavailable: str = ""
+    found: ConsulFindings | None, unavailable: str = "", *, reason: str = "ConsulUnavailable"
 ) -> tuple[Condition, Condition]:
-    """ConsulHealthy and PlaintextRetired; ``found`` is None when Consul did not answer."""
+    """ConsulHealthy and PlaintextRetired; ``found`` is None when a catalog did not answer.
+
+    ``reason`` says which (``ConsulUnavailable``, ``ConsulNotConfigured``, ``NomadUnavailable``,
+    ``NomadCatalogDenied``); for any but the first, ``unavailable`` is the whole message. The
+    condition type stays ``ConsulHealthy`` for native services too: the type names are the
+    status contract, and the reason and message say which catalog was read."""
     if found is None:
-        msg = f"Consul did not answer: {unavailable}" if unavailable else "Consul did not answer"
+        if reason != "ConsulUnavailable":
+            msg = unavailable or reason
+        elif unavailable:
+            msg = f"Consul did not answer: {unavailable}"
+        else:
+            msg = "Consul did not answer"
         return (
-            condition(ConditionType.CONSUL_HEALTHY, None, "ConsulUnavailable", msg),
-            condition(ConditionType.PLAINTEXT_RETIRED, None, "ConsulUnavailable", msg),
+            condition(ConditionType.CONSUL_HEALTHY, None, reason, msg),
+            condition(ConditionType.PLAINTEXT_RETIRED, None, reason, msg),
         )
     if found.allocations == 0:
         msg = "no running allocation of a meshed group to check"

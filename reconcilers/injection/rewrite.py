@@ -87,9 +87,14 @@ def tls_service(
     _with_tag(out, keys.TLS_SERVICE_TAG)
     checks = out.get("Checks")
     if isinstance(checks, list):
-        server_name = f"{name}.{config.domain}"
+        # Nomad refuses tls_server_name on a nomad-provider check ("tls_server_name may only be
+        # set for Consul service checks", nomad/structs/services.go, validateNomad), and its
+        # native checker would ignore it anyway (client/serviceregistration/checks/result.go,
+        # GetCheckQuery copies no server name): such checks verify by address or skip.
+        native = as_str(out.get("Provider")) == "nomad"
+        server_name = "" if native else f"{name}.{config.domain}"
         out["Checks"] = [
-            _tls_check(check, label, tls_labels, server_name, config)
+            _tls_check(check, label, tls_labels, server_name, config, native=native)
             if isinstance(check, dict)
             else check
             for check in checks
@@ -103,11 +108,21 @@ def _tls_check(
     tls_labels: Mapping[str, str],
     server_name: str,
     config: MeshConfig,
+    *,
+    native: bool = False,
 ) -> dict[str, Any]:
     """http -> https on the TLS port; tcp -> the TLS port; grpc and script stay as they were.
 
     A check without its own port follows the service; grpc would then speak plaintext to
     nginx, so it is pinned to the app's port, which keeps it checking what it checked before.
+    An empty ``server_name`` (a Nomad-native check) sets no ``TLSServerName``.
+
+    A Nomad-native check moved to a TLS port names that port itself (``native``): the client
+    keys its check runners by ``NomadCheckID``, a hash of the check's own fields that does not
+    include the service's port (nomad/structs/checks.go), and starts one runner per ID
+    (client/allocrunner/checks_hook.go, ``observe``: "an observer for this check already
+    exists"). A tcp check following its service would hash like its plaintext twin kept in
+    permissive mode, so the TLS one would never run; its own PortLabel makes the IDs differ.
     """
     kind = as_str(check.get("Type")).lower()
     own = as_str(check.get("PortLabel"))
@@ -119,9 +134,12 @@ def _tls_check(
         return check
     if own:
         check["PortLabel"] = tls_labels[own]
+    elif native:
+        set_ordered(check, "PortLabel", tls_labels[service_label], CHECK_ORDER)
     if kind == "http":
         set_ordered(check, "Protocol", "https", CHECK_ORDER)
-        set_ordered(check, "TLSServerName", server_name, CHECK_ORDER)
+        if server_name:
+            set_ordered(check, "TLSServerName", server_name, CHECK_ORDER)
         set_ordered(check, "TLSSkipVerify", config.check_tls_skip_verify, CHECK_ORDER)
     return check
 

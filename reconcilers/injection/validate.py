@@ -123,12 +123,10 @@ def _validate_group(job: Mapping[str, Any], group: Mapping[str, Any], spec: Mesh
     problem = _task_port_problem(group, inputs)
     if problem is not None:
         return problem
+    mixed = _mixed_providers(group)
+    if mixed is not None:
+        return mixed
     for service in inputs.services:
-        if service.view.provider == "nomad":
-            return (
-                f'service "{service.name}" uses provider "nomad"; the mesh registers TLS '
-                'ports in Consul, so fronted services need provider "consul"'
-            )
         if service.view.address_mode == "driver":
             return (
                 f'service "{service.name}" uses address_mode "driver"; the TLS port belongs '
@@ -142,6 +140,27 @@ def _validate_group(job: Mapping[str, Any], group: Mapping[str, Any], spec: Mesh
         except nginx.UnsafeCheck as err:
             return str(err)
     return None
+
+
+def _mixed_providers(group: Mapping[str, Any]) -> str | None:
+    """Services of one group on two discovery providers, which Nomad refuses at validation.
+
+    nomad/structs/structs.go, TaskGroup.validateServices: "Multiple service providers used: task
+    group services must use the same provider" (group and task services together). The mesh
+    fronts either provider the same way, so it could inject such a group, but Nomad would never
+    register it; refusing here says why instead of a rollout that cannot start.
+    """
+    providers: dict[str, str] = {}
+    for view in jobview.services(group):
+        providers.setdefault(view.provider, jobview.as_str(view.service.get("Name")))
+    if len(providers) < 2:
+        return None
+    named = ", ".join(f'"{p}" (service "{n}")' for p, n in sorted(providers.items()))
+    return (
+        f"its services use more than one provider: {named}; Nomad refuses such a group "
+        '("Multiple service providers used: task group services must use the same provider"): '
+        "give every service of the group the same provider"
+    )
 
 
 def _why_nothing_to_front(job: Mapping[str, Any], group: Mapping[str, Any]) -> str:

@@ -1,9 +1,12 @@
-"""PURE: which running instance of a meshed job serves which fronted port, as Consul sees it.
+"""PURE: which running instance of a meshed job serves which fronted port, as its catalog sees it.
 
 Shared by the health, certificate and rotation reconcilers. Facts are matched by Nomad's service
 IDs, ``_nomad-task-<alloc>-<task | group-<group>>-<service>-<port label>``: the alloc ID says which
 of this job's allocations an instance is (a service name may be shared with other jobs), the port
 label says whether it is the TLS registration (``mesh_tls_<label>``) or the plaintext one.
+Nomad's own catalog uses the same IDs (``client/serviceregistration/id.go``,
+``MakeAllocServiceID``), so native registrations are matched by the same rule
+(``reconcilers.instances.catalogs`` turns them into Consul's shape).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class FrontedPort:
     label: str
     mode: Mode
     server_name: str  # <service>.<domain>: the SNI sent and the name verified
+    provider: str = "consul"  # the catalog the service registers in: consul | nomad
 
     @property
     def tls_label(self) -> str:
@@ -62,6 +66,7 @@ def fronted_ports(job: Mapping[str, Any], config: MeshConfig) -> list[FrontedPor
                 svc.view.port_label,
                 spec.mode,
                 f"{svc.name}.{config.domain}",
+                svc.view.provider,
             )
             if port not in out:
                 out.append(port)

@@ -14,10 +14,10 @@ from typing import Any
 
 import structlog
 
-from controller.consul.client import ConsulError, HealthEntry
 from controller.tlsprobe import ProbeResult
 from crds_equivalent.config import MeshConfig
 from reconcilers.injection import jobview
+from reconcilers.instances.catalogs import CONSUL_UNAVAILABLE, CatalogProblem, read_catalogs
 from reconcilers.instances.matching import (
     ConsulFindings,
     FrontedPort,
@@ -26,14 +26,14 @@ from reconcilers.instances.matching import (
     fronted_ports,
     running_allocations,
 )
-from reconcilers.ports import Catalog, JobStore, TlsProbe
+from reconcilers.ports import Catalog, JobStore, NativeCatalog, TlsProbe
 
 log = structlog.get_logger(__name__)
 
 
 @dataclass
 class Observation:
-    """One look at a job: ``findings`` is None when Consul did not answer (``problem`` says)."""
+    """One look at a job: ``findings`` is None when a catalog did not answer (``problem`` says)."""
 
     job: dict[str, Any] | None
     ports: list[FrontedPort] = field(default_factory=list)
@@ -68,13 +68,15 @@ async def observe_job(
     key: tuple[str, str],
     *,
     jobs: JobStore,
-    consul: Catalog,
+    consul: Catalog | None,
     probe: TlsProbe,
     anchors_pem: str,
     config: MeshConfig,
     job: Mapping[str, Any] | None = None,
+    native: NativeCatalog | None = None,
 ) -> Observation:
-    """Allocations, Consul registrations and probe results of one job (no writes)."""
+    """Allocations, catalog registrations (Consul's or Nomad's, per service provider) and
+    probe results of one job (no writes)."""
     namespace, job_id = key
     current = dict(job) if job is not None else await jobs.get_job(job_id, namespace)
     if current is None:
@@ -85,19 +87,19 @@ async def observe_job(
         return seen
     seen.allocations = await instance_allocations(jobs, current, job_id, namespace)
     seen.running = running_allocations(seen.allocations)
-    health: dict[str, list[HealthEntry]] = {}
-    filtered: dict[str, str] = {}
     try:
-        for name in sorted({p.service for p in ports}):
-            answer = await consul.health_service(name)
-            health[name] = list(answer.entries)
-            if answer.filtered:
-                filtered[name] = answer.filtered_why
-    except ConsulError as exc:
-        log.warning("consul did not answer; leaves not observed", job=job_id, error=str(exc))
-        seen.problem = f"Consul did not answer: {exc}"
+        answer = await read_catalogs(ports, namespace, consul=consul, native=native)
+    except CatalogProblem as problem:
+        log.warning(
+            "service catalog unknown; leaves not observed", job=job_id, error=problem.message
+        )
+        seen.problem = (
+            f"Consul did not answer: {problem.message}"
+            if problem.reason == CONSUL_UNAVAILABLE
+            else problem.message
+        )
         return seen
-    seen.findings = consul_findings(ports, seen.running, health, filtered)
+    seen.findings = consul_findings(ports, seen.running, answer.health, answer.filtered)
     instances = seen.findings.instances
     results = await probe.probe_many([i.target for i in instances], anchors_pem)
     seen.probed = list(zip(instances, results, strict=True))

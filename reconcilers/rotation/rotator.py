@@ -31,7 +31,15 @@ from crds_equivalent.jobkey import JobKey
 from reconcilers.injection.canary import manual_promotion
 from reconcilers.injection.reissue import CannotReissue, carries, with_nonce
 from reconcilers.instances.observe import observe_job
-from reconcilers.ports import Catalog, JobLister, JobStore, PkiAdmin, TlsProbe, VariableStore
+from reconcilers.ports import (
+    Catalog,
+    JobLister,
+    JobStore,
+    NativeCatalog,
+    PkiAdmin,
+    TlsProbe,
+    VariableStore,
+)
 from reconcilers.rotation.inventory import meshed_service_jobs
 from reconcilers.rotation.metrics import RotationMetrics
 from reconcilers.rotation.record import Progress, RotationRecord
@@ -65,7 +73,7 @@ class Rotator:
         *,
         jobs: JobStore,
         lister: JobLister,
-        consul: Catalog,
+        consul: Catalog | None,
         probe: TlsProbe,
         pki: PkiAdmin,
         store: VariableStore,
@@ -75,8 +83,10 @@ class Rotator:
         clock: Clock | None = None,
         metrics: RotationMetrics | None = None,
         on_progress: Progress | None = None,
+        native: NativeCatalog | None = None,
     ) -> None:
         self.jobs, self.lister, self.consul, self.probe = jobs, lister, consul, probe
+        self.native = native
         self.pki, self.store, self.config, self.owner = pki, store, config, owner
         self.settings = settings or RotationSettings()
         self.clock: Clock = clock or SystemClock()
@@ -254,6 +264,7 @@ class Rotator:
                     key,
                     jobs=self.jobs,
                     consul=self.consul,
+                    native=self.native,
                     probe=self.probe,
                     anchors_pem=anchors,
                     config=self.config,
@@ -293,6 +304,7 @@ class Rotator:
                 key,
                 jobs=self.jobs,
                 consul=self.consul,
+                native=self.native,
                 probe=self.probe,
                 anchors_pem=anchors,
                 config=self.config,

@@ -32,8 +32,7 @@ def test_defaults_follow_the_hashicorp_clients_and_the_brief() -> None:
     s = Settings.from_env({})
     assert s.nomad.addr == "http://127.0.0.1:4646"
     assert s.vault.addr == "https://127.0.0.1:8200"
-    assert s.consul.http_addr == "127.0.0.1:8500"
-    assert s.consul.url == "http://127.0.0.1:8500"
+    assert s.consul.http_addr is None and not s.consul.configured  # Consul is optional
     assert not s.nomad.skip_verify
     assert not s.vault.skip_verify
     assert not s.consul.skip_verify
@@ -337,3 +336,12 @@ def test_every_variable_is_in_the_readme_configuration_table() -> None:
     documented = set(re.findall(r"^\|\s*`([A-Z][A-Z0-9_]+)`", match.group(1), re.M))
     missing = [var for var, _, _ in settings_table() if var not in documented]
     assert missing == [], "generate the table with controller.config.settings_markdown()"
+
+
+def test_consul_is_configured_only_by_an_address() -> None:
+    s = Settings.from_env({"CONSUL_HTTP_ADDR": "127.0.0.1:8500"})
+    assert s.consul.configured and s.consul.url == "http://127.0.0.1:8500"
+    unset = Settings.from_env({"CONSUL_HTTP_ADDR": " "})
+    assert not unset.consul.configured
+    with pytest.raises(ValueError, match="CONSUL_HTTP_ADDR is not set"):
+        _ = unset.consul.url

@@ -167,9 +167,14 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
         _with(lambda g: g["Networks"][0]["DynamicPorts"].append({"Label": "mesh_tls_x"})),
         'group "web": port label "mesh_tls_x" uses the prefix',
     ),
-    "nomad provider": (
-        _with(lambda g: g["Services"][0].__setitem__("Provider", "nomad")),
-        'group "web": service "shop" uses provider "nomad"',
+    "two providers in one group": (
+        _with(
+            lambda g: g["Services"].append(
+                {"Name": "shop-admin", "PortLabel": "http", "Provider": "nomad"}
+            )
+        ),
+        'group "web": its services use more than one provider: "consul" (service "shop"), '
+        '"nomad" (service "shop-admin"); Nomad refuses such a group',
     ),
     "driver address mode": (
         _with(lambda g: g["Services"][0].__setitem__("AddressMode", "driver")),
@@ -226,14 +231,17 @@ def test_reserved_names_in_unmeshed_groups_are_not_our_business() -> None:
     assert plan_job(j, CONFIG) == NoOp(NoOpReason.NOT_MESHED)
 
 
-def test_the_api_docs_syntax_job_is_invalid_because_of_its_nomad_provider() -> None:
-    """The JSON-jobs syntax example registers its service with provider "nomad"."""
+def test_the_api_docs_syntax_job_with_a_nomad_provider_is_meshed_in_nomads_catalog() -> None:
+    """The JSON-jobs syntax example registers its service with provider "nomad": fronted the
+    same way, the TLS registration keeps the provider, so it lands in Nomad's own catalog."""
     doc = json.loads((JOBS / "syntax-bridge-group-service.in.json").read_text())
     j = doc["Job"]
     j["TaskGroups"][0]["Services"][0]["Provider"] = "nomad"
     decision = plan_job(j, CONFIG)
-    assert isinstance(decision, Invalid)
-    assert 'provider "nomad"' in decision.reason
+    assert isinstance(decision, Apply)
+    (service,) = decision.job["TaskGroups"][0]["Services"]
+    assert service["Provider"] == "nomad"
+    assert service["PortLabel"].startswith(keys.TLS_PORT_PREFIX)
 
 
 def test_corrupt_undo_record_is_invalid() -> None:

@@ -157,10 +157,12 @@ def registrable(job: Mapping[str, Any]) -> dict[str, Any]:
     GET body would put the user's tag on our version too, once per write. Nomad's own revert
     clears it for the same reason (``nomad/job_endpoint.go`` ``Job.Revert``: "Clear out the
     VersionTag to prevent tag duplication"). Without it, our version is untagged and the user's
-    tag stays where the user put it.
+    tag stays where the user put it. A null tag names nothing and is left as the user wrote it,
+    so ``render`` then ``render --uninject`` gives back the user's document exactly.
     """
     out = dict(job)
-    out.pop("VersionTag", None)
+    if out.get("VersionTag") is not None:
+        del out["VersionTag"]
     return out
 
 

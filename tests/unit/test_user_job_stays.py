@@ -232,11 +232,18 @@ def test_controller_writes_never_carry_the_users_version_tag() -> None:
     assert stored(write)["VersionTag"] is None  # our version is untagged; the user's keeps it
 
     again = applied(rotate(stored(write), "n1"))
-    assert "VersionTag" not in again
+    assert again.get("VersionTag") is None  # a null tag names nothing: kept as Nomad stored it
     tagged_injected = {**stored(write), "VersionTag": TAG}  # the user tagged our version
     decision = plan_job(unflag(tagged_injected), CONFIG)
     assert isinstance(decision, Remove)
     assert "VersionTag" not in decision.job
+
+
+def test_a_null_version_tag_is_left_as_written_so_render_round_trips() -> None:
+    user = user_job(VersionTag=None)
+    write = applied(user)
+    assert "VersionTag" in write and write["VersionTag"] is None
+    assert uninject(write) == user
 
 
 def periodic_parent() -> dict[str, Any]:

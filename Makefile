@@ -103,8 +103,8 @@ image: image-base
 	$(BUILDAH) build --isolation chroot --layers --pull=never -f Containerfile \
 	  $(if $(wildcard $(IMAGE_CA)),--volume $(IMAGE_CA):/etc/ssl/certs/ca-certificates.crt:ro) \
 	  --build-arg VERSION=$(IMAGE_VERSION) \
-	  --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null) \
-	  --build-arg SOURCE=$$(git config --get remote.origin.url 2>/dev/null) \
+	  $$(rev=$$(git rev-parse HEAD 2>/dev/null) && echo --label org.opencontainers.image.revision=$$rev) \
+	  $$(src=$$(git config --get remote.origin.url 2>/dev/null) && echo --label org.opencontainers.image.source=$$src) \
 	  -t $(IMAGE_NAME):$(IMAGE_VERSION) .
 	@$(BUILDAH) images --format '{{.Name}}:{{.Tag}} {{.Size}}' $(IMAGE_NAME):$(IMAGE_VERSION)
 

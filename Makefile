@@ -100,7 +100,7 @@ image-base: image-tools
 	image/debian-base.sh $(IMAGE_BASE) --storage-driver vfs
 
 image: image-base
-	$(BUILDAH) build --isolation chroot --layers --pull=never -f Containerfile \
+	$(BUILDAH) build --isolation chroot --layers --force-rm --pull=never -f Containerfile \
 	  $(if $(wildcard $(IMAGE_CA)),--volume $(IMAGE_CA):/etc/ssl/certs/ca-certificates.crt:ro) \
 	  --build-arg VERSION=$(IMAGE_VERSION) \
 	  $$(rev=$$(git rev-parse HEAD 2>/dev/null) && echo --label org.opencontainers.image.revision=$$rev) \

@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import importlib.metadata
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -53,10 +54,15 @@ def buildah(*args: str, timeout: float = 60) -> str:
 
 @pytest.fixture(scope="module")
 def image() -> str:
-    """`make image`, once per module and one build at a time on this machine (xdist workers
-    share the storage; the second one finds every layer cached)."""
-    with open("/tmp/nomad-tls-mesh-image.lock", "w") as lock:
+    """`make image`, once per test run and one build at a time on this machine: xdist workers
+    share the storage, and the lock file records the run (xdist's testrunuid) that built last,
+    so a second worker of the same run does not build again."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")
+    with open("/tmp/nomad-tls-mesh-image.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.seek(0)
+        if run and lock.read() == run:
+            return IMAGE
         done = subprocess.run(
             ["make", "-C", str(ROOT), "image"],
             capture_output=True,
@@ -64,7 +70,10 @@ def image() -> str:
             timeout=840,
             check=False,
         )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+        lock.seek(0)
+        lock.truncate()
+        lock.write(run)
     return IMAGE
 
 
@@ -211,9 +220,9 @@ async def test_run_in_image_leads_and_meshes_a_job(container: str, tmp_path: Pat
     finally:
         await user.close()
         if runner is not None and runner.returncode is None:
-            for proc in [controller_process(runner.pid)]:
-                if proc is not None:
-                    proc.kill()
+            left = controller_process(runner.pid)
+            if left is not None:
+                left.kill()
             runner.kill()
             await runner.wait()
         await stack.stop()

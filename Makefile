@@ -8,7 +8,7 @@ PYTEST_ARGS ?= -n 2
 
 .PHONY: install dev test test-fast test-twins lint fmt clean bench bench-quick chaos
 
-install: $(STAMP) nginx-check
+install: $(STAMP) nginx-check prometheus-check
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,20 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # nginx (with the stream module) is a real part of the data plane and of the tests.
+# promtool checks and unit-tests the alert rules (helm-less-deploy/prometheus); the E2E scrapes
+# the controller with a real Prometheus. Debian's prometheus package has both binaries.
+.PHONY: prometheus-check
+prometheus-check:
+	@if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then \
+	  exit 0; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing prometheus (with promtool) with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	else \
+	  echo "promtool/prometheus are missing; run: sudo apt-get install -y prometheus" >&2; \
+	  exit 1; \
+	fi
+
 .PHONY: nginx-check
 nginx-check:
 	@if command -v nginx >/dev/null 2>&1 && ls /usr/lib/nginx/modules/ngx_stream_module.so >/dev/null 2>&1; then \

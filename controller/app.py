@@ -51,6 +51,8 @@ from controller.tlsprobe import TlsProber
 from controller.vault.client import VaultClient, VaultConnection
 from controller.vault.pki_admin import VaultPki
 from controller.vault.trust import VaultTrust
+from crds_equivalent.jobkey import JobKey
+from crds_equivalent.status import MeshStatus
 from reconcilers.certs.reconciler import CertReconciler
 from reconcilers.health.reconciler import HealthReconciler
 from reconcilers.mesh.interest import MESH_INTEREST
@@ -59,6 +61,7 @@ from reconcilers.mesh.retry import Backoff
 from reconcilers.rotation.loop import rotation_loop
 from reconcilers.rotation.metrics import RotationMetrics
 from reconcilers.rotation.rotator import RotationSettings, Rotator
+from reconcilers.rotation.view import read_summary
 
 log = structlog.get_logger(__name__)
 
@@ -157,6 +160,7 @@ class App:
             rollout_poll=self.tuning.rollout_poll,
             retry_backoff=Backoff(self.tuning.deploy_retry_base, self.tuning.deploy_retry_cap),
         )
+        self.statuses.on_write = self._phase_written
         self.health = self._build_health(prober=self.prober, trust=self.trust)
         self.certs = self._build_certs(prober=self.prober, trust=self.trust)
         self.rotator = self._build_rotator(prober=self.prober, pki=VaultPki(self.vault, mesh))
@@ -232,6 +236,11 @@ class App:
             ),
         )
 
+    def _phase_written(self, key: JobKey, status: MeshStatus) -> None:
+        """Whichever reconciler wrote the record, the phase book (/status, ``mesh_jobs``) shows
+        the phase now stored."""
+        self.reconciler.phases[key] = status.phase
+
     def _build_view(self) -> StatusView:
         return StatusView(
             book=self.reconciler,
@@ -242,6 +251,7 @@ class App:
             clock=self.clock,
             holder_timeout=self.tuning.holder_timeout,
             lock_errors=(NomadError,),
+            rotation=lambda: read_summary(self.variables),
         )
 
     def _build_http(self, *, view: StatusView) -> HttpServer:

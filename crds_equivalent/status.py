@@ -20,9 +20,15 @@ mesh                   ``observed_index``, ``spec_hash``, ``written_index``, ``r
 health                 conditions ``CertValid``, ``ConsulHealthy``, ``PlaintextRetired``;
                        ``cert_not_after``, ``issuer``
 certs                  ``last_error``, ``last_remediation``
-(derived)              ``phase`` and ``message`` otherwise: ``reconcilers.conditions.restate``
-                       computes both from the merged conditions on every mesh or health write,
-                       so neither can state a phase the other's conditions contradict
+(derived)              ``phase``, ``message`` and ``verified_at`` otherwise:
+                       ``reconcilers.conditions.restate`` computes them from the merged
+                       conditions on every mesh or health write, so neither can state a phase
+                       the other's conditions contradict. ``verified_at`` is stamped the first
+                       time the conditions make the job Ready and kept while ``spec_hash``
+                       stays; a mesh write with a new ``spec_hash`` (injection, retry, rotation
+                       nonce, removal) clears it. Only a verified record can be ``Degraded`` by
+                       a health fact, so it lives here, not in memory: it survives a restart
+                       or a failover
 store                  ``updated_at`` (stamped on write; ignored when deciding whether to write)
 =====================  ==========================================================================
 
@@ -93,6 +99,12 @@ class MeshStatus(BaseModel):
     cert_not_after: str = Field(default="", description="Soonest leaf expiry (RFC 3339).")
     issuer: str = Field(default="", description="Issuer of the newest leaves seen.")
     last_error: str = ""
+    verified_at: str = Field(
+        default="",
+        description="RFC 3339 time the job was first Ready (injected, rolled out, healthy on the "
+        "TLS port, chain verified) for the current spec_hash; empty until then. A health fact "
+        "failing makes a verified job Degraded, an unverified one stays Injected (warming up).",
+    )
     written_index: int = Field(
         default=0,
         description="JobModifyIndex of the mesh reconciler's last job write: the deployment "
@@ -136,7 +148,14 @@ class MeshStatus(BaseModel):
             "message": self.message,
             "updated_at": self.updated_at,
         }
-        for optional in ("cert_not_after", "issuer", "last_error", "last_remediation", "retry"):
+        for optional in (
+            "cert_not_after",
+            "issuer",
+            "last_error",
+            "last_remediation",
+            "retry",
+            "verified_at",
+        ):
             value = getattr(self, optional)
             if value:
                 items[optional] = value
@@ -162,6 +181,7 @@ class MeshStatus(BaseModel):
                 "last_remediation": items.get("last_remediation", ""),
                 "written_index": int(items.get("written_index") or 0),
                 "retry": items.get("retry", ""),
+                "verified_at": items.get("verified_at", ""),
             }
         )
 

@@ -112,6 +112,40 @@ class Backend(_Model):
     error: str = ""
 
 
+class RotationSummary(_Model):
+    """An intermediate CA rotation as ``mesh-controller/rotation`` records it: the one in
+    progress, or the last one (failed or done). Numbers are derived from the record's waves,
+    so the report, /status and ``controllerctl check`` count the same way."""
+
+    id: str = ""
+    stage: str = Field(
+        default="",
+        description="creating | rolling | retiring | done | failed; empty when unreadable.",
+    )
+    active: bool = Field(default=False, description="creating, rolling or retiring.")
+    old_issuer: str = Field(default="", description="The issuer being retired.")
+    new_issuer: str = Field(default="", description="The new default issuer (once created).")
+    wave: int = Field(
+        default=0,
+        ge=0,
+        description="1-based number of the wave in progress (== waves once all are done; 0 "
+        "before any wave is planned).",
+    )
+    waves: int = Field(default=0, ge=0, description="Waves planned (extra waves included).")
+    jobs_done: int = Field(default=0, ge=0, description="Jobs rolled (or skipped).")
+    jobs_left: int = Field(default=0, ge=0)
+    skipped: int = Field(default=0, ge=0, description="Jobs left out (manual canary promotion).")
+    started_at: str = Field(default="", description="RFC 3339.")
+    updated_at: str = Field(default="", description="RFC 3339 time of the driver's last write.")
+    finished_at: str = Field(default="", description="RFC 3339; empty while active.")
+    owner: str = Field(default="", description="The driver (controller or controllerctl).")
+    message: str = Field(default="", description="The driver's last step.")
+    last_error: str = Field(
+        default="", description="Why the rotation failed (stage failed); empty otherwise."
+    )
+    error: str = Field(default="", description="Why the record could not be read, if so.")
+
+
 class StatusReport(_Model):
     """The whole report. Exit code: 0 in sync, 1 drift, 2 a backend could not be read."""
 
@@ -124,3 +158,8 @@ class StatusReport(_Model):
     leader: LeaderInfo | None = Field(description="null when nobody ever took the lock.")
     backends: list[Backend]
     rows: list[StatusRow]
+    rotation: RotationSummary | None = Field(
+        default=None,
+        description="The CA rotation in progress or last recorded; null when none ever ran "
+        "(or Nomad could not be read).",
+    )

@@ -17,7 +17,7 @@ import logging
 import shlex
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -26,6 +26,9 @@ from devstack.consul import ConsulTwin, start_consul_twin
 from devstack.registrar import ConsulRegistrar
 
 log = logging.getLogger(__name__)
+# The policy the mesh's workloads hold (the product's bootstrap-pki writes it; a role may name a
+# policy before it exists). Spelled here, not imported: the devstack never imports product code.
+WORKLOAD_POLICY = "mesh-workload"
 
 
 @dataclass
@@ -86,6 +89,7 @@ async def build_devstack(
     drivers: Mapping[str, Any] | None = None,
     min_check_interval: float = 1.0,
     consul: bool = True,
+    workload_policies: Sequence[str] = (WORKLOAD_POLICY,),
 ) -> Devstack:
     """Start OpenBao, the Consul twin and the Nomad twin; on any failure stop what started.
 
@@ -95,10 +99,18 @@ async def build_devstack(
 
     Without `drivers`, raw_exec tasks run as real processes (devstack.executor) and the stack
     owns that executor; other drivers are simulated by the twin.
+
+    OpenBao is set up as `nomad setup vault` sets up Vault (`configure_workload_identity_auth`):
+    tasks with a `vault` block log in at `jwt-nomad` with their `vault_default` identity and
+    get tokens with `workload_policies`; nothing in a task sees the root token.
     """
     from devstack.executor import ExecutorSettings, RawExecDriver
     from devstack.nomad import start_nomad_twin
-    from devstack.vault import start_openbao
+    from devstack.vault import (
+        WorkloadAuthSpec,
+        configure_workload_identity_auth,
+        start_openbao,
+    )
 
     base = Path(data_dir) if data_dir else None
     started: list[Any] = []
@@ -122,10 +134,18 @@ async def build_devstack(
             nodes=nodes,
             acl=acl,
             vault_addr=vault.addr,
-            vault_token=vault.root_token,
             alloc_hooks=registrar,
             drivers=drivers,
             data_dir=str(base / "nomad") if base else None,
+        )
+        started.append(nomad.stop)
+        # `nomad setup vault` against the twin: workloads log in with their vault_default
+        # identity (the product replicates this on a real cluster: devstack.vault's seam).
+        await configure_workload_identity_auth(
+            vault,
+            WorkloadAuthSpec(
+                jwks_url=f"{nomad.url}/.well-known/jwks.json", policies=tuple(workload_policies)
+            ),
         )
     except BaseException:
         await _stop_all(list(reversed(started)))

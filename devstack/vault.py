@@ -270,3 +270,75 @@ async def start_openbao(
     if owned:
         shutil.rmtree(owned, ignore_errors=True)
     raise OpenBaoError(f"could not start OpenBao after {_START_ATTEMPTS} attempts: {last}")
+
+
+# ---- workload identity: what `nomad setup vault` creates --------------------------------------
+# command/setup_vault.go with command/asset/vault-wi-default-auth-method-config.json and
+# vault-wi-default-role.json (Nomad 1.10): a `jwt` auth method at `jwt-nomad` (the client's
+# default `jwt_auth_backend_path`) that trusts the cluster's JWKS, whose `default_role` is
+# `nomad-workloads`: audience `vault.io` (the server's `vault.default_identity.aud`), the job ID
+# as the entity alias (`user_claim` JSON pointer), namespace/job/task as alias metadata, periodic
+# `service` tokens. `nomad setup vault` also writes a templated KV policy `nomad-workloads`; the
+# devstack attaches the policies it is given instead (the mesh's workload policy).
+# This is the seam the product's `controllerctl bootstrap-pki`/`install` are to replicate on a
+# real cluster (issue 17 item 3); the devstack does it against its own OpenBao.
+
+NOMAD_JWT_MOUNT = "jwt-nomad"  # structs/config/vault.go DefaultVaultConfig JWTAuthBackendPath
+NOMAD_JWT_ROLE = "nomad-workloads"  # setup_vault.go vaultRole
+NOMAD_JWT_AUDIENCE = "vault.io"  # setup_vault.go vaultAud
+
+
+@dataclass(frozen=True)
+class WorkloadAuthSpec:
+    """The JWT auth method and role a Nomad cluster's workloads log in with."""
+
+    jwks_url: str
+    policies: tuple[str, ...]
+    mount: str = NOMAD_JWT_MOUNT
+    role: str = NOMAD_JWT_ROLE
+    audience: str = NOMAD_JWT_AUDIENCE
+    token_period: str = "30m"
+
+    def auth_config(self) -> dict[str, object]:
+        return {
+            "jwks_url": self.jwks_url,
+            "jwt_supported_algs": ["EdDSA", "RS256"],
+            "default_role": self.role,
+        }
+
+    def role_config(self) -> dict[str, object]:
+        return {
+            "role_type": "jwt",
+            "bound_audiences": self.audience,
+            "user_claim": "/nomad_job_id",
+            "user_claim_json_pointer": True,
+            "claim_mappings": {
+                "nomad_namespace": "nomad_namespace",
+                "nomad_job_id": "nomad_job_id",
+                "nomad_task": "nomad_task",
+            },
+            "token_type": "service",
+            "token_period": self.token_period,
+            "token_policies": list(self.policies),
+        }
+
+
+async def configure_workload_identity_auth(bao: OpenBao, spec: WorkloadAuthSpec) -> None:
+    """Enable the JWT auth method (unless mounted), point it at the JWKS, write the role.
+    Idempotent: a second call rewrites the config and the role."""
+
+    def call(method: str, path: str, body: dict[str, object] | None = None) -> dict[str, object]:
+        status, reply = _http(method, f"{bao.addr}/v1/{path}", bao.root_token, body, bao.ca_cert)
+        if status not in (200, 204):
+            raise OpenBaoError(f"{method} {path}: {status} {reply.get('errors', reply)}")
+        return reply
+
+    def run() -> None:
+        mounts = call("GET", "sys/auth")
+        listed = mounts.get("data")
+        if f"{spec.mount}/" not in (listed if isinstance(listed, dict) else mounts):
+            call("POST", f"sys/auth/{spec.mount}", {"type": "jwt"})
+        call("POST", f"auth/{spec.mount}/config", spec.auth_config())
+        call("POST", f"auth/{spec.mount}/role/{spec.role}", spec.role_config())
+
+    await asyncio.to_thread(run)

@@ -55,19 +55,36 @@ def first_failing(conditions: Iterable[Condition]) -> Condition | None:
     return next((c for c in conditions if c.status != ConditionStatus.TRUE), None)
 
 
-def restate(previous: MeshStatus | None, updates: Iterable[Condition], now: datetime) -> MeshStatus:
-    """``previous`` (or an empty record) with ``updates`` merged by type, and the phase and
-    message the merged conditions imply. The one place a phase is derived: whichever reconciler
-    writes, the phase follows from every reconciler's conditions, and every field the writer
-    does not own is carried over unchanged."""
+def restate(
+    previous: MeshStatus | None,
+    updates: Iterable[Condition],
+    now: datetime,
+    *,
+    spec_hash: str | None = None,
+) -> MeshStatus:
+    """``previous`` (or an empty record) with ``updates`` merged by type, and the phase, message
+    and ``verified_at`` the merged conditions imply. The one place a phase is derived: whichever
+    reconciler writes, the phase follows from every reconciler's conditions, and every field the
+    writer does not own is carried over unchanged.
+
+    ``spec_hash`` is what the mesh reconciler is about to record: when it differs from the
+    stored one, the job is a new version nobody has verified yet, so ``verified_at`` is cleared
+    before judging (a failing check of the new version is then warming up, not Degraded). The
+    health reconciler passes nothing: it never changes which version is meant."""
     base = previous if previous is not None else MeshStatus()
     conditions = merge(base, updates, now)
-    failing = first_failing(conditions)
+    verified_at = base.verified_at
+    if spec_hash is not None and spec_hash != base.spec_hash:
+        verified_at = ""
+    phase, message = judge(conditions, verified=bool(verified_at))
+    if phase is Phase.READY and not verified_at:
+        verified_at = now.isoformat()
     return base.model_copy(
         update={
             "conditions": conditions,
-            "phase": phase_of(conditions),
-            "message": failing.message if failing else "",
+            "phase": phase,
+            "message": message,
+            "verified_at": verified_at,
         }
     )
 
@@ -76,35 +93,71 @@ def restate(previous: MeshStatus | None, updates: Iterable[Condition], now: date
 # failed deployment by itself): the job is Degraded, not still Injected and on its way.
 FAILED_ROLLOUT_REASONS = frozenset({"DeploymentFailed", "Reverted"})
 
+# What a job waits for once it runs, in the order it gets there: Consul's checks pass on the TLS
+# port (they start critical), then a TLS probe verifies the chain, then plaintext is retired.
+HEALTH_ORDER = (
+    ConditionType.CONSUL_HEALTHY,
+    ConditionType.CERT_VALID,
+    ConditionType.PLAINTEXT_RETIRED,
+)
+WAITING_FOR = {
+    ConditionType.CONSUL_HEALTHY: "waiting for Consul checks on the TLS port",
+    ConditionType.CERT_VALID: "waiting for a TLS probe to verify the served chain",
+    ConditionType.PLAINTEXT_RETIRED: "waiting for the plaintext registrations to be retired",
+}
 
-def phase_of(conditions: tuple[Condition, ...]) -> Phase:
-    """Ready when everything checked holds; Degraded when a health fact fails after rollout, or
-    when Nomad failed (or reverted) the deployment of the injected version."""
-    by_type = {c.type: c.status for c in conditions}
-    if by_type.get(ConditionType.SPEC_VALID) == ConditionStatus.FALSE:
-        return Phase.INVALID
-    rolled = next((c for c in conditions if c.type == ConditionType.ROLLED_OUT), None)
+
+def judge(conditions: tuple[Condition, ...], *, verified: bool) -> tuple[Phase, str]:
+    """The phase and its message. Ready needs every fact checked and True: injected, rolled out
+    (Nomad's verdict on the deployment, see ``reconcilers.mesh.rollout``), Consul passing on the
+    TLS port, the chain verified, plaintext retired. A health fact that is missing, Unknown or
+    False keeps an unverified job Injected, with what it waits for: Consul starts every check
+    critical, so a False check of a job that was never Ready is warm-up, not a fault. Degraded
+    needs a fault: a health fact False after the job was verified Ready (``verified``), or a
+    deployment Nomad failed or reverted."""
+    by_type = {c.type: c for c in conditions}
+    failing = first_failing(conditions)
+    spec = by_type.get(ConditionType.SPEC_VALID)
+    if spec is not None and spec.status == ConditionStatus.FALSE:
+        return Phase.INVALID, spec.message
+    rolled = by_type.get(ConditionType.ROLLED_OUT)
     if (
         rolled is not None
         and rolled.status == ConditionStatus.FALSE
         and rolled.reason in FAILED_ROLLOUT_REASONS
     ):
-        return Phase.DEGRADED
-    if by_type.get(ConditionType.SIDECAR_INJECTED) != ConditionStatus.TRUE:
-        return Phase.PENDING
-    if by_type.get(ConditionType.ROLLED_OUT) != ConditionStatus.TRUE:
-        return Phase.INJECTED
-    health = [
+        return Phase.DEGRADED, failing.message if failing else rolled.message
+    injected = by_type.get(ConditionType.SIDECAR_INJECTED)
+    if injected is None or injected.status != ConditionStatus.TRUE:
+        if failing is not None and failing.message:
+            return Phase.PENDING, failing.message
+        return Phase.PENDING, "waiting for the sidecar to be injected"
+    if rolled is None or rolled.status != ConditionStatus.TRUE:
+        if failing is not None and failing.message:
+            return Phase.INJECTED, failing.message
+        return Phase.INJECTED, "waiting for the injected version to roll out"
+    broken = [
         by_type[t]
-        for t in (
-            ConditionType.CERT_VALID,
-            ConditionType.CONSUL_HEALTHY,
-            ConditionType.PLAINTEXT_RETIRED,
-        )
-        if t in by_type
+        for t in ORDER
+        if t in WAITING_FOR and t in by_type and by_type[t].status == ConditionStatus.FALSE
     ]
-    if any(s == ConditionStatus.FALSE for s in health):
-        return Phase.DEGRADED
-    if any(s == ConditionStatus.UNKNOWN for s in health):
-        return Phase.INJECTED  # cannot tell: neither claim Ready nor blame the service
-    return Phase.READY
+    if broken and verified:
+        return Phase.DEGRADED, broken[0].message
+    pending = next(
+        (
+            (t, by_type.get(t))
+            for t in HEALTH_ORDER
+            if t not in by_type or by_type[t].status != ConditionStatus.TRUE
+        ),
+        None,
+    )
+    if pending is None:
+        return Phase.READY, ""
+    kind, fact = pending
+    detail = f": {fact.message}" if fact is not None and fact.message else ""
+    return Phase.INJECTED, WAITING_FOR[kind] + detail
+
+
+def phase_of(conditions: tuple[Condition, ...], *, verified: bool = False) -> Phase:
+    """The phase alone (see :func:`judge`)."""
+    return judge(conditions, verified=verified)[0]

@@ -24,7 +24,8 @@ from controller.ctl.ca_rotation import EXIT_FAILED, rotate
 from controller.ctl.common import EXIT_UNREACHABLE, fail, load_settings
 from controller.nomad.errors import NomadError
 from controller.vault import VaultError
-from reconcilers.rotation.rotator import RotationBusy, RotationLost, RotationSettings
+from reconcilers.rotation.record import RotationLost
+from reconcilers.rotation.rotator import RotationBusy, RotationSettings
 
 
 def _confirm(yes: bool, question: str) -> bool:

@@ -16,7 +16,7 @@ from controller.config import Settings
 from controller.ctl.checks import CheckResult, Mark, exit_code
 from controller.ctl.common import open_clients
 from controller.ctl.probes_consul import consul_checks
-from controller.ctl.probes_controller import controller_checks
+from controller.ctl.probes_controller import controller_checks, rotation_checks
 from controller.ctl.probes_nomad import nomad_checks, utcnow
 from controller.ctl.probes_vault import pki_checks, vault_checks
 
@@ -34,6 +34,7 @@ async def run_checks(settings: Settings, *, pre: bool, status_url: str | None) -
         if not pre and not any(r.unreachable for r in vault):
             results += await pki_checks(clients, utcnow)
         if not pre and nomad_up:
+            results += await rotation_checks(clients, utcnow)
             results += await controller_checks(clients, status_url, utcnow)
         return results
 

@@ -30,8 +30,9 @@ from controller.vault import VaultError, default_issuer_id
 from crds_equivalent import keys
 from crds_equivalent.jobkey import JobKey
 from crds_equivalent.status import MeshStatus
-from crds_equivalent.status_report import Backend, LeaderInfo, StatusReport
+from crds_equivalent.status_report import Backend, LeaderInfo, RotationSummary, StatusReport
 from reconcilers.instances.observe import instance_allocations
+from reconcilers.rotation.view import read_summary
 
 T = TypeVar("T")
 CONCURRENCY = 16
@@ -115,13 +116,17 @@ async def status_report(clients: Clients, options: StatusOptions, now: datetime)
     vault = Backend(name="vault", address=clients.vault.conn.addr, consulted=options.live, ok=True)
     leader: LeaderInfo | None = None
     world: World | None = None
+    rotation: RotationSummary | None = None
     try:
         statuses = await read_statuses(clients, options)
+        rotation = await read_summary(NomadVariables(clients.nomad, namespace=clients.namespace))
         leader, _, _ = await read_leader(clients.nomad, clients.namespace, options.status_url)
         jobs = await read_jobs(clients, options, list(statuses)) if options.live else None
     except NomadError as exc:
         nomad = nomad.model_copy(update={"ok": False, "error": _error(exc)})
-        return assemble(None, now=now, live=options.live, leader=leader, backends=[nomad])
+        return assemble(
+            None, now=now, live=options.live, leader=leader, backends=[nomad], rotation=rotation
+        )
     health: dict[str, list[HealthEntry]] | None = {}
     issuer: str | None = None
     if jobs is not None:
@@ -139,7 +144,12 @@ async def status_report(clients: Clients, options: StatusOptions, now: datetime)
         statuses=statuses, now=now, config=config, jobs=jobs, health=health, default_issuer=issuer
     )
     return assemble(
-        world, now=now, live=options.live, leader=leader, backends=[nomad, consul, vault]
+        world,
+        now=now,
+        live=options.live,
+        leader=leader,
+        backends=[nomad, consul, vault],
+        rotation=rotation,
     )
 
 

@@ -10,12 +10,34 @@ from controller.ctl import checks
 from controller.ctl.checks import CheckResult, Mark
 from controller.ctl.common import Clients
 from controller.ctl.leader import fetch_status, lock_state, status_url_of, token_is_management
+from controller.ctl.rotation_view import ROTATION_CHECK, ROTATION_SECTION, rotation_check
 from controller.nomad.errors import NomadError
 from controller.nomad.variables import NomadVariables
 from crds_equivalent.goparse import parse_go_duration
-from crds_equivalent.keys import VAR_LEADER
+from crds_equivalent.keys import VAR_LEADER, VAR_ROTATION
+from reconcilers.rotation.view import read_summary
 
 CONTROLLER = "Controller"
+
+
+async def rotation_checks(clients: Clients, now: Callable[[], datetime]) -> list[CheckResult]:
+    """A line when a CA rotation runs or failed (from ``mesh-controller/rotation``); none when
+    there is none, or the last one is done."""
+    store = NomadVariables(clients.nomad, namespace=clients.namespace)
+    try:
+        rotation = await read_summary(store)
+    except NomadError as exc:
+        return [
+            CheckResult(
+                ROTATION_SECTION,
+                ROTATION_CHECK,
+                Mark.FAIL,
+                str(exc),
+                f"the token needs variables read on {VAR_ROTATION}",
+            )
+        ]
+    found = rotation_check(rotation, now())
+    return [found] if found is not None else []
 
 
 async def controller_checks(

@@ -12,7 +12,13 @@ from datetime import datetime
 
 from controller.ctl.common import EXIT_DRIFT, EXIT_OK, EXIT_UNREACHABLE
 from controller.ctl.rows import World, build_rows
-from crds_equivalent.status_report import Backend, LeaderInfo, StatusReport, StatusRow
+from crds_equivalent.status_report import (
+    Backend,
+    LeaderInfo,
+    RotationSummary,
+    StatusReport,
+    StatusRow,
+)
 
 
 def leader_problem(leader: LeaderInfo | None) -> str:
@@ -61,8 +67,10 @@ def assemble(
     live: bool,
     leader: LeaderInfo | None,
     backends: Sequence[Backend],
+    rotation: RotationSummary | None = None,
 ) -> StatusReport:
-    """``world`` None: Nomad could not be read, so there are no rows to show."""
+    """``world`` None: Nomad could not be read, so there are no rows to show. A rotation in
+    progress is shown, not judged: jobs rolling under it show as drift on their own rows."""
     rows = build_rows(world) if world is not None else []
     code = exit_code(rows, leader, backends)
     return StatusReport(
@@ -74,4 +82,5 @@ def assemble(
         leader=leader,
         backends=list(backends),
         rows=rows,
+        rotation=rotation,
     )

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from controller.ctl.common import human_duration
+from controller.ctl.rotation_view import rotation_body
 from crds_equivalent.status_report import CertSummary, LeaderInfo, StatusReport, StatusRow
 
 OK_MARK = "✔"
@@ -145,6 +146,11 @@ def header(report: StatusReport) -> Text:
         else:
             parts.append(f"{backend.name} {OK_MARK if backend.ok else BAD_MARK} {backend.address}")
     text.append("Backends  " + " · ".join(parts) + "\n")
+    if report.rotation is not None:
+        rotation = report.rotation
+        failed = bool(rotation.error or rotation.last_error)
+        style = "red" if failed else "yellow" if rotation.active else ""
+        text.append("Rotation  " + rotation_body(rotation, now) + "\n", style=style)
     return text
 
 

@@ -11,7 +11,7 @@ reports (instead of failing) are handed in as ``lock_errors``.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -19,6 +19,10 @@ from controller.http.probes import LeaderFacts
 from controller.runtime.clock import Clock, wait_for
 from crds_equivalent.jobkey import JobKey
 from crds_equivalent.status import Phase
+from crds_equivalent.status_report import RotationSummary
+
+RotationRead = Callable[[], Awaitable[RotationSummary | None]]
+"""Reads ``mesh-controller/rotation`` and summarizes it (None: no rotation ever recorded)."""
 
 
 class PhaseBook(Protocol):
@@ -88,6 +92,7 @@ class StatusView:
         clock: Clock,
         holder_timeout: float,
         lock_errors: tuple[type[Exception], ...],
+        rotation: RotationRead | None = None,
     ) -> None:
         self.book = book
         self.source = source
@@ -97,6 +102,7 @@ class StatusView:
         self.clock = clock
         self.holder_timeout = holder_timeout
         self.lock_errors = lock_errors
+        self.read_rotation = rotation
 
     def phase_counts(self) -> dict[str, int]:
         return dict(Counter(str(p) for p in self.book.phases.values()))
@@ -128,8 +134,22 @@ class StatusView:
             return {}
         return {"identity": holder.get("identity", ""), "since": holder.get("since", "")}
 
+    async def rotation(self) -> dict[str, Any] | None:
+        """The CA rotation as the Variable says now (bounded, never raises): a rotation is
+        driven by whichever process holds it, not necessarily this one, so it is read, not
+        remembered. None: no rotation ever recorded."""
+        if self.read_rotation is None:
+            return None
+        expected: tuple[type[Exception], ...] = (*self.lock_errors, TimeoutError)
+        try:
+            found = await wait_for(self.clock, self.read_rotation(), self.holder_timeout)
+        except expected as exc:
+            return {"error": f"cannot read the rotation record: {exc}"}
+        return found.model_dump(mode="json") if found is not None else None
+
     async def status(self) -> dict[str, Any]:
-        """/status: who leads, how far the stream got, the queue, each job's phase. No secrets."""
+        """/status: who leads, how far the stream got, the queue, each job's phase, the CA
+        rotation. No secrets."""
         facts = self.facts()
         jobs = [
             {"namespace": ns, "job": job, "phase": str(phase)}
@@ -157,4 +177,5 @@ class StatusView:
             "phases": self.phase_counts(),
             "jobs": jobs,
             "writes": dict(self.book.writes),
+            "rotation": await self.rotation(),
         }

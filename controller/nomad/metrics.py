@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 @dataclass(frozen=True)
 class StreamMetrics:
     last_index: Gauge
+    last_frame: Gauge
     reconnects: Counter
     resyncs: Counter
 
@@ -30,6 +31,12 @@ def stream_metrics(registry: CollectorRegistry) -> StreamMetrics:
             last_index=Gauge(
                 "nomad_event_stream_last_index",
                 "Raft index of the last event frame processed.",
+                registry=registry,
+            ),
+            last_frame=Gauge(
+                "nomad_event_stream_last_frame_timestamp_seconds",
+                "Unix time of the last line (event frame or heartbeat) read from the event "
+                "stream; 0 before the first. Nomad sends a heartbeat every 10 s.",
                 registry=registry,
             ),
             reconnects=Counter(

@@ -25,13 +25,8 @@ steady-state resyncs read nothing extra. Without inspection, any stub the predic
 ``stub_maybe_interesting`` is handed over as a wide net instead. Allocation events are mapped
 to their job only when that job is known to be interesting.
 
-Children are owned by their parent (controller-runtime's ``EnqueueRequestForOwner``): a job
-with ``ParentID`` (a periodic launch or a dispatch; ``nomad/periodic.go`` ``deriveJob``,
-``nomad/job_endpoint.go`` ``Job.Dispatch``) is never handed over under its own key, never read
-to be inspected, and its Job and Allocation events are handed over as an *allocation* change of
-its parent, since for the parent what changed is its running instances, not its spec. The
-parent of each child is learned from the child's ``ParentID`` (LIST stubs and Job events
-carry it; Allocation events carry only the child's ID, whose Job event comes first).
+Children are owned by their parent (controller-runtime's ``EnqueueRequestForOwner``); what the
+source remembers between LISTs (tracked jobs, child -> parent, inspections) is in ``tracking``.
 """
 
 from __future__ import annotations
@@ -48,7 +43,8 @@ from prometheus_client import CollectorRegistry
 from controller.nomad.errors import NomadError, PermissionDenied
 from controller.nomad.jobs import JobList, NomadJobs
 from controller.nomad.metrics import StreamMetrics, stream_metrics
-from controller.nomad.stream import Event, EventBatch, EventStream
+from controller.nomad.stream import EventBatch, EventStream
+from controller.nomad.tracking import TrackedJobs
 from controller.runtime.clock import Clock, SystemClock
 from crds_equivalent.jobkey import JobKey
 
@@ -127,14 +123,27 @@ class NomadEventSource:
         self.subscribe_grace = subscribe_grace
         self.clock: Clock = clock or SystemClock()
         self.metrics: StreamMetrics = stream_metrics(registry or CollectorRegistry())
+        # heartbeats never reach the source as batches, so the gauge reads the stream's clock
+        self.metrics.last_frame.set_function(self._last_frame_unix)
         self.rng = rng or random.Random()
-        self.tracked: set[JobKey] = set()  # interesting as of the last LIST and events since
-        self._inspected: dict[JobKey, tuple[int, bool]] = {}
+        self.memory = TrackedJobs(predicate, handler, inspect_unflagged=inspect_unflagged)
         self.synced = asyncio.Event()
         self._listing = asyncio.Lock()
-        self._since_list: tuple[dict[JobKey, bool], bool] = ({}, False)
         self.lists = 0
-        self.parents: dict[JobKey, JobKey] = {}  # child -> parent, from ParentID
+
+    @property
+    def tracked(self) -> set[JobKey]:
+        """Interesting as of the last LIST and the events since."""
+        return self.memory.tracked
+
+    @tracked.setter
+    def tracked(self, keys: set[JobKey]) -> None:
+        self.memory.tracked = keys
+
+    @property
+    def parents(self) -> dict[JobKey, JobKey]:
+        """child -> parent, from ParentID."""
+        return self.memory.parents
 
     @property
     def last_index(self) -> int:
@@ -143,6 +152,10 @@ class NomadEventSource:
     @property
     def last_line_time(self) -> float | None:
         return self.stream.last_line_time
+
+    def _last_frame_unix(self) -> float:
+        seen = self.stream.last_line_at
+        return seen.timestamp() if seen is not None else 0.0
 
     def is_synced(self) -> bool:
         """The first LIST has been handed over: every interesting job is queued (readiness)."""
@@ -171,19 +184,19 @@ class NomadEventSource:
         the unflagged jobs are read."""
         async with self._listing:  # the resync timer and a reconnect may coincide
             try:
-                self._since_list = ({}, True)
+                self.memory.begin_listing()
                 listing = await self._list()
                 await self._hand_over(listing)
                 return listing.index
             finally:
-                self._since_list = ({}, False)
+                self.memory.end_listing()
 
     async def _list_and_subscribe(self) -> asyncio.Task[bool]:
         """LIST, subscribe at the LIST's index, then read and hand over; returns the task that
         feeds the subscription's batches to ``handle_batch`` until the connection ends."""
         async with self._listing:
             try:
-                self._since_list = ({}, True)
+                self.memory.begin_listing()
                 listing = await self._list()
                 self.metrics.last_index.set(max(listing.index, self.stream.last_index))
                 opened = asyncio.Event()
@@ -198,7 +211,7 @@ class NomadEventSource:
                     raise
                 return pump
             finally:
-                self._since_list = ({}, False)
+                self.memory.end_listing()
 
     async def _pump(self, index: int, opened: asyncio.Event) -> bool:
         delivered = False
@@ -220,39 +233,9 @@ class NomadEventSource:
             waiter.cancel()
 
     async def _hand_over(self, listing: JobList) -> None:
-        found: set[JobKey] = set()
-        to_read: list[tuple[JobKey, int]] = []
-        listed: set[JobKey] = set()
-        parents: dict[JobKey, JobKey] = {}
-        for stub in listing.stubs:
-            key = JobKey(str(stub.get("Namespace") or "default"), str(stub["ID"]))
-            parent = _parent_of(key, stub)
-            if parent is not None:
-                parents[key] = parent  # the parent's own stub speaks for it
-                continue
-            listed.add(key)
-            modify_index = int(stub.get("JobModifyIndex") or 0)
-            cached = self._inspected.get(key)
-            if self.predicate.stub_flagged(stub):
-                found.add(key)
-            elif cached is not None and cached[0] == modify_index:
-                if cached[1]:
-                    found.add(key)
-            elif self.inspect_unflagged:
-                to_read.append((key, modify_index))
-            elif self.predicate.stub_maybe_interesting(stub) or key in self.tracked:
-                found.add(key)
-        self._inspected = {k: v for k, v in self._inspected.items() if k in listed}
-        self.parents = parents
+        found, to_read = self.memory.sort_listing(listing.stubs)
         found |= await self._inspect(to_read)
-        # Events that arrived while we listed are newer than the LIST: they win.
-        changed, _ = self._since_list
-        for key, interesting in changed.items():
-            if interesting:
-                found.add(key)
-            else:
-                found.discard(key)
-        self.tracked = found
+        found = self.memory.settle(found)
         wanted = set(found)
         if self.known_keys is not None:
             wanted |= {JobKey(*k) for k in await self.known_keys() if self._watched(k[0])}
@@ -268,9 +251,7 @@ class NomadEventSource:
         async def one(key: JobKey, modify_index: int) -> None:
             async with self._inspect_limit:
                 job = await self.jobs.get_job(key.job_id, key.namespace)
-            interesting = job is not None and self.predicate.job_interesting(job)
-            self._inspected[key] = (modify_index, interesting)
-            if interesting:
+            if self.memory.judge_read(key, modify_index, job):
                 found.add(key)
 
         await asyncio.gather(*(one(k, i) for k, i in candidates))
@@ -285,50 +266,9 @@ class NomadEventSource:
             if not self._watched(event.namespace):
                 continue
             if event.topic == "Job":
-                self._job_event(event)
+                self.memory.job_event(event)
             elif event.topic == "Allocation":
-                alloc = event.payload.get("Allocation") or {}
-                job_id = alloc.get("JobID") or (event.filter_keys[0] if event.filter_keys else "")
-                key = JobKey(event.namespace, str(job_id))
-                key = self.parents.get(key, key)
-                if key in self.tracked:
-                    self.handler.allocation_changed(key)
-
-    def _job_event(self, event: Event) -> None:
-        job = event.payload.get("Job") or {}
-        key = JobKey(event.namespace or str(job.get("Namespace") or "default"), event.key)
-        parent = _parent_of(key, job)
-        if parent is not None:
-            self._child_event(event, key, parent)
-            return
-        interesting = self.predicate.job_interesting(job)
-        changed, listing = self._since_list
-        if listing:
-            changed[key] = interesting
-        if interesting:
-            self.tracked.add(key)
-            self.handler.job_changed(key)
-        elif key in self.tracked:
-            # Was interesting, is not any more (e.g. flag gone, or purged): one last look.
-            self.tracked.discard(key)
-            self.handler.job_changed(key)
-        if event.payload.get("Deleted") or event.type == "JobBatchDeregistered":
-            self.tracked.discard(key)
-            self._inspected.pop(key, None)
-        else:
-            self._inspected[key] = (int(job.get("JobModifyIndex") or 0), interesting)
-
-    def _child_event(self, event: Event, key: JobKey, parent: JobKey) -> None:
-        """A child was launched, changed state or was purged: its parent's instances changed."""
-        if event.payload.get("Deleted") or event.type in (
-            "JobDeregistered",
-            "JobBatchDeregistered",
-        ):
-            self.parents.pop(key, None)
-        else:
-            self.parents[key] = parent
-        if parent in self.tracked:
-            self.handler.allocation_changed(parent)
+                self.memory.allocation_event(event)
 
     # --- loops ------------------------------------------------------------------------------
 
@@ -366,15 +306,3 @@ class NomadEventSource:
                 self.metrics.resyncs.inc()
             except NomadError as exc:
                 log.warning("periodic resync failed", error=str(exc))
-
-
-def _parent_of(key: JobKey, doc: Mapping[str, Any]) -> JobKey | None:
-    """The parent's key of a periodic or dispatched child (stub or job), else None.
-
-    ``ParentID`` is set only by the Nomad leader when it derives a child, and a child lives in
-    its parent's namespace (``deriveJob`` and ``Job.Dispatch`` copy the parent).
-    """
-    parent = doc.get("ParentID")
-    if isinstance(parent, str) and parent:
-        return JobKey(key.namespace, parent)
-    return None

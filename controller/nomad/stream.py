@@ -16,6 +16,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -172,7 +173,8 @@ class EventStream:
         self.connect_timeout = connect_timeout
         self.clock: Clock = clock or SystemClock()
         self.decoder = StreamDecoder()
-        self.last_line_time: float | None = None
+        self.last_line_time: float | None = None  # monotonic, for the watchdog and /status
+        self.last_line_at: datetime | None = None  # wall time, for the silence alert
         self.end_reason = ""
 
     @property
@@ -226,6 +228,7 @@ class EventStream:
                     batches = self.decoder.feed(chunk)
                     if self.decoder.lines != lines_before:
                         self.last_line_time = self.clock.monotonic()
+                        self.last_line_at = self.clock.now()
                     for batch in batches:
                         yield batch
         except TransientError as exc:

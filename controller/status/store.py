@@ -145,6 +145,10 @@ class StatusStore:
         self._cached_at: dict[str, float] = {}
         self._read_limit = asyncio.Semaphore(read_concurrency)
         self.writes = 0
+        # Told of every record this store wrote. The phase book behind /status and the
+        # mesh_jobs gauge listens: the health reconciler's writes move phases too (a job turns
+        # Ready on a health write), and without this the book would show the mesh's last word.
+        self.on_write: Callable[[JobKey, MeshStatus], None] | None = None
 
     async def _read(self, path: str) -> _Entry | None:
         var = await self.variables.get(path)
@@ -225,6 +229,8 @@ class StatusStore:
             if written is not None:
                 self._remember(path, (written.modify_index, stamped))
                 self.writes += 1
+                if self.on_write is not None:
+                    self.on_write(JobKey(namespace, job), stamped)
                 return stamped, True
             log.info("status CAS conflict, re-reading", path=path, attempt=attempt)
             entry = await self._read(path)

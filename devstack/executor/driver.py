@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devstack.executor.clock import Clock, SystemClock
+from devstack.executor.identityhook import IdentityHook
 from devstack.executor.procs import ExitResult, Supervised, parse_signal, spawn
 from devstack.executor.taskenv import build_env, command_line
 from devstack.executor.templates import (
@@ -26,9 +27,16 @@ from devstack.executor.templates import (
     TemplateManager,
     TemplateSettings,
 )
+from devstack.executor.tokenfile import write_token
+from devstack.executor.vaulthook import (
+    TOKEN_FILE,
+    VaultHook,
+    VaultLoginError,
+    identity_name,
+)
 from devstack.nomad.codec import NS
 from devstack.nomad.taskctx import TaskContext
-from devstack.template import NomadTarget, VaultTarget, write_atomic
+from devstack.template import NomadTarget, VaultTarget
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +66,9 @@ class _Run:
     ctx: TaskContext
     proc: Supervised | None = None
     templates: TemplateManager | None = None
+    identities: IdentityHook | None = None
+    vault: VaultHook | None = None
+    vault_target: VaultTarget | None = None  # the task's own token, for templates and env
     stopping: bool = False
     started: bool = False
     expected: set[int] = field(default_factory=set)  # pids we are stopping ourselves
@@ -87,9 +98,23 @@ class RawExecDriver:
         run = self._runs.setdefault(key, _Run(ctx))
         if run.stopping:
             return
-        vault = self._vault(ctx)
+        if run.identities is None:  # identity_hook.go Prestart
+            run.identities = IdentityHook(
+                task,
+                ctx.task_dir,
+                ctx.signed_identity,
+                restart=ctx.request_restart,
+                signal=lambda sig, why: self._signal_task(run, ctx, sig, why),
+                rng=self.settings.rng,
+            )
+            run.identities.prestart()
+            run.identities.start_renewal()
+        first_vault = task.get("Vault") is not None and run.vault is None  # vault_hook firstRun
+        if first_vault and not await self._derive_vault(run, alloc, task, ctx):
+            return
+        vault = run.vault_target
         if task.get("Templates") and run.templates is None:
-            _, table = self._env(task, ctx)
+            _, table = self._env(run, task, ctx)
             run.templates = TemplateManager(
                 list(task["Templates"]),
                 task_dir=ctx.task_dir,
@@ -125,7 +150,6 @@ class RawExecDriver:
             await run.templates.render_all()
         if run.stopping:
             return
-        self._write_vault_token(task, ctx)
         await self._spawn(run, task, ctx)
         if run.templates is not None:
             run.templates.watch()
@@ -138,6 +162,7 @@ class RawExecDriver:
         if run.templates is not None:
             await run.templates.close()
         await self._kill(run, task, ctx)
+        await self._stop_hooks(run)
 
     async def signal(
         self, alloc: dict[str, Any], task: dict[str, Any], ctx: TaskContext, signal: str
@@ -164,6 +189,7 @@ class RawExecDriver:
             run.stopping = True
             if run.templates is not None:
                 await run.templates.close()
+            await self._stop_hooks(run)
             if run.proc is not None:
                 run.expected.add(run.proc.pid)
                 run.proc.kill_now()
@@ -173,24 +199,117 @@ class RawExecDriver:
                     await monitor
 
     # ---- internals ---------------------------------------------------------------------------
-    def _vault(self, ctx: TaskContext) -> VaultTarget | None:
-        if not ctx.vault_addr or not ctx.vault_token:
-            return None
-        return VaultTarget(ctx.vault_addr, ctx.vault_token, verify=self.settings.vault_verify)
+    async def _stop_hooks(self, run: _Run) -> None:
+        """vault_hook.go / identity_hook.go Stop: renewals end (Nomad revokes nothing)."""
+        if run.identities is not None:
+            await run.identities.stop()
+        if run.vault is not None:
+            await run.vault.stop()
 
-    def _env(self, task: dict[str, Any], ctx: TaskContext) -> tuple[dict[str, str], dict[str, str]]:
-        vault = task.get("Vault") or None
-        token = ctx.vault_token if vault is not None and vault.get("Env", True) else None
-        return build_env(task, ctx, node_meta=self.settings.node_meta, vault_token=token)
+    async def _derive_vault(
+        self, run: _Run, alloc: dict[str, Any], task: dict[str, Any], ctx: TaskContext
+    ) -> bool:
+        """vaultHook.Prestart: the task's token from a JWT login; False if the task failed."""
+        vault = task["Vault"]
+        cluster = str(vault.get("Cluster") or "default")
+        if not ctx.vault_addr:  # Prestart's error: TaskRunner's "Task hook failed" event
+            ctx.emit_task_event(
+                "Task hook failed",
+                f'prestart hook "vault" failed: '
+                f"No client configuration found for Vault cluster {cluster}",
+            )
+            ctx.set_task_state("dead", failed=True)
+            return False
+        target = VaultTarget(
+            ctx.vault_addr,
+            "",
+            verify=self.settings.vault_verify,
+            namespace=vault.get("Namespace") or None,
+        )
 
-    def _write_vault_token(self, task: dict[str, Any], ctx: TaskContext) -> None:
-        vault = task.get("Vault") or None
-        if vault is None or vault.get("DisableFile") or not ctx.vault_token:
+        def write(token: str) -> None:  # vaultHook.writeToken
+            write_token(ctx.task_dir / "private" / TOKEN_FILE, token, 0o600)
+            if not vault.get("DisableFile"):
+                write_token(ctx.secrets_dir / TOKEN_FILE, token)
+
+        async def new_token(_token: str) -> None:
+            # tr.updatedVaultToken -> the template hook's Update: templates use the new token
+            run.vault_target = hook.target
+            if run.templates is not None:
+                run.templates.ctx.vault = hook.target
+            await self._vault_token_changed(run, task, ctx)
+
+        hook = VaultHook(
+            target=target,
+            mount=ctx.vault_auth_path,
+            role=str(vault.get("Role") or ctx.vault_client_role),
+            identity=identity_name(vault),
+            sign=ctx.signed_identity,
+            write=write,
+            on_new_token=new_token,
+            rng=self.settings.rng,
+        )
+        run.vault = hook
+        try:
+            await hook.derive()
+        except VaultLoginError as err:
+            await hook.stop()
+            if not run.stopping:
+                ctx.emit_task_event(
+                    "Killing",
+                    f"Vault: failed to derive vault token: {err}",
+                    FailsTask=True,
+                    KillTimeout=int(task.get("KillTimeout") or 5 * NS),
+                )
+                ctx.set_task_state("dead", failed=True)
+            return False
+        run.vault_target = hook.target
+        hook.start_renewal()
+        return not run.stopping
+
+    async def _vault_token_changed(self, run: _Run, task: dict[str, Any], ctx: TaskContext) -> None:
+        """vaultHook.run after a re-derived token: the task's change_mode."""
+        vault = task.get("Vault") or {}
+        mode = vault.get("ChangeMode") or "restart"
+        if mode == "signal":
+            await self._signal_task(
+                run, ctx, str(vault.get("ChangeSignal") or ""), "Vault: new Vault token acquired"
+            )
+        elif mode == "restart":
+            await ctx.request_restart("Vault: new Vault token acquired")
+
+    async def _signal_task(self, run: _Run, ctx: TaskContext, signal: str, why: str) -> None:
+        proc = run.proc
+        if proc is None or not proc.running:
             return
-        write_atomic(str(ctx.secrets_dir / "vault_token"), ctx.vault_token, 0o600)
+        try:
+            sig = parse_signal(signal)
+        except ValueError as err:
+            await ctx.fail_task(f"{why.split(':')[0]}: failed to parse signal: {err}")
+            return
+        ctx.emit_task_event("Signaling", why, TaskSignal=signal)
+        proc.send(sig)
+
+    def _env(
+        self, run: _Run, task: dict[str, Any], ctx: TaskContext
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        vault = task.get("Vault") or None
+        target = run.vault_target
+        inject = vault is not None and vault.get("Env", True) and target is not None
+        env, table = build_env(
+            task,
+            ctx,
+            node_meta=self.settings.node_meta,
+            vault_token=target.token if inject and target is not None else None,
+        )
+        if inject and target is not None and target.namespace:
+            env["VAULT_NAMESPACE"] = target.namespace
+        if run.identities is not None:
+            env.update(run.identities.env)
+        return env, table
 
     async def _spawn(self, run: _Run, task: dict[str, Any], ctx: TaskContext) -> None:
-        env, table = self._env(task, ctx)
+        env, table = self._env(run, task, ctx)
         if run.templates is not None:
             env.update(run.templates.env_vars)
         argv = command_line(task, table, ctx.task_dir)

@@ -223,7 +223,24 @@ def _canon_task(task: dict[str, Any], tg: dict[str, Any], job: dict[str, Any]) -
     ] or None
     if task.get("Identity") is None:
         task["Identity"] = {"Name": "default", "Audience": ["nomadproject.io"]}
+    else:
+        task["Identity"] = _canon_identity(task["Identity"])
+    if task.get("Identities"):
+        task["Identities"] = [_canon_identity(w) for w in task["Identities"]]
     return task
+
+
+def _canon_identity(wid: dict[str, Any]) -> dict[str, Any]:
+    """structs.WorkloadIdentity.Canonicalize: Name defaults to "default", whose audience is
+    always nomadproject.io; ChangeSignal upper-cased."""
+    out = dict(wid)
+    if not out.get("Name"):
+        out["Name"] = "default"
+    if out["Name"] == "default":
+        out["Audience"] = ["nomadproject.io"]
+    if out.get("ChangeSignal"):
+        out["ChangeSignal"] = str(out["ChangeSignal"]).upper()
+    return out
 
 
 def _canon_template(tmpl: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 from devstack.nomad.codec import now_ns, parse_rfc3339, rfc3339
 from devstack.nomad.health import HealthWatch
 from devstack.nomad.hooks import AllocHooks, ServiceChecks, TaskDriver
-from devstack.nomad.identity import NomadApi
+from devstack.nomad.identity import NomadApi, VaultClientConfig
 from devstack.nomad.nodes import Node
 from devstack.nomad.nsd import NativeServices
 from devstack.nomad.reschedule import eligible as reschedule_eligible
@@ -45,7 +45,7 @@ class Client:
         default_driver: TaskDriver,
         alloc_root: Path,
         hooks: AllocHooks | None,
-        vault: tuple[str | None, str | None],
+        vault: VaultClientConfig,
         on_health: Callable[[str], None],
         api: NomadApi | None = None,
         checks: ServiceChecks | None = None,

@@ -269,6 +269,22 @@ async def agent_health(request: web.Request) -> web.Response:
     )
 
 
+async def jwks(request: web.Request) -> web.Response:
+    """keyring_endpoint.go JWKSRequest: unauthenticated; QueryMeta headers, Cache-Control."""
+    ids = ctx_of(request).identities
+    resp = reply(ids.jwks(), max(1, ctx_of(request).state.table_index.get("root_keys", 0)))
+    resp.headers["Cache-Control"] = f"max-age={ids.jwks_max_age()}"
+    return resp
+
+
+async def openid_configuration(request: web.Request) -> web.Response:
+    """keyring_endpoint.go OIDCDiscoveryRequest: 404 unless the server has an oidc_issuer."""
+    disco = ctx_of(request).identities.discovery()
+    if disco is None:
+        return text(404, "OIDC Discovery endpoint disabled")
+    return reply(disco, query=False)
+
+
 async def status_leader(request: web.Request) -> web.Response:
     return reply(f"{request.host.split(':')[0]}:4647", query=False)
 
@@ -307,5 +323,7 @@ def routes(app: web.Application) -> None:
     app.router.add_get("/v1/agent/self", agent_self, allow_head=False)
     app.router.add_get("/v1/agent/health", agent_health, allow_head=False)
     app.router.add_get("/v1/status/leader", status_leader, allow_head=False)
+    app.router.add_get("/.well-known/jwks.json", jwks, allow_head=False)
+    app.router.add_get("/.well-known/openid-configuration", openid_configuration, allow_head=False)
     app.router.add_get("/v1/nodes", nodes, allow_head=False)
     app.router.add_route("*", "/_twin/faults", twin_faults)

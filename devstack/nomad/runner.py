@@ -23,7 +23,7 @@ from typing import Any
 from devstack.godur import format_ns
 from devstack.nomad.codec import NS, now_ns, rfc3339
 from devstack.nomad.hooks import TaskDriver
-from devstack.nomad.identity import NomadApi
+from devstack.nomad.identity import NomadApi, VaultClientConfig
 from devstack.nomad.shutdown import (
     ShutdownDelays,
     group_delay,
@@ -52,7 +52,7 @@ class AllocRunner:
         default_driver: TaskDriver,
         alloc_root: Path,
         on_change: Callable[[AllocRunner], None],
-        vault: tuple[str | None, str | None] = (None, None),
+        vault: VaultClientConfig | None = None,
         api: NomadApi | None = None,
     ) -> None:
         self.alloc = alloc
@@ -61,7 +61,7 @@ class AllocRunner:
         self.default_driver = default_driver
         self.alloc_dir = alloc_root / alloc["ID"]
         self.on_change = on_change
-        self.vault = vault
+        self.vault = vault or VaultClientConfig()
         self.api = api
         group = next(g for g in alloc["Job"]["TaskGroups"] if g["Name"] == alloc["TaskGroup"])
         self.tasks: dict[str, dict[str, Any]] = {t["Name"]: t for t in group["Tasks"] or []}
@@ -109,10 +109,12 @@ class AllocRunner:
                 alloc_dir=self.alloc_dir,
                 task_dir=self.alloc_dir / name,
                 env=task_env(self.alloc, task, self.alloc_dir, self.node.datacenter),
-                vault_addr=self.vault[0],
-                vault_token=self.vault[1],
+                vault_addr=self.vault.addr,
+                vault_auth_path=self.vault.jwt_auth_backend_path,
+                vault_client_role=self.vault.create_from_role,
                 nomad_addr=self.api.addr if self.api else None,
                 nomad_token=self.api.identities.mint(self.alloc, name) if self.api else None,
+                _sign_identity=self._identity_signer(name),
                 nomad_namespace=str(self.alloc.get("Namespace") or "default"),
                 _emit=self.emit,
                 _set_state=self.set_state,
@@ -121,6 +123,23 @@ class AllocRunner:
                 _fail=self.fail_task,
             )
         return self.ctxs[name]
+
+    def _identity_signer(self, name: str) -> Callable[[str], str | None]:
+        """widmgr.Get for this task: a freshly signed JWT of one of its identities (the
+        server signs on request, so a renewal is another call), None if it has none such."""
+
+        def sign(identity: str) -> str | None:
+            if self.api is None:
+                return None
+            task = self.tasks[name]
+            if identity == "default":
+                return self.api.identities.sign(self.alloc, task, task.get("Identity"))
+            for wid in task.get("Identities") or []:
+                if wid.get("Name") == identity:
+                    return self.api.identities.sign(self.alloc, task, wid)
+            return None
+
+        return sign
 
     # ---- life cycle ---------------------------------------------------------------
     def start(self) -> None:

@@ -34,7 +34,7 @@ from devstack.nomad.errors import ApiError
 from devstack.nomad.faults import NomadFaults, fault_middleware
 from devstack.nomad.hooks import AllocHooks, ServiceChecks, TaskDriver
 from devstack.nomad.httpbase import text
-from devstack.nomad.identity import NomadApi, WorkloadIdentities
+from devstack.nomad.identity import NomadApi, VaultClientConfig, WorkloadIdentities
 from devstack.nomad.nodes import Node, NodeConfig, make_nodes
 from devstack.nomad.scheduler import Scheduler
 from devstack.nomad.simdriver import SimulatedDriver
@@ -109,8 +109,10 @@ async def start_nomad_twin(
     nodes: int = 3,
     acl: bool = False,
     vault_addr: str | None = None,
-    vault_token: str | None = None,
+    vault_jwt_auth_backend_path: str = "jwt-nomad",
+    vault_create_from_role: str = "",
     vault_default_identity: bool = True,
+    oidc_issuer: str | bool = True,
     alloc_hooks: AllocHooks | None = None,
     drivers: Mapping[str, TaskDriver] | None = None,
     event_buffer_size: int = 100,
@@ -129,7 +131,14 @@ async def start_nomad_twin(
     never reached Consul: a group with checks then never turns healthy.
 
     ``node_configs[i]`` gives node ``i + 1`` its host volumes and CSI node plugins
-    (``NodeConfig``); the scheduler places volume-mounting groups only where they fit."""
+    (``NodeConfig``); the scheduler places volume-mounting groups only where they fit.
+
+    Vault as a Nomad 1.10 client is configured for it (``vault`` block of the agent): its
+    address, ``jwt_auth_backend_path`` and ``create_from_role`` (the role when a task's
+    ``vault.role`` is empty; empty: the auth method's ``default_role``). Clients hold no Vault
+    token: a task's token comes from a JWT login with its ``vault_<cluster>`` identity.
+    ``oidc_issuer``: True makes the twin's own URL the issuer (``iss`` claims and
+    ``/.well-known/openid-configuration``), a string that URL, False none (discovery 404)."""
     if service_checks is None and isinstance(alloc_hooks, ServiceChecks):
         service_checks = alloc_hooks
     state = NomadState(event_buffer_size)
@@ -152,7 +161,7 @@ async def start_nomad_twin(
         SimulatedDriver(),
         alloc_root,
         alloc_hooks,
-        (vault_addr, vault_token),
+        VaultClientConfig(vault_addr, vault_jwt_auth_backend_path, vault_create_from_role),
         lambda dep: holder["sched"].deployment_changed(dep),
         api,
         service_checks,
@@ -196,6 +205,8 @@ async def start_nomad_twin(
         with contextlib.suppress(Exception):
             bound = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     api.addr = f"http://{host}:{bound}"
+    if oidc_issuer:
+        api.identities.issuer = api.addr if oidc_issuer is True else str(oidc_issuer)
     sched.start()  # after the address is known: tasks get it for their templates
     assert ctx.children is not None
     ctx.children.start()

@@ -28,8 +28,9 @@ class TaskContext:
     alloc_dir: Path
     task_dir: Path
     env: dict[str, str]
-    vault_addr: str | None = None
-    vault_token: str | None = None
+    vault_addr: str | None = None  # the client's vault.address; clients hold no token
+    vault_auth_path: str = "jwt-nomad"  # the client's vault.jwt_auth_backend_path
+    vault_client_role: str = ""  # the client's vault.create_from_role
     nomad_addr: str | None = None  # the server's HTTP API, for templates (nomadVar)
     nomad_token: str | None = None  # the task's workload identity
     nomad_namespace: str = "default"
@@ -38,6 +39,7 @@ class TaskContext:
     _exited: Callable[..., None] = field(default=lambda *a, **k: None, repr=False)
     _restart: Callable[..., Awaitable[None]] = field(default=_nothing, repr=False)
     _fail: Callable[..., Awaitable[None]] = field(default=_nothing, repr=False)
+    _sign_identity: Callable[[str], str | None] = field(default=lambda _n: None, repr=False)
 
     @property
     def local_dir(self) -> Path:
@@ -66,6 +68,10 @@ class TaskContext:
     async def request_restart(self, reason: str) -> None:
         """Restart the task through the client, as a template change_mode restart does."""
         await self._restart(self.task_name, reason)
+
+    def signed_identity(self, name: str) -> str | None:
+        """A fresh JWT of the task's identity ``name`` (widmgr.Get); None if it has none."""
+        return self._sign_identity(name)
 
     async def fail_task(self, message: str) -> None:
         """Kill the task as failed (a Killing event that fails it) and the rest of the alloc."""

@@ -22,7 +22,8 @@ presented must still verify (nginx answers 400 otherwise, before any location), 
 location refuses a request without one (400, as ``on`` would) except an exact-match location
 per check, which forwards exactly the check's request (method, path, query) to the app. So
 the check reflects nginx, TLS and the app's own health, and a client without a certificate
-can reach nothing but the answer Consul already publishes as the check's output.
+can reach nothing but the answer Consul already publishes as the check's output. Which check
+paths can be matched that exactly is decided in ``checkpath``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from reconcilers.injection.checkpath import UnsafeCheck as UnsafeCheck
+from reconcilers.injection.checkpath import check_location as check_location
 
 CERT_FILE = "mesh-tls.pem"
 CERT_DEST = f"secrets/{CERT_FILE}"
@@ -64,12 +68,6 @@ CLIENT_VERIFY_DEPTH = 2
 
 _NOT_ENV = re.compile(r"[^A-Za-z0-9_.]")
 _NOT_NONCE = re.compile(r"[^A-Za-z0-9_.:-]")  # a nonce can never close the comment early
-# A check path nginx can match exactly and quote safely: no percent-escapes (nginx matches the
-# DECODED path, so "/a%20b" would never match), no "$" (variables), quotes, backslashes,
-# braces (template delimiters), ";", "#" or whitespace.
-_CHECK_PATH = re.compile(r"/[A-Za-z0-9._~!*'()+,=:@/-]*")
-_CHECK_QUERY = re.compile(r"[A-Za-z0-9._~!*'()+,=:@/?&%-]*")
-_CHECK_METHOD = re.compile(r"[A-Z]+")
 ROTATION_COMMENT = "mesh.tls.rotation"
 
 
@@ -123,37 +121,6 @@ class Listener:
         if self.namespaced:
             return "127.0.0.1:" + _env(f"NOMAD_PORT_{env_label(self.app_label)}")
         return _env(f"NOMAD_ADDR_{env_label(self.app_label)}")
-
-
-class UnsafeCheck(ValueError):
-    """An http check of an mTLS group whose method or path nginx cannot match exactly."""
-
-
-def check_location(method: str, path: str) -> tuple[str, str]:
-    """(the exact location path, the URI sent to the app) for one check; raises UnsafeCheck.
-
-    The location is matched against nginx's normalised path, so a path nginx would normalise
-    (``//``, ``.`` or ``..`` segments) could never match and is refused rather than silently
-    leaving the check red.
-    """
-    if not path:
-        raise UnsafeCheck("an http check has no Path (Nomad refuses such a check too)")
-    location, _, query = path.partition("?")
-    segments = location.split("/")[1:]
-    if (
-        not _CHECK_PATH.fullmatch(location)
-        or not _CHECK_QUERY.fullmatch(query)
-        or any(s in (".", "..") for s in segments)
-        or "//" in location
-    ):
-        raise UnsafeCheck(
-            f"http check path {path!r} cannot be matched exactly by the mTLS sidecar, which "
-            "lets only that path through without a client certificate; use a plain path "
-            "(letters, digits and -._~!*'()+,=:@/, no percent-escapes, no . or .. segments)"
-        )
-    if not _CHECK_METHOD.fullmatch(method):
-        raise UnsafeCheck(f"http check method {method!r} is not an HTTP method name")
-    return location, path
 
 
 def cert_env(alt_names: Sequence[str], ip_labels: Sequence[str]) -> dict[str, str]:

@@ -1,8 +1,14 @@
 """PURE: has the injected job version actually rolled out?
 
-Registering the sidecar is not the same as running it. The latest deployment says so for
-service jobs; system and batch jobs have no deployment, so we count running allocations of the
-current version that run the sidecar against the desired count.
+Registering the sidecar is not the same as running it. For a version Nomad deploys (a service
+job with an update block), only Nomad's verdict counts: ``successful`` once every allocation
+passed its health checks for ``min_healthy_time``, ``failed`` otherwise. Running allocations
+are not that verdict — they run long before their checks pass — so while the deployment of the
+current version is still being judged, the version is not rolled out, whatever runs. Versions
+Nomad does not deploy (system, sysbatch and batch jobs; a service group without an update
+block) have no verdict to wait for, so there we count running allocations of the current
+version that run the sidecar against the desired count; a periodic or parameterized parent
+rolls out by being stored (``LaunchesChildren``).
 """
 
 from __future__ import annotations
@@ -52,6 +58,14 @@ def rolled_out(
                 AWAITING_PROMOTION,
                 f"waiting for canary promotion of deployment {deployment.get('ID')}",
             )
+        if status in JUDGING:
+            message = (
+                f"waiting for deployment {deployment.get('ID')} ({deployment_health(deployment)})"
+            )
+            waiting = _sidecar_says(job, allocations)
+            if waiting:
+                message += f"; sidecar: {waiting}"
+            return condition(ConditionType.ROLLED_OUT, False, "RollingOut", message)
     running, desired = _sidecar_allocs(job, allocations)
     message = f"{running}/{desired} allocations of version {version} run the sidecar"
     if desired and running >= desired:
@@ -63,6 +77,24 @@ def rolled_out(
 
 
 AWAITING_PROMOTION = "AwaitingPromotion"
+
+# Deployment statuses under which Nomad has not judged the version yet
+# (``nomad/structs/deployment.go``: running, paused, pending, blocked, unblocking, initializing).
+JUDGING = frozenset({"running", "paused", "pending", "blocked", "unblocking", "initializing"})
+
+
+def deployment_health(deployment: Mapping[str, Any]) -> str:
+    """``h/d healthy`` over the deployment's groups, as Nomad counts them (``HealthyAllocs`` of
+    ``DesiredTotal``): how far the judgement got."""
+    groups = deployment.get("TaskGroups")
+    states = (
+        [g for g in groups.values() if isinstance(g, Mapping)]
+        if isinstance(groups, Mapping)
+        else []
+    )
+    healthy = sum(int(g.get("HealthyAllocs") or 0) for g in states)
+    desired = sum(int(g.get("DesiredTotal") or 0) for g in states)
+    return f"{healthy}/{desired} healthy"
 
 
 def _canary_groups(deployment: Mapping[str, Any]) -> list[Mapping[str, Any]]:

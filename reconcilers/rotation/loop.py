@@ -15,7 +15,8 @@ import asyncio
 import structlog
 
 from controller.runtime.clock import Clock
-from reconcilers.rotation.rotator import RotationBusy, RotationLost, Rotator
+from reconcilers.rotation.record import RotationLost
+from reconcilers.rotation.rotator import RotationBusy, Rotator
 
 log = structlog.get_logger(__name__)
 

@@ -6,7 +6,8 @@ both issuers verify while jobs roll: a service is never left without a valid cer
 wave writes each job a new version carrying the rotation nonce (``reissue``) and then waits —
 Nomad rolls the job under its own update block — until every instance serves a leaf of the new
 issuer and passes in Consul (``rotation_eval``). A failed deployment or a wave that does not
-converge within ``wave_timeout`` stops the rotation with the reason in the Variable. Only when
+converge within ``wave_timeout`` stops the rotation with the reason in the Variable (read and
+written through ``record``). Only when
 no meshed instance serves a leaf of the old issuer is that issuer set read-only.
 
 Drivers: ``controllerctl rotate-ca`` (``Rotator.rotate``) and the controller's periodic check
@@ -17,7 +18,6 @@ within ``rotate_before``). Both write the record with CAS, so two drivers never 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -26,7 +26,6 @@ from cryptography import x509
 from controller.nomad.errors import Conflict
 from controller.runtime.clock import Clock, SystemClock
 from controller.tlsprobe import subject_key_id
-from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.jobkey import JobKey
 from reconcilers.injection.canary import manual_promotion
@@ -35,6 +34,7 @@ from reconcilers.instances.observe import observe_job
 from reconcilers.ports import Catalog, JobLister, JobStore, PkiAdmin, TlsProbe, VariableStore
 from reconcilers.rotation.inventory import meshed_service_jobs
 from reconcilers.rotation.metrics import RotationMetrics
+from reconcilers.rotation.record import Progress, RotationRecord
 from reconcilers.rotation.state import RotationState, Stage, new_rotation
 from reconcilers.rotation.verdict import DONE, FAILED, judge_job, old_leaves
 
@@ -48,10 +48,6 @@ class RotationBusy(Exception):
     """Another live driver is rotating (the record's heartbeat is fresh)."""
 
 
-class RotationLost(Exception):
-    """Our write of the record lost a CAS race: someone else drives the rotation now."""
-
-
 @dataclass(frozen=True)
 class RotationSettings:
     wave_size: int = 5
@@ -61,9 +57,6 @@ class RotationSettings:
     intermediate_ttl: float = 43800 * 3600.0
     rotate_before: float = 30 * 86400.0
     namespaces: tuple[str, ...] = ("*",)
-
-
-Progress = Callable[[RotationState, str], None]
 
 
 class Rotator:
@@ -88,34 +81,19 @@ class Rotator:
         self.settings = settings or RotationSettings()
         self.clock: Clock = clock or SystemClock()
         self.metrics = metrics
-        self.on_progress = on_progress
-        self._index = 0
+        self.record = RotationRecord(store, owner, self.clock, metrics, on_progress)
 
-    # --- the record -----------------------------------------------------------------------
+    @property
+    def on_progress(self) -> Progress | None:
+        """Told every write of the record (``controllerctl rotate-ca`` prints them)."""
+        return self.record.on_progress
+
+    @on_progress.setter
+    def on_progress(self, progress: Progress | None) -> None:
+        self.record.on_progress = progress
 
     async def read(self) -> RotationState | None:
-        var = await self.store.get(keys.VAR_ROTATION)
-        self._index = var.modify_index if var is not None else 0
-        state = RotationState.from_items(var.items) if var is not None and var.items else None
-        if self.metrics is not None:
-            self.metrics.rotating(state is not None and state.active)
-        return state
-
-    async def _save(self, state: RotationState, detail: str = "") -> RotationState:
-        state = state.beat(self.owner, self.clock.now())
-        try:
-            var = await self.store.put(keys.VAR_ROTATION, state.to_items(), cas=self._index)
-        except Conflict:
-            raise RotationLost("the rotation record changed under us") from None
-        self._index = var.modify_index
-        if self.metrics is not None:
-            self.metrics.rotating(state.active)
-        self._report(state, detail or state.message)
-        return state
-
-    def _report(self, state: RotationState, detail: str) -> None:
-        if self.on_progress is not None:
-            self.on_progress(state, detail)
+        return await self.record.read()
 
     # --- entry points ---------------------------------------------------------------------
 
@@ -137,7 +115,7 @@ class Rotator:
             return await self.run(state)
         if state is not None and state.stage is Stage.FAILED:
             log.info("retrying failed rotation", id=state.id, why=state.message)
-            return await self.run(await self._save(state.retry(self.owner, now)))
+            return await self.run(await self.record.save(state.retry(self.owner, now)))
         current = await self.pki.default_issuer()
         fresh = new_rotation(
             now.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(2),
@@ -147,7 +125,7 @@ class Rotator:
             wave_size=self.settings.wave_size,
             now=now,
         )
-        return await self.run(await self._save(fresh))
+        return await self.run(await self.record.save(fresh))
 
     async def tick(self) -> RotationState | None:
         """The controller's periodic check: resume an orphan, or rotate when due."""
@@ -186,15 +164,15 @@ class Rotator:
                 leftovers = await self._still_on_old(state)
                 if not leftovers:
                     await self.pki.retire(state.old_issuer)
-                    state = await self._save(state.retired(self.clock.now()))
+                    state = await self.record.save(state.retired(self.clock.now()))
                     break
                 rounds += 1
                 if rounds > MAX_EXTRA_WAVES:
                     names = ", ".join(f"{ns}/{j}" for ns, j in leftovers)
                     msg = f"still on the old issuer after {MAX_EXTRA_WAVES} extra waves: {names}"
-                    state = await self._save(state.failed(msg, self.clock.now()))
+                    state = await self.record.save(state.failed(msg, self.clock.now()))
                     break
-                state = await self._save(state.extra_wave(leftovers, self.clock.now()))
+                state = await self.record.save(state.extra_wave(leftovers, self.clock.now()))
         log.info("rotation finished", id=state.id, stage=str(state.stage), message=state.message)
         return state
 
@@ -208,11 +186,11 @@ class Rotator:
             ttl = min(self.settings.intermediate_ttl, left)
             if ttl < 2 * 3600:
                 msg = "the root CA expires too soon for a new intermediate; rotate the root"
-                return await self._save(state.failed(msg, self.clock.now()))
+                return await self.record.save(state.failed(msg, self.clock.now()))
             new_id = await self.pki.create_issuer(state.issuer_name, int(ttl))
         await self.pki.make_default(new_id)
         jobs = await self.meshed_jobs()
-        return await self._save(state.created(new_id, jobs, self.clock.now()))
+        return await self.record.save(state.created(new_id, jobs, self.clock.now()))
 
     async def meshed_jobs(self) -> list[JobKey]:
         """Every meshed, running service job in the watched namespaces."""
@@ -240,7 +218,7 @@ class Rotator:
             waits = manual_promotion(job, self.config)
             if waits:
                 log.info("rotation skips a job", job=key[1], namespace=key[0], reason=waits)
-                return await self._save(
+                return await self.record.save(
                     state.skip(key, f"skipped: {waits}", self.clock.now()),
                     f"{key[0]}/{key[1]}: skipped: {waits}",
                 )
@@ -255,7 +233,7 @@ class Rotator:
             except Conflict:
                 continue  # the job changed meanwhile (a user, the mesh reconciler): re-read
             index = int(answer.get("JobModifyIndex") or 0)
-            return await self._save(
+            return await self.record.save(
                 state.wrote(key, index, self.clock.now()), f"{key[0]}/{key[1]}: new version"
             )
         raise Conflict(f"{key[0]}/{key[1]}: the job kept changing while writing the nonce")
@@ -284,23 +262,23 @@ class Rotator:
                 verdict = judge_job(seen, new_ski, deployment, state.written_index(key))
                 if verdict.state == FAILED:
                     msg = f"{number} failed: {key[0]}/{key[1]}: {verdict.reason}"
-                    return await self._save(state.failed(msg, self.clock.now()))
+                    return await self.record.save(state.failed(msg, self.clock.now()))
                 if verdict.state == DONE:
                     pending.remove(key)
-                    state = await self._save(
+                    state = await self.record.save(
                         state.job_done(key, self.clock.now()), f"{key[1]}: {verdict.reason}"
                     )
                 else:
                     reasons.append(f"{key[1]}: {verdict.reason}")
             if not pending:
-                return await self._save(state.wave_finished(self.clock.now()))
+                return await self.record.save(state.wave_finished(self.clock.now()))
             if self.clock.monotonic() >= deadline:
                 msg = (
                     f"{number} did not converge within {self.settings.wave_timeout:g}s: "
                     + "; ".join(reasons)
                 )
-                return await self._save(state.failed(msg, self.clock.now()))
-            state = await self._save(state, f"{number}: " + "; ".join(reasons))
+                return await self.record.save(state.failed(msg, self.clock.now()))
+            state = await self.record.save(state, f"{number}: " + "; ".join(reasons))
             await self.clock.sleep(self.settings.poll)
 
     async def _still_on_old(self, state: RotationState) -> list[JobKey]:

@@ -238,6 +238,7 @@ async def test_stream_watchdog_reconnects_a_silent_connection(
     task = asyncio.create_task(collect(stream, 0))
     await eventually(lambda: stream.last_index == 5, within=2.0, every=0.01, what="index 5 read")
     assert stream.last_line_time == clock.monotonic()
+    assert stream.last_line_at == clock.now()  # the silence gauge's wall time
     await clock.advance(44)
     assert not task.done()
     await clock.advance(2)

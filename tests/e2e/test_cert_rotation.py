@@ -62,11 +62,13 @@ CTL = str(Path(sys.executable).parent / "controllerctl")
 
 @pytest.fixture
 async def stack(openbao: OpenBao, tmp_path: Path) -> AsyncIterator[Stack]:
-    await bootstrap_pki(
-        VaultClient(VaultConnection(openbao.addr, openbao.root_token)),
-        PkiLayout(root_mount=ROOT, int_mount=INT),
-    )
     async with running_stack(openbao, tmp_path / "data") as s:
+        # After the stack's own bootstrap: the workload policy the tasks log in with must
+        # grant this test's mounts (the stack's default bootstrap writes it for pki_int).
+        await bootstrap_pki(
+            VaultClient(VaultConnection(openbao.addr, openbao.root_token)),
+            PkiLayout(root_mount=ROOT, int_mount=INT),
+        )
         yield s
 
 

@@ -12,6 +12,7 @@ import pytest_asyncio
 
 from controller.app import App
 from crds_equivalent import keys
+from crds_equivalent.status import ConditionStatus, ConditionType, Phase
 from devstack.nomad import NomadTwin, start_nomad_twin
 from devstack.testing import (
     User,
@@ -44,6 +45,34 @@ async def user(twin: NomadTwin) -> AsyncIterator[User]:
         await u.close()
 
 
+def unchecked_job(job_id: str, meta: dict[str, str], *, count: int = 1) -> dict[str, Any]:
+    """``user_job`` without its Consul check. This harness runs no Consul, and Nomad judges a
+    deployment by the group's Consul checks: with one, the deployment could never succeed here,
+    and the controller rightly never calls the version rolled out. Without one, Nomad judges it
+    by its tasks, as it does for a job with no checks."""
+    job = user_job(job_id, meta, count=count)
+    for group in job["TaskGroups"]:
+        for service in group.get("Services") or []:
+            service.pop("Checks", None)
+    return job
+
+
+async def rolled_out(app: App, job_id: str) -> bool:
+    """As far as this harness can verify: Nomad's deployment of the injected version succeeded.
+    There is no Consul here, so the job is never claimed Ready: it stays Injected, saying it
+    waits for Consul's checks on the TLS port (Ready needs them; see test_phase_sequence)."""
+    status = await app.statuses.get("default", job_id)
+    if status is None:
+        return False
+    rolled = status.condition(ConditionType.ROLLED_OUT)
+    return (
+        rolled is not None
+        and rolled.status == ConditionStatus.TRUE
+        and status.phase is Phase.INJECTED
+        and status.message.startswith("waiting for Consul checks on the TLS port")
+    )
+
+
 async def settled(app: App, twin: NomadTwin, job_id: str) -> bool:
     """The controller has seen the stored job's latest change and has nothing left to do."""
     job = stored(twin, job_id)
@@ -59,25 +88,25 @@ async def test_meshed_job_is_injected_and_ready_and_ci_resubmit_is_injected_agai
     twin: NomadTwin, user: User
 ) -> None:
     async with running(settings_for(twin)) as (app, _):
-        spec = user_job("web", {"mesh.tls": "true"})
+        spec = unchecked_job("web", {"mesh.tls": "true"})
         await user.submit(spec)
         await eventually(lambda: injected(stored(twin, "web")), what="web injected")
-        await eventually(lambda: _is(phase(app, "web"), "Ready"), what="web Ready")
+        await eventually(lambda: rolled_out(app, "web"), what="web Ready")
         assert versions(twin, "web") == [0, 1]
 
         # CI deploys the un-injected spec again: a new user version, injected once more.
         await user.submit(spec)
         await eventually(lambda: versions(twin, "web") == [0, 1, 2, 3], what="re-injection")
         assert injected(stored(twin, "web"))
-        await eventually(lambda: _is(phase(app, "web"), "Ready"), what="Ready again")
+        await eventually(lambda: rolled_out(app, "web"), what="Ready again")
         assert app.reconciler.writes["apply"] == 2
 
 
 async def test_our_own_register_event_is_a_no_op(twin: NomadTwin, user: User) -> None:
     async with running(settings_for(twin)) as (app, _):
-        await user.submit(user_job("api", {"mesh.tls": "true"}))
+        await user.submit(unchecked_job("api", {"mesh.tls": "true"}))
         await user.submit(user_job("batchy", {}))  # not meshed: never touched
-        await eventually(lambda: _is(phase(app, "api"), "Ready"), what="api Ready")
+        await eventually(lambda: rolled_out(app, "api"), what="api Ready")
         await eventually(lambda: settled(app, twin, "api"), what="our event processed")
         assert versions(twin, "api") == [0, 1]  # one register for one user change
         assert versions(twin, "batchy") == [0]
@@ -156,8 +185,8 @@ async def test_a_user_update_during_our_register_wins_and_is_injected(
     Nomad address is its node's client agent): the fence failure then reads
     ``rpc error: Enforcing job modify index ...`` and must still be a lost race, not an error."""
     twin.faults.forwarded_rpc = forwarded
-    spec = user_job("cart", {"mesh.tls": "true"})
-    newer = user_job("cart", {"mesh.tls": "true", "release": "2"}, count=2)
+    spec = unchecked_job("cart", {"mesh.tls": "true"})
+    newer = unchecked_job("cart", {"mesh.tls": "true", "release": "2"}, count=2)
     for job in (spec, newer):  # no Consul in this stack: checks could never be seen
         job["TaskGroups"][0]["Update"]["HealthCheck"] = "task_states"
     async with running(settings_for(twin)) as (app, _):
@@ -181,7 +210,7 @@ async def test_a_user_update_during_our_register_wins_and_is_injected(
             .split(": 500 ", 1)[1]
             .startswith(("rpc error: " if forwarded else "") + "Enforcing job modify index ")
         )
-        await eventually(lambda: _is(phase(app, "cart"), "Ready"), what="cart Ready")
+        await eventually(lambda: rolled_out(app, "cart"), what="cart Ready")
 
 
 async def test_with_acls_the_token_works_and_is_never_shown() -> None:

@@ -81,6 +81,7 @@ def template(dest: str, body: str, mode: str, **extra: Any) -> dict[str, Any]:
 
 def hand_written_job() -> dict[str, Any]:
     app = app_task(
+        Vault={},  # its template issues from Vault: Nomad gives it a token only through this
         Templates=[
             template(
                 "local/leaf.pem",
@@ -89,7 +90,7 @@ def hand_written_job() -> dict[str, Any]:
                 + '" }}{{ .Cert }}{{ end }}',
                 "restart",
             )
-        ]
+        ],
     )
     sidecar = {
         "Name": "tls",
@@ -109,7 +110,9 @@ def hand_written_job() -> dict[str, Any]:
             ],
         },
         "Env": {"IP_SANS": "ip_sans=${NOMAD_IP_https}"},
-        "Vault": {"Role": "mesh-workload", "Env": False, "DisableFile": True},
+        # vault.role names a JWT auth role; none given: the cluster's default (nomad-workloads),
+        # which grants the workload policy (devstack.vault.configure_workload_identity_auth)
+        "Vault": {"Env": False, "DisableFile": True},
         "KillSignal": "SIGQUIT",
         "KillTimeout": 2 * NS,
         "Templates": [

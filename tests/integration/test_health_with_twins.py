@@ -127,7 +127,11 @@ async def test_health_through_the_consul_twin_and_real_tls(
             assert state(statuses)["CertValid"] == ("True", "Verified")
             assert state(statuses)["ConsulHealthy"] == ("True", "AllPassing")
             assert state(statuses)["PlaintextRetired"] == ("False", "PlaintextRegistered")
-            assert statuses.stored is not None and statuses.stored.phase is Phase.DEGRADED
+            # never verified Ready: a plaintext registration left is waited for, not a fault
+            assert statuses.stored is not None and statuses.stored.phase is Phase.INJECTED
+            assert statuses.stored.message.startswith(
+                "waiting for the plaintext registrations to be retired: "
+            )
             soonest = min(leaf.cert.not_valid_after_utc for leaf in leaves)
             assert statuses.stored.cert_not_after == soonest.isoformat()
             assert (
@@ -143,7 +147,18 @@ async def test_health_through_the_consul_twin_and_real_tls(
             await health.reconcile(KEY)
             assert state(statuses)["PlaintextRetired"] == ("True", "NoPlaintext")
             assert state(statuses)["ConsulHealthy"] == ("False", "ChecksFailing")
+            assert statuses.stored is not None and statuses.stored.phase is Phase.INJECTED
+            assert statuses.stored.message.startswith("waiting for Consul checks on the TLS port")
 
+            await _agent(twin, "PUT", f"check/pass/service:{a2}")
+            await health.reconcile(KEY)
+            assert statuses.stored is not None and statuses.stored.phase is Phase.READY
+            assert statuses.stored.verified_at != ""
+
+            # the same failing check, now that the job was verified Ready, is a fault
+            await _agent(twin, "PUT", f"check/fail/service:{a2}")
+            await health.reconcile(KEY)
+            assert statuses.stored is not None and statuses.stored.phase is Phase.DEGRADED
             await _agent(twin, "PUT", f"check/pass/service:{a2}")
             await health.reconcile(KEY)
             assert statuses.stored is not None and statuses.stored.phase is Phase.READY

@@ -1,24 +1,20 @@
 """Intermediate rotation against the Nomad and Consul twins and the real OpenBao.
 
 The twin's simulated driver runs no sidecar, so "what an instance serves" comes from a probe
-that stands in for the sidecar's template: the first time an instance (address, port) is seen
-it gets a leaf issued by OpenBao from whatever the mount's default issuer is at that moment —
-exactly what a new allocation's ``pkiCert`` does. Everything else is real: the issuers in
-OpenBao, the job versions, deployments and allocations in the Nomad twin, Consul's
-registrations, the rotation record in a Nomad Variable.
+that stands in for the sidecar's template (``tests.support.rotation_probe``). Everything else
+is real: the issuers in OpenBao, the job versions, deployments and allocations in the Nomad
+twin, Consul's registrations, the rotation record in a Nomad Variable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 from prometheus_client import CollectorRegistry
 
 from controller.consul.client import ConsulClient
@@ -26,7 +22,7 @@ from controller.nomad.client import NomadClient
 from controller.nomad.jobs import NomadJobs
 from controller.nomad.variables import NomadVariables
 from controller.runtime.clock import SystemClock
-from controller.tlsprobe import ProbeOutcome, ProbeResult, ProbeTarget, leaf_info
+from controller.tlsprobe import ProbeTarget
 from controller.vault import PkiLayout, VaultClient, VaultConnection, bootstrap_pki, read_issuer
 from controller.vault.pki_admin import VaultPki
 from crds_equivalent.config import MeshConfig
@@ -39,6 +35,7 @@ from reconcilers.injection.reissue import nonces
 from reconcilers.rotation.metrics import RotationMetrics
 from reconcilers.rotation.rotator import RotationBusy, RotationSettings, Rotator
 from reconcilers.rotation.state import RotationState, Stage
+from tests.support.rotation_probe import IssuingProbe
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(90)
@@ -56,32 +53,6 @@ class FailingSidecar(SimulatedDriver):
         template = str((task.get("Templates") or [{}])[0].get("EmbeddedTmpl"))
         if alloc["JobID"] == "broken" and "mesh.tls.rotation" in template:
             asyncio.get_running_loop().call_later(0.05, ctx.task_exited, 1)
-
-
-class IssuingProbe:
-    """Each new instance is issued a leaf by OpenBao's current default issuer, and keeps it."""
-
-    def __init__(self, vault: VaultClient) -> None:
-        self.vault = vault
-        self.served: dict[tuple[str, int], bytes] = {}
-
-    async def probe_many(
-        self, targets: Sequence[ProbeTarget], anchors_pem: str
-    ) -> list[ProbeResult]:
-        out = []
-        for t in targets:
-            der = self.served.get((t.address, t.port))
-            if der is None:
-                issued = await self.vault.write(
-                    f"{CONFIG.pki_mount}/issue/{CONFIG.pki_role}",
-                    {"common_name": t.server_name, "ttl": "1h"},
-                )
-                assert issued is not None
-                pem = issued["data"]["certificate"].encode()
-                der = x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
-                self.served[(t.address, t.port)] = der
-            out.append(ProbeResult(t, ProbeOutcome.OK, "verified", leaf=leaf_info(der)))
-        return out
 
 
 def user_job(job_id: str) -> dict[str, Any]:
@@ -168,7 +139,9 @@ async def world(bao: OpenBao) -> AsyncIterator[World]:
     client = NomadClient(nomad.url, retry_budget=0.5)
     consul = ConsulClient(consul_twin.address)
     try:
-        yield World(NomadJobs(client), consul, vault, IssuingProbe(vault), NomadVariables(client))
+        yield World(
+            NomadJobs(client), consul, vault, IssuingProbe(vault, CONFIG), NomadVariables(client)
+        )
     finally:
         await consul.close()
         await client.close()

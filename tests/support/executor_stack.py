@@ -21,12 +21,18 @@ from typing import Any
 import aiohttp
 import psutil
 
-from controller.vault import VaultClient, VaultConnection, bootstrap_pki, root_pem
+from controller.vault import (
+    WORKLOAD_POLICY,
+    VaultClient,
+    VaultConnection,
+    bootstrap_pki,
+    root_pem,
+)
 from devstack.consul import ConsulTwin, start_consul_twin
 from devstack.executor import ExecutorSettings, RawExecDriver, RetryPolicy
 from devstack.nomad import NomadTwin, start_nomad_twin
 from devstack.registrar import ConsulRegistrar
-from devstack.vault import OpenBao
+from devstack.vault import OpenBao, WorkloadAuthSpec, configure_workload_identity_auth
 
 NS = 1_000_000_000
 NGINX = "/usr/sbin/nginx"
@@ -114,10 +120,15 @@ async def start_stack(bao: OpenBao, data_dir: Path, http: aiohttp.ClientSession)
     nomad = await start_nomad_twin(
         nodes=2,
         vault_addr=bao.addr,
-        vault_token=bao.root_token,
         alloc_hooks=registrar,
         drivers={"raw_exec": driver},
         data_dir=str(data_dir),
+    )
+    # Tasks log in with their vault_default identity, as on a cluster set up by
+    # `nomad setup vault`: the role grants the mesh's workload policy, never root.
+    await configure_workload_identity_auth(
+        bao,
+        WorkloadAuthSpec(f"{nomad.url}/.well-known/jwks.json", policies=(WORKLOAD_POLICY,)),
     )
     return Stack(nomad, consul, driver, registrar, bao, http, root)
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from crds_equivalent.config import MeshConfig, SidecarDriver
 from crds_equivalent.spec import MeshSpec, parse_job_specs
-from reconcilers.injection.plan import validate
+from reconcilers.injection.validate import validate
 
 LABELS = ["http", "admin", "db", "grpc-api", "metrics"]
 

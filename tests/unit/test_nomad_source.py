@@ -118,6 +118,17 @@ def test_a_job_that_stops_being_ours_gets_one_last_look(
     assert JobKey("default", "web") not in src.tracked
 
 
+def test_the_silence_gauge_reads_the_streams_last_line_wall_time() -> None:
+    client = NomadClient("http://127.0.0.1:9")
+    registry = CollectorRegistry()
+    stream = EventStream(client)
+    NomadEventSource(NomadJobs(client), stream, Keys(), predicate=MESH_INTEREST, registry=registry)
+    name = "nomad_event_stream_last_frame_timestamp_seconds"
+    assert registry.get_sample_value(name) == 0.0  # nothing read yet: silent since forever
+    stream.last_line_at = FakeClock().now()
+    assert registry.get_sample_value(name) == stream.last_line_at.timestamp()
+
+
 def test_unwatched_namespaces_are_ignored() -> None:
     got = Keys()
     client = NomadClient("http://127.0.0.1:9")

@@ -39,6 +39,7 @@ def test_sidecar_injected(status: MeshStatus, expected: bool) -> None:
 def test_restate_changes_only_conditions_phase_and_message() -> None:
     before = MeshStatus(
         phase=Phase.READY,
+        verified_at=(NOW - timedelta(hours=1)).isoformat(),  # Ready once: a failure is Degraded
         observed_index=7,
         spec_hash="1:abc",
         conditions=(

@@ -126,6 +126,7 @@ async def test_a_leader_reports_itself_its_stream_queue_and_jobs(parts: Parts) -
             {"namespace": "prod", "job": "b", "phase": str(Phase.READY)},
         ],
         "writes": {"apply": 2},
+        "rotation": None,  # no rotation reader given: nothing to say
     }
 
 

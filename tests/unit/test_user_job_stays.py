@@ -19,7 +19,8 @@ from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import parse_job_specs
 from reconcilers.injection import jobview
-from reconcilers.injection.inject import is_sidecar_implied, spec_hash, uninject
+from reconcilers.injection.implied import is_sidecar_implied
+from reconcilers.injection.inject import spec_hash, uninject
 from reconcilers.injection.plan import (
     Apply,
     NoOp,

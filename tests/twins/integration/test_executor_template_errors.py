@@ -1,6 +1,8 @@
 """A template that cannot render blocks its task, as in Nomad: nothing starts, and the reason is
 in the task events — "Template failed" (fails the task and its siblings) for a template that
-cannot work, "Missing: <dependency>" while Vault is sealed (the start waits, then proceeds)."""
+cannot work, "Missing: <dependency>" while a Vault dependency cannot be fetched (the start
+waits, then proceeds). A Vault that is sealed when the task starts fails it earlier, at its
+JWT login (vault_hook.go: a login error is not recoverable)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from devstack.vault import OpenBao
+from controller.vault import WORKLOAD_POLICY
+from devstack.vault import OpenBao, WorkloadAuthSpec, configure_workload_identity_auth
 from tests.support.executor_stack import (
     NS,
     Stack,
@@ -37,6 +40,7 @@ async def stack(openbao: OpenBao, tmp_path: Path) -> AsyncIterator[Stack]:
 def job_with_template(body: str, job_id: str = "tmpl") -> dict[str, Any]:
     templated = app_task(
         "app",
+        Vault={},  # Nomad hands templates a Vault token only through the task's vault block
         Templates=[{"DestPath": "secrets/out.pem", "EmbeddedTmpl": body, "ChangeMode": "noop"}],
     )
     sibling = {
@@ -97,51 +101,79 @@ async def test_unknown_function_fails_the_task_before_it_starts(stack: Stack) ->
     )
 
 
-async def test_sealed_vault_blocks_the_start_until_unsealed(stack: Stack) -> None:
-    body = CERT_ONLY
-    await stack.bao.seal()
-    try:
-        await stack.register(job_with_template(body, "sealed"))
+async def test_a_missing_vault_dependency_blocks_the_start_until_it_exists(stack: Stack) -> None:
+    # The workload's token may issue from pki_int/issue/mesh; a template that asks a role that
+    # does not exist yet is refused (400) and retried as missing until the role appears.
+    body = CERT_ONLY.replace("pki_int/issue/mesh", "pki_int/issue/later")
+    admin = {"X-Vault-Token": stack.bao.root_token}
+    policy_url = f"{stack.bao.addr}/v1/sys/policies/acl/later"
+    rule = 'path "pki_int/issue/later" { capabilities = ["update"] }'
+    async with stack.http.put(policy_url, json={"policy": rule}, headers=admin) as r:
+        assert r.status == 204, await r.text()
+    await configure_workload_identity_auth(
+        stack.bao,
+        WorkloadAuthSpec(
+            f"{stack.nomad.url}/.well-known/jwks.json", policies=(WORKLOAD_POLICY, "later")
+        ),
+    )
+    await stack.register(job_with_template(body, "later"))
 
-        def missing(alloc: dict[str, Any]) -> bool:
-            return any(
-                e["Type"] == "Template" and e["DisplayMessage"].startswith("Missing: vault.pki(")
-                for e in alloc["TaskStates"]["app"]["Events"]
-            )
+    def missing(alloc: dict[str, Any]) -> bool:
+        return any(
+            e["Type"] == "Template" and e["DisplayMessage"].startswith("Missing: vault.pki(")
+            for e in alloc["TaskStates"]["app"]["Events"]
+        )
 
-        alloc = await alloc_where(stack, "sealed", missing)
-        app = alloc["TaskStates"]["app"]
-        assert app["State"] == "pending"
-        assert "Started" not in events(alloc, "app")
-        template_event = next(e for e in app["Events"] if e["Type"] == "Template")
-        assert "pki_int/issue/mesh" in template_event["DisplayMessage"]
-        assert "sealed" in template_event["Details"]["template_error"].lower()
-        assert stack.driver.pid(alloc["ID"], "app") is None
-        out = Path(stack.nomad.client.alloc_root) / alloc["ID"] / "app" / "secrets" / "out.pem"
-        assert not out.exists()
-    finally:
-        await stack.bao.unseal()
+    alloc = await alloc_where(stack, "later", missing)
+    app = alloc["TaskStates"]["app"]
+    assert app["State"] == "pending"
+    assert "Started" not in events(alloc, "app")
+    template_event = next(e for e in app["Events"] if e["Type"] == "Template")
+    assert "pki_int/issue/later" in template_event["DisplayMessage"]
+    assert stack.driver.pid(alloc["ID"], "app") is None
+    out = Path(stack.nomad.client.alloc_root) / alloc["ID"] / "app" / "secrets" / "out.pem"
+    assert not out.exists()
 
+    role_url = f"{stack.bao.addr}/v1/pki_int/roles/later"
+    role = {"allowed_domains": "service.consul", "allow_subdomains": True, "max_ttl": "1h"}
+    async with stack.http.post(role_url, json=role, headers=admin) as r:
+        assert r.status in (200, 204), await r.text()
     started = await alloc_where(
-        stack, "sealed", lambda a: a["TaskStates"]["app"]["State"] == "running"
+        stack, "later", lambda a: a["TaskStates"]["app"]["State"] == "running"
     )
     assert stack.driver.pid(started["ID"], "app") is not None
     assert out.read_text().startswith("-----BEGIN CERTIFICATE-----")
     assert started["ClientStatus"] == "running"
 
 
-async def test_stopping_a_job_blocked_on_templates_leaves_nothing_behind(stack: Stack) -> None:
-    body = CERT_ONLY
+async def test_a_sealed_vault_at_start_fails_the_task_at_its_login(stack: Stack) -> None:
     await stack.bao.seal()
     try:
-        await stack.register(job_with_template(body, "blocked"))
-        alloc = await alloc_where(stack, "blocked", lambda a: "Template" in events(a, "app"))
-        await stack.deregister("blocked")
-        stopped = await alloc_where(
-            stack, "blocked", lambda a: a["ClientStatus"] in ("complete", "failed")
-        )
-        assert stopped["TaskStates"]["app"]["State"] == "dead"
+        await stack.register(job_with_template(CERT_ONLY, "sealed"))
+        alloc = await alloc_where(stack, "sealed", lambda a: a["ClientStatus"] == "failed")
     finally:
         await stack.bao.unseal()
+    app = alloc["TaskStates"]["app"]
+    assert app["State"] == "dead" and app["Failed"] is True
+    assert "Started" not in events(alloc, "app")
+    killing = next(e for e in app["Events"] if e["Type"] == "Killing")
+    assert killing["DisplayMessage"].startswith(
+        "Vault: failed to derive vault token: failed to derive Vault token for identity "
+        "vault_default: failed to login with JWT: Error making API request.\n\n"
+    )
+    assert "Code: 503. Errors:\n\n* Vault is sealed" in killing["DisplayMessage"]
+    assert stack.driver.pid(alloc["ID"], "app") is None
+
+
+async def test_stopping_a_job_blocked_on_templates_leaves_nothing_behind(stack: Stack) -> None:
+    # a role that never appears: the first render keeps retrying while the job is stopped
+    body = CERT_ONLY.replace("pki_int/issue/mesh", "pki_int/issue/never")
+    await stack.register(job_with_template(body, "blocked"))
+    alloc = await alloc_where(stack, "blocked", lambda a: "Template" in events(a, "app"))
+    await stack.deregister("blocked")
+    stopped = await alloc_where(
+        stack, "blocked", lambda a: a["ClientStatus"] in ("complete", "failed")
+    )
+    assert stopped["TaskStates"]["app"]["State"] == "dead"
     assert stack.driver.pid(alloc["ID"], "app") is None
     assert stack.driver.pids() == []

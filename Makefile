@@ -81,3 +81,48 @@ chaos: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# ---- The container image (Containerfile), built with buildah: no daemon, no registry ----
+# vfs storage and chroot isolation work as root without overlay, fuse or user namespaces.
+# The base the Containerfile names is made from Debian packages when it is not in storage
+# (image/debian-base.sh), so the Containerfile stays the one users build with docker/podman.
+IMAGE_NAME ?= nomad-tls-mesh
+IMAGE_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE_BASE := $(shell sed -n 's/^ARG PYTHON_BASE=//p' Containerfile)
+BUILDAH := buildah --storage-driver vfs
+# The build's RUN steps trust what this machine trusts (a proxy's CA, say): the host's CA bundle
+# is bind-mounted over the base's for the build only; it is not part of any layer.
+IMAGE_CA ?= /etc/ssl/certs/ca-certificates.crt
+
+.PHONY: image image-base image-tools image-test
+
+# buildah, and debootstrap with Debian's archive keyring for the base: apt-get when root.
+image-tools:
+	@if command -v buildah >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 \
+	    && [ -e /usr/share/keyrings/debian-archive-keyring.gpg ]; then \
+	  exit 0; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing buildah, debootstrap and debian-archive-keyring with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    buildah debootstrap debian-archive-keyring >/dev/null; \
+	else \
+	  echo "buildah and debootstrap are missing; run: sudo apt-get install -y buildah debootstrap debian-archive-keyring" >&2; \
+	  exit 1; \
+	fi
+
+image-base: image-tools
+	image/debian-base.sh $(IMAGE_BASE) --storage-driver vfs
+
+image: image-base
+	$(BUILDAH) build --isolation chroot --layers --force-rm --pull=never -f Containerfile \
+	  $(if $(wildcard $(IMAGE_CA)),--volume $(IMAGE_CA):/etc/ssl/certs/ca-certificates.crt:ro) \
+	  --build-arg VERSION=$(IMAGE_VERSION) \
+	  $$(rev=$$(git rev-parse HEAD 2>/dev/null) && echo --label org.opencontainers.image.revision=$$rev) \
+	  $$(src=$$(git config --get remote.origin.url 2>/dev/null) && echo --label org.opencontainers.image.source=$$src) \
+	  -t $(IMAGE_NAME):$(IMAGE_VERSION) .
+	@$(BUILDAH) images --format '{{.Name}}:{{.Tag}} {{.Size}}' $(IMAGE_NAME):$(IMAGE_VERSION)
+
+# Builds the image and runs it against the devstack (tests/e2e/test_container_image.py; `make
+# test` runs it too).
+image-test: install
+	$(BIN)/python -m pytest tests/e2e/test_container_image.py -q -p no:xdist

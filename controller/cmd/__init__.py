@@ -25,13 +25,19 @@ from controller.cmd import (
     status,
 )
 
+# The distribution's version, read by click through importlib.metadata when the option is used
+# (the image's test compares it with the installed package's metadata).
+DISTRIBUTION = "nomad-tls-mesh"
+
 
 @click.group("controllerctl")
+@click.version_option(package_name=DISTRIBUTION, message="%(prog)s %(version)s")
 def controllerctl() -> None:
     """Inspect and operate the nomad-tls-mesh controller."""
 
 
 @click.group("controller")
+@click.version_option(package_name=DISTRIBUTION, message="%(prog)s %(version)s")
 def controller() -> None:
     """The nomad-tls-mesh controller."""
 

@@ -112,6 +112,10 @@ def test_env_conventions() -> None:
     tls = ConsulClient.from_env({"CONSUL_HTTP_ADDR": "c:8501", "CONSUL_HTTP_SSL": "true"})
     assert tls.url == "https://c:8501"
     assert tls.verifies_tls  # on unless CONSUL_HTTP_SSL_VERIFY=false
-    off = ConsulClient.from_env({"CONSUL_HTTP_SSL": "1", "CONSUL_HTTP_SSL_VERIFY": "false"})
+    off = ConsulClient.from_env(
+        {"CONSUL_HTTP_ADDR": "c:8501", "CONSUL_HTTP_SSL": "1", "CONSUL_HTTP_SSL_VERIFY": "false"}
+    )
     assert not off.verifies_tls
+    with pytest.raises(ValueError, match="CONSUL_HTTP_ADDR is not set"):  # Consul is optional
+        ConsulClient.from_env({"CONSUL_HTTP_SSL": "1"})
     assert "t0ken" not in repr(ConsulClient(token="t0ken"))

@@ -165,8 +165,13 @@ SAYS_LIMIT = 200
 
 
 def _sidecar_says(job: Mapping[str, Any], allocations: Sequence[Mapping[str, Any]]) -> str:
-    """The latest task event of a sidecar of this version that is not running yet."""
-    latest: tuple[int, str] | None = None
+    """The most telling task event of a sidecar of this version that is not running yet.
+
+    An event that failed the task (``FailsTask``: e.g. ``Vault: failed to derive vault token``)
+    says why; Nomad's ``Alloc Unhealthy`` events only restate the verdict ("Unhealthy because
+    of failed task") and rank last. Among equals, the latest wins.
+    """
+    best: tuple[int, int, str] | None = None
     for alloc in allocations:
         if alloc.get("JobVersion") != job.get("Version") or alloc.get("DesiredStatus") != "run":
             continue
@@ -180,12 +185,20 @@ def _sidecar_says(job: Mapping[str, Any], allocations: Sequence[Mapping[str, Any
             text = str(event.get("DisplayMessage") or event.get("Message") or "")
             when = event.get("Time")
             at = when if isinstance(when, int) else 0
-            if text and (latest is None or at >= latest[0]):
-                latest = (at, text)
-    if latest is None:
+            rank = _telling(event)
+            if text and (best is None or (rank, at) >= (best[0], best[1])):
+                best = (rank, at, text)
+    if best is None:
         return ""
-    text = latest[1]
+    text = best[2]
     return text if len(text) <= SAYS_LIMIT else text[:SAYS_LIMIT] + "…"
+
+
+def _telling(event: Mapping[str, Any]) -> int:
+    """2: the event failed the task; 0: Nomad's restated health verdict; 1: anything else."""
+    if event.get("FailsTask") is True:
+        return 2
+    return 0 if event.get("Type") == "Alloc Unhealthy" else 1
 
 
 def _sidecar_allocs(

@@ -53,12 +53,15 @@ async def test_prometheus_scrapes_the_controller_and_evaluates_the_rules(
 
         await eventually(ready, within=45.0, what="web Ready in its status Variable")
 
-        # The job is counted, and the Ready series is scraped. Which phase counts it is the
-        # mesh reconciler's last record: a health-written Ready shows only after its next
-        # reconcile (at the latest the resync), so the value is not asserted here.
+        # The job is counted as Ready: the gauge follows every status write, the health
+        # reconciler's Ready included.
         async def counted() -> bool:
             ready = await prom.query('mesh_jobs{phase="Ready"}')
-            return len(ready) == 1 and await _value(prom, "sum(mesh_jobs)") == 1.0
+            return (
+                len(ready) == 1
+                and await _value(prom, 'mesh_jobs{phase="Ready"}') == 1.0
+                and await _value(prom, "sum(mesh_jobs)") == 1.0
+            )
 
         await eventually(counted, within=10.0, what='mesh_jobs{phase="Ready"} scraped, 1 job')
 

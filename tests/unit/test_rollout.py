@@ -47,6 +47,23 @@ def test_a_waiting_sidecar_names_its_latest_task_event() -> None:
     assert cond.message == f"0/1 allocations of version 1 run the sidecar; sidecar: {missing}"
 
 
+def test_the_event_that_failed_the_task_outranks_nomads_restated_verdict() -> None:
+    # Workload identity: a sealed Vault fails the login, Nomad kills the task (FailsTask), and
+    # the health hook then adds "Alloc Unhealthy" events that only restate the verdict.
+    login = "Vault: failed to derive vault token: failed to login with JWT: Vault is sealed"
+    events = [
+        {"Type": "Killing", "DisplayMessage": login, "FailsTask": True, "Time": 2},
+        {"Type": "Killed", "DisplayMessage": "Task successfully killed", "Time": 3},
+        {
+            "Type": "Alloc Unhealthy",
+            "DisplayMessage": "Unhealthy because of failed task",
+            "Time": 4,
+        },
+    ]
+    cond = rolled_out(JOB, None, [alloc(1, "dead", events)])
+    assert cond.message.endswith(f"sidecar: {login}")
+
+
 def test_older_versions_and_running_sidecars_say_nothing() -> None:
     old = alloc(0, "pending", [{"DisplayMessage": "old news", "Time": 9}])
     cond = rolled_out(JOB, None, [old])

@@ -58,7 +58,8 @@ class FailingSidecar(SimulatedDriver):
 def user_job(job_id: str) -> dict[str, Any]:
     """A meshed job of two instances; a ``canary-*`` one rolls through a canary that only its
     user promotes (no auto_promote, ``mesh.tls.promote`` left at manual)."""
-    update: dict[str, Any] = {"MaxParallel": 1}
+    # Half a second of health per allocation keeps the waves short (Nomad's default is 10 s).
+    update: dict[str, Any] = {"MaxParallel": 1, "MinHealthyTime": 500_000_000}
     if job_id.startswith("canary"):
         update["Canary"] = 1
     return {
@@ -116,6 +117,11 @@ class World:
             await self.jobs.register_job(decision.job, enforce_index=0)
         for job_id in job_ids:
             await eventually(lambda j=job_id: self.running(j, 2), within=20.0, what=f"{job_id} up")
+            entries = (await self.consul.health_service(job_id)).entries
+            name = f"{job_id}.{CONFIG.domain}"
+            await self.probe.started(
+                [ProbeTarget(e.effective_address, e.port, name) for e in entries]
+            )
 
     async def running(self, job_id: str, count: int) -> bool:
         allocs = await self.jobs.job_allocations(job_id, "default")

@@ -43,3 +43,9 @@ class IssuingProbe:
                 self.served[(t.address, t.port)] = der
             out.append(ProbeResult(t, ProbeOutcome.OK, "verified", leaf=leaf_info(der)))
         return out
+
+    async def started(self, targets: Sequence[ProbeTarget]) -> None:
+        """Instances that already run get their leaf now, from today's issuer, as their
+        sidecar's template did at start; probed later (after a rotation made a new issuer the
+        default) they would otherwise look re-issued without having rolled."""
+        await self.probe_many(targets, "")

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TextIO
 
 from chaos.harness import Report, run_scenario
 from chaos.scenarios import SCENARIOS
@@ -31,8 +32,9 @@ FUZZ_TESTS = [
 ]
 
 
-def fuzz(root: Path) -> tuple[bool, str]:
-    """The fuzz tests again, with many more examples (and fresh randomness)."""
+def fuzz(root: Path, log: TextIO) -> tuple[bool, str]:
+    """The fuzz tests again, with many more examples (and fresh randomness). pytest's whole
+    report goes to the log, so a failing example (hypothesis prints it) is never lost."""
     env = os.environ | {"MESH_FUZZ_EXAMPLES": str(FUZZ_EXAMPLES)}
     started = time.monotonic()
     try:
@@ -47,6 +49,8 @@ def fuzz(root: Path) -> tuple[bool, str]:
         )
     except subprocess.TimeoutExpired:
         return False, f"fuzz: did not finish within {FUZZ_BUDGET}s"
+    log.write(done.stdout + done.stderr)
+    log.flush()
     tail = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
     took = time.monotonic() - started
     line = f"fuzz ({FUZZ_EXAMPLES} examples per property): {tail} in {took:.0f}s"
@@ -81,7 +85,7 @@ def main() -> int:
     reports = asyncio.run(main_async(only))
     fuzz_ok = True
     if not args.no_fuzz and not only:
-        fuzz_ok, line = fuzz(Path(__file__).resolve().parent.parent)
+        fuzz_ok, line = fuzz(Path(__file__).resolve().parent.parent, log_file)
         print(line, flush=True)
     held = sum(r.outcome.held for r in reports)
     if args.json:

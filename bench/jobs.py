@@ -45,8 +45,10 @@ def _group(rng: random.Random, job_id: str, index: int) -> dict[str, Any]:
         "Name": name,
         "Count": rng.choice((1, 1, 2)),
         # Nomad's defaults are 10 s and one at a time; 1 s and the whole group at once keep
-        # rollouts (so each benchmark phase) short.
-        "Update": {"MinHealthyTime": SECOND, "MaxParallel": 2},
+        # rollouts (so each benchmark phase) short. The benchmark's twin runs without Consul,
+        # and Nomad judges a deployment by its Consul checks unless told otherwise: by task
+        # states here, as an operator would on a cluster whose checks Nomad cannot see.
+        "Update": {"MinHealthyTime": SECOND, "MaxParallel": 2, "HealthCheck": "task_states"},
         "Meta": meta or None,
         "Networks": [{"Mode": "host", "DynamicPorts": [{"Label": label} for label in labels]}],
         "Services": services,

@@ -9,13 +9,8 @@ developer runs it, and the curl it prints must work.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
-import shlex
-import signal
 import ssl
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,14 +27,13 @@ from controller.vault import VaultClient, VaultConnection, root_pem
 from crds_equivalent import keys
 from devstack.executor import RawExecDriver
 from devstack.up import Devstack
+from tests.support.dev_process import controller_dev, run_curl
 from tests.support.e2e_stack import PinnedResolver, world
 from tests.support.waiting import eventually
 
 __all__ = ["world"]  # the fixture, used by name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
-
-CONTROLLER = str(Path(sys.executable).with_name("controller"))
 
 
 async def test_a_meshed_raw_exec_job_serves_verified_https_through_nginx(
@@ -190,34 +184,9 @@ async def test_an_mtls_job_with_an_http_check_deploys_healthy_and_refuses_caller
         await consul.close()
 
 
-async def read_line(stream: asyncio.StreamReader, within: float) -> str:
-    line = await asyncio.wait_for(stream.readline(), within)
-    if not line:
-        raise AssertionError("controller dev ended its output early")
-    return line.decode().rstrip("\n")
-
-
 async def test_controller_dev_demo_prints_a_curl_that_works_and_ctrl_c_cleans_up() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOMAD_", "VAULT_"))}
-    proc = await asyncio.create_subprocess_exec(
-        CONTROLLER,
-        "dev",
-        "--demo",
-        "--nodes",
-        "2",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env=env,
-    )
-    assert proc.stdout is not None
-    try:
-        lines: list[str] = []
-        while not lines or lines[-1] != "controller dev ready":
-            lines.append(await read_line(proc.stdout, 60))
-        exports = dict(
-            re.fullmatch(r"export ([A-Z_]+)=(\S+)", line).groups()  # type: ignore[union-attr]
-            for line in lines[:-1]
-        )
+    async with controller_dev("--demo", "--nodes", "2", drop_env=("NOMAD_", "VAULT_")) as dev:
+        exports = await dev.exports()
         assert list(exports) == [
             "NOMAD_ADDR",
             "CONSUL_HTTP_ADDR",
@@ -231,24 +200,8 @@ async def test_controller_dev_demo_prints_a_curl_that_works_and_ctrl_c_cleans_up
             status = await r.json()
         assert status["leading"] is True
 
-        while not (line := await read_line(proc.stdout, 90)).startswith("curl "):
-            lines.append(line)
-        assert any(re.fullmatch(r"web is Ready after [\d.]+s", x) for x in lines)
-        assert any("web" in x and "Ready" in x for x in lines)  # the status table
-        curl = await asyncio.create_subprocess_exec(
-            *shlex.split(line), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
-        out, err = await asyncio.wait_for(curl.communicate(), 30)
-        assert curl.returncode == 0, err.decode()
-        assert out.decode().startswith("hello from web")
-
-        children = psutil.Process(proc.pid).children(recursive=True)
-        assert any(c.name().startswith("nginx") for c in children)
-        proc.send_signal(signal.SIGINT)
-        assert await asyncio.wait_for(proc.wait(), 30) == 0
-        _, alive = psutil.wait_procs(children, timeout=10)
-        assert alive == []
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        line = await dev.curl_line(90)
+        assert any(re.fullmatch(r"web is Ready after [\d.]+s", x) for x in dev.lines)
+        assert any("web" in x and "Ready" in x for x in dev.lines)  # the status table
+        assert (await run_curl(line)).startswith("hello from web")
+        await dev.stop_cleanly()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from controller.consul.client import ServiceHealth
+from controller.consul.wire import ServiceHealth
 from controller.nomad.jobs import JobList
 from controller.nomad.services import NativeServiceHealth
 from controller.nomad.variables import Variable

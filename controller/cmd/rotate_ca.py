@@ -19,7 +19,7 @@ import asyncio
 
 import click
 
-from controller.consul.client import ConsulError
+from controller.consul.wire import ConsulError
 from controller.ctl.ca_rotation import EXIT_FAILED, rotate
 from controller.ctl.common import EXIT_UNREACHABLE, fail, load_settings
 from controller.nomad.errors import NomadError

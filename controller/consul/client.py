@@ -33,6 +33,14 @@ from tenacity import (
 
 from controller.config import ConsulSettings
 from controller.config.values import reading
+from controller.consul.wire import (
+    ConsulError,
+    ConsulPermissionDenied,
+    ConsulUnavailable,
+    HealthEntry,
+    Listing,
+    ServiceHealth,
+)
 from controller.tls import client_tls
 
 DEFAULT_ADDR: Final = "127.0.0.1:8500"
@@ -48,23 +56,6 @@ ANONYMOUS_BLIND: Final = (
     "no Consul token is set, and the anonymous token cannot see even the consul servers, so "
     "Consul filters what it answers (it never says so to the anonymous token)"
 )
-_SEVERITY = {"passing": 0, "warning": 1, "critical": 2}
-
-
-class ConsulError(Exception):
-    """Consul answered with an error (4xx): the request is wrong or not allowed."""
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class ConsulPermissionDenied(ConsulError):
-    """403: the token lacks a permission (or is unknown)."""
-
-
-class ConsulUnavailable(ConsulError):
-    """No usable answer: connection refused, timeout, 5xx (e.g. no cluster leader), 429."""
 
 
 def base_url(addr: str, use_ssl: bool = False) -> str:
@@ -73,74 +64,6 @@ def base_url(addr: str, use_ssl: bool = False) -> str:
     if "://" in addr:
         return addr
     return f"{'https' if use_ssl else 'http'}://{addr}"
-
-
-@dataclass(frozen=True, slots=True)
-class HealthEntry:
-    """One instance of a service on one node, with its checks (node checks included)."""
-
-    node: str
-    node_address: str
-    service_id: str
-    service: str
-    address: str
-    port: int
-    tags: tuple[str, ...]
-    checks: tuple[Mapping[str, Any], ...]
-    raw: Mapping[str, Any]
-
-    @property
-    def status(self) -> str:
-        """Worst check status: ``passing`` only when every check (node ones too) passes."""
-        worst = max((_SEVERITY.get(str(c.get("Status")), 2) for c in self.checks), default=0)
-        return next(name for name, rank in _SEVERITY.items() if rank == worst)
-
-    @property
-    def passing(self) -> bool:
-        return self.status == "passing"
-
-    @property
-    def effective_address(self) -> str:
-        """The service address, or the node's when the service did not set one."""
-        return self.address or self.node_address
-
-    @classmethod
-    def from_wire(cls, entry: Mapping[str, Any]) -> HealthEntry:
-        node = entry.get("Node") or {}
-        svc = entry.get("Service") or {}
-        return cls(
-            node=str(node.get("Node") or ""),
-            node_address=str(node.get("Address") or ""),
-            service_id=str(svc.get("ID") or ""),
-            service=str(svc.get("Service") or ""),
-            address=str(svc.get("Address") or ""),
-            port=int(svc.get("Port") or 0),
-            tags=tuple(svc.get("Tags") or ()),
-            checks=tuple(entry.get("Checks") or ()),
-            raw=entry,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceHealth:
-    """Every instance of a service the token may see, and the ``X-Consul-Index`` of the answer.
-
-    ``filtered``: ACLs hid instances (or may have), so ``entries`` is not every instance and an
-    absent one is not evidence of anything; ``filtered_why`` says how we know."""
-
-    entries: tuple[HealthEntry, ...]
-    index: int
-    filtered: bool = False
-    filtered_why: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Listing:
-    """A catalog listing (``/v1/catalog/services``, ``/v1/catalog/nodes``) as the token sees it."""
-
-    body: Any
-    index: int
-    filtered: bool
 
 
 @dataclass(frozen=True, slots=True)

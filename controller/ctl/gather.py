@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from controller.config import Settings
-from controller.consul.client import ConsulError, HealthEntry
+from controller.consul.wire import ConsulError, HealthEntry
 from controller.ctl.common import Clients, open_clients
 from controller.ctl.leader import read_leader
 from controller.ctl.report import assemble

@@ -19,13 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from controller.consul.acl import NODE_READ, READ_GRANT, SERVICE_READ
-from controller.consul.client import (
-    FILTERED_BY_HEADER,
-    SERVERS_SERVICE,
-    ConsulClient,
-    ConsulError,
-    ConsulPermissionDenied,
-)
+from controller.consul.client import FILTERED_BY_HEADER, SERVERS_SERVICE, ConsulClient
+from controller.consul.wire import ConsulError, ConsulPermissionDenied
 from controller.ctl.checks import CheckResult, Mark
 from controller.ctl.common import Clients
 from controller.ctl.probes_nomad import transport

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from controller.consul.client import HealthEntry
+from controller.consul.wire import HealthEntry
 from controller.ctl.drift import LiveJob, build_report
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig

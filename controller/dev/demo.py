@@ -22,7 +22,8 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.table import Table
 
-from controller.consul.client import ConsulClient, HealthEntry
+from controller.consul.client import ConsulClient
+from controller.consul.wire import HealthEntry
 from controller.nomad.jobs import NomadJobs
 from controller.nomad.services import SUCCESS, NomadServices
 from controller.status.store import StatusStore

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from controller.consul.client import ConsulError, HealthEntry
+from controller.consul.wire import ConsulError, HealthEntry
 from controller.nomad.errors import NomadError, PermissionDenied
 from controller.nomad.services import PROVIDER as NOMAD
 from controller.nomad.services import SUCCESS, NativeInstance, NativeServiceHealth

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.consul.client import HealthEntry
+from controller.consul.wire import HealthEntry
 from controller.tlsprobe import ProbeTarget
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig

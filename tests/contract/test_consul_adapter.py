@@ -9,7 +9,8 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from controller.consul.client import ConsulClient, ConsulUnavailable, base_url
+from controller.consul.client import ConsulClient, base_url
+from controller.consul.wire import ConsulUnavailable
 from devstack.consul.server import ConsulTwin
 from tests.support.twins import ConsulTwinFactory
 

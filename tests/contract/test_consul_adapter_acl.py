@@ -11,12 +11,8 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from controller.consul.client import (
-    ANONYMOUS_BLIND,
-    FILTERED_BY_HEADER,
-    ConsulClient,
-    ConsulPermissionDenied,
-)
+from controller.consul.client import ANONYMOUS_BLIND, FILTERED_BY_HEADER, ConsulClient
+from controller.consul.wire import ConsulPermissionDenied
 from devstack.consul.acl import ConsulAcl, Token
 from devstack.consul.server import ConsulTwin
 from tests.support.twins import ConsulTwinFactory

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from controller.consul.client import HealthEntry, ServiceHealth
+from controller.consul.wire import HealthEntry, ServiceHealth
 from controller.nomad.client import NomadClient
 from controller.nomad.variables import NomadVariables, Variable
 from controller.status.store import StatusStore, path_for

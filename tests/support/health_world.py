@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from controller.consul.client import ConsulUnavailable, HealthEntry, ServiceHealth
+from controller.consul.wire import ConsulUnavailable, HealthEntry, ServiceHealth
 from controller.tlsprobe import LeafInfo, ProbeOutcome, ProbeResult, ProbeTarget
 from controller.vault.trust import MeshTrust, TrustedIssuer, TrustUnavailable
 from crds_equivalent.config import MeshConfig

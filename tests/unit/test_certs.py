@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from controller.consul.client import HealthEntry, ServiceHealth
+from controller.consul.wire import HealthEntry, ServiceHealth
 from controller.nomad.errors import Conflict
 from controller.tlsprobe import CertProblem, LeafInfo, ProbeOutcome, ProbeResult, ProbeTarget
 from controller.vault.trust import MeshTrust, TrustedIssuer, TrustUnavailable

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from controller.consul.client import HealthEntry
+from controller.consul.wire import HealthEntry
 from controller.ctl.common import human_duration
 from controller.ctl.leader import StatusDoc, leader_info, lock_state, status_url_of
 from controller.ctl.report import assemble

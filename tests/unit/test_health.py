@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from controller.consul.client import HealthEntry
+from controller.consul.wire import HealthEntry
 from controller.tlsprobe import CertProblem, LeafInfo, ProbeOutcome, ProbeResult, ProbeTarget
 from crds_equivalent.spec import Mode
 from crds_equivalent.status import Condition, ConditionStatus, ConditionType, MeshStatus, Phase

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from controller.consul.client import HealthEntry, ServiceHealth
+from controller.consul.wire import HealthEntry, ServiceHealth
 from controller.nomad.errors import PermissionDenied, TransientError
 from controller.nomad.services import (
     CheckResult,

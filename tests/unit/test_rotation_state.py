@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.consul.client import HealthEntry
+from controller.consul.wire import HealthEntry
 from controller.tlsprobe import LeafInfo, ProbeOutcome, ProbeResult, ProbeTarget
 from crds_equivalent.spec import Mode
 from reconcilers.instances.matching import ConsulFindings, FrontedPort, Instance

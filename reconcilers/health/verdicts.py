@@ -79,41 +79,45 @@ def consul_conditions(
             condition(ConditionType.PLAINTEXT_RETIRED, None, "NoRunningAllocations", msg),
         )
     hidden = filtered_message(found) if found.hidden else ""
+    return _healthy(found, hidden), _retired(found, hidden)
+
+
+def _healthy(found: ConsulFindings, hidden: str) -> Condition:
     if found.unhealthy:  # what the token does see is wrong: that is known, whatever is hidden
-        healthy = condition(
+        return condition(
             ConditionType.CONSUL_HEALTHY,
             False,
             found.unhealthy[0][0],
             _listing([text for _, text in found.unhealthy]),
         )
-    elif hidden:
-        healthy = condition(ConditionType.CONSUL_HEALTHY, None, "ConsulFiltered", hidden)
-    else:
-        healthy = condition(
-            ConditionType.CONSUL_HEALTHY,
-            True,
-            "AllPassing",
-            f"{len(found.instances)} TLS registration(s) tagged {keys.TLS_SERVICE_TAG}, passing",
-        )
+    if hidden:
+        return condition(ConditionType.CONSUL_HEALTHY, None, "ConsulFiltered", hidden)
+    return condition(
+        ConditionType.CONSUL_HEALTHY,
+        True,
+        "AllPassing",
+        f"{len(found.instances)} TLS registration(s) tagged {keys.TLS_SERVICE_TAG}, passing",
+    )
+
+
+def _retired(found: ConsulFindings, hidden: str) -> Condition:
     if found.plaintext:
-        retired = condition(
+        return condition(
             ConditionType.PLAINTEXT_RETIRED, False, "PlaintextRegistered", _listing(found.plaintext)
         )
-    elif hidden:  # a hidden allocation's plaintext registration is hidden with it
-        retired = condition(ConditionType.PLAINTEXT_RETIRED, None, "ConsulFiltered", hidden)
-    elif found.plaintext_kept:
-        retired = condition(
+    if hidden:  # a hidden allocation's plaintext registration is hidden with it
+        return condition(ConditionType.PLAINTEXT_RETIRED, None, "ConsulFiltered", hidden)
+    if found.plaintext_kept:
+        return condition(
             ConditionType.PLAINTEXT_RETIRED,
             True,
             "PermissiveTagged",
             f"permissive: {found.plaintext_kept} plaintext registration(s) kept, "
             f"tagged {keys.PLAINTEXT_SERVICE_TAG}",
         )
-    else:
-        retired = condition(
-            ConditionType.PLAINTEXT_RETIRED, True, "NoPlaintext", "no plaintext registration left"
-        )
-    return healthy, retired
+    return condition(
+        ConditionType.PLAINTEXT_RETIRED, True, "NoPlaintext", "no plaintext registration left"
+    )
 
 
 _BAD_REASON = {
@@ -204,60 +208,80 @@ def cert_verdict(
                 unknown_message or "the mesh CA could not be read from Vault",
             )
         )
-    per_service: dict[str, datetime] = {}
-    problems: list[tuple[str, str]] = []
-    unreachable: list[str] = []
-    verified = previous = 0
-    newest: tuple[datetime, str] | None = None
+    tally = _Tally()
     for instance, result in probed:
+        tally.add(instance, result, trust, now, min_remaining_fraction)
+    soonest = min(tally.per_service.values(), default=None)
+    issuer_label = tally.newest[1] if tally.newest else ""
+    return CertVerdict(_cert_condition(tally, soonest), soonest, issuer_label, tally.per_service)
+
+
+@dataclass
+class _Tally:
+    """What the probes of one job said, instance by instance."""
+
+    per_service: dict[str, datetime] = field(default_factory=dict)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)
+    verified: int = 0
+    previous: int = 0  # verified, but on an issuer that is no longer the default
+    newest: tuple[datetime, str] | None = None  # (not_before, issuer label) of the newest leaf
+
+    def add(
+        self,
+        instance: Instance,
+        result: ProbeResult,
+        trust: MeshTrust,
+        now: datetime,
+        min_fraction: float,
+    ) -> None:
         leaf = result.leaf
         if leaf is not None:
             name = instance.port.service
-            per_service[name] = min(per_service.get(name, leaf.not_after), leaf.not_after)
+            self.per_service[name] = min(self.per_service.get(name, leaf.not_after), leaf.not_after)
         if result.outcome is ProbeOutcome.UNREACHABLE:
-            unreachable.append(f"{result.target}: {result.detail}")
-            continue
-        problem = _judge(result, trust, now, min_remaining_fraction)
+            self.unreachable.append(f"{result.target}: {result.detail}")
+            return
+        problem = _judge(result, trust, now, min_fraction)
         if problem is not None:
-            problems.append(problem)
-            continue
+            self.problems.append(problem)
+            return
         if leaf is None:
-            continue
-        verified += 1
+            return
+        self.verified += 1
         issuer = trust.issuer_of(leaf)
         if issuer is not None and not issuer.is_default:
-            previous += 1
-        if issuer is not None and (newest is None or leaf.not_before > newest[0]):
-            newest = (leaf.not_before, issuer.label)
-    soonest = min(per_service.values(), default=None)
-    issuer_label = newest[1] if newest else ""
-    if problems:
-        problems.sort(key=lambda p: _SEVERITY.index(p[0]))
-        cond = condition(
+            self.previous += 1
+        if issuer is not None and (self.newest is None or leaf.not_before > self.newest[0]):
+            self.newest = (leaf.not_before, issuer.label)
+
+
+def _cert_condition(tally: _Tally, soonest: datetime | None) -> Condition:
+    if tally.problems:
+        problems = sorted(tally.problems, key=lambda p: _SEVERITY.index(p[0]))
+        return condition(
             ConditionType.CERT_VALID, False, problems[0][0], _listing([t for _, t in problems])
         )
-    elif unreachable:
-        cond = condition(
+    if tally.unreachable:
+        return condition(
             ConditionType.CERT_VALID,
             None,
             "Unreachable",
-            "could not connect: " + _listing(unreachable),
+            "could not connect: " + _listing(tally.unreachable),
         )
-    elif not verified:
-        cond = condition(
+    if not tally.verified:
+        return condition(
             ConditionType.CERT_VALID, None, "NoInstances", "no TLS registration to probe"
         )
-    else:
-        when = f"; soonest expiry {soonest.isoformat()}" if soonest else ""
-        if previous:
-            cond = condition(
-                ConditionType.CERT_VALID,
-                True,
-                "VerifiedPreviousIssuer",
-                f"{verified} instance(s) verified, {previous} still on a previous issuer{when}",
-            )
-        else:
-            cond = condition(
-                ConditionType.CERT_VALID, True, "Verified", f"{verified} instance(s) verified{when}"
-            )
-    return CertVerdict(cond, soonest, issuer_label, per_service)
+    when = f"; soonest expiry {soonest.isoformat()}" if soonest else ""
+    if tally.previous:
+        return condition(
+            ConditionType.CERT_VALID,
+            True,
+            "VerifiedPreviousIssuer",
+            f"{tally.verified} instance(s) verified, {tally.previous} still on a previous "
+            f"issuer{when}",
+        )
+    return condition(
+        ConditionType.CERT_VALID, True, "Verified", f"{tally.verified} instance(s) verified{when}"
+    )

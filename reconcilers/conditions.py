@@ -114,7 +114,9 @@ def judge(conditions: tuple[Condition, ...], *, verified: bool) -> tuple[Phase, 
     False keeps an unverified job Injected, with what it waits for: Consul starts every check
     critical, so a False check of a job that was never Ready is warm-up, not a fault. Degraded
     needs a fault: a health fact False after the job was verified Ready (``verified``), or a
-    deployment Nomad failed or reverted."""
+    deployment Nomad failed or reverted. A verified job whose health fact turns Unknown (a
+    catalog or Vault did not answer) stays Ready with what cannot be told: a fact nobody could
+    check is no evidence against the job, and the phase only moves on evidence."""
     by_type = {c.type: c for c in conditions}
     failing = first_failing(conditions)
     spec = by_type.get(ConditionType.SPEC_VALID)
@@ -155,6 +157,10 @@ def judge(conditions: tuple[Condition, ...], *, verified: bool) -> tuple[Phase, 
         return Phase.READY, ""
     kind, fact = pending
     detail = f": {fact.message}" if fact is not None and fact.message else ""
+    if verified and fact is not None and fact.status == ConditionStatus.UNKNOWN:
+        # Verified, and now a catalog or Vault does not answer: nothing is known to be wrong
+        # with the job, so it keeps its phase (a Consul blip must not move every job back).
+        return Phase.READY, f"verified earlier; cannot tell now{detail}"
     return Phase.INJECTED, WAITING_FOR[kind] + detail
 
 

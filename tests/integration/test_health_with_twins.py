@@ -169,7 +169,9 @@ async def test_health_through_the_consul_twin_and_real_tls(
         await twin.stop()
         await health.reconcile(KEY)
         assert state(statuses)["ConsulHealthy"] == ("Unknown", "ConsulUnavailable")
-        assert statuses.stored is not None and statuses.stored.phase is Phase.INJECTED
+        # verified Ready before: what nobody can check now is no evidence against the job
+        assert statuses.stored is not None and statuses.stored.phase is Phase.READY
+        assert statuses.stored.message.startswith("verified earlier; cannot tell now: ")
         cert = statuses.stored.condition(ConditionType.CERT_VALID)
         assert cert is not None and cert.status == ConditionStatus.UNKNOWN
     finally:

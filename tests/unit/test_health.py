@@ -441,7 +441,9 @@ async def test_consul_down_is_unknown_keeps_last_cert_facts_and_series() -> None
     status = w.statuses.stored
     assert result.requeue_after == 30.0
     assert status is not None and before is not None
-    assert status.phase is Phase.INJECTED  # neither Ready nor blamed
+    # verified before, unknown now: it keeps Ready and says what cannot be told (no blame)
+    assert status.phase is Phase.READY
+    assert status.message.startswith("verified earlier; cannot tell now: Consul did not answer")
     for kind in (
         ConditionType.CONSUL_HEALTHY,
         ConditionType.PLAINTEXT_RETIRED,
@@ -461,7 +463,8 @@ async def test_a_blind_token_is_unknown_not_unregistered_and_probes_nothing() ->
     w.consul.hidden = {e.service_id for e in w.consul.entries}
     await w.reconciler.reconcile(KEY)
     status = w.statuses.stored
-    assert status is not None and status.phase is Phase.INJECTED  # neither Ready nor Degraded
+    assert status is not None and status.phase is Phase.READY  # not blamed: it was verified
+    assert status.message.startswith("verified earlier; cannot tell now: ")
     for kind in (
         ConditionType.CONSUL_HEALTHY,
         ConditionType.PLAINTEXT_RETIRED,

@@ -88,12 +88,25 @@ def ordered(*conds: Condition) -> tuple[Condition, ...]:
             Phase.DEGRADED,
             BAD_CERT.message,
         ),
-        # could not tell: neither Ready nor blamed, verified or not
+        # could not tell: never verified -> still waiting; verified -> keeps Ready, says why
+        (
+            (SPEC, INJECTED, ROLLED, CERT, NO_CONSUL, PLAIN),
+            False,
+            Phase.INJECTED,
+            "waiting for Consul checks on the TLS port: Consul did not answer",
+        ),
         (
             (SPEC, INJECTED, ROLLED, CERT, NO_CONSUL, PLAIN),
             True,
-            Phase.INJECTED,
-            ("waiting for Consul checks on the TLS port: Consul did not answer"),
+            Phase.READY,
+            "verified earlier; cannot tell now: Consul did not answer",
+        ),
+        # unknown and false together: the fault wins
+        (
+            (SPEC, INJECTED, ROLLED, BAD_CERT, NO_CONSUL, PLAIN),
+            True,
+            Phase.DEGRADED,
+            BAD_CERT.message,
         ),
         # a rollout Nomad failed is Degraded even if never verified
         ((SPEC, INJECTED, FAILED), False, Phase.DEGRADED, FAILED.message),

@@ -4,13 +4,15 @@ Pure bookkeeping over Nomad's wire shapes, no I/O: the source (``source``) does 
 GETs and streaming and hands this what it got; the store (``cached_jobs``) answers the
 reconcilers' reads from it and sends every write to Nomad. What it keeps:
 
-- jobs keyed by (namespace, id): the *raw* job, as Nomad sent it and never copied, for jobs
-  the predicate keeps (``keep``); for any other job only its verdict per ``JobModifyIndex``
+- jobs keyed by (namespace, id): the *raw* job, every field as Nomad sent it, for jobs the
+  predicate keeps (``keep``), held once, as deflated compact JSON (``JobPacker``: a small
+  fraction of the parsed dict), and parsed afresh for each read, so no reader can change the
+  cache; for any other job only its verdict per ``JobModifyIndex``
   (the inspection memory the source's per-job reads need); for children of periodic and
   parameterized parents their parent and status (the LIST stub says all ``child_allocations``
   needs, so a child is never read);
-- allocations of kept jobs and of their children, trimmed to the fields the controller reads
-  (``trim``); deployments of kept jobs, whole (they are small).
+- allocations of kept jobs and of their children, and deployments of kept jobs, trimmed to
+  the fields the controller reads (``cache_objects``).
 
 Ordering, so a stale cache can cost a retry but never a clobber (every write is fenced with
 EnforceIndex or CAS anyway): an object is replaced only by one at least as new, compared by
@@ -33,7 +35,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controller.nomad.cache_objects import ObjectTable, trim_allocation
+from controller.nomad.cache_objects import (
+    DEPLOYMENTS_KEPT,
+    JobPacker,
+    ObjectTable,
+    finished,
+    owner,
+    trim_allocation,
+    trim_deployment,
+)
 from controller.nomad.stream import Event
 from crds_equivalent.jobkey import JobKey
 
@@ -45,12 +55,12 @@ class JobEntry:
     """What the cache knows of one job.
 
     ``index``: the ModifyIndex it was known at; ``modify_index``: its JobModifyIndex;
-    ``job``: the raw job when kept; ``verdict``: the predicate's (None: owed a read);
+    ``job``: the raw job when kept (``pack``ed); ``verdict``: the predicate's (None: owed a read);
     ``parent``: ParentID of a child; ``stale``: a Conflict said the job moved (read it)."""
 
     index: int
     modify_index: int
-    job: dict[str, Any] | None = None
+    job: bytes | None = None
     verdict: bool | None = None
     parent: str = ""
     live: bool = True
@@ -72,25 +82,42 @@ def key_of(doc: Mapping[str, Any], namespace: str = "") -> JobKey:
     return JobKey(namespace or str(doc.get("Namespace") or "default"), str(doc.get("ID") or ""))
 
 
+def purged(event: Event, job: Mapping[str, Any]) -> bool:
+    """A Job event that says the job was deleted (purged or garbage-collected), not stopped.
+
+    Nomad 2.0 says so (``JobEvent.Deleted``, nomad#27614). Before it, a purge and a stop are
+    both ``JobDeregistered`` (``JobBatchDeregistered`` from the GC) with the same payload
+    shape, but the payload of a delete is the job *before* it (``eventFromChange`` takes
+    ``change.Before``), last written at an older index, while a stop writes the job (and its
+    ModifyIndex) at the event's own index."""
+    if event.payload.get("Deleted"):
+        return True
+    if event.type not in ("JobDeregistered", "JobBatchDeregistered"):
+        return False
+    return _int(job.get("ModifyIndex")) < event.index
+
+
 class JobCache:
     """Jobs, allocations and deployments, kept current from LIST/GET fills and events."""
 
     def __init__(self, keep: Keep) -> None:
         self.keep = keep
+        self.packer = JobPacker()
         self.jobs: dict[JobKey, JobEntry] = {}
         self.children: dict[JobKey, set[JobKey]] = {}
         self.tombstones: dict[JobKey, int] = {}
         self.expected: dict[JobKey, int] = {}
-        self.allocations = ObjectTable(job_of=lambda a: key_of({**a, "ID": a.get("JobID")}))
-        self.deployments = ObjectTable(job_of=lambda d: key_of({**d, "ID": d.get("JobID")}))
+        self.allocations = ObjectTable(job_of=owner)
+        self.deployments = ObjectTable(job_of=owner)
         self.ready = False  # one whole fill (jobs, allocations, deployments) has been applied
         self.on_job: Callable[[JobKey], None] = lambda key: None
 
     # --- reads ------------------------------------------------------------------------------
 
     def job(self, key: JobKey) -> dict[str, Any] | Gone | None:
-        """The kept raw job; GONE when deleted; None when a read must answer (not kept, owed,
-        stale, behind our own write, or unknown)."""
+        """The kept raw job (a fresh dict per call: a reader cannot change the cache); GONE
+        when deleted; None when a read must answer (not kept, stale, behind our own write, or
+        unknown)."""
         if key in self.tombstones and key not in self.jobs:
             return GONE
         entry = self.jobs.get(key)
@@ -98,7 +125,7 @@ class JobCache:
             return None
         if entry.modify_index < self.expected.get(key, 0):
             return None
-        return entry.job
+        return self.packer.unpack(entry.job)
 
     def allocations_of(self, key: JobKey) -> list[dict[str, Any]]:
         return self.allocations.of(key)
@@ -182,13 +209,16 @@ class JobCache:
     def replace_allocations(self, stubs: Iterable[Mapping[str, Any]], index: int) -> None:
         """The allocation LIST (``/v1/allocations``, stubs with TaskStates) at ``index``."""
         self.allocations.replace(
-            (trim_allocation(a) for a in stubs if self._wanted_alloc(a)), index
+            (trim_allocation(a) for a in stubs if self._wanted_alloc(a) and not finished(a)),
+            index,
         )
 
     def replace_deployments(self, deployments: Iterable[Mapping[str, Any]], index: int) -> None:
         self.deployments.replace(
-            (dict(d) for d in deployments if self.kept(self.deployments.job_of(d))), index
+            (trim_deployment(d) for d in deployments if self.kept(owner(d))), index
         )
+        for key in list(self.deployments.by_job):
+            self.deployments.cap(key, DEPLOYMENTS_KEPT)
         self.ready = True
 
     # --- events -----------------------------------------------------------------------------
@@ -200,16 +230,22 @@ class JobCache:
             return self._job_event(event)
         if event.topic == "Allocation":
             alloc = event.payload.get("Allocation")
-            if isinstance(alloc, Mapping) and self._wanted_alloc(alloc):
+            if not isinstance(alloc, Mapping) or not self._wanted_alloc(alloc):
+                return None
+            if finished(alloc):
+                self.allocations.remove(
+                    str(alloc.get("ID") or ""), upto=_int(alloc.get("ModifyIndex"))
+                )
+            else:
                 self.allocations.put(trim_allocation(alloc))
-                return self.allocations.job_of(alloc)
-            return None
+            return owner(alloc)
         if event.topic == "Deployment":
             deployment = event.payload.get("Deployment")
             if isinstance(deployment, Mapping):
                 key = self.deployments.job_of(deployment)
                 if self.kept(key):
-                    self.deployments.put(dict(deployment))
+                    self.deployments.put(trim_deployment(deployment))
+                    self.deployments.cap(key, DEPLOYMENTS_KEPT)
                     return key
         return None
 
@@ -218,7 +254,7 @@ class JobCache:
         if not isinstance(job, dict):
             return None
         key = key_of(job, event.namespace)
-        if event.payload.get("Deleted") or event.type == "JobBatchDeregistered":
+        if purged(event, job):
             self._drop_job(key, event.index)
             self.on_job(key)
             return key
@@ -269,7 +305,7 @@ class JobCache:
         self.jobs[key] = JobEntry(
             index=index,
             modify_index=_int(job.get("JobModifyIndex")),
-            job=job if keep else None,
+            job=self.packer.pack(job) if keep else None,
             verdict=keep,
             live=job.get("Status") != "dead",
         )

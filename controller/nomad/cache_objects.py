@@ -1,4 +1,11 @@
-"""The cache's tables of allocations and deployments, and what of an allocation is kept.
+"""How the cache holds things: jobs packed, allocations and deployments trimmed, in tables.
+
+A kept job is held as compact JSON deflated against a preset dictionary (``JobPacker``): every
+field stays, as injection needs, in a few hundred bytes instead of the 30 kB of Python objects
+a meshed job of 8.6 kB JSON parses into. The dictionary is the first job packed: one cluster's
+jobs share most of their text (Nomad's canonical defaults, and for meshed jobs the sidecar
+task and its templates), which plain deflate cannot see across jobs. Reads parse afresh
+(tens of microseconds), which also means no reader can change what the cache holds.
 
 An ``ObjectTable`` holds objects by ID with an index by job, and replaces one only with one at
 least as new (``ModifyIndex``: Nomad bumps it on every change of an allocation, client updates
@@ -10,19 +17,58 @@ Allocations are trimmed (``trim_allocation``) to what the controller reads of th
 cache holds a few hundred bytes per allocation instead of the stub's kilobytes. The inventory
 (grep over ``reconcilers/`` and ``controller/``): ``instances.matching.running_allocations``
 (ID, TaskGroup, ClientStatus, DesiredStatus), ``mesh.rollout`` (JobVersion, TaskGroup,
-DesiredStatus, ClientStatus, and of ``TaskStates[task]``: State and the Events' Type, Time,
-Message, DisplayMessage, FailsTask); the cache itself (Namespace, JobID, ModifyIndex,
-CreateIndex). Instance addresses come from the service catalogs, never from the allocation,
-so ``AllocatedResources`` is neither asked for (the LIST runs without ``resources=true``) nor
-kept. A new reader of another field adds it to ``ALLOC_FIELDS`` (a unit test pins the list).
+DesiredStatus, ClientStatus, and of ``TaskStates[task]``: State, and only for a task that is
+not running the Events' Type, Time, Message, DisplayMessage, FailsTask); the cache itself
+(Namespace, JobID, ModifyIndex, CreateIndex). Every reader skips allocations whose
+DesiredStatus is not ``run``, so theirs keep no TaskStates, and one that is also finished on
+the client (``finished``) is not kept at all: nobody reads it, and Nomad garbage-collects it
+without an event, so keeping it would only grow the cache until the next refill. Instance
+addresses come from the service catalogs, never from the allocation, so
+``AllocatedResources`` is neither asked for (the LIST runs without ``resources=true``) nor
+kept. A new reader of another field adds it here (a unit test pins the shape). Strings that
+repeat across allocations (statuses, names) are interned.
+
+Deployments are trimmed the same way (``trim_deployment``): ``mesh.rollout`` and
+``mesh.outcomes`` read ID, JobVersion, JobSpecModifyIndex, Status, StatusDescription and per
+group AutoPromote, Promoted, PlacedCanaries, DesiredCanaries, DesiredTotal, HealthyAllocs; and
+only a job's newest ``DEPLOYMENTS_KEPT``: the rollout reads the latest, the revert check the
+one of the controller's last write, which when it matters is the second newest (Nomad's
+auto-revert registers exactly one version after it). Nomad garbage-collects deployments
+without an event, so without the cap a job redeployed every day would grow the cache.
 """
 
 from __future__ import annotations
 
+import json
+import sys
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from crds_equivalent.jobkey import JobKey
+
+ZDICT_MAX = 32 * 1024  # deflate's window: a longer dictionary is not used
+
+
+class JobPacker:
+    """Jobs to deflated compact JSON and back, against one preset dictionary."""
+
+    def __init__(self, level: int = 6) -> None:
+        self.level = level
+        self.zdict: bytes | None = None
+
+    def pack(self, job: Mapping[str, Any]) -> bytes:
+        data = json.dumps(job, separators=(",", ":")).encode()
+        if self.zdict is None:
+            self.zdict = data[-ZDICT_MAX:]
+        deflate = zlib.compressobj(self.level, zdict=self.zdict)
+        return deflate.compress(data) + deflate.flush()
+
+    def unpack(self, packed: bytes) -> dict[str, Any]:
+        inflate = zlib.decompressobj(zdict=self.zdict or b"")
+        job: dict[str, Any] = json.loads(inflate.decompress(packed) + inflate.flush())
+        return job
+
 
 ALLOC_FIELDS = (
     "ID",
@@ -32,20 +78,29 @@ ALLOC_FIELDS = (
     "TaskGroup",
     "DesiredStatus",
     "ClientStatus",
-    "DeploymentID",
     "CreateIndex",
     "ModifyIndex",
 )
-TASK_STATE_FIELDS = ("State",)
 TASK_EVENT_FIELDS = ("Type", "Time", "Message", "DisplayMessage", "FailsTask")
+INTERNED = ("Namespace", "JobID", "TaskGroup", "DesiredStatus", "ClientStatus")
+CLIENT_TERMINAL = frozenset({"complete", "failed", "lost"})  # structs.AllocClientStatus*
+
+
+def finished(alloc: Mapping[str, Any]) -> bool:
+    """Nomad wants it stopped and the client says it stopped (``TerminalStatus``)."""
+    return alloc.get("DesiredStatus") != "run" and alloc.get("ClientStatus") in CLIENT_TERMINAL
+
+
+def _interned(value: Any) -> Any:
+    return sys.intern(value) if isinstance(value, str) else value
 
 
 def _trim_state(state: Any) -> Any:
     if not isinstance(state, Mapping):
         return state
-    out = {k: state[k] for k in TASK_STATE_FIELDS if k in state}
+    out: dict[str, Any] = {"State": _interned(state.get("State"))}
     events = state.get("Events")
-    if isinstance(events, list):
+    if isinstance(events, list) and state.get("State") != "running":
         out["Events"] = [
             {k: e[k] for k in TASK_EVENT_FIELDS if k in e} if isinstance(e, Mapping) else e
             for e in events
@@ -55,11 +110,55 @@ def _trim_state(state: Any) -> Any:
 
 def trim_allocation(alloc: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of an allocation (stub or event payload) the controller reads."""
-    out = {k: alloc[k] for k in ALLOC_FIELDS if k in alloc}
+    out = {
+        k: _interned(alloc[k]) if k in INTERNED else alloc[k] for k in ALLOC_FIELDS if k in alloc
+    }
     states = alloc.get("TaskStates")
-    if isinstance(states, Mapping):
-        out["TaskStates"] = {name: _trim_state(s) for name, s in states.items()}
+    if isinstance(states, Mapping) and alloc.get("DesiredStatus") == "run":
+        out["TaskStates"] = {sys.intern(str(n)): _trim_state(s) for n, s in states.items()}
     return out
+
+
+DEPLOYMENTS_KEPT = 3
+
+DEPLOYMENT_FIELDS = (
+    "ID",
+    "Namespace",
+    "JobID",
+    "JobVersion",
+    "JobSpecModifyIndex",
+    "Status",
+    "StatusDescription",
+    "CreateIndex",
+    "ModifyIndex",
+)
+DEPLOYMENT_GROUP_FIELDS = (
+    "AutoPromote",
+    "Promoted",
+    "PlacedCanaries",
+    "DesiredCanaries",
+    "DesiredTotal",
+    "HealthyAllocs",
+)
+
+
+def trim_deployment(deployment: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a deployment (LIST entry or event payload) the controller reads."""
+    out = {k: deployment[k] for k in DEPLOYMENT_FIELDS if k in deployment}
+    groups = deployment.get("TaskGroups")
+    if isinstance(groups, Mapping):
+        out["TaskGroups"] = {
+            sys.intern(str(name)): {k: g[k] for k in DEPLOYMENT_GROUP_FIELDS if k in g}
+            if isinstance(g, Mapping)
+            else g
+            for name, g in groups.items()
+        }
+    return out
+
+
+def owner(obj: Mapping[str, Any]) -> JobKey:
+    """The job an allocation or a deployment belongs to."""
+    return JobKey(str(obj.get("Namespace") or "default"), str(obj.get("JobID") or ""))
 
 
 def _modify_index(obj: Mapping[str, Any]) -> int:
@@ -93,10 +192,12 @@ class ObjectTable:
         self.by_job.setdefault(self.job_of(obj), set()).add(oid)
         return True
 
-    def remove(self, oid: str) -> None:
-        obj = self.by_id.pop(oid, None)
-        if obj is None:
+    def remove(self, oid: str, *, upto: int | None = None) -> None:
+        """Forget ``oid`` (with ``upto``: only if cached at that ModifyIndex or older)."""
+        cached = self.by_id.get(oid)
+        if cached is None or (upto is not None and _modify_index(cached) > upto):
             return
+        obj = self.by_id.pop(oid)
         key = self.job_of(obj)
         ids = self.by_job.get(key)
         if ids is not None:
@@ -113,6 +214,12 @@ class ObjectTable:
         for oid in [i for i, o in self.by_id.items() if i not in seen]:
             if _modify_index(self.by_id[oid]) <= index:
                 self.remove(oid)
+
+    def cap(self, key: JobKey, kept: int) -> None:
+        """Keep only the job's ``kept`` newest objects (by CreateIndex)."""
+        found = self.of(key)
+        for obj in found[: max(0, len(found) - kept)]:
+            self.remove(str(obj.get("ID") or ""))
 
     def drop_job(self, key: JobKey) -> None:
         for oid in list(self.by_job.get(key, ())):

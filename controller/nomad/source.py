@@ -27,6 +27,15 @@ to their job only when that job is known to be interesting.
 
 Children are owned by their parent (controller-runtime's ``EnqueueRequestForOwner``); what the
 source remembers between LISTs (tracked jobs, child -> parent, inspections) is in ``tracking``.
+
+With a ``cache`` (``cache.JobCache``, what the reconcilers read), the source is also the
+informer that keeps it: the per-job reads cover every job the cache does not hold at its
+LIST ``JobModifyIndex`` (flagged ones too) and each job is read once, serving both the
+predicate and the cache; after the reads of a (re)connect, one paged LIST of allocations and
+one of deployments complete the fill (not on the periodic resync: the running stream keeps
+them); every event is applied to the cache before the handler hears of it, so a reconcile it
+triggers reads the event's object; and a Deployment event of a tracked job is handed over as
+``deployment_changed``.
 """
 
 from __future__ import annotations

@@ -78,7 +78,8 @@ def filled(*jobs: Any) -> JobCache:
 def test_only_interesting_jobs_are_kept_raw_and_the_same_object_is_returned() -> None:
     web, plain = job("web"), job("plain", meshed=False)
     cache = filled(web, plain)
-    assert cache.job(WEB) is web  # no second copy
+    assert cache.job(WEB) == web  # every field, parsed afresh
+    assert cache.job(WEB) is not cache.job(WEB)  # a reader cannot change the cache
     assert cache.job(PLAIN) is None  # not kept: a read answers
     assert cache.verdict(PLAIN, 5) is False
     assert cache.kept_keys() == [WEB]
@@ -103,7 +104,7 @@ def test_an_event_during_a_fill_wins_over_the_older_read() -> None:
     cache.apply_event(event("Job", {"Job": newer}, 7))
     cache.apply_read(WEB, old)  # the GET was answered before the event's write
     cache.end_listing([WEB], 6)
-    assert cache.job(WEB) is newer
+    assert cache.job(WEB) == newer
 
 
 def test_a_delete_during_a_fill_is_not_undone_by_the_listing_or_the_read() -> None:
@@ -172,7 +173,7 @@ def test_allocations_are_trimmed_to_the_fields_read() -> None:
         },
     )
     trimmed = trim_allocation(raw)
-    assert set(trimmed) == {*ALLOC_FIELDS, "TaskStates"} - {"DeploymentID"}
+    assert set(trimmed) == {*ALLOC_FIELDS, "TaskStates"}
     state = trimmed["TaskStates"]["mesh-tls-proxy"]
     assert state == {
         "State": "pending",
@@ -186,6 +187,35 @@ def test_allocations_are_trimmed_to_the_fields_read() -> None:
             }
         ],
     }
+
+
+def test_a_running_tasks_events_and_a_stopped_allocations_states_are_not_kept() -> None:
+    running = {"app": {"State": "running", "Events": [{"Type": "Started", "Time": 1}]}}
+    assert trim_allocation(alloc("a1", TaskStates=running))["TaskStates"] == {
+        "app": {"State": "running"}
+    }
+    stopping = alloc("a2", DesiredStatus="stop", TaskStates=running)
+    assert "TaskStates" not in trim_allocation(stopping)
+
+
+def test_an_allocation_finished_on_both_sides_is_forgotten() -> None:
+    cache = filled(job("web"))
+    cache.apply_event(event("Allocation", {"Allocation": alloc("a1", index=21)}, 21))
+    done = alloc("a1", index=22, DesiredStatus="stop", ClientStatus="complete")
+    cache.apply_event(event("Allocation", {"Allocation": done}, 22))
+    assert cache.allocations_of(WEB) == []
+    cache.replace_allocations([done, alloc("a2", index=23)], 23)
+    assert [a["ID"] for a in cache.allocations_of(WEB)] == ["a2"]
+
+
+def test_only_the_newest_deployments_of_a_job_are_kept() -> None:
+    cache = filled(job("web"))
+    listed = [deployment(f"d{i}", create=10 + i, index=10 + i) for i in range(5)]
+    cache.replace_deployments(listed, 20)
+    assert [d["ID"] for d in cache.deployments_of(WEB)] == ["d4", "d3", "d2"]
+    newer = deployment("d5", create=30, index=30)
+    cache.apply_event(event("Deployment", {"Deployment": newer}, 30))
+    assert [d["ID"] for d in cache.deployments_of(WEB)] == ["d5", "d4", "d3"]
 
 
 def test_a_childs_allocations_are_its_parents_while_the_child_lives() -> None:
@@ -204,7 +234,9 @@ def test_a_childs_allocations_are_its_parents_while_the_child_lives() -> None:
 def test_deployments_latest_by_create_index_and_forgotten_with_the_job() -> None:
     cache = filled(job("web"))
     cache.replace_deployments([deployment("d1", create=10, index=12)], 20)
-    cache.apply_event(event("Deployment", {"Deployment": deployment("d2", create=30, index=30)}, 30))
+    cache.apply_event(
+        event("Deployment", {"Deployment": deployment("d2", create=30, index=30)}, 30)
+    )
     assert [d["ID"] for d in cache.deployments_of(WEB)] == ["d2", "d1"]
     cache.apply_event(event("Allocation", {"Allocation": alloc("a1", index=31)}, 31))
     cache.apply_event(event("Job", {"Job": job("web"), "Deleted": True}, 40, "JobDeregistered"))
@@ -227,7 +259,7 @@ def test_reads_of_our_own_write_wait_for_its_event() -> None:
     assert cache.job(WEB) is None
     ours = job("web", index=9)
     cache.apply_event(event("Job", {"Job": ours}, 9))
-    assert cache.job(WEB) is ours and not cache.expected
+    assert cache.job(WEB) == ours and not cache.expected
 
 
 def test_a_conflict_invalidates_until_a_read_or_a_newer_event() -> None:
@@ -236,11 +268,22 @@ def test_a_conflict_invalidates_until_a_read_or_a_newer_event() -> None:
     assert cache.job(WEB) is None
     fresh = job("web", index=8)
     cache.apply_read(WEB, fresh)
-    assert cache.job(WEB) is fresh
+    assert cache.job(WEB) == fresh
     cache.invalidate(WEB)
     newer = job("web", index=11)
     cache.apply_event(event("Job", {"Job": newer}, 11))
-    assert cache.job(WEB) is newer
+    assert cache.job(WEB) == newer
+
+
+def test_a_purge_is_told_from_a_stop_by_the_payloads_index_before_nomad_2() -> None:
+    """Nomad 1.10 sends the job as it was before the purge; a stop writes the job anew."""
+    cache = filled(job("web", index=5), job("api", index=6))
+    stopped = {**job("web", index=30), "Stop": True}
+    cache.apply_event(event("Job", {"Job": stopped}, 30, "JobDeregistered"))
+    assert cache.job(WEB) == stopped
+    before = job("api", index=6)
+    cache.apply_event(event("Job", {"Job": before}, 31, "JobDeregistered"))
+    assert cache.job(JobKey("default", "api")) is GONE
 
 
 def test_a_read_answered_404_is_a_tombstone_until_the_job_comes_back() -> None:
@@ -249,4 +292,4 @@ def test_a_read_answered_404_is_a_tombstone_until_the_job_comes_back() -> None:
     assert cache.job(WEB) is GONE
     back = job("web", index=14)
     cache.apply_event(event("Job", {"Job": back}, 14))
-    assert cache.job(WEB) is back
+    assert cache.job(WEB) == back

@@ -32,15 +32,20 @@ the cached job is behind until the Job event of N arrives; the store waits for i
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from controller.nomad.cache_objects import (
     DEPLOYMENTS_KEPT,
+    GONE,
+    Gone,
+    JobEntry,
     JobPacker,
     ObjectTable,
     finished,
+    intval,
+    key_of,
     owner,
+    purged,
     trim_allocation,
     trim_deployment,
 )
@@ -48,53 +53,6 @@ from controller.nomad.stream import Event
 from crds_equivalent.jobkey import JobKey
 
 Keep = Callable[[Mapping[str, Any]], bool]
-
-
-@dataclass(slots=True)
-class JobEntry:
-    """What the cache knows of one job.
-
-    ``index``: the ModifyIndex it was known at; ``modify_index``: its JobModifyIndex;
-    ``job``: the raw job when kept (``pack``ed); ``verdict``: the predicate's (None: owed a read);
-    ``parent``: ParentID of a child; ``stale``: a Conflict said the job moved (read it)."""
-
-    index: int
-    modify_index: int
-    job: bytes | None = None
-    verdict: bool | None = None
-    parent: str = ""
-    live: bool = True
-    stale: bool = False
-
-
-class Gone:
-    """A job the cache knows to be deleted (a tombstone): no read needed to say so."""
-
-
-GONE = Gone()
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def key_of(doc: Mapping[str, Any], namespace: str = "") -> JobKey:
-    return JobKey(namespace or str(doc.get("Namespace") or "default"), str(doc.get("ID") or ""))
-
-
-def purged(event: Event, job: Mapping[str, Any]) -> bool:
-    """A Job event that says the job was deleted (purged or garbage-collected), not stopped.
-
-    Nomad 2.0 says so (``JobEvent.Deleted``, nomad#27614). Before it, a purge and a stop are
-    both ``JobDeregistered`` (``JobBatchDeregistered`` from the GC) with the same payload
-    shape, but the payload of a delete is the job *before* it (``eventFromChange`` takes
-    ``change.Before``), last written at an older index, while a stop writes the job (and its
-    ModifyIndex) at the event's own index."""
-    if event.payload.get("Deleted"):
-        return True
-    if event.type not in ("JobDeregistered", "JobBatchDeregistered"):
-        return False
-    return _int(job.get("ModifyIndex")) < event.index
 
 
 class JobCache:
@@ -142,7 +100,7 @@ class JobCache:
     def deployments_of(self, key: JobKey) -> list[dict[str, Any]]:
         """Newest first (by CreateIndex), as ``/v1/job/:id/deployments`` is read."""
         found = self.deployments.of(key)
-        return sorted(found, key=lambda d: _int(d.get("CreateIndex")), reverse=True)
+        return sorted(found, key=lambda d: intval(d.get("CreateIndex")), reverse=True)
 
     def verdict(self, key: JobKey, modify_index: int) -> bool | None:
         """The predicate's verdict on the job at ``modify_index``, if the cache has one."""
@@ -172,7 +130,10 @@ class JobCache:
         owed: list[JobKey] = []
         for stub in stubs:
             key = key_of(stub)
-            index, modify_index = _int(stub.get("ModifyIndex")), _int(stub.get("JobModifyIndex"))
+            index, modify_index = (
+                intval(stub.get("ModifyIndex")),
+                intval(stub.get("JobModifyIndex")),
+            )
             if self._buried(key, index):
                 continue
             entry = self.jobs.get(key)
@@ -195,7 +156,7 @@ class JobCache:
             return False
         self._put_job(key, job if isinstance(job, dict) else dict(job))
         entry = self.jobs.get(key)
-        if entry is not None and _int(job.get("JobModifyIndex")) >= entry.modify_index:
+        if entry is not None and intval(job.get("JobModifyIndex")) >= entry.modify_index:
             self._settle(key, entry)
         return bool(entry is not None and entry.verdict)
 
@@ -234,7 +195,7 @@ class JobCache:
                 return None
             if finished(alloc):
                 self.allocations.remove(
-                    str(alloc.get("ID") or ""), upto=_int(alloc.get("ModifyIndex"))
+                    str(alloc.get("ID") or ""), upto=intval(alloc.get("ModifyIndex"))
                 )
             else:
                 self.allocations.put(trim_allocation(alloc))
@@ -261,13 +222,13 @@ class JobCache:
         parent = job.get("ParentID")
         if isinstance(parent, str) and parent:
             self._put_child(
-                key, parent, _int(job.get("ModifyIndex")), _int(job.get("JobModifyIndex")),
+                key, parent, intval(job.get("ModifyIndex")), intval(job.get("JobModifyIndex")),
                 job.get("Status"),
             )  # fmt: skip
             return key
         self._put_job(key, job)
         entry = self.jobs.get(key)
-        if entry is not None and entry.index == _int(job.get("ModifyIndex")):
+        if entry is not None and entry.index == intval(job.get("ModifyIndex")):
             self._settle(key, entry)
         self.on_job(key)
         return key
@@ -295,7 +256,7 @@ class JobCache:
             self.expected.pop(key, None)
 
     def _put_job(self, key: JobKey, job: dict[str, Any]) -> None:
-        index = _int(job.get("ModifyIndex"))
+        index = intval(job.get("ModifyIndex"))
         entry = self.jobs.get(key)
         if (entry is not None and entry.index > index) or self._buried(key, index):
             return
@@ -304,7 +265,7 @@ class JobCache:
             self._forget_objects(key)
         self.jobs[key] = JobEntry(
             index=index,
-            modify_index=_int(job.get("JobModifyIndex")),
+            modify_index=intval(job.get("JobModifyIndex")),
             job=self.packer.pack(job) if keep else None,
             verdict=keep,
             live=job.get("Status") != "dead",

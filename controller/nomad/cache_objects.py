@@ -1,4 +1,7 @@
-"""How the cache holds things: jobs packed, allocations and deployments trimmed, in tables.
+"""How the cache holds things: job entries, jobs packed, allocations and deployments trimmed.
+
+A job's entry (``JobEntry``) says what the cache knows of it; ``purged`` tells a Job event of a
+deletion from one of a stop (below).
 
 A kept job is held as compact JSON deflated against a preset dictionary (``JobPacker``): every
 field stays, as injection needs, in a few hundred bytes instead of the 30 kB of Python objects
@@ -43,9 +46,59 @@ import json
 import sys
 import zlib
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from controller.nomad.stream import Event
 from crds_equivalent.jobkey import JobKey
+
+
+@dataclass(slots=True)
+class JobEntry:
+    """What the cache knows of one job.
+
+    ``index``: the ModifyIndex it was known at; ``modify_index``: its JobModifyIndex;
+    ``job``: the raw job when kept (``pack``ed); ``verdict``: the predicate's (None: owed a read);
+    ``parent``: ParentID of a child; ``stale``: a Conflict said the job moved (read it)."""
+
+    index: int
+    modify_index: int
+    job: bytes | None = None
+    verdict: bool | None = None
+    parent: str = ""
+    live: bool = True
+    stale: bool = False
+
+
+class Gone:
+    """A job the cache knows to be deleted (a tombstone): no read needed to say so."""
+
+
+GONE = Gone()
+
+
+def intval(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def key_of(doc: Mapping[str, Any], namespace: str = "") -> JobKey:
+    return JobKey(namespace or str(doc.get("Namespace") or "default"), str(doc.get("ID") or ""))
+
+
+def purged(event: Event, job: Mapping[str, Any]) -> bool:
+    """A Job event that says the job was deleted (purged or garbage-collected), not stopped.
+
+    Nomad 2.0 says so (``JobEvent.Deleted``, nomad#27614). Before it, a purge and a stop are
+    both ``JobDeregistered`` (``JobBatchDeregistered`` from the GC) with the same payload
+    shape, but the payload of a delete is the job *before* it (``eventFromChange`` takes
+    ``change.Before``), last written at an older index, while a stop writes the job (and its
+    ModifyIndex) at the event's own index."""
+    if event.payload.get("Deleted"):
+        return True
+    if event.type not in ("JobDeregistered", "JobBatchDeregistered"):
+        return False
+    return intval(job.get("ModifyIndex")) < event.index
+
 
 ZDICT_MAX = 32 * 1024  # deflate's window: a longer dictionary is not used
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from controller.nomad.cache import GONE, JobCache, key_of
+from controller.nomad.cache import JobCache
+from controller.nomad.cache_objects import GONE, key_of
 from controller.nomad.errors import Conflict
 from controller.nomad.jobs import JobList, NomadJobs
 from controller.runtime.clock import Clock, SystemClock, WaitTimeout, wait_for

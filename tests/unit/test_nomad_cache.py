@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.nomad.cache import GONE, JobCache
-from controller.nomad.cache_objects import ALLOC_FIELDS, trim_allocation
+from controller.nomad.cache import JobCache
+from controller.nomad.cache_objects import ALLOC_FIELDS, GONE, trim_allocation
 from controller.nomad.stream import Event
 from crds_equivalent.jobkey import JobKey
 from reconcilers.mesh.interest import MESH_INTEREST

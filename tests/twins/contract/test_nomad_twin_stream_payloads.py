@@ -63,9 +63,7 @@ async def test_a_stop_carries_the_written_job_and_a_purge_the_job_as_it_was(
         await http.delete(f"{twin.url}/v1/job/web")
         stop = await events_until(resp, lambda ev: any(e["Type"] == "JobDeregistered" for e in ev))
         await http.delete(f"{twin.url}/v1/job/web?purge=true")
-        purge = await events_until(
-            resp, lambda ev: any(e["Type"] == "JobDeregistered" for e in ev)
-        )
+        purge = await events_until(resp, lambda ev: any(e["Type"] == "JobDeregistered" for e in ev))
     stopped = next(e for e in stop if e["Type"] == "JobDeregistered")
     assert stopped["Payload"]["Job"]["Stop"] is True
     assert stopped["Payload"]["Job"]["ModifyIndex"] == stopped["Index"]

@@ -5,14 +5,14 @@ GETs and streaming and hands this what it got; the store (``cached_jobs``) answe
 reconcilers' reads from it and sends every write to Nomad. What it keeps:
 
 - jobs keyed by (namespace, id): the *raw* job, every field as Nomad sent it, for jobs the
-  predicate keeps (``keep``), held once, as deflated compact JSON (``JobPacker``: a small
+  predicate keeps (``keep``), held once, as deflated compact JSON (``Packer``: a small
   fraction of the parsed dict), and parsed afresh for each read, so no reader can change the
   cache; for any other job only its verdict per ``JobModifyIndex``
   (the inspection memory the source's per-job reads need); for children of periodic and
   parameterized parents their parent and status (the LIST stub says all ``child_allocations``
   needs, so a child is never read);
 - allocations of kept jobs and of their children, and deployments of kept jobs, trimmed to
-  the fields the controller reads (``cache_objects``).
+  the fields the controller reads and packed, one list per job (``cache_objects``).
 
 Ordering, so a stale cache can cost a retry but never a clobber (every write is fenced with
 EnforceIndex or CAS anyway): an object is replaced only by one at least as new, compared by
@@ -39,8 +39,8 @@ from controller.nomad.cache_objects import (
     GONE,
     Gone,
     JobEntry,
-    JobPacker,
     ObjectTable,
+    Packer,
     finished,
     intval,
     key_of,
@@ -60,7 +60,7 @@ class JobCache:
 
     def __init__(self, keep: Keep) -> None:
         self.keep = keep
-        self.packer = JobPacker()
+        self.packer = Packer()
         self.jobs: dict[JobKey, JobEntry] = {}
         self.children: dict[JobKey, set[JobKey]] = {}
         self.tombstones: dict[JobKey, int] = {}
@@ -83,7 +83,8 @@ class JobCache:
             return None
         if entry.modify_index < self.expected.get(key, 0):
             return None
-        return self.packer.unpack(entry.job)
+        job: dict[str, Any] = self.packer.unpack(entry.job)
+        return job
 
     def allocations_of(self, key: JobKey) -> list[dict[str, Any]]:
         return self.allocations.of(key)
@@ -178,7 +179,7 @@ class JobCache:
         self.deployments.replace(
             (trim_deployment(d) for d in deployments if self.kept(owner(d))), index
         )
-        for key in list(self.deployments.by_job):
+        for key in self.deployments.jobs():
             self.deployments.cap(key, DEPLOYMENTS_KEPT)
         self.ready = True
 
@@ -195,7 +196,7 @@ class JobCache:
                 return None
             if finished(alloc):
                 self.allocations.remove(
-                    str(alloc.get("ID") or ""), upto=intval(alloc.get("ModifyIndex"))
+                    owner(alloc), str(alloc.get("ID") or ""), upto=intval(alloc.get("ModifyIndex"))
                 )
             else:
                 self.allocations.put(trim_allocation(alloc))

@@ -3,12 +3,14 @@
 A job's entry (``JobEntry``) says what the cache knows of it; ``purged`` tells a Job event of a
 deletion from one of a stop (below).
 
-A kept job is held as compact JSON deflated against a preset dictionary (``JobPacker``): every
+A kept job is held as compact JSON deflated against a preset dictionary (``Packer``): every
 field stays, as injection needs, in a few hundred bytes instead of the 30 kB of Python objects
 a meshed job of 8.6 kB JSON parses into. The dictionary is the first job packed: one cluster's
 jobs share most of their text (Nomad's canonical defaults, and for meshed jobs the sidecar
 task and its templates), which plain deflate cannot see across jobs. Reads parse afresh
-(tens of microseconds), which also means no reader can change what the cache holds.
+(tens of microseconds), which also means no reader can change what the cache holds. Each job's
+allocations and deployments are held the same way, one packed list per job (``ObjectTable``):
+a trimmed allocation is ~1 kB of Python objects, packed a few dozen bytes.
 
 An ``ObjectTable`` holds objects by ID with an index by job, and replaces one only with one at
 least as new (``ModifyIndex``: Nomad bumps it on every change of an allocation, client updates
@@ -28,8 +30,7 @@ the client (``finished``) is not kept at all: nobody reads it, and Nomad garbage
 without an event, so keeping it would only grow the cache until the next refill. Instance
 addresses come from the service catalogs, never from the allocation, so
 ``AllocatedResources`` is neither asked for (the LIST runs without ``resources=true``) nor
-kept. A new reader of another field adds it here (a unit test pins the shape). Strings that
-repeat across allocations (statuses, names) are interned.
+kept. A new reader of another field adds it here (a unit test pins the shape).
 
 Deployments are trimmed the same way (``trim_deployment``): ``mesh.rollout`` and
 ``mesh.outcomes`` read ID, JobVersion, JobSpecModifyIndex, Status, StatusDescription and per
@@ -43,7 +44,6 @@ without an event, so without the cap a job redeployed every day would grow the c
 from __future__ import annotations
 
 import json
-import sys
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -103,24 +103,24 @@ def purged(event: Event, job: Mapping[str, Any]) -> bool:
 ZDICT_MAX = 32 * 1024  # deflate's window: a longer dictionary is not used
 
 
-class JobPacker:
-    """Jobs to deflated compact JSON and back, against one preset dictionary."""
+class Packer:
+    """JSON values (a job; one job's allocations) to deflated compact JSON and back, against
+    one preset dictionary: the first value packed."""
 
     def __init__(self, level: int = 6) -> None:
         self.level = level
         self.zdict: bytes | None = None
 
-    def pack(self, job: Mapping[str, Any]) -> bytes:
-        data = json.dumps(job, separators=(",", ":")).encode()
+    def pack(self, value: Any) -> bytes:
+        data = json.dumps(value, separators=(",", ":")).encode()
         if self.zdict is None:
             self.zdict = data[-ZDICT_MAX:]
         deflate = zlib.compressobj(self.level, zdict=self.zdict)
         return deflate.compress(data) + deflate.flush()
 
-    def unpack(self, packed: bytes) -> dict[str, Any]:
+    def unpack(self, packed: bytes) -> Any:
         inflate = zlib.decompressobj(zdict=self.zdict or b"")
-        job: dict[str, Any] = json.loads(inflate.decompress(packed) + inflate.flush())
-        return job
+        return json.loads(inflate.decompress(packed) + inflate.flush())
 
 
 ALLOC_FIELDS = (
@@ -135,7 +135,6 @@ ALLOC_FIELDS = (
     "ModifyIndex",
 )
 TASK_EVENT_FIELDS = ("Type", "Time", "Message", "DisplayMessage", "FailsTask")
-INTERNED = ("Namespace", "JobID", "TaskGroup", "DesiredStatus", "ClientStatus")
 CLIENT_TERMINAL = frozenset({"complete", "failed", "lost"})  # structs.AllocClientStatus*
 
 
@@ -144,14 +143,10 @@ def finished(alloc: Mapping[str, Any]) -> bool:
     return alloc.get("DesiredStatus") != "run" and alloc.get("ClientStatus") in CLIENT_TERMINAL
 
 
-def _interned(value: Any) -> Any:
-    return sys.intern(value) if isinstance(value, str) else value
-
-
 def _trim_state(state: Any) -> Any:
     if not isinstance(state, Mapping):
         return state
-    out: dict[str, Any] = {"State": _interned(state.get("State"))}
+    out: dict[str, Any] = {"State": state.get("State")}
     events = state.get("Events")
     if isinstance(events, list) and state.get("State") != "running":
         out["Events"] = [
@@ -163,12 +158,10 @@ def _trim_state(state: Any) -> Any:
 
 def trim_allocation(alloc: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of an allocation (stub or event payload) the controller reads."""
-    out = {
-        k: _interned(alloc[k]) if k in INTERNED else alloc[k] for k in ALLOC_FIELDS if k in alloc
-    }
+    out = {k: alloc[k] for k in ALLOC_FIELDS if k in alloc}
     states = alloc.get("TaskStates")
     if isinstance(states, Mapping) and alloc.get("DesiredStatus") == "run":
-        out["TaskStates"] = {sys.intern(str(n)): _trim_state(s) for n, s in states.items()}
+        out["TaskStates"] = {str(n): _trim_state(s) for n, s in states.items()}
     return out
 
 
@@ -201,7 +194,7 @@ def trim_deployment(deployment: Mapping[str, Any]) -> dict[str, Any]:
     groups = deployment.get("TaskGroups")
     if isinstance(groups, Mapping):
         out["TaskGroups"] = {
-            sys.intern(str(name)): {k: g[k] for k in DEPLOYMENT_GROUP_FIELDS if k in g}
+            str(name): {k: g[k] for k in DEPLOYMENT_GROUP_FIELDS if k in g}
             if isinstance(g, Mapping)
             else g
             for name, g in groups.items()
@@ -220,60 +213,87 @@ def _modify_index(obj: Mapping[str, Any]) -> int:
 
 
 class ObjectTable:
-    """Objects by ID, indexed by the job they belong to; newer never replaced by older."""
+    """Objects by the job they belong to, each job's held as one packed list; an object is
+    never replaced by an older one. Reads unpack afresh (a few small dicts)."""
 
     def __init__(self, job_of: Callable[[Mapping[str, Any]], JobKey]) -> None:
         self.job_of = job_of
-        self.by_id: dict[str, dict[str, Any]] = {}
-        self.by_job: dict[JobKey, set[str]] = {}
+        self.packer = Packer()
+        self.by_job: dict[JobKey, bytes] = {}
 
     def __len__(self) -> int:
-        return len(self.by_id)
+        return sum(len(self._load(k)) for k in self.by_job)
+
+    def jobs(self) -> list[JobKey]:
+        return list(self.by_job)
+
+    def _load(self, key: JobKey) -> dict[str, dict[str, Any]]:
+        packed = self.by_job.get(key)
+        if packed is None:
+            return {}
+        found: list[dict[str, Any]] = self.packer.unpack(packed)
+        return {str(o.get("ID") or ""): o for o in found}
+
+    def _store(self, key: JobKey, objects: Mapping[str, dict[str, Any]]) -> None:
+        if objects:
+            self.by_job[key] = self.packer.pack(list(objects.values()))
+        else:
+            self.by_job.pop(key, None)
 
     def of(self, key: JobKey) -> list[dict[str, Any]]:
         """The job's objects, oldest first (by CreateIndex, then ID)."""
-        found = [self.by_id[i] for i in self.by_job.get(key, ())]
-        return sorted(found, key=lambda o: (o.get("CreateIndex") or 0, str(o.get("ID"))))
+        return sorted(self._load(key).values(), key=_created)
 
     def put(self, obj: dict[str, Any]) -> bool:
         """Store ``obj`` unless the cached one is newer; True when stored."""
+        key = self.job_of(obj)
+        objects = self._load(key)
         oid = str(obj.get("ID") or "")
-        cached = self.by_id.get(oid)
+        cached = objects.get(oid)
         if cached is not None and _modify_index(cached) > _modify_index(obj):
             return False
-        self.by_id[oid] = obj
-        self.by_job.setdefault(self.job_of(obj), set()).add(oid)
+        objects[oid] = obj
+        self._store(key, objects)
         return True
 
-    def remove(self, oid: str, *, upto: int | None = None) -> None:
+    def remove(self, key: JobKey, oid: str, *, upto: int | None = None) -> None:
         """Forget ``oid`` (with ``upto``: only if cached at that ModifyIndex or older)."""
-        cached = self.by_id.get(oid)
+        objects = self._load(key)
+        cached = objects.get(oid)
         if cached is None or (upto is not None and _modify_index(cached) > upto):
             return
-        obj = self.by_id.pop(oid)
-        key = self.job_of(obj)
-        ids = self.by_job.get(key)
-        if ids is not None:
-            ids.discard(oid)
-            if not ids:
-                del self.by_job[key]
+        del objects[oid]
+        self._store(key, objects)
 
     def replace(self, listed: Iterable[dict[str, Any]], index: int) -> None:
         """A LIST at raft ``index``: put what it shows, drop what it no longer shows."""
-        seen: set[str] = set()
+        grouped: dict[JobKey, list[dict[str, Any]]] = {}
         for obj in listed:
-            seen.add(str(obj.get("ID") or ""))
-            self.put(obj)
-        for oid in [i for i, o in self.by_id.items() if i not in seen]:
-            if _modify_index(self.by_id[oid]) <= index:
-                self.remove(oid)
+            grouped.setdefault(self.job_of(obj), []).append(obj)
+        for key in set(grouped) | set(self.by_job):
+            objects = self._load(key)
+            seen: set[str] = set()
+            for obj in grouped.get(key, ()):
+                oid = str(obj.get("ID") or "")
+                seen.add(oid)
+                cached = objects.get(oid)
+                if cached is None or _modify_index(cached) <= _modify_index(obj):
+                    objects[oid] = obj
+            for oid in [i for i, o in objects.items() if i not in seen]:
+                if _modify_index(objects[oid]) <= index:
+                    del objects[oid]
+            self._store(key, objects)
 
     def cap(self, key: JobKey, kept: int) -> None:
         """Keep only the job's ``kept`` newest objects (by CreateIndex)."""
-        found = self.of(key)
-        for obj in found[: max(0, len(found) - kept)]:
-            self.remove(str(obj.get("ID") or ""))
+        objects = self._load(key)
+        if len(objects) > kept:
+            newest = sorted(objects.values(), key=_created)[-kept:]
+            self._store(key, {str(o.get("ID") or ""): o for o in newest})
 
     def drop_job(self, key: JobKey) -> None:
-        for oid in list(self.by_job.get(key, ())):
-            self.remove(oid)
+        self.by_job.pop(key, None)
+
+
+def _created(obj: Mapping[str, Any]) -> tuple[int, str]:
+    return intval(obj.get("CreateIndex")), str(obj.get("ID"))

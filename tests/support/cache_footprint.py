@@ -15,6 +15,7 @@ import gc
 import json
 import sys
 import tracemalloc
+import uuid
 from typing import Any
 
 import aiohttp
@@ -60,22 +61,35 @@ def copies(raw: bytes, n: int) -> list[bytes]:
     return [text.replace("tmpl", f"job-{i:05d}").encode() for i in range(n)]
 
 
+def varied(doc: dict[str, Any], i: int) -> dict[str, Any]:
+    """Copy ``i`` made less alike than a rename: its own image, team, count and environment,
+    so the packed size is not flattered by copies that differ only in their ID."""
+    doc["Meta"] = {**(doc.get("Meta") or {}), "team": f"team-{i % 37}", "owner": f"u{i * 7919}"}
+    for group in doc["TaskGroups"]:
+        group["Count"] = 1 + i % 5
+        for task in group["Tasks"]:
+            if task["Name"] == "app":
+                task["Config"] = {**task["Config"], "image": f"registry.example/svc-{i}:{i % 13}"}
+                task["Env"] = {"RELEASE": f"{i}.{i % 11}", "REGION": f"r{i % 4}"}
+    return doc
+
+
 def fill(cache: JobCache, jobs: list[bytes], allocs: list[bytes], deps: list[bytes]) -> None:
-    decoded = [json.loads(b) for b in jobs]
+    decoded = [varied(json.loads(b), i) for i, b in enumerate(jobs)]
     cache.apply_listing(decoded)  # a LIST stub has these fields and more
     for doc in decoded:
         cache.apply_read(JobKey(doc["Namespace"], doc["ID"]), doc)
     cache.end_listing([JobKey(d["Namespace"], d["ID"]) for d in decoded], 1 << 30)
     stubs: list[dict[str, Any]] = []
-    for i, blob in enumerate(allocs):
+    for blob in allocs:
         for a in json.loads(blob):
-            a["ID"] = f"{i:08d}" + a["ID"][8:]
+            a["ID"] = str(uuid.uuid4())  # as random as Nomad's
             stubs.append(a)
     cache.replace_allocations(stubs, 1 << 30)
     listed: list[dict[str, Any]] = []
-    for i, blob in enumerate(deps):
+    for blob in deps:
         for d in json.loads(blob):
-            d["ID"] = f"{i:08d}" + d["ID"][8:]
+            d["ID"] = str(uuid.uuid4())
             listed.append(d)
     cache.replace_deployments(listed, 1 << 30)
 
@@ -97,6 +111,7 @@ def measure(n: int) -> dict[str, float]:
         "deployments": len(cache.deployments),
         "job_json_bytes": len(job),
         "alloc_stub_json_bytes_per_job": len(allocs),
+        "packed_job_bytes": len(cache.jobs[JobKey("default", "job-00001")].job or b""),
         "bytes_per_cached_job": round((after - before) / n),
         "mb_at_10k": round((after - before) / n * 10_000 / 2**20, 1),
     }

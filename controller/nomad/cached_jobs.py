@@ -47,7 +47,7 @@ class CachedJobs:
         cache.on_job = self._job_changed
 
     def _job_changed(self, key: JobKey) -> None:
-        waiter = self._waiters.get(key)
+        waiter = self._waiters.pop(key, None)  # one Event per change: every waiter wakes
         if waiter is not None:
             waiter.set()
 
@@ -63,10 +63,6 @@ class CachedJobs:
                 await wait_for(self.clock, waiter.wait(), left)
             except WaitTimeout:
                 return
-            finally:
-                waiter.clear()
-                if key not in self.cache.expected:
-                    self._waiters.pop(key, None)
 
     # --- reads ------------------------------------------------------------------------------
 

@@ -95,6 +95,23 @@ async def test_a_read_after_our_register_waits_for_its_event() -> None:
     assert nomad.calls == {"register": 1}
 
 
+async def test_every_reader_waiting_for_our_write_wakes_on_its_event() -> None:
+    clock = FakeClock()
+    nomad = FakeNomad(job(5))
+    store = store_with(job(5), nomad, clock)
+    await store.register_job(job(5), enforce_index=5)
+    readers = [asyncio.create_task(store.get_job("web", "default")) for _ in range(2)]
+    await clock.settle()
+    assert nomad.stored is not None
+    store.cache.apply_event(job_event({**nomad.stored, "ModifyIndex": 12, "JobModifyIndex": 12}))
+    await clock.settle()
+    assert not any(r.done() for r in readers)  # a change, but not yet ours
+    store.cache.apply_event(job_event(nomad.stored))
+    read = await asyncio.gather(*readers)
+    assert [r["JobModifyIndex"] if r else None for r in read] == [15, 15]
+    assert nomad.calls == {"register": 1}
+
+
 async def test_an_event_that_never_comes_costs_one_get_after_the_bounded_wait() -> None:
     clock = FakeClock()
     nomad = FakeNomad(job(5))

@@ -336,6 +336,10 @@ class NomadEventSource:
 
     async def run(self) -> None:
         """Stream (with LIST before every connect) and resync until cancelled."""
+        if self.cache is not None:
+            # Started anew (this replica just became leader): what the cache holds may be as old
+            # as the last leadership, so reads go to Nomad until the first fill is done.
+            self.cache.ready = False
         async with asyncio.TaskGroup() as group:
             group.create_task(self._stream_loop())
             group.create_task(self._resync_loop())

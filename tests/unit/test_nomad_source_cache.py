@@ -3,6 +3,8 @@ Deployment events of tracked jobs handed over (no server: Nomad is a stand-in)."
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from controller.nomad.cache import JobCache
@@ -97,3 +99,26 @@ async def test_events_reach_the_cache_and_deployments_of_tracked_jobs_the_handle
     assert got == [("job", WEB), ("deployment", WEB)]
     assert cache.job(WEB) == web
     assert [d["ID"] for d in cache.deployments_of(WEB)] == ["d1"]
+
+
+async def test_a_source_that_starts_sends_reads_to_nomad_until_its_first_fill() -> None:
+    """A replica that becomes leader again may hold a cache as old as its last leadership."""
+    got = Kinds()
+    nomad = Nomad({"web": job("web", 5, True)})
+    src, cache = source(nomad, got)
+    cache.replace_deployments([], 5)  # as left by an earlier leadership
+    assert cache.ready
+    listing = asyncio.Event()
+
+    async def slow_list(namespace: str = "*", **_: Any) -> JobList:
+        await listing.wait()
+        return JobList(stubs=[], index=5)
+
+    nomad.list_jobs = slow_list  # type: ignore[method-assign]
+    task = asyncio.create_task(src.run())
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert not cache.ready
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

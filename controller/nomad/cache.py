@@ -152,8 +152,8 @@ class JobCache:
         cached meanwhile. Returns the predicate's verdict on what is cached now."""
         if job is None:
             entry = self.jobs.get(key)
-            if entry is not None and entry.index <= at:
-                self._drop_job(key, at)
+            if entry is None or entry.index <= at:
+                self._drop_job(key, at)  # a tombstone: the next read needs no GET
             return False
         self._put_job(key, job if isinstance(job, dict) else dict(job))
         entry = self.jobs.get(key)

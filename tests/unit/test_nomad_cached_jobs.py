@@ -150,3 +150,12 @@ async def test_before_the_first_fill_every_read_goes_to_nomad() -> None:
     store = CachedJobs(JobCache(keep=MESH_INTEREST.job_interesting), nomad, clock=FakeClock())
     assert await store.get_job("web", "default") is not None
     assert nomad.calls == {"get": 1}
+
+
+async def test_a_job_nomad_does_not_have_is_read_once() -> None:
+    """E.g. a status record's key whose job was purged while no controller ran."""
+    nomad = FakeNomad(None)
+    store = store_with(job(5), nomad, FakeClock())
+    assert await store.get_job("gone", "default") is None
+    assert await store.get_job("gone", "default") is None
+    assert nomad.calls == {"get": 1}

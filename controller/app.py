@@ -9,7 +9,10 @@ This is the one place that knows how the parts fit, so every other module can be
   (`controller.routing`: which queue hears of which change, after what delay);
 - the status store's keys feed the source's `known_keys`, so every job we ever recorded is
   looked at again after a restart or failover, even if nothing in its meta says "mesh";
-- /status, /healthz and /readyz read the parts through `controller.http.status_view`.
+- /status, /healthz and /readyz read the parts through `controller.http.status_view`;
+- every reconciler reads jobs, allocations and deployments from the watch-fed cache
+  (`controller.nomad.cache`, kept filled by the source) through `CachedJobs`, and writes
+  through it to Nomad; `NomadJobs` itself only serves task control and the source's reads.
 Each part is made by a builder (here or in `controller.builders`) from keyword arguments, so
 `__init__` reads as the wiring diagram. Parts several reconcilers share (the TLS prober, the
 Vault trust source) are built once and handed to each, never reached through a reconciler.
@@ -35,6 +38,8 @@ from controller.config import Settings
 from controller.consul.client import ConsulClient
 from controller.http import HttpServer, register_phase_gauge
 from controller.http.status_view import StatusView
+from controller.nomad.cache import JobCache
+from controller.nomad.cached_jobs import CachedJobs
 from controller.nomad.client import NomadClient
 from controller.nomad.errors import NomadError
 from controller.nomad.jobs import NomadJobs
@@ -126,6 +131,7 @@ class App:
             settings=settings.controller,
             clock=self.clock,
             registry=self.registry,
+            cache=self.cache,
         )
         self.view = self._build_view()
         self.http = self._build_http(view=self.view)
@@ -138,6 +144,8 @@ class App:
             s.nomad, timeout=t.nomad_timeout, retry_budget=t.nomad_retry_budget
         )
         self.jobs = NomadJobs(self.nomad)
+        self.cache = JobCache(keep=MESH_INTEREST.job_interesting)
+        self.store = CachedJobs(self.cache, self.jobs, clock=self.clock)
         self.variables = NomadVariables(self.nomad, namespace=s.controller.controller_namespace)
         self.statuses = StatusStore(self.variables, clock=self.clock)
         # Consul is optional (a cluster on Nomad-native services has none): without
@@ -159,7 +167,7 @@ class App:
             self.vault, root_mount=mesh.root_mount, int_mount=mesh.pki_mount, clock=self.clock
         )
         self.reconciler = MeshReconciler(
-            self.jobs,
+            self.store,
             self.statuses,
             mesh,
             clock=self.clock,
@@ -199,7 +207,7 @@ class App:
 
     def _build_health(self, *, prober: TlsProber, trust: VaultTrust) -> HealthReconciler:
         return HealthReconciler(
-            self.jobs,
+            self.store,
             self.statuses,
             self.consul,
             prober,
@@ -213,7 +221,7 @@ class App:
 
     def _build_certs(self, *, prober: TlsProber, trust: VaultTrust) -> CertReconciler:
         return CertReconciler(
-            self.jobs,
+            self.store,
             self.jobs,
             self.statuses,
             self.consul,
@@ -229,8 +237,8 @@ class App:
     def _build_rotator(self, *, prober: TlsProber, pki: VaultPki) -> Rotator:
         c = self.settings.controller
         return Rotator(
-            jobs=self.jobs,
-            lister=self.jobs,
+            jobs=self.store,
+            lister=self.store,
             consul=self.consul,
             native=self.native,
             probe=prober,

@@ -14,6 +14,7 @@ import importlib.metadata
 from prometheus_client import CollectorRegistry
 
 from controller.config import ControllerSettings
+from controller.nomad.cache import JobCache
 from controller.nomad.client import NomadClient
 from controller.nomad.jobs import NomadJobs
 from controller.nomad.lock import NomadVariableLock
@@ -124,11 +125,14 @@ def build_source(
     settings: ControllerSettings,
     clock: Clock,
     registry: CollectorRegistry,
+    cache: JobCache | None = None,
 ) -> tuple[EventStream, NomadEventSource]:
-    """The event stream of the watched namespaces and the source (LIST → stream → resync)."""
+    """The event stream of the watched namespaces and the source (LIST → stream → resync).
+    With a ``cache``, the source keeps it filled, and the stream carries Deployment events."""
     namespaces = settings.watched_namespaces
     stream = EventStream(
         nomad,
+        topics=("Job", "Allocation", "Deployment") if cache is not None else ("Job", "Allocation"),
         namespace=namespaces[0] if len(namespaces) == 1 else "*",
         heartbeat_timeout=settings.heartbeat_timeout,
         clock=clock,
@@ -143,5 +147,6 @@ def build_source(
         resync_interval=settings.resync_interval,
         clock=clock,
         registry=registry,
+        cache=cache,
     )
     return stream, source

@@ -9,6 +9,9 @@ code hidden in the composition root:
 - an Allocation change is debounced into mesh (rollout progress) and health: a rolling
   deployment's burst of allocation updates costs one reconcile per queue, not one per update.
   Certificates do not change with allocations, so certs is not told.
+- a Deployment change (Nomad judged the version: successful, failed, canaries placed) is
+  debounced into mesh, whose RolledOut condition and retries follow it; reads come from the
+  watch-fed cache, so the wake-up costs no Nomad call.
 
 The table is data (``default_routes``) so a test can read it, and the router checks at build
 time that every route names a queue it was given: a typo fails the process at start, not the
@@ -31,6 +34,7 @@ class EventKind(StrEnum):
 
     JOB = "Job"
     ALLOCATION = "Allocation"
+    DEPLOYMENT = "Deployment"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +60,7 @@ def default_routes(*, health_delay: float, certs_delay: float, alloc_debounce: f
             Route("mesh", alloc_debounce),
             Route("health", alloc_debounce),
         ),
+        EventKind.DEPLOYMENT: (Route("mesh", alloc_debounce),),
     }
 
 
@@ -90,3 +95,6 @@ class EventRouter:
 
     def allocation_changed(self, key: JobKey) -> None:
         self.route(EventKind.ALLOCATION, key)
+
+    def deployment_changed(self, key: JobKey) -> None:
+        self.route(EventKind.DEPLOYMENT, key)

@@ -122,6 +122,31 @@ class NomadJobs:
             out.extend(await self.job_allocations(child, namespace))
         return out
 
+    async def list_allocations(self, namespace: str = "*") -> JobList:
+        """Every allocation stub (all pages) with its TaskStates (``AllocListStub``, default
+        fields: no ``resources``). The index is the first page's, as for ``list_jobs``."""
+        return await self._paged("/v1/allocations", namespace, {})
+
+    async def list_deployments(self, namespace: str = "*") -> JobList:
+        """Every deployment (all pages; ``Deployment.List`` answers whole deployments)."""
+        return await self._paged("/v1/deployments", namespace, {})
+
+    async def _paged(self, path: str, namespace: str, params: dict[str, ParamValue]) -> JobList:
+        out: list[dict[str, Any]] = []
+        index: int | None = None
+        token: str | None = None
+        while True:
+            query: dict[str, ParamValue] = {**params, "per_page": self.per_page}
+            if token:
+                query["next_token"] = token
+            resp = await self.client.request("GET", path, params=query, namespace=namespace)
+            out.extend(x for x in resp.body or [] if isinstance(x, dict))
+            if index is None:
+                index = resp.index or 0
+            token = resp.next_token
+            if not token:
+                return JobList(stubs=out, index=index)
+
     async def read_allocation(self, alloc_id: str, namespace: str) -> dict[str, Any] | None:
         """The full allocation (with its job snapshot and ports), or None."""
         try:

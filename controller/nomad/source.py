@@ -27,6 +27,15 @@ to their job only when that job is known to be interesting.
 
 Children are owned by their parent (controller-runtime's ``EnqueueRequestForOwner``); what the
 source remembers between LISTs (tracked jobs, child -> parent, inspections) is in ``tracking``.
+
+With a ``cache`` (``cache.JobCache``, what the reconcilers read), the source is also the
+informer that keeps it: the per-job reads cover every job the cache does not hold at its
+LIST ``JobModifyIndex`` (flagged ones too) and each job is read once, serving both the
+predicate and the cache; after the reads of a (re)connect, one paged LIST of allocations and
+one of deployments complete the fill (not on the periodic resync: the running stream keeps
+them); every event is applied to the cache before the handler hears of it, so a reconcile it
+triggers reads the event's object; and a Deployment event of a tracked job is handed over as
+``deployment_changed``.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from typing import Any, Protocol
 import structlog
 from prometheus_client import CollectorRegistry
 
+from controller.nomad.cache import JobCache
 from controller.nomad.errors import NomadError, PermissionDenied
 from controller.nomad.jobs import JobList, NomadJobs
 from controller.nomad.metrics import StreamMetrics, stream_metrics
@@ -81,6 +91,8 @@ class EventHandler(Protocol):
 
     def allocation_changed(self, key: JobKey) -> None: ...
 
+    def deployment_changed(self, key: JobKey) -> None: ...
+
 
 class NomadEventSource:
     """Feeds ``handler`` the keys of jobs ``predicate`` finds interesting. Leader-only task."""
@@ -104,6 +116,7 @@ class NomadEventSource:
         clock: Clock | None = None,
         registry: CollectorRegistry | None = None,
         rng: random.Random | None = None,
+        cache: JobCache | None = None,
     ) -> None:
         self.jobs = jobs
         self.stream = stream
@@ -127,6 +140,7 @@ class NomadEventSource:
         self.metrics.last_frame.set_function(self._last_frame_unix)
         self.rng = rng or random.Random()
         self.memory = TrackedJobs(predicate, handler, inspect_unflagged=inspect_unflagged)
+        self.cache = cache
         self.synced = asyncio.Event()
         self._listing = asyncio.Lock()
         self.lists = 0
@@ -186,7 +200,7 @@ class NomadEventSource:
             try:
                 self.memory.begin_listing()
                 listing = await self._list()
-                await self._hand_over(listing)
+                await self._hand_over(listing, refill=False)
                 return listing.index
             finally:
                 self.memory.end_listing()
@@ -203,7 +217,7 @@ class NomadEventSource:
                 pump = asyncio.create_task(self._pump(listing.index, opened))
                 try:
                     await self._until_subscribed(pump, opened)
-                    await self._hand_over(listing)
+                    await self._hand_over(listing, refill=True)
                 except BaseException:
                     pump.cancel()
                     with contextlib.suppress(asyncio.CancelledError, NomadError):
@@ -232,10 +246,15 @@ class NomadEventSource:
         finally:
             waiter.cancel()
 
-    async def _hand_over(self, listing: JobList) -> None:
+    async def _hand_over(self, listing: JobList, *, refill: bool) -> None:
         found, to_read = self.memory.sort_listing(listing.stubs)
-        found |= await self._inspect(to_read)
+        owed = self.cache.apply_listing(listing.stubs) if self.cache is not None else []
+        found |= await self._inspect(to_read, owed)
         found = self.memory.settle(found)
+        if self.cache is not None:
+            self.cache.end_listing(_listed(listing), listing.index)
+            if refill:
+                await self._fill_objects(self.cache)
         wanted = set(found)
         if self.known_keys is not None:
             wanted |= {JobKey(*k) for k in await self.known_keys() if self._watched(k[0])}
@@ -244,17 +263,52 @@ class NomadEventSource:
         self.lists += 1
         self.synced.set()
 
-    async def _inspect(self, candidates: list[tuple[JobKey, int]]) -> set[JobKey]:
-        """Read unflagged jobs (bounded concurrency); cache the verdict per JobModifyIndex."""
-        found: set[JobKey] = set()
+    async def _fill_objects(self, cache: JobCache) -> None:
+        """After the jobs: every allocation and deployment, one paged LIST each (the cache
+        keeps those of kept jobs). Taken after the per-job reads, so every verdict is known."""
+        allocs = await self._paged(self.jobs.list_allocations)
+        cache.replace_allocations(allocs.stubs, allocs.index)
+        deployments = await self._paged(self.jobs.list_deployments)
+        cache.replace_deployments(deployments.stubs, deployments.index)
 
-        async def one(key: JobKey, modify_index: int) -> None:
+    async def _paged(self, lister: Callable[[str], Awaitable[JobList]]) -> JobList:
+        if "*" in self.namespaces or len(self.namespaces) == 1:
+            return await lister("*" if "*" in self.namespaces else self.namespaces[0])
+        out: list[dict[str, Any]] = []
+        index: int | None = None
+        for ns in self.namespaces:
+            part = await lister(ns)
+            out.extend(part.stubs)
+            index = part.index if index is None else min(index, part.index)
+        return JobList(stubs=out, index=index or 0)
+
+    async def _inspect(
+        self, candidates: list[tuple[JobKey, int]], owed: Sequence[JobKey] = ()
+    ) -> set[JobKey]:
+        """Read unflagged jobs (bounded concurrency); cache the verdict per JobModifyIndex.
+        With a cache, also the jobs it owes a read, and each job is read at most once; an
+        unflagged job the cache already judged at that JobModifyIndex is not read at all."""
+        found: set[JobKey] = set()
+        judge = dict(candidates)
+        reads = list(dict.fromkeys([*owed, *judge]))
+        if self.cache is not None:
+            for key in [k for k in reads if k not in owed]:
+                verdict = self.cache.verdict(key, judge[key])
+                if verdict is not None:
+                    reads.remove(key)
+                    if self.memory.remember(key, judge[key], verdict):
+                        found.add(key)
+
+        async def one(key: JobKey) -> None:
             async with self._inspect_limit:
+                known_at = self.cache.index_of(key) if self.cache is not None else 0
                 job = await self.jobs.get_job(key.job_id, key.namespace)
-            if self.memory.judge_read(key, modify_index, job):
+            if self.cache is not None:
+                self.cache.apply_read(key, job, at=known_at)
+            if key in judge and self.memory.judge_read(key, judge[key], job):
                 found.add(key)
 
-        await asyncio.gather(*(one(k, i) for k, i in candidates))
+        await asyncio.gather(*(one(k) for k in reads))
         return found
 
     # --- events -----------------------------------------------------------------------------
@@ -265,15 +319,27 @@ class NomadEventSource:
         for event in batch.events:
             if not self._watched(event.namespace):
                 continue
+            changed = self.cache.apply_event(event) if self.cache is not None else None
             if event.topic == "Job":
                 self.memory.job_event(event)
             elif event.topic == "Allocation":
                 self.memory.allocation_event(event)
+            elif event.topic == "Deployment":
+                self._deployment_changed(changed)
+
+    def _deployment_changed(self, key: JobKey | None) -> None:
+        """Nomad's verdict on a tracked job's version moved (the cache holds the deployment)."""
+        if key is not None and key in self.memory.tracked:
+            self.handler.deployment_changed(key)
 
     # --- loops ------------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Stream (with LIST before every connect) and resync until cancelled."""
+        if self.cache is not None:
+            # Started anew (this replica just became leader): what the cache holds may be as old
+            # as the last leadership, so reads go to Nomad until the first fill is done.
+            self.cache.ready = False
         async with asyncio.TaskGroup() as group:
             group.create_task(self._stream_loop())
             group.create_task(self._resync_loop())
@@ -306,3 +372,7 @@ class NomadEventSource:
                 self.metrics.resyncs.inc()
             except NomadError as exc:
                 log.warning("periodic resync failed", error=str(exc))
+
+
+def _listed(listing: JobList) -> list[JobKey]:
+    return [JobKey(str(s.get("Namespace") or "default"), str(s["ID"])) for s in listing.stubs]

@@ -95,6 +95,11 @@ class TrackedJobs:
         self.inspected[key] = (modify_index, interesting)
         return interesting
 
+    def remember(self, key: JobKey, modify_index: int, interesting: bool) -> bool:
+        """A verdict the job cache already holds for this JobModifyIndex (no read needed)."""
+        self.inspected[key] = (modify_index, interesting)
+        return interesting
+
     def settle(self, found: set[JobKey]) -> set[JobKey]:
         """Track what the LIST found, corrected by the events that arrived while it ran."""
         changed, _ = self.since_list

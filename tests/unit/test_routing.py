@@ -70,7 +70,15 @@ def test_the_table_is_the_documented_one() -> None:
     assert dict(table) == {
         EventKind.JOB: (Route("mesh", 0.0), Route("health", 2.0), Route("certs", 30.0)),
         EventKind.ALLOCATION: (Route("mesh", 1.0), Route("health", 1.0)),
+        EventKind.DEPLOYMENT: (Route("mesh", 1.0),),
     }
+
+
+def test_a_deployment_change_wakes_only_the_mesh_queue_after_the_debounce() -> None:
+    r, q = router()
+    r.deployment_changed(WEB)
+    assert q["mesh"].waiting == {WEB: 1.0}
+    assert q["health"].waiting == {} and q["certs"].waiting == {}
 
 
 def test_a_zero_delay_adds_at_once() -> None:

@@ -1,0 +1,299 @@
+"""How the cache holds things: job entries, jobs packed, allocations and deployments trimmed.
+
+A job's entry (``JobEntry``) says what the cache knows of it; ``purged`` tells a Job event of a
+deletion from one of a stop (below).
+
+A kept job is held as compact JSON deflated against a preset dictionary (``Packer``): every
+field stays, as injection needs, in a few hundred bytes instead of the 30 kB of Python objects
+a meshed job of 8.6 kB JSON parses into. The dictionary is the first job packed: one cluster's
+jobs share most of their text (Nomad's canonical defaults, and for meshed jobs the sidecar
+task and its templates), which plain deflate cannot see across jobs. Reads parse afresh
+(tens of microseconds), which also means no reader can change what the cache holds. Each job's
+allocations and deployments are held the same way, one packed list per job (``ObjectTable``):
+a trimmed allocation is ~1 kB of Python objects, packed a few dozen bytes.
+
+An ``ObjectTable`` holds objects by ID with an index by job, and replaces one only with one at
+least as new (``ModifyIndex``: Nomad bumps it on every change of an allocation, client updates
+included — ``nestedUpdateAllocFromClient`` — and of a deployment). ``replace`` applies a LIST
+taken at a raft index: listed objects are put by the same rule, and cached objects absent from
+it are dropped only when no newer than the LIST (an event since then knows better).
+
+Allocations are trimmed (``trim_allocation``) to what the controller reads of them, so the
+cache holds a few hundred bytes per allocation instead of the stub's kilobytes. The inventory
+(grep over ``reconcilers/`` and ``controller/``): ``instances.matching.running_allocations``
+(ID, TaskGroup, ClientStatus, DesiredStatus), ``mesh.rollout`` (JobVersion, TaskGroup,
+DesiredStatus, ClientStatus, and of ``TaskStates[task]``: State, and only for a task that is
+not running the Events' Type, Time, Message, DisplayMessage, FailsTask); the cache itself
+(Namespace, JobID, ModifyIndex, CreateIndex). Every reader skips allocations whose
+DesiredStatus is not ``run``, so theirs keep no TaskStates, and one that is also finished on
+the client (``finished``) is not kept at all: nobody reads it, and Nomad garbage-collects it
+without an event, so keeping it would only grow the cache until the next refill. Instance
+addresses come from the service catalogs, never from the allocation, so
+``AllocatedResources`` is neither asked for (the LIST runs without ``resources=true``) nor
+kept. A new reader of another field adds it here (a unit test pins the shape).
+
+Deployments are trimmed the same way (``trim_deployment``): ``mesh.rollout`` and
+``mesh.outcomes`` read ID, JobVersion, JobSpecModifyIndex, Status, StatusDescription and per
+group AutoPromote, Promoted, PlacedCanaries, DesiredCanaries, DesiredTotal, HealthyAllocs; and
+only a job's newest ``DEPLOYMENTS_KEPT``: the rollout reads the latest, the revert check the
+one of the controller's last write, which when it matters is the second newest (Nomad's
+auto-revert registers exactly one version after it). Nomad garbage-collects deployments
+without an event, so without the cap a job redeployed every day would grow the cache.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from controller.nomad.stream import Event
+from crds_equivalent.jobkey import JobKey
+
+
+@dataclass(slots=True)
+class JobEntry:
+    """What the cache knows of one job.
+
+    ``index``: the ModifyIndex it was known at; ``modify_index``: its JobModifyIndex;
+    ``job``: the raw job when kept (``pack``ed); ``verdict``: the predicate's (None: owed a read);
+    ``parent``: ParentID of a child; ``stale``: a Conflict said the job moved (read it)."""
+
+    index: int
+    modify_index: int
+    job: bytes | None = None
+    verdict: bool | None = None
+    parent: str = ""
+    live: bool = True
+    stale: bool = False
+
+
+class Gone:
+    """A job the cache knows to be deleted (a tombstone): no read needed to say so."""
+
+
+GONE = Gone()
+
+
+def intval(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def key_of(doc: Mapping[str, Any], namespace: str = "") -> JobKey:
+    return JobKey(namespace or str(doc.get("Namespace") or "default"), str(doc.get("ID") or ""))
+
+
+def purged(event: Event, job: Mapping[str, Any]) -> bool:
+    """A Job event that says the job was deleted (purged or garbage-collected), not stopped.
+
+    Nomad 2.0 says so (``JobEvent.Deleted``, nomad#27614). Before it, a purge and a stop are
+    both ``JobDeregistered`` (``JobBatchDeregistered`` from the GC) with the same payload
+    shape, but the payload of a delete is the job *before* it (``eventFromChange`` takes
+    ``change.Before``), last written at an older index, while a stop writes the job (and its
+    ModifyIndex) at the event's own index."""
+    if event.payload.get("Deleted"):
+        return True
+    if event.type not in ("JobDeregistered", "JobBatchDeregistered"):
+        return False
+    return intval(job.get("ModifyIndex")) < event.index
+
+
+ZDICT_MAX = 32 * 1024  # deflate's window: a longer dictionary is not used
+
+
+class Packer:
+    """JSON values (a job; one job's allocations) to deflated compact JSON and back, against
+    one preset dictionary: the first value packed."""
+
+    def __init__(self, level: int = 6) -> None:
+        self.level = level
+        self.zdict: bytes | None = None
+
+    def pack(self, value: Any) -> bytes:
+        data = json.dumps(value, separators=(",", ":")).encode()
+        if self.zdict is None:
+            self.zdict = data[-ZDICT_MAX:]
+        deflate = zlib.compressobj(self.level, zdict=self.zdict)
+        return deflate.compress(data) + deflate.flush()
+
+    def unpack(self, packed: bytes) -> Any:
+        inflate = zlib.decompressobj(zdict=self.zdict or b"")
+        return json.loads(inflate.decompress(packed) + inflate.flush())
+
+
+ALLOC_FIELDS = (
+    "ID",
+    "Namespace",
+    "JobID",
+    "JobVersion",
+    "TaskGroup",
+    "DesiredStatus",
+    "ClientStatus",
+    "CreateIndex",
+    "ModifyIndex",
+)
+TASK_EVENT_FIELDS = ("Type", "Time", "Message", "DisplayMessage", "FailsTask")
+CLIENT_TERMINAL = frozenset({"complete", "failed", "lost"})  # structs.AllocClientStatus*
+
+
+def finished(alloc: Mapping[str, Any]) -> bool:
+    """Nomad wants it stopped and the client says it stopped (``TerminalStatus``)."""
+    return alloc.get("DesiredStatus") != "run" and alloc.get("ClientStatus") in CLIENT_TERMINAL
+
+
+def _trim_state(state: Any) -> Any:
+    if not isinstance(state, Mapping):
+        return state
+    out: dict[str, Any] = {"State": state.get("State")}
+    events = state.get("Events")
+    if isinstance(events, list) and state.get("State") != "running":
+        out["Events"] = [
+            {k: e[k] for k in TASK_EVENT_FIELDS if k in e} if isinstance(e, Mapping) else e
+            for e in events
+        ]
+    return out
+
+
+def trim_allocation(alloc: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of an allocation (stub or event payload) the controller reads."""
+    out = {k: alloc[k] for k in ALLOC_FIELDS if k in alloc}
+    states = alloc.get("TaskStates")
+    if isinstance(states, Mapping) and alloc.get("DesiredStatus") == "run":
+        out["TaskStates"] = {str(n): _trim_state(s) for n, s in states.items()}
+    return out
+
+
+DEPLOYMENTS_KEPT = 3
+
+DEPLOYMENT_FIELDS = (
+    "ID",
+    "Namespace",
+    "JobID",
+    "JobVersion",
+    "JobSpecModifyIndex",
+    "Status",
+    "StatusDescription",
+    "CreateIndex",
+    "ModifyIndex",
+)
+DEPLOYMENT_GROUP_FIELDS = (
+    "AutoPromote",
+    "Promoted",
+    "PlacedCanaries",
+    "DesiredCanaries",
+    "DesiredTotal",
+    "HealthyAllocs",
+)
+
+
+def trim_deployment(deployment: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a deployment (LIST entry or event payload) the controller reads."""
+    out = {k: deployment[k] for k in DEPLOYMENT_FIELDS if k in deployment}
+    groups = deployment.get("TaskGroups")
+    if isinstance(groups, Mapping):
+        out["TaskGroups"] = {
+            str(name): {k: g[k] for k in DEPLOYMENT_GROUP_FIELDS if k in g}
+            if isinstance(g, Mapping)
+            else g
+            for name, g in groups.items()
+        }
+    return out
+
+
+def owner(obj: Mapping[str, Any]) -> JobKey:
+    """The job an allocation or a deployment belongs to."""
+    return JobKey(str(obj.get("Namespace") or "default"), str(obj.get("JobID") or ""))
+
+
+def _modify_index(obj: Mapping[str, Any]) -> int:
+    value = obj.get("ModifyIndex")
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+class ObjectTable:
+    """Objects by the job they belong to, each job's held as one packed list; an object is
+    never replaced by an older one. Reads unpack afresh (a few small dicts)."""
+
+    def __init__(self, job_of: Callable[[Mapping[str, Any]], JobKey]) -> None:
+        self.job_of = job_of
+        self.packer = Packer()
+        self.by_job: dict[JobKey, bytes] = {}
+
+    def __len__(self) -> int:
+        return sum(len(self._load(k)) for k in self.by_job)
+
+    def jobs(self) -> list[JobKey]:
+        return list(self.by_job)
+
+    def _load(self, key: JobKey) -> dict[str, dict[str, Any]]:
+        packed = self.by_job.get(key)
+        if packed is None:
+            return {}
+        found: list[dict[str, Any]] = self.packer.unpack(packed)
+        return {str(o.get("ID") or ""): o for o in found}
+
+    def _store(self, key: JobKey, objects: Mapping[str, dict[str, Any]]) -> None:
+        if objects:
+            self.by_job[key] = self.packer.pack(list(objects.values()))
+        else:
+            self.by_job.pop(key, None)
+
+    def of(self, key: JobKey) -> list[dict[str, Any]]:
+        """The job's objects, oldest first (by CreateIndex, then ID)."""
+        return sorted(self._load(key).values(), key=_created)
+
+    def put(self, obj: dict[str, Any]) -> bool:
+        """Store ``obj`` unless the cached one is newer; True when stored."""
+        key = self.job_of(obj)
+        objects = self._load(key)
+        oid = str(obj.get("ID") or "")
+        cached = objects.get(oid)
+        if cached is not None and _modify_index(cached) > _modify_index(obj):
+            return False
+        objects[oid] = obj
+        self._store(key, objects)
+        return True
+
+    def remove(self, key: JobKey, oid: str, *, upto: int | None = None) -> None:
+        """Forget ``oid`` (with ``upto``: only if cached at that ModifyIndex or older)."""
+        objects = self._load(key)
+        cached = objects.get(oid)
+        if cached is None or (upto is not None and _modify_index(cached) > upto):
+            return
+        del objects[oid]
+        self._store(key, objects)
+
+    def replace(self, listed: Iterable[dict[str, Any]], index: int) -> None:
+        """A LIST at raft ``index``: put what it shows, drop what it no longer shows."""
+        grouped: dict[JobKey, list[dict[str, Any]]] = {}
+        for obj in listed:
+            grouped.setdefault(self.job_of(obj), []).append(obj)
+        for key in set(grouped) | set(self.by_job):
+            objects = self._load(key)
+            seen: set[str] = set()
+            for obj in grouped.get(key, ()):
+                oid = str(obj.get("ID") or "")
+                seen.add(oid)
+                cached = objects.get(oid)
+                if cached is None or _modify_index(cached) <= _modify_index(obj):
+                    objects[oid] = obj
+            for oid in [i for i, o in objects.items() if i not in seen]:
+                if _modify_index(objects[oid]) <= index:
+                    del objects[oid]
+            self._store(key, objects)
+
+    def cap(self, key: JobKey, kept: int) -> None:
+        """Keep only the job's ``kept`` newest objects (by CreateIndex)."""
+        objects = self._load(key)
+        if len(objects) > kept:
+            newest = sorted(objects.values(), key=_created)[-kept:]
+            self._store(key, {str(o.get("ID") or ""): o for o in newest})
+
+    def drop_job(self, key: JobKey) -> None:
+        self.by_job.pop(key, None)
+
+
+def _created(obj: Mapping[str, Any]) -> tuple[int, str]:
+    return intval(obj.get("CreateIndex")), str(obj.get("ID"))

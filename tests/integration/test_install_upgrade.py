@@ -1,0 +1,103 @@
+"""`controllerctl install` upgrades in place (Nomad twin with ACLs, real OpenBao).
+
+--dry-run prints Nomad's own diff of the version change and writes nothing; the upgrade
+changes meta.version and the image tag, makes one new job version and waits until every
+allocation runs it; installing the previous version is the rollback. No controller runs here
+(simulated drivers), so the report says nobody held the lock; the failover with real
+controllers is in test_install_upgrade_failover.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from click.testing import CliRunner, Result
+
+from controller.cmd import controllerctl
+from controller.nomad.client import NomadClient
+from controller.vault import VaultClient, VaultConnection
+from devstack.nomad.server import NomadTwin, start_nomad_twin
+from devstack.vault import OpenBao
+from tests.support.install_world import install_world
+
+pytestmark = pytest.mark.timeout(120)
+
+JOB = "mesh-controller"
+
+
+@pytest_asyncio.fixture
+async def twin() -> AsyncIterator[NomadTwin]:
+    twin = await start_nomad_twin(nodes=3, acl=True)
+    try:
+        yield twin
+    finally:
+        await twin.stop()
+
+
+async def ctl(twin: NomadTwin, bao: OpenBao, *args: str) -> Result:
+    env = {
+        "NOMAD_ADDR": twin.url,
+        "NOMAD_TOKEN": twin.management_token or "",
+        "VAULT_ADDR": bao.addr,
+        "VAULT_TOKEN": bao.root_token,
+    }
+    return await asyncio.to_thread(
+        CliRunner().invoke, controllerctl, list(args), env=env, catch_exceptions=False
+    )
+
+
+async def stored(nomad: NomadClient) -> tuple[int, str, str, list[dict[str, Any]]]:
+    """(job version, meta.version, image, live allocations)"""
+    job = (await nomad.request("GET", f"/v1/job/{JOB}")).body
+    allocs = (await nomad.request("GET", f"/v1/job/{JOB}/allocations")).body or []
+    image = job["TaskGroups"][0]["Tasks"][0]["Config"]["image"]
+    live = [a for a in allocs if a["DesiredStatus"] == "run"]
+    return job["Version"], job["Meta"]["version"], image, live
+
+
+async def test_upgrade_dry_run_diff_then_in_place_then_rollback(
+    twin: NomadTwin, openbao: OpenBao
+) -> None:
+    nomad = NomadClient(twin.url, token=twin.management_token, retry_budget=2.0)
+    vault = VaultClient(VaultConnection(addr=openbao.addr, token=openbao.root_token))
+    try:
+        first = await ctl(twin, openbao, "install", "--version", "0.1.0")
+        assert first.exit_code == 0, first.output
+        version, meta, image, allocs = await stored(nomad)
+        assert (version, meta, image) == (0, "0.1.0", "nomad-tls-mesh:0.1.0")
+        assert [a["ClientStatus"] for a in allocs] == ["running"] * 3  # install waited for them
+
+        before = await install_world(nomad, vault)
+        dry = await ctl(twin, openbao, "install", "--dry-run", "--version", "0.2.0")
+        assert dry.exit_code == 0, dry.output
+        assert "would    Nomad: update system job mesh-controller (namespace default)" in dry.output
+        assert '+/- Meta[version]: "0.1.0" => "0.2.0"' in dry.output
+        assert '+/- image: "nomad-tls-mesh:0.1.0" => "nomad-tls-mesh:0.2.0"' in dry.output
+        assert 'Task Group: "controller" (3 create/destroy update)' in dry.output
+        assert "1 change(s) would be made" in dry.output
+        assert await install_world(nomad, vault) == before
+
+        up = await ctl(twin, openbao, "install", "--version", "0.2.0")
+        assert up.exit_code == 0, up.output
+        version, meta, image, allocs = await stored(nomad)
+        assert (version, meta, image) == (1, "0.2.0", "nomad-tls-mesh:0.2.0")
+        assert len(allocs) == 3
+        assert all(a["JobVersion"] == 1 and a["ClientStatus"] == "running" for a in allocs)
+        assert "rolled out job version 1 (meta.version 0.2.0)" in up.output
+        assert "3 of 3 allocation(s) of version 1 running" in up.output
+        assert "no controller held it before the upgrade; still free" in up.output
+
+        back = await ctl(twin, openbao, "install", "--version", "0.1.0", "--image", "x/mc:0.1.0")
+        assert back.exit_code == 0, back.output
+        version, meta, image, allocs = await stored(nomad)
+        assert (version, meta, image) == (2, "0.1.0", "x/mc:0.1.0")
+        assert {a["JobVersion"] for a in allocs} == {2}
+        again = await ctl(twin, openbao, "install", "--version", "0.1.0", "--image", "x/mc:0.1.0")
+        assert again.exit_code == 0 and "unchanged: all" in again.output
+        assert (await stored(nomad))[0] == 2
+    finally:
+        await nomad.close()

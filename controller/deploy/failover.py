@@ -76,7 +76,7 @@ def failover_lines(
     """What the report says about the lock, in words an operator can check in the log."""
     if before is None:
         held = f"now held by {after.describe(job_versions)}" if after else "still free"
-        return [f"leader lock: no controller held it before the upgrade; {held}"]
+        return [f"leader lock: free before this version was registered; {held}"]
     if not changes:
         now = "kept it" if after == before else "held it; nobody holds it now"
         return [f"leader lock: no failover; {before.describe(job_versions)} {now}"]

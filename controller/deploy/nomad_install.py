@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from controller.deploy.plandiff import diff_lines
+from controller.deploy.plandiff import diff_lines, text_diff
 from controller.deploy.policies import NOMAD_POLICY
 from controller.deploy.steps import InstallReport
 from controller.nomad.client import NomadClient
@@ -64,8 +64,11 @@ async def ensure_acl_policy(nomad: NomadClient, rules: str, report: InstallRepor
         }
         await nomad.request("POST", path, body=body, namespace=None, idempotent=True)
     verb = "create" if current is None else "update"
+    detail = text_diff(str(current.get("Rules") or ""), rules) if current is not None else ()
     report.changed(
-        f"Nomad: {verb}d ACL policy {NOMAD_POLICY}", f"Nomad: {verb} ACL policy {NOMAD_POLICY}"
+        f"Nomad: {verb}d ACL policy {NOMAD_POLICY}",
+        f"Nomad: {verb} ACL policy {NOMAD_POLICY}",
+        detail,
     )
 
 

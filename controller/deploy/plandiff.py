@@ -4,11 +4,13 @@ The lines follow `nomad job plan` (command/job_plan.go, `formatJobDiff`): `+` ad
 deleted, `+/-` edited, fields as `Name: "old" => "new"`, nested objects in braces, and each
 group's planned updates in parentheses ("1 create/destroy update, 2 ignore"). Nomad computes
 the diff (nomad/structs/diff.go), so what `controllerctl install --dry-run` prints is what
-Nomad would change, not our guess of it; unchanged parts are left out.
+Nomad would change, not our guess of it; unchanged parts are left out. Policies, which are
+text, are shown as a unified diff of their rules (`text_diff`).
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,3 +78,10 @@ def diff_lines(diff: Mapping[str, Any] | None) -> list[str]:
             if task.get("Type") != "None":
                 out.extend(_task(task, 1))
     return out
+
+
+def text_diff(old: str, new: str) -> tuple[str, ...]:
+    """A policy's change as unified-diff lines without the file headers (`-`/`+` per line),
+    so a dry run shows which rules an update adds or drops, not only that it would update."""
+    lines = difflib.unified_diff(old.strip().splitlines(), new.strip().splitlines(), lineterm="")
+    return tuple(line for line in lines if not line.startswith(("---", "+++")))

@@ -27,6 +27,10 @@ from tests.support.install_world import install_world
 pytestmark = pytest.mark.timeout(120)
 
 JOB = "mesh-controller"
+TAMPERED = {  # a narrower policy someone wrote by hand, valid in each system
+    "Vault": 'path "pki_int/cert/ca_chain" { capabilities = ["read"] }',
+    "Nomad": 'namespace "*" { policy = "read" }',
+}
 
 
 @pytest_asyncio.fixture
@@ -71,14 +75,23 @@ async def test_upgrade_dry_run_diff_then_in_place_then_rollback(
         assert (version, meta, image) == (0, "0.1.0", "nomad-tls-mesh:0.1.0")
         assert [a["ClientStatus"] for a in allocs] == ["running"] * 3  # install waited for them
 
+        # someone narrowed both policies by hand: the dry run shows the rules it would restore
+        await vault.write("sys/policies/acl/mesh-controller", {"policy": TAMPERED["Vault"]})
+        body = {"Name": "mesh-controller", "Rules": TAMPERED["Nomad"]}
+        await nomad.request("POST", "/v1/acl/policy/mesh-controller", body=body, namespace=None)
         before = await install_world(nomad, vault)
         dry = await ctl(twin, openbao, "install", "--dry-run", "--version", "0.2.0")
         assert dry.exit_code == 0, dry.output
+        for system, what in (("Vault", "update policy"), ("Nomad", "update ACL policy")):
+            step = dry.output.split(f"would    {system}: {what} mesh-controller\n", 1)[1]
+            lines = [line.strip() for line in step.split("\n")]
+            assert f"-{TAMPERED[system]}" in lines[:3], dry.output
+            assert any(line.startswith("+") for line in lines[:8]), dry.output
         assert "would    Nomad: update system job mesh-controller (namespace default)" in dry.output
         assert '+/- Meta[version]: "0.1.0" => "0.2.0"' in dry.output
         assert '+/- image: "nomad-tls-mesh:0.1.0" => "nomad-tls-mesh:0.2.0"' in dry.output
         assert 'Task Group: "controller" (3 create/destroy update)' in dry.output
-        assert "1 change(s) would be made" in dry.output
+        assert "3 change(s) would be made" in dry.output
         assert await install_world(nomad, vault) == before
 
         up = await ctl(twin, openbao, "install", "--version", "0.2.0")
@@ -89,7 +102,7 @@ async def test_upgrade_dry_run_diff_then_in_place_then_rollback(
         assert all(a["JobVersion"] == 1 and a["ClientStatus"] == "running" for a in allocs)
         assert "rolled out job version 1 (meta.version 0.2.0)" in up.output
         assert "3 of 3 allocation(s) of version 1 running" in up.output
-        assert "no controller held it before the upgrade; still free" in up.output
+        assert "free before this version was registered; still free" in up.output
 
         back = await ctl(twin, openbao, "install", "--version", "0.1.0", "--image", "x/mc:0.1.0")
         assert back.exit_code == 0, back.output

@@ -150,4 +150,4 @@ def test_failovers_name_each_change_and_bound_the_gap() -> None:
     assert "-> h/3 (alloc cccc, job version 1)" in lines[1]
     assert failovers(old, [Sample(0.0, old), Sample(0.5, old)]) == []
     assert "kept it" in failover_lines(old, old, [], {}, 0.5)[0]
-    assert "no controller held it" in failover_lines(None, new, [], {}, 0.5)[0]
+    assert "free before this version was registered" in failover_lines(None, new, [], {}, 0.5)[0]

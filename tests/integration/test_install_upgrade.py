@@ -10,7 +10,9 @@ controllers is in test_install_upgrade_failover.py.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ import pytest_asyncio
 from click.testing import CliRunner, Result
 
 from controller.cmd import controllerctl
+from controller.deploy.install import packaged_job_file
 from controller.nomad.client import NomadClient
 from controller.vault import VaultClient, VaultConnection
 from devstack.nomad.server import NomadTwin, start_nomad_twin
@@ -42,6 +45,16 @@ async def twin() -> AsyncIterator[NomadTwin]:
         await twin.stop()
 
 
+def fast_job_file(tmp: Path) -> Path:
+    """The packaged job with a 1 s stagger: Nomad replaces one node per stagger (10 s in the
+    package), which the test need not wait out."""
+    document = json.loads(packaged_job_file().read_text())
+    document["Job"]["Update"]["Stagger"] = 1_000_000_000
+    path = tmp / "mesh-controller.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
 async def ctl(twin: NomadTwin, bao: OpenBao, *args: str) -> Result:
     env = {
         "NOMAD_ADDR": twin.url,
@@ -64,12 +77,13 @@ async def stored(nomad: NomadClient) -> tuple[int, str, str, list[dict[str, Any]
 
 
 async def test_upgrade_dry_run_diff_then_in_place_then_rollback(
-    twin: NomadTwin, openbao: OpenBao
+    twin: NomadTwin, openbao: OpenBao, tmp_path: Path
 ) -> None:
+    job = ("--job-file", str(fast_job_file(tmp_path)))
     nomad = NomadClient(twin.url, token=twin.management_token, retry_budget=2.0)
     vault = VaultClient(VaultConnection(addr=openbao.addr, token=openbao.root_token))
     try:
-        first = await ctl(twin, openbao, "install", "--version", "0.1.0")
+        first = await ctl(twin, openbao, "install", *job, "--version", "0.1.0")
         assert first.exit_code == 0, first.output
         version, meta, image, allocs = await stored(nomad)
         assert (version, meta, image) == (0, "0.1.0", "nomad-tls-mesh:0.1.0")
@@ -80,7 +94,7 @@ async def test_upgrade_dry_run_diff_then_in_place_then_rollback(
         body = {"Name": "mesh-controller", "Rules": TAMPERED["Nomad"]}
         await nomad.request("POST", "/v1/acl/policy/mesh-controller", body=body, namespace=None)
         before = await install_world(nomad, vault)
-        dry = await ctl(twin, openbao, "install", "--dry-run", "--version", "0.2.0")
+        dry = await ctl(twin, openbao, "install", *job, "--dry-run", "--version", "0.2.0")
         assert dry.exit_code == 0, dry.output
         for system, what in (("Vault", "update policy"), ("Nomad", "update ACL policy")):
             step = dry.output.split(f"would    {system}: {what} mesh-controller\n", 1)[1]
@@ -94,7 +108,7 @@ async def test_upgrade_dry_run_diff_then_in_place_then_rollback(
         assert "3 change(s) would be made" in dry.output
         assert await install_world(nomad, vault) == before
 
-        up = await ctl(twin, openbao, "install", "--version", "0.2.0")
+        up = await ctl(twin, openbao, "install", *job, "--version", "0.2.0")
         assert up.exit_code == 0, up.output
         version, meta, image, allocs = await stored(nomad)
         assert (version, meta, image) == (1, "0.2.0", "nomad-tls-mesh:0.2.0")
@@ -104,12 +118,16 @@ async def test_upgrade_dry_run_diff_then_in_place_then_rollback(
         assert "3 of 3 allocation(s) of version 1 running" in up.output
         assert "free before this version was registered; still free" in up.output
 
-        back = await ctl(twin, openbao, "install", "--version", "0.1.0", "--image", "x/mc:0.1.0")
+        back = await ctl(
+            twin, openbao, "install", *job, "--version", "0.1.0", "--image", "x/mc:0.1.0"
+        )
         assert back.exit_code == 0, back.output
         version, meta, image, allocs = await stored(nomad)
         assert (version, meta, image) == (2, "0.1.0", "x/mc:0.1.0")
         assert {a["JobVersion"] for a in allocs} == {2}
-        again = await ctl(twin, openbao, "install", "--version", "0.1.0", "--image", "x/mc:0.1.0")
+        again = await ctl(
+            twin, openbao, "install", *job, "--version", "0.1.0", "--image", "x/mc:0.1.0"
+        )
         assert again.exit_code == 0 and "unchanged: all" in again.output
         assert (await stored(nomad))[0] == 2
     finally:

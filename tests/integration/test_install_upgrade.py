@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -130,5 +131,15 @@ async def test_upgrade_dry_run_diff_then_in_place_then_rollback(
         )
         assert again.exit_code == 0 and "unchanged: all" in again.output
         assert (await stored(nomad))[0] == 2
+
+        # the packaged job's 10 s stagger outlasts a 1 s timeout: exit 1, saying what is left
+        slow = await ctl(twin, openbao, "install", "--version", "0.3.0", "--timeout", "1")
+        assert slow.exit_code == 1
+        waiting = r"not done after 1s: waiting for [01] of 1 allocation\(s\) of version 3 running"
+        assert re.search(waiting + ", 2 of older versions still live", slow.output), slow.output
+        assert "stopped: 1 change(s) made before the failure below" in slow.output
+        quick = await ctl(twin, openbao, "install", "--version", "0.4.0", "--no-wait")
+        assert quick.exit_code == 0 and "rolled out" not in quick.output
+        assert (await stored(nomad))[:2] == (4, "0.4.0")
     finally:
         await nomad.close()

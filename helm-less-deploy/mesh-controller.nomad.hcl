@@ -68,9 +68,10 @@ job "mesh-controller" {
     version = var.version
   }
 
-  # One node at a time; a new instance must pass its checks for 10 s before the next node is
-  # updated. The leader's lock survives standbys being replaced, so an upgrade usually costs
-  # one failover (when the leader's node comes up), bounded by TTL + LockDelay.
+  # One node at a time: Nomad 1.10 replaces max_parallel nodes per stagger (no health gate);
+  # 1.11+ deploys system jobs and waits for the checks to pass for min_healthy_time first.
+  # Replacing the leader's node costs one failover: it releases the lock on SIGTERM and a
+  # standby takes it within its 2 s retry (`controllerctl install` reports it).
   update {
     max_parallel     = 1
     health_check     = "checks"

@@ -3,9 +3,13 @@
 Does what helm-less-deploy/README.md does with the `vault`/`bao` and `nomad` CLIs: the mesh
 PKI and Vault policies, the controller's Vault token, the Nomad ACL policy and token (when ACLs
 are on), the Variable nomad/jobs/mesh-controller the job reads its environment from, and the
-system job itself. Every step looks before it writes, so re-running it is safe and changes
-nothing when everything is in place; each printed line says what changed or was found. With
---dry-run nothing is written and each line says what would change. Tokens are never printed.
+system job itself, at --version/--image when given. Every step looks before it writes, so
+re-running it is safe and changes nothing when everything is in place; each printed line says
+what changed or was found. With --dry-run nothing is written and each line says what would
+change, the job's with Nomad's own diff (its plan endpoint). An existing job is upgraded in
+place: registered with EnforceIndex, then (unless --no-wait) the install waits for the new
+version to run and reports which controller held the leader lock before and after, and how
+long nobody did. Tokens are never printed.
 
 The installer's own access comes from NOMAD_* and VAULT_* as the CLIs read them (it needs a
 Nomad management token when ACLs are on and a Vault token that may mount, write policies and
@@ -18,6 +22,7 @@ Vault cannot be reached, a token lacks a capability, or the settings are unusabl
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -35,6 +40,7 @@ from controller.config import (
 from controller.config.values import reading
 from controller.deploy.install import InstallOptions, install_with, packaged_job_file
 from controller.deploy.nomad_install import SECRET_KEYS
+from controller.deploy.rollout import RolloutFailed
 from controller.deploy.steps import InstallReport, Outcome
 from controller.deploy.vault_access import refusal_message
 from controller.deploy.vault_install import DEFAULT_TOKEN_PERIOD
@@ -94,6 +100,8 @@ def _read_secret_file(path: str | None) -> str | None:
 def print_report(report: InstallReport, *, failed: bool = False) -> None:
     for step in report.steps:
         click.echo(f"{_MARK[step.outcome]:<8} {step.what}")
+        for line in step.detail:
+            click.echo(f"{'':<11}{line}")
     changes = len(report.changes)
     kept = len(report.steps) - changes
     if failed:
@@ -153,6 +161,35 @@ def _run(
     help="Another non-secret item for the controller's environment, e.g. MESH_WORKERS=8.",
 )
 @click.option(
+    "--version",
+    "version",
+    default=None,
+    metavar="VERSION",
+    help="Controller version to run: the job's meta.version and the docker image's tag "
+    "(default: this controllerctl's version with the packaged job, the file's with --job-file).",
+)
+@click.option(
+    "--image",
+    default=None,
+    metavar="IMAGE",
+    help="Full image reference for the docker task, e.g. registry.example/nomad-tls-mesh:0.2.0.",
+)
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="After registering a changed job, wait for the new version to run and report the "
+    "leader failover it caused.",
+)
+@click.option(
+    "--timeout",
+    "rollout_timeout",
+    type=click.FloatRange(min=1),
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait for the rollout (exit 1 when it is not done by then).",
+)
+@click.option(
     "--vault-token-period",
     default=DEFAULT_TOKEN_PERIOD,
     show_default=True,
@@ -167,6 +204,10 @@ def install_cmd(
     controller_consul_addr: str | None,
     consul_token_file: str | None,
     env: tuple[str, ...],
+    version: str | None,
+    image: str | None,
+    wait: bool,
+    rollout_timeout: float,
     vault_token_period: str,
 ) -> None:
     """Install (or upgrade) the controller as a Nomad system job; idempotent."""
@@ -190,6 +231,8 @@ def install_cmd(
         ),
         **_env_items(env),
     }
+    if version is None and job_file is None:  # the packaged job runs this controllerctl's version
+        version = importlib.metadata.version("nomad-tls-mesh")
     options = InstallOptions(
         job=_load_job(job_file if job_file is not None else packaged_job_file()),
         layout=layout,
@@ -198,6 +241,10 @@ def install_cmd(
         consul_token=_read_secret_file(consul_token_file),
         vault_token_period=vault_token_period,
         dry_run=dry_run,
+        version=version,
+        image=image,
+        wait=wait,
+        rollout_timeout=rollout_timeout,
     )
     vault = VaultClient(VaultConnection.from_settings(vault_s))
     if dry_run:
@@ -214,6 +261,6 @@ def install_cmd(
         _fail(EXIT_UNREACHABLE, f"cannot reach Nomad at {nomad_s.addr}: {err}")
     except PermissionDenied as err:
         _fail(EXIT_UNREACHABLE, f"the Nomad token lacks a capability: {err}")
-    except (NomadError, ValueError) as err:
+    except (NomadError, ValueError, RolloutFailed) as err:
         _fail(EXIT_FAILED, str(err))
     print_report(report)

@@ -10,7 +10,9 @@ writes so a second run changes nothing:
 4. Nomad: the Variable nomad/jobs/<job> — tokens and addresses the job's template turns into
    the controller's environment.
 5. Nomad: the system job from mesh-controller.nomad.json (shipped in this package, so an
-   installed `controllerctl` has it; helm-less-deploy/gen.py writes it and the committed copy).
+   installed `controllerctl` has it; helm-less-deploy/gen.py writes it and the committed copy),
+   at the version asked for; an existing job is upgraded in place and the install waits for
+   the rollout and reports the failover it caused (upgrade.py).
 
 Consul is not written to: the controller only reads Consul, and its Consul token (when Consul
 has ACLs) is made with the `consul` CLI from policies/consul-mesh-controller.hcl and handed in.
@@ -27,17 +29,18 @@ from typing import Any
 from pydantic import SecretStr
 
 from controller.config import NomadSettings
+from controller.deploy.jobversion import with_version
 from controller.deploy.nomad_install import (
     acl_enabled,
     ensure_acl_policy,
     ensure_acl_token,
-    ensure_job,
     ensure_variable,
     read_variable,
     token_checker,
 )
 from controller.deploy.policies import nomad_policy
 from controller.deploy.steps import InstallReport
+from controller.deploy.upgrade import apply_job
 from controller.deploy.vault_install import (
     DEFAULT_TOKEN_PERIOD,
     ensure_controller_token,
@@ -68,6 +71,11 @@ class InstallOptions:
     consul_token: str | None = field(default=None, repr=False)
     vault_token_period: str = DEFAULT_TOKEN_PERIOD
     dry_run: bool = False
+    # the upgrade (upgrade.py): the version and image to run, and whether to wait for them
+    version: str | None = None
+    image: str | None = None
+    wait: bool = True
+    rollout_timeout: float = 600.0
 
     @property
     def api_job(self) -> dict[str, Any]:
@@ -76,6 +84,11 @@ class InstallOptions:
         if not isinstance(inner, Mapping) or not inner.get("ID"):
             raise ValueError("the job file is not a Nomad API job (no Job.ID)")
         return dict(inner)
+
+    @property
+    def target_job(self) -> dict[str, Any]:
+        """The job to register: the file's, at ``version`` and ``image`` when given."""
+        return with_version(self.api_job, self.version, self.image)
 
     @property
     def namespace(self) -> str:
@@ -94,7 +107,7 @@ async def install(
     token (to check that a stored controller token still works). Pass ``report`` to keep the
     steps done so far when a later one raises."""
     report = report if report is not None else InstallReport(dry_run=options.dry_run)
-    job = options.api_job
+    job = options.target_job
     namespace = options.namespace
     variables = NomadVariables(nomad, namespace=namespace)
 
@@ -122,7 +135,14 @@ async def install(
         wanted["CONSUL_HTTP_TOKEN"] = options.consul_token
 
     await ensure_variable(variables, str(job["ID"]), stored, wanted, report)
-    await ensure_job(NomadJobs(nomad), job, report)
+    await apply_job(
+        NomadJobs(nomad),
+        variables,
+        job,
+        report,
+        wait=options.wait,
+        within=options.rollout_timeout,
+    )
     return report
 
 

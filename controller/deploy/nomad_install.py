@@ -13,10 +13,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
+from controller.deploy.plandiff import diff_lines, text_diff
 from controller.deploy.policies import NOMAD_POLICY
 from controller.deploy.steps import InstallReport
 from controller.nomad.client import NomadClient
@@ -25,6 +27,7 @@ from controller.nomad.jobs import NomadJobs
 from controller.nomad.variables import NomadVariables, Variable
 
 ACL_DISABLED = "ACL support disabled"
+OUTLINE = re.compile(r'^\s*[+]?\s*(Job|Task Group|Task): "')
 SECRET_KEYS = frozenset({"NOMAD_TOKEN", "VAULT_TOKEN", "CONSUL_HTTP_TOKEN"})
 
 TokenCheck = Callable[[str], Awaitable[bool]]
@@ -61,8 +64,11 @@ async def ensure_acl_policy(nomad: NomadClient, rules: str, report: InstallRepor
         }
         await nomad.request("POST", path, body=body, namespace=None, idempotent=True)
     verb = "create" if current is None else "update"
+    detail = text_diff(str(current.get("Rules") or ""), rules) if current is not None else ()
     report.changed(
-        f"Nomad: {verb}d ACL policy {NOMAD_POLICY}", f"Nomad: {verb} ACL policy {NOMAD_POLICY}"
+        f"Nomad: {verb}d ACL policy {NOMAD_POLICY}",
+        f"Nomad: {verb} ACL policy {NOMAD_POLICY}",
+        detail,
     )
 
 
@@ -143,8 +149,9 @@ async def ensure_variable(
         )
 
 
-async def ensure_job(jobs: NomadJobs, job: Mapping[str, Any], report: InstallReport) -> None:
-    """Register ``job`` (the API form, without the {"Job": ...} wrapper) if it differs."""
+async def ensure_job(jobs: NomadJobs, job: Mapping[str, Any], report: InstallReport) -> bool:
+    """Register ``job`` (the API form, without the {"Job": ...} wrapper) if it differs; True
+    when it was registered (never in a dry run). The step carries Nomad's own diff."""
     job_id = str(job["ID"])
     namespace = str(job.get("Namespace") or jobs.client.namespace)
     resp = await jobs.client.request(
@@ -159,8 +166,12 @@ async def ensure_job(jobs: NomadJobs, job: Mapping[str, Any], report: InstallRep
     where = f"{job.get('Type', '')} job {job_id} (namespace {namespace})"
     if diff_type == "None":
         report.unchanged(f"Nomad: {where}")
-        return
+        return False
+    detail = tuple(diff_lines(plan.get("Diff")))
+    if diff_type == "Added":  # a whole new job: its outline, not every field
+        detail = tuple(line for line in detail if OUTLINE.match(line))
     if not report.dry_run:
         await jobs.register_job(dict(job), enforce_index=int(plan.get("JobModifyIndex") or 0))
     done, planned = ("registered", "register") if diff_type == "Added" else ("updated", "update")
-    report.changed(f"Nomad: {done} {where}", f"Nomad: {planned} {where}")
+    report.changed(f"Nomad: {done} {where}", f"Nomad: {planned} {where}", detail)
+    return not report.dry_run

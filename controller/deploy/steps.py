@@ -21,6 +21,7 @@ class Outcome(StrEnum):
 class Step:
     outcome: Outcome
     what: str
+    detail: tuple[str, ...] = ()  # e.g. the job diff; printed indented under the step
 
 
 @dataclass
@@ -28,16 +29,16 @@ class InstallReport:
     dry_run: bool = False
     steps: list[Step] = field(default_factory=list)
 
-    def changed(self, done: str, planned: str | None = None) -> None:
+    def changed(self, done: str, planned: str | None = None, detail: tuple[str, ...] = ()) -> None:
         """Record a change (``done``, past tense), or in a dry run the change that would be
         made (``planned``, imperative; defaults to ``done``)."""
         if self.dry_run:
-            self.steps.append(Step(Outcome.WOULD_CHANGE, planned or done))
+            self.steps.append(Step(Outcome.WOULD_CHANGE, planned or done, detail))
         else:
-            self.steps.append(Step(Outcome.CHANGED, done))
+            self.steps.append(Step(Outcome.CHANGED, done, detail))
 
-    def unchanged(self, what: str) -> None:
-        self.steps.append(Step(Outcome.UNCHANGED, what))
+    def unchanged(self, what: str, detail: tuple[str, ...] = ()) -> None:
+        self.steps.append(Step(Outcome.UNCHANGED, what, detail))
 
     @property
     def changes(self) -> list[Step]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from controller.deploy.plandiff import text_diff
 from controller.deploy.steps import InstallReport
 from controller.vault import (
     CONTROLLER_POLICY,
@@ -74,7 +75,7 @@ async def _inspect_pki(client: VaultClient, layout: PkiLayout, report: InstallRe
         if stored is None:
             report.changed(f"Vault: create policy {name}")
         elif have.strip() != text.strip():
-            report.changed(f"Vault: update policy {name}")
+            report.changed(f"Vault: update policy {name}", detail=text_diff(have, text))
         else:
             report.unchanged(f"Vault: policy {name}")
 

@@ -66,6 +66,9 @@ class NomadVariableLock:
             "pid": str(os.getpid()),
             "version": self.version,
             "since": self.clock.now().isoformat(),
+            # set by Nomad in every task: lets `controllerctl install` tell which allocation
+            # (and so which job version) leads before and after an upgrade
+            "alloc": os.environ.get("NOMAD_ALLOC_ID", ""),
         }
 
     async def _op(self, op: str, body: Mapping[str, Any]) -> Variable:
@@ -122,7 +125,7 @@ class NomadVariableLock:
             log.warning("leader lock release failed", path=self.path, error=str(exc))
 
     async def holder(self) -> dict[str, str] | None:
-        """The holder's Items (identity, host, pid, version, since), or None when unheld."""
+        """The holder's Items (identity, host, pid, version, since, alloc), or None when unheld."""
         try:
             resp = await self.client.request("GET", var_url(self.path), namespace=self.namespace)
         except NotFound:

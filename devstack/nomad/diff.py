@@ -11,6 +11,11 @@ from typing import Any
 
 from devstack.nomad.canon import NON_SPEC
 
+# map[string]string fields of Nomad's structs: helper/flatmap flattens them into the owner's
+# primitive fields as "Meta[key]" (nomad/structs/diff.go, Job/TaskGroup/Task.Diff), so a
+# meta change is a field of the job, group or task, never an object of its own.
+FLAT_MAPS = ("Meta", "Env")
+
 
 def _s(value: Any) -> str:
     if value is None:
@@ -46,7 +51,9 @@ def object_parts(
         a, b = old.get(key), new.get(key)
         if a == b:
             continue
-        if isinstance(a, dict) or isinstance(b, dict):
+        if key in FLAT_MAPS and isinstance(a or {}, dict) and isinstance(b or {}, dict):
+            fields.extend(_flat_map_fields(key, a or {}, b or {}))
+        elif isinstance(a, dict) or isinstance(b, dict):
             obj = object_diff(key, a, b)
             if obj["Type"] != "None":
                 objects.append(obj)
@@ -69,6 +76,14 @@ def object_parts(
         else:
             fields.append(_field(key, a, b))
     return fields, objects
+
+
+def _flat_map_fields(name: str, old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        _field(f"{name}[{key}]", old.get(key), new.get(key))
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    ]
 
 
 def object_diff(name: str, old: Any, new: Any) -> dict[str, Any]:

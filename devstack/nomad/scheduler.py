@@ -154,6 +154,7 @@ class Scheduler:
         allocs = st.allocs_of(key)
         now = now_ns()
         plans = reconcile(job, allocs, [n.id for n in self.nodes], self._active(job), ev["ID"], now)
+        rolling = system_rolling_limit(job, plans)
         had_work = any(not p.empty() for p in plans)
         failed, queued = self._feasibility(job, plans)
         placed: list[str] = []
@@ -166,6 +167,21 @@ class Scheduler:
             with st.txn("EvaluationUpdated") as tx:
                 for plan in plans:
                     followups += _followup_evals(job, plan, ev, tx)
+        next_eval = None
+        if rolling and job is not None and had_work:
+            # scheduler_system.go process: the next rolling eval is created (CreateEval)
+            # before the plan is submitted, and waits the job's stagger in the broker.
+            with st.txn("EvaluationUpdated") as tx:
+                next_eval = new_eval(
+                    job,
+                    "rolling-update",
+                    tx.index,
+                    JobModifyIndex=ev["JobModifyIndex"],
+                    Priority=ev["Priority"],
+                    Wait=job["Update"]["Stagger"],
+                    PreviousEval=ev["ID"],
+                )
+                tx.put_eval(next_eval)
         blocked = None
         if failed and job is not None and ev["Status"] != "blocked":
             # generic_sched.go createBlockedEval (Evaluation.CreateBlockedEval): submitted
@@ -204,6 +220,7 @@ class Scheduler:
                     "DeploymentID": dep_id or ev["DeploymentID"],
                     "FailedTGAllocs": failed or None,
                     "BlockedEval": blocked["ID"] if blocked else ev["BlockedEval"],
+                    "NextEval": next_eval["ID"] if next_eval else ev["NextEval"],
                     "QueuedAllocations": queued,
                     "SnapshotIndex": tx.index - 1,
                     "ModifyIndex": tx.index,
@@ -214,6 +231,8 @@ class Scheduler:
             self._arm_deadline(dep_id)
         for fe in followups:
             self.enqueue_at(fe["ID"], parse_rfc3339(fe["WaitUntil"]))
+        if next_eval is not None:  # eval_broker.go processWaitingEnqueue: held for Wait
+            self.enqueue_at(next_eval["ID"], now_ns() + int(next_eval["Wait"]))
         for aid in updated:
             self.client.alloc_updated(aid)
         for aid in placed:
@@ -441,7 +460,11 @@ class Scheduler:
                 )
                 stop(alloc, "alloc is being migrated", NextAllocation=new)
             for alloc in plan.destructive:
-                new = place(plan.name, _idx(alloc), self._pick(job, plan.name), alloc)
+                node = self._pick(job, plan.name)
+                if job is not None and job["Type"] in ("system", "sysbatch"):
+                    # system_util.go evictAndPlace: the replacement goes where the old ran
+                    node = next((n for n in self.nodes if n.id == alloc["NodeID"]), node)
+                new = place(plan.name, _idx(alloc), node, alloc)
                 stop(alloc, "alloc is being updated due to job update", NextAllocation=new)
             for alloc in plan.inplace:
                 assert job is not None
@@ -1031,6 +1054,28 @@ def _placed(row: dict[str, Any], modify_time: int) -> None:
 def reschedule_eligible(alloc: dict[str, Any], policy: dict[str, Any] | None, now: int) -> bool:
     """structs.go RescheduleTracker.RescheduleEligible (see ``reschedule.eligible``)."""
     return resched.eligible(alloc, policy, now)
+
+
+def system_rolling_limit(job: dict[str, Any] | None, plans: list[GroupPlan]) -> bool:
+    """Nomad 1.10's system scheduler (``computeJobAllocs``, ``evictAndPlace``): with a rolling
+    job-level update (``UpdateStrategy.Rolling``: stagger and max_parallel both set), one
+    evaluation replaces at most ``max_parallel`` allocations across its groups; the rest are
+    left for the next eval, ``stagger`` later. True when the limit held some back. The plan
+    endpoint's annotations are computed before this limit, as Nomad's are."""
+    if job is None or job["Type"] not in ("system", "sysbatch") or job["Stop"]:
+        return False
+    update = job.get("Update") or {}
+    limit = int(update.get("MaxParallel") or 0)
+    if not (int(update.get("Stagger") or 0) > 0 and limit > 0):
+        return False
+    reached = False
+    for plan in plans:
+        held = plan.destructive[limit:]
+        reached = reached or bool(held)
+        plan.destructive = plan.destructive[:limit]
+        plan.ignore += len(held)
+        limit -= len(plan.destructive)
+    return reached
 
 
 def _followup_evals(

@@ -11,16 +11,13 @@ workload identity, exactly as Nomad would give the controller its tokens.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from click.testing import CliRunner
 
@@ -28,26 +25,15 @@ from controller.cmd import controllerctl
 from controller.nomad.client import NomadClient
 from controller.nomad.jobs import NomadJobs
 from devstack.up import Devstack, build_devstack
+from tests.support.controller_job import DEPLOY, instances, raw_exec_job_file, statuses
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(150)
 
-DEPLOY = Path(__file__).resolve().parents[2] / "helm-less-deploy"
 TTL = 10.0  # Nomad's smallest lock TTL; LockDelay = TTL (controller.app)
 BOUND = 2 * TTL + TTL  # nomad/locks.go: the TTL timer fires at 2×TTL, then LockDelay
 RETRY = 2.0  # a standby tries the lock this often (controller.app Tuning.leader_retry)
 MARGIN = 15.0  # process scheduling on a loaded 2-core machine (the suite runs on both cores)
-
-
-def raw_exec_job_file(tmp: Path) -> Path:
-    spec = importlib.util.spec_from_file_location("hld_gen_failover", DEPLOY / "gen.py")
-    assert spec is not None and spec.loader is not None
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
-    command = str(Path(sys.executable).parent / "controller")
-    path = tmp / "mesh-controller.json"
-    path.write_text(gen.job_json({"driver": "raw_exec", "command": command}))
-    return path
 
 
 def meshed_job() -> dict[str, Any]:
@@ -74,32 +60,6 @@ def meshed_job() -> dict[str, Any]:
             }
         ],
     }
-
-
-async def instances(jobs: NomadJobs) -> dict[str, str]:
-    """alloc ID -> base URL of its controller's HTTP server, for running allocations."""
-    out = {}
-    for stub in await jobs.job_allocations("mesh-controller", "default"):
-        if stub["ClientStatus"] != "running" or stub["DesiredStatus"] != "run":
-            continue
-        alloc = await jobs.read_allocation(stub["ID"], "default") or {}
-        ports = ((alloc.get("AllocatedResources") or {}).get("Shared") or {}).get("Ports") or []
-        for port in ports:
-            if port["Label"] == "http":
-                out[stub["ID"]] = f"http://{port['HostIP']}:{port['Value']}"
-    return out
-
-
-async def statuses(urls: dict[str, str]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
-        for alloc_id, url in urls.items():
-            try:
-                async with http.get(url + "/status") as resp:
-                    out[alloc_id] = await resp.json()
-            except (aiohttp.ClientError, TimeoutError, ValueError):
-                continue
-    return out
 
 
 async def test_system_job_one_leader_and_failover_without_extra_versions(tmp_path: Path) -> None:
@@ -155,9 +115,16 @@ async def test_system_job_one_leader_and_failover_without_extra_versions(tmp_pat
         killed_at = time.monotonic()
         os.kill(pid, signal.SIGKILL)
 
+        killed = found[leader_alloc]["identity"]
+
         async def new_leader() -> dict[str, Any] | None:
+            # Nomad restarts the killed task in its allocation after the restart delay (10 s),
+            # long before the lock frees (2×TTL + LockDelay), so that new process competes
+            # with the other nodes' standbys: any process but the killed one is a new leader.
             now = await statuses(await instances(jobs))
-            return next((s for a, s in now.items() if a != leader_alloc and s.get("leading")), None)
+            return next(
+                (s for s in now.values() if s["identity"] != killed and s.get("leading")), None
+            )
 
         leader = await eventually(
             new_leader, within=BOUND + RETRY + MARGIN, every=0.25, what="a new leader"

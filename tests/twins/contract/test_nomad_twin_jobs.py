@@ -261,6 +261,7 @@ async def test_plan_annotations_and_diff(twin: NomadTwin, http: aiohttp.ClientSe
     await _wait_running(twin, http, "web", 2)
     changed = copy.deepcopy(job(count=2))
     changed["Job"]["TaskGroups"][0]["Tasks"][0]["Env"] = {"A": "1"}
+    changed["Job"]["Meta"] = {"version": "2"}
     resp = await http.post(f"{twin.url}/v1/job/web/plan", json={**changed, "Diff": True})
     plan = await resp.json()
     assert resp.status == 200
@@ -270,6 +271,12 @@ async def test_plan_annotations_and_diff(twin: NomadTwin, http: aiohttp.ClientSe
     group = plan["Diff"]["TaskGroups"][0]
     assert group["Name"] == "app" and group["Type"] == "Edited"
     assert group["Tasks"][0]["Type"] == "Edited"
+    # maps of strings are flattened into the owner's fields (helper/flatmap), not objects
+    fields = [(f["Type"], f["Name"], f["Old"], f["New"]) for f in plan["Diff"]["Fields"] or []]
+    assert ("Added", "Meta[version]", "", "2") in fields
+    assert not any(o["Name"] == "Meta" for o in plan["Diff"]["Objects"] or [])
+    task_fields = [(f["Type"], f["Name"], f["New"]) for f in group["Tasks"][0]["Fields"]]
+    assert ("Added", "Env[A]", "1") in task_fields
     assert plan["NextPeriodicLaunch"] is None
     stored = await (await http.get(f"{twin.url}/v1/job/web")).json()
     assert plan["JobModifyIndex"] == stored["JobModifyIndex"]

@@ -134,6 +134,50 @@ async def test_system_job_one_alloc_per_node(twin: NomadTwin, http: aiohttp.Clie
     assert len({a["NodeID"] for a in await allocs_of(http, twin, "sys")}) == 3
 
 
+async def test_system_rolling_update_replaces_max_parallel_per_stagger_in_place(
+    twin: NomadTwin, http: aiohttp.ClientSession
+) -> None:
+    """Nomad 1.10 scheduler_system.go: with a job-level update (stagger and max_parallel set)
+    an eval replaces max_parallel allocations on their own nodes and creates a rolling-update
+    eval that waits the stagger; the plan still annotates every destructive update."""
+    body = job("sys", count=1, jtype="system")
+    body["Job"]["Update"] = {"MaxParallel": 1, "Stagger": 1_000_000_000}
+    await http.post(f"{twin.url}/v1/jobs", json=body)
+
+    async def three_running() -> list[Any] | None:
+        allocs = [a for a in await allocs_of(http, twin, "sys") if a["DesiredStatus"] == "run"]
+        return allocs if sum(a["ClientStatus"] == "running" for a in allocs) == 3 else None
+
+    first = await eventually(three_running)
+    nodes = {a["ID"]: a["NodeID"] for a in first}
+    body["Job"]["Meta"] = {"version": "2"}
+    plan = await (await http.post(f"{twin.url}/v1/job/sys/plan", json=body)).json()
+    assert plan["Annotations"]["DesiredTGUpdates"]["app"]["DestructiveUpdate"] == 3
+    registered = await (await http.post(f"{twin.url}/v1/jobs", json=body)).json()
+
+    async def first_eval_done() -> dict[str, Any] | None:
+        ev = await (await http.get(f"{twin.url}/v1/evaluation/{registered['EvalID']}")).json()
+        return dict(ev) if ev["Status"] == "complete" else None
+
+    ev = await eventually(first_eval_done)
+    allocs = await allocs_of(http, twin, "sys")
+    live = [a for a in allocs if a["DesiredStatus"] == "run"]
+    assert sorted(a["JobVersion"] for a in live) == [0, 0, 1]  # one per eval
+    follow = await (await http.get(f"{twin.url}/v1/evaluation/{ev['NextEval']}")).json()
+    assert (follow["TriggeredBy"], follow["Wait"]) == ("rolling-update", 1_000_000_000)
+    assert follow["PreviousEval"] == ev["ID"] and follow["Status"] == "pending"
+
+    async def all_new() -> list[Any] | None:
+        now = await three_running()
+        return now if now and all(a["JobVersion"] == 1 for a in now) else None
+
+    done = await eventually(all_new, within=10)
+    replaced = {a["ID"]: a for a in await allocs_of(http, twin, "sys") if a["ID"] in nodes}
+    for old_id, old in replaced.items():  # each replacement runs where the old one ran
+        new = next(a for a in done if a["ID"] == old["NextAllocation"])
+        assert new["NodeID"] == nodes[old_id]
+
+
 async def test_destructive_update_honours_max_parallel_and_stop_completes(
     twin: NomadTwin, http: aiohttp.ClientSession
 ) -> None:

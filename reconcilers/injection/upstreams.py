@@ -44,6 +44,10 @@ PROXY_TIMEOUT = "3600s"  # as the server side: blocking queries pass through
 VERIFY_DEPTH = 2  # leaf -> intermediate -> root, one spare level (as ssl_verify_depth)
 TLS_PROTOCOLS = "TLSv1.2 TLSv1.3"
 DENIED_VAR = "$mesh_caller_denied"
+# Logged: a caller that proved an identity (its certificate verified) and is not allowed. A
+# connection that never finishes a handshake (a tcp check, a scanner) was refused by mTLS
+# itself, as before, and is not an allow-list event.
+LOGGED_VAR = "$mesh_denial_logged"
 DENIED_LOG_FORMAT = "mesh_denied"
 DENIED_LOG = "/dev/stdout"  # the task's stdout: `nomad alloc logs`, apart from nginx's errors
 DENIED_UPSTREAM = "mesh_denied"
@@ -169,11 +173,14 @@ def allow_lines(allow: Sequence[str], domain: str, *, stream: bool) -> list[str]
         escaped = f"{name}.{domain}".replace(".", "[.]")  # no backslash for nginx to unquote
         lines.append(f'  "~*(^|,)CN={escaped}(,|$)" 0;')
     lines.append("}")
+    lines.append(
+        f'map "$ssl_client_verify:{DENIED_VAR}" {LOGGED_VAR} {{ "SUCCESS:1" 1; default 0; }}'
+    )
     request = "" if stream else ',"request":"$request"'
     lines.append(
         f'log_format {DENIED_LOG_FORMAT} escape=json \'{{"time":"$time_iso8601",'
         f'"event":"mesh.tls.allow denied","caller":"$ssl_client_s_dn",'
-        f'"verify":"$ssl_client_verify","client":"$remote_addr"{request},'
+        f'"verify":"$ssl_client_verify","tls":"$ssl_protocol","client":"$remote_addr"{request},'
         '"status":"$status"}\';'
     )
     if stream:
@@ -197,7 +204,7 @@ def stream_server_guard(allow: Sequence[str]) -> list[str]:
     """Inside a stream ``server`` with an allow list: the denial log line."""
     if not allow:
         return []
-    return [f"  access_log {DENIED_LOG} {DENIED_LOG_FORMAT} if={DENIED_VAR};"]
+    return [f"  access_log {DENIED_LOG} {DENIED_LOG_FORMAT} if={LOGGED_VAR};"]
 
 
 def http_location_guard(allow: Sequence[str]) -> list[str]:
@@ -205,6 +212,6 @@ def http_location_guard(allow: Sequence[str]) -> list[str]:
     if not allow:
         return []
     return [
-        f"    access_log {DENIED_LOG} {DENIED_LOG_FORMAT} if={DENIED_VAR};",
+        f"    access_log {DENIED_LOG} {DENIED_LOG_FORMAT} if={LOGGED_VAR};",
         f"    if ({DENIED_VAR}) {{ return 403; }}",
     ]

@@ -143,7 +143,8 @@ def test_allow_list_is_a_map_over_the_client_cn_with_403_and_a_log_line() -> Non
     assert '"~*(^|,)CN=frontend[.]service[.]consul(,|$)" 0;' in conf
     assert '"~*(^|,)CN=reports[.]service[.]consul(,|$)" 0;' in conf
     location = conf[conf.index("location / {") :]
-    assert location.index("access_log /dev/stdout mesh_denied if=$mesh_caller_denied;") < (
+    assert 'map "$ssl_client_verify:$mesh_caller_denied" $mesh_denial_logged {' in conf
+    assert location.index("access_log /dev/stdout mesh_denied if=$mesh_denial_logged;") < (
         location.index("if ($mesh_caller_denied) { return 403; }")
     )
     assert location.index("return 403") < location.index("proxy_pass http://mesh_app_0;")

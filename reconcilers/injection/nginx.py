@@ -1,9 +1,10 @@
 """The sidecar's consul-template templates: the certificate file, the mesh CA bundle, nginx.conf.
 
 Pure text. Nomad renders them inside the allocation (the devstack's renderer does the same), so
-the templates use a deliberately small consul-template subset: ``with``/``end``, ``range``,
-``env``, ``pkiCert`` and its ``.Cert``/``.Key``/``.CAChain`` fields, a parenthesised
-``(env "X")`` argument, and ``secret`` as a plain read (no arguments) with ``.Data.<field>``.
+the templates use a deliberately small consul-template subset: ``with``/``else``/``end``,
+``range``, ``env``, ``pkiCert`` and its ``.Cert``/``.Key``/``.CAChain`` fields, a parenthesised
+``(env "X")`` argument, ``secret`` as a plain read (no arguments) with ``.Data.<field>``, and
+(upstreams only, see ``upstreams``) ``service``/``nomadService`` with ``.Address``/``.Port``.
 Values only known on the client (datacenter, allocation IP) reach the ``pkiCert`` call through
 task environment variables that Nomad interpolates (``${NOMAD_DC}``), because Go templates
 cannot splice an ``env`` result into a string literal without ``printf``.

@@ -27,11 +27,13 @@ from controller.vault import WORKLOAD_POLICY, VaultClient, VaultConnection, boot
 from crds_equivalent import keys
 from crds_equivalent.spec import parse_job_specs
 from devstack.consul import ConsulTwin, start_consul_twin
+from devstack.nomad.nsd import NativeServices
 from devstack.sidecar_render import free_port, render_sidecar
-from devstack.template import VaultTarget
+from devstack.template import NomadTarget, VaultTarget
 from devstack.vault import OpenBao
 from reconcilers.injection.inject import inject
 from tests.support.mesh_nginx import HOST, Nginx, start_nginx
+from tests.support.twins import NomadTwinFactory
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
@@ -83,11 +85,16 @@ class World:
     consul: ConsulTwin
     root: Path
     started: list[Nginx]
+    nomad: NomadTarget | None = None
 
     async def sidecar(self, job: dict[str, Any], listen: int | None = None) -> Nginx:
         injected = inject(job, parse_job_specs(job), CONFIG)
         rendered = await render_sidecar(
-            injected, self.vault, self.root / job["ID"], consul_addr=self.consul.address
+            injected,
+            self.vault,
+            self.root / job["ID"],
+            consul_addr=self.consul.address,
+            nomad=self.nomad,
         )
         nginx = await start_nginx(rendered)
         self.started.append(nginx)
@@ -293,3 +300,35 @@ async def test_tcp_upstreams_carry_allowed_connections_and_close_the_rest(world:
             assert line["caller"] == "CN=reports.service.consul" and line["tls"] == "TLSv1.3"
     finally:
         echo.close()
+
+
+async def test_an_upstream_in_nomads_catalog_is_found_with_nomad_service(
+    world: World, app_on: Any, make_nomad_twin: NomadTwinFactory
+) -> None:
+    twin = await make_nomad_twin(nodes=1)
+    world.nomad = NomadTarget(twin.url, namespace="default")
+    server, _ = await start_billing(world, app_on)
+    tls_port = server.sidecar.ports[keys.tls_port_label("http")]
+    NativeServices(twin.state, {}).upsert(
+        [
+            {
+                "ID": "_nomad-task-a1-group-api-billing-mesh_tls_http",
+                "ServiceName": "billing",
+                "Namespace": "default",
+                "NodeID": "node-1",
+                "Datacenter": "dc1",
+                "JobID": "billing",
+                "AllocID": "a1",
+                "Tags": [keys.TLS_SERVICE_TAG],
+                "Address": HOST,
+                "Port": tls_port,
+                "CreateIndex": 0,
+                "ModifyIndex": 0,
+            }
+        ]
+    )
+    listen = free_port()
+    await world.sidecar(
+        fronting_job("frontend", {"mesh.tls.upstreams": f"billing:{listen}@nomad"}), listen
+    )
+    assert await get(listen, "/native") == (200, "billing says hi to /native")

@@ -16,6 +16,10 @@ MESH_TLS_SANS: Final = "mesh.tls.sans"
 MESH_TLS_MTLS: Final = "mesh.tls.mtls"
 # Who promotes the canaries of a deployment the controller caused: `manual` (the user) or `auto`.
 MESH_TLS_PROMOTE: Final = "mesh.tls.promote"
+# Egress: `service:port` pairs the sidecar also listens for on 127.0.0.1 and carries over mTLS.
+MESH_TLS_UPSTREAMS: Final = "mesh.tls.upstreams"
+# With mesh.tls.mtls: the services whose certificates may call this group (default: any).
+MESH_TLS_ALLOW: Final = "mesh.tls.allow"
 
 USER_KEYS: Final = (
     MESH_TLS,
@@ -26,6 +30,8 @@ USER_KEYS: Final = (
     MESH_TLS_SANS,
     MESH_TLS_MTLS,
     MESH_TLS_PROMOTE,
+    MESH_TLS_UPSTREAMS,
+    MESH_TLS_ALLOW,
 )
 
 # Controller-owned markers on the job.
@@ -37,6 +43,8 @@ UNDO_GROUP_META: Final = "mesh.tls.undo"
 # an input of the injection, so it survives uninject/inject and is not stripped with the others.
 ROTATION_GROUP_META: Final = "mesh.tls.rotation"
 TLS_PORT_PREFIX: Final = "mesh_tls_"
+# Host mode: the static port reserving an upstream's loopback listener (under TLS_PORT_PREFIX).
+UPSTREAM_PORT_PREFIX: Final = "mesh_tls_upstream_"
 TLS_SERVICE_TAG: Final = "mesh-tls"
 PLAINTEXT_SERVICE_TAG: Final = "mesh-plaintext"
 
@@ -52,6 +60,11 @@ VAR_ROTATION: Final = "mesh-controller/rotation"
 def tls_port_label(label: str) -> str:
     """The label of the TLS port that fronts the user's port ``label``."""
     return f"{TLS_PORT_PREFIX}{label}"
+
+
+def upstream_port_label(port: int) -> str:
+    """The label of the static port that reserves the upstream listener on ``port`` (host mode)."""
+    return f"{UPSTREAM_PORT_PREFIX}{port}"
 
 
 def status_path(namespace: str, job: str) -> str:

@@ -17,6 +17,10 @@ from crds_equivalent.status_report import StatusReport
 SCHEMA_DIR = Path(__file__).parent / "schema"
 
 _GO_BOOL = "^(1|t|T|TRUE|true|True|0|f|F|FALSE|false|False)$"
+_SERVICE = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_UPSTREAM = _SERVICE + r":[0-9]{1,5}(/(http|tcp))?(@(consul|nomad))?"
+_UPSTREAMS = rf"^\s*({_UPSTREAM}(\s*,\s*{_UPSTREAM})*)?\s*$"
+_SERVICE_LIST = rf"^\s*({_SERVICE}(\s*,\s*{_SERVICE})*)?\s*$"
 _GO_DURATION = r"^[-+]?(0|((\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h))+)$"
 
 
@@ -61,6 +65,25 @@ def meta_schema() -> dict[str, Any]:
                 "description": "Who promotes the canaries of a deployment the controller caused "
                 "(update.canary > 0 without auto_promote): the user (manual) or the controller "
                 "once every canary is healthy (auto). Not an input of the injection.",
+            },
+            keys.MESH_TLS_UPSTREAMS: {
+                "type": "string",
+                "pattern": _UPSTREAMS,
+                "description": "Comma list of <service>:<port>[/http|/tcp][@consul|@nomad]. "
+                "The sidecar also listens on 127.0.0.1:<port> and carries each request (http, "
+                "the default) or connection (tcp) over mTLS to a healthy mesh-tls instance of "
+                "<service>, found in the given catalog (default: the provider of the group's "
+                "services, consul for a group with none). One upstream per port. A meshed group "
+                "with upstreams and no port to front is a pure client, named after its job ID.",
+                "examples": ["billing:9001, search:9002", "search:9002/tcp@nomad"],
+            },
+            keys.MESH_TLS_ALLOW: {
+                "type": "string",
+                "pattern": _SERVICE_LIST,
+                "description": "With mesh.tls.mtls = true only: comma list of service names "
+                "(or pure clients' job IDs) whose certificates may call the group; others get "
+                "403 (http) or a closed connection (tcp). Default: any mesh certificate.",
+                "examples": ["frontend, reports"],
             },
         },
         "additionalProperties": {"type": "string"},

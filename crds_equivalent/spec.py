@@ -14,6 +14,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from crds_equivalent import keys
+from crds_equivalent.egress import (
+    EgressError,
+    Upstream,
+    group_provider,
+    parse_allow,
+    parse_upstreams,
+)
 from crds_equivalent.goparse import GO_BOOL_VALUES, parse_go_bool, parse_go_duration
 
 MIN_TTL_SECONDS = 3600
@@ -65,6 +72,16 @@ class MeshSpec(BaseModel):
     )
     sans: tuple[str, ...] = Field(default=(), description="`mesh.tls.sans`: extra DNS SANs.")
     mtls: bool = Field(default=False, description="`mesh.tls.mtls`: require client certs.")
+    upstreams: tuple[Upstream, ...] = Field(
+        default=(),
+        description="`mesh.tls.upstreams`: loopback ports the sidecar carries over mTLS to "
+        "the named meshed services.",
+    )
+    allow: tuple[str, ...] = Field(
+        default=(),
+        description="`mesh.tls.allow` (with mtls): the only services whose certificates may "
+        "call the group; empty: any mesh certificate.",
+    )
 
 
 class SpecError(ValueError):
@@ -149,6 +166,14 @@ def parse_group_spec(
         return MeshSpec(group=name)
     _reject_unknown_keys(name, meta)
     _parse_choice(name, meta, keys.MESH_TLS_PROMOTE, Promote, Promote.MANUAL)  # validate only
+    mtls = _parse_bool(name, meta, keys.MESH_TLS_MTLS, default=False)
+    try:
+        upstreams = parse_upstreams(
+            _string(name, meta, keys.MESH_TLS_UPSTREAMS), group_provider(group)
+        )
+        allow = parse_allow(_string(name, meta, keys.MESH_TLS_ALLOW), mtls=mtls)
+    except EgressError as err:
+        raise SpecError(name, err.key, err.value, err.expected) from None
     return MeshSpec(
         group=name,
         enabled=True,
@@ -159,7 +184,9 @@ def parse_group_spec(
         ),
         ttl_seconds=_parse_ttl(name, meta, default_ttl_seconds),
         sans=_parse_sans(name, meta),
-        mtls=_parse_bool(name, meta, keys.MESH_TLS_MTLS, default=False),
+        mtls=mtls,
+        upstreams=upstreams,
+        allow=allow,
     )
 
 

@@ -78,6 +78,16 @@ class StatusRow(_Model):
     message: str = Field(default="", description="First failing condition's message.")
     drift: list[str] = Field(default_factory=list, description="Why this row is not in sync.")
     in_sync: bool
+    upstreams: list[str] = Field(
+        default_factory=list,
+        description="The group's mesh.tls.upstreams, each spelled in full "
+        "(<service>:<port>/<protocol>@<provider>): the app dials 127.0.0.1:<port>.",
+    )
+    allow: list[str] = Field(
+        default_factory=list,
+        description="The group's mesh.tls.allow: the only callers its mTLS sidecar lets in "
+        "(empty: any mesh certificate).",
+    )
 
 
 class LeaderInfo(_Model):

@@ -18,6 +18,7 @@ from typing import Any
 
 from crds_equivalent.keys import SIDECAR_TASK
 from devstack.template import (
+    NomadTarget,
     PortMapping,
     RenderContext,
     VaultTarget,
@@ -90,6 +91,8 @@ async def render_sidecar(
     fixed_ports: Mapping[str, int] | None = None,
     host: str = "127.0.0.1",
     datacenter: str = "dc1",
+    consul_addr: str | None = None,
+    nomad: NomadTarget | None = None,
 ) -> RenderedSidecar:
     """Ports, task env, directories and the first render of the sidecar of one group."""
     group = injected_job["TaskGroups"][group_index]
@@ -108,7 +111,7 @@ async def render_sidecar(
     for sub in ("local", "secrets", "tmp"):
         (task_root / sub).mkdir(parents=True, exist_ok=True)
     (alloc_dir / "alloc").mkdir(exist_ok=True)
-    ctx = RenderContext(env=env, vault=vault)
+    ctx = RenderContext(env=env, vault=vault, consul_addr=consul_addr, nomad=nomad)
     first = await render_task_templates(task, ctx, task_root)
     cfg = task["Config"]
     argv = [interpolate(cfg["command"], env), *(interpolate(a, env) for a in cfg.get("args") or [])]

@@ -22,11 +22,13 @@ from controller.ctl.jobtext import diff, pretty
 from controller.nomad.jobs import NomadJobs
 from controller.nomad.variables import NomadVariables
 from controller.status.store import path_for
+from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
+from crds_equivalent.egress import UpstreamProtocol
 from crds_equivalent.goparse import format_go_duration
-from crds_equivalent.spec import SpecError, parse_job_specs
+from crds_equivalent.spec import MeshSpec, SpecError, parse_job_specs
 from crds_equivalent.status import MeshStatus
-from reconcilers.injection import jobview, nginx
+from reconcilers.injection import edges, jobview, nginx, upstreams
 from reconcilers.injection.hashing import effective_ttl
 from reconcilers.injection.inject import UndoError, uninject
 from reconcilers.injection.plan import Apply, Invalid, NoOp, Remove, default_ttl_seconds, plan_job
@@ -77,9 +79,35 @@ def specs_view(job: Mapping[str, Any], config: MeshConfig) -> list[dict[str, Any
                 "ttl_with_jitter": format_go_duration(effective_ttl(spec, user)),
                 "sans": list(spec.sans),
                 "mtls": spec.mtls,
+                "allow": list(spec.allow),
+                "upstreams": _upstreams_view(user, spec, config),
             }
         out.append(view)
     return out
+
+
+def _upstreams_view(
+    user: Mapping[str, Any], spec: MeshSpec, config: MeshConfig
+) -> list[dict[str, Any]]:
+    """Each upstream as the sidecar serves it: the listener the app dials, how it is reserved,
+    the catalog query, and the name the upstream's certificate must carry."""
+    group = next((g for g in jobview.groups(user) if jobview.group_name(g) == spec.group), {})
+    namespaced = edges.group_namespaced(group)
+    return [
+        {
+            "entry": u.spelled(),
+            "listen": f"{upstreams.LISTEN_HOST}:{u.port}",
+            "reserved": "no (the group's own network namespace)"
+            if namespaced
+            else f"static port {keys.upstream_port_label(u.port)} = {u.port}",
+            "catalog": "{{ " + upstreams.catalog_call(u) + " }}",
+            "server_name": upstreams.server_name(u, config.domain),
+            "balancing": "per request, keep-alive"
+            if u.protocol is UpstreamProtocol.HTTP
+            else "per connection",
+        }
+        for u in spec.upstreams
+    ]
 
 
 def plan_view(job: Mapping[str, Any], config: MeshConfig) -> dict[str, Any]:

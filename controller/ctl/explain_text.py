@@ -49,7 +49,9 @@ def _job_part(doc: Mapping[str, Any], show_diff: bool) -> list[str]:
                 f"ports={','.join(spec['ports']) or '-'} ttl={spec['ttl']} "
                 f"(with jitter {spec['ttl_with_jitter']}) mtls={str(spec['mtls']).lower()} "
                 f"sans={','.join(spec['sans']) or '-'}"
+                + (f" allow={','.join(spec['allow'])}" if spec.get("allow") else "")
             )
+            out += _upstream_lines(spec.get("upstreams") or [])
         plan = doc["plan"]
         out.append(_section("Plan the controller would make now"))
         out.append(f"  {plan['decision']}: {plan['reason']}")
@@ -61,6 +63,16 @@ def _job_part(doc: Mapping[str, Any], show_diff: bool) -> list[str]:
                 changed = sum(1 for li in lines if li[:1] in "+-" and li[:3] not in ("+++", "---"))
                 out.append(f"  ({changed} changed lines; --diff shows them)")
     return out
+
+
+def _upstream_lines(upstreams: list[Mapping[str, Any]]) -> list[str]:
+    """One line per upstream: what the app dials, and where the sidecar carries it."""
+    return [
+        f"    upstream {u['entry']}: app dials {u['listen']} (reserved: {u['reserved']}); "
+        f"sidecar -> {u['catalog']} over mTLS, verified as {u['server_name']}, "
+        f"{u['balancing']}"
+        for u in upstreams
+    ]
 
 
 def _status_part(doc: Mapping[str, Any]) -> list[str]:
@@ -103,7 +115,7 @@ def _templates_part(doc: Mapping[str, Any]) -> list[str]:
     if templates:
         out.append(_section(f"Sidecar templates (from the {doc['templates_from']})"))
         for group, files in templates.items():
-            for dest in (nginx.CONF_DEST, nginx.CERT_DEST):
+            for dest in (nginx.CONF_DEST, nginx.CERT_DEST, nginx.CA_DEST):
                 if dest in files:
                     out.append(f"  group {group}, {dest}:")
                     out.append(files[dest].rstrip("\n"))

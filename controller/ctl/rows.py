@@ -24,7 +24,7 @@ from crds_equivalent.spec import MeshSpec, Mode, SpecError, parse_job_specs
 from crds_equivalent.status import MeshStatus, Phase
 from crds_equivalent.status_report import AllocCount, CertSummary, Injected, StatusRow, TlsCount
 from reconcilers.conditions import first_failing
-from reconcilers.injection import fronting, jobview
+from reconcilers.injection import edges, fronting, jobview
 from reconcilers.injection.inject import UndoError, is_marked, spec_hash, uninject
 from reconcilers.injection.plan import default_ttl_seconds
 
@@ -132,6 +132,10 @@ def _injected_state(
     sidecar = any(jobview.is_managed_sidecar(t) for t in jobview.tasks(group))
     labels = jobview.ports(group)
     present = sidecar and all(keys.tls_port_label(p) in labels for p in spec.ports)
+    if not edges.group_namespaced(group):
+        present = present and all(
+            keys.upstream_port_label(u.port) in labels for u in spec.upstreams
+        )
     if current == spec_hash(spec, config, user, ugroup) and present:
         return "current"
     return "stale"
@@ -255,6 +259,8 @@ def _live_row(
             "plaintext": len(plain) if known else None,
             "drift": drift,
             "in_sync": not drift,
+            "upstreams": [u.spelled() for u in target.spec.upstreams] if target.spec else [],
+            "allow": list(target.spec.allow) if target.spec else [],
         }
     )
 

@@ -93,7 +93,8 @@ def _row_cells(row: StatusRow, wide: bool) -> list[RenderableType]:
         _message(row, wide),
     ]
     if wide:
-        cells += [row.cert.issuer or "-", "; ".join(row.drift) or "-"]
+        cells += [row.cert.issuer or "-", ", ".join(row.upstreams) or "-"]
+        cells += [", ".join(row.allow) or "-", "; ".join(row.drift) or "-"]
     return cells
 
 
@@ -104,7 +105,7 @@ def rows_table(report: StatusReport, *, wide: bool = False) -> Table:
     heads += ["JOB", "GROUP", "SERVICE"]
     heads += ["PORT"] if wide else []
     heads += ["MODE", "INJECTED", "ALLOCS", "TLS", "PLAINTEXT", "CERT", "PHASE", "MESSAGE"]
-    heads += ["ISSUER", "DRIFT"] if wide else []
+    heads += ["ISSUER", "UPSTREAMS", "ALLOW", "DRIFT"] if wide else []
     for head in heads:
         table.add_column(head, overflow="fold" if head in ("MESSAGE", "DRIFT") else "ellipsis")
     for row in report.rows:

@@ -57,14 +57,15 @@ class RenderContext:
     vault_default_lease: float = 300.0  # Nomad client default vault_default_lease_duration
     consul_poll: float | None = None  # re-query Consul this often (None: no Consul refresh)
     nomad: NomadTarget | None = None
-    nomad_poll: float | None = None  # re-read Nomad Variables this often (None: never)
+    nomad_poll: float | None = None  # re-read Nomad Variables/services this often (None: never)
 
 
 @dataclass(frozen=True)
 class Dependency:
     """One external input of a render and when it next needs refreshing (epoch seconds)."""
 
-    kind: str  # vault.pki|vault.write|vault.read|consul.service|consul.kv|nomad.var|nomad.list
+    # vault.pki|vault.write|vault.read|consul.service|consul.kv|nomad.var|nomad.list|nomad.service
+    kind: str
     key: str
     refresh_at: float | None = None
     detail: str = ""

@@ -225,7 +225,6 @@ UNSUPPORTED: tuple[str, ...] = (
     "toYAML",
     "sockaddr",
     "nomadServices",
-    "nomadService",
     "spew_dump",
     "spew_sdump",
     "spew_printf",

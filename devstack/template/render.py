@@ -10,7 +10,7 @@ import asyncio
 import functools
 from typing import Any
 
-from devstack.template import consulfuncs, nomadvars, vaultfuncs
+from devstack.template import consulfuncs, nomadservices, nomadvars, vaultfuncs
 from devstack.template.context import RenderContext, RenderResult, RenderState
 from devstack.template.errors import TemplateError
 from devstack.template.exec import Executor
@@ -41,6 +41,7 @@ def build_funcs(state: RenderState, denylist: tuple[str, ...] = ()) -> dict[str,
             "nomadVarExists": functools.partial(nomadvars.nomad_var_exists, state),
             "nomadVarList": functools.partial(nomadvars.nomad_var_list, state),
             "nomadVarListSafe": functools.partial(nomadvars.nomad_var_list_safe, state),
+            "nomadService": functools.partial(nomadservices.nomad_service, state),
         }
     )
     for name in denylist:

@@ -30,6 +30,9 @@ MAX_TTL_JITTER: Final = 0.05
 # The revision of what an mTLS group with http checks gets (their open check locations);
 # hashed only for such groups. Bump it when that output changes for the same inputs.
 MTLS_CHECKS_LAYOUT: Final = "1"
+# The revision of the upstream listeners' and the allow list's nginx layout; hashed only for
+# groups that use them. Bump it when that output changes for the same inputs.
+EDGES_LAYOUT: Final = "1"
 
 # The MeshConfig fields the injected output depends on. Only these are hashed, so that a knob
 # the injection does not read (the root mount, the default TTL — which reaches the hash through
@@ -80,7 +83,9 @@ def hash_inputs(
     used_networks = sorted(used)
     document: dict[str, Any] = {
         "injector": INJECTOR_VERSION,
-        "spec": spec.model_dump(mode="json"),
+        # Upstreams and allow are added below only when set, so every hash from before they
+        # existed stays as it was (no roll-out of every meshed job for an unused feature).
+        "spec": spec.model_dump(mode="json", exclude={"upstreams", "allow"}),
         "config": config.model_dump(mode="json", include=set(INJECTION_CONFIG_FIELDS)),
         "namespace": jobview.namespace(job),
         "job": jobview.job_id(job),
@@ -97,6 +102,12 @@ def hash_inputs(
         # certificate (nginx layout 1). Only these groups' output changed, so only their hash
         # does: bumping INJECTOR_VERSION would roll every meshed job for nothing.
         document["mtls_checks"] = MTLS_CHECKS_LAYOUT
+    if spec.upstreams:
+        document["upstreams"] = [u.model_dump(mode="json") for u in spec.upstreams]
+        document["upstreams_layout"] = EDGES_LAYOUT
+    if spec.allow:
+        document["allow"] = list(spec.allow)
+        document["allow_layout"] = EDGES_LAYOUT
     nonce = rotation_nonce(group)
     if nonce:  # only when set, so that jobs never re-issued keep their hash
         document["rotation"] = nonce

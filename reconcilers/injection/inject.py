@@ -17,7 +17,7 @@ from typing import Any
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import MeshSpec, Mode, TlsProtocol
-from reconcilers.injection import fronting, jobview, nginx, rewrite, sidecar
+from reconcilers.injection import edges, fronting, identity, jobview, nginx, rewrite, sidecar
 from reconcilers.injection.hashing import INJECTOR_VERSION as INJECTOR_VERSION
 from reconcilers.injection.hashing import effective_ttl, rotation_nonce
 from reconcilers.injection.hashing import spec_hash as spec_hash
@@ -53,7 +53,7 @@ def _inject_group(
         inputs = fronting.group_inputs(user, group, spec)
     except jobview.UnresolvedName as err:
         raise CannotInject(f'group "{spec.group}": {err}') from None
-    if not inputs.ports:
+    if not inputs.ports and not spec.upstreams:
         raise CannotInject(f'group "{spec.group}": no port to front')
     marker = spec_hash(spec, config, user, group)
     side = _sidecar_spec(user, group, spec, config, inputs)
@@ -65,6 +65,7 @@ def _inject_group(
 
     undo.keep(group, "Networks")
     networks = rewrite.add_ports(jobview.as_list(group.get("Networks")), inputs.ports)
+    networks = edges.reserve_listeners(networks, spec.upstreams, edges.group_namespaced(group))
     rewrite.set_ordered(group, "Networks", networks, rewrite.GROUP_ORDER)
 
     group_names = {s.view.index: s.name for s in inputs.services if s.view.task is None}
@@ -112,10 +113,16 @@ def _sidecar_spec(
     config: MeshConfig,
     inputs: fronting.GroupInputs,
 ) -> sidecar.SidecarSpec:
-    names = fronting.service_names(job, group, inputs)
-    cn = f"{names[0]}.{config.domain}"
-    alt = [f"{n}.{config.domain}" for n in names[1:]]
-    alt += [f"{n}.service.${{NOMAD_DC}}.{config.datacenter_domain}" for n in names]
+    if inputs.ports:
+        names = fronting.service_names(job, group, inputs)
+        cn = f"{names[0]}.{config.domain}"
+        alt = [f"{n}.{config.domain}" for n in names[1:]]
+        alt += [f"{n}.service.${{NOMAD_DC}}.{config.datacenter_domain}" for n in names]
+    else:  # a pure client: named after its job (identity)
+        try:
+            cn, alt = identity.pure_client_cn(job, config.domain), []
+        except identity.BadClientName as err:
+            raise CannotInject(f'group "{spec.group}": {err}') from None
     alt += list(spec.sans)
     # One IP SAN per host network the TLS ports live on ("" is Nomad's "default").
     per_network: dict[str, str] = {}
@@ -146,4 +153,6 @@ def _sidecar_spec(
         ip_labels=tuple(per_network.values()),
         ttl_seconds=effective_ttl(spec, job),
         rotation=rotation_nonce(group),
+        edges=nginx.Edges(spec.upstreams, spec.allow, config.domain),
+        namespaced=edges.group_namespaced(group),
     )

@@ -1,9 +1,10 @@
 """The sidecar's consul-template templates: the certificate file, the mesh CA bundle, nginx.conf.
 
 Pure text. Nomad renders them inside the allocation (the devstack's renderer does the same), so
-the templates use a deliberately small consul-template subset: ``with``/``end``, ``range``,
-``env``, ``pkiCert`` and its ``.Cert``/``.Key``/``.CAChain`` fields, a parenthesised
-``(env "X")`` argument, and ``secret`` as a plain read (no arguments) with ``.Data.<field>``.
+the templates use a deliberately small consul-template subset: ``with``/``else``/``end``,
+``range``, ``env``, ``pkiCert`` and its ``.Cert``/``.Key``/``.CAChain`` fields, a parenthesised
+``(env "X")`` argument, ``secret`` as a plain read (no arguments) with ``.Data.<field>``, and
+(upstreams only, see ``upstreams``) ``service``/``nomadService`` with ``.Address``/``.Port``.
 Values only known on the client (datacenter, allocation IP) reach the ``pkiCert`` call through
 task environment variables that Nomad interpolates (``${NOMAD_DC}``), because Go templates
 cannot splice an ``env`` result into a string literal without ``printf``.
@@ -33,6 +34,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from crds_equivalent.egress import Upstream
+from reconcilers.injection import upstreams as egress
 from reconcilers.injection.checkpath import UnsafeCheck as UnsafeCheck
 from reconcilers.injection.checkpath import check_location as check_location
 
@@ -168,19 +171,36 @@ def ca_template(pki_mount: str) -> str:
     return "{{ with secret " + path + " }}{{ .Data.ca_chain }}\n{{ end }}"
 
 
+@dataclass(frozen=True)
+class Edges:
+    """The group's calls out (upstreams) and who may call in (allow, mTLS only); see
+    ``upstreams``. Empty for a group that uses neither, whose nginx.conf stays as it was."""
+
+    upstreams: tuple[Upstream, ...] = ()
+    allow: tuple[str, ...] = ()
+    domain: str = ""
+
+
 def nginx_conf(
     listeners: Sequence[Listener],
     *,
     tcp: bool,
     mtls: bool,
     stream_module: str = "",
+    edges: Edges | None = None,
 ) -> str:
-    """nginx.conf for the sidecar: http reverse proxy, or stream proxy when ``tcp``."""
+    """nginx.conf for the sidecar: http reverse proxy, or stream proxy when ``tcp``; plus the
+    upstream listeners (http ones in ``http {}``, tcp ones in ``stream {}``)."""
+    edges = edges or Edges()
     task_dir = _env("NOMAD_TASK_DIR")
     cert = _env("NOMAD_SECRETS_DIR") + "/" + CERT_FILE
     ca = task_dir + "/" + CA_FILE
+    http_servers = () if tcp else tuple(listeners)
+    stream_servers = tuple(listeners) if tcp else ()
+    http_out = egress.http_lines(edges.upstreams, edges.domain, cert, ca)
+    stream_out = egress.stream_lines(edges.upstreams, edges.domain, cert, ca)
     lines = ["# nomad-tls-mesh sidecar; rendered by Nomad's template runner."]
-    if tcp and stream_module:
+    if (stream_servers or stream_out) and stream_module:
         lines.append(f"load_module {stream_module};")
     lines += [
         f"worker_processes {WORKER_PROCESSES};",
@@ -189,8 +209,10 @@ def nginx_conf(
         f"events {{ worker_connections {WORKER_CONNECTIONS}; }}",
     ]
     tls = _tls_block(cert, ca if mtls else None)
-    body = _stream_body(listeners, tls) if tcp else _http_body(listeners, tls, task_dir)
-    lines += body
+    if http_servers or http_out:
+        lines += _http_body(http_servers, tls, task_dir, edges, http_out)
+    if stream_servers or stream_out:
+        lines += _stream_body(stream_servers, tls, edges, stream_out)
     return "\n".join(lines) + "\n"
 
 
@@ -213,7 +235,13 @@ def _tls_block(cert: str, client_ca: str | None) -> list[str]:
     return lines
 
 
-def _http_body(listeners: Sequence[Listener], tls: list[str], task_dir: str) -> list[str]:
+def _http_body(
+    listeners: Sequence[Listener],
+    tls: list[str],
+    task_dir: str,
+    edges: Edges,
+    egress_lines: list[str],
+) -> list[str]:
     inner = [
         "access_log off;",
         "server_tokens off;",
@@ -222,10 +250,12 @@ def _http_body(listeners: Sequence[Listener], tls: list[str], task_dir: str) -> 
             f"{kind}_temp_path {task_dir}/{kind}_temp;"
             for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
         ),
-        "ssl_session_cache shared:mesh_tls_http:10m;",
-        *tls,
-        "map $http_upgrade $mesh_connection { default upgrade; '' ''; }",
     ]
+    if listeners:
+        inner += ["ssl_session_cache shared:mesh_tls_http:10m;", *tls]
+    inner += ["map $http_upgrade $mesh_connection { default upgrade; '' ''; }"]
+    if listeners:
+        inner += egress.allow_lines(edges.allow, edges.domain, stream=False)
     for index, listener in enumerate(listeners):
         name = f"mesh_app_{index}"
         inner += [
@@ -245,7 +275,9 @@ def _http_body(listeners: Sequence[Listener], tls: list[str], task_dir: str) -> 
             ]
         else:
             inner += ["  location / {"]
+        inner += egress.http_location_guard(edges.allow)
         inner += [f"    proxy_pass http://{name};", *_proxy_settings(), "  }", "}"]
+    inner += egress_lines
     return ["http {", *("  " + line for line in inner), "}"]
 
 
@@ -297,16 +329,25 @@ def check_locations(upstream: str, checks: Sequence[tuple[str, str]]) -> list[st
     return lines
 
 
-def _stream_body(listeners: Sequence[Listener], tls: list[str]) -> list[str]:
-    inner = ["ssl_session_cache shared:mesh_tls_stream:10m;", *tls]
+def _stream_body(
+    listeners: Sequence[Listener], tls: list[str], edges: Edges, egress_lines: list[str]
+) -> list[str]:
+    inner: list[str] = []
+    if listeners:
+        inner += ["ssl_session_cache shared:mesh_tls_stream:10m;", *tls]
+        inner += egress.allow_lines(edges.allow, edges.domain, stream=True)
     for index, listener in enumerate(listeners):
         name = f"mesh_app_{index}"
+        allow_map, target = egress.stream_target(name, edges.allow)
         inner += [
             f"upstream {name} {{ server {listener.upstream}; }}",
+            *allow_map,
             "server {",
             f"  listen {listener.listen} ssl;",
-            f"  proxy_pass {name};",
+            *egress.stream_server_guard(edges.allow),
+            f"  proxy_pass {target};",
             f"  proxy_timeout {PROXY_TIMEOUT};",
             "}",
         ]
+    inner += egress_lines
     return ["stream {", *("  " + line for line in inner), "}"]

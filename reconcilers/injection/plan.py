@@ -18,7 +18,7 @@ from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.goparse import parse_go_duration
 from crds_equivalent.spec import MeshSpec, SpecError, parse_job_specs
-from reconcilers.injection import jobview
+from reconcilers.injection import edges, jobview
 from reconcilers.injection.inject import (
     CannotInject,
     UndoError,
@@ -194,4 +194,8 @@ def _objects_present(group: Mapping[str, Any], spec: MeshSpec) -> bool:
     if not any(jobview.is_managed_sidecar(t) for t in jobview.tasks(group)):
         return False
     labels = jobview.ports(group)
-    return all(keys.tls_port_label(label) in labels for label in spec.ports)
+    if not all(keys.tls_port_label(label) in labels for label in spec.ports):
+        return False
+    if edges.group_namespaced(group):
+        return True
+    return all(keys.upstream_port_label(u.port) in labels for u in spec.upstreams)

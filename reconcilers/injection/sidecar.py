@@ -10,7 +10,7 @@ graceful stop, so in-flight requests finish on shutdown.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from crds_equivalent import keys
@@ -42,6 +42,11 @@ class SidecarSpec:
     ip_labels: tuple[str, ...]  # TLS port labels whose NOMAD_IP_ become IP SANs
     ttl_seconds: int
     rotation: str = ""  # the group's mesh.tls.rotation nonce, "" when never re-issued
+    # Upstreams and allow list (nginx.Edges); empty for a group that uses neither.
+    edges: nginx.Edges = field(default_factory=nginx.Edges)
+    # The group network is namespaced (bridge/CNI); read when there is no listener to tell,
+    # i.e. for a pure client.
+    namespaced: bool = False
 
 
 def _template(dest: str, body: str, perms: str, owner: int | None = None) -> dict[str, Any]:
@@ -86,7 +91,11 @@ def _templates(spec: SidecarSpec, config: MeshConfig) -> list[dict[str, Any]]:
     pki_path = f"{config.pki_mount}/issue/{config.pki_role}"
     owner = EXEC_NOBODY_ID if config.sidecar_driver is SidecarDriver.EXEC else None
     conf = nginx.nginx_conf(
-        spec.listeners, tcp=spec.tcp, mtls=spec.mtls, stream_module=stream_module(config)
+        spec.listeners,
+        tcp=spec.tcp,
+        mtls=spec.mtls,
+        stream_module=stream_module(config),
+        edges=spec.edges,
     )
     templates = [
         _template(
@@ -96,7 +105,7 @@ def _templates(spec: SidecarSpec, config: MeshConfig) -> list[dict[str, Any]]:
             owner,
         )
     ]
-    if spec.mtls:
+    if spec.mtls or spec.edges.upstreams:  # trust anchors: of callers, or of upstreams
         templates.append(_template(nginx.CA_DEST, nginx.ca_template(config.pki_mount), "0644"))
     templates.append(_template(nginx.CONF_DEST, conf, "0644"))
     return templates
@@ -104,7 +113,10 @@ def _templates(spec: SidecarSpec, config: MeshConfig) -> list[dict[str, Any]]:
 
 def sidecar_task(spec: SidecarSpec, config: MeshConfig) -> dict[str, Any]:
     """The task dict, keys in Nomad's Task struct order."""
-    host_network = not any(listener.namespaced for listener in spec.listeners)
+    if spec.listeners:
+        host_network = not any(listener.namespaced for listener in spec.listeners)
+    else:
+        host_network = not spec.namespaced
     return {
         "Name": keys.SIDECAR_TASK,
         "Driver": str(config.sidecar_driver),

@@ -16,7 +16,7 @@ from typing import Any
 
 from crds_equivalent import keys
 from crds_equivalent.spec import MeshSpec
-from reconcilers.injection import fronting, jobview, nginx
+from reconcilers.injection import edges, fronting, identity, jobview, nginx
 
 
 def connect_refusals(user: Mapping[str, Any], enabled: Mapping[str, MeshSpec]) -> dict[str, str]:
@@ -118,8 +118,16 @@ def _validate_group(job: Mapping[str, Any], group: Mapping[str, Any], spec: Mesh
             f'meta "{keys.MESH_TLS_PORTS}" names port labels the group\'s networks do not '
             f"declare: {', '.join(inputs.missing_labels)}"
         )
-    if not inputs.ports:
+    if not inputs.ports and not spec.upstreams:
         return "is meshed but has no port to front: " + _why_nothing_to_front(job, group)
+    if not inputs.ports:  # a pure client: it calls upstreams, its leaf names its job
+        try:
+            identity.pure_client_name(jobview.job_id(job))
+        except identity.BadClientName as err:
+            return str(err)
+    conflict = edges.listener_conflict(group, spec)
+    if conflict is not None:
+        return conflict
     problem = _task_port_problem(group, inputs)
     if problem is not None:
         return problem

@@ -49,6 +49,8 @@ MESH_KEYS = [
     keys.MESH_TLS_TTL,
     keys.MESH_TLS_SANS,
     keys.MESH_TLS_MTLS,
+    keys.MESH_TLS_UPSTREAMS,
+    keys.MESH_TLS_ALLOW,
 ]
 
 HUGE = 200_000
@@ -82,6 +84,10 @@ plausible = st.sampled_from(
         "a..b",
         "*.example.com",
         "x" * 64 + ".com",
+        "billing:9001",
+        "a:1/tcp@nomad, b:65535",
+        "a:0",
+        "frontend, reports",
     ]
 )
 json_scalar = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True)

@@ -83,6 +83,7 @@ MESH_META = st.fixed_dictionaries(
         "mesh.tls.mtls": st.sampled_from(["true", "false"]),
         "mesh.tls.sans": st.just("a.example.com,b.example.com"),
         "mesh.tls.ttl": st.sampled_from(["24h", "90m"]),
+        "mesh.tls.upstreams": st.sampled_from(["billing:19001", "a:19001, b:19002/tcp@nomad"]),
         "team": NAMES,
     },
 )

@@ -113,3 +113,51 @@ def test_invalid_spec_and_missing_job() -> None:
     gone = explain_doc(Facts("default", "web", None, status_items()), CONFIG, NOW)
     assert not gone["found"] and gone["status"]["phase"] == "Degraded"
     assert "not found in Nomad" in render_text(gone)
+
+
+def test_explain_shows_upstreams_the_allow_list_and_the_rendered_upstream_config() -> None:
+    meta = {
+        "mesh.tls": "true",
+        "mesh.tls.mtls": "true",
+        "mesh.tls.allow": "frontend",
+        "mesh.tls.upstreams": "billing:9001, search:9002/tcp@nomad",
+    }
+    doc = explain_doc(Facts("default", "web", injected(meta)), CONFIG, NOW)
+    [spec] = doc["specs"]
+    assert spec["allow"] == ["frontend"]
+    assert spec["upstreams"] == [
+        {
+            "entry": "billing:9001/http@consul",
+            "listen": "127.0.0.1:9001",
+            "reserved": "no (the group's own network namespace)",
+            "catalog": '{{ service "mesh-tls.billing" }}',
+            "server_name": "billing.service.consul",
+            "balancing": "per request, keep-alive",
+        },
+        {
+            "entry": "search:9002/tcp@nomad",
+            "listen": "127.0.0.1:9002",
+            "reserved": "no (the group's own network namespace)",
+            "catalog": '{{ nomadService "mesh-tls.search" }}',
+            "server_name": "search.service.consul",
+            "balancing": "per connection",
+        },
+    ]
+    text = render_text(doc)
+    assert "mtls=true sans=- allow=frontend" in text
+    assert (
+        "    upstream billing:9001/http@consul: app dials 127.0.0.1:9001 (reserved: no (the "
+        'group\'s own network namespace)); sidecar -> {{ service "mesh-tls.billing" }} over '
+        "mTLS, verified as billing.service.consul, per request, keep-alive"
+    ) in text
+    conf = nginx_conf_of(doc, "app")
+    assert "listen 127.0.0.1:9001;" in conf and "proxy_ssl_name billing.service.consul;" in conf
+    assert conf.rstrip("\n") in text  # the whole upstream config is printed
+    assert f"group app, {nginx.CA_DEST}:" in text
+
+
+def test_explain_of_a_host_mode_caller_names_its_reserved_port() -> None:
+    job = user_job({"mesh.tls": "true", "mesh.tls.upstreams": "billing:9001"})
+    job["TaskGroups"][0]["Networks"] = [{"Mode": "host", "DynamicPorts": [{"Label": "http"}]}]
+    [spec] = explain_doc(Facts("default", "web", job), CONFIG, NOW)["specs"]
+    assert spec["upstreams"][0]["reserved"] == "static port mesh_tls_upstream_9001 = 9001"

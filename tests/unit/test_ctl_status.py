@@ -341,3 +341,26 @@ def test_watch_prints_one_report_per_interval_until_ctrl_c(
     assert code == 1  # the last report's
     assert out.count("Leader    node-1/42") == 2 and "\x1b[" not in out
     assert "✔ 1 row in sync (exit 0)" in out and "job is gone" in out
+
+
+def test_rows_show_upstreams_and_the_allow_list() -> None:
+    meta = {
+        "mesh.tls.mtls": "true",
+        "mesh.tls.allow": "frontend, reports",
+        "mesh.tls.upstreams": "billing:9001, search:9002/tcp",
+    }
+    [row] = report(world(injected(meta))).rows
+    assert row.upstreams == ["billing:9001/http@consul", "search:9002/tcp@consul"]
+    assert row.allow == ["frontend", "reports"]
+    assert row.injected == "current"
+    wide = plain_text(report(world(injected(meta))), wide=True)
+    assert "billing:9001/http@consul, search:9002/tcp@consul" in wide.replace("\n", " ")
+    [plain_row] = report(world(injected())).rows
+    assert plain_row.upstreams == [] and plain_row.allow == []
+
+
+def test_a_dropped_upstream_listener_port_makes_the_row_stale() -> None:
+    job = injected({"mesh.tls.upstreams": "billing:9001"})
+    job["TaskGroups"][0]["Networks"][0]["ReservedPorts"] = []
+    [row] = report(world(job)).rows
+    assert row.injected == "stale"

@@ -125,7 +125,7 @@ def test_errors_are_loud_and_named(text: str, message: str) -> None:
         ('{{ plugin "x" }}', "'plugin'"),
         ("{{ range services }}{{ end }}", "'services'"),
         ("{{ timestamp }}", "'timestamp'"),
-        ('{{ if false }}{{ nomadService "x" }}{{ end }}', "'nomadService'"),
+        ("{{ if false }}{{ nomadServices }}{{ end }}", "'nomadServices'"),
     ],
 )
 def test_unsupported_constructs_fail_even_in_branches_never_taken(text: str, name: str) -> None:

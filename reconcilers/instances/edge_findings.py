@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from controller.consul.client import HealthEntry
+from controller.consul.wire import HealthEntry
 from crds_equivalent import keys
 from reconcilers.injection.edges import AllowList, UpstreamEdge
 

@@ -3,7 +3,7 @@ an allow-list name nobody fronts (a warning), judged as the sidecar's template s
 
 from __future__ import annotations
 
-from controller.consul.client import HealthEntry
+from controller.consul.wire import HealthEntry
 from reconcilers.injection.edges import AllowList, UpstreamEdge
 from reconcilers.instances.edge_findings import (
     ALLOW_NAME_UNKNOWN,

@@ -11,6 +11,9 @@ Endings, as an exit code for ``sys.exit``:
   reconciles, bounded by ``drain_timeout``), release the lock, stop the rest -> 0.
 - leadership lost: cancel the leader-only group at once, no drain, no release -> 1. A replica
   that might no longer be leader must not keep writing; the supervisor restarts it.
+- either way, once the leader-only runnables are stopped (and before the lock is released), the
+  ``on_leader_stop`` hooks run with ``graceful`` True or False: work held back for later (the
+  status store's coalesced writes) is written or given up, bounded by ``drain_timeout``.
 - a runnable ends or crashes on its own -> shut down as above, but -> 1.
 """
 
@@ -66,6 +69,7 @@ class Manager:
         drain_timeout: float = 30.0,
         handle_signals: bool = True,
         logger: Any = None,
+        on_leader_stop: Sequence[Callable[[bool], Awaitable[None]]] = (),
     ) -> None:
         self._always = [r for r in runnables if not r.needs_leader]
         self._leader_only = [r for r in runnables if r.needs_leader]
@@ -76,6 +80,7 @@ class Manager:
         self._log = logger if logger is not None else structlog.get_logger("controller.manager")
         self._stop = asyncio.Event()
         self._tasks: dict[asyncio.Task[None], Runnable] = {}
+        self._on_leader_stop = tuple(on_leader_stop)
         self.leading = False
 
     def request_stop(self) -> None:
@@ -169,7 +174,7 @@ class Manager:
                 # Drained runnables return by themselves; give them a moment, then cancel.
                 await wait_for(self._clock, _settled(self._running(leader=True)), 1.0)
         await _cancel(self._running(leader=True))
-        self.leading = False
+        await self._stopped_leading(graceful=True)
         await _cancel([elector_task] if elector_task is not None else [])
         if self._elector is not None:
             await self._elector.release()
@@ -178,9 +183,20 @@ class Manager:
     async def _abandon(self, elector_task: asyncio.Task[None] | None) -> None:
         self._log.error("leadership lost: stopping leader-only work without draining; exit 1")
         await _cancel(self._running(leader=True))
-        self.leading = False
+        await self._stopped_leading(graceful=False)
         await _cancel([elector_task] if elector_task is not None else [])
         await _cancel(self._running(leader=False))
+
+    async def _stopped_leading(self, *, graceful: bool) -> None:
+        """Run the ``on_leader_stop`` hooks of a leader (a standby has nothing to hand over)."""
+        was_leading, self.leading = self.leading, False
+        if not was_leading:
+            return
+        for hook in self._on_leader_stop:
+            try:
+                await wait_for(self._clock, hook(graceful), self._drain_timeout)
+            except Exception as exc:  # a hook that fails must not keep the process alive
+                self._log.warning("leader-stop hook failed", error=repr(exc))
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:
         if not self._handle_signals:

@@ -180,3 +180,75 @@ async def test_drain_timeout_bounds_the_stop(world: World) -> None:
     await w.clock.advance(1.0)
     assert await run == 0
     assert w.reconciler.cancelled == ["a"]
+
+
+@dataclass
+class HandOver:
+    """An ``on_leader_stop`` hook: records how leadership ended and what was true then."""
+
+    world: World
+    seen: list[tuple[bool, list[str], bool]] = field(default_factory=list)
+
+    async def __call__(self, graceful: bool) -> None:
+        finished = [key for key, _ in self.world.reconciler.finished]
+        self.seen.append((graceful, finished, self.world.server.current() is not None))
+
+
+async def test_a_graceful_stop_hands_over_after_the_drain_and_before_the_release(
+    world: World,
+) -> None:
+    w = world
+    hook = HandOver(w)
+    mgr = Manager(
+        runnables=w.runnables(),
+        clock=w.clock,
+        elector=w.elector(),
+        handle_signals=False,
+        on_leader_stop=[hook],
+    )
+    run = asyncio.ensure_future(mgr.run())
+    await w.clock.settle()
+    w.queue.add("a")
+    await w.clock.advance(1.0)
+    mgr.request_stop()
+    await w.clock.advance(4.0)
+    assert await run == 0
+    assert hook.seen == [(True, ["a"], True)]  # after the in-flight reconcile, lock still held
+    assert w.server.current() is None
+
+
+async def test_lost_leadership_runs_the_hook_as_not_graceful(world: World) -> None:
+    w = world
+    lock = w.server.client("me")
+    hook = HandOver(w)
+    mgr = Manager(
+        runnables=w.runnables(),
+        clock=w.clock,
+        elector=LeaderElector(lock, clock=w.clock),
+        handle_signals=False,
+        on_leader_stop=[hook],
+    )
+    run = asyncio.ensure_future(mgr.run())
+    await w.clock.settle()
+    lock.mode = "fail"
+    await w.clock.advance(10.0)
+    assert run.result() == 1
+    assert [graceful for graceful, _, _ in hook.seen] == [False]
+
+
+async def test_a_standby_that_never_led_has_nothing_to_hand_over(world: World) -> None:
+    w = world
+    w.server.holder, w.server.expires = "other", w.clock.monotonic() + 100.0
+    hook = HandOver(w)
+    mgr = Manager(
+        runnables=w.runnables(),
+        clock=w.clock,
+        elector=w.elector(retry_period=2.0),
+        handle_signals=False,
+        on_leader_stop=[hook],
+    )
+    run = asyncio.ensure_future(mgr.run())
+    await w.clock.advance(5.0)
+    mgr.request_stop()
+    assert await run == 0
+    assert hook.seen == []

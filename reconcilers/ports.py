@@ -43,12 +43,21 @@ class JobStore(Protocol):
 
 
 class StatusStore(Protocol):
-    """Per-job status records, written with CAS and only on change.
+    """Per-job status records: cached, written with CAS, only on change, coalesced.
 
-    ``update`` is the one way a reconciler writes: ``fn`` derives the new record from the stored
-    one (None: store nothing) and is called again on what another writer stored when the CAS
-    loses, so each reconciler changes only the fields it owns (``crds_equivalent.status``).
-    It returns the record as stored afterwards. ``peek`` may answer from a cache: a gate only.
+    ``update`` is the one way a reconciler writes: ``fn`` derives the new record from the record
+    as this process knows it (None: store nothing). A change is written at once, or — when the
+    record was written less than a coalescing window ago — at the end of the window together
+    with every other change made meanwhile. On a lost CAS the record is re-read and every
+    pending ``fn`` is called again on what the other writer stored, so each reconciler changes
+    only the fields it owns (``crds_equivalent.status``); ``fn`` must be pure.
+
+    ``update`` returns the record as it will be stored: the caller's change and every change
+    still pending, without the ``updated_at`` stamp of a write not made yet (None: there is no
+    record and ``fn`` made none). It may raise when a write made during the call failed (a
+    StatusConflict after repeated lost races, or Nomad's error): the change stays pending and
+    the caller's queue backs off. ``get`` and ``peek`` answer the same: the record as it will
+    be stored, from the cache when this process has a current copy.
     """
 
     async def get(self, namespace: str, job: str) -> MeshStatus | None: ...

@@ -1,19 +1,25 @@
-"""The status store: one Nomad Variable per job, written with CAS and only when it changed.
+"""The status store: one Nomad Variable per job, cached, written with CAS and coalesced.
 
 Status lives outside the job on purpose (writing it into the job would create job versions and
-feed our own event loop). Nomad's docs warn that Variables suit small, slowly changing data, so
-a write happens only when the content differs (``updated_at`` and transition times ignored), and
-a per-process cache of (ModifyIndex, status) saves the read before each write. The leader is the
-only writer, so the cache is normally exact; entries still expire (``max_cache_age``) so that a
-record changed behind our back is repaired. Every write is a CAS on the last ModifyIndex seen.
+feed our own event loop). Nomad's docs warn that Variables suit small, slowly changing data, and
+at 10k jobs every read and write counts, so:
 
-Reconcilers change a record with :meth:`StatusStore.update`: one read, then the record derived
-from the stored one by the caller's function, CAS-written when its content changed. Three
-reconcilers of one process (and, across a failover, another process) write the same record, so
-on a conflict ``update`` re-reads and derives again — re-sending a record computed from the
-stale read would erase what the winner just wrote. After ``CAS_ATTEMPTS`` lost races it raises
-:class:`StatusConflict`, and the work queue's backoff retries the whole reconcile.
-:meth:`StatusStore.write` replaces a record wholesale (tools and tests; it retries once).
+- Records are read once and kept current by our own CAS writes; the LIST of the status prefix
+  (:meth:`keys`, which feeds the event source's ``known_keys``) says which records exist and
+  which another writer moved (``controller.status.cache``).
+- :meth:`update` derives the record from the one this process knows; a change of content
+  (``updated_at`` and transition times aside) is written at once if the record was not written
+  in the last ``write_interval`` seconds, otherwise at the end of that window with whatever
+  else changed meanwhile (:meth:`run` writes them; the App runs it on the leader). Readers in
+  this process (:meth:`get`, :meth:`peek`, ``on_write``) see the pending content.
+- Every write is a CAS on the last ModifyIndex seen, so a stale cache costs a retry, never a
+  clobber. Three reconcilers of one process (and, across a failover, another process) write
+  the same record: on a lost CAS the record is re-read and every pending derive function is
+  applied again to the winner's record, in order (each changes only its owner's fields).
+  After ``CAS_ATTEMPTS`` lost races :class:`StatusConflict` is raised to the writer whose
+  update was writing (its work queue backs off); the content stays pending.
+- :meth:`flush` writes everything pending now; :meth:`release` is the Manager's hook when
+  leadership ends (shutdown, hand-over, or loss).
 
 This package sits beside ``controller.nomad`` (the layering keeps adapters independent), so it
 talks to Variables through the small :class:`VariablesPort` that ``NomadVariables`` satisfies.
@@ -22,43 +28,43 @@ talks to Variables through the small :class:`VariablesPort` that ``NomadVariable
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 import structlog
-from pydantic import ValidationError
 
 from controller.runtime.clock import Clock, SystemClock
+from controller.status.cache import RecordCache, StoredVariable
+from controller.status.paths import (
+    decode_segment,
+    encode_segment,
+    is_hashed,
+    key_of,
+    path_for,
+)
+from controller.status.schedule import FlushSchedule
+from controller.status.slots import Derive, Slot
 from crds_equivalent.jobkey import JobKey
 from crds_equivalent.keys import VAR_STATUS_PREFIX, status_path
 from crds_equivalent.status import MeshStatus
 
+__all__ = [
+    "CAS_ATTEMPTS",
+    "Derive",
+    "StatusConflict",
+    "StatusStore",
+    "decode_segment",
+    "encode_segment",
+    "key_of",
+    "path_for",
+]
+
 log = structlog.get_logger(__name__)
 
-_MAX_PATH = 128  # Nomad: ^[a-zA-Z0-9-_~/]{1,128}$
-_PLAIN = re.compile(r"[A-Za-z0-9_-]")
-_ESCAPE = re.compile(r"~([0-9a-f]{2})")
-
-# update(): a read and up to two re-reads. Enough for the other two reconcilers of this process
-# each moving the record once between our read and our CAS; beyond that, back off via the queue.
+# A flush: a CAS and up to two re-reads. Enough for the other two reconcilers of this process
+# each moving the record once between our read and our CAS; beyond that, back off.
 CAS_ATTEMPTS = 3
-
-Derive = Callable[[MeshStatus | None], MeshStatus | None]
-"""Derives the record to store from the stored one (None: there is none, or it is unreadable);
-returns None to store nothing. Called once per attempt, so it must be pure."""
-
-_Entry = tuple[int, MeshStatus | None]
-
-
-class StoredVariable(Protocol):
-    @property
-    def path(self) -> str: ...
-    @property
-    def items(self) -> Mapping[str, str]: ...
-    @property
-    def modify_index(self) -> int: ...
+_RETRY_CAP = 30.0  # longest wait before a failed flush is tried again
 
 
 class VariablesPort(Protocol):
@@ -76,59 +82,8 @@ class StatusConflict(Exception):
     """Another writer kept winning the CAS race for this record."""
 
 
-def encode_segment(value: str) -> str:
-    """Make a namespace or job ID a valid Variable path segment (reversibly): characters
-    outside ``[A-Za-z0-9_-]`` (dots, slashes, ``~``) become ``~xx`` per UTF-8 byte."""
-    out = []
-    for ch in value:
-        if _PLAIN.fullmatch(ch):
-            out.append(ch)
-        else:
-            out.extend(f"~{b:02x}" for b in ch.encode())
-    return "".join(out)
-
-
-def decode_segment(value: str) -> str:
-    """Inverse of :func:`encode_segment`."""
-    out = bytearray()
-    pos = 0
-    for match in _ESCAPE.finditer(value):
-        out += value[pos : match.start()].encode()
-        out.append(int(match.group(1), 16))
-        pos = match.end()
-    out += value[pos:].encode()
-    return out.decode("utf-8", "replace")
-
-
-def path_for(namespace: str, job: str) -> str:
-    """The record's path; over-long IDs are shortened with a hash (the key is then in Items)."""
-    path = status_path(encode_segment(namespace), encode_segment(job))
-    if len(path) <= _MAX_PATH:
-        return path
-    digest = hashlib.sha256(f"{namespace}\x00{job}".encode()).hexdigest()[:16]
-    head = status_path(encode_segment(namespace), "")
-    return head + encode_segment(job)[: _MAX_PATH - len(head) - 18] + "~~" + digest
-
-
-def key_of(path: str) -> JobKey | None:
-    """(namespace, job) from a record path; None when the path is hashed or not a record."""
-    rest = path.removeprefix(VAR_STATUS_PREFIX + "/")
-    if rest == path or "~~" in rest or rest.count("/") != 1:
-        return None
-    ns, job = rest.split("/")
-    return JobKey(decode_segment(ns), decode_segment(job))
-
-
-def _parse(items: Mapping[str, str]) -> MeshStatus | None:
-    try:
-        return MeshStatus.from_items(items)
-    except (ValidationError, ValueError) as exc:
-        log.warning("corrupt status record ignored", error=str(exc))
-        return None
-
-
 class StatusStore:
-    """Read, write-on-change, delete and list the per-job status records."""
+    """Read (cached), update (coalesced, CAS), delete and list the per-job status records."""
 
     def __init__(
         self,
@@ -136,125 +91,240 @@ class StatusStore:
         *,
         clock: Clock | None = None,
         read_concurrency: int = 16,
-        max_cache_age: float = 600.0,
+        max_cache_age: float = 1800.0,
+        write_interval: float = 0.0,
     ) -> None:
         self.variables = variables
         self.clock: Clock = clock or SystemClock()
         self.max_cache_age = max_cache_age
-        self._cache: dict[str, _Entry] = {}
-        self._cached_at: dict[str, float] = {}
-        self._read_limit = asyncio.Semaphore(read_concurrency)
+        self.write_interval = write_interval
+        self._cache = RecordCache(
+            variables, self.clock, max_age=max_cache_age, reads=read_concurrency
+        )
+        self._slots = self._cache.slots
+        self._schedule = FlushSchedule(self.clock)
+        self._flushing = asyncio.Semaphore(read_concurrency)  # flushes in flight
         self.writes = 0
-        # Told of every record this store wrote. The phase book behind /status and the
-        # mesh_jobs gauge listens: the health reconciler's writes move phases too (a job turns
-        # Ready on a health write), and without this the book would show the mesh's last word.
+        # Told of every record this store accepted (pending or written). The phase book behind
+        # /status and the mesh_jobs gauge listens: the health reconciler's writes move phases
+        # too (a job turns Ready on a health write), and without this the book would show the
+        # mesh's last word.
         self.on_write: Callable[[JobKey, MeshStatus], None] | None = None
 
-    async def _read(self, path: str) -> _Entry | None:
-        var = await self.variables.get(path)
-        if var is None:
-            self._cache.pop(path, None)
-            self._cached_at.pop(path, None)
-            return None
-        entry = (var.modify_index, _parse(var.items))
-        self._remember(path, entry)
-        return entry
+    def forget(self) -> None:
+        """Drop everything cached and pending (leadership ended: the next leader decides)."""
+        self._cache.forget()
+        self._schedule.clear()
 
-    def _remember(self, path: str, entry: _Entry) -> None:
-        self._cache[path] = entry
-        self._cached_at[path] = self.clock.monotonic()
-
-    def _cached(self, path: str) -> _Entry | None:
-        at = self._cached_at.get(path)
-        if at is None or self.clock.monotonic() - at > self.max_cache_age:
-            return None
-        return self._cache.get(path)
+    # --- reading ---------------------------------------------------------------------------
 
     async def get(self, namespace: str, job: str) -> MeshStatus | None:
-        """The stored status (always read from Nomad), or None."""
-        entry = await self._read(path_for(namespace, job))
-        return entry[1] if entry else None
+        """The record as it is or will be stored: the pending content, else the cached record,
+        read from Nomad only when this process has no current copy."""
+        path = path_for(namespace, job)
+        return (await self._cache.slot(JobKey(namespace, job), path)).current
 
     async def peek(self, namespace: str, job: str) -> MeshStatus | None:
-        """The record as this store last read or wrote it (at most ``max_cache_age`` old), read
-        from Nomad only when it has none. For gates that decide whether work is worth doing;
-        never the basis of a write (``update`` reads before it derives)."""
-        path = path_for(namespace, job)
-        entry = self._cached(path)
-        if entry is None:
-            entry = await self._read(path)
-        return entry[1] if entry else None
+        """The same answer as :meth:`get` (the gates' name for it, kept for the Protocol)."""
+        return await self.get(namespace, job)
+
+    # --- writing ---------------------------------------------------------------------------
 
     async def update(self, namespace: str, job: str, fn: Derive) -> MeshStatus | None:
-        """Read the record, store ``fn(record)`` with CAS when its content differs (timestamps
-        aside), and return the record as now stored. On a lost CAS, re-read and call ``fn``
-        again on what the winner wrote; after ``CAS_ATTEMPTS`` losses raise StatusConflict."""
-        path = path_for(namespace, job)
-        stored, _ = await self._store(namespace, job, path, await self._read(path), fn)
-        return stored
+        """Derive the record from the one this process knows and return it as it will be
+        stored (None: there is none and ``fn`` made none). A change is written at once when
+        this record was not written in the last ``write_interval``, otherwise at the end of
+        that window; a lost CAS re-reads and applies every pending ``fn`` again. Raises
+        StatusConflict after ``CAS_ATTEMPTS`` lost races of a write made here (the content
+        stays pending), or what Nomad raised."""
+        key, path = JobKey(namespace, job), path_for(namespace, job)
+        slot = await self._cache.slot(key, path)
+        base = slot.current
+        status = fn(base)
+        if status is None or (base is not None and base.same_content(status)):
+            return base
+        slot.accept(status, fn)
+        self._tell(slot)
+        if slot.writing:
+            return slot.current  # the flush in flight writes it next, or schedules it
+        due = slot.written_at + self.write_interval
+        if due > self.clock.monotonic():
+            self._schedule.at(due, path)
+            return slot.current
+        await self._flush(path, slot, raise_errors=True)
+        return slot.current
 
     async def write(self, namespace: str, job: str, status: MeshStatus) -> bool:
-        """Store ``status`` unless the stored one has the same content; True when written.
-        Replaces the whole record: reconcilers use ``update`` so they keep each other's fields."""
-        path = path_for(namespace, job)
-        entry = self._cached(path)
-        if entry is None:
-            entry = await self._read(path)
-        _, written = await self._store(namespace, job, path, entry, lambda _: status, attempts=2)
-        return written
+        """Store ``status`` now unless the stored record has the same content; True when
+        written. Replaces the whole record, pending content included (tools and tests:
+        reconcilers use ``update`` so they keep each other's fields); retries a lost CAS once."""
+        key, path = JobKey(namespace, job), path_for(namespace, job)
+        slot = await self._cache.slot(key, path)
+        slot.pending = None
+        slot.fns.clear()
+        if slot.stored is not None and slot.stored.same_content(status):
+            return False
+        slot.accept(status, lambda _: status)
+        before = self.writes
+        await self._flush(path, slot, attempts=2, raise_errors=True)
+        return self.writes > before
 
-    async def _store(
+    async def _flush(
         self,
-        namespace: str,
-        job: str,
         path: str,
-        entry: _Entry | None,
-        fn: Derive,
+        slot: Slot,
         *,
         attempts: int = CAS_ATTEMPTS,
-    ) -> tuple[MeshStatus | None, bool]:
-        """The CAS loop: derive from ``entry``, write on change, re-read on conflict."""
-        for attempt in range(attempts):
-            previous = entry[1] if entry is not None else None
-            status = fn(previous)
-            if status is None or (previous is not None and previous.same_content(status)):
-                return previous, False
-            stamped = status.model_copy(update={"updated_at": self.clock.now().isoformat()})
+        rederive: bool = True,
+        raise_errors: bool = False,
+    ) -> None:
+        """Write the slot's pending content with CAS until nothing is pending; on a lost CAS
+        re-read and derive again (``rederive``) or give the record up to the winner."""
+        if slot.writing or slot.pending is None:
+            return
+        slot.writing = True
+        slot.flushed.clear()
+        try:
+            await self._write_pending(path, slot, attempts, rederive)
+        except Exception:
+            slot.failures += 1
+            if slot.pending is not None:
+                retry = min(_RETRY_CAP, max(self.write_interval, 0.5) * 2**slot.failures)
+                self._schedule.at(self.clock.monotonic() + retry, path)
+            if raise_errors:
+                raise
+            log.warning("status write failed; will retry", path=path, exc_info=True)
+        finally:
+            slot.writing = False
+            slot.flushed.set()
+
+    async def _write_pending(self, path: str, slot: Slot, attempts: int, rederive: bool) -> None:
+        lost = 0
+        while slot.pending is not None:
+            if slot.stale:
+                await self._reread(path, slot)
+                continue
+            sent, used = slot.pending, len(slot.fns)
+            stamped = sent.model_copy(update={"updated_at": self.clock.now().isoformat()})
             items = stamped.to_items()
-            if path != status_path(namespace, job):
-                items |= {"namespace": namespace, "job": job}
-            written = await self.variables.cas_put(
-                path, items, cas=entry[0] if entry is not None else 0
-            )
+            if path != status_path(*slot.key):
+                items |= {"namespace": slot.key.namespace, "job": slot.key.job_id}
+            written = await self.variables.cas_put(path, items, cas=slot.index)
             if written is not None:
-                self._remember(path, (written.modify_index, stamped))
+                slot.written(stamped, written.modify_index, sent, used, self.clock.monotonic())
                 self.writes += 1
-                if self.on_write is not None:
-                    self.on_write(JobKey(namespace, job), stamped)
-                return stamped, True
-            log.info("status CAS conflict, re-reading", path=path, attempt=attempt)
-            entry = await self._read(path)
-        raise StatusConflict(f"status of {namespace}/{job}: lost the CAS race {attempts} times")
+                due = slot.written_at + self.write_interval
+                if slot.pending is not None and due > self.clock.monotonic():
+                    self._schedule.at(due, path)
+                    return
+                continue
+            lost += 1
+            log.info("status CAS conflict, re-reading", path=path, attempt=lost)
+            if not rederive:
+                slot.pending, slot.stale = None, True
+                slot.fns.clear()
+                return
+            if lost >= attempts:
+                slot.stale = True
+                raise StatusConflict(f"status of {path}: lost the CAS race {attempts} times")
+            await self._reread(path, slot)
+
+    async def _reread(self, path: str, slot: Slot) -> None:
+        index, stored = await self._cache.read(path)
+        slot.reread(index, stored, self.clock.monotonic())
+        self._tell(slot)
+
+    def _tell(self, slot: Slot) -> None:
+        if self.on_write is not None and slot.current is not None:
+            self.on_write(slot.key, slot.current)
+
+    # --- flushing --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Write coalesced records as their windows end, until cancelled (leader only)."""
+        await self._schedule.run(self._flush_paths)
+
+    async def _flush_paths(
+        self,
+        paths: Iterable[str],
+        *,
+        force: bool = False,
+        attempts: int = CAS_ATTEMPTS,
+        rederive: bool = True,
+    ) -> None:
+        """Flush each path whose window has ended (all of them with ``force``)."""
+        now = self.clock.monotonic()
+
+        async def one(path: str) -> None:
+            slot = self._slots.get(path)
+            if slot is None or slot.pending is None or slot.writing:
+                return
+            due = slot.written_at + self.write_interval
+            if due > now and not force:
+                self._schedule.at(due, path)
+                return
+            async with self._flushing:
+                await self._flush(path, slot, attempts=attempts, rederive=rederive)
+
+        await asyncio.gather(*(one(p) for p in paths))
+
+    async def flush(self, *, graceful: bool = True) -> None:
+        """Write everything pending now, window or not, and wait for writes in flight.
+        ``graceful=False`` (leadership lost): one CAS each, and a lost one is given up. What
+        Nomad refuses stays pending (logged), so this returns even while Nomad is down."""
+        for _ in range(CAS_ATTEMPTS):
+            busy = [s.flushed.wait() for s in self._slots.values() if s.writing]
+            waiting = [p for p, s in self._slots.items() if s.pending is not None and not s.writing]
+            if not busy and not waiting:
+                return
+            if graceful:
+                await self._flush_paths(waiting, force=True)
+            else:
+                await self._flush_paths(waiting, force=True, attempts=1, rederive=False)
+            await asyncio.gather(*busy)
+            if not graceful:
+                return
+        left = sum(1 for s in self._slots.values() if s.pending is not None)
+        if left:
+            log.warning("status records still pending after a flush", records=left)
+
+    async def release(self, graceful: bool) -> None:
+        """The Manager's hook when this process stops leading: write what is pending (one try
+        each when leadership was lost: a newer leader's record wins), then forget it all."""
+        try:
+            await self.flush(graceful=graceful)
+        finally:
+            self.forget()
+
+    # --- deleting and listing --------------------------------------------------------------
 
     async def delete(self, namespace: str, job: str) -> bool:
-        """Remove the record (the job is gone); True when something was deleted."""
-        path = path_for(namespace, job)
+        """Remove the record (the job is gone) and anything pending for it; True when something
+        was deleted."""
+        key, path = JobKey(namespace, job), path_for(namespace, job)
+        slot = self._slots.get(path)
+        if slot is not None:
+            slot.pending = None
+            slot.fns.clear()
         for _ in range(2):
-            entry = await self._read(path)
-            if entry is None:
+            index, _ = await self._cache.read(path)
+            if index == 0:
+                self._cache.absent(key, path)
                 return False
-            if await self.variables.cas_delete(path, cas=entry[0]):
-                self._cache.pop(path, None)
-                self._cached_at.pop(path, None)
+            if await self.variables.cas_delete(path, cas=index):
+                self._cache.absent(key, path)
                 return True
         raise StatusConflict(f"status of {namespace}/{job}: delete lost the CAS race twice")
 
     async def keys(self) -> list[JobKey]:
-        """(namespace, job) of every record — one LIST, no item reads (hashed paths aside)."""
+        """(namespace, job) of every record — one LIST, no item reads (hashed paths aside).
+        The LIST also tells the cache which records exist and which changed."""
+        listed = await self.variables.list_prefix(VAR_STATUS_PREFIX + "/")
+        self._cache.learn(listed)
         out: list[JobKey] = []
-        for meta in await self.variables.list_prefix(VAR_STATUS_PREFIX + "/"):
+        for meta in listed:
             key = key_of(meta.path)
-            if key is None and "~~" in meta.path:
+            if key is None and is_hashed(meta.path):
                 var = await self.variables.get(meta.path)
                 if var is not None and "namespace" in var.items and "job" in var.items:
                     key = JobKey(var.items["namespace"], var.items["job"])
@@ -265,10 +335,5 @@ class StatusStore:
     async def list_all(self) -> dict[JobKey, MeshStatus]:
         """Every readable status record, keyed by (namespace, job)."""
         keys = await self.keys()
-
-        async def one(key: JobKey) -> tuple[JobKey, MeshStatus | None]:
-            async with self._read_limit:
-                return key, await self.get(*key)
-
-        pairs = await asyncio.gather(*(one(k) for k in keys))
-        return {k: s for k, s in pairs if s is not None}
+        found = await asyncio.gather(*(self.get(*k) for k in keys))
+        return {k: s for k, s in zip(keys, found, strict=True) if s is not None}

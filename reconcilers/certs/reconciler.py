@@ -111,7 +111,8 @@ class CertReconciler:
         job = await self.jobs.get_job(job_id, namespace)
         if job is None or jobview.is_stopped(job):
             return Result()
-        # A fresh read, not peek(): last_remediation in it decides the next remediation step.
+        # last_remediation in it decides the next step: only this reconciler writes it, so the
+        # store's copy (kept current by our own writes, re-read when a LIST shows it moved) is it.
         status = await self.statuses.get(namespace, job_id)
         if status is None or not status.sidecar_injected:
             return Result(requeue_after=self.interval)

@@ -93,7 +93,7 @@ class HealthReconciler:
         if job is None or not ports or jobview.is_stopped(job):
             self.metrics.forget(namespace, job_id)
             return Result()
-        # A gate only (the cached record will do): _record re-reads before it writes.
+        # A gate only: _record derives again from the record as it is when it writes.
         gate = await self.statuses.peek(namespace, job_id)
         if gate is None or not gate.sidecar_injected:
             return Result(requeue_after=self.interval)  # the MeshReconciler is not done yet
@@ -181,8 +181,9 @@ class HealthReconciler:
     async def _record(self, key: JobKey, updates: list[Condition], verdict: CertVerdict) -> None:
         """Write the health conditions, ``cert_not_after`` and ``issuer`` onto the record as it
         is now: probes take time, and whatever the MeshReconciler recorded meanwhile must
-        survive ours (``update`` reads right before it writes, and derives again on a CAS
-        conflict). A record that no longer shows the sidecar injected is left alone."""
+        survive ours (``update`` derives from the record as this process knows it, pending
+        changes included, and again on a CAS conflict). A record that no longer shows the
+        sidecar injected is left alone."""
         namespace, job_id = key
         now = self.clock.now()
 

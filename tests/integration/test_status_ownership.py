@@ -179,6 +179,7 @@ class Controller:
     certs: CertReconciler
 
     async def stored(self) -> Mapping[str, str]:
+        await self.store.flush()  # writes are coalesced, and this clock never ends a window
         var = await self.variables.get(path_for(*KEY))
         assert var is not None
         return var.items
@@ -191,7 +192,7 @@ class Controller:
 def controller(nomad: NomadClient) -> Controller:
     world, clock = World(), Clock()
     variables = HookedVariables(nomad)
-    store = StatusStore(variables, clock=clock)
+    store = StatusStore(variables, clock=clock, write_interval=1.0)
     mesh = MeshReconciler(world, store, CONFIG, clock=clock)
     health = HealthReconciler(world, store, world, world, world, CONFIG, clock=clock)
     certs = CertReconciler(
@@ -279,6 +280,28 @@ async def test_a_mesh_write_between_healths_read_and_its_cas_is_kept(nomad: Noma
 
     c.variables.before_next_put = rollout_finishes_and_mesh_records_it
     await c.health.reconcile(KEY)  # read; mesh writes; our CAS loses; re-read, derive again
+
+    conditions = await c.conditions()
+    assert conditions[ConditionType.ROLLED_OUT] == ("True", "AllocationsRunning")
+    assert conditions[ConditionType.CONSUL_HEALTHY][0] == "True"
+    assert (await c.stored())["phase"] == "Ready"
+
+
+async def test_another_processs_mesh_write_between_healths_read_and_its_cas_is_kept(
+    nomad: NomadClient,
+) -> None:
+    c = controller(nomad)
+    await c.mesh.reconcile(KEY)  # RolledOut False; cached by c's store
+    other = controller(nomad)  # a second process (a failover overlap): its own store and cache
+    other.world.sidecars_running = True
+
+    async def the_other_process_records_the_rollout() -> None:
+        await other.mesh.reconcile(KEY)
+        await other.store.flush()
+
+    c.variables.before_next_put = the_other_process_records_the_rollout
+    await c.health.reconcile(KEY)  # derived from c's cached record
+    await c.store.flush()  # our CAS loses to the other process; re-read, replay health's change
 
     conditions = await c.conditions()
     assert conditions[ConditionType.ROLLED_OUT] == ("True", "AllocationsRunning")

@@ -1,0 +1,92 @@
+"""What this process knows about one status record: the stored version and what is pending.
+
+A slot holds the record as Nomad last showed it (its ModifyIndex and content, learned from a
+GET, a LIST of the status prefix, or our own CAS write) and, on top of it, the content accepted
+by ``StatusStore.update`` but not written yet, with every derive function that produced it.
+Readers in this process see ``current`` (pending content first), so the status page and the
+health gate never lag behind a coalesced write. On a lost CAS the functions are applied again,
+in order, to the winner's record (``rederive``): each writer changes only the fields it owns,
+so replaying them keeps the winner's fields and ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from crds_equivalent.jobkey import JobKey
+from crds_equivalent.status import MeshStatus
+
+Derive = Callable[[MeshStatus | None], MeshStatus | None]
+"""Derives the record to store from the stored one (None: there is none, or it is unreadable);
+returns None to store nothing. May be called again on another writer's record, so it must be
+pure."""
+
+
+@dataclass
+class Slot:
+    """One record's stored version, pending content and write bookkeeping."""
+
+    key: JobKey
+    index: int  # ModifyIndex of the stored record; 0: none stored (a CAS of 0 creates)
+    stored: MeshStatus | None  # None: no record, or an unreadable one
+    seen_at: float  # monotonic time the stored version was last read, written or listed
+    pending: MeshStatus | None = None  # accepted by update, not written yet
+    fns: list[Derive] = field(default_factory=list)  # what produced ``pending``, in order
+    written_at: float = float("-inf")  # monotonic time of our last write of this record
+    writing: bool = False  # a flush of this record is in flight
+    stale: bool = False  # the stored version is known to be outdated: re-read before a CAS
+    failures: int = 0  # flushes in a row that failed (a longer wait before the next)
+    flushed: asyncio.Event = field(default_factory=asyncio.Event)  # set while not writing
+
+    def __post_init__(self) -> None:
+        self.flushed.set()
+
+    @property
+    def current(self) -> MeshStatus | None:
+        """The record as it will be stored: the pending content, else the stored one."""
+        return self.pending if self.pending is not None else self.stored
+
+    @property
+    def idle(self) -> bool:
+        """Nothing pending and nothing in flight: the slot may be dropped or replaced."""
+        return self.pending is None and not self.writing
+
+    def accept(self, content: MeshStatus, fn: Derive) -> None:
+        self.pending = content
+        self.fns.append(fn)
+
+    def written(
+        self, content: MeshStatus, index: int, sent: MeshStatus, used: int, at: float
+    ) -> None:
+        """Our CAS of ``sent`` (built from the first ``used`` functions) stored ``content`` at
+        ``index``. Updates accepted while it was in flight derived from ``sent``, so their
+        pending content already holds it: only their functions stay."""
+        self.index, self.stored, self.seen_at, self.written_at = index, content, at, at
+        self.stale, self.failures = False, 0
+        if self.pending is sent:
+            self.pending = None
+            self.fns.clear()
+        else:
+            del self.fns[:used]
+
+    def reread(self, index: int, stored: MeshStatus | None, at: float) -> None:
+        """The winner's record after a lost CAS: the pending functions replayed on it."""
+        self.index, self.stored, self.seen_at, self.stale = index, stored, at, False
+        self.pending = rederive(stored, self.fns)
+        if self.pending is None:
+            self.fns.clear()
+
+
+def rederive(base: MeshStatus | None, fns: Sequence[Derive]) -> MeshStatus | None:
+    """``fns`` applied in order to ``base`` (a function returning None leaves the record as it
+    was); None when the result has the same content as ``base``, so nothing is left to write."""
+    record = base
+    for fn in fns:
+        derived = fn(record)
+        if derived is not None:
+            record = derived
+    if record is None or (base is not None and base.same_content(record)):
+        return None
+    return record

@@ -1,0 +1,175 @@
+"""The status store's cache and coalesced writes against the Nomad twin's Variables: what a read
+or a burst of updates costs in calls, and that a stale cache costs a retry but never a clobber.
+
+Calls are counted by ``CountingVariables`` (they still go to the twin); every other assertion
+reads the stored Variable, the record an operator sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+
+import pytest
+
+from controller.nomad.client import NomadClient
+from controller.nomad.variables import NomadVariables
+from controller.runtime.clock import FakeClock
+from controller.status.store import StatusStore, path_for
+from crds_equivalent.status import (
+    Condition,
+    ConditionStatus,
+    ConditionType,
+    MeshStatus,
+    Phase,
+)
+from tests.support.counting_variables import CountingVariables
+
+pytestmark = pytest.mark.timeout(30)
+
+INJECTED = MeshStatus(
+    phase=Phase.INJECTED,
+    observed_index=12,
+    conditions=(
+        Condition(
+            type=ConditionType.SIDECAR_INJECTED, status=ConditionStatus.TRUE, reason="Registered"
+        ),
+    ),
+)
+HEALTHY = Condition(type=ConditionType.CONSUL_HEALTHY, status=ConditionStatus.TRUE, reason="Ok")
+Fn = Callable[[MeshStatus | None], MeshStatus | None]
+
+
+def with_message(message: str) -> Fn:
+    return lambda p: (p or INJECTED).model_copy(update={"message": message})
+
+
+def with_healthy(previous: MeshStatus | None) -> MeshStatus | None:
+    assert previous is not None
+    kept = tuple(c for c in previous.conditions if c.type != HEALTHY.type)
+    return previous.model_copy(update={"conditions": (*kept, HEALTHY)})
+
+
+def with_error(previous: MeshStatus | None) -> MeshStatus | None:
+    return previous.model_copy(update={"last_error": "re-issue did not help"}) if previous else None
+
+
+async def items(variables: NomadVariables, job: str) -> Mapping[str, str]:
+    var = await variables.get(path_for("default", job))
+    assert var is not None
+    return var.items
+
+
+async def test_after_the_list_a_job_with_no_record_costs_no_read(nomad: NomadClient) -> None:
+    variables = CountingVariables(nomad)
+    await StatusStore(NomadVariables(nomad)).write("default", "old", INJECTED)
+    store = StatusStore(variables)
+
+    assert await store.keys() == [("default", "old")]
+    assert await store.get("default", "new") is None
+    assert await store.peek("default", "new") is None
+    await store.update("default", "new", with_message("created"))
+    assert (await items(NomadVariables(nomad), "new"))["message"] == "created"
+    assert variables.calls == {"list": 1, "put": 1}  # no GET for a record the LIST lacked
+
+
+async def test_records_are_read_once_and_kept_current_by_our_writes(nomad: NomadClient) -> None:
+    variables = CountingVariables(nomad)
+    await StatusStore(NomadVariables(nomad)).write("default", "web", INJECTED)
+    store = StatusStore(variables)
+
+    for _ in range(3):
+        got = await store.get("default", "web")
+        assert got is not None and got.same_content(INJECTED)
+    await store.update("default", "web", with_healthy)
+    got = await store.get("default", "web")
+    assert got is not None and got.condition(ConditionType.CONSUL_HEALTHY) is not None
+    assert variables.calls == {"get": 1, "put": 1}
+
+
+async def test_a_record_the_list_shows_moved_is_read_again(nomad: NomadClient) -> None:
+    variables = CountingVariables(nomad)
+    ours, theirs = StatusStore(variables), StatusStore(NomadVariables(nomad))
+    await ours.write("default", "web", INJECTED)
+    await theirs.write("default", "web", INJECTED.model_copy(update={"message": "theirs"}))
+
+    cached = await ours.get("default", "web")
+    assert cached is not None and cached.message == ""  # ours does not know yet
+    await ours.keys()  # the LIST shows another ModifyIndex
+    got = await ours.get("default", "web")
+    assert got is not None and got.message == "theirs"
+
+
+async def test_a_burst_of_updates_is_one_write_now_and_one_when_the_window_ends(
+    nomad: NomadClient,
+) -> None:
+    variables, clock = CountingVariables(nomad), FakeClock()
+    store = StatusStore(variables, clock=clock, write_interval=1.0)
+    flusher = asyncio.create_task(store.run())
+    try:
+        for n in range(10):
+            returned = await store.update("default", "web", with_message(f"step {n}"))
+            assert returned is not None and returned.message == f"step {n}"
+        seen = await store.get("default", "web")
+        assert seen is not None and seen.message == "step 9"  # readers see the pending content
+        assert (await items(variables, "web"))["message"] == "step 0"
+
+        await clock.advance(1.0)
+        await clock.advance(0)  # let the flusher's write land
+        assert (await items(variables, "web"))["message"] == "step 9"
+        assert variables.calls["put"] == 2
+    finally:
+        flusher.cancel()
+        await asyncio.gather(flusher, return_exceptions=True)
+
+
+async def test_a_lost_cas_of_a_coalesced_write_replays_every_pending_change(
+    nomad: NomadClient,
+) -> None:
+    clock = FakeClock()
+    ours = StatusStore(NomadVariables(nomad), clock=clock, write_interval=1.0)
+    theirs = StatusStore(NomadVariables(nomad), clock=clock)  # another process
+    await ours.update("default", "web", with_message("mesh"))  # written at once
+    await ours.update("default", "web", with_healthy)  # pending: the window has not ended
+    await ours.update("default", "web", with_message("mesh again"))  # pending too
+    await theirs.update("default", "web", with_error)  # moves the record: our CAS will lose
+
+    await ours.flush()
+
+    stored = await items(NomadVariables(nomad), "web")
+    assert stored["last_error"] == "re-issue did not help"  # theirs, kept
+    assert '"ConsulHealthy"' in stored["conditions"]  # ours, replayed on their record
+    assert stored["message"] == "mesh again"
+    again = await ours.get("default", "web")
+    assert again is not None and again.last_error == "re-issue did not help"
+
+
+async def test_losing_leadership_writes_once_and_leaves_a_newer_leaders_record(
+    nomad: NomadClient,
+) -> None:
+    clock = FakeClock()
+    old = StatusStore(NomadVariables(nomad), clock=clock, write_interval=1.0)
+    new = StatusStore(NomadVariables(nomad), clock=clock)
+    await old.update("default", "a", with_message("old leader"))
+    await old.update("default", "a", with_message("old leader, later"))  # pending
+    await old.update("default", "b", with_message("old leader"))
+    await old.update("default", "b", with_message("old leader, later"))  # pending
+    await new.update("default", "a", with_message("new leader"))  # a's CAS will lose
+
+    await old.release(graceful=False)
+
+    assert (await items(NomadVariables(nomad), "a"))["message"] == "new leader"
+    assert (await items(NomadVariables(nomad), "b"))["message"] == "old leader, later"
+
+
+async def test_handing_over_writes_everything_pending(nomad: NomadClient) -> None:
+    clock = FakeClock()
+    store = StatusStore(NomadVariables(nomad), clock=clock, write_interval=60.0)
+    for job in ("a", "b", "c"):
+        await store.update("default", job, with_message("first"))
+        await store.update("default", job, with_message("last"))
+
+    await store.release(graceful=True)
+
+    for job in ("a", "b", "c"):
+        assert (await items(NomadVariables(nomad), job))["message"] == "last"

@@ -8,7 +8,11 @@ This is the one place that knows how the parts fit, so every other module can be
 - the source is given the mesh predicate (`reconcilers.mesh.interest`) and the event router
   (`controller.routing`: which queue hears of which change, after what delay);
 - the status store's keys feed the source's `known_keys`, so every job we ever recorded is
-  looked at again after a restart or failover, even if nothing in its meta says "mesh";
+  looked at again after a restart or failover, even if nothing in its meta says "mesh" (the
+  same LIST tells the store's cache which records exist and which changed);
+- the store's coalesced writes go out from a leader-only runnable ("status-writes"), and
+  whatever is still pending when leadership ends is written by the Manager's
+  ``on_leader_stop`` hook (``StatusStore.release``);
 - /status, /healthz and /readyz read the parts through `controller.http.status_view`;
 - every reconciler reads jobs, allocations and deployments from the watch-fed cache
   (`controller.nomad.cache`, kept filled by the source) through `CachedJobs`, and writes
@@ -147,7 +151,9 @@ class App:
         self.cache = JobCache(keep=MESH_INTEREST.job_interesting)
         self.store = CachedJobs(self.cache, self.jobs, clock=self.clock)
         self.variables = NomadVariables(self.nomad, namespace=s.controller.controller_namespace)
-        self.statuses = StatusStore(self.variables, clock=self.clock)
+        self.statuses = StatusStore(
+            self.variables, clock=self.clock, write_interval=s.controller.status_write_interval
+        )
         # Consul is optional (a cluster on Nomad-native services has none): without
         # CONSUL_HTTP_ADDR no client exists, so nothing can ask it. The anonymous token's
         # visibility is probed at most once per health interval.
@@ -299,11 +305,13 @@ class App:
                     lambda: rotation_loop(self.rotator, self.clock, check_every),
                     needs_leader=True,
                 ),
+                FuncRunnable("status-writes", self.statuses.run, needs_leader=True),
             ],
             clock=self.clock,
             elector=self.elector,
             drain_timeout=self.settings.controller.drain_timeout,
             handle_signals=self.tuning.handle_signals,
+            on_leader_stop=[self.statuses.release],
         )
 
     # --- running ---------------------------------------------------------------------------

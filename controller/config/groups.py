@@ -123,6 +123,9 @@ class ControllerSettings(Group):
     burst: int = Field(100, ge=1, description="Global retry burst.")
     drain_timeout: Duration = Field(30.0, description="Grace for in-flight work on SIGTERM.")
     health_interval: Duration = Field(30.0, description="Consul/TLS health re-check period.")
+    status_write_interval: Duration = Field(
+        1.0, ge=0, description="Coalesce status writes: at most one per job per window (0: off)."
+    )
     ca_rotate_before: Duration = Field(
         30 * 86400.0, description="Rotate the intermediate this long before it expires."
     )

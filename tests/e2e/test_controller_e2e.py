@@ -49,7 +49,7 @@ async def test_a_meshed_raw_exec_job_serves_verified_https_through_nginx(
         await app.jobs.register_job(worker_job(), enforce_index=None)
 
         async def ready() -> bool:
-            status = await app.statuses.get("default", "web")  # read from the Nomad Variable
+            status = await app.statuses.get("default", "web")  # the status record
             return status is not None and status.phase == "Ready"
 
         await eventually(ready, what="web Ready", within=60.0)

@@ -188,6 +188,7 @@ async def test_manual_canaries_wait_for_the_user_and_a_promotion_by_hand_makes_i
         s = await status(app, "shop")
         assert s is not None and "canary promotion" in s.message  # still the user's call
         assert app.reconciler.writes["promote"] == 0
+        await app.statuses.flush()  # controllerctl reads the Variable: no coalescing window
         shown = await asyncio.to_thread(
             CliRunner().invoke,
             controllerctl,

@@ -173,3 +173,19 @@ async def test_handing_over_writes_everything_pending(nomad: NomadClient) -> Non
 
     for job in ("a", "b", "c"):
         assert (await items(NomadVariables(nomad), job))["message"] == "last"
+
+
+async def test_a_delete_drops_what_was_pending_and_the_record_stays_gone(
+    nomad: NomadClient,
+) -> None:
+    variables, clock = CountingVariables(nomad), FakeClock()
+    store = StatusStore(variables, clock=clock, write_interval=1.0)
+    await store.update("default", "gone", with_message("written"))
+    await store.update("default", "gone", with_message("pending"))
+
+    assert await store.delete("default", "gone")
+    await store.flush()
+
+    assert await NomadVariables(nomad).get(path_for("default", "gone")) is None
+    assert await store.get("default", "gone") is None
+    assert variables.calls["put"] == 1

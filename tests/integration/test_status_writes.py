@@ -151,3 +151,20 @@ async def test_a_newly_meshed_job_never_reads_its_status_from_nomad(
         puts = {j: calls.by_path[("PUT", path_for("default", j))] for j in JOBS}
         assert gets == dict.fromkeys(JOBS, 0)
         assert all(puts.values())
+
+
+async def test_a_graceful_stop_writes_what_the_window_held_back(
+    twin: NomadTwin, user: User
+) -> None:
+    settings = settings_for(twin, MESH_STATUS_WRITE_INTERVAL="1h")
+    async with running(settings, tuning=TUNING) as (app, task):
+        for text in ("first", "held back"):
+            await app.statuses.update(
+                "default",
+                "stopping",
+                lambda p, text=text: (p or MeshStatus()).model_copy(update={"message": text}),
+            )
+        app.request_stop()
+        assert await task == 0
+    var = await NomadVariables(user.client).get(path_for("default", "stopping"))
+    assert var is not None and var.items["message"] == "held back"

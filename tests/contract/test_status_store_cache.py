@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 import pytest
 
 from controller.nomad.client import NomadClient
-from controller.nomad.variables import NomadVariables
+from controller.nomad.errors import TransientError
+from controller.nomad.variables import NomadVariables, Variable
 from controller.runtime.clock import FakeClock
 from controller.status.store import StatusStore, path_for
 from crds_equivalent.status import (
@@ -189,3 +190,36 @@ async def test_a_delete_drops_what_was_pending_and_the_record_stays_gone(
     assert await NomadVariables(nomad).get(path_for("default", "gone")) is None
     assert await store.get("default", "gone") is None
     assert variables.calls["put"] == 1
+
+
+class DownOnce(NomadVariables):
+    """Nomad refuses the first CAS put (a 503 that outlasted the client's retries)."""
+
+    refused = False
+
+    async def cas_put(self, path: str, items: Mapping[str, str], *, cas: int) -> Variable | None:
+        if not self.refused:
+            self.refused = True
+            raise TransientError("503 no cluster leader", status=503)
+        return await super().cas_put(path, items, cas=cas)
+
+
+async def test_a_write_nomad_refused_stays_pending_and_the_flusher_retries_it(
+    nomad: NomadClient,
+) -> None:
+    clock = FakeClock()
+    store = StatusStore(DownOnce(nomad), clock=clock, write_interval=1.0)
+    flusher = asyncio.create_task(store.run())
+    try:
+        with pytest.raises(TransientError):
+            await store.update("default", "web", with_message("while Nomad is down"))
+        seen = await store.get("default", "web")
+        assert seen is not None and seen.message == "while Nomad is down"
+        assert await NomadVariables(nomad).get(path_for("default", "web")) is None
+
+        await clock.advance(5.0)
+        await clock.advance(0)
+        assert (await items(NomadVariables(nomad), "web"))["message"] == "while Nomad is down"
+    finally:
+        flusher.cancel()
+        await asyncio.gather(flusher, return_exceptions=True)

@@ -201,6 +201,10 @@ class StatusStore:
     async def _write_pending(self, path: str, slot: Slot, attempts: int, rederive: bool) -> None:
         lost = 0
         while slot.pending is not None:
+            if slot.stale and not rederive:
+                slot.pending = None  # (a lost leader does not derive again: the winner stands)
+                slot.fns.clear()
+                return
             if slot.stale:
                 await self._reread(path, slot)
                 continue
@@ -300,20 +304,21 @@ class StatusStore:
 
     async def delete(self, namespace: str, job: str) -> bool:
         """Remove the record (the job is gone) and anything pending for it; True when something
-        was deleted."""
+        was deleted. A record the cache knows is absent costs no call."""
         key, path = JobKey(namespace, job), path_for(namespace, job)
-        slot = self._slots.get(path)
-        if slot is not None:
-            slot.pending = None
-            slot.fns.clear()
+        slot = await self._cache.slot(key, path)
+        slot.pending = None
+        slot.fns.clear()
+        await slot.flushed.wait()  # a write in flight lands first, then goes
+        index = slot.index
         for _ in range(2):
-            index, _ = await self._cache.read(path)
             if index == 0:
                 self._cache.absent(key, path)
                 return False
             if await self.variables.cas_delete(path, cas=index):
                 self._cache.absent(key, path)
                 return True
+            index, _ = await self._cache.read(path)
         raise StatusConflict(f"status of {namespace}/{job}: delete lost the CAS race twice")
 
     async def keys(self) -> list[JobKey]:

@@ -69,9 +69,10 @@ async def test_after_the_list_a_job_with_no_record_costs_no_read(nomad: NomadCli
     assert await store.keys() == [("default", "old")]
     assert await store.get("default", "new") is None
     assert await store.peek("default", "new") is None
+    assert not await store.delete("default", "never")  # a child job's observe, say
     await store.update("default", "new", with_message("created"))
     assert (await items(NomadVariables(nomad), "new"))["message"] == "created"
-    assert variables.calls == {"list": 1, "put": 1}  # no GET for a record the LIST lacked
+    assert variables.calls == {"list": 1, "put": 1}  # no call for records the LIST lacked
 
 
 async def test_records_are_read_once_and_kept_current_by_our_writes(nomad: NomadClient) -> None:

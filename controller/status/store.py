@@ -44,8 +44,9 @@ from controller.status.paths import (
 )
 from controller.status.schedule import FlushSchedule
 from controller.status.slots import Derive, Slot
+from controller.status.writer import CAS_ATTEMPTS, SlotWriter, StatusConflict
 from crds_equivalent.jobkey import JobKey
-from crds_equivalent.keys import VAR_STATUS_PREFIX, status_path
+from crds_equivalent.keys import VAR_STATUS_PREFIX
 from crds_equivalent.status import MeshStatus
 
 __all__ = [
@@ -61,11 +62,6 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-# A flush: a CAS and up to two re-reads. Enough for the other two reconcilers of this process
-# each moving the record once between our read and our CAS; beyond that, back off.
-CAS_ATTEMPTS = 3
-_RETRY_CAP = 30.0  # longest wait before a failed flush is tried again
-
 
 class VariablesPort(Protocol):
     """What the store needs from Nomad Variables (``controller.nomad.NomadVariables``)."""
@@ -76,10 +72,6 @@ class VariablesPort(Protocol):
     ) -> StoredVariable | None: ...
     async def cas_delete(self, path: str, *, cas: int) -> bool: ...
     async def list_prefix(self, prefix: str = "") -> Sequence[StoredVariable]: ...
-
-
-class StatusConflict(Exception):
-    """Another writer kept winning the CAS race for this record."""
 
 
 class StatusStore:
@@ -104,12 +96,24 @@ class StatusStore:
         self._slots = self._cache.slots
         self._schedule = FlushSchedule(self.clock)
         self._flushing = asyncio.Semaphore(read_concurrency)  # flushes in flight
-        self.writes = 0
+        self._writer = SlotWriter(
+            variables,
+            self._cache,
+            self._schedule,
+            self.clock,
+            interval=write_interval,
+            changed=self._tell,
+        )
         # Told of every record this store accepted (pending or written). The phase book behind
         # /status and the mesh_jobs gauge listens: the health reconciler's writes move phases
         # too (a job turns Ready on a health write), and without this the book would show the
         # mesh's last word.
         self.on_write: Callable[[JobKey, MeshStatus], None] | None = None
+
+    @property
+    def writes(self) -> int:
+        """Status Variable writes that landed (tests and chaos count them)."""
+        return self._writer.writes
 
     def forget(self) -> None:
         """Drop everything cached and pending (leadership ended: the next leader decides)."""
@@ -151,7 +155,7 @@ class StatusStore:
         if due > self.clock.monotonic():
             self._schedule.at(due, path)
             return slot.current
-        await self._flush(path, slot, raise_errors=True)
+        await self._writer.flush(path, slot, raise_errors=True)
         return slot.current
 
     async def write(self, namespace: str, job: str, status: MeshStatus) -> bool:
@@ -166,77 +170,8 @@ class StatusStore:
             return False
         slot.accept(status, lambda _: status)
         before = self.writes
-        await self._flush(path, slot, attempts=2, raise_errors=True)
+        await self._writer.flush(path, slot, attempts=2, raise_errors=True)
         return self.writes > before
-
-    async def _flush(
-        self,
-        path: str,
-        slot: Slot,
-        *,
-        attempts: int = CAS_ATTEMPTS,
-        rederive: bool = True,
-        raise_errors: bool = False,
-    ) -> None:
-        """Write the slot's pending content with CAS until nothing is pending; on a lost CAS
-        re-read and derive again (``rederive``) or give the record up to the winner."""
-        if slot.writing or slot.pending is None:
-            return
-        slot.writing = True
-        slot.flushed.clear()
-        try:
-            await self._write_pending(path, slot, attempts, rederive)
-        except Exception:
-            slot.failures += 1
-            if slot.pending is not None:
-                retry = min(_RETRY_CAP, max(self.write_interval, 0.5) * 2**slot.failures)
-                self._schedule.at(self.clock.monotonic() + retry, path)
-            if raise_errors:
-                raise
-            log.warning("status write failed; will retry", path=path, exc_info=True)
-        finally:
-            slot.writing = False
-            slot.flushed.set()
-
-    async def _write_pending(self, path: str, slot: Slot, attempts: int, rederive: bool) -> None:
-        lost = 0
-        while slot.pending is not None:
-            if slot.stale and not rederive:
-                slot.pending = None  # (a lost leader does not derive again: the winner stands)
-                slot.fns.clear()
-                return
-            if slot.stale:
-                await self._reread(path, slot)
-                continue
-            sent, used = slot.pending, len(slot.fns)
-            stamped = sent.model_copy(update={"updated_at": self.clock.now().isoformat()})
-            items = stamped.to_items()
-            if path != status_path(*slot.key):
-                items |= {"namespace": slot.key.namespace, "job": slot.key.job_id}
-            written = await self.variables.cas_put(path, items, cas=slot.index)
-            if written is not None:
-                slot.written(stamped, written.modify_index, sent, used, self.clock.monotonic())
-                self.writes += 1
-                due = slot.written_at + self.write_interval
-                if slot.pending is not None and due > self.clock.monotonic():
-                    self._schedule.at(due, path)
-                    return
-                continue
-            lost += 1
-            log.info("status CAS conflict, re-reading", path=path, attempt=lost)
-            if not rederive:
-                slot.pending, slot.stale = None, True
-                slot.fns.clear()
-                return
-            if lost >= attempts:
-                slot.stale = True
-                raise StatusConflict(f"status of {path}: lost the CAS race {attempts} times")
-            await self._reread(path, slot)
-
-    async def _reread(self, path: str, slot: Slot) -> None:
-        index, stored = await self._cache.read(path)
-        slot.reread(index, stored, self.clock.monotonic())
-        self._tell(slot)
 
     def _tell(self, slot: Slot) -> None:
         if self.on_write is not None and slot.current is not None:
@@ -268,7 +203,7 @@ class StatusStore:
                 self._schedule.at(due, path)
                 return
             async with self._flushing:
-                await self._flush(path, slot, attempts=attempts, rederive=rederive)
+                await self._writer.flush(path, slot, attempts=attempts, rederive=rederive)
 
         await asyncio.gather(*(one(p) for p in paths))
 

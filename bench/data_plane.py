@@ -202,10 +202,12 @@ def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def measured(server: srv.Server, load: Load, seconds: int, lua: Path) -> dict[str, Any]:
+def measured(
+    server: srv.Server, load: Load, seconds: int, lua: Path, wrk_cpus: str = ""
+) -> dict[str, Any]:
     """One wrk run, plus the CPU the server under test spent per request during it."""
     before = server.cpu_seconds()
-    out: dict[str, Any] = run(server.url, load, seconds, lua)
+    out: dict[str, Any] = run(server.url, load, seconds, lua, cpus=wrk_cpus)
     spent = server.cpu_seconds() - before
     out["cpu_us_per_req"] = round(spent / max(1, int(out["requests"])) * 1e6, 1)
     return out

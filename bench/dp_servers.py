@@ -63,6 +63,13 @@ class Server:
                 total += times.user + times.system
         return total
 
+    def pin(self, cpus: list[int]) -> None:
+        """Confine the server's processes to ``cpus``; threads started later inherit it."""
+        root = psutil.Process(self.proc.pid)
+        for proc in [root, *root.children(recursive=True)]:
+            for thread in proc.threads():
+                os.sched_setaffinity(thread.id, cpus)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):

@@ -57,7 +57,9 @@ def table(raw: dict[str, list[dict[str, Any]]]) -> list[str]:
     return lines
 
 
-async def study(variants: list[str], peers: bool, rounds: int, seconds: int) -> list[str]:
+async def study(
+    variants: list[str], peers: bool, rounds: int, seconds: int, pin: bool = False
+) -> list[str]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-dpt-"))
     started: list[srv.Server] = []
     try:
@@ -73,12 +75,20 @@ async def study(variants: list[str], peers: bool, rounds: int, seconds: int) -> 
             servers["stunnel"] = srv.stunnel(workdir, pem, app.port)
             servers["haproxy"] = srv.haproxy(workdir, pem, app.port)
             started += [servers["stunnel"], servers["haproxy"]]
+        if pin:
+            # One core for the server under test, the other for wrk and the app: every server,
+            # threaded or not, then has exactly the one core a single-worker sidecar can use.
+            app.pin([0])
+            for server in servers.values():
+                server.pin([1])
         lua = script(workdir)
         raw: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
         names = list(servers)
         for r in range(rounds):
             for name in names[r % len(names) :] + names[: r % len(names)]:
-                raw[name].append(dp.measured(servers[name], dp.KEEPALIVE_32, seconds, lua))
+                raw[name].append(
+                    dp.measured(servers[name], dp.KEEPALIVE_32, seconds, lua, "0" if pin else "")
+                )
             print(f"[dp_tuning] round {r + 1}/{rounds}", file=sys.stderr, flush=True)
         return table(raw)
     finally:
@@ -93,11 +103,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--no-peers", action="store_true", help="only the nginx variants")
+    parser.add_argument(
+        "--pin", action="store_true", help="servers on CPU 1, wrk and the app on CPU 0"
+    )
     args = parser.parse_args(argv)
     unknown = [v for v in args.variants if v not in dp.VARIANTS or v == BASE]
     if unknown:
         parser.error(f"unknown variants {unknown}; choose from {', '.join(dp.VARIANTS)}")
-    lines = asyncio.run(study(args.variants, not args.no_peers, args.rounds, args.seconds))
+    lines = asyncio.run(
+        study(args.variants, not args.no_peers, args.rounds, args.seconds, args.pin)
+    )
     print("\n".join(lines))
     return 0
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import data_plane, dp_tuning
+from bench import data_plane, dp_tuning, targets
 from reconcilers.injection.nginx import Listener, nginx_conf
 
 pytestmark = pytest.mark.timeout(10)
@@ -55,3 +55,9 @@ def test_tuning_table_pairs_each_round_with_the_template_as_rendered() -> None:
     row = dp_tuning.table(raw)[-1]
     assert row.startswith("| x | 165 [150, 180] | 20.0 [18.0, 22.0] |")
     assert "| 1/2 |" in row  # won one round of two (1.5x, then 0.9x)
+
+
+def test_the_throughput_target_says_what_a_request_cost_each() -> None:
+    dp = {"ratio_vs_best_peer": 0.9, "best_peer": "stunnel", "cpu_vs_best_peer": 0.5,
+          "per_load": {"c32-keepalive": {"ours_vs_direct": 0.4}}}  # fmt: skip
+    assert targets.throughput_row(dp)[3].endswith("; CPU per request ours/stunnel 0.50")

@@ -81,10 +81,11 @@ not.
   - *Why it still loses req/s:* one nginx worker runs on one core; stunnel's thread per
     connection runs on both. On this shared machine the worker waited in the run queue 24-35 us
     per request (`/proc/<pid>/task/*/schedstat`), longer than it ran. Given one core each
-    (`python -m bench.dp_tuning --pin`: every server on CPU 1, wrk and the app on CPU 0, 10
-    interleaved rounds) ours beat stunnel in 9 of 10 rounds (stunnel 0.58x ours, median of
-    per-round ratios) and haproxy in 7 of 10 (0.75x); unpinned, in the same hour, stunnel beat
-    ours in 10 of 10 rounds (1.54x) while spending 1.68x the CPU per request. The committed run
+    (`python -m bench.dp_tuning --pin`: every server on CPU 1, wrk and the app on CPU 0; two
+    studies of 10 interleaved rounds) ours beat stunnel in 9 of 10 rounds in both (stunnel
+    0.58x and 0.61x ours, medians of per-round ratios) and haproxy in 7 and 6 of 10 (0.75x,
+    0.96x); unpinned, in the same hour, stunnel beat ours in 10 of 10 rounds (1.54x) while
+    spending 1.68x the CPU per request. The committed run
     shows the same: ours' best c32 keep-alive round was 50.6k req/s, stunnel's 35.0k.
   - *keepalive_requests:* nginx 1.22 closes a client connection after 1,000 requests, so each
     of wrk's 32 connections made a new full handshake every 1,000 requests (32 accepts and
@@ -111,20 +112,21 @@ not.
   | stunnel (peer) | 1.06 [0.52, 2.23] 3/6 | 1.79 0/6 | 1.54 [1.02, 2.37] 10/10 | 1.68 0/10 |
   | haproxy (peer) | 0.94 [0.72, 1.62] 1/6 | 1.02 3/6 | 1.11 [0.57, 2.26] 7/10 | 0.97 5/10 |
 
-  As-rendered itself: 10.7k [6.1k, 17.6k] req/s and 24.8 us CPU/req in study 1, 8.9k [6.2k,
-  14.9k] and 21.9 us in study 2. No candidate won consistently: every per-round ratio spans
-  both sides of 1, and none moved CPU per request beyond its spread. Not kept either way:
-  `worker_cpu_affinity auto` pins a one-worker sidecar to CPU 0 on every host (all sidecars on
-  one core); `tcp_nodelay off` risks Nagle + delayed-ACK stalls on responses written in more
-  than one piece; two workers double the sidecar's share of a contended host rather than make a
-  request cheaper, and ranged from +3 % to -30 % across loads in the runs of 2026-11-25 (a
-  sidecar is one per allocation, one worker by design). Earlier runs: removing the upstream
-  keep-alive pool cost 1.7-4.7x at keep-alive loads, so `keepalive 64` stays. TLS 1.2 only
-  served ~1.75x more full handshakes per second than TLS 1.2+1.3 (OpenSSL 3.0's TLS 1.3
-  handshake is the costlier one here); TLS 1.3 stays on, and `ssl_conf_command NumTickets 0`
-  (no TLS 1.3 tickets) made it slower, not faster. Under a driver that gives each task its own
-  cgroup CPU share (docker, exec), a sidecar does not compete with a neighbour's thread count
-  as it does here.
+  As-rendered itself: 10.7k [6.1k, 17.6k] req/s and 24.8 us CPU/req in study 1, 8.9k [6.2k, 14.9k]
+  and 21.9 us in study 2. Pinned (`--pin`, 10 rounds): keepalive-requests-1m 1.11 [0.42, 1.53]
+  6/10 and CPU 0.97 8/10; tcp-nodelay-off 0.97 3/10, CPU 0.99 5/10; proxy-buffering-off 0.96 5/10,
+  CPU 0.95 6/10. No candidate won consistently: every per-round ratio spans both sides of 1, and
+  none moved CPU per request beyond its spread. Not kept either way: `worker_cpu_affinity auto`
+  pins a one-worker sidecar to CPU 0 on every host (all sidecars on one core); `tcp_nodelay off`
+  risks Nagle + delayed-ACK stalls on responses written in more than one piece; two workers double
+  the sidecar's share of a contended host rather than make a request cheaper, and ranged from +3 %
+  to -30 % across loads in the runs of 2026-11-25 (a sidecar is one per allocation, one worker by
+  design). Earlier runs: removing the upstream keep-alive pool cost 1.7-4.7x at keep-alive loads,
+  so `keepalive 64` stays. TLS 1.2 only served ~1.75x more full handshakes per second than TLS
+  1.2+1.3 (OpenSSL 3.0's TLS 1.3 handshake is the costlier one here); TLS 1.3 stays on, and
+  `ssl_conf_command NumTickets 0` (no TLS 1.3 tickets) made it slower, not faster. Under a driver
+  that gives each task its own cgroup CPU share (docker, exec), a sidecar does not compete with a
+  neighbour's thread count as it does here.
 - **Twin fidelity under load.** With a 0.5 s MinHealthyTime some deployments were marked failed
   ("unhealthy allocations") although every task ran: the twin judges health once, at
   MinHealthyTime, instead of until the healthy deadline. The controller then re-checks those

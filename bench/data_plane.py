@@ -98,12 +98,42 @@ async def render_ours(workdir: Path, app_port: int) -> RenderedSidecar:
 # --- tuning variants: text transforms of the rendered nginx.conf -------------------------------
 
 Variant = Callable[[str], str]
+
+
+def _in_http(directive: str) -> Variant:
+    """Add a directive at http{} level (beside ``access_log off``)."""
+    return lambda c: c.replace("  access_log off;", f"  access_log off;\n  {directive}", 1)
+
+
+def _in_upstream(directive: str) -> Variant:
+    return lambda c: c.replace("    keepalive 64;", f"    keepalive 64;\n    {directive}")
+
+
+def _in_main(directive: str) -> Variant:
+    return lambda c: c.replace("worker_processes 1;", f"worker_processes 1;\n{directive}")
+
+
+def _workers_2(extra: Variant = lambda c: c) -> Variant:
+    return lambda c: extra(c.replace("worker_processes 1;", "worker_processes 2;"))
+
+
+# Every candidate of issue 16 item 6 that applies to one worker, and the multi-worker ones.
 VARIANTS: dict[str, tuple[str, Variant]] = {
     "as-rendered": ("the template as it is", lambda c: c),
-    "workers-2": (
-        "worker_processes 2",
-        lambda c: c.replace("worker_processes 1;", "worker_processes 2;"),
+    "workers-2": ("worker_processes 2", _workers_2()),
+    "workers-2-reuseport": (
+        "worker_processes 2, listen ... reuseport",
+        _workers_2(lambda c: c.replace(" ssl;", " ssl reuseport;")),
     ),
+    "workers-2-accept-mutex": (
+        "worker_processes 2, accept_mutex on",
+        _workers_2(
+            lambda c: c.replace(
+                "worker_connections 4096;", "worker_connections 4096; accept_mutex on;"
+            )
+        ),
+    ),
+    "cpu-affinity": ("worker_cpu_affinity auto", _in_main("worker_cpu_affinity auto;")),
     "tickets-on": (
         "ssl_session_tickets on",
         lambda c: c.replace("ssl_session_tickets off;", "ssl_session_tickets on;"),
@@ -112,12 +142,17 @@ VARIANTS: dict[str, tuple[str, Variant]] = {
         "no keepalive pool to the app",
         lambda c: "\n".join(x for x in c.splitlines() if "keepalive 64;" not in x) + "\n",
     ),
-    "ssl-buffer-4k": (
-        "ssl_buffer_size 4k",
-        lambda c: c.replace(
-            "ssl_session_tickets off;", "ssl_session_tickets off;\n  ssl_buffer_size 4k;"
-        ),
+    "ssl-buffer-4k": ("ssl_buffer_size 4k", _in_http("ssl_buffer_size 4k;")),
+    "keepalive-requests-1m": (
+        "keepalive_requests 1000000 (clients)",
+        _in_http("keepalive_requests 1000000;"),
     ),
+    "upstream-keepalive-requests-1m": (
+        "keepalive_requests 1000000 (pool to the app)",
+        _in_upstream("keepalive_requests 1000000;"),
+    ),
+    "tcp-nodelay-off": ("tcp_nodelay off", _in_http("tcp_nodelay off;")),
+    "proxy-buffering-off": ("proxy_buffering off", _in_http("proxy_buffering off;")),
     "tls12-only": (
         "ssl_protocols TLSv1.2",
         lambda c: c.replace("ssl_protocols TLSv1.2 TLSv1.3;", "ssl_protocols TLSv1.2;"),
@@ -133,8 +168,13 @@ def start_variant(ours: RenderedSidecar, name: str, transform: Variant) -> srv.S
     text = text.replace(f"{srv.HOST}:{tls_port} ssl", f"{srv.HOST}:{port} ssl")
     text = text.replace("nginx.pid;", f"nginx-{name}.pid;")
     text = text.replace("shared:mesh_tls_http:", f"shared:mesh_tls_{name.replace('-', '_')}:")
+    changed = transform(text)
+    if changed == text and name != "as-rendered":
+        # The rendered conf no longer has the text this variant edits: measuring it would
+        # silently measure the template as it is under another name.
+        raise ValueError(f"tuning variant {name!r} changes nothing in the rendered nginx.conf")
     conf = ours.conf_path.with_name(f"nginx-{name}.conf")
-    conf.write_text(transform(text))
+    conf.write_text(changed)
     argv = [str(conf) if a == str(ours.conf_path) else a for a in ours.argv]
     return srv.sidecar(f"ours-{name}", argv, ours.env, ours.task_root, port)
 
@@ -156,9 +196,28 @@ def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "p99_us": statistics.median(p99),
         "p99_spread": [min(p99), max(p99)],
         "errors": sum(r["errors"] for r in runs),
+        **_cpu(runs),
         "runs": len(runs),
         "percentiles_us": middle["percentiles_us"],
     }
+
+
+def measured(
+    server: srv.Server, load: Load, seconds: int, lua: Path, wrk_cpus: str = ""
+) -> dict[str, Any]:
+    """One wrk run, plus the CPU the server under test spent per request during it."""
+    before = server.cpu_seconds()
+    out: dict[str, Any] = run(server.url, load, seconds, lua, cpus=wrk_cpus)
+    spent = server.cpu_seconds() - before
+    out["cpu_us_per_req"] = round(spent / max(1, int(out["requests"])) * 1e6, 1)
+    return out
+
+
+def _cpu(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    cpu = [r["cpu_us_per_req"] for r in runs if "cpu_us_per_req" in r]
+    if not cpu:
+        return {}
+    return {"cpu_us_per_req": statistics.median(cpu), "cpu_spread": [min(cpu), max(cpu)]}
 
 
 def interleaved(
@@ -179,7 +238,7 @@ def interleaved(
                 if load.connections == 1 and c1_paths is not None and name not in c1_paths:
                     continue
                 raw.setdefault((name, load.name), []).append(
-                    run(servers[name].url, load, plan.seconds, lua)
+                    measured(servers[name], load, plan.seconds, lua)
                 )
         say(f"data plane: round {r + 1}/{plan.rounds} done")
     out: dict[str, dict[str, Any]] = {}
@@ -188,8 +247,20 @@ def interleaved(
     return out
 
 
+def _cpu_ratio(ours: dict[str, Any], peer: dict[str, Any] | None) -> float | None:
+    """Server CPU per request, ours over the peer's: below 1, ours does the same work cheaper."""
+    if peer is None or not peer.get("cpu_us_per_req") or "cpu_us_per_req" not in ours:
+        return None
+    return round(float(ours["cpu_us_per_req"]) / float(peer["cpu_us_per_req"]), 3)
+
+
 def ratios(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Ours against direct and against the best peer, per load; added p50 at c1 keep-alive."""
+    """Ours against direct and against the best peer, per load; added p50 at c1 keep-alive.
+
+    The best peer is the one with the most req/s; ``ours_cpu_vs_best_peer`` compares what a
+    request cost each server in CPU, which is what the req/s ratio hides on a shared machine
+    (a multi-threaded peer takes CPU on both cores, one nginx worker on one).
+    """
     out: dict[str, Any] = {"per_load": {}}
     for load_name, ours in results.get("ours", {}).items():
         peers = {p: results[p][load_name]["rps"] for p in PEERS if load_name in results.get(p, {})}
@@ -200,11 +271,13 @@ def ratios(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "best_peer": best,
             "ours_vs_best_peer": round(ours["rps"] / peers[best], 3) if best else None,
             "added_p50_us": (ours["p50_us"] - direct["p50_us"]) if direct else None,
+            "ours_cpu_vs_best_peer": _cpu_ratio(ours, results[best][load_name] if best else None),
         }
     head = out["per_load"].get(KEEPALIVE_32.name, {})
     out["ratio_vs_best_peer"] = head.get("ours_vs_best_peer")
     out["best_peer"] = head.get("best_peer")
     out["ours_vs_direct"] = head.get("ours_vs_direct")
+    out["cpu_vs_best_peer"] = head.get("ours_cpu_vs_best_peer")
     out["added_p50_us"] = out["per_load"].get(KEEPALIVE_1.name, {}).get("added_p50_us")
     return out
 

@@ -60,15 +60,73 @@ not.
 - **Data plane.** The sidecar adds 26-28 us at p50 over plaintext at concurrency 1 (target
   met) and matches or beats every peer when each request opens a new TLS connection (1.03-1.13x
   the best), but reaches 0.83-0.89x of the best peer (stunnel or haproxy) at 32 keep-alive
-  connections: nginx parses and re-writes each HTTP request (X-Forwarded-*), stunnel relays
-  bytes on a thread per connection, haproxy's HTTP path is cheaper per request.
-- **Tuning: no default changed.** Against the rendered config, interleaved: a second worker,
-  session tickets and a 4k ssl_buffer_size gave no consistent gain (workers-2 ranged from +3 %
-  to -30 % across loads and runs); removing the upstream keep-alive pool cost 1.7-4.7x at
-  keep-alive loads, so `keepalive 64` stays. TLS 1.2 only served ~1.75x more full handshakes
-  per second than TLS 1.2+1.3 in both runs (OpenSSL 3.0's TLS 1.3 handshake is the costlier
-  one here); TLS 1.3 stays on, and
-  `ssl_conf_command NumTickets 0` (no TLS 1.3 tickets) made it slower, not faster.
+  connections. The profile below says why; it is not work the sidecar does per request.
+- **Data plane at c32 keep-alive: the profile (2026-12-02).** Run against the sidecar's own
+  rendered conf, stunnel and haproxy with `perf` (Debian's linux-perf; cpu-clock sampling, this
+  VM has no hardware counters), `perf trace -s`, `perf stat` and `/proc` (load average 5-12
+  throughout, from other work on the two cores):
+  - *Where the worker's time goes* (`perf record -g -p <worker>`): 72 % kernel (loopback TCP send
+    and receive, waking the socket's reader, epoll), 13 % nginx, 7 % libcrypto (AES-GCM), 5 % libc,
+    4 % libssl. Per request it makes 6 system calls: the TLS read and one more read that returns
+    EAGAIN (`ngx_ssl_recv` reads until the socket is empty), one `writev` of the request to the app,
+    one `recvfrom` of the answer, one `getsockopt(SO_ERROR)` on the reused upstream connection, one
+    `write` of the response as a single TLS record; one `epoll_wait` serves ~13 requests. haproxy
+    makes the same 6 (4 `recvfrom`, 2 `sendto`), stunnel 9 (4 `poll`, 3 `read`, 2 `write`, counting
+    its 2 writes as one request). No directive removes any of them: the response is already one
+    record in one write (so `ssl_buffer_size` and `tcp_nodelay` have nothing to act on), and the
+    pool to the app is reused (`keepalive 64`, HTTP/1.1).
+  - *CPU per request* (the server's processes, user + system, now in every run's table): ours 19-25
+    us, haproxy 20-27 us, stunnel 37-47 us (1.5-2.1x ours, same rounds); context switches per
+    request 0.14, 0.4 and 2.5 (`perf stat`). The sidecar is the cheapest of the three per request.
+  - *Why it still loses req/s:* one nginx worker runs on one core; stunnel's thread per
+    connection runs on both. On this shared machine the worker waited in the run queue 24-35 us
+    per request (`/proc/<pid>/task/*/schedstat`), longer than it ran. Given one core each
+    (`python -m bench.dp_tuning --pin`: every server on CPU 1, wrk and the app on CPU 0; two
+    studies of 10 interleaved rounds) ours beat stunnel in 9 of 10 rounds in both (stunnel
+    0.58x and 0.61x ours, medians of per-round ratios) and haproxy in 7 and 6 of 10 (0.75x,
+    0.96x); unpinned, in the same hour, stunnel beat ours in 10 of 10 rounds (1.54x) while
+    spending 1.68x the CPU per request. The committed run
+    shows the same: ours' best c32 keep-alive round was 50.6k req/s, stunnel's 35.0k.
+  - *keepalive_requests:* nginx 1.22 closes a client connection after 1,000 requests, so each
+    of wrk's 32 connections made a new full handshake every 1,000 requests (32 accepts and
+    closes per 3 s in `perf trace`); a full handshake costs the worker ~330 us (c32 close), ~0.3
+    us per request amortised, about 1.5 %: below this machine's noise, and the studies did not
+    show it winning.
+- **Tuning: no default changed** (issue 16 item 6). Every candidate, as an edit of the rendered
+  conf, against the conf as rendered at c32 keep-alive, interleaved, 3 s runs
+  (`python -m bench.dp_tuning <variants> --rounds N`). Study 1: 6 rounds, study 2: 10 rounds;
+  per cell, the median of per-round ratios to as-rendered [min, max] and the rounds won
+  (req/s) or cheaper (CPU per request):
+
+  | variant (`data_plane.VARIANTS`) | 1: req/s | 1: CPU/req | 2: req/s | 2: CPU/req |
+  |---|---|---|---|---|
+  | keepalive-requests-1m | 0.85 [0.46, 1.33] 3/6 | 1.07 2/6 | 1.04 [0.84, 2.55] 6/10 | 0.95 7/10 |
+  | upstream-keepalive-requests-1m | 0.95 [0.42, 1.18] 3/6 | 1.10 2/6 | - | - |
+  | ssl-buffer-4k | 0.96 [0.67, 1.29] 3/6 | 1.07 1/6 | - | - |
+  | tcp-nodelay-off | 1.22 [0.60, 1.53] 4/6 | 0.97 4/6 | 1.05 [0.77, 1.44] 7/10 | 0.96 7/10 |
+  | proxy-buffering-off | 1.19 [0.52, 1.72] 3/6 | 0.88 4/6 | 1.13 [0.67, 1.90] 6/10 | 0.96 6/10 |
+  | cpu-affinity | 1.33 [0.50, 1.47] 4/6 | 0.93 4/6 | - | - |
+  | workers-2 | 1.05 [0.68, 2.01] 3/6 | 1.00 3/6 | - | - |
+  | workers-2-reuseport | 1.12 [0.71, 1.92] 4/6 | 0.94 4/6 | 1.27 [0.82, 1.84] 6/10 | 0.99 5/10 |
+  | workers-2-accept-mutex | 0.95 [0.42, 2.46] 2/6 | 1.04 2/6 | - | - |
+  | stunnel (peer) | 1.06 [0.52, 2.23] 3/6 | 1.79 0/6 | 1.54 [1.02, 2.37] 10/10 | 1.68 0/10 |
+  | haproxy (peer) | 0.94 [0.72, 1.62] 1/6 | 1.02 3/6 | 1.11 [0.57, 2.26] 7/10 | 0.97 5/10 |
+
+  As-rendered itself: 10.7k [6.1k, 17.6k] req/s and 24.8 us CPU/req in study 1, 8.9k [6.2k, 14.9k]
+  and 21.9 us in study 2. Pinned (`--pin`, 10 rounds): keepalive-requests-1m 1.11 [0.42, 1.53]
+  6/10 and CPU 0.97 8/10; tcp-nodelay-off 0.97 3/10, CPU 0.99 5/10; proxy-buffering-off 0.96 5/10,
+  CPU 0.95 6/10. No candidate won consistently: every per-round ratio spans both sides of 1, and
+  none moved CPU per request beyond its spread. Not kept either way: `worker_cpu_affinity auto`
+  pins a one-worker sidecar to CPU 0 on every host (all sidecars on one core); `tcp_nodelay off`
+  risks Nagle + delayed-ACK stalls on responses written in more than one piece; two workers double
+  the sidecar's share of a contended host rather than make a request cheaper, and ranged from +3 %
+  to -30 % across loads in the runs of 2026-11-25 (a sidecar is one per allocation, one worker by
+  design). Earlier runs: removing the upstream keep-alive pool cost 1.7-4.7x at keep-alive loads,
+  so `keepalive 64` stays. TLS 1.2 only served ~1.75x more full handshakes per second than TLS
+  1.2+1.3 (OpenSSL 3.0's TLS 1.3 handshake is the costlier one here); TLS 1.3 stays on, and
+  `ssl_conf_command NumTickets 0` (no TLS 1.3 tickets) made it slower, not faster. Under a driver
+  that gives each task its own cgroup CPU share (docker, exec), a sidecar does not compete with a
+  neighbour's thread count as it does here.
 - **Twin fidelity under load.** With a 0.5 s MinHealthyTime some deployments were marked failed
   ("unhealthy allocations") although every task ran: the twin judges health once, at
   MinHealthyTime, instead of until the healthy deadline. The controller then re-checks those

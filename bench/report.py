@@ -110,6 +110,12 @@ def _cp_tables(cp: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _cpu_cell(s: dict[str, Any]) -> str:
+    if "cpu_us_per_req" not in s:
+        return "n/a"
+    return f"{s['cpu_us_per_req']:.1f} [{s['cpu_spread'][0]}, {s['cpu_spread'][1]}]"
+
+
 def _dp_tables(dp: dict[str, Any]) -> list[str]:
     lines = ["### Throughput and latency per path (median of rounds; [min, max])", ""]
     rows = []
@@ -118,17 +124,22 @@ def _dp_tables(dp: dict[str, Any]) -> list[str]:
             rows.append(
                 [name, load, f"{s['rps']:.0f} [{s['rps_spread'][0]:.0f}, {s['rps_spread'][1]:.0f}]",
                  f"{s['p50_us']:.0f} [{s['p50_spread'][0]}, {s['p50_spread'][1]}]",
-                 f"{s['p99_us']:.0f} [{s['p99_spread'][0]}, {s['p99_spread'][1]}]", s["errors"]]
+                 f"{s['p99_us']:.0f} [{s['p99_spread'][0]}, {s['p99_spread'][1]}]", s["errors"],
+                 _cpu_cell(s)]
             )  # fmt: skip
-    lines += _table(["path", "load", "req/s", "p50 us", "p99 us", "errors"], rows)
+    lines += _table(
+        ["path", "load", "req/s", "p50 us", "p99 us", "errors", "server CPU us/req"], rows
+    )
     lines += ["### Ratios", ""]
     lines += _table(
-        ["load", "ours / direct (req/s)", "best peer", "ours / best peer", "added p50 us"],
+        ["load", "ours / direct (req/s)", "best peer", "ours / best peer", "added p50 us",
+         "ours / best peer (CPU per req)"],
         [
-            [load, r["ours_vs_direct"], r["best_peer"], r["ours_vs_best_peer"], r["added_p50_us"]]
+            [load, r["ours_vs_direct"], r["best_peer"], r["ours_vs_best_peer"], r["added_p50_us"],
+             _fmt(r.get("ours_cpu_vs_best_peer"), "")]
             for load, r in sorted(dp["per_load"].items())
         ],
-    )
+    )  # fmt: skip
     if "tuning" in dp:
         lines += ["### Tuning the sidecar's defaults (same harness, variants interleaved)", ""]
         rows = []

@@ -108,12 +108,14 @@ def throughput_row(dp: dict[str, Any]) -> list[str]:
     if ratio is None:
         return ["sidecar >= best peer on throughput", "not measured", "-", ""]
     load = dp["per_load"].get("c32-keepalive", {})
+    cpu = dp.get("cpu_vs_best_peer")
     return [
         "sidecar throughput >= best of haproxy/stunnel/caddy",
         f"{ratio:.2f}x {dp.get('best_peer')} (c32 keep-alive)",
         _yes(ratio >= 1.0),
         f"ours/direct {load.get('ours_vs_direct')}; every peer ran with one worker/thread "
-        "except stunnel (a thread per connection) and the same certificate and TLS settings",
+        "except stunnel (a thread per connection) and the same certificate and TLS settings"
+        + ("" if cpu is None else f"; CPU per request ours/{dp.get('best_peer')} {cpu:.2f}"),
     ]
 
 

@@ -56,9 +56,16 @@ def script(workdir: Path) -> Path:
     return path
 
 
-def run(url: str, load: Load, seconds: int, lua: Path, threads: int = 1) -> dict[str, object]:
-    """One wrk run; returns req/s, p50/p99 (us), errors and the percentile table."""
+def run(
+    url: str, load: Load, seconds: int, lua: Path, threads: int = 1, cpus: str = ""
+) -> dict[str, object]:
+    """One wrk run; returns req/s, p50/p99 (us), errors and the percentile table.
+
+    ``cpus`` (a taskset list such as ``"0"``) pins wrk, for studies that give each side its
+    own core.
+    """
     argv = [
+        *(["taskset", "-c", cpus] if cpus else []),
         "wrk",
         f"-t{min(threads, load.connections)}",
         f"-c{load.connections}",

@@ -53,3 +53,38 @@ def token_verdict(section: str, facts: TokenFacts, now: float) -> CheckResult:
     else:
         detail = f"expires {_when(expiry)}; policies: {policies}"
     return CheckResult(section, NAME, Mark.OK, detail)
+
+
+CONTROLLER_NAME = "the controller's own Vault token has not expired"
+CONTROLLER_HINT = (
+    'its log says why ("vault token upkeep failed" / "vault token invalid"); give it a new '
+    "token: re-run `controllerctl install`, or check Nomad's Vault integration for its vault block"
+)
+
+
+def controller_token_verdict(
+    section: str, expiry: float | None, error: str, now: float
+) -> CheckResult | None:
+    """The leader's ``mesh_vault_token_expiry_timestamp_seconds`` (on a cluster the operator
+    does not hold the controller's token; its /metrics says how the token stands). None when
+    the leader's address is unknown: the event-stream check already says so."""
+    if error:
+        return None
+    if expiry is None:
+        return CheckResult(
+            section,
+            CONTROLLER_NAME,
+            Mark.WARN,
+            "the controller has not looked its token up yet, or every lookup failed",
+            CONTROLLER_HINT,
+        )
+    if expiry == 0:
+        return CheckResult(section, CONTROLLER_NAME, Mark.OK, "no expiry")
+    if expiry <= now:
+        return CheckResult(
+            section, CONTROLLER_NAME, Mark.FAIL, f"EXPIRED {_when(expiry)}", CONTROLLER_HINT
+        )
+    left = human_duration(expiry - now)
+    return CheckResult(
+        section, CONTROLLER_NAME, Mark.OK, f"expires {_when(expiry)} ({left}) unless renewed"
+    )

@@ -11,7 +11,7 @@ import pytest
 
 from controller.config import Settings
 from controller.ctl.checks import Mark
-from controller.ctl.token_verdict import token_verdict
+from controller.ctl.token_verdict import controller_token_verdict, token_verdict
 from controller.vault.token_facts import (
     RETRY_CAP,
     TokenFacts,
@@ -126,3 +126,22 @@ def test_the_file_wins_over_the_env_and_only_the_env_token_is_ours_to_renew(
     env_only = token_source(Settings.from_env({"VAULT_TOKEN": "hvs.from-env"}).vault)
     assert isinstance(env_only, EnvToken) and env_only.renews_itself
     assert "from-env" not in repr(env_only) and "from-the-file" not in repr(source)
+
+
+@pytest.mark.parametrize(
+    ("expiry", "error", "mark"),
+    [
+        (0.0, "", Mark.OK),  # the controller runs on a token without TTL
+        (NOW + 20, "", Mark.OK),  # a 30 s periodic token the controller keeps renewing
+        (NOW - 5, "", Mark.FAIL),  # its renewals failed until it expired
+        (None, "", Mark.WARN),  # never looked up successfully
+        (None, "http://c1:9464/metrics: ClientConnectorError", None),  # no line: unreachable
+    ],
+)
+def test_the_controllers_own_token_from_its_metrics(
+    expiry: float | None, error: str, mark: Mark | None
+) -> None:
+    result = controller_token_verdict("Controller", expiry, error, NOW)
+    assert (result.mark if result is not None else None) is mark
+    if result is not None and mark is not Mark.OK:
+        assert "vault token upkeep failed" in result.hint

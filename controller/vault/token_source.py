@@ -10,8 +10,9 @@ Two sources, and one rule for who renews:
   ``VAULT_TOKEN``, because Nomad also puts the token it started the task with into the
   environment, and that one goes stale after a re-login.
 
-The file is looked at (``stat``) before every Vault call, and read again only when its
-identity (inode, size, mtime) changed, so a new token is in use from the next call on. A file
+The file is looked at (``stat``) before every Vault call, and read again when its identity
+(inode, size, mtime) changed or every few seconds, so a new token is in use from the next call
+on. A file
 that cannot be read keeps the last token: Nomad rewrites it atomically, and a token that is
 briefly missing must not turn every call into "permission denied". The token itself is never
 logged, only that it changed.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -29,6 +31,8 @@ import structlog
 from controller.config import VaultSettings
 
 log = structlog.get_logger(__name__)
+
+REREAD_EVERY = 10.0  # seconds; the file is tiny and Vault calls are not that frequent
 
 
 class TokenSource(Protocol):
@@ -67,6 +71,7 @@ class FileToken:
         self._token = ""
         self._seen: tuple[int, int, int] | None = None
         self._missing = False  # logged once per stretch of unreadability
+        self._read_at = 0.0  # monotonic time of the last read
         self._lock = threading.Lock()  # Vault calls run in worker threads
         self.changes = 0  # how many times a new token was read (tests, logs)
 
@@ -81,7 +86,9 @@ class FileToken:
                 self._unreadable(exc)
                 return self._token
             seen = (info.st_ino, info.st_size, info.st_mtime_ns)
-            if seen != self._seen:
+            # Also read it again now and then: a same-size rewrite within a coarse mtime tick
+            # (a new token is as long as the old one) would otherwise go unseen.
+            if seen != self._seen or time.monotonic() - self._read_at > REREAD_EVERY:
                 self._reload(seen)
             return self._token
 
@@ -92,17 +99,17 @@ class FileToken:
             self._unreadable(exc)
             return
         self._seen, self._missing = seen, False
+        self._read_at = time.monotonic()
         if token and token != self._token:
-            first = not self._token
+            if self._token:  # a change, in a long-running process; the first read is silent
+                log.info("vault token file changed; using the new token", file=str(self.path))
             self._token = token
             self.changes += 1
-            log.info(
-                "vault token read" if first else "vault token file changed; using the new token",
-                file=str(self.path),
-            )
 
     def _unreadable(self, exc: OSError) -> None:
-        if not self._missing:
+        # Only a process that already had a token says so (the keeper's failing lookup names
+        # the file otherwise): controllerctl must not print log lines into its own output.
+        if not self._missing and self._token:
             self._missing = True
             log.warning(
                 "vault token file unreadable; keeping the last token",

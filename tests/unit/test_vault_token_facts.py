@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from controller.config import Settings
 from controller.ctl.checks import Mark
@@ -145,3 +146,24 @@ def test_the_controllers_own_token_from_its_metrics(
     assert (result.mark if result is not None else None) is mark
     if result is not None and mark is not Mark.OK:
         assert "vault token upkeep failed" in result.hint
+
+
+def test_a_token_file_logs_its_changes_but_never_its_first_read_or_the_token(
+    tmp_path: Path,
+) -> None:
+    file = tmp_path / "vault_token"
+    source = FileToken(file)
+    with capture_logs() as logs:
+        assert source.current() == ""  # missing at start: controllerctl prints nothing
+        file.write_text("s.first-token-value-0123456789\n")
+        assert source.current() == "s.first-token-value-0123456789"
+        assert logs == []
+        file.write_text("s.second-token-value-0123456789\n")
+        assert source.current() == "s.second-token-value-0123456789"
+        file.unlink()
+        assert source.current() == "s.second-token-value-0123456789"  # the last one stays
+    assert [e["event"] for e in logs] == [
+        "vault token file changed; using the new token",
+        "vault token file unreadable; keeping the last token",
+    ]
+    assert "token-value" not in str(logs)

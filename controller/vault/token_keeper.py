@@ -86,7 +86,7 @@ class TokenKeeper:
                 await self.clock.sleep(watch_delay(facts, not self.source.renews_itself))
             except asyncio.CancelledError:
                 raise
-            except VaultError as exc:
+            except Exception as exc:  # one failed look must not stop the controller
                 failures += 1
                 delay = retry_delay(failures, self.facts)
                 self._failed(exc, failures, delay)
@@ -128,11 +128,11 @@ class TokenKeeper:
         else:
             log.info("vault token renewed", ttl=granted, origin=self.source.origin)
 
-    def _failed(self, exc: VaultError, failures: int, delay: float) -> None:
+    def _failed(self, exc: Exception, failures: int, delay: float) -> None:
         invalid = isinstance(exc, VaultPermissionDenied)
         log.error(
             "vault token invalid (expired or revoked)" if invalid else "vault token upkeep failed",
-            error=str(exc),
+            error=str(exc) if isinstance(exc, VaultError) else f"{type(exc).__name__}: {exc}",
             origin=self.source.origin,
             failures=failures,
             retry_in=round(delay, 1),

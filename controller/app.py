@@ -1,7 +1,8 @@
 """The composition root: settings -> adapters -> reconciler -> manager, and nothing else.
 
 This is the one place that knows how the parts fit, so every other module can be tested alone:
-- always on: the HTTP server (standbys answer /healthz, /readyz, /metrics, /status too);
+- always on: the HTTP server (standbys answer /healthz, /readyz, /metrics, /status too) and
+  the keeper of the controller's own Vault token (`controller.vault.token_keeper`);
 - leader only: the Nomad event source (LIST -> stream -> re-LIST) and the mesh controller
   (workers over the work queue), started when the Variables lock `mesh-controller/leader` in
   MESH_CONTROLLER_NAMESPACE is ours (TTL MESH_LEADER_TTL, renewed every MESH_LEADER_RENEW);
@@ -60,6 +61,7 @@ from controller.status.store import StatusStore
 from controller.tlsprobe import TlsProber
 from controller.vault.client import VaultClient, VaultConnection
 from controller.vault.pki_admin import VaultPki
+from controller.vault.token_keeper import build_token_keeper
 from controller.vault.trust import VaultTrust
 from crds_equivalent.jobkey import JobKey
 from crds_equivalent.status import MeshStatus
@@ -164,6 +166,7 @@ class App:
         )
         self.native = NomadServices(self.nomad)
         self.vault = VaultClient(VaultConnection.from_settings(s.vault))
+        self.vault_token = build_token_keeper(self.vault, self.clock, self.registry)
 
     def _reconcilers(self) -> None:
         """The four features; the prober and the trust source are shared, so built once here."""
@@ -296,6 +299,7 @@ class App:
         return Manager(
             runnables=[
                 self.http,
+                self.vault_token,
                 FuncRunnable("event-source", self.source.run, needs_leader=True),
                 self.controller,
                 self.health_controller,

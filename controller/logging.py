@@ -33,7 +33,9 @@ _HEADER = re.compile(
     r"(?i)(\b(?:x-(?:nomad|vault|consul)-token|authorization)[\"']?\s*[:=]\s*[\"']?)"
     r"(?:(?:bearer|basic)\s+)?[^\s\"',;}]+"
 )
-_VAULT_TOKEN = re.compile(r"\bhv[sbr]\.[A-Za-z0-9_-]{20,}")
+# Vault's hvs./hvb./hvr. and OpenBao's s./b./r. token prefixes; a JWT (a workload identity).
+_VAULT_TOKEN = re.compile(r"\b(?:hv[sbr]|[sbr])\.[A-Za-z0-9_-]{20,}")
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _URL_PASSWORD = re.compile(r"(://[^/\s:@]+:)[^@\s/]+@")
 
 LEVELS = {
@@ -49,6 +51,7 @@ def redact_text(text: str) -> str:
     text = _PEM_PRIVATE.sub("[REDACTED PRIVATE KEY]", text)
     text = _HEADER.sub(lambda m: m.group(1) + REDACTED, text)
     text = _VAULT_TOKEN.sub(REDACTED, text)
+    text = _JWT.sub(REDACTED, text)
     return _URL_PASSWORD.sub(lambda m: m.group(1) + REDACTED + "@", text)
 
 

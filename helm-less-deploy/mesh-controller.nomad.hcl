@@ -143,6 +143,18 @@ job "mesh-controller" {
         MESH_HTTP_ADDR         = "${NOMAD_ADDR_http}"
         MESH_HTTP_ALLOW_PUBLIC = "true"
         MESH_LOG_FORMAT        = "json"
+        VAULT_TOKEN_FILE       = "${NOMAD_SECRETS_DIR}/vault_token"
+      }
+
+      # The controller's own Vault access: Nomad logs in with this task's workload identity at
+      # the JWT auth role mesh-controller (`controllerctl install` writes it), renews the token
+      # and logs in again when renewal fails, rewriting secrets/vault_token. The controller
+      # re-reads that file when it changes (VAULT_TOKEN_FILE, which wins over VAULT_TOKEN), so
+      # a new token needs no restart (noop), and no VAULT_TOKEN env that would go stale.
+      vault {
+        role        = "mesh-controller"
+        change_mode = "noop"
+        env         = false
       }
 
       # Tokens and addresses: every item of the Variable nomad/jobs/mesh-controller becomes an

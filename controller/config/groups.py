@@ -47,6 +47,11 @@ class VaultSettings(Group):
 
     addr: str = Field("https://127.0.0.1:8200", description="Vault (or OpenBao) API address.")
     token: SecretStr | None = _secret("Token, sent as X-Vault-Token")
+    token_file: str | None = Field(
+        None,
+        description="File holding the token (a Nomad task's `secrets/vault_token`); wins "
+        "over VAULT_TOKEN, re-read when it changes, renewed by whoever writes it (Nomad).",
+    )
     namespace: str | None = Field(None, description="Vault Enterprise namespace.")
     cacert: str | None = Field(None, description="CA bundle (PEM) that verifies Vault.")
     capath: str | None = Field(None, description="Directory of CA certificates (PEM).")

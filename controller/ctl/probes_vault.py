@@ -19,6 +19,8 @@ from controller.ctl import checks
 from controller.ctl.checks import CheckResult, Mark
 from controller.ctl.common import Clients
 from controller.ctl.probes_nomad import transport
+from controller.ctl.token_verdict import NAME as TOKEN_CHECK
+from controller.ctl.token_verdict import token_verdict
 from controller.vault import (
     CONTROLLER_POLICY,
     WORKLOAD_POLICY,
@@ -31,6 +33,7 @@ from controller.vault import (
     root_pem,
 )
 from controller.vault.policies import PolicyPaths, controller_policy
+from controller.vault.token_facts import TokenFacts
 
 SECTION = "Vault"
 PKI = "Vault PKI"
@@ -90,7 +93,7 @@ async def vault_checks(
     server_time = health.get("server_time_utc")
     remote = datetime.fromtimestamp(server_time, UTC) if isinstance(server_time, int) else None
     results.append(checks.clock_skew(SECTION, "Vault", remote, now()))
-    results.append(await _token(clients))
+    results.append(await _token(clients, now))
     paths = _paths(clients)
     required = (
         install_capabilities(paths)
@@ -111,27 +114,15 @@ async def vault_checks(
     return results
 
 
-async def _token(clients: Clients) -> CheckResult:
-    name = "Vault token is valid"
+async def _token(clients: Clients, now: Callable[[], datetime]) -> CheckResult:
     try:
-        resp = await clients.vault.read("auth/token/lookup-self") or {}
+        resp = await clients.vault.read("auth/token/lookup-self")
     except VaultPermissionDenied as exc:
-        return CheckResult(SECTION, name, Mark.FAIL, str(exc), "VAULT_TOKEN is unknown or expired")
+        hint = "the token (VAULT_TOKEN or VAULT_TOKEN_FILE) is unknown, expired or revoked"
+        return CheckResult(SECTION, TOKEN_CHECK, Mark.FAIL, str(exc), hint)
     except VaultError as exc:
-        return CheckResult(SECTION, name, Mark.WARN, f"could not look it up: {exc}")
-    data = resp.get("data") or {}
-    ttl = int(data.get("ttl") or 0)
-    policies = ", ".join(data.get("policies") or ()) or "none"
-    if ttl and ttl < 86400 and not data.get("renewable"):
-        return CheckResult(
-            SECTION,
-            name,
-            Mark.WARN,
-            f"expires in {ttl}s and is not renewable (policies: {policies})",
-            "issue a periodic or longer-lived token for the controller",
-        )
-    life = f"ttl {ttl}s" if ttl else "no expiry"
-    return CheckResult(SECTION, name, Mark.OK, f"{life}; policies: {policies}")
+        return CheckResult(SECTION, TOKEN_CHECK, Mark.WARN, f"could not look it up: {exc}")
+    return token_verdict(SECTION, TokenFacts.from_lookup(resp), now().timestamp())
 
 
 async def _intermediate(clients: Clients, mount: str) -> IssuerInfo | CheckResult:

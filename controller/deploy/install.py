@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from controller.config import NomadSettings
+from controller.deploy.controller_identity import ensure_controller_role
 from controller.deploy.jobversion import with_version
 from controller.deploy.nomad_install import (
     acl_enabled,
@@ -114,6 +115,7 @@ async def install(
     # Nomad first: an unreachable Nomad or a bad token stops us before Vault is touched.
     acl = await acl_enabled(nomad)
     await ensure_pki(vault, options.layout, report)
+    await ensure_controller_role(vault, namespace, report, job_id=str(job["ID"]))
     stored = await read_variable(variables, str(job["ID"]))
     have = dict(stored.items) if stored else {}
     vault_token = await ensure_controller_token(

@@ -18,6 +18,7 @@ import requests
 
 from controller.config import VaultSettings
 from controller.tls import requests_kwargs
+from controller.vault.token_source import TokenSource, token_source
 
 T = TypeVar("T")
 
@@ -56,19 +57,22 @@ class VaultConnection:
     client_cert: str | tuple[str, str] | None = None
     namespace: str | None = None
     timeout: float = 10.0
+    # Where the token is re-read from before each call (a file Nomad rewrites); None: `token`.
+    source: TokenSource | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_settings(cls, settings: VaultSettings, timeout: float = 10.0) -> VaultConnection:
         """VAULT_* settings (controller.config) -> a connection, TLS per controller.tls."""
         tls = requests_kwargs(settings)
-        token = settings.token.get_secret_value() if settings.token else ""
+        source = token_source(settings)
         return cls(
             addr=settings.addr,
-            token=token,
+            token=source.current(),
             verify=tls["verify"],
             client_cert=tls.get("cert"),
             namespace=settings.namespace,
             timeout=timeout,
+            source=source,
         )
 
 
@@ -123,6 +127,8 @@ class VaultClient:
         return f"VaultClient(addr={self.conn.addr!r})"
 
     def call_sync(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self.conn.source is not None:  # a rewritten token file is in use from now on
+            self.hvac.token = self.conn.source.current()
         try:
             return fn(*args, **kwargs)
         except (hx.VaultError, requests.RequestException) as e:

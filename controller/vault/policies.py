@@ -42,6 +42,10 @@ def controller_policy(p: PolicyPaths) -> str:
     parts = [
         "# Liveness of Vault itself.",
         _block("sys/health", "read"),
+        "# Its own token: look it up and renew it (also in Vault's default policy, which a",
+        "# Nomad workload identity role may leave out).",
+        _block("auth/token/lookup-self", "read"),
+        _block("auth/token/renew-self", "update"),
         "# Root: read its certificate, sign a new intermediate during rotation.",
         _block(f"{r}/cert/ca", "read"),
         _block(f"{r}/issuers", "list"),

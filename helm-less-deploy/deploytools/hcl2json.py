@@ -167,6 +167,14 @@ IDENTITY: Fields = {
     "file": ("File", _bool),
     "ttl": ("TTL", _ns),
 }
+VAULT: Fields = {
+    "role": ("Role", _str),
+    "cluster": ("Cluster", _str),
+    "change_mode": ("ChangeMode", _str),
+    "change_signal": ("ChangeSignal", _str),
+    "env": ("Env", _bool),
+    "disable_file": ("DisableFile", _bool),
+}
 PORT: Fields = {
     "static": ("Value", _int),
     "to": ("To", _int),
@@ -244,6 +252,7 @@ class _Converter:
             "restart": lambda b: task.__setitem__("RestartPolicy", self.block(b, RESTART, where)),
             "logs": lambda b: task.__setitem__("LogConfig", self.block(b, LOGS, where)),
             "identity": lambda b: task.__setitem__("Identity", self.block(b, IDENTITY, where)),
+            "vault": lambda b: task.__setitem__("Vault", self.block(b, VAULT, where)),
             "service": lambda b: task.setdefault("Services", []).append(self.service(b)),
         }
         self._dispatch(body, handlers, where, labeled_ok=set())

@@ -3,6 +3,16 @@ path "sys/health" {
   capabilities = ["read"]
 }
 
+# Its own token: look it up and renew it (also in Vault's default policy, which a
+# Nomad workload identity role may leave out).
+path "auth/token/lookup-self" {
+  capabilities = ["read"]
+}
+
+path "auth/token/renew-self" {
+  capabilities = ["update"]
+}
+
 # Root: read its certificate, sign a new intermediate during rotation.
 path "pki/cert/ca" {
   capabilities = ["read"]

@@ -4,8 +4,11 @@ The whole devstack with Nomad ACLs on (real OpenBao, real processes and nginx), 
 in-process with DEBUG logging (structlog and every stdlib logger: aiohttp, hvac, urllib3) into
 one file. A meshed job converges to Ready; then every log line, the /status, /metrics, /healthz
 answers and the output of `controllerctl status`, `check` and `explain` are scanned for the
-Nomad token, the Vault token, any private key PEM (and the leaf key's own bytes) and any
-`secret_id`: zero hits. The rendered key file is 0600 and owned by the task's user, and the
+Nomad token, the Vault tokens (the root token, and the controller's own: a 20 s periodic token
+it renews during the run, so renewals are logged too), anything shaped like a Vault token
+(`hvs.`/`hvb.`/`s.`/`b.` prefixes) or a JWT (a workload identity: three base64url segments
+starting `eyJ`), any private key PEM (and the leaf key's own bytes) and any `secret_id`: zero
+hits. The rendered key file is 0600 and owned by the task's user, and the
 controller never asked Vault for a leaf (no issue/sign call), so it never held a leaf key.
 """
 
@@ -38,6 +41,12 @@ from crds_equivalent.status import Phase
 from devstack.testing import FAST
 from devstack.up import Devstack, build_devstack
 from reconcilers.injection.nginx import CERT_FILE
+from tests.support.vault_tokens import controller_token
+from tests.support.waiting import eventually
+
+TOKEN_PERIOD = 20  # renewed every 10 s by the controller, so renewals happen during the run
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+VAULT_TOKEN_SHAPE = re.compile(r"\b(?:hv[sbr]|s|b)\.[A-Za-z0-9_-]{20,}")
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -73,6 +82,8 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[Devstack, App, Path, Vaul
             settings = Settings.from_env(env | {"MESH_HEALTH_INTERVAL": "2s"})
             vault = VaultClient(VaultConnection(stack.vault.addr, stack.vault.root_token))
             await bootstrap_pki(vault, pki_layout(settings.mesh))
+            own = await controller_token(vault, f"{TOKEN_PERIOD}s")
+            settings = Settings.from_env(env | {"MESH_HEALTH_INTERVAL": "2s", "VAULT_TOKEN": own})
             app = App(settings, tuning=FAST)
             calls = VaultCalls(app.vault)
             task = asyncio.create_task(app.run())
@@ -111,8 +122,8 @@ def key_material(alloc_root: Path) -> list[str]:
     return lines
 
 
-async def ctl(stack: Devstack, status_url: str, *args: str) -> str:
-    env: dict[str, str | None] = dict(stack.env()) | {"MESH_STATUS_URL": status_url}
+async def ctl(stack: Devstack, status_url: str, *args: str, **extra: str) -> str:
+    env: dict[str, str | None] = dict(stack.env()) | {"MESH_STATUS_URL": status_url} | extra
     result = await asyncio.to_thread(
         CliRunner().invoke, controllerctl, list(args), env=env, catch_exceptions=False
     )
@@ -139,8 +150,13 @@ async def test_a_debug_run_leaks_nothing_and_leaf_keys_stay_with_the_task(
         for path in ("/status", "/metrics", "/healthz", "/readyz", "/"):
             async with http.get(app.http.url + path) as resp:
                 outputs[path] = await resp.text()
+    own = app.vault.conn.token  # the controller's own token, as an operator would export it
+    await eventually(lambda: app.vault_token.renewed >= 1, within=30, what="a renewal logged")
     for args in (("status",), ("status", "-o", "json"), ("check",), ("explain", "vaulted")):
         outputs["controllerctl " + " ".join(args)] = await ctl(stack, app.http.url, *args)
+    for args in (("check",), ("check", "-o", "json")):
+        text = await ctl(stack, app.http.url, *args, VAULT_TOKEN=own)
+        outputs["controllerctl (controller's token) " + " ".join(args)] = text
     outputs["log"] = log_file.read_text()
     assert outputs["log"].count("\n") > 50  # DEBUG really was on
     assert '"level": "debug"' in outputs["log"]
@@ -148,6 +164,7 @@ async def test_a_debug_run_leaks_nothing_and_leaf_keys_stay_with_the_task(
     needles = {
         "nomad token": stack.nomad.management_token,
         "vault token": stack.vault.root_token,
+        "controller's vault token": own,
         "leaf key": leaf_key_lines[0],
     }
     assert all(len(n) >= 20 for n in needles.values())
@@ -160,6 +177,14 @@ async def test_a_debug_run_leaks_nothing_and_leaf_keys_stay_with_the_task(
         for where, text in outputs.items()
         for what, needle in needles.items()
         if needle in text
+    ]
+    assert "vault token renewed" in outputs["log"]  # the keeper's lines are in the scan
+    assert "Vault token is valid" in outputs["controllerctl (controller's token) check"]
+    hits += [
+        f"{shape.pattern} in {where} at {found.start()}"
+        for where, text in outputs.items()
+        for shape in (JWT, VAULT_TOKEN_SHAPE)
+        for found in shape.finditer(text)
     ]
     hits += [
         f"{pattern} in {where}"

@@ -76,7 +76,7 @@ async def test_prometheus_scrapes_the_controller_and_evaluates_the_rules(
         rules = [r for g in groups for r in g["rules"]]
         assert {g["name"] for g in groups} == {"nomad-tls-mesh"}
         names = {m for r in rules for m in METRIC.findall(r["query"])}
-        assert len(names) == 10, names
+        assert len(names) == 11, names
         for name in sorted(names):
             assert await prom.query(f"count({name})"), f"{name} is not exported"
 

@@ -67,6 +67,7 @@ async def test_check_healthy_then_missing_capability_then_short_intermediate(
             f"✔ intermediate is issued by the root of {ROOT_MOUNT}/",
             "✔ a controller leads and renews its lock",
             "✔ the leader's event stream is recent: at index",
+            "✔ the controller's own Vault token has not expired: no expiry",  # a root token
         ):
             assert needle in healthy.output
 

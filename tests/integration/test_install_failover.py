@@ -13,15 +13,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from click.testing import CliRunner
 
 from controller.cmd import controllerctl
+from controller.deploy.controller_identity import TOKEN_PERIOD
 from controller.nomad.client import NomadClient
 from controller.nomad.jobs import NomadJobs
 from devstack.up import Devstack, build_devstack
@@ -62,6 +65,19 @@ def meshed_job() -> dict[str, Any]:
     }
 
 
+async def vault_token_expiries(urls: dict[str, str]) -> list[float]:
+    """Each replica's mesh_vault_token_expiry_timestamp_seconds (absent: not looked up yet)."""
+    out: list[float] = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+        for url in urls.values():
+            async with http.get(url + "/metrics") as resp:
+                text = await resp.text()
+            found = re.search(r"^mesh_vault_token_expiry_timestamp_seconds (\S+)$", text, re.M)
+            if found:
+                out.append(float(found.group(1)))
+    return out
+
+
 async def test_system_job_one_leader_and_failover_without_extra_versions(tmp_path: Path) -> None:
     stack: Devstack = await build_devstack(nodes=3, acl=True, data_dir=str(tmp_path / "stack"))
     nomad = NomadClient(stack.nomad.url, token=stack.nomad.management_token, retry_budget=2.0)
@@ -96,6 +112,16 @@ async def test_system_job_one_leader_and_failover_without_extra_versions(tmp_pat
             three_up, within=60, every=0.25, what="three controllers, one synced leader"
         )
         assert len({s["identity"] for s in found.values()}) == 3
+
+        # Each replica runs on the token Nomad wrote from its vault block (VAULT_TOKEN_FILE):
+        # a 30 min periodic token of the JWT role, not the Variable's 768h VAULT_TOKEN.
+        async def on_workload_tokens() -> list[float] | None:
+            expiries = await vault_token_expiries(await instances(jobs))
+            now = time.time()
+            fits = len(expiries) == 3 and all(now < e <= now + TOKEN_PERIOD for e in expiries)
+            return expiries if fits else None
+
+        await eventually(on_workload_tokens, within=20, every=0.5, what="workload-identity tokens")
         assert all(s["leader"].get("identity") for s in found.values())
 
         await jobs.register_job(meshed_job(), enforce_index=0)

@@ -106,7 +106,12 @@ def test_default_job_is_a_system_job_with_checks_and_no_secrets() -> None:
     assert template["Envvars"] is True
     assert 'nomadVar "nomad/jobs/mesh-controller"' in template["EmbeddedTmpl"]
     assert template["EmbeddedTmpl"].endswith("\n")
-    assert "TOKEN" not in json.dumps(job).upper()  # tokens only ever come from the Variable
+    # The controller's Vault token comes from the job's vault block (Nomad writes and renews
+    # secrets/vault_token), the other tokens from the Variable: none is in the job.
+    assert task["Vault"] == {"Role": "mesh-controller", "ChangeMode": "noop", "Env": False}
+    assert task["Env"]["VAULT_TOKEN_FILE"] == "${NOMAD_SECRETS_DIR}/vault_token"
+    text = json.dumps(job).upper().replace("VAULT_TOKEN_FILE", "").replace("/VAULT_TOKEN", "")
+    assert "TOKEN" not in text
 
 
 def test_driver_variable_switches_the_task_config() -> None:
@@ -144,7 +149,9 @@ def test_unknown_blocks_and_attributes_are_errors_not_dropped() -> None:
         'job "j" {\n  type = "system"\n  group "g" {\n    task "t" {\n'
         '      driver = "raw_exec"\n%s    }\n  }\n}\n'
     )
-    with pytest.raises(HclError, match="vault"):
+    with pytest.raises(HclError, match="artifact"):
+        convert(parse(base % '      artifact {\n        source = "x"\n      }\n'))
+    with pytest.raises(HclError, match="policies"):  # the legacy vault workflow is refused
         convert(parse(base % '      vault {\n        policies = ["x"]\n      }\n'))
     with pytest.raises(HclError, match="frobnicate"):
         convert(parse(base % "      frobnicate = 1\n"))

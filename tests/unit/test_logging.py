@@ -17,6 +17,8 @@ PEM_KEY = (
 )
 PEM_CERT = "-----BEGIN CERTIFICATE-----\nMIIBpublic\n-----END CERTIFICATE-----"
 VAULT_TOKEN = "hvs.CAESIJ0vYW55dGhpbmctc2VjcmV0LXRva2Vu"
+OPENBAO_TOKEN = "s.v3ZqYWx1ZXRva2VuLXRlc3Qx"
+JWT = "eyJhbGciOiJFZERTQSJ9.eyJub21hZF9qb2JfaWQiOiJ3ZWIifQ.c2lnbmF0dXJl"
 
 
 class Tty(io.StringIO):
@@ -76,6 +78,9 @@ def test_secrets_inside_values_are_masked() -> None:
     assert redact('{"X-Vault-Token": "s3cr3t"}') == '{"X-Vault-Token": "' + REDACTED + '"}'
     assert redact("Authorization: Bearer eyJhbGciOi") == f"Authorization: {REDACTED}"
     assert VAULT_TOKEN not in redact(f"renewing {VAULT_TOKEN}")
+    for token in (OPENBAO_TOKEN, JWT):  # OpenBao's s. prefix; a workload identity
+        assert redact(f"using {token} now") == f"using {REDACTED} now"
+    assert redact("reconcilers.health.reconciler") == "reconcilers.health.reconciler"
     assert redact("https://bob:hunter2@vault:8200/v1") == f"https://bob:{REDACTED}@vault:8200/v1"
     assert redact([f"t={VAULT_TOKEN}", {"password": "x"}]) == [
         f"t={REDACTED}",

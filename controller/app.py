@@ -6,6 +6,8 @@ This is the one place that knows how the parts fit, so every other module can be
 - leader only: the Nomad event source (LIST -> stream -> re-LIST) and the mesh controller
   (workers over the work queue), started when the Variables lock `mesh-controller/leader` in
   MESH_CONTROLLER_NAMESPACE is ours (TTL MESH_LEADER_TTL, renewed every MESH_LEADER_RENEW);
+- two Nomad clients: the lock's own, and the one everything else shares, which keeps at most
+  MESH_NOMAD_CONCURRENCY requests open, so a renewal never queues behind reconcile calls;
 - the source is given the mesh predicate (`reconcilers.mesh.interest`) and the event router
   (`controller.routing`: which queue hears of which change, after what delay);
 - the status store's keys feed the source's `known_keys`, so every job we ever recorded is
@@ -48,6 +50,7 @@ from controller.nomad.cached_jobs import CachedJobs
 from controller.nomad.client import NomadClient
 from controller.nomad.errors import NomadError
 from controller.nomad.jobs import NomadJobs
+from controller.nomad.metrics import register_client_gauges
 from controller.nomad.services import NomadServices
 from controller.nomad.variables import NomadVariables
 from controller.routing import EventRouter, default_routes
@@ -117,7 +120,7 @@ class App:
         self.registry = CollectorRegistry()
         self._adapters()
         self.lock, self.elector = build_leadership(
-            nomad=self.nomad,
+            nomad=self.lock_nomad,
             settings=settings.controller,
             lock_delay=t.lock_delay,
             retry_period=t.leader_retry,
@@ -147,8 +150,17 @@ class App:
         """The clients of Nomad, Consul and Vault, and the stores built on them."""
         s, t = self.settings, self.tuning
         self.nomad = NomadClient.from_settings(
+            s.nomad,
+            timeout=t.nomad_timeout,
+            retry_budget=t.nomad_retry_budget,
+            max_in_flight=s.controller.nomad_concurrency,
+        )
+        # The leader lock's own client (own session, own connection, no in-flight bound): a
+        # renewal never waits for a slot or a connection behind reconcile traffic.
+        self.lock_nomad = NomadClient.from_settings(
             s.nomad, timeout=t.nomad_timeout, retry_budget=t.nomad_retry_budget
         )
+        register_client_gauges(self.registry, self.nomad.slots)
         self.jobs = NomadJobs(self.nomad)
         self.cache = JobCache(keep=MESH_INTEREST.job_interesting)
         self.store = CachedJobs(self.cache, self.jobs, clock=self.clock)
@@ -336,6 +348,7 @@ class App:
 
     async def close(self) -> None:
         await self.nomad.close()
+        await self.lock_nomad.close()
         if self.consul is not None:
             await self.consul.close()
 

@@ -110,6 +110,13 @@ class ControllerSettings(Group):
     namespaces: str = Field("*", description="Watched namespaces: `*` or a comma list.")
     controller_namespace: str = Field("default", description="Namespace of our Variables.")
     workers: int = Field(4, ge=1, le=256, description="Concurrent reconciles.")
+    nomad_concurrency: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="Most Nomad requests the reconcilers and the event source have open at "
+        "once; the event stream is not counted, the leader lock has its own connection.",
+    )
     resync_interval: Duration = Field(600.0, description="Full re-LIST period (jittered).")
     http_addr: str = Field("127.0.0.1:9464", description="Listen address of /metrics etc.")
     http_allow_public: GoBool = Field(False, description="Allow a non-loopback MESH_HTTP_ADDR.")

@@ -5,6 +5,11 @@ region/namespace query parameters, TLS verification, a timeout per call, Nomad's
 errors, and the ``X-Nomad-Index`` header that python-nomad hides. Idempotent reads are retried
 here (tenacity, jittered, bounded by a total delay); writes never are — a retried register could
 apply twice, so write retries belong to the work queue, where the reconciler re-reads first.
+
+``max_in_flight`` bounds the requests one client has open at once (an asyncio semaphore held
+for one attempt, released while a retry backs off; the long-lived event stream never takes a
+slot). Bulk work then queues here, in the process, instead of as a pile of requests at Nomad;
+the leader lock has a client of its own, so its renewals never wait behind that queue.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from controller.nomad.errors import (
     TransientError,
     error_for,
 )
+from controller.nomad.inflight import InFlight
 from controller.tls import client_tls
 
 log = structlog.get_logger(__name__)
@@ -81,6 +87,7 @@ class NomadClient:
         timeout: float = 10.0,
         retry_budget: float = 10.0,
         user_agent: str = "nomad-tls-mesh",
+        max_in_flight: int | None = None,
     ) -> None:
         self.addr = addr.rstrip("/")
         self._token = token
@@ -92,6 +99,7 @@ class NomadClient:
         self.retry_budget = retry_budget
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
+        self.slots = InFlight(max_in_flight)
 
     @classmethod
     def from_settings(cls, settings: NomadSettings, **kwargs: Any) -> NomadClient:
@@ -178,6 +186,18 @@ class NomadClient:
         return response
 
     async def _once(
+        self,
+        method: str,
+        path: str,
+        params: Params | None,
+        body: Any,
+        namespace: str | _Default | None,
+        call_timeout: float | None,
+    ) -> NomadResponse:
+        async with self.slots.slot():
+            return await self._exchange(method, path, params, body, namespace, call_timeout)
+
+    async def _exchange(
         self,
         method: str,
         path: str,

@@ -1,4 +1,4 @@
-"""Prometheus families of the event source, created once per registry.
+"""Prometheus families of the event source (created once per registry) and of the shared client.
 
 A registry refuses a name twice, and tests build many sources; caching per registry lets each
 source (or each test) share or isolate metrics by choosing the registry.
@@ -10,6 +10,8 @@ import weakref
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from controller.nomad.inflight import InFlight
 
 
 @dataclass(frozen=True)
@@ -52,3 +54,18 @@ def stream_metrics(registry: CollectorRegistry) -> StreamMetrics:
         )
         _cache[registry] = found
     return found
+
+
+def register_client_gauges(registry: CollectorRegistry, slots: InFlight) -> None:
+    """``nomad_requests_in_flight`` and ``nomad_requests_waiting`` of the shared Nomad client:
+    a waiting count that stays above 0 says MESH_NOMAD_CONCURRENCY is what paces the work."""
+    Gauge(
+        "nomad_requests_in_flight",
+        "Nomad requests (not the event stream, not the leader lock) open now.",
+        registry=registry,
+    ).set_function(lambda: slots.in_flight)
+    Gauge(
+        "nomad_requests_waiting",
+        "Nomad requests queued for a slot: MESH_NOMAD_CONCURRENCY are already open.",
+        registry=registry,
+    ).set_function(lambda: slots.waiting)

@@ -68,9 +68,10 @@ class LeaderElector:
         self.retry_period = retry_period
         self.request_timeout = max(deadline / 2, 1.0)
         self._log = logger if logger is not None else structlog.get_logger("controller.leader")
-        self._gauge = runtime_metrics(
-            registry if registry is not None else CollectorRegistry()
-        ).leader_is_leader
+        metrics = runtime_metrics(registry if registry is not None else CollectorRegistry())
+        self._gauge = metrics.leader_is_leader
+        self._lost_total = metrics.leader_lost
+        self._renew_time = metrics.leader_renew_time
         self._gauge.set(0)
         self.elected = asyncio.Event()
         self.lost = asyncio.Event()
@@ -135,6 +136,7 @@ class LeaderElector:
             except Exception as exc:
                 self._log.warning("leader lock renew failed", error=repr(exc))
             else:
+                self._renew_time.observe(self._clock.monotonic() - now)
                 if not ok:
                     return self._lose("lock refused the renew (held by someone else)")
                 last_ok = now
@@ -147,6 +149,7 @@ class LeaderElector:
 
     def _lose(self, why: str) -> None:
         self._set_leader(False)
+        self._lost_total.inc()
         self._log.error("leadership lost", identity=self.identity, reason=why)
         self.lost.set()
 

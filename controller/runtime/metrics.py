@@ -31,6 +31,8 @@ class RuntimeMetrics:
     reconcile_time: Histogram
     active_workers: Gauge
     leader_is_leader: Gauge
+    leader_lost: Counter
+    leader_renew_time: Histogram
 
 
 _cache: weakref.WeakKeyDictionary[CollectorRegistry, RuntimeMetrics] = weakref.WeakKeyDictionary()
@@ -88,6 +90,18 @@ def runtime_metrics(registry: CollectorRegistry) -> RuntimeMetrics:
         ),
         leader_is_leader=Gauge(
             "leader_is_leader", "1 while this process holds the leader lock.", registry=r
+        ),
+        leader_lost=Counter(
+            "leader_lost",
+            "Leader leases lost (no renew within the deadline, or refused); the process exits "
+            "1 right after, so a scrape sees it only in its last moments: alert on restarts.",
+            registry=r,
+        ),
+        leader_renew_time=Histogram(
+            "leader_renew_duration_seconds",
+            "Duration of each leader lock renew that Nomad answered (timeouts are not observed).",
+            buckets=_DURATION_BUCKETS,
+            registry=r,
         ),
     )
     _cache[registry] = m

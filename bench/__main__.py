@@ -1,13 +1,17 @@
 """``python -m bench --quick | --full``: run the benchmarks, write the results, print the summary.
 
---quick (``make bench-quick``, <= 60 s): the control-plane cold start of 1,000 jobs against its
-ceiling, and the data plane at c32 keep-alive (every path) and c1 keep-alive (direct and ours),
-1 s per wrk run, 3 interleaved rounds. Results go to ``bench/results/quick/``.
+--quick (``make bench-quick``, <= 90 s): the control-plane cold start of 1,000 jobs against
+its ceiling (then until quiet, for calls and CPU per new job), and the data plane at c32
+keep-alive (every path) and c1 keep-alive (direct and ours), 1 s per wrk run, 3 interleaved
+rounds. Results go to ``bench/results/quick/``.
 --report JSON: rebuild BENCHMARKS.md and the plots from a saved full result.
 --full (``make bench``): N = 100, 1,000 and 10,000 with every control-plane phase, every data
 plane load (c1/c32, keep-alive and a new connection per request), 3 s runs, the tuning
 variants; writes ``bench/results/<date>.json``, the PNGs and BENCHMARKS.md.
-The last line printed is always the summary line (see ``bench.report.final_line``).
+--cp-only N[,N...]: every control-plane phase for those N, no data plane, nothing published
+(``bench/results/quick/cp-only.json``): for working on the control-plane benchmark.
+The last line printed is always the summary line (see ``bench.report.final_line``). The exit
+status is 3 when the 10k run lost a leader lease (DESIGN §10: none may be lost).
 """
 
 from __future__ import annotations
@@ -108,6 +112,30 @@ async def main_async(full: bool) -> dict[str, Any]:
     }
 
 
+async def cp_only(sizes: tuple[int, ...]) -> dict[str, Any]:
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="bench-cp-"))
+    say(f"control plane only: N = {', '.join(map(str, sizes))} (logs in {work})")
+    cp = await control_plane.run(control_plane.Plan(sizes=sizes, full=True), work)
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": "python -m bench --cp-only",
+        "mode": "cp-only",
+        "seconds": round(time.monotonic() - started, 1),
+        "control_plane": cp,
+        "data_plane": {},
+        "results_file": "bench/results/quick/cp-only.json",
+    }
+
+
+def lock_check_failed(result: dict[str, Any]) -> bool:
+    check = result.get("control_plane", {}).get("lock_check")
+    if check and not check["ok"]:
+        say(f"CHECK FAILED: {check['lock_losses']} leader lease(s) lost at N={check['n']}")
+        return True
+    return False
+
+
 def publish_full(result: dict[str, Any]) -> None:
     stem = result["date"][:10]
     result["results_file"] = f"bench/results/{stem}.json"
@@ -115,10 +143,9 @@ def publish_full(result: dict[str, Any]) -> None:
     if tools.ensure_matplotlib():
         cp, dp = result["control_plane"], result["data_plane"]
         figures["cp scale curve"] = plots.scale_curve(cp, RESULTS / "scale-curve.png").name
-        churn = next((p["churn"] for p in cp["points"] if "churn" in p), None)
-        if churn and churn["samples_ms"]:
+        if curves := plots.churn_curves(cp):
             figures["cp churn latency CDF"] = plots.churn_cdf(
-                churn["samples_ms"], RESULTS / "churn-latency-cdf.png"
+                curves, RESULTS / "churn-latency-cdf.png"
             ).name
         for load in ("c1-keepalive", "c32-keepalive", "c32-close"):
             figures[f"dp latency CDF {load}"] = plots.latency_cdfs(
@@ -133,12 +160,19 @@ def publish_full(result: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--quick", action="store_true", help="<= 60 s: N=1000, short wrk runs")
+    mode.add_argument("--quick", action="store_true", help="<= 90 s: N=1000, short wrk runs")
     mode.add_argument("--full", action="store_true", help="N=100/1k/10k, all phases, tuning")
     mode.add_argument(
         "--report", metavar="JSON", help="rewrite BENCHMARKS.md and the plots from a result"
     )
+    mode.add_argument("--cp-only", metavar="N[,N]", help="control plane only, every phase")
     args = parser.parse_args(argv)
+    if args.cp_only:
+        result = asyncio.run(cp_only(tuple(int(n) for n in args.cp_only.split(","))))
+        report.write_json(result, RESULTS / "quick", "cp-only")
+        failed = lock_check_failed(result)
+        print(report.final_line(result), flush=True)
+        return 3 if failed else 0
     if args.report:
         result = json.loads(Path(args.report).read_text())
         publish_full(result)
@@ -155,8 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         result["results_file"] = "bench/results/quick/latest.json"
         report.write_json(result, RESULTS / "quick", "latest")
     say(f"done in {result['seconds']} s")
+    failed = lock_check_failed(result)
     print(report.final_line(result), flush=True)
-    return 0
+    return 3 if failed else 0
 
 
 if __name__ == "__main__":

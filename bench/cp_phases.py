@@ -8,6 +8,7 @@ are read from the store after the fact instead of being sampled by a polling loo
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -16,10 +17,10 @@ from typing import Any
 import psutil
 
 from bench.jobs import bump, user_job
-from bench.procs import Api, ControllerProc, cpu_seconds, delta
+from bench.procs import Api, ControllerProc, cpu_seconds, delta, workload
 from crds_equivalent.config import MeshConfig
 from reconcilers.injection.hashing import INJECTOR_VERSION
-from reconcilers.injection.plan import Apply, NoOp, plan_job
+from reconcilers.injection.plan import NoOp, plan_job
 
 CURRENT = f"{INJECTOR_VERSION}:"
 
@@ -52,66 +53,19 @@ def converged(info: dict[str, Any]) -> bool:
     )
 
 
-async def ceiling_bodies(
-    api: Api, namespace: str, ids: Sequence[str], config: MeshConfig
-) -> dict[str, dict[str, Any]]:
-    """Untimed: the injected body of each stored job, as the controller would compute it."""
-    bodies: dict[str, dict[str, Any]] = {}
-
-    async def prepare(job_id: str) -> None:
-        decision = plan_job(await api.get_job(job_id, namespace), config)
-        assert isinstance(decision, Apply), decision
-        bodies[job_id] = decision.job
-
-    await bounded(16, ids, prepare)
-    return bodies
-
-
-async def ceiling(
-    api: Api,
-    twin: psutil.Process,
-    namespace: str,
-    bodies: dict[str, dict[str, Any]],
-    concurrency: int,
-) -> dict[str, Any]:
-    """A bare client doing the controller's calls per job: GET it, POST the injected job with
-    EnforceIndex. Bodies are computed beforehand (untimed) so only the calls are measured."""
-    ids = list(bodies)
-    before = await api.requests()
-
-    async def one(job_id: str) -> None:
-        job = await api.get_job(job_id, namespace)
-        await api.register(bodies[job_id], enforce_index=int(job["JobModifyIndex"]))
-
-    me = psutil.Process()
-    cpu0, own0 = cpu_seconds(twin), cpu_seconds(me)
-    start = time.monotonic()
-    await bounded(concurrency, ids, one)
-    seconds = time.monotonic() - start
-    cpu1, own1 = cpu_seconds(twin), cpu_seconds(me)
-    calls = delta(await api.requests(), before)
-    return {
-        "jobs": len(ids),
-        "concurrency": concurrency,
-        "seconds": round(seconds, 3),
-        "twin_cpu_share": round((cpu1 - cpu0) / seconds, 2),
-        "driver_cpu_share": round((own1 - own0) / seconds, 2),
-        "jobs_per_s": round(len(ids) / seconds, 1),
-        "calls": calls,
-    }
-
-
 async def cold_start(
     api: Api, twin: psutil.Process, ctl: ControllerProc, namespace: str, n: int, poll: float
 ) -> dict[str, Any]:
     """Wait until every job in ``namespace`` carries the current marker; time it from the
     controller's spawn to the SubmitTime of the last injected version."""
-    peak_rss = 0.0
     twin0 = cpu_seconds(twin)
+    startup_cpu: float | None = None
     deadline = time.monotonic() + max(120.0, n * 0.2)
     while True:
         await asyncio.sleep(poll)
-        peak_rss = max(peak_rss, ctl.usage()["rss_mb"])
+        usage = ctl.usage()  # the last CPU and peak-RSS sample of a process that may exit next
+        if startup_cpu is None and await api.controller_status(ctl) is not None:
+            startup_cpu = usage["cpu_s"]  # imports and wiring: a process's, not a job's, cost
         jobs = await api.jobs(namespace)
         done = [j for j in jobs.values() if converged(j)]
         if len(done) == n:
@@ -135,10 +89,11 @@ async def cold_start(
         "write_window_s": round((last - first) / 1e9, 3),
         "jobs_per_s_after_first_write": round(n / max((last - first) / 1e9, 1e-9), 1),
         "cpu_s_at_convergence": round(usage["cpu_s"], 2),
+        "startup_cpu_s": round(startup_cpu or 0.0, 2),
         "controller_cpu_share": round(usage["cpu_s"] / polled, 2),
         "twin_cpu_share": round(twin_cpu / polled, 2),
         "rss_mb_at_convergence": round(usage["rss_mb"], 1),
-        "peak_rss_mb": round(max(peak_rss, usage["rss_mb"]), 1),
+        "peak_rss_mb": round(usage["peak_rss_mb"], 1),
         "controller_restarts": list(ctl.restarts),
     }
 
@@ -150,6 +105,7 @@ async def quiescent(api: Api, ctl: ControllerProc, within: float, polling: int =
     controller re-checks those every rollout poll, for ever, as it should."""
     start = time.monotonic()
     while time.monotonic() - start < within:
+        ctl.usage()
         ctl.restart_if_exited()
         status = await api.controller_status(ctl)
         if status is not None:
@@ -215,7 +171,7 @@ async def resync(api: Api, ctl: ControllerProc, namespace: str, n: int) -> dict[
             break
         reads = now.get("GET job", 0)
     seconds = time.monotonic() - start - 0.05  # the last poll only confirmed the quiet
-    calls = delta(now, before)
+    calls = workload(delta(now, before))
     calls["POST job"] = calls.get("POST job", 0) - 1  # the trigger job is ours, not a write
     calls = {k: v for k, v in calls.items() if v}
     writes = {k: v for k, v in calls.items() if not k.startswith("GET")}
@@ -231,10 +187,17 @@ async def resync(api: Api, ctl: ControllerProc, namespace: str, n: int) -> dict[
 
 
 async def churn(
-    api: Api, namespace: str, ids: Sequence[str], seed_: int, rate: float, seconds: float
+    api: Api,
+    namespace: str,
+    ids: Sequence[str],
+    seed_: int,
+    rate: float,
+    seconds: float,
+    first_revision: int = 1000,
 ) -> list[tuple[str, int]]:
     """Users redeploy random meshed jobs (un-injected spec, as CI does) at ``rate`` per second.
-    Returns (job, revision) of every update sent."""
+    Returns (job, revision) of every update sent; revisions count up from ``first_revision``,
+    so each run's updates can be told from an earlier run's."""
     rng = random.Random(seed_)
     sent: list[tuple[str, int]] = []
     tasks: list[asyncio.Task[Any]] = []
@@ -244,7 +207,7 @@ async def churn(
         if delay > 0:
             await asyncio.sleep(delay)
         job_id = rng.choice(ids)
-        revision = 1000 + k
+        revision = first_revision + k
         sent.append((job_id, revision))
         tasks.append(
             asyncio.create_task(api.register(bump(user_job(job_id, seed_, namespace), revision)))
@@ -253,30 +216,35 @@ async def churn(
     return sent
 
 
+def register_latencies(
+    registers: Sequence[dict[str, Any]], revisions: set[str]
+) -> tuple[list[float], int]:
+    """Pure: over the twin's log of registers (in order), each user register of a revision in
+    ``revisions`` (no marker) to the next register of the same job: ours (current marker) is a
+    latency in ms, the user's again is a superseded update. Returns (latencies, superseded)."""
+    by_job: dict[str, list[dict[str, Any]]] = {}
+    for r in registers:
+        by_job.setdefault(r["ID"], []).append(r)
+    latencies: list[float] = []
+    superseded = 0
+    for history in by_job.values():
+        for v, after in itertools.pairwise(history):
+            if any(v["markers"]) or v["revision"] not in revisions:
+                continue
+            if all(str(m).startswith(CURRENT) for m in after["markers"]):
+                latencies.append((after["SubmitTime"] - v["SubmitTime"]) / 1e6)
+            else:
+                superseded += 1
+    return latencies, superseded
+
+
 async def churn_latencies(
     api: Api, namespace: str, sent: Sequence[tuple[str, int]]
 ) -> dict[str, Any]:
-    """From each job's versions: the user's register (no marker) to the next version, ours."""
-    latencies: list[float] = []
-    superseded = 0
-    for job_id in sorted({j for j, _ in sent}):
-        body = await api.call("GET", f"/v1/job/{job_id}/versions?namespace={namespace}")
-        by_version = {v["Version"]: v for v in body["Versions"]}
-        for version, v in by_version.items():
-            markers = [(g.get("Meta") or {}).get("mesh.tls.injected") for g in v["TaskGroups"]]
-            if any(markers) or "revision" not in (v.get("Meta") or {}):
-                continue
-            after = by_version.get(version + 1)
-            if after is None:
-                continue
-            ours = all(
-                str((g.get("Meta") or {}).get("mesh.tls.injected", "")).startswith(CURRENT)
-                for g in after["TaskGroups"]
-            )
-            if not ours:
-                superseded += 1
-                continue
-            latencies.append((after["SubmitTime"] - v["SubmitTime"]) / 1e6)
+    """Event -> register latencies of ``sent`` from the twin's log of registers, not from
+    ``/versions``: Nomad keeps 6 versions of a job, and churn makes more than that."""
+    registers = await api.call("GET", f"/_bench/registers?namespace={namespace}")
+    latencies, superseded = register_latencies(registers, {str(r) for _, r in sent})
     return {
         "updates": len(sent),
         "measured": len(latencies),

@@ -29,7 +29,7 @@ def scale_curve(cp: dict[str, Any], path: Path) -> Path:
     left.legend()
     left.grid(True, which="both", alpha=0.3)
     right.plot(ns, [p["cold_start"]["peak_rss_mb"] for p in points], "o-", label="controller RSS")
-    right.axhline(150, color="red", linestyle=":", label="target 150 MB")
+    right.axhline(120, color="red", linestyle=":", label="target 120 MB")
     right.set_xscale("log")
     right.set_xlabel("meshed jobs (N)")
     right.set_ylabel("peak RSS during cold start (MB)")
@@ -63,11 +63,22 @@ def latency_cdfs(dp: dict[str, Any], load: str, path: Path) -> Path:
     return path
 
 
-def churn_cdf(samples_ms: list[float], path: Path) -> Path:
+def churn_curves(cp: dict[str, Any]) -> dict[str, list[float]]:
+    """Every churn run of a result, labelled ``N=1000 at 20/s``, that has samples."""
+    return {
+        f"N={p['n']} at {c['rate_per_s']:g}/s": c["samples_ms"]
+        for p in sorted(cp["points"], key=lambda p: p["n"])
+        for c in p.get("churn", [])
+        if c.get("samples_ms")
+    }
+
+
+def churn_cdf(curves: dict[str, list[float]], path: Path) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ordered = sorted(samples_ms)
-    ax.plot(ordered, [(i + 1) / len(ordered) for i in range(len(ordered))])
+    for label, samples in curves.items():
+        ordered = sorted(samples)
+        ax.plot(ordered, [(i + 1) / len(ordered) for i in range(len(ordered))], label=label)
     ax.axvline(100, color="red", linestyle=":", label="target p99 100 ms")
     ax.set_xscale("log")
     ax.set_xlabel("user register -> controller register (ms, log scale)")

@@ -32,6 +32,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def vm_hwm_mb(pid: int) -> float:
+    """Peak resident set size of a live process (VmHWM, kB in /proc/<pid>/status), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024 / 1e6
+    return 0.0
+
+
 def cpu_seconds(proc: psutil.Process) -> float:
     times = proc.cpu_times()
     return float(times.user + times.system)
@@ -89,6 +97,8 @@ class ControllerProc:
         self.restarts: list[int] = []  # exit codes of earlier processes
         self._earlier_cpu = 0.0  # CPU seconds of earlier processes (last sample before exit)
         self._last_cpu = 0.0
+        self._earlier_peak = 0.0  # VmHWM of earlier processes (last sample before exit)
+        self._last_peak = 0.0
         log_path.write_bytes(b"")
         self._spawn()
 
@@ -108,17 +118,33 @@ class ControllerProc:
         self.restarts.append(code)
         self._earlier_cpu += self._last_cpu
         self._last_cpu = 0.0
+        self._earlier_peak = max(self._earlier_peak, self._last_peak)
+        self._last_peak = 0.0
         self._spawn()
         return True
 
     def usage(self) -> dict[str, float]:
-        """CPU seconds of every process so far (earlier ones as last sampled), current RSS."""
+        """CPU seconds of every process so far (user + system from /proc/<pid>/stat; earlier
+        processes as last sampled), current RSS, and peak RSS: the kernel's high-water mark
+        (VmHWM in /proc/<pid>/status), so no peak between two samples is missed."""
         try:
             self._last_cpu = cpu_seconds(self.ps)
             rss = self.ps.memory_info().rss / 1e6
-        except psutil.NoSuchProcess:
+            self._last_peak = max(self._last_peak, vm_hwm_mb(self.ps.pid))
+        except (psutil.NoSuchProcess, FileNotFoundError, ProcessLookupError):
             rss = 0.0
-        return {"cpu_s": self._earlier_cpu + self._last_cpu, "rss_mb": rss}
+        return {
+            "cpu_s": self._earlier_cpu + self._last_cpu,
+            "rss_mb": rss,
+            "peak_rss_mb": max(self._earlier_peak, self._last_peak, rss),
+        }
+
+    def lock_losses(self) -> int:
+        """Leases lost, from the log every process of this run appended to: the elector logs
+        "leadership lost" once per loss, just before the process exits 1 (a metric dies with
+        the process; the log does not)."""
+        text = self.log_path.read_text(errors="replace")
+        return sum(1 for line in text.splitlines() if '"leadership lost"' in line)
 
     def stop(self, graceful: bool = True) -> int:
         """SIGTERM and wait for the drain (exit 0 expected); or, when not graceful, SIGKILL
@@ -165,6 +191,21 @@ class Api:
         job: dict[str, Any] = await self.call("GET", f"/v1/job/{job_id}?namespace={namespace}")
         return job
 
+    async def put_var(
+        self, path: str, namespace: str, items: dict[str, str], cas: int
+    ) -> dict[str, Any]:
+        """A Variable write with check-and-set (``cas=0``: only if it does not exist)."""
+        body = {"Namespace": namespace, "Path": path, "Items": items}
+        out: dict[str, Any] = await self.call(
+            "PUT", f"/v1/var/{path}?namespace={namespace}&cas={cas}", body
+        )
+        return out
+
+    async def lock_grants(self) -> int:
+        """How many times the twin granted a Variable lock (each a new leadership term)."""
+        locks: dict[str, int] = await self.call("GET", "/_bench/locks")
+        return sum(locks.values())
+
     async def requests(self) -> dict[str, int]:
         counts: dict[str, int] = await self.call("GET", "/_bench/requests")
         return counts
@@ -190,6 +231,15 @@ class Api:
             status: dict[str, Any] = await self.call("GET", "/status", base=ctl.base)
             return status
         return None
+
+
+LOCK_KINDS = ("PUT var lock-acquire", "PUT var lock-renew", "PUT var lock-release")
+
+
+def workload(calls: dict[str, int]) -> dict[str, int]:
+    """The calls without the leader lock's: a renewal every few seconds is the lease's cost,
+    whatever the jobs do, so per-job and per-event figures leave it out (it is shown apart)."""
+    return {k: v for k, v in calls.items() if k not in LOCK_KINDS}
 
 
 def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:

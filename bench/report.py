@@ -1,8 +1,12 @@
 """Results out: the JSON file, the one-line summary, and BENCHMARKS.md with its tables.
 
-The final line is a contract (``make bench-quick`` ends with it)::
+The final line is a contract (``make bench-quick`` ends with it), on one line::
 
-    control-plane ratio=0.62  data-plane ratio_vs_best_peer=0.91  added_p50_us=31
+    control-plane ratio=0.62 calls_per_job=3.10 cpu_ms_per_job=3.80
+    data-plane ratio_vs_best_peer=0.91 added_p50_us=31
+
+(ratio: cold start over the ceiling at the largest N run; calls and controller CPU per new job
+from spawn until quiet at that N.)
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.cp_report import cp_tables
 from bench.targets import against_targets
 
 
@@ -23,8 +28,10 @@ def final_line(result: dict[str, Any]) -> str:
     dp = result.get("data_plane", {})
     added = dp.get("added_p50_us")
     return (
-        f"control-plane ratio={_fmt(cp.get('ratio'), '.2f')}  "
-        f"data-plane ratio_vs_best_peer={_fmt(dp.get('ratio_vs_best_peer'), '.2f')}  "
+        f"control-plane ratio={_fmt(cp.get('ratio'), '.2f')} "
+        f"calls_per_job={_fmt(cp.get('calls_per_job'), '.2f')} "
+        f"cpu_ms_per_job={_fmt(cp.get('cpu_ms_per_job'), '.2f')} "
+        f"data-plane ratio_vs_best_peer={_fmt(dp.get('ratio_vs_best_peer'), '.2f')} "
         f"added_p50_us={'n/a' if added is None else round(added)}"
     )
 
@@ -40,74 +47,6 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return [*out, ""]
-
-
-def _cp_tables(cp: dict[str, Any]) -> list[str]:
-    points = sorted(cp["points"], key=lambda p: p["n"])
-    lines = ["### Cold start against the ceiling (scale curve)", ""]
-    lines += _table(
-        ["N", "ceiling jobs/s", "cold start s", "jobs/s", "ratio", "startup s",
-         "jobs/s after 1st write", "peak RSS MB", "CPU s / 1000 jobs"],
-        [
-            [p["n"], p["ceiling"]["jobs_per_s"], p["cold_start"]["seconds"],
-             p["cold_start"]["jobs_per_s"], p["cold_start"]["ratio_to_ceiling"],
-             p["cold_start"]["startup_s"], p["cold_start"]["jobs_per_s_after_first_write"],
-             p["cold_start"]["peak_rss_mb"], p["per_new_job"]["cpu_s_per_1000_jobs"]]
-            for p in points
-        ],
-    )  # fmt: skip
-    lines += ["CPU share (fraction of one core) while measuring:", ""]
-    lines += _table(
-        ["N", "ceiling: twin", "ceiling: driver", "cold start: twin", "cold start: controller"],
-        [
-            [p["n"], p["ceiling"]["twin_cpu_share"], p["ceiling"]["driver_cpu_share"],
-             p["cold_start"]["twin_cpu_share"], p["cold_start"]["controller_cpu_share"]]
-            for p in points
-        ],
-    )  # fmt: skip
-    with_calls = [p for p in points if "calls" in p["per_new_job"]]
-    if with_calls:
-        kinds = sorted({k for p in with_calls for k in p["per_new_job"]["calls"]})
-        lines += ["### API calls per newly meshed job (spawn until quiet)", ""]
-        lines += _table(
-            ["N", *kinds, "total"],
-            [
-                [p["n"], *(p["per_new_job"]["calls"].get(k, 0) for k in kinds),
-                 p["per_new_job"]["calls_total"]]
-                for p in with_calls
-            ],
-        )  # fmt: skip
-    resyncs = [p for p in points if "resync" in p]
-    if resyncs:
-        lines += ["### Resync of N converged jobs", ""]
-        lines += _table(
-            ["N", "duration s", "job writes", "other writes", "calls / job", "controller CPU s"],
-            [
-                [p["n"], p["resync"]["seconds"], p["resync"]["job_writes"],
-                 json.dumps({k: v for k, v in p["resync"]["writes"].items() if k != "POST job"}),
-                 p["resync"]["calls_per_job"], p["resync"]["cpu_s"]]
-                for p in resyncs
-            ],
-        )  # fmt: skip
-    for p in points:
-        if "churn" in p:
-            c = p["churn"]
-            lines += [f"### Steady churn at N = {p['n']}", ""]
-            lines += _table(
-                ["rate/s", "updates", "measured", "superseded", "p50 ms", "p95 ms", "p99 ms",
-                 "max ms"],
-                [[c["rate_per_s"], c["updates"], c["measured"], c["superseded"], c["p50_ms"],
-                  c["p95_ms"], c["p99_ms"], c["max_ms"]]],
-            )  # fmt: skip
-        if "noop_event" in p:
-            e = p["noop_event"]
-            lines += [f"### No-op events at N = {p['n']} (CI submits pre-rendered specs)", ""]
-            lines += _table(
-                ["events", "controller calls / event", "controller job writes", "calls"],
-                [[e["events"], e["calls_per_event"], e["controller_job_writes"],
-                  json.dumps(e["controller_calls"])]],
-            )  # fmt: skip
-    return lines
 
 
 def _cpu_cell(s: dict[str, Any]) -> str:
@@ -168,14 +107,15 @@ def markdown(result: dict[str, Any], plots: dict[str, str], notes: str, findings
         "- `make bench` (`python -m bench --full`): N = 100, 1,000, 10,000; every phase; tuning;",
         "  writes `bench/results/<date>.json`, the PNGs and this file.",
         "- `make bench-quick` (`python -m bench --quick`): N = 1,000 cold start against its",
-        "  ceiling and the data-plane ratios (1 s wrk runs); prints the summary line only.",
+        "  ceiling, calls and CPU per new job, and the data-plane ratios (1 s wrk runs); prints",
+        "  the summary line only.",
         "",
         "## Against the targets (DESIGN §10)",
         "",
     ]
     lines += _table(["target", "measured", "met?", "why"], against_targets(result))
     lines += ["## Control plane", ""]
-    lines += _cp_tables(result["control_plane"])
+    lines += cp_tables(result["control_plane"])
     lines += [f"![{name}]({path})" for name, path in plots.items() if name.startswith("cp")]
     lines += ["", "## Data plane", ""]
     lines += _dp_tables(result["data_plane"])

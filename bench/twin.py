@@ -8,7 +8,15 @@ benchmark endpoints (never counted):
   route with IDs removed: ``job``, ``job/allocations``, ``var``, ``jobs``, ...);
 - ``GET /_bench/jobs?namespace=NS``: per job its JobModifyIndex, CreateIndex, SubmitTime,
   Version and the marker (``mesh.tls.injected``) of every group, read straight from the store;
-- ``GET /_bench/settled``: pending evaluations, pending allocations, running deployments.
+- ``GET /_bench/settled``: pending evaluations, pending allocations, running deployments;
+- ``GET /_bench/registers?namespace=NS``: every register the twin applied in NS, in order
+  (job, Version, SubmitTime, the user's ``revision`` meta, the groups' markers). Nomad keeps
+  only 6 versions of a job, so under churn ``/v1/job/:id/versions`` forgets what this keeps;
+- ``GET /_bench/locks``: how many times a Variable lock was granted (``?lock-acquire`` answered
+  200), by Variable path: each grant starts a leadership term, so grants - 1 = terms lost.
+
+Lock operations are counted as their own kind (``PUT var lock-renew``), apart from the status
+Variable writes they would otherwise be mixed with.
 
 The benchmark reads the world this way so that watching convergence costs the twin almost
 nothing and never shows up in the counts it is measuring.
@@ -37,6 +45,19 @@ from devstack.nomad import NomadTwin, start_nomad_twin
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+LOCK_OPS = ("lock-acquire", "lock-renew", "lock-release")
+
+
+def request_kind(request: web.Request) -> str:
+    """``METHOD kind``, with a Variable lock operation named after its query flag."""
+    kind = f"{request.method} {route_kind(request.path)}"
+    if kind == "PUT var":
+        op = next((op for op in LOCK_OPS if op in request.query), None)
+        if op:
+            return f"{kind} {op}"
+    return kind
+
+
 def route_kind(path: str) -> str:
     """``/v1/job/web/allocations`` -> ``job/allocations``; IDs and variable paths dropped."""
     parts = [p for p in path.split("/") if p][1:]  # drop "v1"
@@ -55,20 +76,57 @@ class BenchObserver:
 
     def __init__(self) -> None:
         self.requests: Counter[str] = Counter()
+        self.lock_grants: Counter[str] = Counter()
+        self.registers: list[dict[str, Any]] = []
         self.twin: NomadTwin | None = None
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/_bench/"):
             return self._bench(request)
-        if request.path.startswith("/v1/"):
-            self.requests[f"{request.method} {route_kind(request.path)}"] += 1
-        return await handler(request)
+        if not request.path.startswith("/v1/"):
+            return await handler(request)
+        kind = request_kind(request)
+        self.requests[kind] += 1
+        response = await handler(request)
+        if kind == "PUT var lock-acquire" and response.status == 200:
+            self.lock_grants[request.path.removeprefix("/v1/var/")] += 1
+        if kind == "POST job" and response.status == 200:
+            self._remember_register(request)
+        return response
+
+    def _remember_register(self, request: web.Request) -> None:
+        """Read the version just stored (no await since the handler returned, so it is the
+        one this request wrote)."""
+        assert self.twin is not None
+        ns = request.query.get("namespace", "default")
+        job_id = request.path.split("/")[3]  # /v1/job/<id>: aiohttp's path is decoded
+        job = self.twin.state.jobs.get((ns, job_id))
+        if job is None:
+            return
+        self.registers.append(
+            {
+                "ns": ns,
+                "ID": job_id,
+                "Version": job["Version"],
+                "SubmitTime": job["SubmitTime"],
+                "revision": (job.get("Meta") or {}).get("revision"),
+                "markers": [
+                    (g.get("Meta") or {}).get(keys.INJECTED_GROUP_META, "")
+                    for g in job["TaskGroups"]
+                ],
+            }
+        )
 
     def _bench(self, request: web.Request) -> web.StreamResponse:
         what = request.path.removeprefix("/_bench/")
         if what == "requests":
             return web.json_response(dict(self.requests))
+        if what == "locks":
+            return web.json_response(dict(self.lock_grants))
+        if what == "registers":
+            ns = request.query.get("namespace", "default")
+            return web.json_response([r for r in self.registers if r["ns"] == ns])
         if self.twin is None:
             return web.json_response({"error": "twin not started"}, status=503)
         if what == "jobs":

@@ -25,17 +25,32 @@ def _summary(rps: float, p50: int, p99: int) -> dict[str, object]:
 SAMPLE = {
     "control_plane": {
         "ratio": 0.6349,
+        "calls_per_job": 3.104,
+        "cpu_ms_per_job": 3.8,
         "points": [
             {
                 "n": 1000,
-                "ceiling": {"jobs_per_s": 200.0, "twin_cpu_share": 0.97, "seconds": 5.0},
+                "ceiling": {
+                    "jobs_per_s": 200.0,
+                    "twin_cpu_share": 0.97,
+                    "seconds": 5.0,
+                    "calls_per_job": 3.0,
+                },
                 "cold_start": {
                     "ratio_to_ceiling": 0.6349,
                     "jobs_per_s": 127.0,
                     "peak_rss_mb": 91.0,
                     "seconds": 7.9,
                 },
-                "per_new_job": {"calls_until_converged": 5.1, "cpu_s_per_1000_jobs": 4.4},
+                "per_new_job": {
+                    "calls": {"GET job": 1.1, "POST job": 1.0, "PUT var": 1.004},
+                    "calls_total": 3.104,
+                    "cpu_ms": 3.8,
+                    "startup_cpu_s": 0.7,
+                    "cpu_ms_with_startup": 4.5,
+                },
+                "peak_rss_mb": 93.0,
+                "leadership": {"lock_losses": 0, "lock_terms": 1, "restarts": []},
             }
         ],
     },
@@ -59,13 +74,15 @@ def test_every_bench_module_imports() -> None:
 
 def test_final_line_is_exactly_the_contract() -> None:
     assert report.final_line(SAMPLE) == (
-        "control-plane ratio=0.63  data-plane ratio_vs_best_peer=0.91  added_p50_us=31"
+        "control-plane ratio=0.63 calls_per_job=3.10 cpu_ms_per_job=3.80 "
+        "data-plane ratio_vs_best_peer=0.91 added_p50_us=31"
     )
 
 
 def test_final_line_says_n_a_for_what_was_not_measured() -> None:
     assert report.final_line({}) == (
-        "control-plane ratio=n/a  data-plane ratio_vs_best_peer=n/a  added_p50_us=n/a"
+        "control-plane ratio=n/a calls_per_job=n/a cpu_ms_per_job=n/a "
+        "data-plane ratio_vs_best_peer=n/a added_p50_us=n/a"
     )
 
 

@@ -5,14 +5,27 @@ NOTES = """
   (control plane); wrk, the backend nginx and the proxy under test (data plane). The load
   average at start and end is recorded above; other work on the machine shows up as noise,
   which is why every data-plane figure is a median of interleaved rounds with its spread.
-- **The ceiling is the twin's.** The bare client does exactly GET job + POST job with
-  EnforceIndex per job at the controller's concurrency (4 workers), with injected bodies
+- **The ceiling is the contract's minimum, on the twin.** A bare client does, per job, GET
+  job + POST job with EnforceIndex + PUT of its status Variable with CAS (a new record, the
+  size of the one the mesh reconciler writes, in the `ceiling` namespace the controller does
+  not watch), at the controller's concurrency (4 workers), with injected bodies and records
   computed before the clock starts; the twin's CPU share during it shows the twin is the
   bottleneck, so the ratio compares the controller with the fastest this twin can go.
 - **Cold start** is timed from spawning `controller run` to the twin's SubmitTime of the last
   injected version (the twin stamps it when it applies the register), so polling never adds
   to it; startup (imports, leader lock, LIST) is included and also shown on its own. Every job
   is then checked with the controller's own `plan_job`: all must be NoOp.
+- **Per new job** (calls and CPU): from spawn until the controller is quiet (queue empty, the
+  twin's scheduler idle, at most 1 % of jobs waiting on a rollout re-check), divided by N.
+  Calls are counted at the twin by kind; the leader lock's (`PUT var lock-*`) are left out and
+  shown apart. CPU is user + system of the controller process from /proc/<pid>/stat, less
+  what it spent before it first answered /status (imports and wiring, ~1 s whatever N).
+  On a real cluster Nomad is faster than the twin, so CPU per job is what decides speed.
+- **Leases lost**: "leadership lost" lines in the controller's log (a metric dies with the
+  process, which exits 1 on a loss), checked against the twin's count of lock grants (one
+  term when the lock held throughout). A loss at N = 10,000 makes `python -m bench` exit 3.
+- **RSS** is the kernel's high-water mark (VmHWM, /proc/<pid>/status) of the controller
+  process over every phase of the point, so no peak between two samples is missed.
 - **Jobs** are generated (bench/jobs.py): 1-3 groups, counts 1-2, one or two HTTP services
   with checks, docker tasks the twin simulates, 10 % permissive and 10 % mTLS groups.
   MinHealthyTime is 1 s instead of Nomad's 10 s, and MaxParallel 2 (a group's whole count),
@@ -22,9 +35,11 @@ NOTES = """
   Nomad are counted with everything else.
 - **Resync** is triggered by dropping the event stream (the twin's fault knob): the controller
   reconnects with LIST + enqueue-all, the same `list_and_enqueue` its periodic timer runs.
-- **Churn**: users re-submit un-injected specs (as CI does) with a new image at a fixed rate;
-  latency is the twin's SubmitTime of the user's version to that of the controller's next
-  version. An update overtaken by another update of the same job is counted as superseded.
+- **Churn**: users re-submit un-injected specs (as CI does) with a new image at 20 and then at
+  100 updates/s for 30 s each, at every N; latency is the twin's SubmitTime of the user's
+  version to that of the controller's next version, read from the bench twin's log of every
+  register (Nomad, and the twin, keep only 6 versions of a job). An update overtaken by
+  another update of the same job is counted as superseded.
 - **No-op events**: CI submits specs already rendered by the controller's injector with a new
   app image; the controller must leave each alone (its job writes are counted).
 - **Data plane**: every TLS server uses the certificate file the sidecar's pkiCert template
@@ -36,10 +51,10 @@ NOTES = """
 """
 
 FINDINGS = """
-Observations from the two full runs of 2026-11-25 (`bench/results/2026-11-25.json`, the one
-tabled here; `bench/results/2026-11-25-run1.json`, an earlier run with MaxParallel 1 in the
-generated jobs). Rerunning changes the figures; the tables above are regenerated, this text is
-not.
+Observations from the two full runs of 2026-11-25 (`bench/results/2026-11-25.json`;
+`bench/results/2026-11-25-run1.json`, an earlier run with MaxParallel 1 in the generated jobs),
+before issue 16: the ceiling was GET + register, and the leader lock shared the reconcile
+client. Rerunning changes the figures; the tables above are regenerated, this text is not.
 
 - **10k cold start is dominated by lost leadership.** The controller exited 5 times in this run
   (once in run 1): the leader lock renew timed out after 5 s while neither the twin (39 % of a

@@ -40,6 +40,19 @@ def vm_hwm_mb(pid: int) -> float:
     return 0.0
 
 
+def lock_losses_in(log_path: Path) -> int:
+    """The elector logs the event "leadership lost" once per loss, just before the process
+    exits 1: a metric dies with the process, the JSON log does not."""
+    losses = 0
+    for line in log_path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        losses += isinstance(record, dict) and record.get("event") == "leadership lost"
+    return losses
+
+
 def cpu_seconds(proc: psutil.Process) -> float:
     times = proc.cpu_times()
     return float(times.user + times.system)
@@ -140,11 +153,8 @@ class ControllerProc:
         }
 
     def lock_losses(self) -> int:
-        """Leases lost, from the log every process of this run appended to: the elector logs
-        "leadership lost" once per loss, just before the process exits 1 (a metric dies with
-        the process; the log does not)."""
-        text = self.log_path.read_text(errors="replace")
-        return sum(1 for line in text.splitlines() if '"leadership lost"' in line)
+        """Leases lost by every process of this run (they all append to one log)."""
+        return lock_losses_in(self.log_path)
 
     def stop(self, graceful: bool = True) -> int:
         """SIGTERM and wait for the drain (exit 0 expected); or, when not graceful, SIGKILL

@@ -7,6 +7,8 @@ targets table judges calls, CPU, leases and RSS from a result.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +18,7 @@ from bench import control_plane, cp_report, targets, twin
 from bench.ceiling import status_items
 from bench.cp_phases import CURRENT, register_latencies
 from bench.jobs import user_job
-from bench.procs import workload
+from bench.procs import lock_losses_in, workload
 from controller.config.mesh import load_mesh_config
 from crds_equivalent.keys import INJECTED_GROUP_META
 from crds_equivalent.status import MeshStatus, Phase
@@ -122,6 +124,19 @@ def test_the_per_n_table_has_a_row_per_n_with_both_churn_rates() -> None:
     header = lines[2]
     assert "churn 20/s p50 / p95 / p99 ms" in header and "churn 100/s" in header
     assert "lock losses" in header and "CPU ms / new job" in header
-    rows = [line for line in lines[4:6]]
+    rows = lines[4:6]
     assert rows[0].startswith("| 100 |") and rows[1].startswith("| 10000 |")
     assert "9.0 / 40.0 / 80.0" in rows[0] and "9.0 / 40.0 / 180.0" in rows[0]
+
+
+def test_leases_lost_are_read_from_the_json_log(tmp_path: Path) -> None:
+    log = tmp_path / "controller.log"
+    lines = [
+        {"event": "became leader", "identity": "a"},
+        {"event": "leadership lost", "reason": "renew deadline passed"},
+        "Traceback (most recent call last):",  # not every line is JSON
+        {"event": "leader lock renew failed", "error": "leadership lost? no"},
+        {"event": "leadership lost", "reason": "lock refused the renew"},
+    ]
+    log.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines))
+    assert lock_losses_in(log) == 2

@@ -26,7 +26,7 @@ from typing import Any
 from bench import cp_phases as phases
 from bench.ceiling import ceiling, ceiling_bodies
 from bench.jobs import job_ids
-from bench.procs import Api, ControllerProc, TwinProc, delta, workload
+from bench.procs import Api, ControllerProc, TwinProc, delta, renew_latency, workload
 from controller.config.mesh import load_mesh_config
 
 
@@ -151,6 +151,7 @@ async def leadership(api: Api, ctl: ControllerProc) -> dict[str, Any]:
         "lock_losses": ctl.lock_losses(),
         "lock_terms": await api.lock_grants(),
         "restarts": list(ctl.restarts),
+        **renew_latency(await api.controller_metrics(ctl)),  # of the process running now
     }
 
 

@@ -236,6 +236,13 @@ class Api:
             await asyncio.sleep(0.25)
         raise TimeoutError(f"the twin did not settle within {within}s")
 
+    async def controller_metrics(self, ctl: ControllerProc) -> str:
+        """The controller's /metrics text ("" when it does not answer)."""
+        with contextlib.suppress(aiohttp.ClientError, OSError):
+            async with self.session.get(ctl.base + "/metrics") as r:
+                return await r.text() if r.status == 200 else ""
+        return ""
+
     async def controller_status(self, ctl: ControllerProc) -> dict[str, Any] | None:
         with contextlib.suppress(aiohttp.ClientError, RuntimeError, OSError):
             status: dict[str, Any] = await self.call("GET", "/status", base=ctl.base)
@@ -244,6 +251,21 @@ class Api:
 
 
 LOCK_KINDS = ("PUT var lock-acquire", "PUT var lock-renew", "PUT var lock-release")
+
+
+def renew_latency(metrics: str) -> dict[str, float | None]:
+    """From ``leader_renew_duration_seconds``: how many renewals Nomad answered and the bucket
+    bound every one of them fell under (None without renewals), read off the histogram."""
+    buckets: list[tuple[float, float]] = []
+    count = 0.0
+    for line in metrics.splitlines():
+        if line.startswith("leader_renew_duration_seconds_bucket{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(le), float(line.rsplit(" ", 1)[1])))
+        elif line.startswith("leader_renew_duration_seconds_count"):
+            count = float(line.rsplit(" ", 1)[1])
+    bound = next((le for le, n in sorted(buckets) if count and n >= count), None)
+    return {"renewals": count, "all_renewals_under_s": bound}
 
 
 def workload(calls: dict[str, int]) -> dict[str, int]:

@@ -123,7 +123,9 @@ def lock_row(cp: dict[str, Any]) -> list[str]:
         f"{lead['lock_losses']} lost",
         _yes(lead["lock_losses"] == 0) + _where(p, 10_000),
         f"'leadership lost' in the controller's log through every phase; the twin granted the "
-        f"lock {lead['lock_terms']}x (1 = one term); exits {lead['restarts']}",
+        f"lock {lead['lock_terms']}x (1 = one term); exits {lead['restarts']}; "
+        f"{lead.get('renewals', 0):.0f} renewals of the last process, all under "
+        f"{lead.get('all_renewals_under_s')} s (leader_renew_duration_seconds)",
     ]
 
 

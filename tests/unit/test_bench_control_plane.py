@@ -13,13 +13,15 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
+from prometheus_client import CollectorRegistry, generate_latest
 
 from bench import control_plane, cp_report, targets, twin
 from bench.ceiling import status_items
 from bench.cp_phases import CURRENT, register_latencies
 from bench.jobs import user_job
-from bench.procs import lock_losses_in, workload
+from bench.procs import lock_losses_in, renew_latency, workload
 from controller.config.mesh import load_mesh_config
+from controller.runtime.metrics import runtime_metrics
 from crds_equivalent.keys import INJECTED_GROUP_META
 from crds_equivalent.status import MeshStatus, Phase
 from reconcilers.injection.plan import Apply, plan_job
@@ -140,3 +142,18 @@ def test_leases_lost_are_read_from_the_json_log(tmp_path: Path) -> None:
     ]
     log.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines))
     assert lock_losses_in(log) == 2
+
+
+def test_renew_latency_is_read_off_the_controllers_histogram() -> None:
+    registry = CollectorRegistry()
+    renew = runtime_metrics(registry).leader_renew_time
+    assert renew_latency(generate_latest(registry).decode()) == {
+        "renewals": 0.0,
+        "all_renewals_under_s": None,
+    }
+    for seconds in (0.003, 0.03, 0.2):
+        renew.observe(seconds)
+    assert renew_latency(generate_latest(registry).decode()) == {
+        "renewals": 3.0,
+        "all_renewals_under_s": 0.25,
+    }

@@ -76,10 +76,10 @@ async def noop_events(api: Api, ctl: ControllerProc, ids: list[str], count: int)
     async def submit(job: dict[str, Any]) -> None:
         ours[job["ID"]] = int((await api.register(job))["JobModifyIndex"])
 
-    before = await api.requests()
+    before, status_reads = await api.requests(), api.status_reads
     await phases.bounded(4, bodies, submit)
     await phases.quiescent(api, ctl, 120, polling=len(ids) // 100)
-    calls = workload(delta(await api.requests(), before))
+    calls = api.without_status_reads(workload(delta(await api.requests(), before)), status_reads)
     calls["POST job"] = calls.get("POST job", 0) - count  # the users' own registers
     calls = {k: v for k, v in calls.items() if v}
     jobs = await api.jobs("bench")
@@ -116,20 +116,21 @@ async def new_job_cost(
     ctl: ControllerProc,
     n: int,
     before: dict[str, int],
+    status_reads: int,
     startup_cpu: float,
     within: float,
 ) -> dict[str, Any]:
     """From the controller's spawn until it is quiet (injection, status records, rollout
-    checks): its calls to the twin and its CPU time, per new job. The leader lock's calls are
-    left out (shown apart), and so is the CPU the process spent before it first answered
-    /status (imports and wiring, ~1 s whatever N is). ``quiet_s`` is null when it was not
-    quiet within ``within`` (the figures then stop there)."""
+    checks): its calls to the twin and its CPU time, per new job. Left out: the leader lock's
+    calls (shown apart), the reads our /status polls cost it, and the CPU it spent before it
+    first answered /status (imports and wiring, ~1 s whatever N is). ``quiet_s`` is null when
+    it was not quiet within ``within`` (the figures then stop there)."""
     try:
         quiet: float | None = round(await phases.quiescent(api, ctl, within, n // 100), 1)
     except TimeoutError:
         quiet = None
     everything = delta(await api.requests(), before)
-    calls = workload(everything)
+    calls = api.without_status_reads(workload(everything), status_reads)
     usage = ctl.usage()
     return {
         "window": "spawn until quiet",
@@ -180,7 +181,7 @@ async def scale_point(n: int, plan: Plan, workdir: Path) -> dict[str, Any]:
         ids = job_ids(n)
         out.update(await prepare(api, twin, ids, plan))
         say(f"N={n}: twin settled after {out['settle2_s']}s; starting the controller")
-        before = await api.requests()
+        before, status_reads = await api.requests(), api.status_reads
         ctl = ControllerProc(
             twin.url,
             "bench",
@@ -196,7 +197,7 @@ async def scale_point(n: int, plan: Plan, workdir: Path) -> dict[str, Any]:
         out["cold_start"] = cold
         say(f"N={n}: cold start {cold['jobs_per_s']} jobs/s, ratio {cold['ratio_to_ceiling']}")
         out["per_new_job"] = await new_job_cost(
-            api, ctl, n, before, cold["startup_cpu_s"], 600 if plan.full else 30
+            api, ctl, n, before, status_reads, cold["startup_cpu_s"], 600 if plan.full else 30
         )
         say(f"N={n}: quiet after +{out['per_new_job']['quiet_s']}s")
         if plan.full:

@@ -146,7 +146,7 @@ async def resync(api: Api, ctl: ControllerProc, namespace: str, n: int) -> dict[
     nobody meshes), and the controller reconnects the way it always does — LIST, enqueue every
     meshed job, stream from the LIST's index — the same ``list_and_enqueue`` its periodic timer
     runs. Measured: time until its queue drains and the job reads stop, and every write."""
-    before = await api.requests()
+    before, status_reads = await api.requests(), api.status_reads
     lists = before.get("GET jobs", 0)
     await api.call("POST", "/_twin/faults", {"stream_drop_after": 1})
     await api.register({**TRIGGER, "Namespace": namespace})
@@ -171,7 +171,7 @@ async def resync(api: Api, ctl: ControllerProc, namespace: str, n: int) -> dict[
             break
         reads = now.get("GET job", 0)
     seconds = time.monotonic() - start - 0.05  # the last poll only confirmed the quiet
-    calls = workload(delta(now, before))
+    calls = api.without_status_reads(workload(delta(now, before)), status_reads)
     calls["POST job"] = calls.get("POST job", 0) - 1  # the trigger job is ours, not a write
     calls = {k: v for k, v in calls.items() if v}
     writes = {k: v for k, v in calls.items() if not k.startswith("GET")}

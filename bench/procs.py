@@ -174,6 +174,7 @@ class Api:
 
     def __init__(self, twin_url: str, limit: int = 64) -> None:
         self.url = twin_url
+        self.status_reads = 0
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=limit),
             timeout=aiohttp.ClientTimeout(total=120),
@@ -244,10 +245,20 @@ class Api:
         return ""
 
     async def controller_status(self, ctl: ControllerProc) -> dict[str, Any] | None:
+        """The controller's /status. Each answer cost it one Nomad read (the rotation
+        Variable, ``GET var``) that no job caused: ``status_reads`` counts them so the phases
+        can take them out of what they charge to jobs."""
         with contextlib.suppress(aiohttp.ClientError, RuntimeError, OSError):
             status: dict[str, Any] = await self.call("GET", "/status", base=ctl.base)
+            self.status_reads += 1
             return status
         return None
+
+    def without_status_reads(self, calls: dict[str, int], since: int) -> dict[str, int]:
+        """``calls`` less the ``GET var`` our /status polls since ``since`` caused."""
+        out = dict(calls)
+        out["GET var"] = max(0, out.get("GET var", 0) - (self.status_reads - since))
+        return {k: v for k, v in out.items() if v}
 
 
 LOCK_KINDS = ("PUT var lock-acquire", "PUT var lock-renew", "PUT var lock-release")

@@ -82,6 +82,8 @@ async def test_the_controller_stays_leader_while_its_nomad_client_is_saturated(
         assert app.elector.is_leader and not task.done()
         assert await lock_holder(twin) == app.lock.lock_id
         assert app.nomad.slots.in_flight == 2 and not any(t.done() for t in parked)
+        assert app.registry.get_sample_value("nomad_requests_in_flight") == 2
+        assert (app.registry.get_sample_value("nomad_requests_waiting") or 0) >= 1
         assert app.registry.get_sample_value("leader_lost_total") == 0.0
         for t in parked:
             t.cancel()

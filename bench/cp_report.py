@@ -106,9 +106,10 @@ def later_phase_tables(points: list[dict[str, Any]]) -> list[str]:
         lines += ["### Steady churn (users redeploy; event -> register)", ""]
         lines += table(
             ["N", "rate/s", "updates", "measured", "superseded", "p50 ms", "p95 ms", "p99 ms",
-             "max ms"],
+             "max ms", "drained"],
             [[n, c["rate_per_s"], c["updates"], c["measured"], c["superseded"], c["p50_ms"],
-              c["p95_ms"], c["p99_ms"], c["max_ms"]] for n, c in churns],
+              c["p95_ms"], c["p99_ms"], c["max_ms"], "yes" if c.get("drained", True) else
+              "**no** (unanswered updates missing)"] for n, c in churns],
         )  # fmt: skip
     for p in points:
         if "noop_event" in p:

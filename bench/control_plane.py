@@ -126,7 +126,8 @@ async def new_job_cost(
     first answered /status (imports and wiring, ~1 s whatever N is). ``quiet_s`` is null when
     it was not quiet within ``within`` (the figures then stop there)."""
     try:
-        quiet: float | None = round(await phases.quiescent(api, ctl, within, n // 100), 1)
+        waited = await phases.quiescent(api, ctl, within, n // 100)
+        quiet: float | None = round(waited + await phases.calls_stop(api), 1)
     except TimeoutError:
         quiet = None
     everything = delta(await api.requests(), before)

@@ -118,6 +118,22 @@ async def quiescent(api: Api, ctl: ControllerProc, within: float, polling: int =
     raise TimeoutError(f"controller not quiescent within {within}s; see {ctl.log_path}")
 
 
+async def calls_stop(api: Api, quiet_for: float = 1.5, within: float = 15.0) -> float:
+    """Wait until the controller's calls to the twin (the lock's aside) stop for ``quiet_for``
+    seconds: status writes are coalesced (MESH_STATUS_WRITE_INTERVAL, 1 s), so an empty queue
+    can still have writes to flush. Returns the seconds waited (``within`` at most)."""
+    start = time.monotonic()
+    last, since = workload(await api.requests()), start
+    while time.monotonic() - start < within:
+        await asyncio.sleep(0.25)
+        now = workload(await api.requests())
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_for:
+            break
+    return time.monotonic() - start
+
+
 async def verify(api: Api, namespace: str, ids: Sequence[str], config: MeshConfig) -> int:
     """Untimed: how many jobs the controller's own plan would leave alone (NoOp)."""
     ok = 0

@@ -50,8 +50,9 @@ def alloc_ports(alloc: Mapping[str, Any]) -> list[tuple[str, int, bool]]:
     for task in (resources.get("Tasks") or {}).values():
         networks += ((task or {}).get("Networks") or [])[:1]
     for net in networks:
+        ip = net.get("IP", "")
         for key in ("ReservedPorts", "DynamicPorts"):
-            out += [(net.get("IP", ""), int(p.get("Value", 0)), False) for p in _ports(net[key])]
+            out += [(ip, int(p.get("Value", 0)), False) for p in _ports(net.get(key))]
     return out
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import psutil
 
-from bench import control_plane, data_plane, plots, report, tools
+from bench import control_plane, data_plane, dp_egress, plots, report, tools
 from bench.notes import FINDINGS, NOTES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,6 +100,10 @@ async def main_async(full: bool) -> dict[str, Any]:
     cp = await control_plane.run(cp_plan, work)
     say("data plane")
     dp = await data_plane.run_all(dp_plan, say)
+    extra: dict[str, Any] = {}
+    if full:  # issue 18's row: caller sidecar -> server sidecar (mTLS) against direct
+        extra["data_plane_egress"] = egress = await dp_egress.run_all(dp_plan, say)
+        say(dp_egress.summary_line(egress))
     env["load_average_at_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -109,6 +113,7 @@ async def main_async(full: bool) -> dict[str, Any]:
         "environment": env,
         "control_plane": cp,
         "data_plane": dp,
+        **extra,
     }
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cp_report import cp_tables
+from bench.dp_egress import table_lines as egress_lines
 from bench.targets import against_targets
 
 
@@ -120,6 +121,8 @@ def markdown(result: dict[str, Any], plots: dict[str, str], notes: str, findings
     lines += ["", "## Data plane", ""]
     lines += _dp_tables(result["data_plane"])
     lines += [f"![{name}]({path})" for name, path in plots.items() if name.startswith("dp")]
+    if "data_plane_egress" in result:
+        lines += ["", *egress_lines(result["data_plane_egress"])]
     if findings:
         lines += ["", "## Findings", "", findings.strip()]
     lines += ["", "## Method and caveats", "", notes.strip(), ""]

@@ -21,7 +21,9 @@ from controller.logging import configure_logging
 
 @click.command("dev")
 @click.option("--nodes", default=3, show_default=True, type=click.IntRange(1, 250))
-@click.option("--demo", is_flag=True, help="Submit a meshed and a plain sample job, show proof.")
+@click.option(
+    "--demo", is_flag=True, help="Submit sample jobs (web, its client, worker), show proof."
+)
 @click.option(
     "--no-consul",
     "no_consul",

@@ -15,7 +15,7 @@ import asyncio
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -66,15 +66,22 @@ def _task(name: str, script: str, python: str) -> dict[str, Any]:
     }
 
 
-def web_job(python: str = sys.executable, provider: str = "consul") -> dict[str, Any]:
+def web_job(
+    python: str = sys.executable, provider: str = "consul", callers: Sequence[str] = ()
+) -> dict[str, Any]:
     """The meshed sample: one group, one port, one service with an http check, registered in
-    ``provider``'s catalog (``nomad``: Nomad's own, for a cluster without Consul)."""
+    ``provider``'s catalog (``nomad``: Nomad's own, for a cluster without Consul). With
+    ``callers`` it is mTLS and lets only those services in (``mesh.tls.allow``); its check
+    path ``/`` stays open without a certificate, as every mTLS check location is."""
+    meta = {keys.MESH_TLS: "true"}
+    if callers:
+        meta |= {keys.MESH_TLS_MTLS: "true", keys.MESH_TLS_ALLOW: ",".join(callers)}
     return {
         "ID": "web",
         "Name": "web",
         "Type": "service",
         "Datacenters": ["dc1"],
-        "Meta": {keys.MESH_TLS: "true"},
+        "Meta": meta,
         "TaskGroups": [
             {
                 "Name": "web",
@@ -192,8 +199,14 @@ def curl_command(ca_file: str, endpoint: Endpoint) -> str:
 
 
 async def print_table(
-    out: TextIO, jobs: NomadJobs, statuses: StatusStore, names: Sequence[str], tls: Endpoint
+    out: TextIO,
+    jobs: NomadJobs,
+    statuses: StatusStore,
+    names: Sequence[str],
+    tls: Endpoint,
+    endpoints: Mapping[str, str] | None = None,
 ) -> None:
+    """One row per job; ``endpoints`` adds the endpoint column of jobs other than ``tls``'s."""
     table = Table(title="nomad-tls-mesh demo")
     for column in ("job", "meshed", "phase", "job versions", "endpoint"):
         table.add_column(column)
@@ -201,7 +214,9 @@ async def print_table(
         versions = await jobs.job_versions(name, "default")
         status = await statuses.get("default", name)
         meshed = status is not None
-        endpoint = f"https://{tls.host}:{tls.port} @ {tls.address}" if name == tls.service else "-"
+        endpoint = (endpoints or {}).get(name, "-")
+        if name == tls.service:
+            endpoint = f"https://{tls.host}:{tls.port} @ {tls.address}"
         table.add_row(
             name,
             "yes" if meshed else "no",

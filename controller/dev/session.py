@@ -6,8 +6,9 @@ sidecar as a raw_exec nginx (``MESH_SIDECAR_DRIVER=raw_exec``, ``MESH_NGINX_BIN`
 the ``export`` lines of ``python -m devstack up`` plus those two knobs and ``MESH_STATUS_URL``
 (so ``controllerctl`` run with them sees what the controller sees), then
 ``controller dev ready`` once the controller leads and has listed the cluster. ``--demo`` adds
-two sample jobs and prints the proof (see ``controller.dev.demo``). Ctrl-C (or SIGTERM) stops the
-controller, then everything the devstack started; nothing is left running.
+three sample jobs and prints the proof (see ``controller.dev.demo`` and ``.demo_client``).
+Ctrl-C (or SIGTERM) stops the controller, then everything the devstack started; nothing is
+left running.
 
 The devstack is imported lazily, inside ``run_dev``: product code never depends on it.
 """
@@ -31,6 +32,7 @@ from controller.app import App, Tuning
 from controller.config import Settings
 from controller.consul.client import ConsulClient
 from controller.dev.demo import (
+    Endpoint,
     curl_command,
     native_tls_endpoint,
     print_table,
@@ -38,6 +40,13 @@ from controller.dev.demo import (
     wait_ready,
     web_job,
     worker_job,
+)
+from controller.dev.demo_client import (
+    CLIENT,
+    client_job,
+    upstream_curl,
+    upstream_port,
+    wait_upstream,
 )
 from controller.vault import VaultClient, VaultConnection, bootstrap_pki, pki_layout, root_pem
 from crds_equivalent.jobkey import JobKey
@@ -96,7 +105,8 @@ async def _until(what: str, holds: Callable[[], bool], task: asyncio.Task[int]) 
 
 
 async def run_demo(app: App, ca_file: str, out: TextIO) -> None:
-    """Submit `web` and `worker`, wait for `web` to be Ready, print the proof (or why not)."""
+    """Submit `web`, `client` and `worker`, wait for `web` to be Ready and `client`'s call to
+    get through, print the proof (or why not)."""
     try:
         await _demo(app, ca_file, out)
     except Exception as exc:  # the stack keeps running, so the user can look around
@@ -107,22 +117,39 @@ async def run_demo(app: App, ca_file: str, out: TextIO) -> None:
 async def _demo(app: App, ca_file: str, out: TextIO) -> None:
     started = time.monotonic()
     native = not app.settings.consul.configured  # no Consul: the demo uses Nomad's catalog
-    for job in (web_job(provider="nomad" if native else "consul"), worker_job()):
+    port = upstream_port()
+    web = web_job(provider="nomad" if native else "consul", callers=[CLIENT])
+    for job in (web, client_job(port, native), worker_job()):
         await app.jobs.register_job(job, enforce_index=None)
     await wait_ready(app.statuses, JobKey("default", "web"), DEMO_READY_WITHIN)
+    endpoint = await _web_endpoint(app, native)
+    out.write(f"web is Ready after {time.monotonic() - started:.1f}s\n")
+    # The client is a pure client: its status does not reach Ready on this version, so the
+    # proof of its edge is a request through its listener.
+    await wait_upstream(port, DEMO_READY_WITHIN)
+    edge = f"http://127.0.0.1:{port} -> web (mTLS)"
+    await print_table(
+        out, app.jobs, app.statuses, ["web", CLIENT, "worker"], endpoint, {CLIENT: edge}
+    )
+    out.write(curl_command(ca_file, endpoint) + "\n")
+    out.write(
+        f"{CLIENT} -> web: {CLIENT}'s sidecar listens on 127.0.0.1:{port} and carries plain "
+        f"HTTP to web over mTLS (web allows {CLIENT} only):\n"
+    )
+    out.write(upstream_curl(port) + "\n")
+    out.flush()
+
+
+async def _web_endpoint(app: App, native: bool) -> Endpoint:
+    """web's TLS endpoint as its catalog advertises it (Nomad's own without Consul)."""
     domain = app.settings.mesh.domain
     if native:
-        endpoint = await native_tls_endpoint(app.native, "web", "default", domain, 60.0)
-    else:
-        consul = ConsulClient.from_settings(app.settings.consul)
-        try:
-            endpoint = await tls_endpoint(consul, "web", domain, 60.0)
-        finally:
-            await consul.close()
-    out.write(f"web is Ready after {time.monotonic() - started:.1f}s\n")
-    await print_table(out, app.jobs, app.statuses, ["web", "worker"], endpoint)
-    out.write(curl_command(ca_file, endpoint) + "\n")
-    out.flush()
+        return await native_tls_endpoint(app.native, "web", "default", domain, 60.0)
+    consul = ConsulClient.from_settings(app.settings.consul)
+    try:
+        return await tls_endpoint(consul, "web", domain, 60.0)
+    finally:
+        await consul.close()
 
 
 async def run_dev(

@@ -14,13 +14,16 @@ import contextlib
 import copy
 import logging
 import random
+from collections import deque
 from typing import Any
 
+from devstack.nomad import netindex
 from devstack.nomad import reschedule as resched
 from devstack.nomad.allocs import new_alloc
 from devstack.nomad.canon import spec_of
 from devstack.nomad.codec import NS, new_id, now_ns, parse_rfc3339, rfc3339
 from devstack.nomad.nodes import Node
+from devstack.nomad.portfit import PortFit, fit_plans
 from devstack.nomad.reconcile import GroupPlan, name_index, reconcile
 from devstack.nomad.state import NomadState, Txn
 from devstack.nomad.volumes import (
@@ -97,6 +100,7 @@ class Scheduler:
         self._delayed: dict[str, asyncio.TimerHandle] = {}  # eval ID -> WaitUntil timer
         self.csi = CSIVolumes(nodes)
         self._allowed: dict[str, list[Node]] = {}  # group -> feasible nodes, this eval
+        self._port_nodes: dict[str, deque[Node]] = {}  # group -> chosen nodes, this eval
 
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._work())
@@ -495,15 +499,42 @@ class Scheduler:
 
     def _pick(self, job: dict[str, Any] | None, group: str, avoid: str = "") -> Node:
         assert job is not None
+        chosen = self._port_nodes.get(group)
+        if chosen:  # static ports: the node portfit chose for this placement
+            return chosen.popleft()
+        feasible = self._allowed.get(group, self.nodes)
+        candidates = [n for n in feasible if n.id != avoid] or feasible
+        return self._choose(job, group, candidates, {})
+
+    def _choose(
+        self, job: dict[str, Any], group: str, candidates: list[Node], placed: dict[str, int]
+    ) -> Node:
+        """Fewest live allocations of the group (plus ``placed`` in this eval), then the
+        fewest used ports, then the node order."""
         key = (job["Namespace"], job["ID"])
         live = [a for a in self.state.allocs_of(key) if a["DesiredStatus"] == "run"]
-        per_node = {n.id: 0 for n in self.nodes}
+        per_node = {n.id: placed.get(n.id, 0) for n in self.nodes}
         for a in live:
             if a["TaskGroup"] == group and a["NodeID"] in per_node:
                 per_node[a["NodeID"]] += 1
-        feasible = self._allowed.get(group, self.nodes)
-        candidates = [n for n in feasible if n.id != avoid] or feasible
         return min(candidates, key=lambda n: (per_node[n.id], len(n.used), n.index))
+
+    def _fit_ports(self, job: dict[str, Any], plans: list[GroupPlan]) -> dict[str, dict[str, Any]]:
+        """Nodes for the placements of groups with static ports, decided before the plan is
+        written (``portfit``); returns the groups that failed to place, with their metric."""
+        if not any(netindex.static_ports(g) for g in job["TaskGroups"] or []):
+            return {}
+        fit = PortFit(self.nodes, list(self.state.allocs.values()))
+        pool = job.get("NodePool") or "default"
+        self._port_nodes, failed = fit_plans(
+            job,
+            plans,
+            fit,
+            self._allowed,
+            lambda: new_metric(self.nodes, pool),
+            lambda group, nodes, placed: self._choose(job, group, nodes, placed),
+        )
+        return failed
 
     # ---- feasibility (scheduler/feasible.go, generic_sched.go computePlacements) ---------
     def _feasibility(
@@ -517,6 +548,7 @@ class Scheduler:
         System jobs skip infeasible nodes without a failure, as the system scheduler does
         for nodes filtered by constraints."""
         self._allowed = {}
+        self._port_nodes = {}
         failed: dict[str, dict[str, Any]] = {}
         queued = {p.name: 0 for p in plans}
         if job is None:
@@ -565,6 +597,9 @@ class Scheduler:
             queued[plan.name] = wanted
             plan.place, plan.canaries, plan.destructive = [], [], []
             plan.reschedule, plan.migrate = [], []
+        for name, metric in self._fit_ports(job, plans).items():
+            failed[name] = metric
+            queued[name] = 1 + metric["CoalescedFailures"]
         return failed, queued
 
     def csi_volume(self, namespace: str, vol_id: str) -> dict[str, Any] | None:

@@ -4,7 +4,8 @@ A user submits a plain raw_exec web app with `mesh.tls = "true"`; the controller
 in-process injects the sidecar; the allocation runs nginx with a leaf from OpenBao's mesh PKI;
 HTTPS through the sidecar verifies against the root; Consul has the service only on its TLS
 port, passing; the status Variable says Ready. Then `controller dev --demo` is run the way a
-developer runs it, and the curl it prints must work.
+developer runs it, and both curls it prints must work: the one to `web` over TLS, and the
+plain one to the `client` job's listener, which its sidecar carries to `web` over mTLS.
 """
 
 from __future__ import annotations
@@ -204,4 +205,16 @@ async def test_controller_dev_demo_prints_a_curl_that_works_and_ctrl_c_cleans_up
         assert any(re.fullmatch(r"web is Ready after [\d.]+s", x) for x in dev.lines)
         assert any("web" in x and "Ready" in x for x in dev.lines)  # the status table
         assert (await run_curl(line)).startswith("hello from web")
+        # the client -> web edge: plain HTTP to the client's listener, mTLS between sidecars
+        client_line = await dev.curl_line(30)
+        assert re.fullmatch(r"curl http://127\.0\.0\.1:\d+/from-client", client_line)
+        assert any(x.startswith("client -> web:") for x in dev.lines)
+
+        async def through_client() -> str | None:
+            out = await run_curl(client_line)
+            return out if out.startswith("hello from web") else None
+
+        # The client's sidecar lists web's PASSING instances: a check that timed out on a
+        # loaded machine takes web out of its nginx.conf until the next poll (503 meanwhile).
+        await eventually(through_client, within=30, every=1.0, what="client -> web")
         await dev.stop_cleanly()

@@ -57,4 +57,11 @@ async def test_controller_dev_no_consul_demo_serves_through_nomads_catalog() -> 
         (check,) = job["TaskGroups"][0]["Services"][0]["Checks"]
         assert (check["PortLabel"], check["Protocol"]) == ("mesh_tls_http", "https")
 
+        # the client -> web edge, with web found in Nomad's catalog by the client's sidecar
+        client_line = await dev.curl_line(30)
+        assert (await run_curl(client_line)).startswith("hello from web")
+        client = await get(f"{nomad}/v1/job/client")
+        upstreams = client["TaskGroups"][0]["Meta"]["mesh.tls.upstreams"]
+        assert upstreams.endswith("@nomad"), upstreams
+
         await dev.stop_cleanly()

@@ -264,7 +264,11 @@ async def test_deployment_health_follows_native_check_results(
     ]
     bad = [check("refused", "tcp", PortLabel="dead")]
     await asyncio.to_thread(register, twin, checks_job("good", probed, good, Update=update))
-    await asyncio.to_thread(register, twin, checks_job("bad", probed, bad, Update=update))
+    # "bad" cannot reserve good's static ports on the one node (Nomad would not place it):
+    # its ports are dynamic, and its one check fails on the port nothing listens on.
+    dynamic = [{"DynamicPorts": [{"Label": label} for label in ("plain", "tls", "dead")]}]
+    bad_job = checks_job("bad", probed, bad, Update=update, Networks=dynamic)
+    await asyncio.to_thread(register, twin, bad_job)
 
     def health(job_id: str) -> bool | None:
         for a in twin.state.allocs.values():

@@ -21,6 +21,7 @@ Wiring (composition root)::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -36,8 +37,21 @@ from crds_equivalent.status import (
 )
 from reconcilers import conditions as cond
 from reconcilers import renewal
+from reconcilers.health.directory import MeshNames
 from reconcilers.health.metrics import HealthMetrics
-from reconcilers.health.verdicts import CertVerdict, cert_verdict, consul_conditions
+from reconcilers.health.upstreams import (
+    CallsVerdict,
+    JobCalls,
+    job_calls,
+    judge_calls,
+    pure_client_conditions,
+    read_upstreams,
+)
+from reconcilers.health.verdicts import (
+    CertVerdict,
+    cert_verdict,
+    consul_conditions,
+)
 from reconcilers.injection import jobview
 from reconcilers.instances.catalogs import CONSUL_UNAVAILABLE, CatalogProblem, read_catalogs
 from reconcilers.instances.matching import (
@@ -66,6 +80,7 @@ class HealthReconciler:
         config: MeshConfig,
         *,
         native: NativeCatalog | None = None,
+        names: MeshNames | None = None,
         clock: Clock | None = None,
         interval: float = 30.0,
         min_remaining_fraction: float = renewal.MIN_REMAINING_FRACTION,
@@ -77,6 +92,7 @@ class HealthReconciler:
         self.statuses = statuses
         self.consul = consul
         self.native = native
+        self.names = names  # None: allow-list names are not checked
         self.probe = probe
         self.trust = trust
         self.config = config
@@ -90,7 +106,8 @@ class HealthReconciler:
         namespace, job_id = key
         job = await self.jobs.get_job(job_id, namespace)
         ports = fronted_ports(job, self.config) if job is not None else []
-        if job is None or not ports or jobview.is_stopped(job):
+        calls = job_calls(job, self.config) if job is not None else JobCalls()
+        if job is None or not (ports or calls.edges) or jobview.is_stopped(job):
             self.metrics.forget(namespace, job_id)
             return Result()
         # A gate only (the cached record will do): _record re-reads before it writes.
@@ -98,6 +115,25 @@ class HealthReconciler:
         if gate is None or not gate.sidecar_injected:
             return Result(requeue_after=self.interval)  # the MeshReconciler is not done yet
 
+        if ports:
+            served, verdict = await self._served(job, key, ports)
+        else:  # a pure client: nothing registered, served or retired; its calls are its facts
+            self.metrics.forget(namespace, job_id)
+            served = pure_client_conditions()
+            verdict = CertVerdict(served[0])
+        entries, unknown = await read_upstreams(
+            calls.edges, namespace, consul=self.consul, native=self.native
+        )
+        names = await self.names.names() if self.names is not None and calls.allow else None
+        judged = judge_calls(calls, entries, unknown, names)
+        await self._record(key, [*served, judged.condition], verdict, judged)
+        return Result(requeue_after=self.interval)
+
+    async def _served(
+        self, job: dict[str, Any], key: JobKey, ports: Sequence[FrontedPort]
+    ) -> tuple[list[Condition], CertVerdict]:
+        """CertValid, ConsulHealthy and PlaintextRetired of a job that fronts services."""
+        namespace, job_id = key
         allocs = running_allocations(await instance_allocations(self.jobs, job, job_id, namespace))
         found, problem = await self._catalogs(namespace, ports, allocs)
         trust, trust_problem = await self._trust()
@@ -112,8 +148,7 @@ class HealthReconciler:
             problem.message if problem else "",
             reason=problem.reason if problem else CONSUL_UNAVAILABLE,
         )
-        await self._record(key, [verdict.condition, healthy, retired], verdict)
-        return Result(requeue_after=self.interval)
+        return [verdict.condition, healthy, retired], verdict
 
     async def _catalogs(
         self, namespace: str, ports: Sequence[FrontedPort], allocs: dict[str, list[str]]
@@ -178,8 +213,11 @@ class HealthReconciler:
             min_remaining_fraction=self.min_remaining_fraction,
         )
 
-    async def _record(self, key: JobKey, updates: list[Condition], verdict: CertVerdict) -> None:
-        """Write the health conditions, ``cert_not_after`` and ``issuer`` onto the record as it
+    async def _record(
+        self, key: JobKey, updates: list[Condition], verdict: CertVerdict, calls: CallsVerdict
+    ) -> None:
+        """Write the health conditions, ``cert_not_after``, ``issuer``, ``edges`` and
+        ``warnings`` onto the record as it
         is now: probes take time, and whatever the MeshReconciler recorded meanwhile must
         survive ours (``update`` reads right before it writes, and derives again on a CAS
         conflict). A record that no longer shows the sidecar injected is left alone."""
@@ -195,6 +233,8 @@ class HealthReconciler:
                     if verdict.not_after
                     else previous.cert_not_after,
                     "issuer": verdict.issuer or previous.issuer,
+                    "edges": calls.records,
+                    "warnings": calls.warnings,
                 }
             )
 

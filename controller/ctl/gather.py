@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from controller.config import Settings
 from controller.consul.wire import ConsulError, HealthEntry
 from controller.ctl.common import Clients, open_clients
+from controller.ctl.edge_rows import upstream_services
 from controller.ctl.leader import read_leader
 from controller.ctl.report import assemble
 from controller.ctl.rows import NOMAD_PROVIDER, JobFacts, World, service_names
@@ -151,7 +152,17 @@ async def status_report(clients: Clients, options: StatusOptions, now: datetime)
     native: dict[tuple[str, str], list[HealthEntry]] | None = {}
     issuer: str | None = None
     if jobs is not None:
-        names = sorted({n for f in jobs.values() if f.job for n in service_names(f.job, config)})
+        names = sorted(
+            {
+                n
+                for f in jobs.values()
+                if f.job
+                for n in [
+                    *service_names(f.job, config),
+                    *upstream_services(f.job, config, "consul"),
+                ]
+            }
+        )
         if names and clients.consul is None:
             health = None  # unknown, not unhealthy: say which services need Consul
             consul = consul.model_copy(
@@ -173,7 +184,10 @@ async def status_report(clients: Clients, options: StatusOptions, now: datetime)
                 (k[0], n)
                 for k, f in jobs.items()
                 if f.job
-                for n in service_names(f.job, config, provider=NOMAD_PROVIDER)
+                for n in [
+                    *service_names(f.job, config, provider=NOMAD_PROVIDER),
+                    *upstream_services(f.job, config, NOMAD_PROVIDER),
+                ]
             }
         )
         try:

@@ -89,7 +89,7 @@ class Condition(BaseModel):
     last_transition: str = Field(default="", description="RFC 3339 time the status changed.")
 
 
-EdgeState = Literal["healthy", "empty", "not meshed", "unknown"]
+EdgeState = Literal["healthy", "empty", "not meshed", "handshake failed", "unknown"]
 
 
 class EdgeRecord(BaseModel):
@@ -108,12 +108,22 @@ class EdgeRecord(BaseModel):
     provider: str = Field(description="consul | nomad: the catalog the upstream is read from.")
     state: EdgeState = Field(
         description="healthy: at least one usable mesh-tls instance; empty: none registered or "
-        "none passing; not meshed: instances, none tagged mesh-tls; unknown: no answer."
+        "none passing; not meshed: instances, none tagged mesh-tls; handshake failed: every "
+        "usable instance failed the controller's verified TLS handshake; unknown: no answer."
     )
     healthy: int | None = Field(
-        default=None, ge=0, description="Usable mesh-tls instances; null when unknown."
+        default=None,
+        ge=0,
+        description="Usable mesh-tls instances (passing in Consul, registered in Nomad) whose "
+        "TLS handshake did not fail; null when unknown.",
     )
     message: str = Field(default="", description="Why the edge is not healthy, or empty.")
+    handshake_error: str = Field(
+        default="",
+        description="The last failed handshake with an instance of the upstream, as the "
+        "controller's probe saw it (chain against the mesh root, name <service>.<domain>); "
+        "empty when every handshake verified or none was tried.",
+    )
 
 
 class MeshStatus(BaseModel):

@@ -18,7 +18,7 @@ REPORT_VERSION = 1
 Injected = Literal["current", "stale", "missing", "orphaned"]
 IssuerState = Literal["current", "old", "unknown"]
 LockState = Literal["held", "released", "hidden", "unknown"]
-EdgeState = Literal["healthy", "empty", "not meshed", "unknown"]
+EdgeState = Literal["healthy", "empty", "not meshed", "handshake failed", "unknown"]
 
 
 class _Model(BaseModel):
@@ -111,17 +111,26 @@ class EdgeRow(_Model):
     state: EdgeState = Field(
         description="healthy: usable mesh-tls instances behind it; empty: none registered or "
         "none passing (the listener answers 503 or closes); not meshed: instances, none tagged "
-        "mesh-tls (never a plaintext fallback); unknown: the catalog did not answer."
+        "mesh-tls (never a plaintext fallback); handshake failed: the controller recorded that "
+        "every usable instance failed a verified TLS handshake; unknown: the catalog did not "
+        "answer."
     )
     healthy: int | None = Field(
         default=None, ge=0, description="Usable mesh-tls instances; null when unknown."
     )
     message: str = Field(default="", description="Why the edge is not healthy, or empty.")
+    handshake_error: str = Field(
+        default="",
+        description="The last failed TLS handshake with an instance of the upstream, from the "
+        "controller's record (its probe verifies the chain and <service>.<domain>).",
+    )
     source: Literal["live", "record"] = Field(
         description="live: judged now from the catalog (--live); record: as the controller "
         "last recorded it in the caller's status."
     )
-    in_sync: bool = Field(description="False when the edge is empty or not meshed.")
+    in_sync: bool = Field(
+        description="False when the edge is empty, not meshed or its handshakes failed."
+    )
 
 
 class LeaderInfo(_Model):

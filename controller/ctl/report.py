@@ -3,8 +3,8 @@
 Exit codes follow the issue: 2 when Nomad, Consul or Vault could not be reached or read (the
 report is then incomplete and must not be mistaken for "in sync"), else 1 on any drift, else 0.
 Nobody holding the leader lock is drift too: with no leader, nothing reconciles. An upstream
-edge that is empty or not meshed is drift (the caller's calls fail); one whose catalog did not
-answer is not (the backend's error says so).
+edge that is empty, not meshed or failing its handshakes is drift (the caller's calls fail);
+one whose catalog did not answer is not (the backend's error says so).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def summary(
         parts.append("1 row in sync" if len(rows) == 1 else f"all {len(rows)} rows in sync")
     failing = sum(1 for e in edges if not e.in_sync)
     if failing:
-        parts.append(f"{failing} of {len(edges)} upstream edges empty or not meshed")
+        parts.append(f"{failing} of {len(edges)} upstream edges failing")
     problem = leader_problem(leader)
     if problem:
         parts.append(problem)

@@ -121,7 +121,13 @@ def rows_table(report: StatusReport, *, wide: bool = False) -> Table:
     return table
 
 
-EDGE_STYLE = {"healthy": "green", "empty": "red", "not meshed": "red", "unknown": "yellow"}
+EDGE_STYLE = {
+    "healthy": "green",
+    "empty": "red",
+    "not meshed": "red",
+    "handshake failed": "red",
+    "unknown": "yellow",
+}
 
 
 def _edge_cells(edge: EdgeRow, wide: bool) -> list[RenderableType]:
@@ -137,7 +143,8 @@ def _edge_cells(edge: EdgeRow, wide: bool) -> list[RenderableType]:
     ]
     if wide:
         cells.append(edge.source)
-    return [*cells, edge.message]
+    shook = f"last handshake error: {edge.handshake_error}" if edge.handshake_error else ""
+    return [*cells, edge.message or shook]
 
 
 def edges_table(report: StatusReport, *, wide: bool = False) -> Table:

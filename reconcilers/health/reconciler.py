@@ -44,6 +44,7 @@ from reconcilers.health.upstreams import (
     JobCalls,
     job_calls,
     judge_calls,
+    probe_upstreams,
     pure_client_conditions,
     read_upstreams,
 )
@@ -121,13 +122,25 @@ class HealthReconciler:
             self.metrics.forget(namespace, job_id)
             served = pure_client_conditions()
             verdict = CertVerdict(served[0])
+        judged = await self._calls(calls, namespace)
+        await self._record(key, [*served, judged.condition], verdict, judged)
+        return Result(requeue_after=self.interval)
+
+    async def _calls(self, calls: JobCalls, namespace: str) -> CallsVerdict:
+        """The job's upstream edges from their catalogs and handshakes, its allow names
+        against the mesh's (no handshake judged while Vault does not say what the root is)."""
         entries, unknown = await read_upstreams(
             calls.edges, namespace, consul=self.consul, native=self.native
         )
+        handshakes = {}
+        if entries:
+            trust, _ = await self._trust()
+            if trust is not None:
+                handshakes = await probe_upstreams(
+                    entries, self.probe, trust.anchors_pem, self.config.domain
+                )
         names = await self.names.names() if self.names is not None and calls.allow else None
-        judged = judge_calls(calls, entries, unknown, names)
-        await self._record(key, [*served, judged.condition], verdict, judged)
-        return Result(requeue_after=self.interval)
+        return judge_calls(calls, entries, unknown, names, handshakes)
 
     async def _served(
         self, job: dict[str, Any], key: JobKey, ports: Sequence[FrontedPort]

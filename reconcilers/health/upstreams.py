@@ -4,9 +4,15 @@ name against the names the mesh knows.
 The sidecar reads an upstream's instances from the catalog the entry names (Consul's
 ``service`` or Nomad's ``nomadService``), so the same catalog answers here, one read per
 (provider, service) of the job, and ``reconcilers.instances.edge_findings`` judges it as the
-sidecar's template would. A catalog that cannot answer, or whose ACLs hide the service from the
-controller's token, leaves its edges ``unknown``: never ``empty``, and never a phase change on
-its own (an Unknown fact keeps a verified job Ready).
+sidecar's template would; each usable instance then gets the verified TLS handshake the
+caller's sidecar would make, so an upstream whose instances serve a chain the mesh root does
+not verify is ``handshake failed``, with the error. A catalog that cannot answer, or whose ACLs
+hide the service from the controller's token, leaves its edges ``unknown``: never ``empty``,
+and never a phase change on its own (an Unknown fact keeps a verified job Ready).
+
+Cost: one catalog read per upstream service and one probe per usable instance, per job and
+health interval. The prober bounds concurrency; a popular upstream is probed by each of its
+callers' passes (the price of judging each caller's edge as its own sidecar would).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.consul.wire import HealthEntry
+from controller.tlsprobe import ProbeOutcome, ProbeTarget
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import SpecError, parse_job_specs
 from crds_equivalent.status import Condition, ConditionType, EdgeRecord
@@ -25,11 +32,16 @@ from reconcilers.injection.inject import UndoError, uninject
 from reconcilers.injection.plan import default_ttl_seconds
 from reconcilers.instances.catalogs import CatalogProblem, read_service
 from reconcilers.instances.edge_findings import (
+    Handshakes,
     allow_findings,
     edge_records,
     upstreams_condition,
+    usable,
 )
-from reconcilers.ports import Catalog, NativeCatalog
+from reconcilers.ports import Catalog, NativeCatalog, TlsProbe
+
+# A failure a mesh client would see too; an instance the controller cannot reach is no evidence.
+_FAILED = (ProbeOutcome.HANDSHAKE_FAILED, ProbeOutcome.BAD_CERTIFICATE)
 
 
 @dataclass(frozen=True)
@@ -108,15 +120,47 @@ async def read_upstreams(
     return entries, unknown
 
 
+async def probe_upstreams(
+    entries: Mapping[tuple[str, str], Sequence[HealthEntry]],
+    probe: TlsProbe,
+    anchors_pem: str,
+    domain: str,
+) -> dict[tuple[str, str], Handshakes]:
+    """A verified handshake with every usable instance of every upstream, as the caller's
+    sidecar makes it (chain against the mesh root, name ``<service>.<domain>``), in one batch;
+    by (provider, service): which instances failed, and the first failure."""
+    owners: list[tuple[tuple[str, str], str]] = []
+    targets: list[ProbeTarget] = []
+    for key, found in sorted(entries.items()):
+        for entry in (e for e in found if usable(e, key[0])):
+            owners.append((key, entry.service_id))
+            targets.append(ProbeTarget(entry.effective_address, entry.port, f"{key[1]}.{domain}"))
+    if not targets:
+        return {}
+    failed: dict[tuple[str, str], list[str]] = {}
+    errors: dict[tuple[str, str], str] = {}
+    for (key, service_id), result in zip(
+        owners, await probe.probe_many(targets, anchors_pem), strict=True
+    ):
+        if result.outcome in _FAILED:
+            failed.setdefault(key, []).append(service_id)
+            errors.setdefault(key, f"{result.target}: {result.detail}")
+    return {
+        key: Handshakes(frozenset(failed.get(key, ())), errors.get(key, ""))
+        for key in dict.fromkeys(k for k, _ in owners)
+    }
+
+
 def judge_calls(
     calls: JobCalls,
     entries: Mapping[tuple[str, str], Sequence[HealthEntry]],
     unknown: Mapping[tuple[str, str], str],
     known_names: frozenset[str] | None,
+    handshakes: Mapping[tuple[str, str], Handshakes] | None = None,
 ) -> CallsVerdict:
     """Records, ``UpstreamsHealthy`` and the allow warnings (none when the names are unknown:
     a warning must not come from a listing that failed)."""
-    records = tuple(edge_records(calls.edges, entries, unknown))
+    records = tuple(edge_records(calls.edges, entries, unknown, handshakes))
     warnings: tuple[str, ...] = ()
     if known_names is not None:
         warnings = tuple(f.message for f in allow_findings(calls.allow, set(known_names)))

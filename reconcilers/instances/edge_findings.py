@@ -30,9 +30,21 @@ from reconcilers.injection.edges import AllowList, UpstreamEdge
 
 UPSTREAM_EMPTY: Final = "UpstreamEmpty"
 UPSTREAM_NOT_MESHED: Final = "UpstreamNotMeshed"
+UPSTREAM_HANDSHAKE_FAILED: Final = "UpstreamHandshakeFailed"
+FAILING_STATES: Final = ("empty", "not meshed", "handshake failed")
 ALLOW_NAME_UNKNOWN: Final = "AllowNameUnknown"
 UPSTREAMS_UNKNOWN: Final = "CatalogUnavailable"
 UPSTREAMS = ConditionType.UPSTREAMS_HEALTHY
+
+
+@dataclass(frozen=True)
+class Handshakes:
+    """What the controller's TLS probe of one upstream's usable instances said: the service
+    IDs whose handshake failed as a mesh client's would (no TLS, or a certificate it rejects;
+    an instance the controller could not reach is no evidence) and the first such failure."""
+
+    failed: frozenset[str] = frozenset()
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -43,16 +55,21 @@ class EdgeFinding:
     message: str
 
 
-def _usable(entry: HealthEntry, provider: str) -> bool:
+def usable(entry: HealthEntry, provider: str) -> bool:
+    """The sidecar's template would use this instance."""
     tagged = keys.TLS_SERVICE_TAG in entry.tags
     return tagged and (provider == "nomad" or entry.passing)
 
 
 def edge_record(
-    edge: UpstreamEdge, found: Sequence[HealthEntry] | None, unknown: str = ""
+    edge: UpstreamEdge,
+    found: Sequence[HealthEntry] | None,
+    unknown: str = "",
+    handshakes: Handshakes | None = None,
 ) -> EdgeRecord:
     """The edge as its catalog shows it; ``found`` None: the catalog did not answer (``unknown``
-    says why), which is Unknown, never empty."""
+    says why), which is Unknown, never empty. ``handshakes``: the probe of its usable
+    instances (None: not probed), which takes the failed ones out of the count."""
     base = EdgeRecord(
         group=edge.group,
         service=edge.service,
@@ -67,7 +84,7 @@ def edge_record(
     what = f'group "{edge.group}": upstream {edge.service}:{edge.port}/{edge.protocol}'
     effect = "answers 503" if edge.protocol == "http" else "closes every connection"
     tagged = [e for e in found if keys.TLS_SERVICE_TAG in e.tags]
-    usable = sum(1 for e in found if _usable(e, edge.provider))
+    usable_count = sum(1 for e in found if usable(e, edge.provider))
     if found and not tagged:
         message = (
             f"{what}: {edge.service} has {len(found)} instance(s) in {edge.provider}, "
@@ -76,26 +93,43 @@ def edge_record(
             f'(meta "{keys.MESH_TLS}" = "true")'
         )
         return base.model_copy(update={"state": "not meshed", "healthy": 0, "message": message})
-    if not usable:
+    if not usable_count:
         detail = f"{len(tagged)} registered, none passing" if tagged else "none registered"
         message = (
             f"{what}: no healthy {keys.TLS_SERVICE_TAG} instance in {edge.provider} "
             f"({detail}); the listener {effect}"
         )
         return base.model_copy(update={"state": "empty", "healthy": 0, "message": message})
-    return base.model_copy(update={"state": "healthy", "healthy": usable, "message": ""})
+    shook = handshakes or Handshakes()
+    good = sum(1 for e in found if usable(e, edge.provider) and e.service_id not in shook.failed)
+    if not good:
+        failing = "answers 502" if edge.protocol == "http" else "closes every connection"
+        message = (
+            f"{what}: every healthy {keys.TLS_SERVICE_TAG} instance in {edge.provider} failed "
+            f"a verified TLS handshake ({shook.error}); the listener {failing}"
+        )
+        update = {"state": "handshake failed", "healthy": 0, "message": message}
+    else:
+        update = {"state": "healthy", "healthy": good, "message": ""}
+    return base.model_copy(update=update | {"handshake_error": shook.error})
 
 
 def edge_records(
     edges: Sequence[UpstreamEdge],
     entries: Mapping[tuple[str, str], Sequence[HealthEntry]],
     unknown: Mapping[tuple[str, str], str] | None = None,
+    handshakes: Mapping[tuple[str, str], Handshakes] | None = None,
 ) -> list[EdgeRecord]:
     """One record per edge; ``entries`` by (provider, service), absent when not answered
-    (``unknown`` may say why)."""
-    why = unknown or {}
+    (``unknown`` may say why); ``handshakes`` by (provider, service) when probed."""
+    why, shook = unknown or {}, handshakes or {}
     return [
-        edge_record(e, entries.get((e.provider, e.service)), why.get((e.provider, e.service), ""))
+        edge_record(
+            e,
+            entries.get((e.provider, e.service)),
+            why.get((e.provider, e.service), ""),
+            shook.get((e.provider, e.service)),
+        )
         for e in edges
     ]
 
@@ -114,12 +148,16 @@ def upstream_findings(
 
 
 def upstreams_condition(records: Sequence[EdgeRecord]) -> Condition:
-    """``UpstreamsHealthy``: False on any empty or unmeshed edge (the first named, the rest
-    counted), else Unknown on any unanswered one, else True (vacuously for no upstream)."""
-    bad = [r for r in records if r.state in ("empty", "not meshed")]
+    """``UpstreamsHealthy``: False on any empty, unmeshed or handshake-failed edge (the first
+    named, the rest counted), else Unknown on any unanswered one, else True (vacuously for no
+    upstream)."""
+    bad = [r for r in records if r.state in FAILING_STATES]
     if bad:
         more = f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""
-        reason = UPSTREAM_NOT_MESHED if bad[0].state == "not meshed" else UPSTREAM_EMPTY
+        reason = {
+            "not meshed": UPSTREAM_NOT_MESHED,
+            "handshake failed": UPSTREAM_HANDSHAKE_FAILED,
+        }.get(bad[0].state, UPSTREAM_EMPTY)
         return condition(UPSTREAMS, False, reason, bad[0].message + more)
     unknown = [r for r in records if r.state == "unknown"]
     if unknown:

@@ -92,7 +92,7 @@ def test_each_upstream_is_an_edge_judged_from_its_own_catalog() -> None:
     ]
     assert {e.source for e in rep.edges} == {"live"}
     assert rep.exit_code == 1
-    assert "1 of 3 upstream edges empty or not meshed" in rep.summary
+    assert "1 of 3 upstream edges failing" in rep.summary
     lines = text(rep).splitlines()
     billing = next(line for line in lines if "billing:9001" in line)
     assert billing.split() == ["✔", "report/run", "→", "billing:9001/http@consul", "2", "healthy"]
@@ -151,13 +151,20 @@ def test_the_json_carries_the_edges_and_the_schema_describes_them() -> None:
         "state": "healthy",
         "healthy": 1,
         "message": "",
+        "handshake_error": "",
         "source": "live",
         "in_sync": True,
     }
     schema = json.loads((SCHEMA_DIR / "status-report.schema.json").read_text(encoding="utf-8"))
     edge = schema["$defs"]["EdgeRow"]
     assert set(edge["properties"]) == set(doc["edges"][0])
-    assert edge["properties"]["state"]["enum"] == ["healthy", "empty", "not meshed", "unknown"]
+    assert edge["properties"]["state"]["enum"] == [
+        "healthy",
+        "empty",
+        "not meshed",
+        "handshake failed",
+        "unknown",
+    ]
     assert "warnings" in schema["$defs"]["StatusRow"]["properties"]
 
 
@@ -171,3 +178,33 @@ def test_an_allow_warning_is_shown_but_is_not_drift() -> None:
     assert (row.tls, row.plaintext) == (None, None)  # a pure client registers nothing
     assert all("reprot" not in d for d in row.drift)  # the row drifts for its own reasons
     assert f"‼ {warning}" in text(rep, wide=True)
+
+
+def test_live_edges_carry_the_recorded_handshake_error_and_failure() -> None:
+    error = "10.0.0.1:1 (billing.service.consul): unable to get local issuer certificate"
+    failed = EdgeRecord(
+        group="run",
+        service="billing",
+        port=9001,
+        protocol="http",
+        provider="consul",
+        state="handshake failed",
+        healthy=0,
+        message="every healthy mesh-tls instance failed a verified TLS handshake",
+        handshake_error=error,
+    )
+    flaky = failed.model_copy(
+        update={"service": "search", "port": 9002, "state": "healthy", "healthy": 1}
+    )
+    status = MeshStatus(phase=Phase.INJECTED, edges=(failed, flaky))
+    health = {"billing": [instance("billing")], "search": [instance("search")]}
+    rep = report(live(health, status))
+    edges = {e.service: e for e in rep.edges}
+    # the catalog performs no handshake, so it cannot contradict the controller's probe
+    billing = edges["billing"]
+    assert (billing.state, billing.healthy, billing.in_sync) == ("handshake failed", 0, False)
+    assert billing.handshake_error == error
+    search = edges["search"]
+    assert (search.state, search.handshake_error, search.in_sync) == ("healthy", error, True)
+    line = next(line for line in text(rep).splitlines() if "search:9002" in line)
+    assert f"last handshake error: {error}" in line

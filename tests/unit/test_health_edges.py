@@ -5,6 +5,7 @@ on its upstreams alone, and allow-list names nobody fronts said as warnings (no 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from controller.consul.wire import HealthEntry
 from controller.nomad.errors import TransientError
 from controller.nomad.jobs import JobList
+from controller.tlsprobe import ProbeOutcome, ProbeResult, ProbeTarget
 from crds_equivalent.spec import parse_job_specs
 from crds_equivalent.status import ConditionStatus, ConditionType, MeshStatus, Phase
 from reconcilers.health.directory import MeshNames, mesh_names
@@ -167,7 +169,7 @@ async def test_an_unmeshed_upstream_is_an_error_and_degrades_a_verified_job() ->
     assert 'none tagged "mesh-tls": it is not meshed' in status.message
 
 
-async def test_a_pure_client_is_ready_on_its_upstreams_alone_and_probes_nothing() -> None:
+async def test_a_pure_client_is_ready_on_its_upstreams_alone_and_probes_only_them() -> None:
     rec, statuses, probe = reconciler(pure_client(), Consul([billing(), billing()]))
     await rec.reconcile(("default", "report"))
     status = statuses.stored
@@ -176,8 +178,9 @@ async def test_a_pure_client_is_ready_on_its_upstreams_alone_and_probes_nothing(
     reasons = {c.type: c.reason for c in status.conditions}
     assert reasons[T.CONSUL_HEALTHY] == reasons[T.CERT_VALID] == "PureClient"
     assert reasons[T.UPSTREAMS_HEALTHY] == "AllUpstreamsHealthy"
-    assert [(e.service, e.healthy) for e in status.edges] == [("billing", 2)]
-    assert probe.calls == 0
+    # the controller could not reach billing's instances: no evidence, they still count
+    assert [(e.service, e.healthy, e.handshake_error) for e in status.edges] == [("billing", 2, "")]
+    assert probe.targets == [ProbeTarget("10.0.0.2", 7000, "billing.service.consul")] * 2
 
 
 async def test_a_pure_client_with_an_empty_upstream_waits_and_consul_down_is_unknown() -> None:
@@ -200,6 +203,40 @@ async def test_a_pure_client_with_an_empty_upstream_waits_and_consul_down_is_unk
     # verified before: an unanswered catalog is no evidence, so no Degraded
     assert after.phase is Phase.READY
     assert after.message.startswith("verified earlier; cannot tell now: upstream billing: ")
+
+
+class FailingProbe(Probe):
+    """Every handshake with billing fails as a mesh client's would (an untrusted chain)."""
+
+    async def probe_many(
+        self, targets: Sequence[ProbeTarget], anchors_pem: str
+    ) -> list[ProbeResult]:
+        out: list[ProbeResult] = []
+        for target in targets:
+            if target.server_name.startswith("billing."):
+                why = "unable to get local issuer certificate"
+                out.append(ProbeResult(target, ProbeOutcome.BAD_CERTIFICATE, why))
+            else:
+                out.extend(await super().probe_many([target], anchors_pem))
+        return out
+
+
+async def test_an_upstream_whose_handshakes_fail_is_an_error_with_the_last_error() -> None:
+    job = server_job({"mesh.tls.upstreams": "billing:9001"})
+    rec, statuses, _ = reconciler(job, Consul([web(24001), web(24002), billing()]))
+    rec.probe = FailingProbe({24001: leaf(), 24002: leaf()})
+    await rec.reconcile(KEY)
+    status = statuses.stored
+    assert status is not None and status.phase is Phase.INJECTED
+    [edge] = status.edges
+    error = "10.0.0.2:7000 (billing.service.consul): unable to get local issuer certificate"
+    assert (edge.state, edge.healthy, edge.handshake_error) == ("handshake failed", 0, error)
+    assert edge.message == (
+        'group "web": upstream billing:9001/http: every healthy mesh-tls instance in consul '
+        f"failed a verified TLS handshake ({error}); the listener answers 502"
+    )
+    upstreams = status.condition(T.UPSTREAMS_HEALTHY)
+    assert upstreams is not None and upstreams.reason == "UpstreamHandshakeFailed"
 
 
 class Lister:

@@ -42,6 +42,7 @@ from reconcilers.health.metrics import HealthMetrics
 from reconcilers.health.upstreams import (
     CallsVerdict,
     JobCalls,
+    SharedProbes,
     job_calls,
     judge_calls,
     probe_upstreams,
@@ -99,6 +100,8 @@ class HealthReconciler:
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.interval = interval
+        # the callers of one upstream share its instances' handshakes within an interval
+        self.upstream_probe = SharedProbes(probe, self.clock, ttl=interval)
         self.min_remaining_fraction = min_remaining_fraction
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = HealthMetrics(self.registry)
@@ -137,7 +140,7 @@ class HealthReconciler:
             trust, _ = await self._trust()
             if trust is not None:
                 handshakes = await probe_upstreams(
-                    entries, self.probe, trust.anchors_pem, self.config.domain
+                    entries, self.upstream_probe, trust.anchors_pem, self.config.domain
                 )
         names = await self.names.names() if self.names is not None and calls.allow else None
         return judge_calls(calls, entries, unknown, names, handshakes)

@@ -10,9 +10,9 @@ not verify is ``handshake failed``, with the error. A catalog that cannot answer
 hide the service from the controller's token, leaves its edges ``unknown``: never ``empty``,
 and never a phase change on its own (an Unknown fact keeps a verified job Ready).
 
-Cost: one catalog read per upstream service and one probe per usable instance, per job and
-health interval. The prober bounds concurrency; a popular upstream is probed by each of its
-callers' passes (the price of judging each caller's edge as its own sidecar would).
+Cost: one catalog read per upstream service per job and health interval, and one probe per
+usable instance per health interval however many callers it has: :class:`SharedProbes` keeps
+each instance's result for the interval, so a popular upstream is not probed once per caller.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.consul.wire import HealthEntry
-from controller.tlsprobe import ProbeOutcome, ProbeTarget
+from controller.runtime.clock import Clock
+from controller.tlsprobe import ProbeOutcome, ProbeResult, ProbeTarget
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import SpecError, parse_job_specs
 from crds_equivalent.status import Condition, ConditionType, EdgeRecord
@@ -78,6 +79,34 @@ def pure_client_conditions() -> list[Condition]:
             why.format("has no plaintext registration"),
         ),
     ]
+
+
+class SharedProbes:
+    """A TlsProbe that keeps each result for ``ttl`` seconds (keyed by target and anchors):
+    the callers of one upstream share its instances' handshakes within a health interval."""
+
+    def __init__(self, probe: TlsProbe, clock: Clock, ttl: float, limit: int = 10_000) -> None:
+        self.probe, self.clock, self.ttl, self.limit = probe, clock, ttl, limit
+        self._kept: dict[tuple[ProbeTarget, str], tuple[float, ProbeResult]] = {}
+
+    async def probe_many(
+        self, targets: Sequence[ProbeTarget], anchors_pem: str
+    ) -> list[ProbeResult]:
+        now = self.clock.monotonic()
+        fresh = {
+            t: kept[1]
+            for t in targets
+            if (kept := self._kept.get((t, anchors_pem))) is not None and now - kept[0] < self.ttl
+        }
+        missing = list(dict.fromkeys(t for t in targets if t not in fresh))
+        if missing:
+            results = await self.probe.probe_many(missing, anchors_pem)
+            if len(self._kept) + len(missing) > self.limit:
+                self._kept.clear()  # a bound, not an LRU: the next interval refills it
+            for target, result in zip(missing, results, strict=True):
+                fresh[target] = result
+                self._kept[(target, anchors_pem)] = (now, result)
+        return [fresh[t] for t in targets]
 
 
 def job_calls(job: Mapping[str, Any], config: MeshConfig) -> JobCalls:

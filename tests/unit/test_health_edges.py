@@ -99,9 +99,11 @@ def reconciler(
     consul: Consul,
     status: MeshStatus | None = None,
     names: MeshNames | None = None,
+    probe: Probe | None = None,
+    clock: WallClock | None = None,
 ) -> tuple[HealthReconciler, Statuses, Probe]:
     statuses = Statuses(status if status is not None else mesh_status())
-    probe = Probe({24001: leaf(), 24002: leaf()})
+    probe = probe or Probe({24001: leaf(), 24002: leaf()})
     rec = HealthReconciler(
         Jobs(job, ALLOCS),
         statuses,
@@ -110,7 +112,7 @@ def reconciler(
         Trust(),
         CONFIG,
         names=names,
-        clock=WallClock(),
+        clock=clock or WallClock(),
         registry=CollectorRegistry(),
     )
     return rec, statuses, probe
@@ -180,7 +182,8 @@ async def test_a_pure_client_is_ready_on_its_upstreams_alone_and_probes_only_the
     assert reasons[T.UPSTREAMS_HEALTHY] == "AllUpstreamsHealthy"
     # the controller could not reach billing's instances: no evidence, they still count
     assert [(e.service, e.healthy, e.handshake_error) for e in status.edges] == [("billing", 2, "")]
-    assert probe.targets == [ProbeTarget("10.0.0.2", 7000, "billing.service.consul")] * 2
+    # both registrations name one address: one handshake
+    assert probe.targets == [ProbeTarget("10.0.0.2", 7000, "billing.service.consul")]
 
 
 async def test_a_pure_client_with_an_empty_upstream_waits_and_consul_down_is_unknown() -> None:
@@ -223,8 +226,8 @@ class FailingProbe(Probe):
 
 async def test_an_upstream_whose_handshakes_fail_is_an_error_with_the_last_error() -> None:
     job = server_job({"mesh.tls.upstreams": "billing:9001"})
-    rec, statuses, _ = reconciler(job, Consul([web(24001), web(24002), billing()]))
-    rec.probe = FailingProbe({24001: leaf(), 24002: leaf()})
+    failing = FailingProbe({24001: leaf(), 24002: leaf()})
+    rec, statuses, _ = reconciler(job, Consul([web(24001), web(24002), billing()]), probe=failing)
     await rec.reconcile(KEY)
     status = statuses.stored
     assert status is not None and status.phase is Phase.INJECTED
@@ -237,6 +240,22 @@ async def test_an_upstream_whose_handshakes_fail_is_an_error_with_the_last_error
     )
     upstreams = status.condition(T.UPSTREAMS_HEALTHY)
     assert upstreams is not None and upstreams.reason == "UpstreamHandshakeFailed"
+
+
+async def test_callers_of_one_upstream_share_its_handshakes_within_an_interval() -> None:
+    clock = WallClock()
+    probe = Probe({})
+    consul = Consul([billing(), billing()])
+    rec, _, _ = reconciler(pure_client(), consul, probe=probe, clock=clock)
+    other = pure_client()
+    other["ID"] = other["Name"] = "nightly"
+    await rec.reconcile(("default", "report"))
+    rec.jobs = Jobs(other, ALLOCS)
+    await rec.reconcile(("default", "nightly"))
+    assert probe.calls == 1  # the second caller's pass reused the first's handshakes
+    clock.wall += timedelta(seconds=31)
+    await rec.reconcile(("default", "nightly"))
+    assert probe.calls == 2
 
 
 class Lister:

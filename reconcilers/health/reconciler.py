@@ -9,12 +9,20 @@ fights the MeshReconciler), never writes the job, and takes no destructive actio
 answer — least of all on a catalog not answering, which is Unknown, not unhealthy. It runs on
 Allocation events and re-checks every ``interval`` seconds.
 
+It also checks the job's calls (``reconcilers.health.upstreams``): each upstream edge from the
+catalog its entry names, handshaken as the caller's sidecar would (``edges``,
+``UpstreamsHealthy``), and each ``mesh.tls.allow`` name against the names the mesh knows
+(``warnings``, never a phase change). A PURE CLIENT (meshed, fronting nothing, calling
+upstreams) is judged on its calls alone: its served facts hold vacuously (reason
+``PureClient``), so it reaches Ready once its upstreams are healthy.
+
 Wiring (composition root)::
 
     health = HealthReconciler(
         jobs=NomadJobs(...), statuses=StatusStore(...), consul=ConsulClient.from_settings(...),
         probe=TlsProber(), trust=VaultTrust(vault_client, root_mount=..., int_mount=...),
-        config=mesh_config, interval=settings.controller.health_interval, registry=registry,
+        config=mesh_config, names=MeshNames(cached_jobs, cached_jobs, mesh_config, clock, ttl=...),
+        interval=settings.controller.health_interval, registry=registry,
     )
 """
 

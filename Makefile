@@ -8,7 +8,7 @@ PYTEST_ARGS ?= -n 2
 
 .PHONY: install dev test test-fast test-twins lint fmt clean bench bench-quick chaos
 
-install: $(STAMP) nginx-check prometheus-check
+install: $(STAMP) nginx-check prometheus-check graphviz-check
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,19 @@ prometheus-check:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	else \
 	  echo "promtool/prometheus are missing; run: sudo apt-get install -y prometheus" >&2; \
+	  exit 1; \
+	fi
+
+# Graphviz's dot draws `controllerctl graph --png`; tests/integration/test_graph_cmd.py makes one.
+.PHONY: graphviz-check
+graphviz-check:
+	@if command -v dot >/dev/null 2>&1; then \
+	  exit 0; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing graphviz (dot) with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends graphviz >/dev/null; \
+	else \
+	  echo "graphviz (dot) is missing; run: sudo apt-get install -y graphviz" >&2; \
 	  exit 1; \
 	fi
 

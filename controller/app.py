@@ -69,6 +69,7 @@ from controller.vault.trust import VaultTrust
 from crds_equivalent.jobkey import JobKey
 from crds_equivalent.status import MeshStatus
 from reconcilers.certs.reconciler import CertReconciler
+from reconcilers.health.directory import MeshNames
 from reconcilers.health.reconciler import HealthReconciler
 from reconcilers.mesh.interest import MESH_INTEREST
 from reconcilers.mesh.reconciler import MeshReconciler
@@ -235,6 +236,13 @@ class App:
             trust,
             self.settings.mesh,
             native=self.native,
+            names=MeshNames(
+                self.store,
+                self.store,
+                self.settings.mesh,
+                self.clock,
+                ttl=self.settings.controller.health_interval,
+            ),
             clock=self.clock,
             interval=self.settings.controller.health_interval,
             registry=self.registry,

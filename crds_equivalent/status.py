@@ -17,8 +17,10 @@ mesh                   ``observed_index``, ``spec_hash``, ``written_index``, ``r
                        conditions ``SpecValid``, ``SidecarInjected``, ``RolledOut``; the
                        lifecycle ``phase``/``message`` of a removed (``Removed``) or stopped
                        (phase kept) job
-health                 conditions ``CertValid``, ``ConsulHealthy``, ``PlaintextRetired``;
-                       ``cert_not_after``, ``issuer``
+health                 conditions ``CertValid``, ``ConsulHealthy``, ``PlaintextRetired``,
+                       ``UpstreamsHealthy``; ``cert_not_after``, ``issuer``, ``edges`` (one
+                       record per upstream of the job), ``warnings`` (allow-list names no
+                       meshed job fronts: said, never a phase change)
 certs                  ``last_error``, ``last_remediation``
 (derived)              ``phase``, ``message`` and ``verified_at`` otherwise:
                        ``reconcilers.conditions.restate`` computes them from the merged
@@ -39,6 +41,7 @@ create a record, and never write over one the mesh reconciler marked removed or 
 import json
 from collections.abc import Mapping
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -63,6 +66,7 @@ class ConditionType(StrEnum):
     CERT_VALID = "CertValid"
     CONSUL_HEALTHY = "ConsulHealthy"
     PLAINTEXT_RETIRED = "PlaintextRetired"
+    UPSTREAMS_HEALTHY = "UpstreamsHealthy"
 
 
 class ConditionStatus(StrEnum):
@@ -83,6 +87,43 @@ class Condition(BaseModel):
     reason: str = Field(default="", description="CamelCase machine-readable reason.")
     message: str = Field(default="", description="Human-readable detail.")
     last_transition: str = Field(default="", description="RFC 3339 time the status changed.")
+
+
+EdgeState = Literal["healthy", "empty", "not meshed", "handshake failed", "unknown"]
+
+
+class EdgeRecord(BaseModel):
+    """One upstream of one group as the health reconciler last found it in its catalog.
+
+    ``empty`` and ``not meshed`` are errors (the listener answers 503 or closes: the sidecar
+    never falls back to plaintext); ``unknown`` means the catalog did not answer, never empty.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    group: str = Field(description="The calling group.")
+    service: str = Field(description="The upstream service.")
+    port: int = Field(ge=1, le=65535, description="The listener the app dials on 127.0.0.1.")
+    protocol: str = Field(description="http | tcp.")
+    provider: str = Field(description="consul | nomad: the catalog the upstream is read from.")
+    state: EdgeState = Field(
+        description="healthy: at least one usable mesh-tls instance; empty: none registered or "
+        "none passing; not meshed: instances, none tagged mesh-tls; handshake failed: every "
+        "usable instance failed the controller's verified TLS handshake; unknown: no answer."
+    )
+    healthy: int | None = Field(
+        default=None,
+        ge=0,
+        description="Usable mesh-tls instances (passing in Consul, registered in Nomad) whose "
+        "TLS handshake did not fail; null when unknown.",
+    )
+    message: str = Field(default="", description="Why the edge is not healthy, or empty.")
+    handshake_error: str = Field(
+        default="",
+        description="The last failed handshake with an instance of the upstream, as the "
+        "controller's probe saw it (chain against the mesh root, name <service>.<domain>); "
+        "empty when every handshake verified or none was tried.",
+    )
 
 
 class MeshStatus(BaseModel):
@@ -120,6 +161,14 @@ class MeshStatus(BaseModel):
         default="",
         description="JSON of the last certificate remediation (kind restart|reissue, at, "
         "allocations or nonce, serials, reason).",
+    )
+    edges: tuple[EdgeRecord, ...] = Field(
+        default=(), description="Each upstream of the job's meshed groups (mesh.tls.upstreams)."
+    )
+    warnings: tuple[str, ...] = Field(
+        default=(),
+        description="What is worth saying but changes no phase: a mesh.tls.allow name that no "
+        "meshed job fronts (nor names a pure client).",
     )
 
     def condition(self, kind: ConditionType) -> Condition | None:
@@ -161,6 +210,12 @@ class MeshStatus(BaseModel):
                 items[optional] = value
         if self.written_index:
             items["written_index"] = str(self.written_index)
+        if self.edges:
+            items["edges"] = json.dumps(
+                [e.model_dump(mode="json") for e in self.edges], separators=(",", ":")
+            )
+        if self.warnings:
+            items["warnings"] = json.dumps(list(self.warnings), separators=(",", ":"))
         return items
 
     @classmethod
@@ -182,6 +237,8 @@ class MeshStatus(BaseModel):
                 "written_index": int(items.get("written_index") or 0),
                 "retry": items.get("retry", ""),
                 "verified_at": items.get("verified_at", ""),
+                "edges": json.loads(items.get("edges") or "[]"),
+                "warnings": json.loads(items.get("warnings") or "[]"),
             }
         )
 

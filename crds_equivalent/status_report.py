@@ -4,7 +4,9 @@ Monitoring consumes this document, so it is part of the contract like the meta k
 here, a generated schema in ``schema/status-report.schema.json``, and a ``version`` that changes
 only when a field changes meaning or disappears (adding fields is not a breaking change).
 One row per meshed (job, group, fronted service); a job that cannot be split into rows (gone,
-invalid, unreadable) gets one row with ``group`` and ``service`` empty.
+invalid, unreadable) gets one row with ``group`` and ``service`` empty. One edge per upstream
+of a meshed group (``mesh.tls.upstreams``): caller -> upstream, and what the caller's listener
+finds behind it.
 """
 
 from typing import Literal
@@ -16,6 +18,7 @@ REPORT_VERSION = 1
 Injected = Literal["current", "stale", "missing", "orphaned"]
 IssuerState = Literal["current", "old", "unknown"]
 LockState = Literal["held", "released", "hidden", "unknown"]
+EdgeState = Literal["healthy", "empty", "not meshed", "handshake failed", "unknown"]
 
 
 class _Model(BaseModel):
@@ -87,6 +90,46 @@ class StatusRow(_Model):
         default_factory=list,
         description="The group's mesh.tls.allow: the only callers its mTLS sidecar lets in "
         "(empty: any mesh certificate).",
+    )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What the controller recorded as worth saying without being drift: a "
+        "mesh.tls.allow name that no meshed job fronts. Never affects in_sync.",
+    )
+
+
+class EdgeRow(_Model):
+    """One upstream edge: a caller group's listener 127.0.0.1:<port> -> the upstream service."""
+
+    namespace: str
+    job: str = Field(description="The calling job.")
+    group: str = Field(description="The calling group.")
+    service: str = Field(description="The upstream service.")
+    port: int = Field(ge=1, le=65535, description="The listener the app dials on 127.0.0.1.")
+    protocol: str = Field(description="http | tcp.")
+    provider: str = Field(description="consul | nomad: the catalog the upstream is read from.")
+    state: EdgeState = Field(
+        description="healthy: usable mesh-tls instances behind it; empty: none registered or "
+        "none passing (the listener answers 503 or closes); not meshed: instances, none tagged "
+        "mesh-tls (never a plaintext fallback); handshake failed: the controller recorded that "
+        "every usable instance failed a verified TLS handshake; unknown: the catalog did not "
+        "answer."
+    )
+    healthy: int | None = Field(
+        default=None, ge=0, description="Usable mesh-tls instances; null when unknown."
+    )
+    message: str = Field(default="", description="Why the edge is not healthy, or empty.")
+    handshake_error: str = Field(
+        default="",
+        description="The last failed TLS handshake with an instance of the upstream, from the "
+        "controller's record (its probe verifies the chain and <service>.<domain>).",
+    )
+    source: Literal["live", "record"] = Field(
+        description="live: judged now from the catalog (--live); record: as the controller "
+        "last recorded it in the caller's status."
+    )
+    in_sync: bool = Field(
+        description="False when the edge is empty, not meshed or its handshakes failed."
     )
 
 
@@ -168,6 +211,10 @@ class StatusReport(_Model):
     leader: LeaderInfo | None = Field(description="null when nobody ever took the lock.")
     backends: list[Backend]
     rows: list[StatusRow]
+    edges: list[EdgeRow] = Field(
+        default_factory=list,
+        description="One per upstream of a meshed group, sorted by (namespace, job, group, port).",
+    )
     rotation: RotationSummary | None = Field(
         default=None,
         description="The CA rotation in progress or last recorded; null when none ever ran "

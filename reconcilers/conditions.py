@@ -20,7 +20,14 @@ ORDER = (
     ConditionType.CERT_VALID,
     ConditionType.CONSUL_HEALTHY,
     ConditionType.PLAINTEXT_RETIRED,
+    ConditionType.UPSTREAMS_HEALTHY,
 )
+
+# The reason the health reconciler gives ConsulHealthy, CertValid and PlaintextRetired of a PURE
+# CLIENT (a meshed group that fronts nothing and only calls upstreams): they hold vacuously (no
+# registration to check, no chain served, no plaintext to retire), and this reason tells
+# ``judge`` that the job's one health fact is ``UpstreamsHealthy``.
+PURE_CLIENT = "PureClient"
 
 
 def condition(kind: ConditionType, ok: bool | None, reason: str, message: str = "") -> Condition:
@@ -99,12 +106,31 @@ HEALTH_ORDER = (
     ConditionType.CONSUL_HEALTHY,
     ConditionType.CERT_VALID,
     ConditionType.PLAINTEXT_RETIRED,
+    ConditionType.UPSTREAMS_HEALTHY,
 )
 WAITING_FOR = {
     ConditionType.CONSUL_HEALTHY: "waiting for Consul checks on the TLS port",
     ConditionType.CERT_VALID: "waiting for a TLS probe to verify the served chain",
     ConditionType.PLAINTEXT_RETIRED: "waiting for the plaintext registrations to be retired",
+    ConditionType.UPSTREAMS_HEALTHY: "waiting for a healthy instance of every upstream",
 }
+
+
+def is_pure_client(conditions: Iterable[Condition]) -> bool:
+    """The health reconciler judged the job a pure client (see :data:`PURE_CLIENT`)."""
+    return any(
+        c.type == ConditionType.CONSUL_HEALTHY and c.reason == PURE_CLIENT for c in conditions
+    )
+
+
+def _required(by_type: dict[ConditionType, Condition]) -> list[ConditionType]:
+    """The health facts Ready needs. ``UpstreamsHealthy`` is written with the others on every
+    health pass, so a record without it was written before it existed (or the job has no
+    upstream): required only of a pure client, whose one fact it is."""
+    pure = is_pure_client(by_type.values())
+    return [
+        t for t in HEALTH_ORDER if t is not ConditionType.UPSTREAMS_HEALTHY or t in by_type or pure
+    ]
 
 
 def judge(conditions: tuple[Condition, ...], *, verified: bool) -> tuple[Phase, str]:
@@ -116,7 +142,13 @@ def judge(conditions: tuple[Condition, ...], *, verified: bool) -> tuple[Phase, 
     needs a fault: a health fact False after the job was verified Ready (``verified``), or a
     deployment Nomad failed or reverted. A verified job whose health fact turns Unknown (a
     catalog or Vault did not answer) stays Ready with what cannot be told: a fact nobody could
-    check is no evidence against the job, and the phase only moves on evidence."""
+    check is no evidence against the job, and the phase only moves on evidence.
+
+    ``UpstreamsHealthy`` is one more health fact, under the same rules: an upstream that is
+    empty or not meshed keeps a fresh job Injected and makes a verified one Degraded (its calls
+    fail). A PURE CLIENT's other three facts are vacuous (reason ``PureClient``), so its phase
+    follows its rollout and its upstreams alone; for it, a missing ``UpstreamsHealthy`` is
+    waited for like any missing fact."""
     by_type = {c.type: c for c in conditions}
     failing = first_failing(conditions)
     spec = by_type.get(ConditionType.SPEC_VALID)
@@ -148,7 +180,7 @@ def judge(conditions: tuple[Condition, ...], *, verified: bool) -> tuple[Phase, 
     pending = next(
         (
             (t, by_type.get(t))
-            for t in HEALTH_ORDER
+            for t in _required(by_type)
             if t not in by_type or by_type[t].status != ConditionStatus.TRUE
         ),
         None,

@@ -18,6 +18,7 @@ from controller.cmd import (
     check,
     dev,
     explain,
+    graph,
     install,
     render,
     rotate_ca,
@@ -46,6 +47,7 @@ controllerctl.add_command(render.render)
 controllerctl.add_command(status.status)
 controllerctl.add_command(check.check)
 controllerctl.add_command(explain.explain)
+controllerctl.add_command(graph.graph)
 controllerctl.add_command(bootstrap_pki.bootstrap_pki_cmd)
 controllerctl.add_command(rotate_ca.rotate_ca)
 controllerctl.add_command(install.install_cmd)

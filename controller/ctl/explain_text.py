@@ -75,6 +75,22 @@ def _upstream_lines(upstreams: list[Mapping[str, Any]]) -> list[str]:
     ]
 
 
+def _edge_lines(status: Mapping[str, Any]) -> list[str]:
+    """The recorded upstream edges (state, healthy count, last handshake error) and warnings."""
+    out: list[str] = []
+    for edge in status.get("edges") or []:
+        count = "" if edge["healthy"] is None else f" ({edge['healthy']} healthy)"
+        line = (
+            f"  edge {edge['group']} -> {edge['service']}:{edge['port']}/{edge['protocol']}"
+            f"@{edge['provider']}: {edge['state']}{count}"
+        )
+        if edge.get("handshake_error"):
+            line += f"; last handshake error: {edge['handshake_error']}"
+        out.append(line + (f"; {edge['message']}" if edge["message"] else ""))
+    out += [f"  warning: {w}" for w in status.get("warnings") or []]
+    return out
+
+
 def _status_part(doc: Mapping[str, Any]) -> list[str]:
     out = [_section("Status record")]
     status = doc["status"]
@@ -99,6 +115,7 @@ def _status_part(doc: Mapping[str, Any]) -> list[str]:
                 + (f": {cond['message']}" if cond["message"] else "")
             )
             out.append(f"  {'':<17} since {cond['last_transition'] or '?'}")
+        out += _edge_lines(status)
     out.append(_section("Recent remediations"))
     remediations = doc["remediations"]
     if not remediations:

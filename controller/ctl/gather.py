@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from controller.config import Settings
 from controller.consul.wire import ConsulError, HealthEntry
 from controller.ctl.common import Clients, open_clients
+from controller.ctl.edge_rows import upstream_services
 from controller.ctl.leader import read_leader
 from controller.ctl.report import assemble
 from controller.ctl.rows import NOMAD_PROVIDER, JobFacts, World, service_names
@@ -63,6 +64,22 @@ async def _bounded(calls: Sequence[Awaitable[T]]) -> list[T]:
     return list(await asyncio.gather(*(one(c) for c in calls)))
 
 
+async def status_keys(clients: Clients, options: StatusOptions) -> list[JobKey]:
+    """The keys of the status records wanted, without reading them (one LIST)."""
+    store = StatusStore(NomadVariables(clients.nomad, namespace=clients.namespace))
+    return [k for k in await store.keys() if _wanted(k, options)]
+
+
+async def read_jobs_only(
+    clients: Clients, options: StatusOptions, known: Sequence[JobKey]
+) -> dict[JobKey, dict[str, Any]]:
+    """The candidate jobs as Nomad stores them (no allocations); gone ones left out."""
+    jobs = NomadJobs(clients.nomad)
+    ordered = await candidate_keys(clients, options, known)
+    found = await _bounded([jobs.get_job(k[1], k[0]) for k in ordered])
+    return {k: j for k, j in zip(ordered, found, strict=True) if j is not None}
+
+
 async def read_statuses(clients: Clients, options: StatusOptions) -> dict[JobKey, MeshStatus]:
     store = StatusStore(NomadVariables(clients.nomad, namespace=clients.namespace))
     wanted = [k for k in await store.keys() if _wanted(k, options)]
@@ -75,9 +92,11 @@ def _flagged(stub: Mapping[str, Any]) -> bool:
     return isinstance(meta, Mapping) and any(str(k).startswith(keys.MESH_TLS) for k in meta)
 
 
-async def read_jobs(
+async def candidate_keys(
     clients: Clients, options: StatusOptions, known: Sequence[JobKey]
-) -> dict[JobKey, JobFacts]:
+) -> list[JobKey]:
+    """The jobs to look at: ``known`` (those with a status record) and every job whose
+    job-level meta mentions mesh.tls in the LIST (or ``--job``), children left out."""
     jobs = NomadJobs(clients.nomad)
     candidates = set(known)
     if options.job is not None and options.namespace != "*":
@@ -90,13 +109,20 @@ async def read_jobs(
                 continue  # a child is shown in its parent's row (its instances are the parent's)
             if _wanted(key, options) and (_flagged(stub) or options.job is not None):
                 candidates.add(key)
+    return sorted(candidates)
+
+
+async def read_jobs(
+    clients: Clients, options: StatusOptions, known: Sequence[JobKey]
+) -> dict[JobKey, JobFacts]:
+    jobs = NomadJobs(clients.nomad)
+    ordered = await candidate_keys(clients, options, known)
 
     async def one(key: JobKey) -> JobFacts:
         job = await jobs.get_job(key[1], key[0])
         allocs = await instance_allocations(jobs, job, key[1], key[0]) if job is not None else []
         return JobFacts(job, allocs)
 
-    ordered = sorted(candidates)
     return dict(zip(ordered, await _bounded([one(k) for k in ordered]), strict=True))
 
 
@@ -151,7 +177,17 @@ async def status_report(clients: Clients, options: StatusOptions, now: datetime)
     native: dict[tuple[str, str], list[HealthEntry]] | None = {}
     issuer: str | None = None
     if jobs is not None:
-        names = sorted({n for f in jobs.values() if f.job for n in service_names(f.job, config)})
+        names = sorted(
+            {
+                n
+                for f in jobs.values()
+                if f.job
+                for n in [
+                    *service_names(f.job, config),
+                    *upstream_services(f.job, config, "consul"),
+                ]
+            }
+        )
         if names and clients.consul is None:
             health = None  # unknown, not unhealthy: say which services need Consul
             consul = consul.model_copy(
@@ -173,7 +209,10 @@ async def status_report(clients: Clients, options: StatusOptions, now: datetime)
                 (k[0], n)
                 for k, f in jobs.items()
                 if f.job
-                for n in service_names(f.job, config, provider=NOMAD_PROVIDER)
+                for n in [
+                    *service_names(f.job, config, provider=NOMAD_PROVIDER),
+                    *upstream_services(f.job, config, NOMAD_PROVIDER),
+                ]
             }
         )
         try:

@@ -2,7 +2,9 @@
 
 Exit codes follow the issue: 2 when Nomad, Consul or Vault could not be reached or read (the
 report is then incomplete and must not be mistaken for "in sync"), else 1 on any drift, else 0.
-Nobody holding the leader lock is drift too: with no leader, nothing reconciles.
+Nobody holding the leader lock is drift too: with no leader, nothing reconciles. An upstream
+edge that is empty, not meshed or failing its handshakes is drift (the caller's calls fail);
+one whose catalog did not answer is not (the backend's error says so).
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from controller.ctl.common import EXIT_DRIFT, EXIT_OK, EXIT_UNREACHABLE
+from controller.ctl.edge_rows import build_edge_rows
 from controller.ctl.rows import World, build_rows
 from crds_equivalent.status_report import (
     Backend,
+    EdgeRow,
     LeaderInfo,
     RotationSummary,
     StatusReport,
@@ -31,17 +35,24 @@ def leader_problem(leader: LeaderInfo | None) -> str:
 
 
 def exit_code(
-    rows: Sequence[StatusRow], leader: LeaderInfo | None, backends: Sequence[Backend]
+    rows: Sequence[StatusRow],
+    leader: LeaderInfo | None,
+    backends: Sequence[Backend],
+    edges: Sequence[EdgeRow] = (),
 ) -> int:
     if any(b.consulted and not b.ok for b in backends):
         return EXIT_UNREACHABLE
-    if leader_problem(leader) or any(not r.in_sync for r in rows):
+    drifting = any(not r.in_sync for r in rows) or any(not e.in_sync for e in edges)
+    if leader_problem(leader) or drifting:
         return EXIT_DRIFT
     return EXIT_OK
 
 
 def summary(
-    rows: Sequence[StatusRow], leader: LeaderInfo | None, backends: Sequence[Backend]
+    rows: Sequence[StatusRow],
+    leader: LeaderInfo | None,
+    backends: Sequence[Backend],
+    edges: Sequence[EdgeRow] = (),
 ) -> str:
     down = [b for b in backends if b.consulted and not b.ok]
     if down:
@@ -54,6 +65,9 @@ def summary(
         parts.append(f"{drifting} of {len(rows)} rows drifting")
     else:
         parts.append("1 row in sync" if len(rows) == 1 else f"all {len(rows)} rows in sync")
+    failing = sum(1 for e in edges if not e.in_sync)
+    if failing:
+        parts.append(f"{failing} of {len(edges)} upstream edges failing")
     problem = leader_problem(leader)
     if problem:
         parts.append(problem)
@@ -72,15 +86,17 @@ def assemble(
     """``world`` None: Nomad could not be read, so there are no rows to show. A rotation in
     progress is shown, not judged: jobs rolling under it show as drift on their own rows."""
     rows = build_rows(world) if world is not None else []
-    code = exit_code(rows, leader, backends)
+    edges = build_edge_rows(world) if world is not None else []
+    code = exit_code(rows, leader, backends, edges)
     return StatusReport(
         generated_at=now.isoformat(),
         live=live,
         exit_code=code,
         in_sync=code == EXIT_OK,
-        summary=summary(rows, leader, backends),
+        summary=summary(rows, leader, backends, edges),
         leader=leader,
         backends=list(backends),
         rows=rows,
+        edges=edges,
         rotation=rotation,
     )

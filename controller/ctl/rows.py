@@ -222,6 +222,7 @@ def _live_row(
     ]
     plain = [e for e in entries if not _is_tls(e, tls_label)]
     passing = sum(1 for e in tls if e.passing)
+    registers = known and bool(target.service)  # a pure client's row has nothing to count
     drift = list(base.drift)
     if target.injected == "orphaned":
         drift.insert(0, ORPHANED)
@@ -255,8 +256,8 @@ def _live_row(
             "mode": str(target.spec.mode) if target.spec is not None else "",
             "injected": target.injected,
             "allocs": allocs,
-            "tls": TlsCount(passing=passing, registered=len(tls)) if known else None,
-            "plaintext": len(plain) if known else None,
+            "tls": TlsCount(passing=passing, registered=len(tls)) if registers else None,
+            "plaintext": len(plain) if registers else None,
             "drift": drift,
             "in_sync": not drift,
             "upstreams": [u.spelled() for u in target.spec.upstreams] if target.spec else [],
@@ -301,6 +302,7 @@ def build_rows(world: World) -> list[StatusRow]:
             message=_message(status),
             drift=list(job_row.drift),
             in_sync=job_row.ok,
+            warnings=list(status.warnings) if status is not None else [],
         )
         found = (world.jobs or {}).get(key)
         if found is None or found.job is None:

@@ -18,7 +18,13 @@ from rich.text import Text
 
 from controller.ctl.common import human_duration
 from controller.ctl.rotation_view import rotation_body
-from crds_equivalent.status_report import CertSummary, LeaderInfo, StatusReport, StatusRow
+from crds_equivalent.status_report import (
+    CertSummary,
+    EdgeRow,
+    LeaderInfo,
+    StatusReport,
+    StatusRow,
+)
 
 OK_MARK = "✔"
 BAD_MARK = "×"
@@ -67,6 +73,8 @@ def _message(row: StatusRow, wide: bool) -> str:
     if row.drift and not wide:
         more = f" (+{len(row.drift) - 1} more)" if len(row.drift) > 1 else ""
         return row.drift[0] + more
+    if not row.message and row.warnings:  # said, but not drift: the mark stays ✔
+        return f"{WARN_MARK} " + "; ".join(row.warnings)
     return row.message
 
 
@@ -110,6 +118,44 @@ def rows_table(report: StatusReport, *, wide: bool = False) -> Table:
         table.add_column(head, overflow="fold" if head in ("MESSAGE", "DRIFT") else "ellipsis")
     for row in report.rows:
         table.add_row(*_row_cells(row, wide))
+    return table
+
+
+EDGE_STYLE = {
+    "healthy": "green",
+    "empty": "red",
+    "not meshed": "red",
+    "handshake failed": "red",
+    "unknown": "yellow",
+}
+
+
+def _edge_cells(edge: EdgeRow, wide: bool) -> list[RenderableType]:
+    mark = Text(OK_MARK, style="green") if edge.in_sync else Text(BAD_MARK, style="bold red")
+    job = edge.job if edge.namespace == "default" else f"{edge.namespace}/{edge.job}"
+    cells: list[RenderableType] = [
+        mark,
+        f"{job}/{edge.group}",
+        "→",
+        f"{edge.service}:{edge.port}/{edge.protocol}@{edge.provider}",
+        "-" if edge.healthy is None else str(edge.healthy),
+        Text(edge.state, style=EDGE_STYLE[edge.state]),
+    ]
+    if wide:
+        cells.append(edge.source)
+    shook = f"last handshake error: {edge.handshake_error}" if edge.handshake_error else ""
+    return [*cells, edge.message or shook]
+
+
+def edges_table(report: StatusReport, *, wide: bool = False) -> Table:
+    """One line per upstream edge: caller job/group → service:port, and what is behind it."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, header_style="bold")
+    heads = ["", "CALLER", "", "UPSTREAM", "HEALTHY", "STATE"]
+    heads += ["SOURCE"] if wide else []
+    for head in [*heads, "MESSAGE"]:
+        table.add_column(head, overflow="fold" if head == "MESSAGE" else "ellipsis")
+    for edge in report.edges:
+        table.add_row(*_edge_cells(edge, wide))
     return table
 
 
@@ -165,5 +211,7 @@ def report_view(report: StatusReport, *, wide: bool = False) -> Group:
     parts: list[RenderableType] = [header(report)]
     if report.rows:
         parts.append(rows_table(report, wide=wide))
+    if report.edges:
+        parts.append(edges_table(report, wide=wide))
     parts.append(footer(report))
     return Group(*parts)

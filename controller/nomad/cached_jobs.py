@@ -17,7 +17,9 @@ retry, never a clobber. What keeps the retries rare:
 - until the first whole fill, every read goes to Nomad.
 
 ``list_jobs`` lists the kept jobs only: the rotation's inventory of meshed jobs, every one of
-which the predicate keeps, without a read per job of the cluster.
+which the predicate keeps, without a read per job of the cluster (and the health reconciler's
+cluster-wide names), each stub with the ``ModifyIndex`` the job is cached at, so a reader can
+tell which jobs changed since it last looked.
 """
 
 from __future__ import annotations
@@ -122,7 +124,13 @@ class CachedJobs:
                 continue
             if prefix and not key.job_id.startswith(prefix):
                 continue
-            stubs.append({"ID": key.job_id, "Namespace": key.namespace})
+            stubs.append(
+                {
+                    "ID": key.job_id,
+                    "Namespace": key.namespace,
+                    "ModifyIndex": self.cache.index_of(key),
+                }
+            )
         return JobList(stubs=stubs, index=0)
 
     # --- writes -----------------------------------------------------------------------------

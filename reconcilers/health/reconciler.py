@@ -9,18 +9,27 @@ fights the MeshReconciler), never writes the job, and takes no destructive actio
 answer — least of all on a catalog not answering, which is Unknown, not unhealthy. It runs on
 Allocation events and re-checks every ``interval`` seconds.
 
+It also checks the job's calls (``reconcilers.health.upstreams``): each upstream edge from the
+catalog its entry names, handshaken as the caller's sidecar would (``edges``,
+``UpstreamsHealthy``), and each ``mesh.tls.allow`` name against the names the mesh knows
+(``warnings``, never a phase change). A PURE CLIENT (meshed, fronting nothing, calling
+upstreams) is judged on its calls alone: its served facts hold vacuously (reason
+``PureClient``), so it reaches Ready once its upstreams are healthy.
+
 Wiring (composition root)::
 
     health = HealthReconciler(
         jobs=NomadJobs(...), statuses=StatusStore(...), consul=ConsulClient.from_settings(...),
         probe=TlsProber(), trust=VaultTrust(vault_client, root_mount=..., int_mount=...),
-        config=mesh_config, interval=settings.controller.health_interval, registry=registry,
+        config=mesh_config, names=MeshNames(cached_jobs, cached_jobs, mesh_config, clock, ttl=...),
+        interval=settings.controller.health_interval, registry=registry,
     )
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -36,8 +45,23 @@ from crds_equivalent.status import (
 )
 from reconcilers import conditions as cond
 from reconcilers import renewal
+from reconcilers.health.directory import MeshNames
 from reconcilers.health.metrics import HealthMetrics
-from reconcilers.health.verdicts import CertVerdict, cert_verdict, consul_conditions
+from reconcilers.health.upstreams import (
+    CallsVerdict,
+    JobCalls,
+    SharedProbes,
+    job_calls,
+    judge_calls,
+    probe_upstreams,
+    pure_client_conditions,
+    read_upstreams,
+)
+from reconcilers.health.verdicts import (
+    CertVerdict,
+    cert_verdict,
+    consul_conditions,
+)
 from reconcilers.injection import jobview
 from reconcilers.instances.catalogs import CONSUL_UNAVAILABLE, CatalogProblem, read_catalogs
 from reconcilers.instances.matching import (
@@ -66,6 +90,7 @@ class HealthReconciler:
         config: MeshConfig,
         *,
         native: NativeCatalog | None = None,
+        names: MeshNames | None = None,
         clock: Clock | None = None,
         interval: float = 30.0,
         min_remaining_fraction: float = renewal.MIN_REMAINING_FRACTION,
@@ -77,11 +102,14 @@ class HealthReconciler:
         self.statuses = statuses
         self.consul = consul
         self.native = native
+        self.names = names  # None: allow-list names are not checked
         self.probe = probe
         self.trust = trust
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.interval = interval
+        # the callers of one upstream share its instances' handshakes within an interval
+        self.upstream_probe = SharedProbes(probe, self.clock, ttl=interval)
         self.min_remaining_fraction = min_remaining_fraction
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = HealthMetrics(self.registry)
@@ -90,7 +118,8 @@ class HealthReconciler:
         namespace, job_id = key
         job = await self.jobs.get_job(job_id, namespace)
         ports = fronted_ports(job, self.config) if job is not None else []
-        if job is None or not ports or jobview.is_stopped(job):
+        calls = job_calls(job, self.config) if job is not None else JobCalls()
+        if job is None or not (ports or calls.edges) or jobview.is_stopped(job):
             self.metrics.forget(namespace, job_id)
             return Result()
         # A gate only: _record derives again from the record as it is when it writes.
@@ -98,6 +127,37 @@ class HealthReconciler:
         if gate is None or not gate.sidecar_injected:
             return Result(requeue_after=self.interval)  # the MeshReconciler is not done yet
 
+        if ports:
+            served, verdict = await self._served(job, key, ports)
+        else:  # a pure client: nothing registered, served or retired; its calls are its facts
+            self.metrics.forget(namespace, job_id)
+            served = pure_client_conditions()
+            verdict = CertVerdict(served[0])
+        judged = await self._calls(calls, namespace)
+        await self._record(key, [*served, judged.condition], verdict, judged)
+        return Result(requeue_after=self.interval)
+
+    async def _calls(self, calls: JobCalls, namespace: str) -> CallsVerdict:
+        """The job's upstream edges from their catalogs and handshakes, its allow names
+        against the mesh's (no handshake judged while Vault does not say what the root is)."""
+        entries, unknown = await read_upstreams(
+            calls.edges, namespace, consul=self.consul, native=self.native
+        )
+        handshakes = {}
+        if entries:
+            trust, _ = await self._trust()
+            if trust is not None:
+                handshakes = await probe_upstreams(
+                    entries, self.upstream_probe, trust.anchors_pem, self.config.domain
+                )
+        names = await self.names.names() if self.names is not None and calls.allow else None
+        return judge_calls(calls, entries, unknown, names, handshakes)
+
+    async def _served(
+        self, job: dict[str, Any], key: JobKey, ports: Sequence[FrontedPort]
+    ) -> tuple[list[Condition], CertVerdict]:
+        """CertValid, ConsulHealthy and PlaintextRetired of a job that fronts services."""
+        namespace, job_id = key
         allocs = running_allocations(await instance_allocations(self.jobs, job, job_id, namespace))
         found, problem = await self._catalogs(namespace, ports, allocs)
         trust, trust_problem = await self._trust()
@@ -112,8 +172,7 @@ class HealthReconciler:
             problem.message if problem else "",
             reason=problem.reason if problem else CONSUL_UNAVAILABLE,
         )
-        await self._record(key, [verdict.condition, healthy, retired], verdict)
-        return Result(requeue_after=self.interval)
+        return [verdict.condition, healthy, retired], verdict
 
     async def _catalogs(
         self, namespace: str, ports: Sequence[FrontedPort], allocs: dict[str, list[str]]
@@ -178,8 +237,11 @@ class HealthReconciler:
             min_remaining_fraction=self.min_remaining_fraction,
         )
 
-    async def _record(self, key: JobKey, updates: list[Condition], verdict: CertVerdict) -> None:
-        """Write the health conditions, ``cert_not_after`` and ``issuer`` onto the record as it
+    async def _record(
+        self, key: JobKey, updates: list[Condition], verdict: CertVerdict, calls: CallsVerdict
+    ) -> None:
+        """Write the health conditions, ``cert_not_after``, ``issuer``, ``edges`` and
+        ``warnings`` onto the record as it
         is now: probes take time, and whatever the MeshReconciler recorded meanwhile must
         survive ours (``update`` derives from the record as this process knows it, pending
         changes included, and again on a CAS conflict). A record that no longer shows the
@@ -196,6 +258,8 @@ class HealthReconciler:
                     if verdict.not_after
                     else previous.cert_not_after,
                     "issuer": verdict.issuer or previous.issuer,
+                    "edges": calls.records,
+                    "warnings": calls.warnings,
                 }
             )
 

@@ -98,37 +98,54 @@ async def read_catalogs(
     answer (the whole answer is then unknown: a half-read job is not judged)."""
     answer = CatalogAnswer()
     for name, provider in sorted(providers(ports).items()):
+        entries, filtered = await read_service(
+            provider, name, namespace, consul=consul, native=native
+        )
+        answer.health[name] = entries
         if provider == NOMAD:
-            if native is None:
-                raise CatalogProblem(
-                    NOMAD_UNAVAILABLE, f"no reader of Nomad's service catalog for {name}"
-                )
-            try:
-                found = await native.service_health(name, namespace)
-            except PermissionDenied as exc:
-                raise CatalogProblem(
-                    NOMAD_CATALOG_DENIED,
-                    f"the Nomad token cannot read service {name} in namespace {namespace}: "
-                    f"{exc}. Grant the token read-job in {namespace}",
-                ) from exc
-            except NomadError as exc:
-                raise CatalogProblem(
-                    NOMAD_UNAVAILABLE, f"Nomad did not answer for service {name}: {exc}"
-                ) from exc
-            answer.health[name] = native_entries(found)
             answer.native.add(name)
-            continue
-        if consul is None:
+        if filtered:
+            answer.filtered[name] = filtered
+    return answer
+
+
+async def read_service(
+    provider: str,
+    name: str,
+    namespace: str,
+    *,
+    consul: Catalog | None,
+    native: NativeCatalog | None,
+) -> tuple[tuple[HealthEntry, ...], str]:
+    """One service's registrations in ``provider``'s catalog, in Consul's shape, and why
+    Consul's ACLs filtered the answer ("" when they did not); :class:`CatalogProblem` when the
+    catalog cannot answer. Nomad's catalog is namespaced, Consul's (OSS) is not."""
+    if provider == NOMAD:
+        if native is None:
             raise CatalogProblem(
-                CONSUL_NOT_CONFIGURED,
-                f"service {name} is registered in Consul (provider consul), but no Consul is "
-                'configured: set CONSUL_HTTP_ADDR, or give the service provider = "nomad"',
+                NOMAD_UNAVAILABLE, f"no reader of Nomad's service catalog for {name}"
             )
         try:
-            got = await consul.health_service(name)
-        except ConsulError as exc:  # unavailable, 403 and friends: unknown, never unhealthy
-            raise CatalogProblem(CONSUL_UNAVAILABLE, str(exc)) from exc
-        answer.health[name] = got.entries
-        if got.filtered:
-            answer.filtered[name] = got.filtered_why
-    return answer
+            found = await native.service_health(name, namespace)
+        except PermissionDenied as exc:
+            raise CatalogProblem(
+                NOMAD_CATALOG_DENIED,
+                f"the Nomad token cannot read service {name} in namespace {namespace}: "
+                f"{exc}. Grant the token read-job in {namespace}",
+            ) from exc
+        except NomadError as exc:
+            raise CatalogProblem(
+                NOMAD_UNAVAILABLE, f"Nomad did not answer for service {name}: {exc}"
+            ) from exc
+        return native_entries(found), ""
+    if consul is None:
+        raise CatalogProblem(
+            CONSUL_NOT_CONFIGURED,
+            f"service {name} is registered in Consul (provider consul), but no Consul is "
+            'configured: set CONSUL_HTTP_ADDR, or give the service provider = "nomad"',
+        )
+    try:
+        got = await consul.health_service(name)
+    except ConsulError as exc:  # unavailable, 403 and friends: unknown, never unhealthy
+        raise CatalogProblem(CONSUL_UNAVAILABLE, str(exc)) from exc
+    return tuple(got.entries), got.filtered_why if got.filtered else ""

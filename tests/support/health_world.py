@@ -164,12 +164,14 @@ class Consul:
 class Probe:
     def __init__(self, leaves: dict[int, LeafInfo]) -> None:
         self.leaves, self.calls = leaves, 0
+        self.targets: list[ProbeTarget] = []
 
     async def probe_many(
         self, targets: Sequence[ProbeTarget], anchors_pem: str
     ) -> list[ProbeResult]:
         assert anchors_pem == TRUST.anchors_pem
         self.calls += 1
+        self.targets.extend(targets)
         return [
             ProbeResult(t, ProbeOutcome.OK, "verified", leaf=self.leaves[t.port])
             if t.port in self.leaves

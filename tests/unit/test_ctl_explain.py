@@ -10,7 +10,7 @@ from controller.ctl.explain import Facts, explain_doc, nginx_conf_of
 from controller.ctl.explain_text import render_text
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
-from crds_equivalent.status import Condition, ConditionType, MeshStatus, Phase
+from crds_equivalent.status import Condition, ConditionType, EdgeRecord, MeshStatus, Phase
 from reconcilers.injection import nginx
 from reconcilers.injection.plan import Apply, plan_job
 
@@ -161,3 +161,26 @@ def test_explain_of_a_host_mode_caller_names_its_reserved_port() -> None:
     job["TaskGroups"][0]["Networks"] = [{"Mode": "host", "DynamicPorts": [{"Label": "http"}]}]
     [spec] = explain_doc(Facts("default", "web", job), CONFIG, NOW)["specs"]
     assert spec["upstreams"][0]["reserved"] == "static port mesh_tls_upstream_9001 = 9001"
+
+
+def test_explain_shows_the_recorded_edges_and_warnings() -> None:
+    meta = {"mesh.tls": "true", "mesh.tls.upstreams": "billing:9001"}
+    edge = EdgeRecord(
+        group="app",
+        service="billing",
+        port=9001,
+        protocol="http",
+        provider="consul",
+        state="healthy",
+        healthy=2,
+        handshake_error="10.0.0.9:7000 (billing.service.consul): unknown ca",
+    )
+    status = MeshStatus(phase=Phase.READY, edges=(edge,), warnings=("allow names nobody",))
+    doc = explain_doc(Facts("default", "web", injected(meta), status.to_items()), CONFIG, NOW)
+    assert doc["status"]["edges"][0]["state"] == "healthy"
+    text = render_text(doc)
+    assert (
+        "  edge app -> billing:9001/http@consul: healthy (2 healthy); last handshake error: "
+        "10.0.0.9:7000 (billing.service.consul): unknown ca"
+    ) in text
+    assert "  warning: allow names nobody" in text

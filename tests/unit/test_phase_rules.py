@@ -212,3 +212,73 @@ def test_a_version_without_a_deployment_rolls_out_when_its_allocations_run() -> 
     assert (cond.status, cond.reason) == ("True", "AllocationsRunning")
     half = rolled_out(batch, None, [running(1), running(0)])  # one still runs version 0
     assert (half.status, half.message) == ("False", "1/2 allocations of version 1 run the sidecar")
+
+
+# --- upstreams and pure clients ------------------------------------------------------------------
+
+UPSTREAMS = condition(T.UPSTREAMS_HEALTHY, True, "AllUpstreamsHealthy", "billing:9001 2")
+EMPTY = condition(
+    T.UPSTREAMS_HEALTHY, False, "UpstreamEmpty", 'group "api": upstream billing:9001/http: empty'
+)
+UPSTREAMS_UNKNOWN = condition(T.UPSTREAMS_HEALTHY, None, "CatalogUnavailable", "consul is down")
+PURE = tuple(
+    condition(kind, True, "PureClient", "a pure client")
+    for kind in (T.CERT_VALID, T.CONSUL_HEALTHY, T.PLAINTEXT_RETIRED)
+)
+
+
+@pytest.mark.parametrize(
+    ("conds", "verified", "phase", "message"),
+    [
+        # A record written before UpstreamsHealthy existed (or a job with no upstream) is judged
+        # as before: no phase moves on an upgrade of the controller.
+        ((SPEC, INJECTED, ROLLED, *HEALTHY), True, Phase.READY, ""),
+        ((SPEC, INJECTED, ROLLED, *HEALTHY, UPSTREAMS), False, Phase.READY, ""),
+        # An empty upstream is a health fact like the others: warm-up first, a fault once verified
+        (
+            (SPEC, INJECTED, ROLLED, *HEALTHY, EMPTY),
+            False,
+            Phase.INJECTED,
+            "waiting for a healthy instance of every upstream: " + EMPTY.message,
+        ),
+        ((SPEC, INJECTED, ROLLED, *HEALTHY, EMPTY), True, Phase.DEGRADED, EMPTY.message),
+        (
+            (SPEC, INJECTED, ROLLED, *HEALTHY, UPSTREAMS_UNKNOWN),
+            True,
+            Phase.READY,
+            "verified earlier; cannot tell now: consul is down",
+        ),
+        # A pure client: its facts are its upstreams
+        ((SPEC, INJECTED, ROLLED, *PURE, UPSTREAMS), False, Phase.READY, ""),
+        (
+            (SPEC, INJECTED, ROLLED, *PURE),
+            False,
+            Phase.INJECTED,
+            "waiting for a healthy instance of every upstream",
+        ),
+        (
+            (SPEC, INJECTED, ROLLED, *PURE, EMPTY),
+            False,
+            Phase.INJECTED,
+            "waiting for a healthy instance of every upstream: " + EMPTY.message,
+        ),
+        ((SPEC, INJECTED, ROLLED, *PURE, EMPTY), True, Phase.DEGRADED, EMPTY.message),
+        (
+            (SPEC, INJECTED, ROLLING, *PURE, UPSTREAMS),
+            False,
+            Phase.INJECTED,
+            ROLLING.message,
+        ),
+    ],
+)
+def test_upstreams_and_pure_clients(
+    conds: tuple[Condition, ...], verified: bool, phase: Phase, message: str
+) -> None:
+    assert judge(ordered(*conds), verified=verified) == (phase, message)
+
+
+def test_a_pure_client_is_stamped_verified_when_its_upstreams_are_healthy() -> None:
+    ready = restate(None, [SPEC, INJECTED, ROLLED, *PURE, UPSTREAMS], NOW)
+    assert (ready.phase, ready.verified_at) == (Phase.READY, NOW.isoformat())
+    down = restate(ready, [EMPTY], NOW + timedelta(minutes=1))
+    assert (down.phase, down.message) == (Phase.DEGRADED, EMPTY.message)

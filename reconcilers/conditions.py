@@ -83,7 +83,7 @@ def restate(
     verified_at = base.verified_at
     if spec_hash is not None and spec_hash != base.spec_hash:
         verified_at = ""
-    phase, message = judge(conditions, verified=bool(verified_at))
+    phase, message = judge(conditions, verified=bool(verified_at), previous=base.phase)
     if phase is Phase.READY and not verified_at:
         verified_at = now.isoformat()
     return base.model_copy(
@@ -133,7 +133,9 @@ def _required(by_type: dict[ConditionType, Condition]) -> list[ConditionType]:
     ]
 
 
-def judge(conditions: tuple[Condition, ...], *, verified: bool) -> tuple[Phase, str]:
+def judge(
+    conditions: tuple[Condition, ...], *, verified: bool, previous: Phase | None = None
+) -> tuple[Phase, str]:
     """The phase and its message. Ready needs every fact checked and True: injected, rolled out
     (Nomad's verdict on the deployment, see ``reconcilers.mesh.rollout``), Consul passing on the
     TLS port, the chain verified, plaintext retired. A health fact that is missing, Unknown or
@@ -190,8 +192,11 @@ def judge(conditions: tuple[Condition, ...], *, verified: bool) -> tuple[Phase, 
     kind, fact = pending
     detail = f": {fact.message}" if fact is not None and fact.message else ""
     if verified and fact is not None and fact.status == ConditionStatus.UNKNOWN:
-        # Verified, and now a catalog or Vault does not answer: nothing is known to be wrong
-        # with the job, so it keeps its phase (a Consul blip must not move every job back).
+        # Verified, and now a catalog or Vault does not answer: nothing is known to have changed,
+        # so the job keeps its phase — a Consul blip must not move every job back to Injected,
+        # nor a Degraded one to Ready.
+        if previous is Phase.DEGRADED:
+            return Phase.DEGRADED, f"degraded when last seen; cannot tell now{detail}"
         return Phase.READY, f"verified earlier; cannot tell now{detail}"
     return Phase.INJECTED, WAITING_FOR[kind] + detail
 

@@ -105,8 +105,8 @@ async def _until(what: str, holds: Callable[[], bool], task: asyncio.Task[int]) 
 
 
 async def run_demo(app: App, ca_file: str, out: TextIO) -> None:
-    """Submit `web`, `client` and `worker`, wait for `web` to be Ready and `client`'s call to
-    get through, print the proof (or why not)."""
+    """Submit `web`, `client` and `worker`, wait for `web` to be Ready, `client`'s call to get
+    through and `client` to be Ready, print the proof (or why not)."""
     try:
         await _demo(app, ca_file, out)
     except Exception as exc:  # the stack keeps running, so the user can look around
@@ -124,9 +124,10 @@ async def _demo(app: App, ca_file: str, out: TextIO) -> None:
     await wait_ready(app.statuses, JobKey("default", "web"), DEMO_READY_WITHIN)
     endpoint = await _web_endpoint(app, native)
     out.write(f"web is Ready after {time.monotonic() - started:.1f}s\n")
-    # The client is a pure client: its status does not reach Ready on this version, so the
-    # proof of its edge is a request through its listener.
+    # The client is a pure client: Ready once its edge to web is healthy; the proof of the edge
+    # is also a request through its listener.
     await wait_upstream(port, DEMO_READY_WITHIN)
+    await wait_ready(app.statuses, JobKey("default", CLIENT), DEMO_READY_WITHIN)
     edge = f"http://127.0.0.1:{port} -> web (mTLS)"
     await print_table(
         out, app.jobs, app.statuses, ["web", CLIENT, "worker"], endpoint, {CLIENT: edge}

@@ -14,8 +14,7 @@ caller's sidecar, else no request would reach the log); moving web's allocation 
 node keeps the client working after its sidecar's template re-renders, with no restart of
 that sidecar and no new client allocation.
 
-A pure client has no Ready rule on this version (it stays Injected), so the client's status
-is asserted only as far as main supports: injected, with a status record.
+The client is a pure client: it is Ready once its upstream edge is healthy (UpstreamsHealthy).
 """
 
 from __future__ import annotations
@@ -120,11 +119,19 @@ async def test_plaintext_callers_reach_an_mtls_server_through_their_sidecars_by_
         }
         assert not any("client" in x["caller"] for x in lines)  # the allowed caller is not
 
-        # the client's status as far as this version goes: injected, recorded, not Ready yet
+        # a pure client is Ready once its upstream edge is healthy
         client = await app.jobs.get_job("client", "default")
         assert client is not None
         assert keys.INJECTED_GROUP_META in client["TaskGroups"][0]["Meta"]
-        assert await app.statuses.get("default", "client") is not None
+
+        async def client_ready() -> Any:
+            status = await app.statuses.get("default", "client")
+            if status is None or status.phase.value != "Ready":
+                return None
+            return status
+
+        ready = await eventually(client_ready, what="client Ready", within=60, every=0.5)
+        assert [(e.service, e.state) for e in ready.edges] == [("web", "healthy")]
 
         # move web: Nomad places a replacement (on the other node) and stops the old one
         (client_alloc,) = await running(app, "client")

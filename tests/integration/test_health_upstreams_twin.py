@@ -132,8 +132,8 @@ async def test_a_pure_clients_upstream_through_the_twin_and_real_tls(
         await health.reconcile(KEY)
         state, healthy, _ = edge()
         assert (state, healthy) == ("unknown", None)
-        # verified before, and nothing is known to be wrong now: the rule of every health fact
-        assert statuses.stored.phase is Phase.READY
-        assert statuses.stored.message.startswith("verified earlier; cannot tell now: ")
+        # nothing can be told now: the job keeps the phase it had (Degraded: the edge was empty)
+        assert statuses.stored.phase is Phase.DEGRADED
+        assert statuses.stored.message.startswith("degraded when last seen; cannot tell now: ")
     finally:
         await consul.close()

@@ -119,6 +119,20 @@ def test_phase_rules(
     assert judge(ordered(*conds), verified=verified) == (phase, message)
 
 
+def test_unknown_after_degraded_stays_degraded_and_after_ready_stays_ready() -> None:
+    """A fact nobody can check is no evidence either way: the phase it had stands."""
+    facts = ordered(SPEC, INJECTED, ROLLED, CERT, NO_CONSUL, PLAIN)
+    assert judge(facts, verified=True, previous=Phase.DEGRADED) == (
+        Phase.DEGRADED,
+        "degraded when last seen; cannot tell now: Consul did not answer",
+    )
+    assert judge(facts, verified=True, previous=Phase.READY)[0] is Phase.READY
+    degraded = restate(None, (SPEC, INJECTED, ROLLED, CERT, CRITICAL, PLAIN), NOW)
+    degraded = degraded.model_copy(update={"verified_at": NOW.isoformat(), "phase": Phase.DEGRADED})
+    assert restate(degraded, (NO_CONSUL,), at(1)).phase is Phase.DEGRADED
+    assert restate(degraded, (CONSUL,), at(2)).phase is Phase.READY
+
+
 def at(minutes: int) -> datetime:
     return NOW + timedelta(minutes=minutes)
 

@@ -49,7 +49,9 @@ from controller.runtime import (
 )
 from controller.status.store import StatusStore
 from controller.tlsprobe import TlsProber
+from controller.vault.bootstrap import pki_layout
 from controller.vault.client import VaultClient, VaultConnection
+from controller.vault.grants import VaultCertGrants
 from controller.vault.pki_admin import VaultPki
 from controller.vault.trust import VaultTrust
 from crds_equivalent.jobkey import JobKey
@@ -165,6 +167,7 @@ class App:
             clock=self.clock,
             rollout_poll=self.tuning.rollout_poll,
             retry_backoff=Backoff(self.tuning.deploy_retry_base, self.tuning.deploy_retry_cap),
+            grants=VaultCertGrants(self.vault, pki_layout(mesh)),
         )
         self.statuses.on_write = self._phase_written
         self.health = self._build_health(prober=self.prober, trust=self.trust)

@@ -61,6 +61,7 @@ from reconcilers.health.reconciler import HealthReconciler
 from reconcilers.mesh.interest import MESH_INTEREST
 from reconcilers.mesh.reconciler import MeshReconciler
 from reconcilers.mesh.retry import Backoff
+from reconcilers.ports import CertGrants
 from reconcilers.rotation.loop import rotation_loop
 from reconcilers.rotation.metrics import RotationMetrics
 from reconcilers.rotation.rotator import RotationSettings, Rotator
@@ -101,8 +102,12 @@ class App:
         clock: Clock | None = None,
         tuning: Tuning | None = None,
         identity: str | None = None,
+        grants: CertGrants | None = None,
     ) -> None:
         self.settings = settings
+        # The per-job PKI roles (identity-bound leaves) live in Vault; a harness without a
+        # Vault (the twin-only tests) hands in its own.
+        self._grants = grants
         self.clock: Clock = clock or SystemClock()
         self.tuning = t = tuning or Tuning()
         self.registry = CollectorRegistry()
@@ -167,7 +172,7 @@ class App:
             clock=self.clock,
             rollout_poll=self.tuning.rollout_poll,
             retry_backoff=Backoff(self.tuning.deploy_retry_base, self.tuning.deploy_retry_cap),
-            grants=VaultCertGrants(self.vault, pki_layout(mesh)),
+            grants=self._grants or VaultCertGrants(self.vault, pki_layout(mesh)),
         )
         self.statuses.on_write = self._phase_written
         self.health = self._build_health(prober=self.prober, trust=self.trust)

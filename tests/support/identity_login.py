@@ -1,0 +1,81 @@
+"""Workload tokens the way a Nomad 1.10 client gets them, for tests without a whole cluster.
+
+A Nomad keyring (the twin's signer, devstack.nomad.identity) serves its JWKS on a loopback
+port; the product's bootstrap points Vault's JWT auth method at it (as `controllerctl
+bootstrap-pki --jwks-url` does on a real cluster); ``login`` then signs a task's
+``vault_default`` identity with Nomad's claims and logs in at ``auth/jwt-nomad/login`` with the
+mesh's role, exactly the request the client's vault hook makes. The token carries whatever the
+role and the templated workload policy give that identity, nothing more.
+"""
+
+from __future__ import annotations
+
+import ssl
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from controller.vault import PkiLayout, VaultClient, VaultConnection, bootstrap_pki
+from controller.vault.workload_auth import JWT_MOUNT, JWT_ROLE, WorkloadAuth
+from devstack.nomad.identity import JWKS_PATH, WorkloadIdentities
+from devstack.vault import OpenBao
+
+VAULT_IDENTITY = {"Name": "vault_default", "Audience": ["vault.io"]}
+
+
+@dataclass
+class IdentityIssuer:
+    bao: OpenBao
+    identities: WorkloadIdentities
+
+    def jwt(self, namespace: str, job_id: str, group: str = "g", task: str = "t") -> str:
+        alloc = {
+            "ID": str(uuid.uuid4()),
+            "Namespace": namespace,
+            "TaskGroup": group,
+            "Job": {"ID": job_id, "Namespace": namespace},
+        }
+        return self.identities.sign(
+            alloc, {"Name": task, "Vault": {"Role": JWT_ROLE}}, VAULT_IDENTITY
+        )
+
+    async def login(self, namespace: str, job_id: str, group: str = "g", task: str = "t") -> str:
+        """A task's Vault token: PUT auth/jwt-nomad/login with its signed identity. (Async:
+        Vault fetches the JWKS from this process's own server while the login waits.)"""
+        body = {"role": JWT_ROLE, "jwt": self.jwt(namespace, job_id, group, task)}
+        ctx = ssl.create_default_context(cafile=self.bao.ca_cert) if self.bao.ca_cert else None
+        url = f"{self.bao.addr}/v1/auth/{JWT_MOUNT}/login"
+        async with aiohttp.ClientSession() as http, http.put(url, json=body, ssl=ctx) as resp:
+            answer = await resp.json(content_type=None)
+            assert resp.status == 200, answer
+            return str(answer["auth"]["client_token"])
+
+
+@asynccontextmanager
+async def identity_issuer(
+    bao: OpenBao, layout: PkiLayout | None = None
+) -> AsyncIterator[IdentityIssuer]:
+    """The mesh PKI bootstrapped with the JWT auth method trusting a fresh Nomad keyring."""
+    identities = WorkloadIdentities()
+    app = web.Application()
+
+    async def jwks(_: web.Request) -> web.Response:
+        return web.json_response(identities.jwks())
+
+    app.router.add_get(JWKS_PATH, jwks)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        root = VaultClient(VaultConnection(bao.addr, bao.root_token))
+        auth = WorkloadAuth(jwks_url=f"http://127.0.0.1:{port}{JWKS_PATH}")
+        await bootstrap_pki(root, layout, workload_auth=auth)
+        yield IdentityIssuer(bao, identities)
+    finally:
+        await runner.cleanup()

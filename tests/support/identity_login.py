@@ -20,6 +20,7 @@ import aiohttp
 from aiohttp import web
 
 from controller.vault import PkiLayout, VaultClient, VaultConnection, bootstrap_pki
+from controller.vault.grants import VaultCertGrants
 from controller.vault.workload_auth import JWT_MOUNT, JWT_ROLE, WorkloadAuth
 from devstack.nomad.identity import JWKS_PATH, WorkloadIdentities
 from devstack.vault import OpenBao
@@ -79,3 +80,15 @@ async def identity_issuer(
         yield IdentityIssuer(bao, identities)
     finally:
         await runner.cleanup()
+
+
+async def workload_token(
+    bao: OpenBao, job_id: str, names: tuple[str, ...], namespace: str = "default"
+) -> str:
+    """A task token of job ``job_id`` after the controller's grant of ``names`` to that job
+    (role ``mesh.<namespace>.<job_id>``): what the job's sidecar holds on a real cluster."""
+    layout = PkiLayout()
+    async with identity_issuer(bao, layout) as issuer:
+        root = VaultClient(VaultConnection(bao.addr, bao.root_token))
+        await VaultCertGrants(root, layout).grant(f"{layout.role}.{namespace}.{job_id}", names)
+        return await issuer.login(namespace, job_id)

@@ -1,11 +1,13 @@
 """``controllerctl install [--dry-run]``: the helm-less install through the APIs.
 
 Does what helm-less-deploy/README.md does with the `vault`/`bao` and `nomad` CLIs: the mesh
-PKI and Vault policies, the controller's Vault token, the Nomad ACL policy and token (when ACLs
-are on), the Variable nomad/jobs/mesh-controller the job reads its environment from, and the
-system job itself. Every step looks before it writes, so re-running it is safe and changes
-nothing when everything is in place; each printed line says what changed or was found. With
---dry-run nothing is written and each line says what would change. Tokens are never printed.
+PKI and Vault policies, Vault's JWT auth method for workload identities (`nomad setup vault`'s
+setup, against ``--jwks-url``), the controller's Vault token, the Nomad ACL policy and token
+(when ACLs are on), the Variable nomad/jobs/mesh-controller the job reads its environment
+from, and the system job itself. Every step looks before it writes, so re-running it is safe
+and changes nothing when everything is in place; each printed line says what changed or was
+found. With --dry-run nothing is written and each line says what would change. Tokens are
+never printed.
 
 The installer's own access comes from NOMAD_* and VAULT_* as the CLIs read them (it needs a
 Nomad management token when ACLs are on and a Vault token that may mount, write policies and
@@ -34,6 +36,7 @@ from controller.config import (
 )
 from controller.config.values import reading
 from controller.deploy.install import InstallOptions, install_with, packaged_job_file
+from controller.deploy.jwks import default_jwks_url, workload_auth
 from controller.deploy.nomad_install import SECRET_KEYS
 from controller.deploy.steps import InstallReport, Outcome
 from controller.deploy.vault_access import refusal_message
@@ -153,6 +156,19 @@ def _run(
     help="Another non-secret item for the controller's environment, e.g. MESH_WORKERS=8.",
 )
 @click.option(
+    "--jwks-url",
+    default=None,
+    metavar="URL",
+    help="Nomad's JWKS as Vault reaches it, for the JWT auth method workloads log in at "
+    "[default: $NOMAD_ADDR/.well-known/jwks.json].",
+)
+@click.option(
+    "--jwks-ca-file",
+    default=None,
+    metavar="FILE",
+    help="CA certificate (PEM) that verifies an https JWKS URL.",
+)
+@click.option(
     "--vault-token-period",
     default=DEFAULT_TOKEN_PERIOD,
     show_default=True,
@@ -167,6 +183,8 @@ def install_cmd(
     controller_consul_addr: str | None,
     consul_token_file: str | None,
     env: tuple[str, ...],
+    jwks_url: str | None,
+    jwks_ca_file: str | None,
     vault_token_period: str,
 ) -> None:
     """Install (or upgrade) the controller as a Nomad system job; idempotent."""
@@ -174,6 +192,7 @@ def install_cmd(
         with reading(None):
             nomad_s, vault_s, consul_s = NomadSettings(), VaultSettings(), ConsulSettings()
         layout = pki_layout(load_mesh_config())
+        auth = workload_auth(jwks_url or default_jwks_url(nomad_s.addr), jwks_ca_file)
     except (ConfigError, ValueError) as err:
         _fail(EXIT_UNREACHABLE, f"invalid setting: {err}")
     if vault_s.token is None or not vault_s.token.get_secret_value():
@@ -198,6 +217,7 @@ def install_cmd(
         consul_token=_read_secret_file(consul_token_file),
         vault_token_period=vault_token_period,
         dry_run=dry_run,
+        workload_auth=auth,
     )
     vault = VaultClient(VaultConnection.from_settings(vault_s))
     if dry_run:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from controller.vault.client import VaultClient, VaultError
+from controller.vault.client import VaultBadRequest, VaultClient, VaultError
 from crds_equivalent.goparse import parse_go_duration
 
 JWT_MOUNT = "jwt-nomad"  # Nomad's default client vault.jwt_auth_backend_path
@@ -125,11 +125,18 @@ async def ensure_config(client: VaultClient, auth: WorkloadAuth, say: Say) -> No
         return
     if have.get("default_role"):
         want["default_role"] = have["default_role"]
-    await client.write(path, want)
+    try:
+        await client.write(path, want)
+    except VaultBadRequest as err:  # Vault fetches the JWKS before it stores the config
+        raise VaultError(
+            f"Vault could not use the JWKS at {auth.jwks_url} ({err}); give --jwks-url an "
+            "address of Nomad's /.well-known/jwks.json that Vault itself can reach"
+        ) from err
     say(f"configured {path}: jwks_url {auth.jwks_url}", True)
 
 
-def _role_same(want: dict[str, Any], have: dict[str, Any]) -> bool:
+def role_same(want: dict[str, Any], have: dict[str, Any]) -> bool:
+    """A stored JWT role against ``role_config`` (Vault answers periods in seconds)."""
     for key, value in want.items():
         got = have.get(key)
         if key == "token_period":
@@ -150,7 +157,7 @@ async def ensure_role(
     path = f"auth/{auth.mount}/role/{auth.role}"
     want = auth.role_config(policies)
     resp = await client.read(path)
-    if resp is not None and _role_same(want, resp.get("data") or {}):
+    if resp is not None and role_same(want, resp.get("data") or {}):
         say(f"JWT role {path}", False)
         return
     await client.write(path, want)

@@ -10,10 +10,13 @@ role and the templated workload policy give that identity, nothing more.
 
 from __future__ import annotations
 
+import http.server
+import json
 import ssl
+import threading
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 import aiohttp
@@ -92,3 +95,30 @@ async def workload_token(
         root = VaultClient(VaultConnection(bao.addr, bao.root_token))
         await VaultCertGrants(root, layout).grant(f"{layout.role}.{namespace}.{job_id}", names)
         return await issuer.login(namespace, job_id)
+
+
+@contextmanager
+def static_jwks(identities: WorkloadIdentities | None = None) -> Iterator[str]:
+    """A Nomad-like address (threaded, for synchronous CLI tests) serving a keyring's JWKS at
+    /.well-known/jwks.json; yields the address, as NOMAD_ADDR would name it."""
+    body = json.dumps((identities or WorkloadIdentities()).jwks()).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            found = self.path == JWKS_PATH
+            self.send_response(200 if found else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body if found else b"{}")
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

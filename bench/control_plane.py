@@ -23,6 +23,8 @@ from bench import cp_phases as phases
 from bench.jobs import job_ids
 from bench.procs import Api, ControllerProc, TwinProc, delta
 from controller.config.mesh import load_mesh_config
+from controller.vault import CONTROLLER_POLICY, VaultClient, VaultConnection, bootstrap_pki
+from devstack.vault import OpenBao, start_openbao
 
 
 def say(message: str) -> None:
@@ -92,7 +94,9 @@ async def scale_point(n: int, plan: Plan, workdir: Path) -> dict[str, Any]:
     api = Api(twin.url)
     ctl: ControllerProc | None = None
     out: dict[str, Any] = {"n": n}
+    bao = await start_openbao(data_dir=str(workdir / f"openbao-{n}"))
     try:
+        vault_env = await controller_vault_env(bao)
         ids = job_ids(n)
         out["seed_s"] = round(
             await phases.seed(api, "ceiling", ids, plan.seed)
@@ -115,6 +119,7 @@ async def scale_point(n: int, plan: Plan, workdir: Path) -> dict[str, Any]:
             workdir / f"controller-{n}.log",
             MESH_WORKERS=str(WORKERS),
             MESH_RESYNC_INTERVAL="1h",  # the resync phase triggers its own
+            **vault_env,
         )
         cold = await phases.cold_start(
             api, twin.ps, ctl, "bench", n, poll=0.2 if n <= 1000 else 1.0
@@ -154,8 +159,21 @@ async def scale_point(n: int, plan: Plan, workdir: Path) -> dict[str, Any]:
             say(f"N={n}: controller stopped")
         await api.close()
         twin.stop()
+        await bao.stop()
         say(f"N={n}: processes stopped")
     return out
+
+
+async def controller_vault_env(bao: OpenBao) -> dict[str, str]:
+    """The mesh PKI and a mesh-controller token: meshing a job grants it its per-job PKI role
+    (identity-bound leaves) before the register, so the controller needs a real Vault."""
+    root = VaultClient(VaultConnection(bao.addr, bao.root_token))
+    await bootstrap_pki(root)
+    made = await root.write("auth/token/create", {"policies": [CONTROLLER_POLICY], "ttl": "24h"})
+    env = {"VAULT_ADDR": bao.addr, "VAULT_TOKEN": str((made or {})["auth"]["client_token"])}
+    if bao.ca_cert:
+        env["VAULT_CACERT"] = bao.ca_cert
+    return env
 
 
 async def churn(api: Api, ctl: ControllerProc, ids: list[str], plan: Plan) -> dict[str, Any]:

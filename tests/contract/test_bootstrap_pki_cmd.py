@@ -20,7 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from controller.cmd import controllerctl
 from devstack.vault import OpenBao, start_openbao
-from tests.support.identity_login import static_jwks
+from devstack.workload_login import static_jwks
 
 pytestmark = pytest.mark.timeout(60)
 

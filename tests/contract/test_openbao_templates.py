@@ -22,8 +22,8 @@ from devstack.template import (
     task_env,
 )
 from devstack.vault import OpenBao
+from devstack.workload_login import workload_token
 from reconcilers.injection import nginx
-from tests.support.identity_login import workload_token
 
 pytestmark = pytest.mark.timeout(60)
 

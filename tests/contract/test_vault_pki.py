@@ -31,7 +31,7 @@ from controller.vault import (
 from controller.vault.grants import VaultCertGrants
 from controller.vault.workload_auth import JWT_MOUNT, auth_accessor
 from devstack.vault import OpenBao, start_openbao
-from tests.support.identity_login import identity_issuer
+from devstack.workload_login import identity_issuer
 
 pytestmark = pytest.mark.timeout(90)
 

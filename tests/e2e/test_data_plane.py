@@ -42,8 +42,8 @@ from devstack.consul.probes import http_probe
 from devstack.sidecar_render import render_sidecar, render_task_templates
 from devstack.template import RenderContext, VaultTarget
 from devstack.vault import OpenBao
+from devstack.workload_login import workload_token
 from reconcilers.injection.inject import inject
-from tests.support.identity_login import workload_token
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]

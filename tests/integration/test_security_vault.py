@@ -31,7 +31,7 @@ from controller.vault.grants import VaultCertGrants
 from controller.vault.trust import VaultTrust
 from controller.vault.workload_auth import JWT_MOUNT, auth_accessor
 from devstack.vault import OpenBao
-from tests.support.identity_login import identity_issuer
+from devstack.workload_login import identity_issuer
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -1,4 +1,5 @@
-"""Workload tokens the way a Nomad 1.10 client gets them, for tests without a whole cluster.
+"""Workload tokens the way a Nomad 1.10 client gets them, for tests and the bench without a
+whole cluster.
 
 A Nomad keyring (the twin's signer, devstack.nomad.identity) serves its JWKS on a loopback
 port; the product's bootstrap points Vault's JWT auth method at it (as `controllerctl
@@ -51,7 +52,9 @@ class IdentityIssuer:
         """A task's Vault token: PUT auth/jwt-nomad/login with its signed identity. (Async:
         Vault fetches the JWKS from this process's own server while the login waits.)"""
         body = {"role": JWT_ROLE, "jwt": self.jwt(namespace, job_id, group, task)}
-        ctx = ssl.create_default_context(cafile=self.bao.ca_cert) if self.bao.ca_cert else None
+        ctx: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=self.bao.ca_cert) if self.bao.ca_cert else True
+        )
         url = f"{self.bao.addr}/v1/auth/{JWT_MOUNT}/login"
         async with aiohttp.ClientSession() as http, http.put(url, json=body, ssl=ctx) as resp:
             answer = await resp.json(content_type=None)

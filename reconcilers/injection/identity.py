@@ -83,19 +83,24 @@ def job_leaf_names(
     """Every name the job's meshed groups ask leaves for, in group order, without repeats.
 
     ``job`` is the user's job (after ``uninject``), ``specs`` its parsed group specs; groups
-    that are not enabled add nothing. Raises jobview.UnresolvedName as inject does."""
+    that are not enabled add nothing. A service name only the client could resolve raises
+    CannotBind with inject's wording (``group "<name>": …``)."""
     names: dict[str, None] = {}
     for group in jobview.groups(job):
         spec = specs.get(jobview.group_name(group))
         if spec is None or not spec.enabled:
             continue
-        inputs = fronting.group_inputs(job, group, spec)
-        for service in fronting.service_names(job, group, inputs):
+        try:
+            inputs = fronting.group_inputs(job, group, spec)
+            services = fronting.service_names(job, group, inputs)
+        except jobview.UnresolvedName as err:
+            raise CannotBind(f'group "{spec.group}": {err}') from None
+        for service in services:
             names.update(dict.fromkeys(service_leaf_names(service, config)))
     return tuple(names)
 
 
 def job_grant(job: Mapping[str, Any], specs: Mapping[str, MeshSpec], config: MeshConfig) -> Grant:
-    """The grant a meshed job needs; raises CannotBind (or jobview.UnresolvedName)."""
+    """The grant a meshed job needs; raises CannotBind."""
     role = job_role(config, jobview.namespace(job), jobview.job_id(job))
     return Grant(role, job_leaf_names(job, specs, config))

@@ -143,7 +143,7 @@ def plan(
         return Invalid(problem)
     try:
         grant = job_grant(user, enabled, config)
-    except (CannotBind, jobview.UnresolvedName) as err:
+    except CannotBind as err:
         return Invalid(str(err))
     stale = _stale_groups(job, user, specs, config)
     if not stale:

@@ -128,3 +128,9 @@ def test_controller_manages_per_job_roles_but_never_issues() -> None:
         in text
     )
     assert "/issue/" not in text and "/sign/" not in text
+
+
+def test_a_service_name_only_the_client_knows_is_invalid_naming_the_group() -> None:
+    j = job("shop", ["web-${NOMAD_ALLOC_INDEX}"])
+    refused = plan_job(j, CONFIG)
+    assert isinstance(refused, Invalid) and refused.reason.startswith('group "g": ')

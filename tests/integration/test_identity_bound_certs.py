@@ -78,6 +78,11 @@ async def vault(
         return resp.status, data or {}
 
 
+def files_holding(root: Path, secret: str) -> list[Path]:
+    """Every file under ``root`` whose bytes contain ``secret``."""
+    return [f for f in root.rglob("*") if f.is_file() and secret.encode() in f.read_bytes()]
+
+
 def denied(status: int, body: dict[str, Any]) -> bool:
     """Vault's refusal by policy: 403 and "permission denied" (OpenBao wraps it as
     "1 error occurred:\n\t* permission denied\n\n")."""
@@ -117,6 +122,17 @@ async def test_sidecar_token_issues_only_its_own_jobs_names(stack: Stack) -> Non
     # secrets directory; the twin's task directories keep secrets/ 0700.
     assert path.stat().st_mode & 0o777 == 0o666 & ~process_umask()
     assert path.parent.stat().st_mode & 0o777 == 0o700
+
+    # The token is the identity's, never the root token: nothing the client wrote for any
+    # task (rendered templates, token files, env, logs) carries the root token.
+    status, body = await vault(stack, token, "GET", "auth/token/lookup-self")
+    assert status == 200, body
+    assert body["data"]["path"] == "auth/jwt-nomad/login"
+    assert body["data"]["policies"] == ["default", "mesh-workload"]
+    assert body["data"]["meta"]["nomad_job_id"] == "alpha"
+    alloc_root = Path(stack.nomad.client.alloc_root)
+    await eventually(lambda: any(alloc_root.rglob("mesh-tls.pem")), what="leaf rendered")
+    assert files_holding(alloc_root, stack.bao.root_token) == []
 
     status, body = await vault(
         stack,

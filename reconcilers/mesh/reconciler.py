@@ -18,6 +18,7 @@ import structlog
 from controller.nomad.errors import Conflict
 from controller.runtime.clock import Clock, SystemClock
 from controller.runtime.reconcile import Result
+from controller.vault.client import VaultError
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.jobkey import JobKey
 from crds_equivalent.status import ConditionType, Phase
@@ -118,7 +119,10 @@ class MeshReconciler:
         namespace, job_id = key
         if isinstance(decision, Apply):
             # Before the register: the new sidecars ask for their leaves as soon as they start.
-            await self._grant(decision.grant)
+            try:
+                await self._grant(decision.grant)
+            except VaultError as err:
+                return await self._grant_failed(key, job, err)
         try:
             answer = await self.jobs.register_job(
                 decision.job, enforce_index=int(job.get("JobModifyIndex") or 0)
@@ -208,6 +212,25 @@ class MeshReconciler:
         )
         after = rollout.requeue_after
         return Result(requeue_after=after) if after is not None else Result()
+
+    async def _grant_failed(self, key: JobKey, job: dict[str, Any], err: VaultError) -> Result:
+        """Vault would not take the job's grant: nothing is registered (its sidecars could get
+        no leaf); the status says why, and the key retries through its backoff."""
+        log.warning("certificate grant failed; not registering", job=key.job_id, error=str(err))
+        await self.record.write(
+            key,
+            job,
+            [
+                cond.condition(
+                    ConditionType.SIDECAR_INJECTED,
+                    False,
+                    "GrantFailed",
+                    f"Vault: the job's certificate names could not be granted ({err}); "
+                    "retrying before the sidecar is injected",
+                )
+            ],
+        )
+        return Result(requeue=True)
 
     async def _grant(self, grant: Grant | None) -> None:
         if self.grants is not None and grant is not None:

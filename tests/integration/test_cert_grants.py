@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from controller.vault import VaultUnavailable
 from crds_equivalent.status import ConditionType
 from devstack.nomad import NomadTwin
 from devstack.testing import (
@@ -153,3 +154,37 @@ async def test_a_periodic_parents_children_are_covered_by_the_parents_grant(
         )
         # One role, the parent's: a child's identity carries nomad_job_id = the parent's ID.
         assert grants.roles == {"mesh.default.nightly": names("nightly")}
+
+
+class SealedVault(RecordedGrants):
+    """Vault answers nothing until ``unseal``: every grant fails as the adapter's would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sealed = True
+
+    async def grant(self, role: str, names: Sequence[str]) -> None:
+        if self.sealed:
+            raise VaultUnavailable("write pki_int/roles/x: Vault is sealed")
+        await super().grant(role, names)
+
+
+async def test_without_a_grant_nothing_is_registered_and_the_status_names_vault(
+    twin: NomadTwin, user: User
+) -> None:
+    grants = SealedVault()
+    async with running(settings_for(twin), grants=grants) as (app, _):
+        await user.submit(user_job("late", {"mesh.tls": "true"}))
+
+        async def reason() -> str | None:
+            status = await app.statuses.get("default", "late")
+            return status.message if status is not None and status.message else None
+
+        message = await eventually(reason, what="a status with a reason")
+        assert message.startswith("Vault: the job's certificate names could not be granted")
+        assert "Vault is sealed" in message
+        assert not injected(stored(twin, "late"))  # never registered without its grant
+
+        grants.sealed = False
+        await eventually(lambda: injected(stored(twin, "late")), within=20, what="injected")
+        assert grants.roles == {"mesh.default.late": names("late")}

@@ -188,3 +188,22 @@ async def test_without_a_grant_nothing_is_registered_and_the_status_names_vault(
         grants.sealed = False
         await eventually(lambda: injected(stored(twin, "late")), within=20, what="injected")
         assert grants.roles == {"mesh.default.late": names("late")}
+
+
+async def test_turning_the_flag_off_on_the_injected_job_withdraws_the_grant(
+    twin: NomadTwin, user: User
+) -> None:
+    grants = RecordedGrants()
+    async with running(settings_for(twin), grants=grants) as (app, _):
+        await user.submit(user_job("shop", {"mesh.tls": "true"}))
+        await eventually(lambda: injected(stored(twin, "shop")), what="shop injected")
+        assert "mesh.default.shop" in grants.roles
+
+        # The user edits the stored, injected job: the controller un-injects it (Remove).
+        edited = copy.deepcopy(stored(twin, "shop"))
+        assert edited is not None
+        edited["Meta"]["mesh.tls"] = "false"
+        await user.submit(edited)
+        await eventually(lambda: not injected(stored(twin, "shop")), what="un-injected")
+        await eventually(lambda: grants.withdrawn == ["mesh.default.shop"], what="withdrawn")
+        assert app.reconciler.writes["remove"] == 1

@@ -23,8 +23,8 @@ from bench import cp_phases as phases
 from bench.jobs import job_ids
 from bench.procs import Api, ControllerProc, TwinProc, delta
 from controller.config.mesh import load_mesh_config
-from controller.vault import CONTROLLER_POLICY, VaultClient, VaultConnection, bootstrap_pki
-from devstack.vault import OpenBao, start_openbao
+from devstack.vault import start_openbao
+from devstack.workload_login import controller_vault_env
 
 
 def say(message: str) -> None:
@@ -162,18 +162,6 @@ async def scale_point(n: int, plan: Plan, workdir: Path) -> dict[str, Any]:
         await bao.stop()
         say(f"N={n}: processes stopped")
     return out
-
-
-async def controller_vault_env(bao: OpenBao) -> dict[str, str]:
-    """The mesh PKI and a mesh-controller token: meshing a job grants it its per-job PKI role
-    (identity-bound leaves) before the register, so the controller needs a real Vault."""
-    root = VaultClient(VaultConnection(bao.addr, bao.root_token))
-    await bootstrap_pki(root)
-    made = await root.write("auth/token/create", {"policies": [CONTROLLER_POLICY], "ttl": "24h"})
-    env = {"VAULT_ADDR": bao.addr, "VAULT_TOKEN": str((made or {})["auth"]["client_token"])}
-    if bao.ca_cert:
-        env["VAULT_CACERT"] = bao.ca_cert
-    return env
 
 
 async def churn(api: Api, ctl: ControllerProc, ids: list[str], plan: Plan) -> dict[str, Any]:

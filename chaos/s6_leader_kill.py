@@ -29,7 +29,6 @@ from typing import Any
 
 from chaos.harness import Check, Outcome, RequestCounter, wait_until
 from chaos.world import (
-    controller_vault_env,
     job_versions,
     keeps_user_spec,
     no_backends_env,
@@ -40,6 +39,7 @@ from devstack.nomad import NomadTwin, start_nomad_twin
 from devstack.nomad.jobsvc import register
 from devstack.testing import injected, stored, user_job
 from devstack.vault import start_openbao
+from devstack.workload_login import controller_vault_env
 
 JOBS = 100
 TTL, RENEW = 10.0, 2.0  # MESH_LEADER_TTL (Nomad refuses lock TTLs under 10 s), MESH_LEADER_RENEW

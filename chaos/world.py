@@ -27,7 +27,6 @@ from controller.consul.client import ConsulClient
 from controller.dev.demo import web_job
 from controller.dev.session import dev_environment
 from controller.vault import (
-    CONTROLLER_POLICY,
     VaultClient,
     VaultConnection,
     bootstrap_pki,
@@ -40,7 +39,6 @@ from devstack.nomad.canon import canonicalize_job, spec_of
 from devstack.nomad.jobsvc import register
 from devstack.testing import FAST, User, running, settings_for
 from devstack.up import Devstack, build_devstack
-from devstack.vault import OpenBao
 from reconcilers.injection.inject import uninject
 
 # The twin-only worlds have no Consul or Vault: point the health side at a closed port so it
@@ -51,18 +49,6 @@ def dead_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-async def controller_vault_env(bao: OpenBao) -> dict[str, str]:
-    """The mesh PKI and a mesh-controller token for a `controller run` process: meshing a job
-    grants it its per-job PKI role in Vault before the register, so it needs a real one."""
-    root = VaultClient(VaultConnection(bao.addr, bao.root_token))
-    await bootstrap_pki(root)
-    made = await root.write("auth/token/create", {"policies": [CONTROLLER_POLICY], "ttl": "2h"})
-    env = {"VAULT_ADDR": bao.addr, "VAULT_TOKEN": str((made or {})["auth"]["client_token"])}
-    if bao.ca_cert:
-        env["VAULT_CACERT"] = bao.ca_cert
-    return env
 
 
 def no_backends_env() -> dict[str, str]:

@@ -23,7 +23,13 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
-from controller.vault import PkiLayout, VaultClient, VaultConnection, bootstrap_pki
+from controller.vault import (
+    CONTROLLER_POLICY,
+    PkiLayout,
+    VaultClient,
+    VaultConnection,
+    bootstrap_pki,
+)
 from controller.vault.grants import VaultCertGrants
 from controller.vault.workload_auth import JWT_MOUNT, JWT_ROLE, WorkloadAuth
 from devstack.nomad.identity import JWKS_PATH, WorkloadIdentities
@@ -125,3 +131,16 @@ def static_jwks(identities: WorkloadIdentities | None = None) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+async def controller_vault_env(bao: OpenBao) -> dict[str, str]:
+    """The mesh PKI and a mesh-controller token for a `controller run` process (the bench, the
+    chaos scenarios): meshing a job grants it its per-job PKI role in Vault before the
+    register, so the controller needs a real Vault."""
+    root = VaultClient(VaultConnection(bao.addr, bao.root_token))
+    await bootstrap_pki(root)
+    made = await root.write("auth/token/create", {"policies": [CONTROLLER_POLICY], "ttl": "2h"})
+    env = {"VAULT_ADDR": bao.addr, "VAULT_TOKEN": str((made or {})["auth"]["client_token"])}
+    if bao.ca_cert:
+        env["VAULT_CACERT"] = bao.ca_cert
+    return env

@@ -26,7 +26,7 @@ class PolicyPaths:
 
     @property
     def job_role_prefix(self) -> str:
-        """Per-job roles are ``<role>.<namespace>.<job ID>`` (reconcilers.injection.identity)."""
+        """Per-job roles are ``<role>.<namespace>.<job ID>`` (reconcilers.injection.grant)."""
         return f"{self.role}."
 
 

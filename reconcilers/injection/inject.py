@@ -17,7 +17,7 @@ from typing import Any
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import MeshSpec, Mode, TlsProtocol
-from reconcilers.injection import fronting, identity, jobview, nginx, rewrite, sidecar
+from reconcilers.injection import fronting, grant, jobview, nginx, rewrite, sidecar
 from reconcilers.injection.hashing import INJECTOR_VERSION as INJECTOR_VERSION
 from reconcilers.injection.hashing import effective_ttl, rotation_nonce
 from reconcilers.injection.hashing import spec_hash as spec_hash
@@ -122,8 +122,8 @@ def _sidecar_spec(
     for port in inputs.ports:
         per_network.setdefault(port.host_network or "default", keys.tls_port_label(port.label))
     try:
-        role = identity.job_role(config, jobview.namespace(job), jobview.job_id(job))
-    except identity.CannotBind as err:
+        role = grant.job_role(config, jobview.namespace(job), jobview.job_id(job))
+    except grant.CannotBind as err:
         raise CannotInject(str(err)) from None
     routes = fronting.health_routes(inputs, spec)
     listeners = tuple(

@@ -19,7 +19,7 @@ from crds_equivalent.config import MeshConfig
 from crds_equivalent.goparse import parse_go_duration
 from crds_equivalent.spec import MeshSpec, SpecError, parse_job_specs
 from reconcilers.injection import jobview
-from reconcilers.injection.identity import CannotBind, Grant, job_grant
+from reconcilers.injection.grant import CannotBind, Grant, job_grant
 from reconcilers.injection.inject import (
     CannotInject,
     UndoError,

@@ -42,7 +42,7 @@ class SidecarSpec:
     ip_labels: tuple[str, ...]  # TLS port labels whose NOMAD_IP_ become IP SANs
     ttl_seconds: int
     rotation: str = ""  # the group's mesh.tls.rotation nonce, "" when never re-issued
-    # The job's own PKI role (reconcilers.injection.identity.job_role); "" = config.pki_role.
+    # The job's own PKI role (reconcilers.injection.grant.job_role); "" = config.pki_role.
     pki_role: str = ""
 
 

@@ -23,7 +23,7 @@ from crds_equivalent.config import MeshConfig
 from crds_equivalent.jobkey import JobKey
 from crds_equivalent.status import ConditionType, Phase
 from reconcilers import conditions as cond
-from reconcilers.injection.identity import CannotBind, Grant, job_role
+from reconcilers.injection.grant import CannotBind, Grant, job_role
 from reconcilers.injection.plan import Apply, Invalid, NoOp, NoOpReason, Remove, plan_job
 from reconcilers.mesh.outcomes import DeploymentOutcomes
 from reconcilers.mesh.record import MeshRecord, spec_valid

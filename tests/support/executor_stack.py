@@ -36,7 +36,7 @@ from devstack.executor import ExecutorSettings, RawExecDriver, RetryPolicy
 from devstack.nomad import NomadTwin, start_nomad_twin
 from devstack.registrar import ConsulRegistrar
 from devstack.vault import OpenBao, WorkloadAuthSpec, configure_workload_identity_auth
-from reconcilers.injection.identity import Grant
+from reconcilers.injection.grant import Grant
 from reconcilers.injection.plan import Apply, NoOp, plan_job
 
 NS = 1_000_000_000

@@ -10,7 +10,7 @@ from controller.vault import PkiLayout
 from controller.vault.policies import controller_policy, workload_policy
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import parse_job_specs
-from reconcilers.injection.identity import (
+from reconcilers.injection.grant import (
     CannotBind,
     Grant,
     job_grant,

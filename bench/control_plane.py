@@ -28,6 +28,8 @@ from bench.ceiling import ceiling, ceiling_bodies
 from bench.jobs import job_ids
 from bench.procs import Api, ControllerProc, TwinProc, delta, renew_latency, workload
 from controller.config.mesh import load_mesh_config
+from devstack.vault import start_openbao
+from devstack.workload_login import controller_vault_env
 
 
 def say(message: str) -> None:
@@ -178,7 +180,9 @@ async def scale_point(n: int, plan: Plan, workdir: Path) -> dict[str, Any]:
     api = Api(twin.url)
     ctl: ControllerProc | None = None
     out: dict[str, Any] = {"n": n}
+    bao = await start_openbao(data_dir=str(workdir / f"openbao-{n}"))
     try:
+        vault_env = await controller_vault_env(bao)
         ids = job_ids(n)
         out.update(await prepare(api, twin, ids, plan))
         say(f"N={n}: twin settled after {out['settle2_s']}s; starting the controller")
@@ -189,6 +193,7 @@ async def scale_point(n: int, plan: Plan, workdir: Path) -> dict[str, Any]:
             workdir / f"controller-{n}.log",
             MESH_WORKERS=str(WORKERS),
             MESH_RESYNC_INTERVAL="1h",  # the resync phase triggers its own
+            **vault_env,
         )
         cold = await phases.cold_start(
             api, twin.ps, ctl, "bench", n, poll=0.2 if n <= 1000 else 1.0
@@ -214,6 +219,7 @@ async def scale_point(n: int, plan: Plan, workdir: Path) -> dict[str, Any]:
             say(f"N={n}: controller stopped")
         await api.close()
         twin.stop()
+        await bao.stop()
         say(f"N={n}: processes stopped")
     return out
 

@@ -19,17 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hvac
-
 from bench import dp_servers as srv
 from bench.wrk import Load, run, script
 from controller.config.mesh import load_mesh_config
-from controller.vault import WORKLOAD_POLICY, VaultClient, VaultConnection, bootstrap_pki
 from crds_equivalent import keys
 from crds_equivalent.spec import parse_job_specs
 from devstack.sidecar_render import RenderedSidecar, render_sidecar
 from devstack.template import VaultTarget
 from devstack.vault import start_openbao
+from devstack.workload_login import workload_token
 from reconcilers.injection.inject import inject
 
 KEEPALIVE_1 = Load(1, close=False)
@@ -81,11 +79,9 @@ async def render_ours(workdir: Path, app_port: int) -> RenderedSidecar:
     """Issue through real OpenBao and render the sidecar; OpenBao is stopped afterwards."""
     bao = await start_openbao(data_dir=str(workdir / "openbao"))
     try:
-        await bootstrap_pki(VaultClient(VaultConnection(bao.addr, bao.root_token)))
-        admin = hvac.Client(url=bao.addr, token=bao.root_token)
-        token = admin.auth.token.create(policies=[WORKLOAD_POLICY], ttl="1h")["auth"][
-            "client_token"
-        ]
+        # The sidecar's own token: a JWT login of job web's identity, after the grant of its
+        # names that the controller makes (identity-bound leaves).
+        token = await workload_token(bao, "web", ("web.service.consul", "web.service.*.consul"))
         config = load_mesh_config({"MESH_SIDECAR_DRIVER": "raw_exec", "MESH_NGINX_BIN": srv.NGINX})
         job = inject(user_job(), parse_job_specs(user_job()), config)
         return await render_sidecar(

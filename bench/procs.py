@@ -85,8 +85,9 @@ class TwinProc:
 
 
 class ControllerProc:
-    """``controller run`` against the twin: Consul and Vault point at closed ports (injection
-    does not need them; health checks find them down and say Unknown)."""
+    """``controller run`` against the twin: Consul and (unless ``env`` names one) Vault point at
+    closed ports (health checks find them down and say Unknown). Injection needs Vault: it
+    grants each job its PKI role, so the benchmark passes a real one."""
 
     def __init__(self, nomad_url: str, namespace: str, log_path: Path, **env: str) -> None:
         self.port = free_port()

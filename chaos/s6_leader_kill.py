@@ -28,11 +28,18 @@ from pathlib import Path
 from typing import Any
 
 from chaos.harness import Check, Outcome, RequestCounter, wait_until
-from chaos.world import job_versions, keeps_user_spec, no_backends_env, sidecar_count
+from chaos.world import (
+    job_versions,
+    keeps_user_spec,
+    no_backends_env,
+    sidecar_count,
+)
 from crds_equivalent.keys import VAR_LEADER
 from devstack.nomad import NomadTwin, start_nomad_twin
 from devstack.nomad.jobsvc import register
 from devstack.testing import injected, stored, user_job
+from devstack.vault import start_openbao
+from devstack.workload_login import controller_vault_env
 
 JOBS = 100
 TTL, RENEW = 10.0, 2.0  # MESH_LEADER_TTL (Nomad refuses lock TTLs under 10 s), MESH_LEADER_RENEW
@@ -61,18 +68,24 @@ def injected_twice(twin: NomadTwin, job_id: str) -> bool:
     return any(a and b for a, b in itertools.pairwise(marks))
 
 
-async def start_controller(twin: NomadTwin, identity: str, log: Path) -> asyncio.subprocess.Process:
+async def start_controller(
+    twin: NomadTwin, identity: str, log: Path, vault: dict[str, str]
+) -> asyncio.subprocess.Process:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NOMAD_", "MESH_"))}
-    env |= no_backends_env() | {
-        "NOMAD_ADDR": twin.url,
-        "MESH_HTTP_ADDR": "127.0.0.1:0",
-        "MESH_LEADER_TTL": f"{TTL:.0f}s",
-        "MESH_LEADER_RENEW": f"{RENEW:.0f}s",
-        "MESH_HEARTBEAT_TIMEOUT": "5s",
-        "MESH_BACKOFF_BASE": "50ms",
-        "MESH_BACKOFF_CAP": "1s",
-        "MESH_LOG_FORMAT": "json",
-    }
+    env |= (
+        no_backends_env()
+        | vault
+        | {
+            "NOMAD_ADDR": twin.url,
+            "MESH_HTTP_ADDR": "127.0.0.1:0",
+            "MESH_LEADER_TTL": f"{TTL:.0f}s",
+            "MESH_LEADER_RENEW": f"{RENEW:.0f}s",
+            "MESH_HEARTBEAT_TIMEOUT": "5s",
+            "MESH_BACKOFF_BASE": "50ms",
+            "MESH_BACKOFF_CAP": "1s",
+            "MESH_LOG_FORMAT": "json",
+        }
+    )
     out = log.open("w")
     try:
         return await asyncio.create_subprocess_exec(
@@ -85,6 +98,7 @@ async def start_controller(twin: NomadTwin, identity: str, log: Path) -> asyncio
 async def run() -> Outcome:
     check = Check()
     twin = await start_nomad_twin(nodes=2, heartbeat_interval=0.2)
+    bao = await start_openbao()
     requests = RequestCounter(twin)
     logs = Path(tempfile.mkdtemp(prefix="chaos-s6-"))
     procs: list[asyncio.subprocess.Process] = []
@@ -95,11 +109,12 @@ async def run() -> Outcome:
         submitted[job["ID"]] = job
 
     try:
-        a = await start_controller(twin, "ctl-a", logs / "a.log")
+        vault = await controller_vault_env(bao)
+        a = await start_controller(twin, "ctl-a", logs / "a.log", vault)
         procs.append(a)
         await wait_until(lambda: holder(twin) is not None, within=30, what="a leads")
         leader_identity = holder(twin)
-        b = await start_controller(twin, "ctl-b", logs / "b.log")
+        b = await start_controller(twin, "ctl-b", logs / "b.log", vault)
         procs.append(b)
         await asyncio.sleep(1.5)  # b is up and standing by
         names = [f"wave{i:03d}" for i in range(JOBS)]
@@ -179,3 +194,4 @@ async def run() -> Outcome:
                 proc.kill()
                 await proc.wait()
         await twin.stop()
+        await bao.stop()

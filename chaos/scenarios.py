@@ -83,7 +83,8 @@ SCENARIOS: list[Scenario] = [
     ),
     Scenario(
         10,
-        "OpenBao sealed past healthy_deadline while two jobs get meshed, with/without auto_revert",
+        "OpenBao refuses leaves past healthy_deadline while two jobs get meshed, with/without "
+        "auto_revert",
         "Degraded with Nomad's text (DeploymentFailed / Reverted), bounded writes, Ready after",
         s10_failed_deploys.run,
         budget=300,

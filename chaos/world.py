@@ -26,7 +26,13 @@ from controller.config import Settings
 from controller.consul.client import ConsulClient
 from controller.dev.demo import web_job
 from controller.dev.session import dev_environment
-from controller.vault import VaultClient, VaultConnection, bootstrap_pki, pki_layout, root_pem
+from controller.vault import (
+    VaultClient,
+    VaultConnection,
+    bootstrap_pki,
+    pki_layout,
+    root_pem,
+)
 from crds_equivalent import keys
 from devstack.nomad import NomadTwin, start_nomad_twin
 from devstack.nomad.canon import canonicalize_job, spec_of

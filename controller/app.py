@@ -62,7 +62,9 @@ from controller.runtime import (
 )
 from controller.status.store import StatusStore
 from controller.tlsprobe import TlsProber
+from controller.vault.bootstrap import pki_layout
 from controller.vault.client import VaultClient, VaultConnection
+from controller.vault.grants import VaultCertGrants
 from controller.vault.pki_admin import VaultPki
 from controller.vault.token_keeper import build_token_keeper
 from controller.vault.trust import VaultTrust
@@ -74,6 +76,7 @@ from reconcilers.health.reconciler import HealthReconciler
 from reconcilers.mesh.interest import MESH_INTEREST
 from reconcilers.mesh.reconciler import MeshReconciler
 from reconcilers.mesh.retry import Backoff
+from reconcilers.ports import CertGrants
 from reconcilers.rotation.loop import rotation_loop
 from reconcilers.rotation.metrics import RotationMetrics
 from reconcilers.rotation.rotator import RotationSettings, Rotator
@@ -114,8 +117,12 @@ class App:
         clock: Clock | None = None,
         tuning: Tuning | None = None,
         identity: str | None = None,
+        grants: CertGrants | None = None,
     ) -> None:
         self.settings = settings
+        # The per-job PKI roles (identity-bound leaves) live in Vault; a harness without a
+        # Vault (the twin-only tests) hands in its own.
+        self._grants = grants
         self.clock: Clock = clock or SystemClock()
         self.tuning = t = tuning or Tuning()
         self.registry = CollectorRegistry()
@@ -195,6 +202,7 @@ class App:
             clock=self.clock,
             rollout_poll=self.tuning.rollout_poll,
             retry_backoff=Backoff(self.tuning.deploy_retry_base, self.tuning.deploy_retry_cap),
+            grants=self._grants or VaultCertGrants(self.vault, pki_layout(mesh)),
         )
         self.statuses.on_write = self._phase_written
         self.health = self._build_health(prober=self.prober, trust=self.trust)

@@ -46,7 +46,9 @@ class MeshConfig(BaseModel):
         default="consul", description="SAN `<service>.service.<dc>.<datacenter_domain>`."
     )
     vault_role: str = Field(
-        default="", description="Nomad `vault.role` of the sidecar; empty = the cluster default."
+        default="mesh-workload",
+        description="Nomad `vault.role` of the sidecar: the JWT auth role its identity logs in "
+        "with (bootstrap-pki creates `mesh-workload`); empty = the client's default role.",
     )
     check_tls_skip_verify: bool = Field(
         default=True,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar, overload
 
 from controller.app import App, Tuning
@@ -134,6 +134,24 @@ async def eventually(
         await asyncio.sleep(every)
 
 
+class RecordedGrants:
+    """Per-job PKI roles kept in memory, for a controller run against the twins alone.
+
+    The product keeps them in Vault (controller.vault.grants); a twin-only harness has no
+    Vault, and the tests read ``roles`` to see what the controller granted and withdrew."""
+
+    def __init__(self) -> None:
+        self.roles: dict[str, tuple[str, ...]] = {}
+        self.withdrawn: list[str] = []
+
+    async def grant(self, role: str, names: Sequence[str]) -> None:
+        self.roles[role] = tuple(names)
+
+    async def withdraw(self, role: str) -> None:
+        if self.roles.pop(role, None) is not None:
+            self.withdrawn.append(role)
+
+
 @contextlib.asynccontextmanager
 async def running(
     settings: Settings,
@@ -142,9 +160,15 @@ async def running(
     clock: Clock | None = None,
     identity: str | None = None,
     wait_synced: bool = True,
+    grants: RecordedGrants | None = None,
 ) -> AsyncIterator[tuple[App, asyncio.Task[int]]]:
-    """Run an App as a task; stop it (SIGTERM path) and close it afterwards."""
-    app = App(settings, tuning=tuning, clock=clock, identity=identity)
+    """Run an App as a task; stop it (SIGTERM path) and close it afterwards.
+
+    Settings without a Vault token (``settings_for``: the twins alone) keep the per-job grants
+    in ``grants`` (a fresh RecordedGrants when none is given); with one, in that Vault."""
+    if grants is None and settings.vault.token is None:
+        grants = RecordedGrants()
+    app = App(settings, tuning=tuning, clock=clock, identity=identity, grants=grants)
     task = asyncio.create_task(app.run())
     try:
         await app.http.started.wait()

@@ -273,15 +273,14 @@ async def start_openbao(
 
 
 # ---- workload identity: what `nomad setup vault` creates --------------------------------------
-# command/setup_vault.go with command/asset/vault-wi-default-auth-method-config.json and
-# vault-wi-default-role.json (Nomad 1.10): a `jwt` auth method at `jwt-nomad` (the client's
-# default `jwt_auth_backend_path`) that trusts the cluster's JWKS, whose `default_role` is
-# `nomad-workloads`: audience `vault.io` (the server's `vault.default_identity.aud`), the job ID
-# as the entity alias (`user_claim` JSON pointer), namespace/job/task as alias metadata, periodic
-# `service` tokens. `nomad setup vault` also writes a templated KV policy `nomad-workloads`; the
-# devstack attaches the policies it is given instead (the mesh's workload policy).
-# This is the seam the product's `controllerctl bootstrap-pki`/`install` are to replicate on a
-# real cluster (issue 17 item 3); the devstack does it against its own OpenBao.
+# The JWT auth method and its JWKS config are the product's (controller.vault.workload_auth, the
+# same code `controllerctl bootstrap-pki`/`install` run against a real cluster). What the devstack
+# adds is the operator's side of `nomad setup vault` (command/setup_vault.go with
+# command/asset/vault-wi-default-role.json): the cluster's default role `nomad-workloads` —
+# audience `vault.io`, the job ID as the entity alias, namespace/job/task as alias metadata,
+# periodic `service` tokens — with the policies it is given instead of Nomad's templated KV
+# policy. The mesh's sidecars log in with the mesh's own role (`mesh-workload`), which the
+# product's bootstrap makes.
 
 NOMAD_JWT_MOUNT = "jwt-nomad"  # structs/config/vault.go DefaultVaultConfig JWTAuthBackendPath
 NOMAD_JWT_ROLE = "nomad-workloads"  # setup_vault.go vaultRole
@@ -290,7 +289,7 @@ NOMAD_JWT_AUDIENCE = "vault.io"  # setup_vault.go vaultAud
 
 @dataclass(frozen=True)
 class WorkloadAuthSpec:
-    """The JWT auth method and role a Nomad cluster's workloads log in with."""
+    """The JWT auth method and default role a Nomad cluster's workloads log in with."""
 
     jwks_url: str
     policies: tuple[str, ...]
@@ -298,13 +297,6 @@ class WorkloadAuthSpec:
     role: str = NOMAD_JWT_ROLE
     audience: str = NOMAD_JWT_AUDIENCE
     token_period: str = "30m"
-
-    def auth_config(self) -> dict[str, object]:
-        return {
-            "jwks_url": self.jwks_url,
-            "jwt_supported_algs": ["EdDSA", "RS256"],
-            "default_role": self.role,
-        }
 
     def role_config(self) -> dict[str, object]:
         return {
@@ -324,21 +316,17 @@ class WorkloadAuthSpec:
 
 
 async def configure_workload_identity_auth(bao: OpenBao, spec: WorkloadAuthSpec) -> None:
-    """Enable the JWT auth method (unless mounted), point it at the JWKS, write the role.
-    Idempotent: a second call rewrites the config and the role."""
+    """The product enables the method and points it at the JWKS; then the default role.
+    Idempotent: a second call changes nothing but the default role's rewrite."""
+    from controller.vault import VaultClient, VaultConnection
+    from controller.vault.workload_auth import WorkloadAuth, ensure_config, ensure_mount
 
-    def call(method: str, path: str, body: dict[str, object] | None = None) -> dict[str, object]:
-        status, reply = _http(method, f"{bao.addr}/v1/{path}", bao.root_token, body, bao.ca_cert)
-        if status not in (200, 204):
-            raise OpenBaoError(f"{method} {path}: {status} {reply.get('errors', reply)}")
-        return reply
+    client = VaultClient(VaultConnection(bao.addr, bao.root_token, verify=bao.ca_cert or True))
+    auth = WorkloadAuth(jwks_url=spec.jwks_url, mount=spec.mount)
 
-    def run() -> None:
-        mounts = call("GET", "sys/auth")
-        listed = mounts.get("data")
-        if f"{spec.mount}/" not in (listed if isinstance(listed, dict) else mounts):
-            call("POST", f"sys/auth/{spec.mount}", {"type": "jwt"})
-        call("POST", f"auth/{spec.mount}/config", spec.auth_config())
-        call("POST", f"auth/{spec.mount}/role/{spec.role}", spec.role_config())
+    def say(line: str, changed: bool) -> None:
+        return None
 
-    await asyncio.to_thread(run)
+    await ensure_mount(client, auth, say)
+    await ensure_config(client, auth, say)
+    await client.write(f"auth/{spec.mount}/role/{spec.role}", spec.role_config())

@@ -142,3 +142,14 @@ class PkiAdmin(Protocol):
     async def make_default(self, issuer_id: str) -> None: ...
 
     async def retire(self, issuer_id: str) -> None: ...
+
+
+class CertGrants(Protocol):
+    """Which leaf names a meshed job's own tokens may obtain (its per-job PKI role).
+
+    ``grant`` makes the role allow exactly ``names``; ``withdraw`` removes it, so the job's
+    tokens can issue nothing. Both are idempotent and raise the Vault adapter's errors."""
+
+    async def grant(self, role: str, names: Sequence[str]) -> None: ...
+
+    async def withdraw(self, role: str) -> None: ...

@@ -1,13 +1,14 @@
 """``controllerctl install [--dry-run]``: the helm-less install through the APIs.
 
 Does what helm-less-deploy/README.md does with the `vault`/`bao` and `nomad` CLIs: the mesh
-PKI and Vault policies, the controller's Vault token, the Nomad ACL policy and token (when ACLs
-are on), the Variable nomad/jobs/mesh-controller the job reads its environment from, and the
-system job itself, at --version/--image when given. Every step looks before it writes, so
-re-running it is safe and changes nothing when everything is in place; each printed line says
-what changed or was found. With --dry-run nothing is written and each line says what would
-change, the job's with Nomad's own diff (its plan endpoint). An existing job is upgraded in
-place: registered with EnforceIndex, then (unless --no-wait) the install waits for the new
+PKI and Vault policies, Vault's JWT auth method for workload identities (`nomad setup vault`'s
+setup, against ``--jwks-url``), the controller's Vault token, the Nomad ACL policy and token
+(when ACLs are on), the Variable nomad/jobs/mesh-controller the job reads its environment
+from, and the system job itself, at --version/--image when given. Every step looks before it
+writes, so re-running it is safe and changes nothing when everything is in place; each printed
+line says what changed or was found. With --dry-run nothing is written and each line says what
+would change, the job's with Nomad's own diff (its plan endpoint). An existing job is upgraded
+in place: registered with EnforceIndex, then (unless --no-wait) the install waits for the new
 version to run and reports which controller held the leader lock before and after, and how
 long nobody did. Tokens are never printed.
 
@@ -39,6 +40,7 @@ from controller.config import (
 )
 from controller.config.values import reading
 from controller.deploy.install import InstallOptions, install_with, packaged_job_file
+from controller.deploy.jwks import default_jwks_url, workload_auth
 from controller.deploy.nomad_install import SECRET_KEYS
 from controller.deploy.rollout import RolloutFailed
 from controller.deploy.steps import InstallReport, Outcome
@@ -190,6 +192,19 @@ def _run(
     help="Seconds to wait for the rollout (exit 1 when it is not done by then).",
 )
 @click.option(
+    "--jwks-url",
+    default=None,
+    metavar="URL",
+    help="Nomad's JWKS as Vault reaches it, for the JWT auth method workloads log in at "
+    "[default: $NOMAD_ADDR/.well-known/jwks.json].",
+)
+@click.option(
+    "--jwks-ca-file",
+    default=None,
+    metavar="FILE",
+    help="CA certificate (PEM) that verifies an https JWKS URL.",
+)
+@click.option(
     "--vault-token-period",
     default=DEFAULT_TOKEN_PERIOD,
     show_default=True,
@@ -208,6 +223,8 @@ def install_cmd(
     image: str | None,
     wait: bool,
     rollout_timeout: float,
+    jwks_url: str | None,
+    jwks_ca_file: str | None,
     vault_token_period: str,
 ) -> None:
     """Install (or upgrade) the controller as a Nomad system job; idempotent."""
@@ -215,6 +232,7 @@ def install_cmd(
         with reading(None):
             nomad_s, vault_s, consul_s = NomadSettings(), VaultSettings(), ConsulSettings()
         layout = pki_layout(load_mesh_config())
+        auth = workload_auth(jwks_url or default_jwks_url(nomad_s.addr), jwks_ca_file)
     except (ConfigError, ValueError) as err:
         _fail(EXIT_UNREACHABLE, f"invalid setting: {err}")
     if vault_s.token is None or not vault_s.token.get_secret_value():
@@ -245,6 +263,7 @@ def install_cmd(
         image=image,
         wait=wait,
         rollout_timeout=rollout_timeout,
+        workload_auth=auth,
     )
     vault = VaultClient(VaultConnection.from_settings(vault_s))
     if dry_run:

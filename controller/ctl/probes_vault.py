@@ -34,6 +34,7 @@ from controller.vault import (
 )
 from controller.vault.policies import PolicyPaths, controller_policy
 from controller.vault.token_facts import TokenFacts
+from controller.vault.workload_auth import JWT_MOUNT, JWT_ROLE
 
 SECTION = "Vault"
 PKI = "Vault PKI"
@@ -58,6 +59,11 @@ def install_capabilities(p: PolicyPaths) -> dict[str, tuple[str, ...]]:
         f"{p.int_mount}/intermediate/set-signed": ("update",),
         f"{p.int_mount}/config/issuers": ("update",),
         f"{p.int_mount}/roles/{p.role}": ("update",),
+        # The JWT auth method Nomad's workloads log in at, and the mesh's role on it
+        # (enabling an auth method is sudo-protected: sys/auth/*).
+        f"sys/auth/{JWT_MOUNT}": ("update", "sudo"),
+        f"auth/{JWT_MOUNT}/config": ("update",),
+        f"auth/{JWT_MOUNT}/role/{JWT_ROLE}": ("update",),
     }
 
 

@@ -3,8 +3,9 @@
 The same steps as helm-less-deploy/README.md, in the same order, each looking before it
 writes so a second run changes nothing:
 
-1. Vault: the mesh PKI (root, intermediate, role) and the mesh-controller / mesh-workload
-   policies — `bootstrap_pki`.
+1. Vault: the mesh PKI (root, intermediate, role), the mesh-controller / mesh-workload
+   policies and the JWT auth method for Nomad's workload identities with the mesh's role on
+   it (what `nomad setup vault` sets up) — `bootstrap_pki`.
 2. Vault: the controller's token (orphan, periodic, policy mesh-controller).
 3. Nomad, when ACLs are on: the ACL policy mesh-controller and a client token with it.
 4. Nomad: the Variable nomad/jobs/<job> — tokens and addresses the job's template turns into
@@ -51,6 +52,7 @@ from controller.nomad.client import NomadClient
 from controller.nomad.jobs import NomadJobs
 from controller.nomad.variables import NomadVariables
 from controller.vault import PkiLayout, VaultClient
+from controller.vault.workload_auth import WorkloadAuth
 
 JOB_FILE_NAME = "mesh-controller.nomad.json"
 
@@ -77,6 +79,8 @@ class InstallOptions:
     image: str | None = None
     wait: bool = True
     rollout_timeout: float = 600.0
+    # Vault's JWT auth method for workload identities; None leaves its JWKS config as found.
+    workload_auth: WorkloadAuth | None = None
 
     @property
     def api_job(self) -> dict[str, Any]:
@@ -114,7 +118,7 @@ async def install(
 
     # Nomad first: an unreachable Nomad or a bad token stops us before Vault is touched.
     acl = await acl_enabled(nomad)
-    await ensure_pki(vault, options.layout, report)
+    await ensure_pki(vault, options.layout, report, options.workload_auth)
     await ensure_controller_role(vault, namespace, report, job_id=str(job["ID"]))
     stored = await read_variable(variables, str(job["ID"]))
     have = dict(stored.items) if stored else {}

@@ -27,17 +27,31 @@ from controller.vault import (
 )
 from controller.vault.issuers import default_issuer_id
 from controller.vault.policies import controller_policy, workload_policy
+from controller.vault.workload_auth import (
+    JWT_MOUNT,
+    PLACEHOLDER_ACCESSOR,
+    WorkloadAuth,
+    auth_accessor,
+    role_same,
+)
 from crds_equivalent.goparse import parse_go_duration
 
 DEFAULT_TOKEN_PERIOD = "768h"  # noqa: S105 (a duration, not a secret)
 
 
-async def ensure_pki(client: VaultClient, layout: PkiLayout, report: InstallReport) -> None:
-    """Mounts, root, intermediate, role and the mesh-controller/mesh-workload policies."""
+async def ensure_pki(
+    client: VaultClient,
+    layout: PkiLayout,
+    report: InstallReport,
+    workload_auth: WorkloadAuth | None = None,
+) -> None:
+    """Mounts, root, intermediate, role, the mesh-controller/mesh-workload policies and the
+    JWT auth method with the mesh's role."""
     if report.dry_run:
         await _inspect_pki(client, layout, report)
+        await _inspect_auth(client, workload_auth or WorkloadAuth(jwks_url=None), report)
         return
-    done = await bootstrap_pki(client, layout)
+    done = await bootstrap_pki(client, layout, workload_auth=workload_auth)
     for line in done.done:
         report.changed(f"Vault: {line}")
     for line in done.present:
@@ -65,7 +79,8 @@ async def _inspect_pki(client: VaultClient, layout: PkiLayout, report: InstallRe
         report.changed(f"Vault: update role {role_path}")
     else:
         report.unchanged(f"Vault: role {role_path}")
-    paths = layout.policy_paths()
+    accessor = await auth_accessor(client, JWT_MOUNT)
+    paths = layout.policy_paths(accessor or PLACEHOLDER_ACCESSOR)
     for name, text in (
         (WORKLOAD_POLICY, workload_policy(paths)),
         (CONTROLLER_POLICY, controller_policy(paths)),
@@ -78,6 +93,29 @@ async def _inspect_pki(client: VaultClient, layout: PkiLayout, report: InstallRe
             report.changed(f"Vault: update policy {name}", detail=text_diff(have, text))
         else:
             report.unchanged(f"Vault: policy {name}")
+
+
+async def _inspect_auth(client: VaultClient, auth: WorkloadAuth, report: InstallReport) -> None:
+    """What bootstrap would do to the JWT auth method, its config and the mesh's role."""
+    if await auth_accessor(client, auth.mount) is None:
+        report.changed(f"Vault: enable the JWT auth method {auth.mount}/")
+        if auth.jwks_url:
+            report.changed(f"Vault: configure auth/{auth.mount}/config: jwks_url {auth.jwks_url}")
+        report.changed(f"Vault: create JWT role auth/{auth.mount}/role/{auth.role}")
+        return
+    report.unchanged(f"Vault: JWT auth method {auth.mount}/")
+    config = ((await client.read(f"auth/{auth.mount}/config")) or {}).get("data") or {}
+    if auth.jwks_url and config.get("jwks_url") != auth.jwks_url:
+        report.changed(f"Vault: configure auth/{auth.mount}/config: jwks_url {auth.jwks_url}")
+    else:
+        report.unchanged(f"Vault: auth/{auth.mount}/config (jwks_url {config.get('jwks_url')})")
+    role = await client.read(f"auth/{auth.mount}/role/{auth.role}")
+    if role is None:
+        report.changed(f"Vault: create JWT role auth/{auth.mount}/role/{auth.role}")
+    elif not role_same(auth.role_config((WORKLOAD_POLICY,)), role.get("data") or {}):
+        report.changed(f"Vault: update JWT role auth/{auth.mount}/role/{auth.role}")
+    else:
+        report.unchanged(f"Vault: JWT role auth/{auth.mount}/role/{auth.role}")
 
 
 def _role_matches(want: dict[str, Any], have: dict[str, Any]) -> bool:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.vault import issuers
+from controller.vault import workload_auth as wi
 from controller.vault.client import VaultClient, VaultError
 from controller.vault.external_root import RootBundle, import_external_root
 from controller.vault.policies import (
@@ -68,8 +69,26 @@ class PkiLayout:
             "max_ttl": self.role_max_ttl,
         }
 
-    def policy_paths(self) -> PolicyPaths:
-        return PolicyPaths(root_mount=self.root_mount, int_mount=self.int_mount, role=self.role)
+    def policy_paths(self, jwt_accessor: str = wi.PLACEHOLDER_ACCESSOR) -> PolicyPaths:
+        return PolicyPaths(
+            root_mount=self.root_mount,
+            int_mount=self.int_mount,
+            role=self.role,
+            jwt_accessor=jwt_accessor,
+        )
+
+    def job_role_params(self, names: tuple[str, ...]) -> dict[str, Any]:
+        """A per-job role (identity-bound leaves): the mesh role's key, usage and TTL limits,
+        but exactly ``names`` — each an exact name or one Consul-form glob — and no
+        subdomains, so no other service's name can be asked for."""
+        params = self.role_params()
+        params.update(
+            allowed_domains=list(names),
+            allow_subdomains=False,
+            allow_bare_domains=True,
+            allow_glob_domains=any("*" in name for name in names),
+        )
+        return params
 
 
 def pki_layout(config: MeshConfig) -> PkiLayout:
@@ -207,12 +226,19 @@ async def _ensure_policy(
 
 
 async def bootstrap_pki(
-    client: VaultClient, layout: PkiLayout | None = None, *, external_root: RootBundle | None = None
+    client: VaultClient,
+    layout: PkiLayout | None = None,
+    *,
+    external_root: RootBundle | None = None,
+    workload_auth: wi.WorkloadAuth | None = None,
 ) -> BootstrapReport:
     """Make the mesh PKI exist exactly as `layout` says; needs a token that may mount/policy.
 
     `external_root` (see controller.vault.external_root) is imported as the root CA instead of
     generating one; a root mount that already holds a different root is left alone (error).
+    `workload_auth` is the JWT auth method Nomad's workloads log in at (`nomad setup vault`);
+    without it the method and the mesh's role on it are still made, and its JWKS config is
+    left as found (the workload policy needs the method's accessor either way).
     """
     layout = layout or PkiLayout()
     report = BootstrapReport()
@@ -222,7 +248,15 @@ async def bootstrap_pki(
     await _ensure_mount(client, mounts, layout.int_mount, layout.int_ttl, report)
     await _ensure_intermediate(client, layout, report)
     await _ensure_role(client, layout, report)
-    paths = layout.policy_paths()
+    auth = workload_auth or wi.WorkloadAuth(jwks_url=None)
+
+    def say(line: str, changed: bool) -> None:
+        (report.done if changed else report.present).append(line)
+
+    accessor = await wi.ensure_mount(client, auth, say)
+    await wi.ensure_config(client, auth, say)
+    paths = layout.policy_paths(accessor)
     await _ensure_policy(client, WORKLOAD_POLICY, workload_policy(paths), report)
     await _ensure_policy(client, CONTROLLER_POLICY, controller_policy(paths), report)
+    await wi.ensure_role(client, auth, (WORKLOAD_POLICY,), say)
     return report

@@ -71,3 +71,9 @@ path "pki_int/cert/+" {
 path "pki_int/roles/mesh" {
   capabilities = ["read"]
 }
+
+# Per-job roles (identity-bound leaves): kept in step with each meshed job's names,
+# deleted when the job stops being meshed or is purged. Never the issue paths.
+path "pki_int/roles/mesh.*" {
+  capabilities = ["create", "read", "update", "delete"]
+}

@@ -25,7 +25,7 @@ from crds_equivalent.spec import MeshSpec
 from reconcilers.injection import jobview
 from reconcilers.injection.fronting import group_inputs, health_routes
 
-INJECTOR_VERSION: Final = "3"
+INJECTOR_VERSION: Final = "4"  # 4: leaves from the job's own PKI role, token file on
 MAX_TTL_JITTER: Final = 0.05
 # The revision of what an mTLS group with http checks gets (their open check locations);
 # hashed only for such groups. Bump it when that output changes for the same inputs.

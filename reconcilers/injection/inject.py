@@ -17,7 +17,16 @@ from typing import Any
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import MeshSpec, Mode, TlsProtocol
-from reconcilers.injection import edges, fronting, identity, jobview, nginx, rewrite, sidecar
+from reconcilers.injection import (
+    edges,
+    fronting,
+    grant,
+    identity,
+    jobview,
+    nginx,
+    rewrite,
+    sidecar,
+)
 from reconcilers.injection.hashing import INJECTOR_VERSION as INJECTOR_VERSION
 from reconcilers.injection.hashing import effective_ttl, rotation_nonce
 from reconcilers.injection.hashing import spec_hash as spec_hash
@@ -128,6 +137,10 @@ def _sidecar_spec(
     per_network: dict[str, str] = {}
     for port in inputs.ports:
         per_network.setdefault(port.host_network or "default", keys.tls_port_label(port.label))
+    try:
+        role = grant.job_role(config, jobview.namespace(job), jobview.job_id(job))
+    except grant.CannotBind as err:
+        raise CannotInject(str(err)) from None
     routes = fronting.health_routes(inputs, spec)
     listeners = tuple(
         nginx.Listener(
@@ -155,4 +168,5 @@ def _sidecar_spec(
         rotation=rotation_nonce(group),
         edges=nginx.Edges(spec.upstreams, spec.allow, config.domain),
         namespaced=edges.group_namespaced(group),
+        pki_role=role,
     )

@@ -19,6 +19,7 @@ from crds_equivalent.config import MeshConfig
 from crds_equivalent.goparse import parse_go_duration
 from crds_equivalent.spec import MeshSpec, SpecError, parse_job_specs
 from reconcilers.injection import edges, jobview
+from reconcilers.injection.grant import CannotBind, Grant, job_grant
 from reconcilers.injection.inject import (
     CannotInject,
     UndoError,
@@ -44,6 +45,9 @@ class NoOp:
     reason: NoOpReason
     # Meshed groups left alone on purpose (Consul Connect), each reason naming its group.
     refused: tuple[str, ...] = ()
+    # UP_TO_DATE: the job's certificate grant, kept in step even when the job is not rewritten.
+    # Derived from the job like the decision itself, so it takes no part in comparing them.
+    grant: Grant | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class Apply:
     job: dict[str, Any] = field(repr=False)
     reason: str = ""
     refused: tuple[str, ...] = ()
+    # The PKI role and names the job's sidecars issue from: granted before the register.
+    grant: Grant | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -135,15 +141,22 @@ def plan(
     problem = validate(user, enabled)
     if problem is not None:
         return Invalid(problem)
+    try:
+        grant = job_grant(user, enabled, config)
+    except CannotBind as err:
+        return Invalid(str(err))
     stale = _stale_groups(job, user, specs, config)
     if not stale:
-        return NoOp(NoOpReason.UP_TO_DATE, refused)
+        return NoOp(NoOpReason.UP_TO_DATE, refused, grant)
     try:
         desired = inject(job, specs, config)
     except (CannotInject, UndoError) as err:
         return Invalid(str(err))
     return Apply(
-        registrable(desired), "groups to (re)inject or restore: " + ", ".join(stale), refused
+        registrable(desired),
+        "groups to (re)inject or restore: " + ", ".join(stale),
+        refused,
+        grant,
     )
 
 

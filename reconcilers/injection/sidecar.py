@@ -47,6 +47,8 @@ class SidecarSpec:
     # The group network is namespaced (bridge/CNI); read when there is no listener to tell,
     # i.e. for a pure client.
     namespaced: bool = False
+    # The job's own PKI role (reconcilers.injection.grant.job_role); "" = config.pki_role.
+    pki_role: str = ""
 
 
 def _template(dest: str, body: str, perms: str, owner: int | None = None) -> dict[str, Any]:
@@ -87,8 +89,11 @@ def stream_module(config: MeshConfig) -> str:
 
 
 def _templates(spec: SidecarSpec, config: MeshConfig) -> list[dict[str, Any]]:
-    """Certificate file, then (mtls) the public CA bundle, then nginx.conf."""
-    pki_path = f"{config.pki_mount}/issue/{config.pki_role}"
+    """Certificate file, then (mtls) the public CA bundle, then nginx.conf.
+
+    The leaf is issued from the job's own role: the task's token may issue from no other
+    (README "Identity-bound certificates")."""
+    pki_path = f"{config.pki_mount}/issue/{spec.pki_role or config.pki_role}"
     owner = EXEC_NOBODY_ID if config.sidecar_driver is SidecarDriver.EXEC else None
     conf = nginx.nginx_conf(
         spec.listeners,
@@ -122,10 +127,13 @@ def sidecar_task(spec: SidecarSpec, config: MeshConfig) -> dict[str, Any]:
         "Driver": str(config.sidecar_driver),
         "Config": _driver_config(config, host_network),
         "Env": nginx.cert_env(spec.alt_names, spec.ip_labels),
+        # The token file stays on, as Nomad's default has it: the token is bound to this job's
+        # names (it can do no more than the sidecar's own key), and an operator can ask Vault
+        # what it may do (`vault token capabilities`). Env stays off: nginx needs no token.
         "Vault": {
             "Role": config.vault_role,
             "Env": False,
-            "DisableFile": True,
+            "DisableFile": False,
             "ChangeMode": "noop",
         },
         "Templates": _templates(spec, config),

@@ -18,15 +18,17 @@ import structlog
 from controller.nomad.errors import Conflict
 from controller.runtime.clock import Clock, SystemClock
 from controller.runtime.reconcile import Result
+from controller.vault.client import VaultError
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.jobkey import JobKey
 from crds_equivalent.status import ConditionType, Phase
 from reconcilers import conditions as cond
+from reconcilers.injection.grant import CannotBind, Grant, job_role
 from reconcilers.injection.plan import Apply, Invalid, NoOp, NoOpReason, Remove, plan_job
 from reconcilers.mesh.outcomes import DeploymentOutcomes
 from reconcilers.mesh.record import MeshRecord, spec_valid
 from reconcilers.mesh.retry import Backoff, Retry
-from reconcilers.ports import JobStore, StatusStore
+from reconcilers.ports import CertGrants, JobStore, StatusStore
 
 log = structlog.get_logger(__name__)
 
@@ -43,8 +45,12 @@ class MeshReconciler:
         clock: Clock | None = None,
         rollout_poll: float = 10.0,
         retry_backoff: Backoff | None = None,
+        grants: CertGrants | None = None,
     ) -> None:
         self._jobs = jobs
+        # Identity-bound leaves: each meshed job's PKI role, granted before its register and
+        # withdrawn when it stops being meshed. None only where no Vault is wired (unit tests).
+        self.grants = grants
         self.statuses = statuses
         self.config = config
         self.clock: Clock = clock or SystemClock()
@@ -80,6 +86,7 @@ class MeshReconciler:
         namespace, job_id = key
         job = await self.jobs.get_job(job_id, namespace)
         if job is None:
+            await self._withdraw(key)
             self.phases.pop(key, None)
             await self.statuses.delete(namespace, job_id)
             return Result()
@@ -110,6 +117,12 @@ class MeshReconciler:
         retry: Retry | None = None,
     ) -> Result:
         namespace, job_id = key
+        if isinstance(decision, Apply):
+            # Before the register: the new sidecars ask for their leaves as soon as they start.
+            try:
+                await self._grant(decision.grant)
+            except VaultError as err:
+                return await self._grant_failed(key, job, err)
         try:
             answer = await self.jobs.register_job(
                 decision.job, enforce_index=int(job.get("JobModifyIndex") or 0)
@@ -125,6 +138,7 @@ class MeshReconciler:
         index = int(answer.get("JobModifyIndex") or 0)
         log.info("job registered", action=kind, reason=decision.reason, job_modify_index=index)
         if isinstance(decision, Remove):
+            await self._withdraw(key)
             await self.record.write(
                 key,
                 decision.job,
@@ -166,6 +180,7 @@ class MeshReconciler:
             self.phases.pop(key, None)
             return Result()
         if decision.reason is NoOpReason.NOT_MESHED:
+            await self._withdraw(key)
             previous = await self.statuses.get(namespace, job_id)
             if previous is not None and previous.phase != Phase.REMOVED:
                 await self.statuses.delete(namespace, job_id)
@@ -176,6 +191,7 @@ class MeshReconciler:
                 key, job, [], stopped=True, message="job is stopped (Stop=true); left alone"
             )
             return Result()
+        await self._grant(decision.grant)
         rollout = await self.outcomes.judge(key, job)
         if isinstance(rollout, Result):
             return rollout
@@ -196,3 +212,36 @@ class MeshReconciler:
         )
         after = rollout.requeue_after
         return Result(requeue_after=after) if after is not None else Result()
+
+    async def _grant_failed(self, key: JobKey, job: dict[str, Any], err: VaultError) -> Result:
+        """Vault would not take the job's grant: nothing is registered (its sidecars could get
+        no leaf); the status says why, and the key retries through its backoff."""
+        log.warning("certificate grant failed; not registering", job=key.job_id, error=str(err))
+        await self.record.write(
+            key,
+            job,
+            [
+                cond.condition(
+                    ConditionType.SIDECAR_INJECTED,
+                    False,
+                    "GrantFailed",
+                    f"Vault: the job's certificate names could not be granted ({err}); "
+                    "retrying before the sidecar is injected",
+                )
+            ],
+        )
+        return Result(requeue=True)
+
+    async def _grant(self, grant: Grant | None) -> None:
+        if self.grants is not None and grant is not None:
+            await self.grants.grant(grant.role, grant.names)
+
+    async def _withdraw(self, key: JobKey) -> None:
+        """The job is gone or no longer meshed: its tokens may issue nothing any more."""
+        if self.grants is None:
+            return
+        try:
+            role = job_role(self.config, key.namespace, key.job_id)
+        except CannotBind:
+            return  # no role can have existed for it
+        await self.grants.withdraw(role)

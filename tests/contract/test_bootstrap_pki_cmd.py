@@ -20,8 +20,18 @@ from cryptography.x509.oid import NameOID
 
 from controller.cmd import controllerctl
 from devstack.vault import OpenBao, start_openbao
+from devstack.workload_login import static_jwks
 
 pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def nomad_addr() -> Iterator[str]:
+    """Where Nomad would serve its JWKS: bootstrap-pki points Vault's JWT auth method at
+    $NOMAD_ADDR/.well-known/jwks.json unless told otherwise."""
+    with static_jwks() as addr, pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NOMAD_ADDR", addr)
+        yield addr
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +66,15 @@ def admin(bao: OpenBao) -> hvac.Client:
     return hvac.Client(url=bao.addr, token=bao.root_token)
 
 
-def test_first_run_creates_everything_second_run_changes_nothing(bao: OpenBao) -> None:
+def test_first_run_creates_everything_second_run_changes_nothing(
+    bao: OpenBao, nomad_addr: str
+) -> None:
     first = run(bao)
     assert first.exit_code == 0, first.output
     out = lines(first)
-    assert out[-1].startswith("changed: 7 change(s)")
+    # 2 mounts, 2 CAs, the role, 2 policies; the JWT auth method, its JWKS config, its role
+    assert out[-1].startswith("changed: 10 change(s)")
+    assert f"configured auth/jwt-nomad/config: jwks_url {nomad_addr}/.well-known/jwks.json" in out
     assert "enabled pki mount pki/ (max_lease_ttl 87600h)" in out
     assert any(line.startswith("generated intermediate CA in pki_int/") for line in out)
     assert "created role pki_int/roles/mesh" in out
@@ -193,10 +207,15 @@ def test_unreachable_vault_and_missing_token_exit_2() -> None:
     assert missing.exit_code == 2 and "VAULT_TOKEN is not set" in missing.stderr
 
 
-def test_the_installed_entry_point_runs_it(bao: OpenBao) -> None:
+def test_the_installed_entry_point_runs_it(bao: OpenBao, nomad_addr: str) -> None:
     controllerctl_bin = Path(sys.executable).parent / "controllerctl"
     proc = subprocess.run(
-        [str(controllerctl_bin), "bootstrap-pki"],
+        [
+            str(controllerctl_bin),
+            "bootstrap-pki",
+            "--jwks-url",
+            f"{nomad_addr}/.well-known/jwks.json",
+        ],
         env={"VAULT_ADDR": bao.addr, "VAULT_TOKEN": bao.root_token, "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,

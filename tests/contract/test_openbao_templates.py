@@ -12,7 +12,6 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from controller.vault import WORKLOAD_POLICY, VaultClient, VaultConnection, bootstrap_pki
 from devstack.template import (
     PortMapping,
     RenderContext,
@@ -23,21 +22,19 @@ from devstack.template import (
     task_env,
 )
 from devstack.vault import OpenBao
+from devstack.workload_login import workload_token
 from reconcilers.injection import nginx
 
 pytestmark = pytest.mark.timeout(60)
 
 
 async def _workload_token(bao: OpenBao) -> str:
-    await bootstrap_pki(VaultClient(VaultConnection(bao.addr, bao.root_token)))
-    root = hvac.Client(url=bao.addr, token=bao.root_token)
-    return str(
-        root.auth.token.create(policies=[WORKLOAD_POLICY], ttl="10m")["auth"]["client_token"]
-    )
+    """Job web's sidecar token (a JWT login), granted web's names."""
+    return await workload_token(bao, "web", ("web.service.consul", "web.service.*.consul"))
 
 
 def _cert_template() -> dict[str, object]:
-    body = nginx.cert_template("pki_int/issue/mesh", "web.service.consul", 3600)
+    body = nginx.cert_template("pki_int/issue/mesh.default.web", "web.service.consul", 3600)
     return {"DestPath": nginx.CERT_DEST, "EmbeddedTmpl": body, "Perms": "0600"}
 
 
@@ -159,7 +156,10 @@ async def test_vault_refusals_fail_the_render(openbao: OpenBao, tmp_path) -> Non
     token = await _workload_token(openbao)
     ctx = RenderContext(vault=VaultTarget(openbao.addr, token), destination=str(tmp_path / "c.pem"))
     with pytest.raises(TemplateError, match="not allowed by this role"):
-        await render('{{ with pkiCert "pki_int/issue/mesh" "common_name=evil.com" }}{{ end }}', ctx)
+        await render(
+            '{{ with pkiCert "pki_int/issue/mesh.default.web" "common_name=evil.com" }}{{ end }}',
+            ctx,
+        )
     with pytest.raises(TemplateError, match="Code: 403"):
         await render('{{ with secret "secret/mesh/demo" }}{{ end }}', ctx)
     assert not (tmp_path / "c.pem").exists()

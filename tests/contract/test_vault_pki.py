@@ -28,7 +28,10 @@ from controller.vault import (
     set_default_issuer,
     set_issuer_usage,
 )
+from controller.vault.grants import VaultCertGrants
+from controller.vault.workload_auth import JWT_MOUNT, auth_accessor
 from devstack.vault import OpenBao, start_openbao
+from devstack.workload_login import identity_issuer
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -56,12 +59,18 @@ async def test_bootstrap_creates_everything_then_changes_nothing(tmp_path) -> No
         client = _client(bao)
         first = await bootstrap_pki(client)
         assert first.changed
-        assert len(first.done) == 7 and first.present == []
+        assert len(first.done) == 9  # 2 mounts, 2 CAs, role, 2 policies, JWT method and role
+        assert "enabled the JWT auth method jwt-nomad/" in first.done
+        assert "created JWT role auth/jwt-nomad/role/mesh-workload" in first.done
+        # Without a JWKS URL the method's config is left as found, and bootstrap says so.
+        assert first.present == [
+            "auth/jwt-nomad/config (jwks_url NONE: workloads cannot log in until it is set)"
+        ]
         issuers_before = await list_issuers(client, "pki_int")
         second = await bootstrap_pki(client)
         assert not second.changed
         assert second.done == []
-        assert len(second.present) == 7
+        assert len(second.present) == 10
         assert second.default_issuer == first.default_issuer
         assert await list_issuers(client, "pki_int") == issuers_before
         # A drifted role is put back, and only the role.
@@ -94,10 +103,18 @@ async def test_layout_chain_and_reads(openbao: OpenBao) -> None:
 
 
 async def test_workload_token_issues_leaves_and_nothing_else(openbao: OpenBao) -> None:
-    await bootstrap_pki(_client(openbao))
-    workload = _client(openbao, _token(openbao, WORKLOAD_POLICY))
+    async with identity_issuer(openbao) as issuer:
+        await VaultCertGrants(_client(openbao), PkiLayout()).grant(
+            "mesh.default.web", ("web.service.consul", "web.service.*.consul")
+        )
+        workload = _client(openbao, await issuer.login("default", "web"))
+        await _workload_checks(openbao, workload)
+
+
+async def _workload_checks(openbao: OpenBao, workload: VaultClient) -> None:
+    own = "pki_int/issue/mesh.default.web"
     leaf = await workload.write(
-        "pki_int/issue/mesh",
+        own,
         {
             "common_name": "web.service.consul",
             "alt_names": "web.service.dc1.consul",
@@ -115,10 +132,15 @@ async def test_workload_token_issues_leaves_and_nothing_else(openbao: OpenBao) -
     assert x509.ExtendedKeyUsageOID.CLIENT_AUTH in eku
     stored = await _client(openbao).read(f"sys/policies/acl/{WORKLOAD_POLICY}")
     grants = re.findall(r'path "([^"]+)" \{\s*capabilities = \[([^]]*)\]', stored["data"]["policy"])
+    accessor = await auth_accessor(_client(openbao), JWT_MOUNT)
+    meta = f"identity.entity.aliases.{accessor}.metadata"
     assert sorted(grants) == [
         ("pki_int/cert/ca_chain", '"read"'),
-        ("pki_int/issue/mesh", '"update"'),
-    ], "least privilege: issue from the role, read the CA chain, nothing else"
+        (
+            f"pki_int/issue/mesh.{{{{{meta}.nomad_namespace}}}}.{{{{{meta}.nomad_job_id}}}}",
+            '"update"',
+        ),
+    ], "least privilege: issue from the job's own role, read the CA chain, nothing else"
     # The sidecar's mTLS trust bundle: the intermediate mount's chain, intermediate then root.
     bundle = x509.load_pem_x509_certificates((await ca_chain_pem(workload, "pki_int")).encode())
     root = x509.load_pem_x509_certificate((await root_pem(_client(openbao), "pki")).encode())
@@ -132,11 +154,13 @@ async def test_workload_token_issues_leaves_and_nothing_else(openbao: OpenBao) -
         await workload.read("pki_int/issuer/default")
     with pytest.raises(VaultPermissionDenied):
         await workload.write("pki/root/sign-intermediate", {"csr": "x"})
+    with pytest.raises(VaultPermissionDenied):
+        await workload.write("pki_int/issue/mesh", {"common_name": "web.service.consul"})
     with pytest.raises(VaultBadRequest, match="not allowed by this role"):
-        await workload.write("pki_int/issue/mesh", {"common_name": "web.example.com"})
-    for refused in ("*.service.consul", "service.consul", "localhost"):
+        await workload.write(own, {"common_name": "web.example.com"})
+    for refused in ("*.service.consul", "service.consul", "localhost", "api.service.consul"):
         with pytest.raises(VaultBadRequest):
-            await workload.write("pki_int/issue/mesh", {"common_name": refused})
+            await workload.write(own, {"common_name": refused})
 
 
 async def test_controller_token_reads_what_it_needs_and_cannot_issue(openbao: OpenBao) -> None:
@@ -177,8 +201,14 @@ async def test_controller_token_can_rotate_the_intermediate(tmp_path) -> None:
         now = await read_issuer(ctl, "pki_int")
         assert now.issuer_id == new_id and now.issuer_name == "int-v2"
         assert (await read_issuer(ctl, "pki_int", old.issuer_id)).usage.count("issuing") == 0
-        workload = _client(bao, _token(bao, WORKLOAD_POLICY))
-        leaf = await workload.write("pki_int/issue/mesh", {"common_name": "api.service.consul"})
+        async with identity_issuer(bao) as issuer:
+            await VaultCertGrants(_client(bao), PkiLayout()).grant(
+                "mesh.default.api", ("api.service.consul",)
+            )
+            workload = _client(bao, await issuer.login("default", "api"))
+            leaf = await workload.write(
+                "pki_int/issue/mesh.default.api", {"common_name": "api.service.consul"}
+            )
         assert leaf is not None
         cert = x509.load_pem_x509_certificate(leaf["data"]["certificate"].encode())
         cert.verify_directly_issued_by(x509.load_pem_x509_certificate(now.certificate.encode()))

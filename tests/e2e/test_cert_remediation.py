@@ -40,6 +40,7 @@ from tests.support.executor_stack import (
     NS,
     Stack,
     app_task,
+    grant_job,
     running_stack,
 )
 from tests.support.waiting import eventually
@@ -96,7 +97,9 @@ def served_leaf(stack: Stack, alloc_id: str) -> x509.Certificate:
 async def test_a_lost_renewal_is_detected_and_the_sidecar_restart_serves_a_fresh_leaf(
     stack: Stack,
 ) -> None:
-    await stack.register(meshed_job())
+    job = meshed_job()
+    await grant_job(stack.bao, job, CONFIG)  # what the controller does before the register
+    await stack.register(job)
 
     async def running() -> dict[str, Any] | None:
         allocs = [a for a in await stack.allocs("shop") if a["ClientStatus"] == "running"]

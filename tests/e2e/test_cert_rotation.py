@@ -45,6 +45,7 @@ from tests.support.executor_stack import (
     NS,
     Stack,
     app_task,
+    grant_job,
     running_stack,
 )
 from tests.support.waiting import eventually
@@ -188,7 +189,9 @@ async def test_rotate_ca_rolls_three_jobs_resumes_after_sigkill_and_no_request_f
 ) -> None:
     vault = VaultClient(VaultConnection(stack.bao.addr, stack.bao.root_token))
     for name in SERVICES:
-        await stack.register(meshed_job(name))
+        job = meshed_job(name)
+        await grant_job(stack.bao, job, CONFIG)  # what the controller does before the register
+        await stack.register(job)
 
     async def all_passing() -> bool:
         for name in SERVICES:

@@ -31,10 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from controller.config.mesh import load_mesh_config
 from controller.vault import (
-    WORKLOAD_POLICY,
     VaultClient,
     VaultConnection,
-    bootstrap_pki,
     read_issuer,
     root_pem,
 )
@@ -44,6 +42,7 @@ from devstack.consul.probes import http_probe
 from devstack.sidecar_render import render_sidecar, render_task_templates
 from devstack.template import RenderContext, VaultTarget
 from devstack.vault import OpenBao
+from devstack.workload_login import workload_token
 from reconcilers.injection.inject import inject
 from tests.support.waiting import eventually
 
@@ -240,17 +239,20 @@ class Pki:
     root_file: str
     root_token: str
     addr: str
+    bao: OpenBao
 
 
 @pytest.fixture
 async def pki(openbao: OpenBao, tmp_path: Path) -> Pki:
-    await bootstrap_pki(VaultClient(VaultConnection(openbao.addr, openbao.root_token)))
-    admin = hvac.Client(url=openbao.addr, token=openbao.root_token)
-    token = admin.auth.token.create(policies=[WORKLOAD_POLICY], ttl="1h")["auth"]["client_token"]
+    # The sidecar's own token, as the Nomad client gets it: a JWT login with job web's identity,
+    # after the controller's grant of web's names (its role mesh.default.web).
+    token = await workload_token(openbao, "web", ("web.service.consul", "web.service.*.consul"))
     root = await root_pem(VaultClient(VaultConnection(openbao.addr, openbao.root_token)), "pki")
     root_file = tmp_path / "root.pem"
     root_file.write_text(root)
-    return Pki(VaultTarget(openbao.addr, token), str(root_file), openbao.root_token, openbao.addr)
+    return Pki(
+        VaultTarget(openbao.addr, token), str(root_file), openbao.root_token, openbao.addr, openbao
+    )
 
 
 @dataclass
@@ -511,8 +513,9 @@ async def test_mtls_requires_a_mesh_client_certificate(
 
     # A caller in the mesh holds a leaf from the same role, as its own sidecar's cert file does:
     # leaf + intermediate (no root) + key. Its chain must reach the root in the trust bundle.
-    issued = hvac.Client(url=pki.addr, token=pki.vault.token).write_data(
-        "pki_int/issue/mesh",
+    caller = await workload_token(pki.bao, "api", ("api.service.consul",))
+    issued = hvac.Client(url=pki.addr, token=caller).write_data(
+        "pki_int/issue/mesh.default.api",
         data={"common_name": "api.service.consul", "ttl": "1h", "remove_roots_from_chain": True},
     )["data"]
     assert len(issued["ca_chain"]) == 1
@@ -539,10 +542,11 @@ async def test_mtls_requires_a_mesh_client_certificate(
     assert len(chain) == 2 and chain[1] == bundle[0]
 
 
-def _mesh_client_cert(pki: Pki, tmp_path: Path) -> str:
-    """A caller's own sidecar file: leaf + intermediate + key from the mesh role."""
-    issued = hvac.Client(url=pki.addr, token=pki.vault.token).write_data(
-        "pki_int/issue/mesh",
+async def _mesh_client_cert(pki: Pki, tmp_path: Path) -> str:
+    """A caller's own sidecar file: leaf + intermediate + key from its own job's role."""
+    caller = await workload_token(pki.bao, "api", ("api.service.consul",))
+    issued = hvac.Client(url=pki.addr, token=caller).write_data(
+        "pki_int/issue/mesh.default.api",
         data={"common_name": "api.service.consul", "ttl": "1h", "remove_roots_from_chain": True},
     )["data"]
     path = tmp_path / "caller.pem"
@@ -599,7 +603,7 @@ async def test_mtls_consul_check_is_green_and_only_the_check_request_goes_withou
     assert len(backend.hits) == 4, "refused callers never reach the app"
 
     # A mesh caller reaches everything, the query string included.
-    mine = client_ctx(pki.root_file, _mesh_client_cert(pki, tmp_path))
+    mine = client_ctx(pki.root_file, await _mesh_client_cert(pki, tmp_path))
     for path in ("/", "/api/orders?id=7", "/health"):
         assert await _status_or_refused(sc.tls_port, mine, path) == 200, path
     assert backend.hits[4:] == ["/", "/api/orders?id=7", "/health"]

@@ -14,9 +14,11 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from controller.vault import CONTROLLER_POLICY, VaultClient, VaultConnection, bootstrap_pki
 from crds_equivalent.keys import VAR_LEADER
 from devstack.nomad import NomadTwin
 from devstack.testing import User, injected, stored, user_job
+from devstack.vault import OpenBao
 from tests.support.twins import NomadTwinFactory
 from tests.support.waiting import eventually
 
@@ -49,11 +51,20 @@ def lock_held(twin: NomadTwin) -> bool:
     return bool(var and var.get("Lock"))
 
 
-async def test_run_serves_meshes_and_stops_cleanly_on_sigterm(twin: NomadTwin) -> None:
+async def test_run_serves_meshes_and_stops_cleanly_on_sigterm(
+    twin: NomadTwin, openbao: OpenBao
+) -> None:
     port = free_port()
+    # Meshing grants the job its PKI role in Vault before the register: the controller gets
+    # the mesh PKI and a token with its own policy.
+    vault = VaultClient(VaultConnection(openbao.addr, openbao.root_token))
+    await bootstrap_pki(vault)
+    made = await vault.write("auth/token/create", {"policies": [CONTROLLER_POLICY], "ttl": "1h"})
     env = {
         **os.environ,
         "NOMAD_ADDR": twin.url,
+        "VAULT_ADDR": openbao.addr,
+        "VAULT_TOKEN": (made or {})["auth"]["client_token"],
         "MESH_HTTP_ADDR": f"127.0.0.1:{port}",
         "MESH_LOG_FORMAT": "json",
     }
@@ -73,6 +84,12 @@ async def test_run_serves_meshes_and_stops_cleanly_on_sigterm(twin: NomadTwin) -
         assert lock_held(twin)
         await user.submit(user_job("web", {"mesh.tls": "true"}))
         await eventually(lambda: injected(stored(twin, "web")), what="web injected")
+        role = await vault.read("pki_int/roles/mesh.default.web")
+        assert role is not None  # granted before the register
+        assert sorted(role["data"]["allowed_domains"]) == [
+            "web.service.*.consul",
+            "web.service.consul",
+        ]
         assert await http_status(base + "/healthz") == 200
 
         proc.send_signal(signal.SIGTERM)

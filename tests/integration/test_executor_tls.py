@@ -31,6 +31,8 @@ from tests.support.executor_stack import (
     Stack,
     app_task,
     events,
+    grant_job,
+    grant_role,
     running_stack,
 )
 from tests.support.waiting import eventually
@@ -63,8 +65,9 @@ http {
 }
 """
 
+ROLE_PATH = "pki_int/issue/mesh.default.web"  # the job's own role (granted by the tests)
 BUNDLE = (
-    '{{ with pkiCert "pki_int/issue/mesh" "common_name=' + CN + '" (env "IP_SANS") "ttl=' + TTL
+    '{{ with pkiCert "' + ROLE_PATH + '" "common_name=' + CN + '" (env "IP_SANS") "ttl=' + TTL
     + '" }}{{ .Cert }}\n{{ range .CAChain }}{{ . }}\n{{ end }}{{ .Key }}\n{{ end }}'
 )  # fmt: skip
 
@@ -85,7 +88,9 @@ def hand_written_job() -> dict[str, Any]:
         Templates=[
             template(
                 "local/leaf.pem",
-                '{{ with pkiCert "pki_int/issue/mesh" "common_name=app.service.consul" "ttl='
+                '{{ with pkiCert "'
+                + ROLE_PATH
+                + '" "common_name=app.service.consul" "ttl='
                 + TTL
                 + '" }}{{ .Cert }}{{ end }}',
                 "restart",
@@ -111,7 +116,9 @@ def hand_written_job() -> dict[str, Any]:
         },
         "Env": {"IP_SANS": "ip_sans=${NOMAD_IP_https}"},
         # vault.role names a JWT auth role; none given: the cluster's default (nomad-workloads),
-        # which grants the workload policy (devstack.vault.configure_workload_identity_auth)
+        # which grants the workload policy (devstack.vault.configure_workload_identity_auth):
+        # issue from the job's own role (mesh.default.web, granted by the test as the
+        # controller would)
         "Vault": {"Env": False, "DisableFile": True},
         "KillSignal": "SIGQUIT",
         "KillTimeout": 2 * NS,
@@ -209,6 +216,7 @@ async def https_check_passing(stack: Stack, service: str) -> bool:
 async def test_hand_written_sidecar_serves_verified_tls_and_rotates_with_sighup(
     stack: Stack,
 ) -> None:
+    await grant_role(stack.bao, "mesh.default.web", ("web.service.consul", "app.service.consul"))
     await stack.register(hand_written_job())
     alloc = await running(stack, "web")
     aid = alloc["ID"]
@@ -295,6 +303,7 @@ async def test_injected_raw_exec_sidecar_serves_tls_passes_check_and_rotates(sta
     user = meshed_user_job()
     config = MeshConfig(sidecar_driver=SidecarDriver.RAW_EXEC, nginx_bin=NGINX)
     job = shorten(inject(user, parse_job_specs(user), config), TTL)
+    await grant_job(stack.bao, user, config)
     await stack.register(job)
     alloc = await running(stack, "shop")
     aid = alloc["ID"]

@@ -104,6 +104,8 @@ async def world(c: Cluster) -> dict[str, Any]:
         )
     return {
         "mounts": sorted(((await v.read("sys/mounts")) or {}).get("data", {})),
+        "auth": sorted(((await v.read("sys/auth")) or {}).get("data", {})),
+        "jwt": ((await v.read("auth/jwt-nomad/config")) or {}).get("data"),
         "policies": {
             p: ((await v.read(f"sys/policies/acl/{p}")) or {})["data"]["policy"] for p in policies
         },
@@ -153,6 +155,13 @@ async def test_dry_run_writes_nothing_install_converges_second_run_changes_nothi
     assert items["MESH_CONTROLLER_NAMESPACE"] == "default" and items["MESH_NAMESPACES"] == "*"
     for secret in (items["NOMAD_TOKEN"], items["VAULT_TOKEN"]):
         assert secret and secret not in first.output and secret not in dry.output
+    # `nomad setup vault`'s setup: the JWT auth method trusts this cluster's JWKS, and the
+    # sidecars' role gives their identity the mesh's workload policy.
+    jwt = ((await c.vault.read("auth/jwt-nomad/config")) or {})["data"]
+    assert jwt["jwks_url"] == f"{c.twin.url}/.well-known/jwks.json"
+    role = ((await c.vault.read("auth/jwt-nomad/role/mesh-workload")) or {})["data"]
+    assert role["token_policies"] == ["mesh-workload"] and role["user_claim"] == "/sub"
+    assert role["bound_audiences"] == ["vault.io"]
     after_first = await world(c)
 
     second = await c.ctl("install")

@@ -26,13 +26,18 @@ from controller.vault import (
     VaultClient,
     VaultConnection,
     bootstrap_pki,
+    pki_layout,
     root_pem,
 )
+from controller.vault.grants import VaultCertGrants
+from crds_equivalent.config import MeshConfig
 from devstack.consul import ConsulTwin, start_consul_twin
 from devstack.executor import ExecutorSettings, RawExecDriver, RetryPolicy
 from devstack.nomad import NomadTwin, start_nomad_twin
 from devstack.registrar import ConsulRegistrar
 from devstack.vault import OpenBao, WorkloadAuthSpec, configure_workload_identity_auth
+from reconcilers.injection.grant import Grant
+from reconcilers.injection.plan import Apply, NoOp, plan_job
 
 NS = 1_000_000_000
 NGINX = "/usr/sbin/nginx"
@@ -138,6 +143,22 @@ async def stop_stack(stack: Stack) -> None:
     await stack.driver.close()
     await stack.registrar.close()
     await stack.consul.stop()
+
+
+async def grant_role(
+    bao: OpenBao, role: str, names: tuple[str, ...], config: MeshConfig | None = None
+) -> None:
+    """What the controller does before it registers a meshed job: its per-job PKI role."""
+    client = VaultClient(VaultConnection(bao.addr, bao.root_token))
+    await VaultCertGrants(client, pki_layout(config or MeshConfig())).grant(role, names)
+
+
+async def grant_job(bao: OpenBao, job: dict[str, Any], config: MeshConfig) -> Grant:
+    """The per-job role of a meshed job (user or injected), granted as the controller does."""
+    decision = plan_job(job, config)
+    assert isinstance(decision, Apply | NoOp) and decision.grant is not None, decision
+    await grant_role(bao, decision.grant.role, decision.grant.names, config)
+    return decision.grant
 
 
 def events(alloc: dict[str, Any], task: str) -> list[str]:

@@ -120,7 +120,13 @@ def test_sidecar_task_shape_docker_host_mode() -> None:
     assert task["Meta"] == {keys.MANAGED_TASK_META: "true"}
     assert task["KillSignal"] == "SIGQUIT"
     assert task["Resources"] == {"CPU": DOCKER.sidecar_cpu, "MemoryMB": DOCKER.sidecar_memory_mb}
-    assert task["Vault"]["ChangeMode"] == "noop" and task["Vault"]["Role"] == ""
+    # The token file stays on (Nomad's default); the token can issue only this job's names.
+    assert task["Vault"] == {
+        "Role": "mesh-workload",
+        "Env": False,
+        "DisableFile": False,
+        "ChangeMode": "noop",
+    }
     cert, conf = task["Templates"]
     assert cert["DestPath"] == nginx.CERT_DEST and cert["Perms"] == "0600"
     assert (cert["ChangeMode"], cert["ChangeSignal"]) == ("signal", "SIGHUP")

@@ -102,8 +102,9 @@ async def test_unknown_function_fails_the_task_before_it_starts(stack: Stack) ->
 
 
 async def test_a_missing_vault_dependency_blocks_the_start_until_it_exists(stack: Stack) -> None:
-    # The workload's token may issue from pki_int/issue/mesh; a template that asks a role that
-    # does not exist yet is refused (400) and retried as missing until the role appears.
+    # A policy of this test's own lets the token issue from pki_int/issue/later; a template
+    # that asks a role that does not exist yet is refused (400) and retried as missing until
+    # the role appears.
     body = CERT_ONLY.replace("pki_int/issue/mesh", "pki_int/issue/later")
     admin = {"X-Vault-Token": stack.bao.root_token}
     policy_url = f"{stack.bao.addr}/v1/sys/policies/acl/later"

@@ -19,14 +19,20 @@ import pytest
 
 from controller.vault import WORKLOAD_POLICY
 from devstack.vault import OpenBao, WorkloadAuthSpec, configure_workload_identity_auth
-from tests.support.executor_stack import NS, Stack, events, running_stack
+from tests.support.executor_stack import NS, Stack, events, grant_role, running_stack
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
 
-CERT = (
-    '{{ with pkiCert "pki_int/issue/mesh" "common_name=wid.service.consul" }}{{ .Cert }}{{ end }}'
-)
+
+def cert(job_id: str) -> str:
+    """A leaf from the job's own role (granted by the test as the controller would)."""
+    return (
+        f'{{{{ with pkiCert "pki_int/issue/mesh.default.{job_id}" '
+        f'"common_name={job_id}.service.consul" }}}}{{{{ .Cert }}}}{{{{ end }}}}'
+    )
+
+
 SLEEP = [sys.executable, "-c", "import time; time.sleep(600)"]
 
 
@@ -46,7 +52,7 @@ def vault_job(job_id: str, vault: dict[str, Any], templates: bool = True) -> dic
     }
     if templates:
         task["Templates"] = [
-            {"DestPath": "secrets/cert.pem", "EmbeddedTmpl": CERT, "ChangeMode": "noop"}
+            {"DestPath": "secrets/cert.pem", "EmbeddedTmpl": cert(job_id), "ChangeMode": "noop"}
         ]
     return {
         "ID": job_id,
@@ -88,6 +94,7 @@ async def test_a_vault_task_logs_in_with_its_identity_and_renders_with_that_toke
             token_period="6s",
         ),
     )
+    await grant_role(stack.bao, "mesh.default.wid", ("wid.service.consul",))
     await stack.register(vault_job("wid", {"Env": True}))
     alloc = await eventually(lambda: _running(stack, "wid"), within=30)
     tdir = task_dir(stack, alloc["ID"])
@@ -136,6 +143,7 @@ async def test_disable_file_and_env_false_keep_the_token_out_of_the_task(stack: 
         stack.bao,
         WorkloadAuthSpec(f"{stack.nomad.url}/.well-known/jwks.json", policies=(WORKLOAD_POLICY,)),
     )
+    await grant_role(stack.bao, "mesh.default.quiet", ("quiet.service.consul",))
     await stack.register(vault_job("quiet", {"Env": False, "DisableFile": True}))
     alloc = await eventually(lambda: _running(stack, "quiet"), within=30)
     tdir = task_dir(stack, alloc["ID"])

@@ -1,0 +1,106 @@
+"""PURE: which certificate names a meshed job may obtain, and the Vault PKI role granting them.
+
+Leaves are bound to the job that fronts them (README "Identity-bound certificates"): every
+meshed job has its own PKI role, ``<pki_role>.<namespace>.<job ID>``, whose allowed names are
+exactly the names its sidecars ask for, and the one workload policy lets a task's token issue
+from the role named by its own identity (the ``nomad_namespace`` and ``nomad_job_id`` alias
+metadata of its JWT login). A Nomad namespace never contains a dot (``^[a-zA-Z0-9-]{1,128}$``,
+nomad/structs/structs.go ``validNamespaceName``), so the first dot after the prefix separates
+namespace from job ID and the name reads back unambiguously (``parse_role``).
+
+Periodic and dispatched children log in as their parent (``nomad_job_id`` is
+``Job.GetIDforWorkloadIdentity``, the parent's ID) and run the parent's sidecar, so the
+parent's role covers them; they have none of their own.
+
+``job_leaf_names`` is the one place the names are listed, so a feature that gives a group a
+new name (e.g. a leaf for a pure client) extends it here and the grant follows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from crds_equivalent.config import MeshConfig
+from crds_equivalent.spec import MeshSpec
+from reconcilers.injection import fronting, jobview
+
+# Vault's framework.GenericNameRegex, which the PKI engine's roles/<name> and issue/<name>
+# paths use: word characters, dots and dashes, starting and ending with a word character.
+_ROLE_NAME = re.compile(r"^\w(?:[\w.-]*\w)?$", re.ASCII)
+_NAMESPACE = re.compile(r"^[a-zA-Z0-9-]{1,128}$")  # Nomad's validNamespaceName
+
+
+class CannotBind(ValueError):
+    """The job's identity cannot name a Vault PKI role, so its leaves cannot be bound."""
+
+
+@dataclass(frozen=True)
+class Grant:
+    """The PKI role of one meshed job and the names it may issue leaves for."""
+
+    role: str
+    names: tuple[str, ...]
+
+
+def job_role(config: MeshConfig, namespace: str, job_id: str) -> str:
+    """``<pki_role>.<namespace>.<job ID>``; raises CannotBind when Vault cannot hold it."""
+    if not _NAMESPACE.match(namespace):
+        raise CannotBind(f"namespace {namespace!r} is not a Nomad namespace name")
+    role = f"{config.pki_role}.{namespace}.{job_id}"
+    if not _ROLE_NAME.match(role):
+        raise CannotBind(
+            f"job ID {job_id!r} cannot name a Vault PKI role (allowed: letters, digits, '_', "
+            "'.' and '-', ending in a letter, digit or '_'), so its certificates cannot be "
+            "bound to its identity; rename the job to mesh it"
+        )
+    return role
+
+
+def parse_role(config: MeshConfig, role: str) -> tuple[str, str] | None:
+    """(namespace, job ID) of a per-job role name, or None when it is not one of ours."""
+    prefix = f"{config.pki_role}."
+    if not role.startswith(prefix):
+        return None
+    namespace, dot, job_id = role[len(prefix) :].partition(".")
+    if not dot or not job_id or not _NAMESPACE.match(namespace):
+        return None
+    return namespace, job_id
+
+
+def service_leaf_names(service: str, config: MeshConfig) -> tuple[str, ...]:
+    """The names a sidecar's leaf carries for one fronted service: ``<svc>.<domain>`` and
+    Consul's ``<svc>.service.<dc>.<datacenter_domain>`` (the datacenter is known only on the
+    client, hence the one glob)."""
+    return (f"{service}.{config.domain}", f"{service}.service.*.{config.datacenter_domain}")
+
+
+def job_leaf_names(
+    job: Mapping[str, Any], specs: Mapping[str, MeshSpec], config: MeshConfig
+) -> tuple[str, ...]:
+    """Every name the job's meshed groups ask leaves for, in group order, without repeats.
+
+    ``job`` is the user's job (after ``uninject``), ``specs`` its parsed group specs; groups
+    that are not enabled add nothing. A service name only the client could resolve raises
+    CannotBind with inject's wording (``group "<name>": …``)."""
+    names: dict[str, None] = {}
+    for group in jobview.groups(job):
+        spec = specs.get(jobview.group_name(group))
+        if spec is None or not spec.enabled:
+            continue
+        try:
+            inputs = fronting.group_inputs(job, group, spec)
+            services = fronting.service_names(job, group, inputs)
+        except jobview.UnresolvedName as err:
+            raise CannotBind(f'group "{spec.group}": {err}') from None
+        for service in services:
+            names.update(dict.fromkeys(service_leaf_names(service, config)))
+    return tuple(names)
+
+
+def job_grant(job: Mapping[str, Any], specs: Mapping[str, MeshSpec], config: MeshConfig) -> Grant:
+    """The grant a meshed job needs; raises CannotBind."""
+    role = job_role(config, jobview.namespace(job), jobview.job_id(job))
+    return Grant(role, job_leaf_names(job, specs, config))

@@ -85,18 +85,22 @@ class TwinProc:
 
 
 class ControllerProc:
-    """``controller run`` against the twin: Consul and (unless ``env`` names one) Vault point at
-    closed ports (health checks find them down and say Unknown). Injection needs Vault: it
-    grants each job its PKI role, so the benchmark passes a real one."""
+    """``controller run`` against the twin, without Consul (the twin runs without it too, so
+    Nomad judges deployments by task states): health says Unknown/ConsulNotConfigured at once.
+    A closed Consul port instead made every health pass spend the Consul client's retry budget,
+    which a real cluster's Consul never costs. Vault points at a closed port unless ``env``
+    names one; injection needs Vault (it grants each job its PKI role), so the benchmark passes
+    a real one."""
 
     def __init__(self, nomad_url: str, namespace: str, log_path: Path, **env: str) -> None:
         self.port = free_port()
         closed = free_port()  # bound and released: nothing listens there
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("MESH_", "NOMAD_"))}
+        base = {
+            k: v for k, v in os.environ.items() if not k.startswith(("MESH_", "NOMAD_", "CONSUL_"))
+        }
         self.env = {
             **base,
             "NOMAD_ADDR": nomad_url,
-            "CONSUL_HTTP_ADDR": f"127.0.0.1:{closed}",
             "VAULT_ADDR": f"http://127.0.0.1:{closed}",
             "VAULT_TOKEN": "bench-unused",
             "MESH_HTTP_ADDR": f"127.0.0.1:{self.port}",

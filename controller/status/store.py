@@ -28,6 +28,7 @@ talks to Variables through the small :class:`VariablesPort` that ``NomadVariable
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
@@ -48,6 +49,10 @@ from controller.status.writer import CAS_ATTEMPTS, SlotWriter, StatusConflict
 from crds_equivalent.jobkey import JobKey
 from crds_equivalent.keys import VAR_STATUS_PREFIX
 from crds_equivalent.status import MeshStatus
+
+# Records written at once within one window at which the store counts as under load: from then
+# on a record's first change is coalesced too (see ``update``).
+BUSY_AT = 8
 
 __all__ = [
     "CAS_ATTEMPTS",
@@ -95,6 +100,7 @@ class StatusStore:
         )
         self._slots = self._cache.slots
         self._schedule = FlushSchedule(self.clock)
+        self._prompt: deque[float] = deque()  # when recent records were written at once
         self._flushing = asyncio.Semaphore(read_concurrency)  # flushes in flight
         self._writer = SlotWriter(
             variables,
@@ -151,12 +157,27 @@ class StatusStore:
         self._tell(slot)
         if slot.writing:
             return slot.current  # the flush in flight writes it next, or schedules it
+        now = self.clock.monotonic()
         due = slot.written_at + self.write_interval
-        if due > self.clock.monotonic():
+        if due <= now and self._busy(now):
+            # Under load (a cold start, a resync that changed many jobs) even a record's first
+            # change waits one window: what follows it soon (the rollout, the first health
+            # verdict) goes out in the same write instead of in two or three.
+            due = now + self.write_interval
+        if due > now:
             self._schedule.at(due, path)
             return slot.current
+        self._prompt.append(now)
         await self._writer.flush(path, slot, raise_errors=True)
         return slot.current
+
+    def _busy(self, now: float) -> bool:
+        """``BUSY_AT`` records were written at once within the last window."""
+        if not self.write_interval:
+            return False
+        while self._prompt and self._prompt[0] <= now - self.write_interval:
+            self._prompt.popleft()
+        return len(self._prompt) >= BUSY_AT
 
     async def write(self, namespace: str, job: str, status: MeshStatus) -> bool:
         """Store ``status`` now unless the stored record has the same content; True when

@@ -25,7 +25,7 @@ from typing import Any
 
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import MeshSpec
-from reconcilers.injection import fronting, jobview
+from reconcilers.injection import fronting, identity, jobview
 
 # Vault's framework.GenericNameRegex, which the PKI engine's roles/<name> and issue/<name>
 # paths use: word characters, dots and dashes, starting and ending with a word character.
@@ -92,8 +92,11 @@ def job_leaf_names(
             continue
         try:
             inputs = fronting.group_inputs(job, group, spec)
+            if not inputs.ports:  # a pure client: its leaf is named after its job (identity)
+                names[identity.pure_client_cn(job, config.domain)] = None
+                continue
             services = fronting.service_names(job, group, inputs)
-        except jobview.UnresolvedName as err:
+        except (jobview.UnresolvedName, identity.BadClientName) as err:
             raise CannotBind(f'group "{spec.group}": {err}') from None
         for service in services:
             names.update(dict.fromkeys(service_leaf_names(service, config)))

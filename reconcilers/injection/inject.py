@@ -45,12 +45,18 @@ def inject(
 ) -> dict[str, Any]:
     """The job with every enabled group meshed; other groups exactly as the user wrote them."""
     user = uninject(job)
-    out = copy.deepcopy(user)
-    for group in jobview.as_list(out.get("TaskGroups")):
+    out = dict(user)
+    groups = out.get("TaskGroups")
+    if not isinstance(groups, list):
+        return out
+    out["TaskGroups"] = copied = list(groups)
+    for index, group in enumerate(groups):
         if not isinstance(group, dict):
             continue
         spec = specs.get(jobview.group_name(group))
         if spec is not None and spec.enabled:
+            # only the groups injection changes are copied; the others are the user's, shared
+            copied[index] = group = copy.deepcopy(group)
             _inject_group(user, group, spec, config)
     return out
 

@@ -98,11 +98,15 @@ def plan_job(job: Mapping[str, Any], config: MeshConfig) -> Decision:
         )
     except SpecError as err:
         specs = err
-    return plan(job, specs, config)
+    return plan(job, specs, config, user=user)
 
 
 def plan(
-    job: Mapping[str, Any], specs: Mapping[str, MeshSpec] | SpecError, config: MeshConfig
+    job: Mapping[str, Any],
+    specs: Mapping[str, MeshSpec] | SpecError,
+    config: MeshConfig,
+    *,
+    user: dict[str, Any] | None = None,
 ) -> Decision:
     """``specs`` are parsed from ``uninject(job)`` (or the SpecError that parsing raised).
 
@@ -119,10 +123,11 @@ def plan(
         return NoOp(NoOpReason.CHILD)
     if jobview.is_stopped(job):
         return NoOp(NoOpReason.STOPPED)
-    try:
-        user = uninject(job)
-    except UndoError as err:
-        return Invalid(str(err))
+    if user is None:  # plan_job passes the un-injected job it parsed the specs from
+        try:
+            user = uninject(job)
+        except UndoError as err:
+            return Invalid(str(err))
     if isinstance(specs, SpecError):
         return Invalid(str(specs))
     enabled = {name: s for name, s in specs.items() if s.enabled}

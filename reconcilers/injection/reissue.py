@@ -73,8 +73,10 @@ def with_nonce(
     targets = enabled if groups is None else enabled & set(groups)
     if not targets:
         raise CannotReissue("no meshed group to re-issue")
-    for group in jobview.as_list(user.get("TaskGroups")):
+    groups = jobview.as_list(user.get("TaskGroups"))
+    for index, group in enumerate(groups):
         if isinstance(group, dict) and jobview.group_name(group) in targets:
+            group = groups[index] = dict(group)  # uninject shares unchanged groups with job
             meta = dict(jobview.group_meta(group))
             meta[keys.ROTATION_GROUP_META] = nonce
             rewrite.set_ordered(group, "Meta", meta, rewrite.GROUP_ORDER)

@@ -87,11 +87,35 @@ def is_marked(group: Mapping[str, Any]) -> bool:
 
 
 def uninject(job: Mapping[str, Any]) -> dict[str, Any]:
-    """The user's job: every marked group restored from its undo record; raises UndoError."""
-    out = copy.deepcopy(dict(job))
-    for group in jobview.as_list(out.get("TaskGroups")):
-        if isinstance(group, dict) and is_marked(group):
-            _uninject_group(group)
+    """The user's job: every marked group restored from its undo record; raises UndoError.
+
+    Copy on write: the job, its group list and, in each marked group, the containers the undo
+    changes (the group, its task list and tasks, Meta, Constraints) are new; everything else
+    is shared with ``job``. Every reconcile of every reconciler un-injects its job, and a deep
+    copy of the whole job was most of the controller's CPU per job. Callers treat the result
+    as read-only below those levels (``inject`` copies what it changes)."""
+    out = dict(job)
+    groups = out.get("TaskGroups")
+    if isinstance(groups, list):
+        out["TaskGroups"] = [
+            _uninjected_copy(g) if isinstance(g, dict) and is_marked(g) else g for g in groups
+        ]
+    return out
+
+
+def _uninjected_copy(group: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``group`` deep enough for ``_uninject_group`` to change, then restored."""
+    out = dict(group)
+    tasks = out.get("Tasks")
+    if isinstance(tasks, list):
+        out["Tasks"] = [dict(t) if isinstance(t, dict) else t for t in tasks]
+    for key in ("Meta", "Constraints"):
+        value = out.get(key)
+        if isinstance(value, dict):
+            out[key] = dict(value)
+        elif isinstance(value, list):
+            out[key] = list(value)
+    _uninject_group(out)
     return out
 
 

@@ -16,7 +16,7 @@ from controller.nomad.client import NomadClient
 from controller.nomad.errors import TransientError
 from controller.nomad.variables import NomadVariables, Variable
 from controller.runtime.clock import FakeClock
-from controller.status.store import StatusStore, path_for
+from controller.status.store import BUSY_AT, StatusStore, path_for
 from crds_equivalent.status import (
     Condition,
     ConditionStatus,
@@ -120,6 +120,33 @@ async def test_a_burst_of_updates_is_one_write_now_and_one_when_the_window_ends(
         await clock.advance(0)  # let the flusher's write land
         assert (await items(variables, "web"))["message"] == "step 9"
         assert variables.calls["put"] == 2
+    finally:
+        flusher.cancel()
+        await asyncio.gather(flusher, return_exceptions=True)
+
+
+async def test_under_load_a_first_change_waits_for_its_window_and_goes_out_once(
+    nomad: NomadClient,
+) -> None:
+    """A cold start: many records changing at once. Each record's injection, rollout and first
+    health verdict land within one window, so each record is written once, not three times."""
+    variables, clock = CountingVariables(nomad), FakeClock()
+    store = StatusStore(variables, clock=clock, write_interval=1.0)
+    jobs = [f"job-{n}" for n in range(BUSY_AT + 4)]
+    flusher = asyncio.create_task(store.run())
+    try:
+        for job in jobs:
+            await store.update("default", job, with_message("injected"))
+        for job in jobs:
+            await store.update("default", job, with_healthy)
+        written = variables.calls.get("put", 0)
+        assert written == BUSY_AT  # the first ones, before the store was busy, went out at once
+        await clock.advance(1.0)
+        await clock.advance(0)
+        assert variables.calls["put"] == written + len(jobs)  # the rest: one write each
+        for job in jobs[BUSY_AT:]:
+            stored = await items(NomadVariables(nomad), job)
+            assert stored["message"] == "injected" and "ConsulHealthy" in stored["conditions"]
     finally:
         flusher.cancel()
         await asyncio.gather(flusher, return_exceptions=True)

@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import hvac
 import pytest
 from aiohttp import web
 
 from controller.config.mesh import load_mesh_config
-from controller.vault import WORKLOAD_POLICY, VaultClient, VaultConnection, bootstrap_pki
+from controller.vault import VaultClient, VaultConnection, bootstrap_pki
 from crds_equivalent import keys
 from crds_equivalent.spec import parse_job_specs
 from devstack.consul import ConsulTwin, start_consul_twin
@@ -31,6 +30,8 @@ from devstack.nomad.nsd import NativeServices
 from devstack.sidecar_render import free_port, render_sidecar
 from devstack.template import NomadTarget, VaultTarget
 from devstack.vault import OpenBao
+from devstack.workload_login import workload_token
+from reconcilers.injection.grant import job_leaf_names
 from reconcilers.injection.inject import inject
 from tests.support.mesh_nginx import HOST, Nginx, start_nginx
 from tests.support.twins import NomadTwinFactory
@@ -81,17 +82,21 @@ def pure_client_job(job_id: str, upstreams: str) -> dict[str, Any]:
 
 @dataclass
 class World:
-    vault: VaultTarget
+    bao: OpenBao
     consul: ConsulTwin
     root: Path
     started: list[Nginx]
     nomad: NomadTarget | None = None
 
     async def sidecar(self, job: dict[str, Any], listen: int | None = None) -> Nginx:
-        injected = inject(job, parse_job_specs(job), CONFIG)
+        specs = parse_job_specs(job)
+        injected = inject(job, specs, CONFIG)
+        # the sidecar's own token: a JWT login of its job after the controller's grant of the
+        # job's names (role mesh.<namespace>.<job>), as the Nomad client holds it
+        token = await workload_token(self.bao, job["ID"], job_leaf_names(job, specs, CONFIG))
         rendered = await render_sidecar(
             injected,
-            self.vault,
+            VaultTarget(self.bao.addr, token),
             self.root / job["ID"],
             consul_addr=self.consul.address,
             nomad=self.nomad,
@@ -106,10 +111,8 @@ class World:
 @pytest.fixture
 async def world(openbao: OpenBao, tmp_path: Path) -> AsyncIterator[World]:
     await bootstrap_pki(VaultClient(VaultConnection(openbao.addr, openbao.root_token)))
-    admin = hvac.Client(url=openbao.addr, token=openbao.root_token)
-    token = admin.auth.token.create(policies=[WORKLOAD_POLICY], ttl="1h")["auth"]["client_token"]
     consul = await start_consul_twin(check_runner=False)
-    w = World(VaultTarget(openbao.addr, token), consul, tmp_path, [])
+    w = World(openbao, consul, tmp_path, [])
     try:
         yield w
     finally:

@@ -134,3 +134,33 @@ def test_a_service_name_only_the_client_knows_is_invalid_naming_the_group() -> N
     j = job("shop", ["web-${NOMAD_ALLOC_INDEX}"])
     refused = plan_job(j, CONFIG)
     assert isinstance(refused, Invalid) and refused.reason.startswith('group "g": ')
+
+
+def pure_client(job_id: str) -> dict[str, object]:
+    """A group that fronts nothing and calls one upstream (issue 18's pure client)."""
+    return {
+        "ID": job_id,
+        "Namespace": "default",
+        "Meta": {"mesh.tls": "true"},
+        "TaskGroups": [
+            {
+                "Name": "g",
+                "Meta": {"mesh.tls.upstreams": "web:18080"},
+                "Tasks": [{"Name": "app", "Driver": "raw_exec"}],
+            }
+        ],
+    }
+
+
+def test_a_pure_client_is_granted_its_own_job_name_and_nothing_else() -> None:
+    client = pure_client("reports")
+    names = job_leaf_names(client, parse_job_specs(client), CONFIG)
+    assert names == (f"reports.{CONFIG.domain}",)
+    decision = plan_job(client, CONFIG)
+    assert isinstance(decision, Apply)
+
+
+def test_a_pure_client_whose_job_id_is_no_dns_label_cannot_be_bound() -> None:
+    client = pure_client("Reports_2")
+    with pytest.raises(CannotBind, match="not a DNS label"):
+        job_leaf_names(client, parse_job_specs(client), CONFIG)

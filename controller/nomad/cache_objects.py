@@ -110,16 +110,23 @@ class Packer:
     def __init__(self, level: int = 6) -> None:
         self.level = level
         self.zdict: bytes | None = None
+        # Primed once and copied per value: loading a 32 kB dictionary into a fresh deflate
+        # stream cost about three times the compression itself.
+        self._deflate: Any = None
+        self._inflate: Any = zlib.decompressobj()
 
     def pack(self, value: Any) -> bytes:
         data = json.dumps(value, separators=(",", ":")).encode()
         if self.zdict is None:
             self.zdict = data[-ZDICT_MAX:]
-        deflate = zlib.compressobj(self.level, zdict=self.zdict)
-        return deflate.compress(data) + deflate.flush()
+            self._inflate = zlib.decompressobj(zdict=self.zdict)
+        if self._deflate is None:
+            self._deflate = zlib.compressobj(self.level, zdict=self.zdict)
+        deflate = self._deflate.copy()
+        return bytes(deflate.compress(data) + deflate.flush())
 
     def unpack(self, packed: bytes) -> Any:
-        inflate = zlib.decompressobj(zdict=self.zdict or b"")
+        inflate = self._inflate.copy()
         return json.loads(inflate.decompress(packed) + inflate.flush())
 
 

@@ -202,8 +202,7 @@ async def pki_checks(clients: Clients, now: Callable[[], datetime]) -> list[Chec
     if isinstance(root, x509.Certificate) and isinstance(inter, IssuerInfo):
         results.append(_chained(root, inter, mesh.root_mount, mesh.pki_mount))
     results.append(await _role(clients))
-    for policy in (CONTROLLER_POLICY, WORKLOAD_POLICY):
-        results.append(await _policy(clients, policy))
+    results.append(await _policy(clients, CONTROLLER_POLICY))  # mesh-workload: probes_workload
     return results
 
 

@@ -14,6 +14,7 @@ the role cannot exist and the install says so: the job's tasks would fail their 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from controller.deploy.steps import InstallReport
@@ -42,6 +43,20 @@ def controller_role(namespace: str, job_id: str = "mesh-controller") -> dict[str
         "token_period": TOKEN_PERIOD,
         "token_policies": [CONTROLLER_POLICY],
     }
+
+
+def logs_in_with_identity(job: Mapping[str, Any]) -> bool:
+    """Whether a task of the job has a ``vault`` block, so Nomad logs it in with its workload
+    identity and writes ``secrets/vault_token`` (VAULT_TOKEN_FILE, which wins over
+    VAULT_TOKEN). The packaged job does; a ``--job-file`` without one still needs the
+    Variable's long-lived VAULT_TOKEN, so the install follows the job, not a flag."""
+    groups = job.get("TaskGroups") or []
+    return any(
+        isinstance(task, Mapping) and task.get("Vault")
+        for group in groups
+        if isinstance(group, Mapping)
+        for task in group.get("Tasks") or []
+    )
 
 
 def _drifted(want: dict[str, Any], have: dict[str, Any]) -> bool:

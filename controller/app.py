@@ -206,7 +206,9 @@ class App:
             or VaultCertGrants(
                 self.vault,
                 pki_layout(mesh),
-                verify_interval=self.settings.controller.resync_interval,
+                # Half the (jittered) resync period: every resync finds the memory due for
+                # its one LIST, so a deleted role is back within one resync.
+                verify_interval=self.settings.controller.resync_interval / 2,
                 clock=self.clock,
             ),
         )

@@ -6,12 +6,13 @@ job stops being meshed or is purged. A grant remembers what Vault holds, so a re
 converged jobs reads each role at most once per controller life and writes nothing; a
 withdrawal deletes (Vault answers a missing role's delete with 204 too, so it is idempotent).
 
-The memory is trusted for ``verify_interval`` (the controller passes its resync interval) and
-no longer: the first grant after that LISTs ``<int_mount>/roles`` once — one call whatever the
-number of jobs, shared by concurrent grants — and forgets every remembered role Vault no longer
-has, so a role deleted out of band is written again at the job's next reconcile (the periodic
-resync reaches every job) instead of only after a restart. A changed role that still exists is
-not re-read: the memory holds names, and only a deletion is repaired this way.
+The memory is trusted for ``verify_interval`` (the controller passes half its resync
+interval, so every jittered resync finds it due) and no longer: the first grant after that
+LISTs ``<int_mount>/roles`` once — one call whatever the number of jobs, shared by concurrent
+grants — and forgets every remembered role Vault no longer has, so a role deleted out of band
+is written again at the job's next reconcile (the periodic resync reaches every job) instead
+of only after a restart. A changed role that still exists is not re-read: the memory holds
+names, and only a deletion is repaired this way.
 """
 
 from __future__ import annotations

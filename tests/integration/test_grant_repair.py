@@ -17,9 +17,12 @@ import pytest
 from controller.runtime.clock import FakeClock
 from controller.vault import PkiLayout, VaultClient, VaultConnection, bootstrap_pki
 from controller.vault.grants import VaultCertGrants
+from devstack.testing import User, injected, running, settings_for, stored, user_job
 from devstack.vault import OpenBao
+from tests.support.twins import NomadTwinFactory
+from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(90)
 
 POLICY = Path(__file__).resolve().parents[2] / "helm-less-deploy/policies/vault-mesh-controller.hcl"
 LAYOUT = PkiLayout()
@@ -97,3 +100,34 @@ async def test_a_withdrawn_role_is_not_resurrected_by_the_check(openbao: OpenBao
     await grants.grant("mesh.repair.kept", API)
     assert grants.lists == 1 and grants.repaired == []
     assert await role_names(root, "mesh.repair.gone") is None
+
+
+async def test_the_running_controller_grants_a_deleted_role_again_at_its_next_resync(
+    openbao: OpenBao, make_nomad_twin: NomadTwinFactory
+) -> None:
+    """End to end: the controller's own grants (Vault from its settings), a resync period of
+    2 s; the role an operator deletes is back without a restart."""
+    root = VaultClient(VaultConnection(openbao.addr, openbao.root_token))
+    await bootstrap_pki(root, LAYOUT)
+    twin = await make_nomad_twin(nodes=1)
+    settings = settings_for(
+        twin,
+        VAULT_ADDR=openbao.addr,
+        VAULT_TOKEN=controller_token(openbao),
+        MESH_RESYNC_INTERVAL="2s",
+    )
+    user = User(twin)
+    try:
+        async with running(settings):
+            await user.submit(user_job("shop", {"mesh.tls": "true"}))
+            await eventually(lambda: injected(stored(twin, "shop")), what="shop injected")
+            names = ["shop.service.consul", "shop.service.*.consul"]
+            assert await role_names(root, "mesh.default.shop") == names
+
+            await root.delete(f"{LAYOUT.int_mount}/roles/mesh.default.shop")
+            back = await eventually(
+                lambda: role_names(root, "mesh.default.shop"), within=15, what="role granted again"
+            )
+            assert back == names
+    finally:
+        await user.close()

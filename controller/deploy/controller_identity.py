@@ -19,9 +19,10 @@ from typing import Any
 
 from controller.deploy.steps import InstallReport
 from controller.vault import CONTROLLER_POLICY, VaultClient
+from controller.vault.workload_auth import CONTROLLER_JWT_ROLE
 
 JWT_MOUNT = "jwt-nomad"  # Nomad's default vault.jwt_auth_backend_path
-CONTROLLER_ROLE = "mesh-controller"  # the job's vault.role
+CONTROLLER_ROLE = CONTROLLER_JWT_ROLE  # the job's vault.role
 AUDIENCE = "vault.io"  # Nomad's default vault.default_identity.aud
 TOKEN_PERIOD = 1800  # Nomad renews at half the period; a lapse needs 15 min of no renewal
 

@@ -32,6 +32,7 @@ from crds_equivalent.goparse import parse_go_duration
 
 JWT_MOUNT = "jwt-nomad"  # Nomad's default client vault.jwt_auth_backend_path
 JWT_ROLE = "mesh-workload"  # the sidecars' vault.role (MeshConfig.vault_role)
+CONTROLLER_JWT_ROLE = "mesh-controller"  # the controller job's vault.role (deploy writes it)
 AUDIENCE = "vault.io"  # setup_vault.go vaultAud, the server's vault.default_identity.aud
 DEFAULT_ROLE = "nomad-workloads"  # setup_vault.go vaultRole: the method's default_role
 TOKEN_PERIOD = "30m"  # noqa: S105 (a duration, not a secret)

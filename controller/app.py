@@ -202,7 +202,15 @@ class App:
             clock=self.clock,
             rollout_poll=self.tuning.rollout_poll,
             retry_backoff=Backoff(self.tuning.deploy_retry_base, self.tuning.deploy_retry_cap),
-            grants=self._grants or VaultCertGrants(self.vault, pki_layout(mesh)),
+            grants=self._grants
+            or VaultCertGrants(
+                self.vault,
+                pki_layout(mesh),
+                # Half the (jittered) resync period: every resync finds the memory due for
+                # its one LIST, so a deleted role is back within one resync.
+                verify_interval=self.settings.controller.resync_interval / 2,
+                clock=self.clock,
+            ),
         )
         self.statuses.on_write = self._phase_written
         self.health = self._build_health(prober=self.prober, trust=self.trust)

@@ -158,7 +158,7 @@ job "mesh-controller" {
       }
 
       # Tokens and addresses: every item of the Variable nomad/jobs/mesh-controller becomes an
-      # environment variable (NOMAD_ADDR, NOMAD_TOKEN, VAULT_ADDR, VAULT_TOKEN,
+      # environment variable (NOMAD_ADDR, NOMAD_TOKEN, VAULT_ADDR — no Vault token: see vault —,
       # CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, and any MESH_* setting). The task's workload
       # identity may read nomad/jobs/<job ID> without any ACL policy. A changed Variable
       # restarts the task with the new values.

@@ -2,7 +2,9 @@
 
 Does what helm-less-deploy/README.md does with the `vault`/`bao` and `nomad` CLIs: the mesh
 PKI and Vault policies, Vault's JWT auth method for workload identities (`nomad setup vault`'s
-setup, against ``--jwks-url``), the controller's Vault token, the Nomad ACL policy and token
+setup, against ``--jwks-url``), the controller's Vault login (the JWT role its job's identity
+logs in with; a long-lived token only for a job file without a vault block), the Nomad ACL
+policy and token
 (when ACLs are on), the Variable nomad/jobs/mesh-controller the job reads its environment
 from, and the system job itself, at --version/--image when given. Every step looks before it
 writes, so re-running it is safe and changes nothing when everything is in place; each printed
@@ -208,7 +210,8 @@ def _run(
     "--vault-token-period",
     default=DEFAULT_TOKEN_PERIOD,
     show_default=True,
-    help="Period of the controller's (periodic, orphan) Vault token.",
+    help="Period of the controller's (periodic, orphan) Vault token, made only for a job "
+    "file without a vault block (the packaged job logs in with its workload identity).",
 )
 def install_cmd(
     dry_run: bool,

@@ -19,6 +19,7 @@ from controller.ctl.probes_consul import consul_checks
 from controller.ctl.probes_controller import controller_checks, rotation_checks
 from controller.ctl.probes_nomad import nomad_checks, utcnow
 from controller.ctl.probes_vault import pki_checks, vault_checks
+from controller.ctl.probes_workload import workload_checks
 
 _STYLE = {Mark.OK: "green", Mark.FAIL: "bold red", Mark.WARN: "yellow"}
 
@@ -33,6 +34,7 @@ async def run_checks(settings: Settings, *, pre: bool, status_url: str | None) -
         results += vault
         if not pre and not any(r.unreachable for r in vault):
             results += await pki_checks(clients, utcnow)
+            results += await workload_checks(clients)
         if not pre and nomad_up:
             results += await rotation_checks(clients, utcnow)
             results += await controller_checks(clients, status_url, utcnow)

@@ -34,7 +34,7 @@ from controller.vault import (
 )
 from controller.vault.policies import PolicyPaths, controller_policy
 from controller.vault.token_facts import TokenFacts
-from controller.vault.workload_auth import JWT_MOUNT, JWT_ROLE
+from controller.vault.workload_auth import CONTROLLER_JWT_ROLE, JWT_MOUNT, JWT_ROLE
 
 SECTION = "Vault"
 PKI = "Vault PKI"
@@ -64,6 +64,8 @@ def install_capabilities(p: PolicyPaths) -> dict[str, tuple[str, ...]]:
         f"sys/auth/{JWT_MOUNT}": ("update", "sudo"),
         f"auth/{JWT_MOUNT}/config": ("update",),
         f"auth/{JWT_MOUNT}/role/{JWT_ROLE}": ("update",),
+        # The controller job's own login (its vault block): install stores no Vault token.
+        f"auth/{JWT_MOUNT}/role/{CONTROLLER_JWT_ROLE}": ("update",),
     }
 
 
@@ -202,8 +204,7 @@ async def pki_checks(clients: Clients, now: Callable[[], datetime]) -> list[Chec
     if isinstance(root, x509.Certificate) and isinstance(inter, IssuerInfo):
         results.append(_chained(root, inter, mesh.root_mount, mesh.pki_mount))
     results.append(await _role(clients))
-    for policy in (CONTROLLER_POLICY, WORKLOAD_POLICY):
-        results.append(await _policy(clients, policy))
+    results.append(await _policy(clients, CONTROLLER_POLICY))  # mesh-workload: probes_workload
     return results
 
 

@@ -14,13 +14,15 @@ the role cannot exist and the install says so: the job's tasks would fail their 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from controller.deploy.steps import InstallReport
 from controller.vault import CONTROLLER_POLICY, VaultClient
+from controller.vault.workload_auth import CONTROLLER_JWT_ROLE
 
 JWT_MOUNT = "jwt-nomad"  # Nomad's default vault.jwt_auth_backend_path
-CONTROLLER_ROLE = "mesh-controller"  # the job's vault.role
+CONTROLLER_ROLE = CONTROLLER_JWT_ROLE  # the job's vault.role
 AUDIENCE = "vault.io"  # Nomad's default vault.default_identity.aud
 TOKEN_PERIOD = 1800  # Nomad renews at half the period; a lapse needs 15 min of no renewal
 
@@ -42,6 +44,20 @@ def controller_role(namespace: str, job_id: str = "mesh-controller") -> dict[str
         "token_period": TOKEN_PERIOD,
         "token_policies": [CONTROLLER_POLICY],
     }
+
+
+def logs_in_with_identity(job: Mapping[str, Any]) -> bool:
+    """Whether a task of the job has a ``vault`` block, so Nomad logs it in with its workload
+    identity and writes ``secrets/vault_token`` (VAULT_TOKEN_FILE, which wins over
+    VAULT_TOKEN). The packaged job does; a ``--job-file`` without one still needs the
+    Variable's long-lived VAULT_TOKEN, so the install follows the job, not a flag."""
+    groups = job.get("TaskGroups") or []
+    return any(
+        isinstance(task, Mapping) and task.get("Vault")
+        for group in groups
+        if isinstance(group, Mapping)
+        for task in group.get("Tasks") or []
+    )
 
 
 def _drifted(want: dict[str, Any], have: dict[str, Any]) -> bool:

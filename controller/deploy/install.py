@@ -6,10 +6,14 @@ writes so a second run changes nothing:
 1. Vault: the mesh PKI (root, intermediate, role), the mesh-controller / mesh-workload
    policies and the JWT auth method for Nomad's workload identities with the mesh's role on
    it (what `nomad setup vault` sets up) — `bootstrap_pki`.
-2. Vault: the controller's token (orphan, periodic, policy mesh-controller).
+2. Vault: the controller's login, the JWT role mesh-controller for the job's workload identity
+   (the job's ``vault`` block; Nomad writes the token file the controller reads). Only a job
+   without a ``vault`` block (a ``--job-file`` of your own) gets a long-lived token instead
+   (orphan, periodic, policy mesh-controller) in the Variable; otherwise a VAULT_TOKEN left
+   there by an older install is removed and named by accessor.
 3. Nomad, when ACLs are on: the ACL policy mesh-controller and a client token with it.
 4. Nomad: the Variable nomad/jobs/<job> — tokens and addresses the job's template turns into
-   the controller's environment.
+   the controller's environment (no Vault token when the job logs in with its identity).
 5. Nomad: the system job from mesh-controller.nomad.json (shipped in this package, so an
    installed `controllerctl` has it; helm-less-deploy/gen.py writes it and the committed copy),
    at the version asked for; an existing job is upgraded in place and the install waits for
@@ -30,7 +34,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from controller.config import NomadSettings
-from controller.deploy.controller_identity import ensure_controller_role
+from controller.deploy.controller_identity import ensure_controller_role, logs_in_with_identity
 from controller.deploy.jobversion import with_version
 from controller.deploy.nomad_install import (
     acl_enabled,
@@ -47,6 +51,7 @@ from controller.deploy.vault_install import (
     DEFAULT_TOKEN_PERIOD,
     ensure_controller_token,
     ensure_pki,
+    note_dormant_token,
 )
 from controller.nomad.client import NomadClient
 from controller.nomad.jobs import NomadJobs
@@ -122,12 +127,15 @@ async def install(
     await ensure_controller_role(vault, namespace, report, job_id=str(job["ID"]))
     stored = await read_variable(variables, str(job["ID"]))
     have = dict(stored.items) if stored else {}
-    vault_token = await ensure_controller_token(
-        vault, have.get("VAULT_TOKEN"), report, period=options.vault_token_period
-    )
-
     wanted: dict[str, str | None] = dict(options.controller_env)
-    wanted["VAULT_TOKEN"] = vault_token
+    drop: tuple[str, ...] = ()
+    if logs_in_with_identity(job):  # Nomad writes the task's token file: no long-lived secret
+        await note_dormant_token(vault, have.get("VAULT_TOKEN"), report)
+        drop = ("VAULT_TOKEN",)
+    else:
+        wanted["VAULT_TOKEN"] = await ensure_controller_token(
+            vault, have.get("VAULT_TOKEN"), report, period=options.vault_token_period
+        )
     wanted["MESH_CONTROLLER_NAMESPACE"] = namespace
     wanted["MESH_NAMESPACES"] = ",".join(options.watched)
     if acl:
@@ -140,7 +148,7 @@ async def install(
     if options.consul_token:
         wanted["CONSUL_HTTP_TOKEN"] = options.consul_token
 
-    await ensure_variable(variables, str(job["ID"]), stored, wanted, report)
+    await ensure_variable(variables, str(job["ID"]), stored, wanted, report, drop)
     await apply_job(
         NomadJobs(nomad),
         variables,

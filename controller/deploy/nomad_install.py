@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -126,27 +126,32 @@ async def ensure_variable(
     current: Variable | None,
     wanted: Mapping[str, str | None],
     report: InstallReport,
+    drop: Collection[str] = (),
 ) -> None:
-    """Write ``wanted`` over the stored items (None = a token a dry run would create)."""
+    """Write ``wanted`` over the stored items (None = a token a dry run would create), and
+    remove the ``drop`` items (secrets the job no longer uses must not linger in it)."""
     path = variable_path(job_id)
     where = f"Variable {path} (namespace {variables.namespace})"
     have = dict(current.items) if current else {}
     changed = sorted(k for k, v in wanted.items() if v is None or have.get(k) != v)
-    if not changed:
+    dropped = sorted(k for k in drop if k in have and k not in wanted)
+    if not changed and not dropped:
         report.unchanged(f"Nomad: {where}, items {', '.join(sorted(wanted))}")
         return
     if not report.dry_run:
-        items = {**have, **{k: v for k, v in wanted.items() if v is not None}}
+        kept = {k: v for k, v in have.items() if k not in dropped}
+        items = {**kept, **{k: v for k, v in wanted.items() if v is not None}}
         await variables.put(path, items, cas=current.modify_index if current else 0)
-    keys = ", ".join(changed)
-    if current is None:
-        report.changed(
-            f"Nomad: wrote {where}, setting {keys}", f"Nomad: write {where}, setting {keys}"
+    what = ", ".join(
+        part
+        for part in (
+            f"setting {', '.join(changed)}" if changed else "",
+            f"removing {', '.join(dropped)}" if dropped else "",
         )
-    else:
-        report.changed(
-            f"Nomad: updated {where}, setting {keys}", f"Nomad: update {where}, setting {keys}"
-        )
+        if part
+    )
+    verb = ("wrote", "write") if current is None else ("updated", "update")
+    report.changed(f"Nomad: {verb[0]} {where}, {what}", f"Nomad: {verb[1]} {where}, {what}")
 
 
 async def ensure_job(jobs: NomadJobs, job: Mapping[str, Any], report: InstallReport) -> bool:

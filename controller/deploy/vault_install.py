@@ -196,3 +196,25 @@ async def ensure_controller_token(
         raise VaultError("Vault created no token (empty auth in the answer)")
     report.changed(f"Vault: created an {what}, accessor {auth.get('accessor', '?')}")
     return token
+
+
+async def note_dormant_token(
+    client: VaultClient, current: str | None, report: InstallReport
+) -> None:
+    """The Variable still holds a VAULT_TOKEN from an install before the job logged in with
+    its workload identity: the install drops it (``ensure_variable``), and says which token
+    it was (by accessor, never the token) so the operator can revoke it now. Not revoked
+    here: the installer's token need not hold revoke rights, and nobody renews the token any
+    more, so it lapses within its period anyway."""
+    if not current:
+        return
+    info = await _lookup(client, current)
+    if info is None:
+        report.unchanged("Vault: the Variable's old VAULT_TOKEN is no longer valid; dropping it")
+        return
+    accessor = str(info.get("accessor") or "?")
+    report.unchanged(
+        f"Vault: the job logs in with its workload identity, so the Variable's VAULT_TOKEN "
+        f"(accessor {accessor}) is dropped; unrenewed, it lapses within its period — revoke "
+        f"it now with `vault token revoke -accessor {accessor}`"
+    )

@@ -5,16 +5,30 @@ exactly the job's leaf names) before it registers the injected job, and withdraw
 job stops being meshed or is purged. A grant remembers what Vault holds, so a resync of
 converged jobs reads each role at most once per controller life and writes nothing; a
 withdrawal deletes (Vault answers a missing role's delete with 204 too, so it is idempotent).
+
+The memory is trusted for ``verify_interval`` (the controller passes half its resync
+interval, so every jittered resync finds it due) and no longer: the first grant after that
+LISTs ``<int_mount>/roles`` once — one call whatever the number of jobs, shared by concurrent
+grants — and forgets every remembered role Vault no longer has, so a role deleted out of band
+is written again at the job's next reconcile (the periodic resync reaches every job) instead
+of only after a restart. A changed role that still exists is not re-read: the memory holds
+names, and only a deletion is repaired this way.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import structlog
+
+from controller.runtime.clock import Clock, SystemClock
 from controller.vault.bootstrap import PkiLayout
-from controller.vault.client import VaultClient
+from controller.vault.client import VaultClient, VaultError
 from crds_equivalent.goparse import parse_go_duration
+
+log = structlog.get_logger(__name__)
 
 _ABSENT = ()  # remembered for a withdrawn role
 
@@ -22,11 +36,25 @@ _ABSENT = ()  # remembered for a withdrawn role
 class VaultCertGrants:
     """Create, update and delete per-job roles under ``<int_mount>/roles/<role>.*``."""
 
-    def __init__(self, client: VaultClient, layout: PkiLayout) -> None:
+    def __init__(
+        self,
+        client: VaultClient,
+        layout: PkiLayout,
+        *,
+        verify_interval: float = 600.0,
+        clock: Clock | None = None,
+    ) -> None:
         self._client = client
         self._layout = layout
         self._known: dict[str, tuple[str, ...]] = {}
+        self._verify_interval = verify_interval
+        self._clock: Clock = clock or SystemClock()
+        # Monotonic time of the last LIST: the memory starts empty, so nothing needs one yet.
+        self._verified_at = self._clock.monotonic()
+        self._verifying = asyncio.Lock()
         self.writes = 0  # role writes and deletes, for tests and the bench
+        self.lists = 0  # LISTs of the roles, for tests and the bench
+        self.repaired: list[str] = []  # roles found missing and forgotten, for tests and logs
 
     def _path(self, role: str) -> str:
         prefix = self._layout.policy_paths().job_role_prefix
@@ -37,6 +65,7 @@ class VaultCertGrants:
     async def grant(self, role: str, names: Sequence[str]) -> None:
         """Make the role allow exactly ``names`` (order kept, as the job lists them)."""
         want = tuple(names)
+        await self._verify()
         if self._known.get(role) == want:
             return
         path = self._path(role)
@@ -57,6 +86,32 @@ class VaultCertGrants:
         await self._client.delete(self._path(role))
         self.writes += 1
         self._known[role] = _ABSENT
+
+    async def _verify(self) -> None:
+        """At most once per interval, forget remembered roles that Vault no longer holds."""
+        if not self._due():
+            return
+        async with self._verifying:
+            if not self._due():  # another grant LISTed while this one waited
+                return
+            prefix = self._layout.policy_paths().job_role_prefix
+            self._verified_at = self._clock.monotonic()
+            try:
+                present = set(await self._client.list(f"{self._layout.int_mount}/roles"))
+            except VaultError as err:  # a repair must never stop the grants it would repair
+                log.warning(
+                    "could not list per-job PKI roles; next try in an interval", error=str(err)
+                )
+                return
+            self.lists += 1
+            for role, names in list(self._known.items()):
+                if names != _ABSENT and role.startswith(prefix) and role not in present:
+                    del self._known[role]
+                    self.repaired.append(role)
+                    log.warning("per-job PKI role missing in Vault; granting it again", role=role)
+
+    def _due(self) -> bool:
+        return self._clock.monotonic() - self._verified_at >= self._verify_interval
 
 
 def _matches(want: dict[str, Any], have: dict[str, Any]) -> bool:

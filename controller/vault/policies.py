@@ -83,5 +83,8 @@ def controller_policy(p: PolicyPaths) -> str:
         "# Per-job roles (identity-bound leaves): kept in step with each meshed job's names,",
         "# deleted when the job stops being meshed or is purged. Never the issue paths.",
         _block(f"{i}/roles/{p.job_role_prefix}*", "create", "read", "update", "delete"),
+        "# Their names, listed once per resync interval: a role deleted out of band is granted",
+        "# again (controller.vault.grants).",
+        _block(f"{i}/roles", "list"),
     ]
     return "\n".join(parts)

@@ -32,6 +32,7 @@ from crds_equivalent.goparse import parse_go_duration
 
 JWT_MOUNT = "jwt-nomad"  # Nomad's default client vault.jwt_auth_backend_path
 JWT_ROLE = "mesh-workload"  # the sidecars' vault.role (MeshConfig.vault_role)
+CONTROLLER_JWT_ROLE = "mesh-controller"  # the controller job's vault.role (deploy writes it)
 AUDIENCE = "vault.io"  # setup_vault.go vaultAud, the server's vault.default_identity.aud
 DEFAULT_ROLE = "nomad-workloads"  # setup_vault.go vaultRole: the method's default_role
 TOKEN_PERIOD = "30m"  # noqa: S105 (a duration, not a secret)
@@ -135,19 +136,26 @@ async def ensure_config(client: VaultClient, auth: WorkloadAuth, say: Say) -> No
     say(f"configured {path}: jwks_url {auth.jwks_url}", True)
 
 
-def role_same(want: dict[str, Any], have: dict[str, Any]) -> bool:
-    """A stored JWT role against ``role_config`` (Vault answers periods in seconds)."""
+def role_diff(want: dict[str, Any], have: dict[str, Any]) -> list[str]:
+    """What a stored JWT role has that ``role_config`` does not want, one line per key
+    (Vault answers periods in seconds and lists in its own order); empty when the same."""
+    diffs: list[str] = []
     for key, value in want.items():
         got = have.get(key)
         if key == "token_period":
-            if int(parse_go_duration(str(value))) != int(got or 0):
-                return False
+            same = int(parse_go_duration(str(value))) == int(got or 0)
         elif isinstance(value, list):
-            if sorted(map(str, value)) != sorted(map(str, got or [])):
-                return False
-        elif value != got:
-            return False
-    return True
+            same = sorted(map(str, value)) == sorted(map(str, got or []))
+        else:
+            same = value == got
+        if not same:
+            diffs.append(f"{key} is {got!r}, expected {value!r}")
+    return diffs
+
+
+def role_same(want: dict[str, Any], have: dict[str, Any]) -> bool:
+    """A stored JWT role against ``role_config``."""
+    return not role_diff(want, have)
 
 
 async def ensure_role(

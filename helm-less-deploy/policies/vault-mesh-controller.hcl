@@ -77,3 +77,9 @@ path "pki_int/roles/mesh" {
 path "pki_int/roles/mesh.*" {
   capabilities = ["create", "read", "update", "delete"]
 }
+
+# Their names, listed once per resync interval: a role deleted out of band is granted
+# again (controller.vault.grants).
+path "pki_int/roles" {
+  capabilities = ["list"]
+}

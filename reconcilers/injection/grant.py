@@ -14,6 +14,14 @@ parent's role covers them; they have none of their own.
 
 ``job_leaf_names`` is the one place the names are listed, so a feature that gives a group a
 new name (e.g. a leaf for a pure client) extends it here and the grant follows.
+
+``mesh.tls.sans`` (``san_grant``): a declared SAN OUTSIDE the mesh's own namespaces (not under
+the mesh domain nor the datacenter domain, which hold ``<svc>.<domain>`` and Consul's
+``<svc>.service.<dc>.<datacenter_domain>``; never a wildcard) is granted as an exact name:
+no mesh caller verifies it, so it cannot be used to pass for another job. A SAN INSIDE them
+is exactly what mesh callers verify, so only the job's own fronted names may appear there;
+any other is refused at plan time with the reason, instead of Vault refusing the sidecar at
+issue time in its task events. IP SANs need no grant: the role keeps ``allow_ip_sans``.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import MeshSpec
 from reconcilers.injection import fronting, identity, jobview
@@ -77,19 +86,59 @@ def service_leaf_names(service: str, config: MeshConfig) -> tuple[str, ...]:
     return (f"{service}.{config.domain}", f"{service}.service.*.{config.datacenter_domain}")
 
 
+def _matches(name: str, granted: str) -> bool:
+    """``name`` is ``granted``, or fits its Consul glob with ``*`` as one label (a datacenter)."""
+    if "*" not in granted:
+        return name == granted
+    pattern = r"[^.]+".join(re.escape(part) for part in granted.split("*"))
+    return re.fullmatch(pattern, name) is not None
+
+
+def in_mesh_namespace(name: str, config: MeshConfig) -> bool:
+    """Whether mesh callers could verify ``name``: under the mesh or the datacenter domain."""
+    bare = name.rstrip(".").lower()
+    return any(
+        bare == domain or bare.endswith("." + domain)
+        for domain in (config.domain.lower(), config.datacenter_domain.lower())
+    )
+
+
+def san_grant(san: str, group: str, own: tuple[str, ...], config: MeshConfig) -> tuple[str, ...]:
+    """What declaring ``san`` adds to the job's grant: ``(san,)`` outside the mesh's
+    namespaces, ``()`` for one of the job's own names; raises CannotBind otherwise."""
+    why = ""
+    if "*" in san:
+        why = "a wildcard would cover other services' names"
+    elif in_mesh_namespace(san, config):
+        if any(_matches(san.rstrip(".").lower(), name.lower()) for name in own):
+            return ()
+        why = (
+            f"it is in the mesh's own namespace ({config.domain}, *.{config.datacenter_domain}), "
+            "which mesh callers verify, and is not a name this job fronts, so it would let "
+            "this job pass for another; front that service from this job, or use a name "
+            "outside the mesh's domains"
+        )
+    if why:
+        raise CannotBind(f'group "{group}": meta "{keys.MESH_TLS_SANS}" names "{san}": {why}')
+    return (san,)
+
+
 def job_leaf_names(
     job: Mapping[str, Any], specs: Mapping[str, MeshSpec], config: MeshConfig
 ) -> tuple[str, ...]:
     """Every name the job's meshed groups ask leaves for, in group order, without repeats.
 
     ``job`` is the user's job (after ``uninject``), ``specs`` its parsed group specs; groups
-    that are not enabled add nothing. A service name only the client could resolve raises
-    CannotBind with inject's wording (``group "<name>": …``)."""
+    that are not enabled add nothing. A service name only the client could resolve, or a
+    ``mesh.tls.sans`` name ``san_grant`` refuses, raises CannotBind with inject's wording
+    (``group "<name>": …``). A SAN one group declares may be a name another group fronts."""
     names: dict[str, None] = {}
+    declared: dict[tuple[str, str], None] = {}  # (SAN, group): checked once every own name is known
     for group in jobview.groups(job):
         spec = specs.get(jobview.group_name(group))
         if spec is None or not spec.enabled:
             continue
+        declared.update(dict.fromkeys((san, spec.group) for san in spec.sans))
         try:
             inputs = fronting.group_inputs(job, group, spec)
             if not inputs.ports:  # a pure client: its leaf is named after its job (identity)
@@ -100,6 +149,9 @@ def job_leaf_names(
             raise CannotBind(f'group "{spec.group}": {err}') from None
         for service in services:
             names.update(dict.fromkeys(service_leaf_names(service, config)))
+    own = tuple(names)
+    for san, group_name in declared:
+        names.update(dict.fromkeys(san_grant(san, group_name, own, config)))
     return tuple(names)
 
 

@@ -4,8 +4,9 @@ The controller runs in-process against the Nomad twin; its grants are recorded i
 (devstack.testing.RecordedGrants stands where Vault's roles are: the Vault side is proved
 against real OpenBao in test_identity_bound_certs). A grant exists before the injected job is
 registered, follows a renamed service, is withdrawn when the job stops being meshed or is
-purged, covers a periodic parent's children (they log in as the parent), and a job whose ID
-cannot name a role is refused with the reason.
+purged, covers a periodic parent's children (they log in as the parent), a job whose ID
+cannot name a role is refused with the reason, and so is a declared SAN in the mesh's
+namespace that the job does not front (an external one is granted).
 """
 
 from __future__ import annotations
@@ -207,3 +208,32 @@ async def test_turning_the_flag_off_on_the_injected_job_withdraws_the_grant(
         await eventually(lambda: not injected(stored(twin, "shop")), what="un-injected")
         await eventually(lambda: grants.withdrawn == ["mesh.default.shop"], what="withdrawn")
         assert app.reconciler.writes["remove"] == 1
+
+
+async def test_declared_sans_are_granted_outside_the_mesh_and_refused_inside_it(
+    twin: NomadTwin, user: User
+) -> None:
+    grants = RecordedGrants()
+    async with running(settings_for(twin), grants=grants) as (app, _):
+        await user.submit(
+            user_job("shop", {"mesh.tls": "true", "mesh.tls.sans": "shop.example.com"})
+        )
+        await eventually(lambda: injected(stored(twin, "shop")), what="shop injected")
+        assert grants.roles == {"mesh.default.shop": (*names("shop"), "shop.example.com")}
+
+        # Another service's mesh name: SpecValid=False naming it, the job and grant untouched.
+        await user.submit(
+            user_job("shop", {"mesh.tls": "true", "mesh.tls.sans": "billing.service.consul"})
+        )
+
+        async def refusal() -> str | None:
+            status = await app.statuses.get("default", "shop")
+            cond = status.condition(ConditionType.SPEC_VALID) if status else None
+            return cond.message if cond is not None and cond.status == "False" else None
+
+        message = await eventually(refusal, what="SpecValid=False")
+        assert message.startswith(
+            'group "app": meta "mesh.tls.sans" names "billing.service.consul": it is in the '
+            "mesh's own namespace"
+        )
+        assert grants.roles == {"mesh.default.shop": (*names("shop"), "shop.example.com")}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import hvac
 import pytest
 
@@ -11,6 +13,7 @@ from controller.vault import (
     set_default_issuer,
 )
 from controller.vault.policies import controller_policy
+from controller.vault.workload_auth import JWT_MOUNT, JWT_ROLE
 from devstack.testing import running, settings_for
 from devstack.vault import OpenBao
 from tests.support.ctl_stack import INT_MOUNT, LAYOUT, ROOT_MOUNT, stack
@@ -102,3 +105,60 @@ async def test_check_healthy_then_missing_capability_then_short_intermediate(
         assert f"intermediate CA ({INT_MOUNT}/, issuer {short})" in lines[index]
         assert "is valid for at least 30 days" in lines[index] and "9d23h left" in lines[index]
         assert "controllerctl rotate-ca" in lines[index + 1]
+
+
+async def test_check_names_a_missing_workload_role_and_a_drifted_workload_policy(
+    openbao: OpenBao,
+) -> None:
+    root = hvac.Client(url=openbao.addr, token=openbao.root_token)
+    role_path = f"auth/{JWT_MOUNT}/role/{JWT_ROLE}"
+    async with stack(openbao) as s:
+        healthy = await s.ctl("check")
+        assert workload_lines(healthy.output) == [
+            f"✔ JWT auth method {JWT_MOUNT}/ exists and can verify Nomad's identities: accessor "
+            f"{accessor(healthy.output)}; {s.nomad.url}/.well-known/jwks.json",
+            f"✔ JWT role {role_path} is the mesh's: bound audience vault.io; user_claim /sub; "
+            "policy mesh-workload",
+            "✔ Vault policy mesh-workload is the shipped one (its own job's role only)",
+        ], healthy.output
+
+        # The role goes: no sidecar can log in, and check says which role and why.
+        saved = root.read(role_path)["data"]
+        root.delete(role_path)
+        # The policy is edited by hand to reach every job's role.
+        policy = root.sys.read_policy(name="mesh-workload")["data"]["rules"]
+        widened = re.sub(r'issue/mesh\.[^"]*"', 'issue/mesh.*"', policy)
+        assert widened != policy
+        root.sys.create_or_update_policy(name="mesh-workload", policy=widened)
+        try:
+            broken = await s.ctl("check")
+        finally:
+            root.write(role_path, **saved)
+            root.sys.create_or_update_policy(name="mesh-workload", policy=policy)
+        assert broken.exit_code == 1, broken.output
+        failed = [line for line in workload_lines(broken.output) if line.startswith("×")]
+        assert failed == [
+            f"× JWT role {role_path} is the mesh's: no such role: sidecars (vault.role = "
+            "'mesh-workload') cannot log in, so get no leaf",
+            "× Vault policy mesh-workload is the shipped one (its own job's role only): differs "
+            f"from what the bootstrap writes for {INT_MOUNT}/ and accessor "
+            f"{accessor(healthy.output)}: `vault policy read mesh-workload` to see it",
+        ], broken.output
+        assert "hint: run `controllerctl bootstrap-pki` (idempotent)" in broken.output
+
+        # Back as the bootstrap wrote them: all green again.
+        again = await s.ctl("check")
+        assert workload_lines(again.output) == workload_lines(healthy.output)
+
+
+def workload_lines(output: str) -> list[str]:
+    """The check lines of the "Vault workload identity" section (no controller runs here, so
+    the Controller section fails in this test and is left out)."""
+    section = output.split("Vault workload identity\n", 1)[1].split("\n\n", 1)[0]
+    return [line for line in section.splitlines() if line[:1] in ("✔", "×", "‼")]
+
+
+def accessor(output: str) -> str:
+    match = re.search(r"accessor (auth_jwt_\w+)", output)
+    assert match, output
+    return match.group(1)

@@ -5,7 +5,9 @@ The injected sidecar of job ``alpha`` logs in at the JWT auth method with its wo
 to ``secrets/vault_token``. The test reads that file and asks OpenBao directly: the token issues
 leaves for alpha's own names, is refused another job's service name (Vault's own words), cannot
 read or change any role, and ``sys/capabilities-self`` shows nothing beyond the policy. When
-alpha's grant is withdrawn (the job stops being meshed), its own role is gone too.
+alpha's grant is withdrawn (the job stops being meshed), its own role is gone too. A job that
+declares an external ``mesh.tls.sans`` name gets it (and its IP SAN) in the leaf its sidecar
+issues; another service's mesh name is refused at plan time and by Vault.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from cryptography import x509
 
 from controller.vault import VaultClient, VaultConnection, pki_layout
 from controller.vault.grants import VaultCertGrants
@@ -26,6 +29,7 @@ from crds_equivalent.spec import parse_job_specs
 from devstack.executor.tokenfile import process_umask
 from devstack.vault import OpenBao
 from reconcilers.injection.inject import inject
+from reconcilers.injection.plan import Invalid, plan_job
 from tests.support.executor_stack import NGINX, Stack, app_task, grant_job, running_stack
 from tests.support.waiting import eventually
 
@@ -211,3 +215,60 @@ async def test_sidecar_token_issues_only_its_own_jobs_names(stack: Stack) -> Non
     )
     assert status == 400
     assert body["errors"] == ["unknown role: mesh.default.alpha"]
+
+
+def leaf_names(pem: bytes) -> tuple[list[str], list[str]]:
+    """(DNS SANs, IP SANs) of the first certificate in a rendered leaf file."""
+    leaf = x509.load_pem_x509_certificates(pem)[0]
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return sans.get_values_for_type(x509.DNSName), [
+        str(ip) for ip in sans.get_values_for_type(x509.IPAddress)
+    ]
+
+
+async def test_a_declared_external_san_issues_and_another_services_mesh_name_does_not(
+    stack: Stack,
+) -> None:
+    gamma = meshed("gamma", "gamma")
+    gamma["TaskGroups"][0]["Meta"] = {"mesh.tls.sans": "gamma.example.com"}
+    own = await grant_job(stack.bao, gamma, CONFIG)
+    assert own.names == ("gamma.service.consul", "gamma.service.*.consul", "gamma.example.com")
+    await stack.register(inject(gamma, parse_job_specs(gamma), CONFIG))
+
+    # The sidecar's own pkiCert call (its token, its role) got a leaf with the declared name
+    # and its allocation's address: the per-job role keeps allow_ip_sans.
+    alloc_root = Path(stack.nomad.client.alloc_root)
+    leaf = await eventually(
+        lambda: next((p for p in alloc_root.rglob("mesh-tls.pem") if p.read_bytes()), None),
+        what="gamma's leaf rendered",
+    )
+    dns, ips = leaf_names(leaf.read_bytes())
+    assert dns == ["gamma.service.consul", "gamma.service.dc1.consul", "gamma.example.com"]
+    assert len(ips) == 1
+
+    # Another service's mesh name is not in gamma's grant: declaring it is refused at plan
+    # time, and the sidecar's token cannot get it from Vault either.
+    other = meshed("gamma", "gamma")
+    other["TaskGroups"][0]["Meta"] = {"mesh.tls.sans": "beta.service.consul"}
+    refused = plan_job(other, CONFIG)
+    assert isinstance(refused, Invalid) and '"beta.service.consul"' in refused.reason
+    _, token = await sidecar_token(stack, "gamma")
+    status, body = await vault(
+        stack,
+        token,
+        "POST",
+        "pki_int/issue/mesh.default.gamma",
+        {"common_name": "gamma.service.consul", "alt_names": "gamma.example.com"},
+    )
+    assert status == 200, body
+    status, body = await vault(
+        stack,
+        token,
+        "POST",
+        "pki_int/issue/mesh.default.gamma",
+        {"common_name": "gamma.service.consul", "alt_names": "beta.service.consul"},
+    )
+    assert (status, body["errors"]) == (
+        400,
+        ["subject alternate name beta.service.consul not allowed by this role"],
+    )

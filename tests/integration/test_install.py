@@ -7,8 +7,10 @@ while the twin keeps serving on the test's event loop.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ import pytest_asyncio
 from click.testing import CliRunner, Result
 
 from controller.cmd import controllerctl
+from controller.deploy.install import packaged_job_file
 from controller.nomad.client import NomadClient
 from controller.nomad.errors import PermissionDenied
 from controller.vault import VaultClient, VaultConnection
@@ -153,8 +156,14 @@ async def test_dry_run_writes_nothing_install_converges_second_run_changes_nothi
     items = var["Items"]
     assert items["NOMAD_ADDR"] == c.twin.url and items["VAULT_ADDR"] == c.bao.addr
     assert items["MESH_CONTROLLER_NAMESPACE"] == "default" and items["MESH_NAMESPACES"] == "*"
-    for secret in (items["NOMAD_TOKEN"], items["VAULT_TOKEN"]):
-        assert secret and secret not in first.output and secret not in dry.output
+    assert items["NOMAD_TOKEN"] not in first.output + dry.output
+    # The job logs in with its workload identity (its vault block): no long-lived Vault
+    # token is made or stored, only the JWT role that login names.
+    assert "VAULT_TOKEN" not in items
+    assert (await world(c))["accessors"] == before["accessors"]
+    login = ((await c.vault.read("auth/jwt-nomad/role/mesh-controller")) or {})["data"]
+    assert login["token_policies"] == ["mesh-controller"]
+    assert login["bound_claims"] == {"nomad_namespace": "default", "nomad_job_id": JOB_ID}
     # `nomad setup vault`'s setup: the JWT auth method trusts this cluster's JWKS, and the
     # sidecars' role gives their identity the mesh's workload policy.
     jwt = ((await c.vault.read("auth/jwt-nomad/config")) or {})["data"]
@@ -194,10 +203,6 @@ async def test_installed_tokens_are_least_privilege(acl_cluster: Cluster) -> Non
             await ctl.request("GET", "/v1/acl/policies")
     finally:
         await ctl.close()
-    vault_ctl = VaultClient(VaultConnection(addr=c.bao.addr, token=items["VAULT_TOKEN"]))
-    me = (await vault_ctl.read("auth/token/lookup-self") or {})["data"]
-    assert "mesh-controller" in me["policies"] and me["orphan"] is True and me["period"] > 0
-    assert await vault_ctl.read("pki_int/cert/ca_chain") is not None
 
 
 async def test_revoked_tokens_are_replaced_and_operator_items_kept(acl_cluster: Cluster) -> None:
@@ -212,7 +217,6 @@ async def test_revoked_tokens_are_replaced_and_operator_items_kept(acl_cluster: 
         body={"Items": {**old, "MESH_WORKERS": "8"}},
         idempotent=False,
     )
-    await c.vault.write("auth/token/revoke", {"token": old["VAULT_TOKEN"]})
     me = (
         await NomadClient(c.twin.url, token=old["NOMAD_TOKEN"]).request(
             "GET", "/v1/acl/token/self", namespace=None
@@ -223,15 +227,65 @@ async def test_revoked_tokens_are_replaced_and_operator_items_kept(acl_cluster: 
     result = await c.ctl("install")
     assert result.exit_code == 0, result.output
     changed = "\n".join(lines(result, "changed"))
-    assert "no longer valid" in changed and "Variable" in changed
+    assert "Variable" in changed and "setting NOMAD_TOKEN" in changed
     items = (await c.variable() or {})["Items"]
     assert items["MESH_WORKERS"] == "8"
-    assert items["VAULT_TOKEN"] != old["VAULT_TOKEN"] and items["NOMAD_TOKEN"] != old["NOMAD_TOKEN"]
-    fresh = VaultClient(VaultConnection(addr=c.bao.addr, token=items["VAULT_TOKEN"]))
-    assert (
-        "mesh-controller"
-        in ((await fresh.read("auth/token/lookup-self")) or {})["data"]["policies"]
+    assert items["NOMAD_TOKEN"] != old["NOMAD_TOKEN"]
+
+
+async def test_an_older_installs_vault_token_is_removed_and_named_by_accessor(
+    acl_cluster: Cluster,
+) -> None:
+    """An install from before the job logged in with its identity left a long-lived
+    VAULT_TOKEN in the Variable; the job never uses it (the token file wins), so it goes."""
+    c = acl_cluster
+    assert (await c.ctl("install")).exit_code == 0
+    var = await c.variable() or {}
+    created = await c.vault.write(
+        "auth/token/create-orphan", {"policies": ["mesh-controller"], "period": "768h"}
     )
+    assert created is not None
+    dormant, accessor = created["auth"]["client_token"], created["auth"]["accessor"]
+    await c.nomad.request(
+        "PUT",
+        f"/v1/var/{VAR_PATH}",
+        params={"cas": var["ModifyIndex"]},
+        body={"Items": {**var["Items"], "VAULT_TOKEN": dormant, "MESH_WORKERS": "8"}},
+        idempotent=False,
+    )
+
+    result = await c.ctl("install")
+    assert result.exit_code == 0, result.output
+    assert dormant not in result.output
+    assert f"vault token revoke -accessor {accessor}" in result.output
+    assert any("removing VAULT_TOKEN" in line for line in lines(result, "changed"))
+    items = (await c.variable() or {})["Items"]
+    assert "VAULT_TOKEN" not in items and items["MESH_WORKERS"] == "8"
+    assert items["NOMAD_TOKEN"] == var["Items"]["NOMAD_TOKEN"]
+
+    again = await c.ctl("install")
+    assert lines(again, "changed") == [], again.output
+
+
+async def test_a_job_without_a_vault_block_gets_a_least_privilege_vault_token(
+    acl_cluster: Cluster, tmp_path: Path
+) -> None:
+    """A --job-file whose tasks do not log in with their identity still needs the token."""
+    c = acl_cluster
+    document = json.loads(packaged_job_file().read_text())
+    for group in document["Job"]["TaskGroups"]:
+        for task in group["Tasks"]:
+            task.pop("Vault", None)
+    job_file = tmp_path / "no-vault.json"
+    job_file.write_text(json.dumps(document))
+    result = await c.ctl("install", "--job-file", str(job_file))
+    assert result.exit_code == 0, result.output
+    items = (await c.variable() or {})["Items"]
+    assert items["VAULT_TOKEN"] not in result.output
+    vault_ctl = VaultClient(VaultConnection(addr=c.bao.addr, token=items["VAULT_TOKEN"]))
+    me = (await vault_ctl.read("auth/token/lookup-self") or {})["data"]
+    assert "mesh-controller" in me["policies"] and me["orphan"] is True and me["period"] > 0
+    assert await vault_ctl.read("pki_int/cert/ca_chain") is not None
 
 
 async def test_without_nomad_acls_no_nomad_token_is_made(open_cluster: Cluster) -> None:

@@ -114,7 +114,10 @@ async def test_system_job_one_leader_and_failover_without_extra_versions(tmp_pat
         assert len({s["identity"] for s in found.values()}) == 3
 
         # Each replica runs on the token Nomad wrote from its vault block (VAULT_TOKEN_FILE):
-        # a 30 min periodic token of the JWT role, not the Variable's 768h VAULT_TOKEN.
+        # a 30 min periodic token of the JWT role; the Variable holds no Vault token at all.
+        variable = await nomad.request("GET", "/v1/var/nomad/jobs/mesh-controller")
+        assert "VAULT_TOKEN" not in variable.body["Items"]
+
         async def on_workload_tokens() -> list[float] | None:
             expiries = await vault_token_expiries(await instances(jobs))
             now = time.time()

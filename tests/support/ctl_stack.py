@@ -17,6 +17,7 @@ from controller.cmd import controllerctl
 from controller.nomad.client import NomadClient
 from controller.nomad.jobs import NomadJobs
 from controller.vault import PkiLayout, VaultClient, VaultConnection, bootstrap_pki
+from controller.vault.workload_auth import WorkloadAuth
 from crds_equivalent.config import MeshConfig
 from devstack.consul import ConsulTwin, start_consul_twin
 from devstack.consul.acl import ConsulAcl
@@ -127,12 +128,17 @@ async def stack(
 ) -> AsyncIterator[Stack]:
     """``consul_acl`` turns Consul's ACLs on; Nomad's registrar then registers with
     ``registrar_token``, as a Nomad client does with its own Consul token."""
-    await bootstrap_pki(VaultClient(VaultConnection(bao.addr, bao.root_token)), LAYOUT)
     consul = await start_consul_twin(min_check_interval=0.05, acl=consul_acl)
     registrar = ConsulRegistrar(consul.address, token=registrar_token)
     nomad = await start_nomad_twin(nodes=2, alloc_hooks=registrar, heartbeat_interval=heartbeat)
     client = NomadClient(nomad.url, retry_budget=0.5)
     try:
+        # As `bootstrap-pki --jwks-url`: the JWT method trusts this Nomad's identities.
+        await bootstrap_pki(
+            VaultClient(VaultConnection(bao.addr, bao.root_token)),
+            LAYOUT,
+            workload_auth=WorkloadAuth(jwks_url=f"{nomad.url}/.well-known/jwks.json"),
+        )
         yield Stack(nomad, consul, bao, client)
     finally:
         await client.close()

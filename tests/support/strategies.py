@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from crds_equivalent.config import MeshConfig, SidecarDriver
 from crds_equivalent.spec import MeshSpec, parse_job_specs
+from reconcilers.injection.grant import CannotBind, job_grant
 from reconcilers.injection.validate import validate
 
 LABELS = ["http", "admin", "db", "grpc-api", "metrics"]
@@ -75,13 +76,24 @@ def service(draw: st.DrawFn, labels: list[str]) -> dict[str, Any]:
     return s
 
 
+# mesh.tls.sans: names outside the mesh's namespaces (granted), and names inside them that a
+# generated job may or may not front (a, b, ... are NAMES), which the planner refuses unless
+# the job fronts them (reconcilers.injection.grant.san_grant).
+_EXTERNAL_SANS = ["a.example.com", "b.example.com", "a.internal."]
+_MESH_SANS = ["a.service.consul", "b.service.dc1.consul", "other.consul"]
+SANS = st.one_of(
+    st.lists(st.sampled_from(_EXTERNAL_SANS), min_size=1, max_size=2),
+    st.lists(st.sampled_from(_EXTERNAL_SANS + _MESH_SANS), min_size=1, max_size=3),
+).map(", ".join)
+
+
 MESH_META = st.fixed_dictionaries(
     {"mesh.tls": st.sampled_from(["true", "true", "1", "false", "F"])},
     optional={
         "mesh.tls.mode": st.sampled_from(["strict", "permissive"]),
         "mesh.tls.protocol": st.sampled_from(["http", "tcp"]),
         "mesh.tls.mtls": st.sampled_from(["true", "false"]),
-        "mesh.tls.sans": st.just("a.example.com,b.example.com"),
+        "mesh.tls.sans": SANS,
         "mesh.tls.ttl": st.sampled_from(["24h", "90m"]),
         "mesh.tls.upstreams": st.sampled_from(["billing:19001", "a:19001, b:19002/tcp@nomad"]),
         "team": NAMES,
@@ -152,9 +164,14 @@ configs = st.builds(
 )
 
 
-def meshable(job: dict[str, Any]) -> dict[str, MeshSpec]:
-    """The specs, when the planner would accept the job (else the example is rejected)."""
+def meshable(job: dict[str, Any], config: MeshConfig | None = None) -> dict[str, MeshSpec]:
+    """The specs, when the planner would accept the job (else the example is rejected): valid,
+    and its names can be granted (no foreign mesh-domain SAN, an ID Vault can hold)."""
     specs = parse_job_specs(job)
     enabled = {n: s for n, s in specs.items() if s.enabled}
     assume(validate(job, enabled) is None)
+    try:
+        job_grant(job, enabled, config or MeshConfig())
+    except CannotBind:
+        assume(False)
     return specs

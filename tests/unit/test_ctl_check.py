@@ -85,6 +85,9 @@ def test_install_capabilities_cover_mounts_policies_and_role() -> None:
     caps = install_capabilities(PATHS)
     assert {"sys/mounts/pki", "sys/mounts/pki_int", "pki_int/roles/mesh"} <= set(caps)
     assert "sys/policies/acl/mesh-controller" in caps
+    # install writes both login roles, the controller's own instead of a long-lived token
+    assert {"auth/jwt-nomad/role/mesh-workload", "auth/jwt-nomad/role/mesh-controller"} <= set(caps)
+    assert not any("token/create" in path for path in caps)
 
 
 def test_leader_verdicts() -> None:

@@ -50,9 +50,10 @@ from crds_equivalent.jobkey import JobKey
 from crds_equivalent.keys import VAR_STATUS_PREFIX
 from crds_equivalent.status import MeshStatus
 
-# Records written at once within one window at which the store counts as under load: from then
-# on a record's first change is coalesced too (see ``update``).
+# Records written within one window at which the store counts as under load; from then on a
+# record's changes, its first too, are held BUSY_FACTOR windows (see ``update``).
 BUSY_AT = 8
+BUSY_FACTOR = 5
 
 __all__ = [
     "CAS_ATTEMPTS",
@@ -100,7 +101,7 @@ class StatusStore:
         )
         self._slots = self._cache.slots
         self._schedule = FlushSchedule(self.clock)
-        self._prompt: deque[float] = deque()  # when recent records were written at once
+        self._recent: deque[float] = deque()  # when records were written (see _busy)
         self._flushing = asyncio.Semaphore(read_concurrency)  # flushes in flight
         self._writer = SlotWriter(
             variables,
@@ -158,26 +159,29 @@ class StatusStore:
         if slot.writing:
             return slot.current  # the flush in flight writes it next, or schedules it
         now = self.clock.monotonic()
-        due = slot.written_at + self.write_interval
-        if due <= now and self._busy(now):
-            # Under load (a cold start, a resync that changed many jobs) even a record's first
-            # change waits one window: what follows it soon (the rollout, the first health
-            # verdict) goes out in the same write instead of in two or three.
-            due = now + self.write_interval
+        window = self.write_interval
+        if self._busy(now):
+            # Under load (a cold start, a resync that changed many jobs) a record waits a
+            # longer window, its first change too: what follows it soon (the rollout's
+            # progress, the first health verdict) goes out in the same write, not in three.
+            window *= BUSY_FACTOR
+        due = slot.written_at + window
+        if due <= now and window > self.write_interval:
+            due = now + window
         if due > now:
             self._schedule.at(due, path)
             return slot.current
-        self._prompt.append(now)
+        self._recent.append(now)
         await self._writer.flush(path, slot, raise_errors=True)
         return slot.current
 
     def _busy(self, now: float) -> bool:
-        """``BUSY_AT`` records were written at once within the last window."""
+        """``BUSY_AT`` records were written within the last window."""
         if not self.write_interval:
             return False
-        while self._prompt and self._prompt[0] <= now - self.write_interval:
-            self._prompt.popleft()
-        return len(self._prompt) >= BUSY_AT
+        while self._recent and self._recent[0] <= now - self.write_interval:
+            self._recent.popleft()
+        return len(self._recent) >= BUSY_AT
 
     async def write(self, namespace: str, job: str, status: MeshStatus) -> bool:
         """Store ``status`` now unless the stored record has the same content; True when
@@ -224,6 +228,7 @@ class StatusStore:
                 self._schedule.at(due, path)
                 return
             async with self._flushing:
+                self._recent.append(self.clock.monotonic())
                 await self._writer.flush(path, slot, attempts=attempts, rederive=rederive)
 
         await asyncio.gather(*(one(p) for p in paths))

@@ -33,6 +33,16 @@ log = structlog.get_logger(__name__)
 _ABSENT = ()  # remembered for a withdrawn role
 
 
+class _EveryRole(set[str]):
+    """Contains every role: what a failed LIST leaves us knowing (read before writing)."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+_EVERY_ROLE = _EveryRole()
+
+
 class VaultCertGrants:
     """Create, update and delete per-job roles under ``<int_mount>/roles/<role>.*``."""
 
@@ -52,6 +62,7 @@ class VaultCertGrants:
         # Monotonic time of the last LIST: the memory starts empty, so nothing needs one yet.
         self._verified_at = self._clock.monotonic()
         self._verifying = asyncio.Lock()
+        self._present: set[str] | None = None  # the roles of the first LIST (see _listed)
         self.writes = 0  # role writes and deletes, for tests and the bench
         self.lists = 0  # LISTs of the roles, for tests and the bench
         self.repaired: list[str] = []  # roles found missing and forgotten, for tests and logs
@@ -70,7 +81,7 @@ class VaultCertGrants:
             return
         path = self._path(role)
         params = self._layout.job_role_params(want)
-        if role not in self._known:
+        if role not in self._known and role in await self._listed():
             have = await self._client.read(path)
             if have is not None and _matches(params, have.get("data") or {}):
                 self._known[role] = want
@@ -78,6 +89,25 @@ class VaultCertGrants:
         await self._client.write(path, params)
         self.writes += 1
         self._known[role] = want
+        if self._present is not None:
+            self._present.add(role)
+
+    async def _listed(self) -> set[str]:
+        """The roles Vault held at this process's first grant (one LIST): a role not among
+        them, and not written since, is new, so it is written without a read first — a cold
+        start of N new jobs costs N writes, not N reads and N writes. A LIST that fails makes
+        every unknown role read first, as before."""
+        if self._present is None:
+            async with self._verifying:
+                if self._present is None:
+                    try:
+                        names = await self._client.list(f"{self._layout.int_mount}/roles")
+                        self._present = set(names)
+                        self.lists += 1
+                    except VaultError as err:
+                        log.warning("could not list per-job PKI roles", error=str(err))
+                        return _EVERY_ROLE
+        return self._present
 
     async def withdraw(self, role: str) -> None:
         """Delete the role: the job's tokens can issue nothing any more."""
@@ -86,6 +116,8 @@ class VaultCertGrants:
         await self._client.delete(self._path(role))
         self.writes += 1
         self._known[role] = _ABSENT
+        if self._present is not None:
+            self._present.discard(role)
 
     async def _verify(self) -> None:
         """At most once per interval, forget remembered roles that Vault no longer holds."""
@@ -104,6 +136,7 @@ class VaultCertGrants:
                 )
                 return
             self.lists += 1
+            self._present = present
             for role, names in list(self._known.items()):
                 if names != _ABSENT and role.startswith(prefix) and role not in present:
                     del self._known[role]

@@ -16,7 +16,7 @@ from controller.nomad.client import NomadClient
 from controller.nomad.errors import TransientError
 from controller.nomad.variables import NomadVariables, Variable
 from controller.runtime.clock import FakeClock
-from controller.status.store import BUSY_AT, StatusStore, path_for
+from controller.status.store import BUSY_AT, BUSY_FACTOR, StatusStore, path_for
 from crds_equivalent.status import (
     Condition,
     ConditionStatus,
@@ -143,8 +143,12 @@ async def test_under_load_a_first_change_waits_for_its_window_and_goes_out_once(
         assert written == BUSY_AT  # the first ones, before the store was busy, went out at once
         await clock.advance(1.0)
         await clock.advance(0)
-        assert variables.calls["put"] == written + len(jobs)  # the rest: one write each
-        for job in jobs[BUSY_AT:]:
+        assert variables.calls["put"] == written  # busy: the rest wait BUSY_FACTOR windows
+        await clock.advance(BUSY_FACTOR - 1.0)
+        await clock.advance(0)
+        # one more write per record: the first ones' second change, the others' only write
+        assert variables.calls["put"] == written + len(jobs)
+        for job in jobs:
             stored = await items(NomadVariables(nomad), job)
             assert stored["message"] == "injected" and "ConsulHealthy" in stored["conditions"]
     finally:

@@ -168,6 +168,16 @@ class JobCache:
             self._drop_job(key, index)
         self.tombstones = {k: i for k, i in self.tombstones.items() if i > index}
 
+    def listed_allocation(self, stub: dict[str, Any]) -> dict[str, Any] | None:
+        """What the cache keeps of one LIST stub (None: nothing), as its page arrives."""
+        if not self._wanted_alloc(stub) or finished(stub):
+            return None
+        return trim_allocation(stub)
+
+    def listed_deployment(self, deployment: dict[str, Any]) -> dict[str, Any] | None:
+        """What the cache keeps of one deployment of the LIST (None: nothing)."""
+        return trim_deployment(deployment) if self.kept(owner(deployment)) else None
+
     def replace_allocations(self, stubs: Iterable[Mapping[str, Any]], index: int) -> None:
         """The allocation LIST (``/v1/allocations``, stubs with TaskStates) at ``index``."""
         self.allocations.replace(

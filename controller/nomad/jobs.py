@@ -8,6 +8,7 @@ Every register is fenced with EnforceIndex so a stale writer fails instead of cl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -16,6 +17,7 @@ from controller.nomad.client import NomadClient, ParamValue
 from controller.nomad.errors import NotFound
 
 Job = dict[str, Any]
+Keep = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,16 +124,21 @@ class NomadJobs:
             out.extend(await self.job_allocations(child, namespace))
         return out
 
-    async def list_allocations(self, namespace: str = "*") -> JobList:
+    async def list_allocations(self, namespace: str = "*", *, keep: Keep | None = None) -> JobList:
         """Every allocation stub (all pages) with its TaskStates (``AllocListStub``, default
-        fields: no ``resources``). The index is the first page's, as for ``list_jobs``."""
-        return await self._paged("/v1/allocations", namespace, {})
+        fields: no ``resources``). The index is the first page's, as for ``list_jobs``.
+        ``keep`` maps each stub as its page arrives (None drops it), so a cluster's worth of
+        stubs is never held at once."""
+        return await self._paged("/v1/allocations", namespace, {}, keep)
 
-    async def list_deployments(self, namespace: str = "*") -> JobList:
-        """Every deployment (all pages; ``Deployment.List`` answers whole deployments)."""
-        return await self._paged("/v1/deployments", namespace, {})
+    async def list_deployments(self, namespace: str = "*", *, keep: Keep | None = None) -> JobList:
+        """Every deployment (all pages; ``Deployment.List`` answers whole deployments);
+        ``keep`` as for ``list_allocations``."""
+        return await self._paged("/v1/deployments", namespace, {}, keep)
 
-    async def _paged(self, path: str, namespace: str, params: dict[str, ParamValue]) -> JobList:
+    async def _paged(
+        self, path: str, namespace: str, params: dict[str, ParamValue], keep: Keep | None = None
+    ) -> JobList:
         out: list[dict[str, Any]] = []
         index: int | None = None
         token: str | None = None
@@ -140,7 +147,11 @@ class NomadJobs:
             if token:
                 query["next_token"] = token
             resp = await self.client.request("GET", path, params=query, namespace=namespace)
-            out.extend(x for x in resp.body or [] if isinstance(x, dict))
+            for item in resp.body or []:
+                if isinstance(item, dict):
+                    kept = keep(item) if keep is not None else item
+                    if kept is not None:
+                        out.append(kept)
             if index is None:
                 index = resp.index or 0
             token = resp.next_token

@@ -149,6 +149,21 @@ def test_allocations_of_jobs_not_kept_are_not_held() -> None:
     assert len(cache.allocations) == 1
 
 
+def test_listed_stubs_are_trimmed_as_their_page_arrives_and_the_rest_dropped() -> None:
+    """The fill keeps of each LIST stub only what replace_allocations would keep, page by page,
+    so a cluster's worth of stubs is never held at once; the result fills the cache the same."""
+    cache = filled(job("web"), job("plain", meshed=False))
+    done = alloc("a0", ClientStatus="complete", DesiredStatus="stop")
+    page = [alloc("a1", NodeName="n1"), alloc("p1", "plain"), alloc("x1", "unknown"), done]
+    kept = [k for a in page if (k := cache.listed_allocation(a)) is not None]
+    assert [a["ID"] for a in kept] == ["a1"] and "NodeName" not in kept[0]
+    cache.replace_allocations(kept, 20)
+    assert [a["ID"] for a in cache.allocations_of(JobKey("default", "web"))] == ["a1"]
+    listed = cache.listed_deployment(deployment("d1", create=3, index=3))
+    assert listed is not None and listed["ID"] == "d1"
+    assert cache.listed_deployment(deployment("d2", create=3, index=3, job_id="plain")) is None
+
+
 def test_allocations_are_trimmed_to_the_fields_read() -> None:
     raw = alloc(
         "a1",

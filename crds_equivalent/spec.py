@@ -92,7 +92,12 @@ class SpecError(ValueError):
         self.key = key
         self.value = value
         self.expected = expected
-        super().__init__(f'group "{group}": meta "{key}" = {_show(value)}: expected {expected}')
+        # the expectation may quote parts of the value (an unknown label): cut it short too
+        shown = expected if len(expected) <= EXPECTED_LIMIT else expected[:EXPECTED_LIMIT] + "…"
+        super().__init__(f'group "{group}": meta "{key}" = {_show(value)}: expected {shown}')
+
+
+EXPECTED_LIMIT = 400
 
 
 def _show(value: object, limit: int = 120) -> str:
@@ -272,7 +277,8 @@ def _parse_ports(group: str, meta: Mapping[str, Any], tg: Mapping[str, Any]) -> 
                 group,
                 keys.MESH_TLS_PORTS,
                 value,
-                f'port labels of the group\'s networks (unknown label "{label}"; known: {known})',
+                f"port labels of the group's networks (unknown label {_show(label, 60)}; "
+                f"known: {known})",
             )
         if label not in labels:
             labels.append(label)

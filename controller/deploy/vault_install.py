@@ -25,6 +25,7 @@ from controller.vault import (
     VaultPermissionDenied,
     bootstrap_pki,
 )
+from controller.vault.grants import role_params_match
 from controller.vault.issuers import default_issuer_id
 from controller.vault.policies import controller_policy, workload_policy
 from controller.vault.workload_auth import (
@@ -75,7 +76,7 @@ async def _inspect_pki(client: VaultClient, layout: PkiLayout, report: InstallRe
     role = await client.read(role_path)
     if role is None:
         report.changed(f"Vault: create role {role_path}")
-    elif not _role_matches(layout.role_params(), role.get("data") or {}):
+    elif not role_params_match(layout.role_params(), role.get("data") or {}):
         report.changed(f"Vault: update role {role_path}")
     else:
         report.unchanged(f"Vault: role {role_path}")
@@ -116,21 +117,6 @@ async def _inspect_auth(client: VaultClient, auth: WorkloadAuth, report: Install
         report.changed(f"Vault: update JWT role auth/{auth.mount}/role/{auth.role}")
     else:
         report.unchanged(f"Vault: JWT role auth/{auth.mount}/role/{auth.role}")
-
-
-def _role_matches(want: dict[str, Any], have: dict[str, Any]) -> bool:
-    """Vault answers TTLs in seconds and lists in its own order."""
-    for key, value in want.items():
-        got = have.get(key)
-        if key in ("ttl", "max_ttl"):
-            same = int(parse_go_duration(str(value))) == int(got or 0)
-        elif isinstance(value, list):
-            same = sorted(map(str, value)) == sorted(map(str, got or []))
-        else:
-            same = value == got
-        if not same:
-            return False
-    return True
 
 
 async def _lookup(client: VaultClient, token: str) -> dict[str, Any] | None:

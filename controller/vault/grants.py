@@ -83,7 +83,7 @@ class VaultCertGrants:
         params = self._layout.job_role_params(want)
         if role not in self._known and role in await self._listed():
             have = await self._client.read(path)
-            if have is not None and _matches(params, have.get("data") or {}):
+            if have is not None and role_params_match(params, have.get("data") or {}):
                 self._known[role] = want
                 return
         await self._client.write(path, params)
@@ -147,8 +147,9 @@ class VaultCertGrants:
         return self._clock.monotonic() - self._verified_at >= self._verify_interval
 
 
-def _matches(want: dict[str, Any], have: dict[str, Any]) -> bool:
-    """Vault answers TTLs in seconds and lists in its own order."""
+def role_params_match(want: dict[str, Any], have: dict[str, Any]) -> bool:
+    """A PKI role as read back from Vault has the parameters we would write: Vault answers
+    TTLs in seconds and lists in its own order."""
     for key, value in want.items():
         got = have.get(key)
         if key in ("ttl", "max_ttl"):

@@ -19,8 +19,7 @@ from aiohttp import web
 from controller.nomad.client import NomadClient
 from controller.nomad.jobs import NomadJobs
 from controller.nomad.services import NomadServices
-from controller.tlsprobe import TlsProber, subject_key_id
-from controller.vault.trust import MeshTrust, TrustedIssuer, mesh_trust
+from controller.tlsprobe import TlsProber
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.jobkey import JobKey
 from crds_equivalent.spec import parse_job_specs
@@ -29,6 +28,7 @@ from devstack.nomad import NomadTwin
 from reconcilers.health.reconciler import HealthReconciler
 from reconcilers.injection.inject import inject
 from tests.support.health_world import KEY, Jobs, Statuses, mesh_status, meshed
+from tests.support.mesh_trust import FixedTrust, trust_for
 from tests.support.twins import NomadTwinFactory
 from tests.support.waiting import eventually
 from tests.support.x509 import Ca, issue, server_context
@@ -38,28 +38,6 @@ S = 1_000_000_000
 CONFIG = MeshConfig()
 SNI = f"shop.{CONFIG.domain}"
 JOB = JobKey("default", "shop")
-
-
-class FixedTrust:
-    def __init__(self, trust: MeshTrust) -> None:
-        self.trust = trust
-
-    async def get(self) -> MeshTrust:
-        return self.trust
-
-
-def trust_for(root: Ca, inter: Ca) -> MeshTrust:
-    base = mesh_trust(root.pem, [], inter.cert.not_valid_before_utc)
-    issuer = TrustedIssuer(
-        "int-1",
-        "",
-        "Mesh Intermediate",
-        inter.cert.subject.rfc4514_string(),
-        subject_key_id(inter.cert),
-        inter.cert.not_valid_after_utc,
-        True,
-    )
-    return MeshTrust(base.anchors_pem, base.root_not_after, (issuer,))
 
 
 def native_job(mode: str) -> dict[str, Any]:

@@ -12,8 +12,7 @@ import pytest_asyncio
 from prometheus_client import CollectorRegistry
 
 from controller.consul.client import ConsulClient
-from controller.tlsprobe import TlsProber, subject_key_id
-from controller.vault.trust import MeshTrust, TrustedIssuer, mesh_trust
+from controller.tlsprobe import TlsProber
 from crds_equivalent.status import ConditionStatus, ConditionType, Phase
 from devstack.consul.acl import ConsulAcl, Token
 from devstack.consul.server import ConsulTwin
@@ -30,8 +29,9 @@ from tests.support.health_world import (
     mesh_status,
     meshed,
 )
+from tests.support.mesh_trust import FixedTrust, trust_for
 from tests.support.twins import ConsulTwinFactory
-from tests.support.x509 import Ca, issue, server_context, serving
+from tests.support.x509 import issue, server_context, serving
 
 pytestmark = pytest.mark.timeout(60)
 SNI = "web.service.consul"
@@ -66,28 +66,6 @@ async def register(
     await _agent(twin, "PUT", "service/register", body, token)
     await _agent(twin, "PUT", f"check/pass/service:{sid}", token=token)
     return sid
-
-
-class FixedTrust:
-    def __init__(self, trust: MeshTrust) -> None:
-        self.trust = trust
-
-    async def get(self) -> MeshTrust:
-        return self.trust
-
-
-def trust_for(root: Ca, inter: Ca) -> MeshTrust:
-    base = mesh_trust(root.pem, [], inter.cert.not_valid_before_utc)
-    issuer = TrustedIssuer(
-        "int-1",
-        "",
-        "Mesh Intermediate",
-        inter.cert.subject.rfc4514_string(),
-        subject_key_id(inter.cert),
-        inter.cert.not_valid_after_utc,
-        True,
-    )
-    return MeshTrust(base.anchors_pem, base.root_not_after, (issuer,))
 
 
 def state(statuses: Statuses) -> dict[str, tuple[str, str]]:

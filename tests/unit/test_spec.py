@@ -156,3 +156,21 @@ def test_arbitrary_meta_parses_or_fails_with_spec_error(meta: dict[str, str]) ->
         assert err.key in meta
     else:
         assert spec.enabled
+
+
+def test_an_unknown_port_label_of_any_length_gives_a_short_error() -> None:
+    """Found by the fuzz run of make chaos: the label was quoted whole in the expectation."""
+    job = {
+        "ID": "x",
+        "TaskGroups": [
+            {
+                "Name": "g",
+                "Meta": {"mesh.tls": "true", "mesh.tls.ports": "a" * 200_000},
+                "Networks": [{"DynamicPorts": [{"Label": "http"}]}],
+            }
+        ],
+    }
+    with pytest.raises(SpecError) as raised:
+        parse_job_specs(job)
+    text = str(raised.value)
+    assert len(text) < 600 and 'meta "mesh.tls.ports"' in text and "known: http" in text

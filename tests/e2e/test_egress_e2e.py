@@ -106,8 +106,15 @@ async def test_plaintext_callers_reach_an_mtls_server_through_their_sidecars_by_
             lambda: answered(intruder_url, 403), what="403", within=30, every=0.25
         )
         assert denied is not None and "hello from web" not in denied
-        lines = [x for x in sidecar_log(stack, first_web["ID"]) if x.get("caller")]
-        assert lines and lines[-1] | {"time": "", "client": ""} == {
+
+        # nginx logs after it answered, and the line reaches the file through the executor's
+        # log pipe: wait for it rather than read the file the moment the 403 arrives
+        async def logged() -> list[dict[str, Any]] | None:
+            found = [x for x in sidecar_log(stack, first_web["ID"]) if x.get("caller")]
+            return found or None
+
+        lines = await eventually(logged, what="the denial in web's sidecar log", within=10)
+        assert lines[-1] | {"time": "", "client": ""} == {
             "time": "",
             "client": "",
             "event": "mesh.tls.allow denied",

@@ -12,7 +12,7 @@ namespace that the job does not front (an external one is granted).
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -60,15 +60,6 @@ class OrderedGrants(RecordedGrants):
 @pytest_asyncio.fixture
 async def twin(make_nomad_twin: NomadTwinFactory) -> NomadTwin:
     return await make_nomad_twin(nodes=2, heartbeat_interval=0.2)
-
-
-@pytest_asyncio.fixture
-async def user(twin: NomadTwin) -> AsyncIterator[User]:
-    u = User(twin)
-    try:
-        yield u
-    finally:
-        await u.close()
 
 
 async def delete(twin: NomadTwin, path: str) -> None:

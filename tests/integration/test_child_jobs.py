@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -52,15 +51,6 @@ class HoldDriver:
 @pytest_asyncio.fixture
 async def twin(make_nomad_twin: NomadTwinFactory) -> NomadTwin:
     return await make_nomad_twin(nodes=2, heartbeat_interval=0.2, drivers={"hold": HoldDriver()})
-
-
-@pytest_asyncio.fixture
-async def user(twin: NomadTwin) -> AsyncIterator[User]:
-    u = User(twin)
-    try:
-        yield u
-    finally:
-        await u.close()
 
 
 def batch_parent(job_id: str, **blocks: Any) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -34,15 +33,6 @@ pytestmark = pytest.mark.timeout(60)
 @pytest_asyncio.fixture
 async def twin(make_nomad_twin: NomadTwinFactory) -> NomadTwin:
     return await make_nomad_twin(nodes=2, heartbeat_interval=0.2)
-
-
-@pytest_asyncio.fixture
-async def user(twin: NomadTwin) -> AsyncIterator[User]:
-    u = User(twin)
-    try:
-        yield u
-    finally:
-        await u.close()
 
 
 def unchecked_job(job_id: str, meta: dict[str, str], *, count: int = 1) -> dict[str, Any]:

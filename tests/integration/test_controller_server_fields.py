@@ -28,15 +28,6 @@ async def twin() -> AsyncIterator[NomadTwin]:
         await t.stop()
 
 
-@pytest_asyncio.fixture
-async def user(twin: NomadTwin) -> AsyncIterator[User]:
-    u = User(twin)
-    try:
-        yield u
-    finally:
-        await u.close()
-
-
 async def test_injection_does_not_copy_the_users_version_tag(twin: NomadTwin, user: User) -> None:
     spec = user_job("tagged", {"mesh.tls": "true"})
     spec["VersionTag"] = {"Name": "golden", "Description": "approved release"}

@@ -13,7 +13,6 @@ import asyncio
 import dataclasses
 import itertools
 import json
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -48,15 +47,6 @@ async def twin(make_nomad_twin: NomadTwinFactory, checks: SidecarChecks) -> Noma
     t = await make_nomad_twin(nodes=2, heartbeat_interval=0.2, service_checks=checks)
     checks.twin = t
     return t
-
-
-@pytest_asyncio.fixture
-async def user(twin: NomadTwin) -> AsyncIterator[User]:
-    u = User(twin)
-    try:
-        yield u
-    finally:
-        await u.close()
 
 
 def job_with(job_id: str, meta: dict[str, str], **update: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@ Variables are the status store's budget, counted apart (``job_api`` leaves them 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,15 +30,6 @@ LISTS = {"GET /v1/jobs", "GET /v1/allocations", "GET /v1/deployments"}
 @pytest_asyncio.fixture
 async def twin(make_nomad_twin: NomadTwinFactory) -> NomadTwin:
     return await make_nomad_twin(nodes=2, heartbeat_interval=0.2)
-
-
-@pytest_asyncio.fixture
-async def user(twin: NomadTwin) -> AsyncIterator[User]:
-    u = User(twin)
-    try:
-        yield u
-    finally:
-        await u.close()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ edge is judged from the catalog, as the sidecar's ``nomadService`` template sees
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -27,15 +26,6 @@ pytestmark = pytest.mark.timeout(60)
 @pytest_asyncio.fixture
 async def twin(make_nomad_twin: NomadTwinFactory) -> NomadTwin:
     return await make_nomad_twin(nodes=2, heartbeat_interval=0.2)
-
-
-@pytest_asyncio.fixture
-async def user(twin: NomadTwin) -> AsyncIterator[User]:
-    u = User(twin)
-    try:
-        yield u
-    finally:
-        await u.close()
 
 
 def native_server(job_id: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -43,15 +43,6 @@ def calls() -> VarCalls:
 @pytest_asyncio.fixture
 async def twin(make_nomad_twin: NomadTwinFactory, calls: VarCalls) -> NomadTwin:
     return await make_nomad_twin(nodes=2, heartbeat_interval=0.2, middlewares=[calls.middleware])
-
-
-@pytest_asyncio.fixture
-async def user(twin: NomadTwin) -> AsyncIterator[User]:
-    u = User(twin)
-    try:
-        yield u
-    finally:
-        await u.close()
 
 
 def service_job(job_id: str, count: int) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import pytest_asyncio
 
 from devstack.consul.server import ConsulTwin, start_consul_twin
 from devstack.nomad.server import NomadTwin, start_nomad_twin
+from devstack.testing import User
 
 
 class NomadTwinFactory(Protocol):
@@ -64,3 +65,14 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     which our adapters (retries, error mapping) would hide."""
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest_asyncio.fixture
+async def user(twin: NomadTwin) -> AsyncIterator[User]:
+    """A user of the test's ``twin`` (each module picks its twin's options): submits jobs the
+    way a person does, through the twin's HTTP API."""
+    u = User(twin)
+    try:
+        yield u
+    finally:
+        await u.close()

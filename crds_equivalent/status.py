@@ -69,6 +69,10 @@ class ConditionType(StrEnum):
     UPSTREAMS_HEALTHY = "UpstreamsHealthy"
 
 
+ROLLING_OUT = "RollingOut"
+"""The ``RolledOut`` reason while Nomad places or judges the version (it ends by itself)."""
+
+
 class ConditionStatus(StrEnum):
     """Kubernetes-style tri-state: Unknown means we could not tell, never a guess."""
 
@@ -184,6 +188,17 @@ class MeshStatus(BaseModel):
             return False
         injected = self.condition(ConditionType.SIDECAR_INJECTED)
         return injected is not None and injected.status == ConditionStatus.TRUE
+
+    @property
+    def rolling_out(self) -> bool:
+        """The mesh reconciler's last word is that Nomad is still rolling the job's version
+        out (placing or judging it): a state that ends by itself, soon, in an outcome."""
+        rolled = self.condition(ConditionType.ROLLED_OUT)
+        return (
+            rolled is not None
+            and rolled.status == ConditionStatus.FALSE
+            and rolled.reason == ROLLING_OUT
+        )
 
     def to_items(self) -> dict[str, str]:
         """Flatten to Nomad Variable Items (every value a string)."""

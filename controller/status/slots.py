@@ -35,6 +35,9 @@ class Slot:
     pending: MeshStatus | None = None  # accepted by update, not written yet
     fns: list[Derive] = field(default_factory=list)  # what produced ``pending``, in order
     written_at: float = float("-inf")  # monotonic time of our last write of this record
+    pending_since: float | None = None  # monotonic time the pending content began to pile up
+    held: bool = False  # it began under load: held longer (see StatusStore._due)
+    due: float = float("-inf")  # when the pending content is to be written (the store decides)
     writing: bool = False  # a flush of this record is in flight
     stale: bool = False  # the stored version is known to be outdated: re-read before a CAS
     failures: int = 0  # flushes in a row that failed (a longer wait before the next)
@@ -53,9 +56,18 @@ class Slot:
         """Nothing pending and nothing in flight: the slot may be dropped or replaced."""
         return self.pending is None and not self.writing
 
-    def accept(self, content: MeshStatus, fn: Derive) -> None:
+    def accept(self, content: MeshStatus, fn: Derive, at: float, *, held: bool = False) -> None:
+        """Take ``content`` (made by ``fn``) as the pending content; the first pending change
+        says when the pile began and whether it is ``held`` (began under load)."""
+        if self.pending is None:
+            self.pending_since, self.held = at, held
         self.pending = content
         self.fns.append(fn)
+
+    def discard(self) -> None:
+        """Forget the pending content and the functions that made it."""
+        self.pending, self.pending_since = None, None
+        self.fns.clear()
 
     def written(
         self, content: MeshStatus, index: int, sent: MeshStatus, used: int, at: float
@@ -66,16 +78,18 @@ class Slot:
         self.index, self.stored, self.seen_at, self.written_at = index, content, at, at
         self.stale, self.failures = False, 0
         if self.pending is sent:
-            self.pending = None
+            self.pending, self.pending_since = None, None
             self.fns.clear()
         else:
             del self.fns[:used]
+            self.pending_since, self.held = at, False
 
     def reread(self, index: int, stored: MeshStatus | None, at: float) -> None:
         """The winner's record after a lost CAS: the pending functions replayed on it."""
         self.index, self.stored, self.seen_at, self.stale = index, stored, at, False
         self.pending = rederive(stored, self.fns)
         if self.pending is None:
+            self.pending_since = None
             self.fns.clear()
 
 

@@ -10,7 +10,8 @@ at 10k jobs every read and write counts, so:
 - :meth:`update` derives the record from the one this process knows; a change of content
   (``updated_at`` and transition times aside) is written at once if the record was not written
   in the last ``write_interval`` seconds, otherwise at the end of that window with whatever
-  else changed meanwhile (:meth:`run` writes them; the App runs it on the leader). Readers in
+  else changed meanwhile (:meth:`run` writes them; the App runs it on the leader); under load
+  longer, and a record whose rollout is in progress until its outcome (``_due``). Readers in
   this process (:meth:`get`, :meth:`peek`, ``on_write``) see the pending content.
 - Every write is a CAS on the last ModifyIndex seen, so a stale cache costs a retry, never a
   clobber. Three reconcilers of one process (and, across a failover, another process) write
@@ -50,10 +51,12 @@ from crds_equivalent.jobkey import JobKey
 from crds_equivalent.keys import VAR_STATUS_PREFIX
 from crds_equivalent.status import MeshStatus
 
-# Records written within one window at which the store counts as under load; from then on a
-# record's changes, its first too, are held BUSY_FACTOR windows (see ``update``).
+# Records beginning to change within one window at which the store counts as under load; a
+# record that begins to change then is held BUSY_FACTOR windows, its first change too, and up
+# to SETTLE_FACTOR windows while it says its rollout is in progress (``StatusStore._due``).
 BUSY_AT = 8
 BUSY_FACTOR = 5
+SETTLE_FACTOR = 60
 
 __all__ = [
     "CAS_ATTEMPTS",
@@ -101,7 +104,7 @@ class StatusStore:
         )
         self._slots = self._cache.slots
         self._schedule = FlushSchedule(self.clock)
-        self._recent: deque[float] = deque()  # when records were written (see _busy)
+        self._changes: deque[float] = deque()  # when records began to change (see _busy)
         self._flushing = asyncio.Semaphore(read_concurrency)  # flushes in flight
         self._writer = SlotWriter(
             variables,
@@ -154,34 +157,47 @@ class StatusStore:
         status = fn(base)
         if status is None or (base is not None and base.same_content(status)):
             return base
-        slot.accept(status, fn)
+        now = self.clock.monotonic()
+        if slot.pending is None:
+            busy = self._busy(now)
+            self._changes.append(now)
+            slot.accept(status, fn, now, held=busy)
+        else:
+            slot.accept(status, fn, now)
         self._tell(slot)
+        slot.due = self._due(slot, status)
         if slot.writing:
             return slot.current  # the flush in flight writes it next, or schedules it
-        now = self.clock.monotonic()
-        window = self.write_interval
-        if self._busy(now):
-            # Under load (a cold start, a resync that changed many jobs) a record waits a
-            # longer window, its first change too: what follows it soon (the rollout's
-            # progress, the first health verdict) goes out in the same write, not in three.
-            window *= BUSY_FACTOR
-        due = slot.written_at + window
-        if due <= now and window > self.write_interval:
-            due = now + window
-        if due > now:
-            self._schedule.at(due, path)
+        if slot.due > now:
+            self._schedule.at(slot.due, path)
             return slot.current
-        self._recent.append(now)
         await self._writer.flush(path, slot, raise_errors=True)
         return slot.current
 
+    def _due(self, slot: Slot, status: MeshStatus) -> float:
+        """When the slot's pending content goes out. Never sooner than a window after our last
+        write of the record. Quiet: at once, or at that window's end. A record whose first
+        pending change came under load (a cold start, a resync that changed many jobs) waits
+        ``BUSY_FACTOR`` windows from that change, so what follows soon (the health
+        reconciler's first facts) shares the write; and a record whose rollout is still in
+        progress waits for the rollout to end, ``SETTLE_FACTOR`` windows at most, so a new
+        job's injection, rollout progress and outcome are one write, not one per step. Readers
+        in this process see the pending content meanwhile."""
+        earliest = slot.written_at + self.write_interval
+        if not slot.held or slot.pending_since is None:
+            return earliest
+        hold = SETTLE_FACTOR if status.rolling_out else BUSY_FACTOR
+        return max(earliest, slot.pending_since + hold * self.write_interval)
+
     def _busy(self, now: float) -> bool:
-        """``BUSY_AT`` records were written within the last window."""
+        """``BUSY_AT`` records began to change within the last window (a record's first pending
+        change counts, its later ones do not: one record changing often is not load; and
+        changes, not writes, since the writes are what coalescing defers)."""
         if not self.write_interval:
             return False
-        while self._recent and self._recent[0] <= now - self.write_interval:
-            self._recent.popleft()
-        return len(self._recent) >= BUSY_AT
+        while self._changes and self._changes[0] <= now - self.write_interval:
+            self._changes.popleft()
+        return len(self._changes) >= BUSY_AT
 
     async def write(self, namespace: str, job: str, status: MeshStatus) -> bool:
         """Store ``status`` now unless the stored record has the same content; True when
@@ -189,11 +205,10 @@ class StatusStore:
         reconcilers use ``update`` so they keep each other's fields); retries a lost CAS once."""
         key, path = JobKey(namespace, job), path_for(namespace, job)
         slot = await self._cache.slot(key, path)
-        slot.pending = None
-        slot.fns.clear()
+        slot.discard()
         if slot.stored is not None and slot.stored.same_content(status):
             return False
-        slot.accept(status, lambda _: status)
+        slot.accept(status, lambda _: status, self.clock.monotonic())
         before = self.writes
         await self._writer.flush(path, slot, attempts=2, raise_errors=True)
         return self.writes > before
@@ -223,12 +238,11 @@ class StatusStore:
             slot = self._slots.get(path)
             if slot is None or slot.pending is None or slot.writing:
                 return
-            due = slot.written_at + self.write_interval
+            due = max(slot.due, slot.written_at + self.write_interval)
             if due > now and not force:
                 self._schedule.at(due, path)
                 return
             async with self._flushing:
-                self._recent.append(self.clock.monotonic())
                 await self._writer.flush(path, slot, attempts=attempts, rederive=rederive)
 
         await asyncio.gather(*(one(p) for p in paths))
@@ -268,8 +282,7 @@ class StatusStore:
         was deleted. A record the cache knows is absent costs no call."""
         key, path = JobKey(namespace, job), path_for(namespace, job)
         slot = await self._cache.slot(key, path)
-        slot.pending = None
-        slot.fns.clear()
+        slot.discard()
         await slot.flushed.wait()  # a write in flight lands first, then goes
         index = slot.index
         for _ in range(2):

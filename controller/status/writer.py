@@ -93,8 +93,7 @@ class SlotWriter:
         lost = 0
         while slot.pending is not None:
             if slot.stale and not rederive:
-                slot.pending = None  # (a lost leader does not derive again: the winner stands)
-                slot.fns.clear()
+                slot.discard()  # (a lost leader does not derive again: the winner stands)
                 return
             if slot.stale:
                 await self._reread(path, slot)
@@ -108,7 +107,7 @@ class SlotWriter:
             if written is not None:
                 slot.written(stamped, written.modify_index, sent, used, self.clock.monotonic())
                 self.writes += 1
-                due = slot.written_at + self.interval
+                due = max(slot.due, slot.written_at + self.interval)
                 if slot.pending is not None and due > self.clock.monotonic():
                     self.schedule.at(due, path)
                     return
@@ -116,8 +115,8 @@ class SlotWriter:
             lost += 1
             log.info("status CAS conflict, re-reading", path=path, attempt=lost)
             if not rederive:
-                slot.pending, slot.stale = None, True
-                slot.fns.clear()
+                slot.discard()
+                slot.stale = True
                 return
             if lost >= attempts:
                 slot.stale = True

@@ -23,7 +23,7 @@ from controller.runtime.clock import Clock
 from controller.runtime.reconcile import Result
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.jobkey import JobKey
-from crds_equivalent.status import Condition, ConditionType
+from crds_equivalent.status import ROLLING_OUT, Condition, ConditionType
 from reconcilers import conditions as cond
 from reconcilers.injection.canary import controller_promotes
 from reconcilers.injection.reissue import CannotReissue, with_nonce
@@ -137,7 +137,7 @@ class DeploymentOutcomes:
                 after = failure.wait(self.clock.now())
         elif deployment is not None and rollout.reason == AWAITING_PROMOTION:
             await self._promote(key, job, deployment)
-        elif rollout.reason == "RollingOut" and _running_for(job, deployment):
+        elif rollout.reason == ROLLING_OUT and _running_for(job, deployment):
             # Nomad is still judging the version. After a failure, say it is the retry that
             # rolls (the stored retry, and its count, are kept until the deployment succeeds).
             previous = await self.statuses.get(namespace, job_id)
@@ -146,7 +146,7 @@ class DeploymentOutcomes:
                 rollout = cond.condition(
                     ConditionType.ROLLED_OUT,
                     False,
-                    "RollingOut",
+                    ROLLING_OUT,
                     f"retry {pending.attempts}: {rollout.message} (after {pending.description})",
                 )
         return Rollout(rollout, retry_item, after)
@@ -195,7 +195,7 @@ class DeploymentOutcomes:
                 cond.condition(
                     ConditionType.ROLLED_OUT,
                     False,
-                    "RollingOut",
+                    ROLLING_OUT,
                     f"retry {retry.attempts} after {retry.description} "
                     f"(deployment {retry.deployment}): a new version",
                 )

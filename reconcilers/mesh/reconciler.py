@@ -21,7 +21,7 @@ from controller.runtime.reconcile import Result
 from controller.vault.client import VaultError
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.jobkey import JobKey
-from crds_equivalent.status import ConditionType, Phase
+from crds_equivalent.status import ROLLING_OUT, ConditionType, Phase
 from reconcilers import conditions as cond
 from reconcilers.injection.grant import CannotBind, Grant, job_role
 from reconcilers.injection.plan import Apply, Invalid, NoOp, NoOpReason, Remove, plan_job
@@ -161,7 +161,7 @@ class MeshReconciler:
                 cond.condition(
                     ConditionType.ROLLED_OUT,
                     False,
-                    "RollingOut",
+                    ROLLING_OUT,
                     "waiting for the new version to be placed",
                 ),
             ],

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from crds_equivalent import keys
-from crds_equivalent.status import Condition, ConditionType
+from crds_equivalent.status import ROLLING_OUT, Condition, ConditionType
 from reconcilers.conditions import condition
 from reconcilers.injection import jobview
 from reconcilers.mesh.retry import ROLLBACK_MARK
@@ -65,7 +65,7 @@ def rolled_out(
             waiting = _sidecar_says(job, allocations)
             if waiting:
                 message += f"; sidecar: {waiting}"
-            return condition(ConditionType.ROLLED_OUT, False, "RollingOut", message)
+            return condition(ConditionType.ROLLED_OUT, False, ROLLING_OUT, message)
     running, desired = _sidecar_allocs(job, allocations)
     message = f"{running}/{desired} allocations of version {version} run the sidecar"
     if desired and running >= desired:
@@ -73,7 +73,7 @@ def rolled_out(
     waiting = _sidecar_says(job, allocations)
     if waiting:  # e.g. "Missing: vault.pki(...)" while Vault is sealed: say why, not just that
         message += f"; sidecar: {waiting}"
-    return condition(ConditionType.ROLLED_OUT, False, "RollingOut", message)
+    return condition(ConditionType.ROLLED_OUT, False, ROLLING_OUT, message)
 
 
 AWAITING_PROMOTION = "AwaitingPromotion"

@@ -16,8 +16,9 @@ from controller.nomad.client import NomadClient
 from controller.nomad.errors import TransientError
 from controller.nomad.variables import NomadVariables, Variable
 from controller.runtime.clock import FakeClock
-from controller.status.store import BUSY_AT, BUSY_FACTOR, StatusStore, path_for
+from controller.status.store import BUSY_AT, BUSY_FACTOR, SETTLE_FACTOR, StatusStore, path_for
 from crds_equivalent.status import (
+    ROLLING_OUT,
     Condition,
     ConditionStatus,
     ConditionType,
@@ -49,6 +50,18 @@ def with_healthy(previous: MeshStatus | None) -> MeshStatus | None:
     assert previous is not None
     kept = tuple(c for c in previous.conditions if c.type != HEALTHY.type)
     return previous.model_copy(update={"conditions": (*kept, HEALTHY)})
+
+
+def rollout(status: ConditionStatus, reason: str, message: str) -> Fn:
+    def derive(previous: MeshStatus | None) -> MeshStatus | None:
+        base = previous or INJECTED
+        kept = tuple(c for c in base.conditions if c.type != ConditionType.ROLLED_OUT)
+        rolled = Condition(
+            type=ConditionType.ROLLED_OUT, status=status, reason=reason, message=message
+        )
+        return base.model_copy(update={"conditions": (*kept, rolled)})
+
+    return derive
 
 
 def with_error(previous: MeshStatus | None) -> MeshStatus | None:
@@ -154,6 +167,63 @@ async def test_under_load_a_first_change_waits_for_its_window_and_goes_out_once(
     finally:
         flusher.cancel()
         await asyncio.gather(flusher, return_exceptions=True)
+
+
+async def test_under_load_a_rollout_in_progress_waits_for_its_outcome_in_one_write(
+    nomad: NomadClient,
+) -> None:
+    """A cold start whose rollouts take longer than the busy window: each new job's injection,
+    its rollout's progress and its outcome are one write, made when the outcome is known; a
+    rollout that does not end is written anyway when the settle hold runs out."""
+    variables, clock = CountingVariables(nomad), FakeClock()
+    store = StatusStore(variables, clock=clock, write_interval=1.0)
+    load = [f"load-{n}" for n in range(BUSY_AT)]
+    flusher = asyncio.create_task(store.run())
+    try:
+        for job in load:  # what makes the store busy; written at once
+            await store.update("default", job, with_message("injected"))
+        placing = rollout(ConditionStatus.FALSE, ROLLING_OUT, "waiting for placement")
+        for job in ("quick", "slow", "stuck"):
+            await store.update("default", job, placing)
+        before = variables.calls.get("put", 0)
+        await clock.advance(BUSY_FACTOR + 1.0)
+        await clock.advance(0)
+        judging = rollout(ConditionStatus.FALSE, ROLLING_OUT, "1/2 healthy")
+        for job in ("quick", "slow", "stuck"):
+            await store.update("default", job, judging)
+        assert variables.calls.get("put", 0) == before  # still rolling: nothing written yet
+        done = rollout(ConditionStatus.TRUE, "DeploymentSuccessful", "")
+        await store.update("default", "quick", done)
+        await clock.advance(0)
+        assert variables.calls["put"] == before + 1  # its outcome known: one write, at once
+        assert '"status":"True"' in (await items(NomadVariables(nomad), "quick"))["conditions"]
+
+        await clock.advance(10.0)
+        await store.update("default", "slow", done)
+        await clock.advance(0)
+        assert variables.calls["put"] == before + 2
+        await clock.advance(SETTLE_FACTOR - (BUSY_FACTOR + 1.0) - 10.0)
+        await clock.advance(0)
+        assert variables.calls["put"] == before + 3  # the hold ran out
+        stuck = (await items(NomadVariables(nomad), "stuck"))["conditions"]
+        assert "1/2 healthy" in stuck
+        for job in ("quick", "slow"):
+            stored = await items(NomadVariables(nomad), job)
+            assert "1/2 healthy" not in stored["conditions"]
+    finally:
+        flusher.cancel()
+        await asyncio.gather(flusher, return_exceptions=True)
+
+
+async def test_a_quiet_store_writes_a_rollout_in_progress_at_once(nomad: NomadClient) -> None:
+    """The hold is for load only: one job changing alone is written as it changes."""
+    variables, clock = CountingVariables(nomad), FakeClock()
+    store = StatusStore(variables, clock=clock, write_interval=1.0)
+    await store.update(
+        "default", "web", rollout(ConditionStatus.FALSE, ROLLING_OUT, "waiting for placement")
+    )
+    assert variables.calls["put"] == 1
+    assert "waiting for placement" in (await items(NomadVariables(nomad), "web"))["conditions"]
 
 
 async def test_a_lost_cas_of_a_coalesced_write_replays_every_pending_change(

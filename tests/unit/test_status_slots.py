@@ -42,12 +42,12 @@ def test_rederive_is_none_when_the_winner_already_has_our_content() -> None:
 
 def test_readers_see_pending_content_and_a_write_clears_only_what_it_sent() -> None:
     slot = Slot(KEY, 7, STORED, seen_at=0.0)
-    slot.accept(message("a")(STORED) or STORED, message("a"))
+    slot.accept(message("a")(STORED) or STORED, message("a"), 0.0)
     sent, used = slot.pending, len(slot.fns)
     assert slot.current is sent and not slot.idle
     later = message("b")(sent)
     assert later is not None
-    slot.accept(later, message("b"))  # accepted while the write of ``sent`` was in flight
+    slot.accept(later, message("b"), 0.0)  # accepted while the write of ``sent`` was in flight
 
     assert sent is not None
     slot.written(sent, 8, sent, used, at=5.0)
@@ -60,7 +60,7 @@ def test_readers_see_pending_content_and_a_write_clears_only_what_it_sent() -> N
 
 def test_a_reread_replays_pending_functions_on_the_winners_record() -> None:
     slot = Slot(KEY, 7, STORED, seen_at=0.0)
-    slot.accept(message("ours")(STORED) or STORED, message("ours"))
+    slot.accept(message("ours")(STORED) or STORED, message("ours"), 0.0)
     theirs = STORED.model_copy(update={"last_error": "theirs"})
     slot.reread(9, theirs, at=3.0)
     assert slot.index == 9 and slot.stored is theirs

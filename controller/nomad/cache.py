@@ -7,7 +7,11 @@ reconcilers' reads from it and sends every write to Nomad. What it keeps:
 - jobs keyed by (namespace, id): the *raw* job, every field as Nomad sent it, for jobs the
   predicate keeps (``keep``), held once, as deflated compact JSON (``Packer``: a small
   fraction of the parsed dict), and parsed afresh for each read, so no reader can change the
-  cache; for any other job only its verdict per ``JobModifyIndex``
+  cache. The compact JSON of the ``RECENT_JOBS`` jobs written or read last is also held
+  undeflated (``recent``): a reconcile reads its job two or three times, right after the
+  event that queued it, and a job written twice in a row (a register, then its status) is
+  deflated once. That bound (a few hundred kB) is all the cache ever holds of a job beyond
+  its one packed copy. For any other job only its verdict per ``JobModifyIndex``
   (the inspection memory the source's per-job reads need); for children of periodic and
   parameterized parents their parent and status (the LIST stub says all ``child_allocations``
   needs, so a child is never read);
@@ -31,6 +35,7 @@ the cached job is behind until the Job event of N arrives; the store waits for i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -41,6 +46,7 @@ from controller.nomad.cache_objects import (
     JobEntry,
     ObjectTable,
     Packer,
+    compact,
     finished,
     intval,
     key_of,
@@ -49,10 +55,13 @@ from controller.nomad.cache_objects import (
     trim_allocation,
     trim_deployment,
 )
+from controller.nomad.recent import Recent
 from controller.nomad.stream import Event
 from crds_equivalent.jobkey import JobKey
 
 Keep = Callable[[Mapping[str, Any]], bool]
+
+RECENT_JOBS = 32  # jobs held undeflated as well: the ones the workers are on, with room
 
 
 class JobCache:
@@ -62,6 +71,9 @@ class JobCache:
         self.keep = keep
         self.packer = Packer()
         self.jobs: dict[JobKey, JobEntry] = {}
+        # (entry, its compact JSON): the entry is checked on use, so a text outlived by its
+        # entry is never served
+        self.recent: Recent[JobKey, tuple[JobEntry, bytes]] = Recent(RECENT_JOBS, self._cool)
         self.children: dict[JobKey, set[JobKey]] = {}
         self.tombstones: dict[JobKey, int] = {}
         self.expected: dict[JobKey, int] = {}
@@ -83,7 +95,7 @@ class JobCache:
             return None
         if entry.modify_index < self.expected.get(key, 0):
             return None
-        job: dict[str, Any] = self.packer.unpack(entry.job)
+        job: dict[str, Any] = json.loads(self._text(key, entry, entry.job))
         return job
 
     def allocations_of(self, key: JobKey) -> list[dict[str, Any]]:
@@ -271,16 +283,48 @@ class JobCache:
         entry = self.jobs.get(key)
         if (entry is not None and entry.index > index) or self._buried(key, index):
             return
+        if entry is not None and entry.index == index and entry.verdict is not None:
+            # Nomad bumps a job's ModifyIndex on every change: this is the object cached
+            # (a GET answering what an event already brought, or the other way round)
+            return
         keep = self.keep(job)
         if entry is not None and entry.job is not None and not keep:
             self._forget_objects(key)
-        self.jobs[key] = JobEntry(
+        text = compact(job) if keep else None
+        entry = JobEntry(
             index=index,
             modify_index=intval(job.get("JobModifyIndex")),
-            job=self.packer.pack(job) if keep else None,
+            job=text,
             verdict=keep,
             live=job.get("Status") != "dead",
         )
+        self.jobs[key] = entry
+        if text is not None:
+            self.recent.put(key, (entry, text))  # deflated when it cools
+        else:
+            self.recent.pop(key)
+
+    def _text(self, key: JobKey, entry: JobEntry, job: bytes) -> bytes:
+        """The kept job's compact JSON (``job``: the entry's), now among the recent ones."""
+        held = self.recent.get(key)
+        if held is not None and held[0] is entry:
+            return held[1]
+        text = self.packer.inflate(job) if entry.packed else job
+        self.recent.put(key, (entry, text))
+        return text
+
+    def _cool(self, key: JobKey, held: tuple[JobEntry, bytes]) -> None:
+        """A job leaves the recent ones: deflate it if it was written while there."""
+        entry, text = held
+        if not entry.packed and entry.job is not None and self.jobs.get(key) is entry:
+            entry.job = self.packer.deflate(text)
+            entry.packed = True
+
+    def flush(self) -> None:
+        """Deflate and pack everything held unpacked (what the cache holds at rest)."""
+        self.recent.flush()
+        self.allocations.flush()
+        self.deployments.flush()
 
     def _put_child(
         self, key: JobKey, parent: str, index: int, modify_index: int, status: Any
@@ -291,6 +335,7 @@ class JobCache:
         self.jobs[key] = JobEntry(
             index=index, modify_index=modify_index, parent=parent, live=status != "dead"
         )
+        self.recent.pop(key)
         self.children.setdefault(JobKey(key.namespace, parent), set()).add(key)
 
     def _buried(self, key: JobKey, index: int) -> bool:
@@ -299,6 +344,7 @@ class JobCache:
 
     def _drop_job(self, key: JobKey, index: int) -> None:
         entry = self.jobs.pop(key, None)
+        self.recent.pop(key)
         self.tombstones[key] = max(index, self.tombstones.get(key, 0))
         self.expected.pop(key, None)
         self._forget_objects(key)

@@ -12,7 +12,7 @@ from typing import Any
 from controller.nomad.cache import RECENT_JOBS
 from controller.nomad.cache_objects import HOT_JOBS
 from crds_equivalent.jobkey import JobKey
-from tests.unit.test_nomad_cache import WEB, alloc, deployment, event, filled, job, stub
+from tests.support.cache_shapes import WEB, alloc, deployment, event, filled, job, stub
 
 
 def keys(n: int) -> list[str]:

@@ -249,7 +249,7 @@ class JobCache:
                 job.get("Status"),
             )  # fmt: skip
             return key
-        self._put_job(key, job)
+        self._put_job(key, job, event.job_text)
         entry = self.jobs.get(key)
         if entry is not None and entry.index == intval(job.get("ModifyIndex")):
             self._settle(key, entry)
@@ -278,7 +278,8 @@ class JobCache:
         if self.expected.get(key, 0) <= entry.modify_index:
             self.expected.pop(key, None)
 
-    def _put_job(self, key: JobKey, job: dict[str, Any]) -> None:
+    def _put_job(self, key: JobKey, job: dict[str, Any], text: bytes | None = None) -> None:
+        """Cache ``job`` unless what is cached is as new; ``text``: its JSON, when known."""
         index = intval(job.get("ModifyIndex"))
         entry = self.jobs.get(key)
         if (entry is not None and entry.index > index) or self._buried(key, index):
@@ -290,7 +291,7 @@ class JobCache:
         keep = self.keep(job)
         if entry is not None and entry.job is not None and not keep:
             self._forget_objects(key)
-        text = compact(job) if keep else None
+        text = (text or compact(job)) if keep else None
         entry = JobEntry(
             index=index,
             modify_index=intval(job.get("JobModifyIndex")),

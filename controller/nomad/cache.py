@@ -7,11 +7,14 @@ reconcilers' reads from it and sends every write to Nomad. What it keeps:
 - jobs keyed by (namespace, id): the *raw* job, every field as Nomad sent it, for jobs the
   predicate keeps (``keep``), held once, as deflated compact JSON (``Packer``: a small
   fraction of the parsed dict), and parsed afresh for each read, so no reader can change the
-  cache. The compact JSON of the ``RECENT_JOBS`` jobs written or read last is also held
-  undeflated (``recent``): a reconcile reads its job two or three times, right after the
-  event that queued it, and a job written twice in a row (a register, then its status) is
-  deflated once. That bound (a few hundred kB) is all the cache ever holds of a job beyond
-  its one packed copy. For any other job only its verdict per ``JobModifyIndex``
+  cache. The ``RECENT_JOBS`` jobs written or read last are also held pickled (``recent``),
+  and a job written lately waits undeflated there: a reconcile reads its job two or three
+  times right after the event that queued it, and unpickling a job costs under half of
+  parsing its JSON (no reader ever gets the pickled object itself, each read builds its own);
+  a job written twice in a row (a register, then its status) is deflated once. That bound
+  (about 1 MB) is all the cache ever holds of a job beyond its one packed copy; the pickles
+  are the cache's own, made from what it parsed, never read from outside. For any other job
+  only its verdict per ``JobModifyIndex``
   (the inspection memory the source's per-job reads need); for children of periodic and
   parameterized parents their parent and status (the LIST stub says all ``child_allocations``
   needs, so a child is never read);
@@ -36,6 +39,7 @@ the cached job is behind until the Job event of N arrives; the store waits for i
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -71,7 +75,7 @@ class JobCache:
         self.keep = keep
         self.packer = Packer()
         self.jobs: dict[JobKey, JobEntry] = {}
-        # (entry, its compact JSON): the entry is checked on use, so a text outlived by its
+        # (entry, the job pickled): the entry is checked on use, so a job outlived by its
         # entry is never served
         self.recent: Recent[JobKey, tuple[JobEntry, bytes]] = Recent(RECENT_JOBS, self._cool)
         self.children: dict[JobKey, set[JobKey]] = {}
@@ -95,7 +99,13 @@ class JobCache:
             return None
         if entry.modify_index < self.expected.get(key, 0):
             return None
-        job: dict[str, Any] = json.loads(self._text(key, entry, entry.job))
+        held = self.recent.get(key)
+        if held is not None and held[0] is entry:
+            recent: dict[str, Any] = pickle.loads(held[1])
+            return recent
+        text = self.packer.inflate(entry.job) if entry.packed else entry.job
+        job: dict[str, Any] = json.loads(text)
+        self.recent.put(key, (entry, _pickled(job)))
         return job
 
     def allocations_of(self, key: JobKey) -> list[dict[str, Any]]:
@@ -301,24 +311,15 @@ class JobCache:
         )
         self.jobs[key] = entry
         if text is not None:
-            self.recent.put(key, (entry, text))  # deflated when it cools
+            self.recent.put(key, (entry, _pickled(job)))  # its text deflated when it cools
         else:
             self.recent.pop(key)
 
-    def _text(self, key: JobKey, entry: JobEntry, job: bytes) -> bytes:
-        """The kept job's compact JSON (``job``: the entry's), now among the recent ones."""
-        held = self.recent.get(key)
-        if held is not None and held[0] is entry:
-            return held[1]
-        text = self.packer.inflate(job) if entry.packed else job
-        self.recent.put(key, (entry, text))
-        return text
-
     def _cool(self, key: JobKey, held: tuple[JobEntry, bytes]) -> None:
         """A job leaves the recent ones: deflate it if it was written while there."""
-        entry, text = held
+        entry = held[0]
         if not entry.packed and entry.job is not None and self.jobs.get(key) is entry:
-            entry.job = self.packer.deflate(text)
+            entry.job = self.packer.deflate(entry.job)
             entry.packed = True
 
     def flush(self) -> None:
@@ -370,3 +371,8 @@ class JobCache:
         if entry.parent:
             return self.kept(JobKey(key.namespace, entry.parent))
         return entry.job is not None
+
+
+def _pickled(job: dict[str, Any]) -> bytes:
+    """The job as the recent ones hold it: a snapshot each read unpickles into its own dict."""
+    return pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)

@@ -10,7 +10,8 @@ jobs share most of their text (Nomad's canonical defaults, and for meshed jobs t
 task and its templates), which plain deflate cannot see across jobs. Reads parse afresh
 (tens of microseconds), which also means no reader can change what the cache holds. Each job's
 allocations and deployments are held the same way, one packed list per job (``ObjectTable``):
-a trimmed allocation is ~1 kB of Python objects, packed a few dozen bytes.
+a trimmed allocation is ~1 kB of Python objects, packed a few dozen bytes. Only the objects of
+the last ``HOT_JOBS`` jobs changed are held parsed (``recent.Recent``), and reads copy those.
 
 An ``ObjectTable`` holds objects by ID with an index by job, and replaces one only with one at
 least as new (``ModifyIndex``: Nomad bumps it on every change of an allocation, client updates

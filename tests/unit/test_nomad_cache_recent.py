@@ -113,3 +113,14 @@ def test_deployments_read_fresh_and_capped_across_cooling() -> None:
     assert not cache.recent and not cache.allocations.hot and not cache.deployments.hot
     assert [d["ID"] for d in cache.deployments_of(WEB)] == ["d4", "d3", "d2"]
     assert cache.job(WEB) == job("web")
+
+
+def test_changing_a_job_read_right_after_its_event_changes_nothing_cached() -> None:
+    cache = filled(job("web"))
+    newer = job("web", index=9)
+    cache.apply_event(event("Job", {"Job": newer}, 9))
+    newer["Meta"]["mesh.tls"] = "false"  # the event's own dict, changed after it was applied
+    read = cache.job(WEB)
+    assert isinstance(read, dict) and read == job("web", index=9)
+    read["TaskGroups"][0]["Tasks"].clear()
+    assert cache.job(WEB) == job("web", index=9)

@@ -101,7 +101,7 @@ class JobCache:
             return None
         held = self.recent.get(key)
         if held is not None and held[0] is entry:
-            recent: dict[str, Any] = pickle.loads(held[1])
+            recent: dict[str, Any] = pickle.loads(held[1])  # noqa: S301 (our own pickle)
             return recent
         text = self.packer.inflate(entry.job) if entry.packed else entry.job
         job: dict[str, Any] = json.loads(text)

@@ -7,7 +7,14 @@ reconcilers' reads from it and sends every write to Nomad. What it keeps:
 - jobs keyed by (namespace, id): the *raw* job, every field as Nomad sent it, for jobs the
   predicate keeps (``keep``), held once, as deflated compact JSON (``Packer``: a small
   fraction of the parsed dict), and parsed afresh for each read, so no reader can change the
-  cache; for any other job only its verdict per ``JobModifyIndex``
+  cache. The ``RECENT_JOBS`` jobs written or read last are also held pickled (``recent``),
+  and a job written lately waits undeflated there: a reconcile reads its job two or three
+  times right after the event that queued it, and unpickling a job costs under half of
+  parsing its JSON (no reader ever gets the pickled object itself, each read builds its own);
+  a job written twice in a row (a register, then its status) is deflated once. That bound
+  (about 1 MB) is all the cache ever holds of a job beyond its one packed copy; the pickles
+  are the cache's own, made from what it parsed, never read from outside. For any other job
+  only its verdict per ``JobModifyIndex``
   (the inspection memory the source's per-job reads need); for children of periodic and
   parameterized parents their parent and status (the LIST stub says all ``child_allocations``
   needs, so a child is never read);
@@ -31,6 +38,8 @@ the cached job is behind until the Job event of N arrives; the store waits for i
 
 from __future__ import annotations
 
+import json
+import pickle
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -41,6 +50,7 @@ from controller.nomad.cache_objects import (
     JobEntry,
     ObjectTable,
     Packer,
+    compact,
     finished,
     intval,
     key_of,
@@ -49,10 +59,13 @@ from controller.nomad.cache_objects import (
     trim_allocation,
     trim_deployment,
 )
+from controller.nomad.recent import Recent
 from controller.nomad.stream import Event
 from crds_equivalent.jobkey import JobKey
 
 Keep = Callable[[Mapping[str, Any]], bool]
+
+RECENT_JOBS = 32  # jobs held undeflated as well: the ones the workers are on, with room
 
 
 class JobCache:
@@ -62,6 +75,9 @@ class JobCache:
         self.keep = keep
         self.packer = Packer()
         self.jobs: dict[JobKey, JobEntry] = {}
+        # (entry, the job pickled): the entry is checked on use, so a job outlived by its
+        # entry is never served
+        self.recent: Recent[JobKey, tuple[JobEntry, bytes]] = Recent(RECENT_JOBS, self._cool)
         self.children: dict[JobKey, set[JobKey]] = {}
         self.tombstones: dict[JobKey, int] = {}
         self.expected: dict[JobKey, int] = {}
@@ -83,7 +99,13 @@ class JobCache:
             return None
         if entry.modify_index < self.expected.get(key, 0):
             return None
-        job: dict[str, Any] = self.packer.unpack(entry.job)
+        held = self.recent.get(key)
+        if held is not None and held[0] is entry:
+            recent: dict[str, Any] = pickle.loads(held[1])  # noqa: S301 (our own pickle)
+            return recent
+        text = self.packer.inflate(entry.job) if entry.packed else entry.job
+        job: dict[str, Any] = json.loads(text)
+        self.recent.put(key, (entry, _pickled(job)))
         return job
 
     def allocations_of(self, key: JobKey) -> list[dict[str, Any]]:
@@ -237,7 +259,7 @@ class JobCache:
                 job.get("Status"),
             )  # fmt: skip
             return key
-        self._put_job(key, job)
+        self._put_job(key, job, event.job_text)
         entry = self.jobs.get(key)
         if entry is not None and entry.index == intval(job.get("ModifyIndex")):
             self._settle(key, entry)
@@ -266,21 +288,45 @@ class JobCache:
         if self.expected.get(key, 0) <= entry.modify_index:
             self.expected.pop(key, None)
 
-    def _put_job(self, key: JobKey, job: dict[str, Any]) -> None:
+    def _put_job(self, key: JobKey, job: dict[str, Any], text: bytes | None = None) -> None:
+        """Cache ``job`` unless what is cached is as new; ``text``: its JSON, when known."""
         index = intval(job.get("ModifyIndex"))
         entry = self.jobs.get(key)
         if (entry is not None and entry.index > index) or self._buried(key, index):
             return
+        if entry is not None and entry.index == index and entry.verdict is not None:
+            # Nomad bumps a job's ModifyIndex on every change: this is the object cached
+            # (a GET answering what an event already brought, or the other way round)
+            return
         keep = self.keep(job)
         if entry is not None and entry.job is not None and not keep:
             self._forget_objects(key)
-        self.jobs[key] = JobEntry(
+        text = (text or compact(job)) if keep else None
+        entry = JobEntry(
             index=index,
             modify_index=intval(job.get("JobModifyIndex")),
-            job=self.packer.pack(job) if keep else None,
+            job=text,
             verdict=keep,
             live=job.get("Status") != "dead",
         )
+        self.jobs[key] = entry
+        if text is not None:
+            self.recent.put(key, (entry, _pickled(job)))  # its text deflated when it cools
+        else:
+            self.recent.pop(key)
+
+    def _cool(self, key: JobKey, held: tuple[JobEntry, bytes]) -> None:
+        """A job leaves the recent ones: deflate it if it was written while there."""
+        entry = held[0]
+        if not entry.packed and entry.job is not None and self.jobs.get(key) is entry:
+            entry.job = self.packer.deflate(entry.job)
+            entry.packed = True
+
+    def flush(self) -> None:
+        """Deflate and pack everything held unpacked (what the cache holds at rest)."""
+        self.recent.flush()
+        self.allocations.flush()
+        self.deployments.flush()
 
     def _put_child(
         self, key: JobKey, parent: str, index: int, modify_index: int, status: Any
@@ -291,6 +337,7 @@ class JobCache:
         self.jobs[key] = JobEntry(
             index=index, modify_index=modify_index, parent=parent, live=status != "dead"
         )
+        self.recent.pop(key)
         self.children.setdefault(JobKey(key.namespace, parent), set()).add(key)
 
     def _buried(self, key: JobKey, index: int) -> bool:
@@ -299,6 +346,7 @@ class JobCache:
 
     def _drop_job(self, key: JobKey, index: int) -> None:
         entry = self.jobs.pop(key, None)
+        self.recent.pop(key)
         self.tombstones[key] = max(index, self.tombstones.get(key, 0))
         self.expected.pop(key, None)
         self._forget_objects(key)
@@ -323,3 +371,8 @@ class JobCache:
         if entry.parent:
             return self.kept(JobKey(key.namespace, entry.parent))
         return entry.job is not None
+
+
+def _pickled(job: dict[str, Any]) -> bytes:
+    """The job as the recent ones hold it: a snapshot each read unpickles into its own dict."""
+    return pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)

@@ -10,7 +10,8 @@ jobs share most of their text (Nomad's canonical defaults, and for meshed jobs t
 task and its templates), which plain deflate cannot see across jobs. Reads parse afresh
 (tens of microseconds), which also means no reader can change what the cache holds. Each job's
 allocations and deployments are held the same way, one packed list per job (``ObjectTable``):
-a trimmed allocation is ~1 kB of Python objects, packed a few dozen bytes.
+a trimmed allocation is ~1 kB of Python objects, packed a few dozen bytes. Only the objects of
+the last ``HOT_JOBS`` jobs changed are held parsed (``recent.Recent``), and reads copy those.
 
 An ``ObjectTable`` holds objects by ID with an index by job, and replaces one only with one at
 least as new (``ModifyIndex``: Nomad bumps it on every change of an allocation, client updates
@@ -49,6 +50,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from controller.nomad.recent import Recent
 from controller.nomad.stream import Event
 from crds_equivalent.jobkey import JobKey
 
@@ -58,8 +60,9 @@ class JobEntry:
     """What the cache knows of one job.
 
     ``index``: the ModifyIndex it was known at; ``modify_index``: its JobModifyIndex;
-    ``job``: the raw job when kept (``pack``ed); ``verdict``: the predicate's (None: owed a read);
-    ``parent``: ParentID of a child; ``stale``: a Conflict said the job moved (read it)."""
+    ``job``: the raw job when kept, as compact JSON, deflated once ``packed`` (a job written
+    lately waits unpacked among the cache's recent ones); ``verdict``: the predicate's (None:
+    owed a read); ``parent``: ParentID of a child; ``stale``: a Conflict said the job moved."""
 
     index: int
     modify_index: int
@@ -68,6 +71,7 @@ class JobEntry:
     parent: str = ""
     live: bool = True
     stale: bool = False
+    packed: bool = False
 
 
 class Gone:
@@ -116,7 +120,13 @@ class Packer:
         self._inflate: Any = zlib.decompressobj()
 
     def pack(self, value: Any) -> bytes:
-        data = json.dumps(value, separators=(",", ":")).encode()
+        return self.deflate(compact(value))
+
+    def unpack(self, packed: bytes) -> Any:
+        return json.loads(self.inflate(packed))
+
+    def deflate(self, data: bytes) -> bytes:
+        """Compact JSON text (``compact``) to its packed form."""
         if self.zdict is None:
             self.zdict = data[-ZDICT_MAX:]
             self._inflate = zlib.decompressobj(zdict=self.zdict)
@@ -125,9 +135,15 @@ class Packer:
         deflate = self._deflate.copy()
         return bytes(deflate.compress(data) + deflate.flush())
 
-    def unpack(self, packed: bytes) -> Any:
+    def inflate(self, packed: bytes) -> bytes:
+        """The compact JSON text a ``deflate`` packed."""
         inflate = self._inflate.copy()
-        return json.loads(inflate.decompress(packed) + inflate.flush())
+        return bytes(inflate.decompress(packed) + inflate.flush())
+
+
+def compact(value: Any) -> bytes:
+    """A JSON value as the compact text the cache packs."""
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
 ALLOC_FIELDS = (
@@ -219,37 +235,66 @@ def _modify_index(obj: Mapping[str, Any]) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+HOT_JOBS = 64  # jobs whose objects are held parsed: a rollout's burst of events, not more
+
+
 class ObjectTable:
     """Objects by the job they belong to, each job's held as one packed list; an object is
-    never replaced by an older one. Reads unpack afresh (a few small dicts)."""
+    never replaced by an older one.
 
-    def __init__(self, job_of: Callable[[Mapping[str, Any]], JobKey]) -> None:
+    The objects of the ``hot`` jobs changed last are held parsed instead (``Recent``) and
+    packed when they cool: a rollout's allocation events (placed, running, healthy; the old
+    version's stop and completion) arrive in a burst, which then costs one pack, not one
+    unpack and one pack per event. Reads unpack a cold job afresh and copy a hot one's, so no
+    reader can change the table either way."""
+
+    def __init__(
+        self, job_of: Callable[[Mapping[str, Any]], JobKey], *, hot: int = HOT_JOBS
+    ) -> None:
         self.job_of = job_of
         self.packer = Packer()
-        self.by_job: dict[JobKey, bytes] = {}
+        self.by_job: dict[JobKey, bytes] = {}  # cold jobs, packed
+        self.hot: Recent[JobKey, dict[str, dict[str, Any]]] = Recent(hot, self._cool)
 
     def __len__(self) -> int:
-        return sum(len(self._load(k)) for k in self.by_job)
+        return sum(len(self._read(k)) for k in self.jobs())
 
     def jobs(self) -> list[JobKey]:
-        return list(self.by_job)
+        return [*self.by_job, *self.hot]
+
+    def _cool(self, key: JobKey, objects: dict[str, dict[str, Any]]) -> None:
+        self.by_job[key] = self.packer.pack(list(objects.values()))
+
+    def _read(self, key: JobKey) -> list[dict[str, Any]]:
+        """The job's objects as fresh values (a reader may change them)."""
+        objects = self.hot.get(key)
+        if objects is not None:
+            return [_fresh(o) for o in objects.values()]
+        packed = self.by_job.get(key)
+        return [] if packed is None else list(self.packer.unpack(packed))
 
     def _load(self, key: JobKey) -> dict[str, dict[str, Any]]:
-        packed = self.by_job.get(key)
-        if packed is None:
-            return {}
-        found: list[dict[str, Any]] = self.packer.unpack(packed)
-        return {str(o.get("ID") or ""): o for o in found}
-
-    def _store(self, key: JobKey, objects: Mapping[str, dict[str, Any]]) -> None:
+        """The job's objects by ID, to change and ``_store``: the hot set's own dict."""
+        objects = self.hot.get(key)
+        if objects is not None:
+            return objects
+        packed = self.by_job.pop(key, None)
+        found: list[dict[str, Any]] = [] if packed is None else self.packer.unpack(packed)
+        objects = {str(o.get("ID") or ""): o for o in found}
         if objects:
-            self.by_job[key] = self.packer.pack(list(objects.values()))
+            self.hot.put(key, objects)
+        return objects
+
+    def _store(self, key: JobKey, objects: dict[str, dict[str, Any]]) -> None:
+        if objects:
+            self.hot.put(key, objects)
         else:
+            self.hot.pop(key)
             self.by_job.pop(key, None)
 
     def of(self, key: JobKey) -> list[dict[str, Any]]:
         """The job's objects, oldest first (by CreateIndex, then ID)."""
-        return sorted(self._load(key).values(), key=_created)
+        return sorted(self._read(key), key=_created)
 
     def put(self, obj: dict[str, Any]) -> bool:
         """Store ``obj`` unless the cached one is newer; True when stored."""
@@ -265,6 +310,8 @@ class ObjectTable:
 
     def remove(self, key: JobKey, oid: str, *, upto: int | None = None) -> None:
         """Forget ``oid`` (with ``upto``: only if cached at that ModifyIndex or older)."""
+        if key not in self.hot and key not in self.by_job:
+            return
         objects = self._load(key)
         cached = objects.get(oid)
         if cached is None or (upto is not None and _modify_index(cached) > upto):
@@ -277,7 +324,7 @@ class ObjectTable:
         grouped: dict[JobKey, list[dict[str, Any]]] = {}
         for obj in listed:
             grouped.setdefault(self.job_of(obj), []).append(obj)
-        for key in set(grouped) | set(self.by_job):
+        for key in set(grouped) | set(self.jobs()):
             objects = self._load(key)
             seen: set[str] = set()
             for obj in grouped.get(key, ()):
@@ -299,7 +346,21 @@ class ObjectTable:
             self._store(key, {str(o.get("ID") or ""): o for o in newest})
 
     def drop_job(self, key: JobKey) -> None:
+        self.hot.pop(key)
         self.by_job.pop(key, None)
+
+    def flush(self) -> None:
+        """Pack every hot job (what the table holds at rest, e.g. to measure it)."""
+        self.hot.flush()
+
+
+def _fresh(value: Any) -> Any:
+    """A copy of a JSON value that shares nothing mutable with it."""
+    if isinstance(value, dict):
+        return {k: _fresh(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fresh(v) for v in value]
+    return value
 
 
 def _created(obj: Mapping[str, Any]) -> tuple[int, str]:

@@ -100,7 +100,8 @@ async def render_pair(
     bao = await start_openbao(data_dir=str(workdir / "openbao"))
     consul = await start_consul_twin(check_runner=False)
     try:
-        await bootstrap_pki(VaultClient(VaultConnection(bao.addr, bao.root_token)))
+        async with VaultClient(VaultConnection(bao.addr, bao.root_token)) as root:
+            await bootstrap_pki(root)
         admin = hvac.Client(url=bao.addr, token=bao.root_token)
         token = admin.auth.token.create(policies=[WORKLOAD_POLICY], ttl="1h")["auth"]
         vault = VaultTarget(bao.addr, token["client_token"])

@@ -78,17 +78,17 @@ async def deploy_unmeshed(stack: Devstack, _: VaultClient) -> None:
         await wait_until(stable, within=90, what="both jobs deployed and stable")
     finally:
         await client.close()
-    root = VaultClient(VaultConnection(stack.vault.addr, stack.vault.root_token))
-    stored = await root.read(f"sys/policies/acl/{WORKLOAD_POLICY}")
-    POLICY.append(str((stored or {})["data"]["policy"]))
     chain_only = 'path "pki_int/cert/ca_chain" {\n  capabilities = ["read"]\n}\n'
-    await root.write(f"sys/policies/acl/{WORKLOAD_POLICY}", {"policy": chain_only})
+    async with VaultClient(VaultConnection(stack.vault.addr, stack.vault.root_token)) as root:
+        stored = await root.read(f"sys/policies/acl/{WORKLOAD_POLICY}")
+        POLICY.append(str((stored or {})["data"]["policy"]))
+        await root.write(f"sys/policies/acl/{WORKLOAD_POLICY}", {"policy": chain_only})
 
 
 async def issue_again(stack: Devstack) -> None:
     """Give the workload policy its issue path back."""
-    root = VaultClient(VaultConnection(stack.vault.addr, stack.vault.root_token))
-    await root.write(f"sys/policies/acl/{WORKLOAD_POLICY}", {"policy": POLICY.pop()})
+    async with VaultClient(VaultConnection(stack.vault.addr, stack.vault.root_token)) as root:
+        await root.write(f"sys/policies/acl/{WORKLOAD_POLICY}", {"policy": POLICY.pop()})
 
 
 async def run() -> Outcome:

@@ -195,10 +195,10 @@ async def devstack_world(
     app: App | None = None
     task: asyncio.Task[int] | None = None
     consul = ConsulClient(stack.consul.address)
+    vault = VaultClient(VaultConnection(stack.vault.addr, stack.vault.root_token))
     try:
         values = dev_environment(stack.env(), {}) | {"MESH_HEALTH_INTERVAL": "2s"} | env
         settings = Settings.from_env(values)
-        vault = VaultClient(VaultConnection(stack.vault.addr, stack.vault.root_token))
         await bootstrap_pki(vault, pki_layout(settings.mesh))
         trust = ssl.create_default_context(cadata=await root_pem(vault, settings.mesh.root_mount))
         if before_controller is not None:
@@ -214,6 +214,7 @@ async def devstack_world(
                 await asyncio.wait_for(task, 20)
             await app.close()
         await consul.close()
+        await vault.close()
         await stack.stop()
 
 

@@ -373,6 +373,7 @@ class App:
     async def close(self) -> None:
         await self.nomad.close()
         await self.lock_nomad.close()
+        await self.vault.close()
         if self.consul is not None:
             await self.consul.close()
 

@@ -321,12 +321,13 @@ async def configure_workload_identity_auth(bao: OpenBao, spec: WorkloadAuthSpec)
     from controller.vault import VaultClient, VaultConnection
     from controller.vault.workload_auth import WorkloadAuth, ensure_config, ensure_mount
 
-    client = VaultClient(VaultConnection(bao.addr, bao.root_token, verify=bao.ca_cert or True))
     auth = WorkloadAuth(jwks_url=spec.jwks_url, mount=spec.mount)
 
     def say(line: str, changed: bool) -> None:
         return None
 
-    await ensure_mount(client, auth, say)
-    await ensure_config(client, auth, say)
-    await client.write(f"auth/{spec.mount}/role/{spec.role}", spec.role_config())
+    conn = VaultConnection(bao.addr, bao.root_token, verify=bao.ca_cert or True)
+    async with VaultClient(conn) as client:
+        await ensure_mount(client, auth, say)
+        await ensure_config(client, auth, say)
+        await client.write(f"auth/{spec.mount}/role/{spec.role}", spec.role_config())

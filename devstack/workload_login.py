@@ -86,9 +86,9 @@ async def identity_issuer(
     await site.start()
     port = runner.addresses[0][1]
     try:
-        root = VaultClient(VaultConnection(bao.addr, bao.root_token))
         auth = WorkloadAuth(jwks_url=f"http://127.0.0.1:{port}{JWKS_PATH}")
-        await bootstrap_pki(root, layout, workload_auth=auth)
+        async with VaultClient(VaultConnection(bao.addr, bao.root_token)) as root:
+            await bootstrap_pki(root, layout, workload_auth=auth)
         yield IdentityIssuer(bao, identities)
     finally:
         await runner.cleanup()
@@ -101,8 +101,8 @@ async def workload_token(
     (role ``mesh.<namespace>.<job_id>``): what the job's sidecar holds on a real cluster."""
     layout = PkiLayout()
     async with identity_issuer(bao, layout) as issuer:
-        root = VaultClient(VaultConnection(bao.addr, bao.root_token))
-        await VaultCertGrants(root, layout).grant(f"{layout.role}.{namespace}.{job_id}", names)
+        async with VaultClient(VaultConnection(bao.addr, bao.root_token)) as root:
+            await VaultCertGrants(root, layout).grant(f"{layout.role}.{namespace}.{job_id}", names)
         return await issuer.login(namespace, job_id)
 
 
@@ -137,9 +137,9 @@ async def controller_vault_env(bao: OpenBao) -> dict[str, str]:
     """The mesh PKI and a mesh-controller token for a `controller run` process (the bench, the
     chaos scenarios): meshing a job grants it its per-job PKI role in Vault before the
     register, so the controller needs a real Vault."""
-    root = VaultClient(VaultConnection(bao.addr, bao.root_token))
-    await bootstrap_pki(root)
-    made = await root.write("auth/token/create", {"policies": [CONTROLLER_POLICY], "ttl": "2h"})
+    async with VaultClient(VaultConnection(bao.addr, bao.root_token)) as root:
+        await bootstrap_pki(root)
+        made = await root.write("auth/token/create", {"policies": [CONTROLLER_POLICY], "ttl": "2h"})
     env = {"VAULT_ADDR": bao.addr, "VAULT_TOKEN": str((made or {})["auth"]["client_token"])}
     if bao.ca_cert:
         env["VAULT_CACERT"] = bao.ca_cert

@@ -142,12 +142,14 @@ def bootstrap_pki_cmd(
     client = VaultClient(VaultConnection.from_settings(vault))
     try:
         report = asyncio.run(
-            bootstrap_pki(client, layout, external_root=bundle, workload_auth=auth)
+            client.closing_after(
+                bootstrap_pki(client, layout, external_root=bundle, workload_auth=auth)
+            )
         )
     except VaultUnavailable as err:
         _fail(EXIT_UNREACHABLE, f"cannot reach Vault at {vault.addr}: {err}")
     except VaultPermissionDenied as err:
-        _fail(EXIT_UNREACHABLE, asyncio.run(refusal_message(client, err)))
+        _fail(EXIT_UNREACHABLE, asyncio.run(client.closing_after(refusal_message(client, err))))
     except VaultError as err:
         _fail(EXIT_FAILED, str(err))
     print_report(report, vault.addr)

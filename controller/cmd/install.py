@@ -125,7 +125,7 @@ def _run(
     """Install; when a step fails, show the steps done before it, then let the error through."""
     report = InstallReport(dry_run=options.dry_run)
     try:
-        asyncio.run(install_with(nomad_settings, vault, options, report))
+        asyncio.run(vault.closing_after(install_with(nomad_settings, vault, options, report)))
     except BaseException:
         if report.steps:
             print_report(report, failed=True)
@@ -276,7 +276,7 @@ def install_cmd(
     except VaultUnavailable as err:
         _fail(EXIT_UNREACHABLE, f"cannot reach Vault at {vault_s.addr}: {err}")
     except VaultPermissionDenied as err:
-        _fail(EXIT_UNREACHABLE, asyncio.run(refusal_message(vault, err)))
+        _fail(EXIT_UNREACHABLE, asyncio.run(vault.closing_after(refusal_message(vault, err))))
     except VaultError as err:
         _fail(EXIT_FAILED, str(err))
     except TransientError as err:

@@ -73,6 +73,7 @@ async def open_clients(settings: Settings) -> AsyncIterator[Clients]:
         yield Clients(settings, nomad, consul, vault)
     finally:
         await nomad.close()
+        await vault.close()
         if consul is not None:
             await consul.close()
 

@@ -166,10 +166,10 @@ async def run_dev(
         stack_env: dict[str, str] = stack.env()
         controller_env = dev_environment(stack_env, os.environ)
         settings = Settings.from_env(controller_env)
-        vault = VaultClient(VaultConnection(stack.vault.addr, stack.vault.root_token))
-        await bootstrap_pki(vault, pki_layout(settings.mesh))
         ca_file = Path(workdir) / "mesh-root-ca.pem"
-        ca_file.write_text(await root_pem(vault, settings.mesh.root_mount))
+        async with VaultClient(VaultConnection(stack.vault.addr, stack.vault.root_token)) as vault:
+            await bootstrap_pki(vault, pki_layout(settings.mesh))
+            ca_file.write_text(await root_pem(vault, settings.mesh.root_mount))
 
         app = ctl = App(settings, tuning=DEV_TUNING)
         task = asyncio.create_task(ctl.run())

@@ -1,4 +1,4 @@
-"""The Vault adapter: PKI administration through hvac (run in threads, hvac is synchronous)."""
+"""The Vault adapter: per-job calls over aiohttp, PKI administration through hvac (in threads)."""
 
 from controller.vault.bootstrap import BootstrapReport, PkiLayout, bootstrap_pki, pki_layout
 from controller.vault.client import (

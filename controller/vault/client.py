@@ -1,79 +1,47 @@
-"""One place that turns connection settings into hvac calls the asyncio world can await.
+"""The Vault client the controller holds: native async calls for the hot path, hvac for the rest.
 
-hvac is synchronous (requests), so every call runs in a worker thread; hvac's exceptions are
-translated into a small hierarchy the reconcilers can switch on (sealed/unreachable is transient,
-permission denied is not). TLS verification is on unless the caller explicitly turns it off.
+``read``/``list``/``write``/``delete``/``health`` go over aiohttp on the event loop
+(controller.vault.http): reconcilers make them per job, and hvac's thread hand-off and requests'
+session machinery per call cost more CPU than the call itself. Everything else (bootstrap, PKI
+administration, token renewal, ``patch``) still runs hvac, which is synchronous, in a worker
+thread through ``call``. Both transports translate their failures into controller.vault.errors
+(sealed/unreachable is transient, permission denied is not). TLS verification is on unless the
+caller explicitly turns it off. The client owns an HTTP session: ``await close()`` it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import hvac
 import hvac.exceptions as hx
 import requests
 
-from controller.config import VaultSettings
-from controller.tls import requests_kwargs
-from controller.vault.token_source import TokenSource, token_source
+from controller.vault.connection import VaultConnection
+from controller.vault.errors import (
+    VaultBadRequest,
+    VaultError,
+    VaultNotFound,
+    VaultPermissionDenied,
+    VaultUnavailable,
+)
+from controller.vault.http import VaultHttp
+
+__all__ = [
+    "VaultBadRequest",
+    "VaultClient",
+    "VaultConnection",
+    "VaultError",
+    "VaultNotFound",
+    "VaultPermissionDenied",
+    "VaultUnavailable",
+    "make_hvac_client",
+    "translate",
+]
 
 T = TypeVar("T")
-
-
-class VaultError(Exception):
-    """A Vault call failed. The message never contains the token."""
-
-
-class VaultUnavailable(VaultError):
-    """Vault is sealed, down, or unreachable: retry later."""
-
-
-class VaultPermissionDenied(VaultError):
-    """The token lacks a capability (403)."""
-
-
-class VaultNotFound(VaultError):
-    """The path or object does not exist (404)."""
-
-
-class VaultBadRequest(VaultError):
-    """Vault rejected the request (400), e.g. a role violation."""
-
-
-@dataclass(frozen=True)
-class VaultConnection:
-    """How to reach Vault. `verify` is requests' convention: True, a CA file/dir path, or False.
-
-    The composition root maps VAULT_ADDR/VAULT_TOKEN/VAULT_CACERT/VAULT_CAPATH/VAULT_CLIENT_CERT/
-    VAULT_CLIENT_KEY/VAULT_SKIP_VERIFY/VAULT_NAMESPACE onto this.
-    """
-
-    addr: str
-    token: str = field(repr=False)
-    verify: bool | str = True
-    client_cert: str | tuple[str, str] | None = None
-    namespace: str | None = None
-    timeout: float = 10.0
-    # Where the token is re-read from before each call (a file Nomad rewrites); None: `token`.
-    source: TokenSource | None = field(default=None, repr=False, compare=False)
-
-    @classmethod
-    def from_settings(cls, settings: VaultSettings, timeout: float = 10.0) -> VaultConnection:
-        """VAULT_* settings (controller.config) -> a connection, TLS per controller.tls."""
-        tls = requests_kwargs(settings)
-        source = token_source(settings)
-        return cls(
-            addr=settings.addr,
-            token=source.current(),
-            verify=tls["verify"],
-            client_cert=tls.get("cert"),
-            namespace=settings.namespace,
-            timeout=timeout,
-            source=source,
-        )
 
 
 def make_hvac_client(conn: VaultConnection) -> Any:
@@ -117,14 +85,33 @@ def translate(exc: BaseException, what: str) -> VaultError:
 
 
 class VaultClient:
-    """An hvac client whose calls are awaited in a thread and whose errors are translated."""
+    """Vault for the asyncio world: the hot-path verbs over aiohttp, hvac calls in a thread."""
 
     def __init__(self, conn: VaultConnection, hvac_client: Any | None = None) -> None:
         self.conn = conn
         self.hvac: Any = hvac_client if hvac_client is not None else make_hvac_client(conn)
+        self.http = VaultHttp(conn)
 
     def __repr__(self) -> str:
         return f"VaultClient(addr={self.conn.addr!r})"
+
+    async def close(self) -> None:
+        """Close the HTTP session (hvac's requests session needs no closing)."""
+        await self.http.close()
+
+    async def __aenter__(self) -> VaultClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def closing_after(self, work: Awaitable[T]) -> T:
+        """``work``, then the session closed in the same event loop: a command that runs each
+        step in its own ``asyncio.run`` must not leave a session behind in a finished loop."""
+        try:
+            return await work
+        finally:
+            await self.close()
 
     def call_sync(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if self.conn.source is not None:  # a rewritten token file is in use from now on
@@ -139,22 +126,17 @@ class VaultClient:
 
     async def read(self, path: str) -> dict[str, Any] | None:
         """GET; None when Vault answers 404."""
-        res = await self.call(f"read {path}", self.hvac.read, path)
-        return _as_dict(res)
+        return await self.http.read(path)
 
     async def list(self, path: str) -> list[str]:
         """LIST keys; an empty list when Vault answers 404 (its way of saying 'none')."""
-        res = _as_dict(await self.call(f"list {path}", self.hvac.list, path))
-        if not res:
-            return []
-        keys = (res.get("data") or {}).get("keys") or []
-        return [str(k) for k in keys]
+        return await self.http.list(path)
 
     async def write(self, path: str, data: dict[str, Any]) -> dict[str, Any] | None:
-        res = await self.call(f"write {path}", self.hvac.write_data, path, data=data)
-        return _as_dict(res)
+        return await self.http.write(path, data)
 
     async def patch(self, path: str, data: dict[str, Any]) -> dict[str, Any] | None:
+        """JSON merge patch (issuer names and usage; not on the hot path, so hvac's)."""
         res = await self.call(
             f"patch {path}",
             self.hvac.adapter.request,
@@ -166,19 +148,11 @@ class VaultClient:
         return _as_dict(res)
 
     async def delete(self, path: str) -> None:
-        await self.call(f"delete {path}", self.hvac.delete, path)
+        await self.http.delete(path)
 
     async def health(self) -> dict[str, Any]:
         """GET /v1/sys/health without raising on sealed/standby codes: the body, plus `code`."""
-
-        def _get() -> dict[str, Any]:
-            resp = self.hvac.sys.read_health_status(method="GET")
-            if isinstance(resp, dict):
-                return {"code": 200, **resp}
-            body = resp.json() if resp.content else {}
-            return {"code": int(resp.status_code), **body}
-
-        return await self.call("read sys/health", _get)
+        return await self.http.health()
 
 
 def _as_dict(res: Any) -> dict[str, Any] | None:

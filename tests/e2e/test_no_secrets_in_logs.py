@@ -80,9 +80,10 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[Devstack, App, Path, Vaul
             configure_logging(level="debug", fmt="json", stream=stream)
             env = dev_environment(stack.env(), {}) | {"MESH_LOG_LEVEL": "debug"}
             settings = Settings.from_env(env | {"MESH_HEALTH_INTERVAL": "2s"})
-            vault = VaultClient(VaultConnection(stack.vault.addr, stack.vault.root_token))
-            await bootstrap_pki(vault, pki_layout(settings.mesh))
-            own = await controller_token(vault, f"{TOKEN_PERIOD}s")
+            root = VaultConnection(stack.vault.addr, stack.vault.root_token)
+            async with VaultClient(root) as vault:
+                await bootstrap_pki(vault, pki_layout(settings.mesh))
+                own = await controller_token(vault, f"{TOKEN_PERIOD}s")
             settings = Settings.from_env(env | {"MESH_HEALTH_INTERVAL": "2s", "VAULT_TOKEN": own})
             app = App(settings, tuning=FAST)
             calls = VaultCalls(app.vault)
@@ -158,8 +159,10 @@ async def test_a_debug_run_leaks_nothing_and_leaf_keys_stay_with_the_task(
         text = await ctl(stack, app.http.url, *args, VAULT_TOKEN=own)
         outputs["controllerctl (controller's token) " + " ".join(args)] = text
     outputs["log"] = log_file.read_text()
-    assert outputs["log"].count("\n") > 50  # DEBUG really was on
-    assert '"level": "debug"' in outputs["log"]
+    # DEBUG really was on: stdlib loggers' debug lines (asyncio's; urllib3's under hvac's
+    # renewals) are in the file. The controller's per-job Vault calls go over aiohttp, which logs
+    # no line per request, so a count of all lines says little.
+    assert outputs["log"].count('"level": "debug"') >= 5
 
     needles = {
         "nomad token": stack.nomad.management_token,

@@ -134,11 +134,12 @@ async def stack(
     client = NomadClient(nomad.url, retry_budget=0.5)
     try:
         # As `bootstrap-pki --jwks-url`: the JWT method trusts this Nomad's identities.
-        await bootstrap_pki(
-            VaultClient(VaultConnection(bao.addr, bao.root_token)),
-            LAYOUT,
-            workload_auth=WorkloadAuth(jwks_url=f"{nomad.url}/.well-known/jwks.json"),
-        )
+        async with VaultClient(VaultConnection(bao.addr, bao.root_token)) as admin:
+            await bootstrap_pki(
+                admin,
+                LAYOUT,
+                workload_auth=WorkloadAuth(jwks_url=f"{nomad.url}/.well-known/jwks.json"),
+            )
         yield Stack(nomad, consul, bao, client)
     finally:
         await client.close()

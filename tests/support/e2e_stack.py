@@ -36,8 +36,8 @@ async def world() -> AsyncIterator[tuple[Devstack, RawExecDriver, App]]:
     task: asyncio.Task[int] | None = None
     try:
         settings = Settings.from_env(dev_environment(stack.env(), {}))
-        vault = VaultClient(VaultConnection(stack.vault.addr, stack.vault.root_token))
-        await bootstrap_pki(vault, pki_layout(settings.mesh))
+        async with VaultClient(VaultConnection(stack.vault.addr, stack.vault.root_token)) as vault:
+            await bootstrap_pki(vault, pki_layout(settings.mesh))
         app = App(settings, tuning=TUNING)
         task = asyncio.create_task(app.run())
         await eventually(lambda: _true(app.source.synced.is_set()), within=20, what="synced")

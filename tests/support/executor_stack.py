@@ -111,8 +111,9 @@ class Stack:
 
 
 async def start_stack(bao: OpenBao, data_dir: Path, http: aiohttp.ClientSession) -> Stack:
-    await bootstrap_pki(VaultClient(VaultConnection(bao.addr, bao.root_token)))
-    root = await root_pem(VaultClient(VaultConnection(bao.addr, bao.root_token)), "pki")
+    async with VaultClient(VaultConnection(bao.addr, bao.root_token)) as admin:
+        await bootstrap_pki(admin)
+        root = await root_pem(admin, "pki")
     consul = await start_consul_twin(min_check_interval=0.2)
     registrar = ConsulRegistrar(consul.address, retry_interval=0.2)
     driver = RawExecDriver(
@@ -149,8 +150,8 @@ async def grant_role(
     bao: OpenBao, role: str, names: tuple[str, ...], config: MeshConfig | None = None
 ) -> None:
     """What the controller does before it registers a meshed job: its per-job PKI role."""
-    client = VaultClient(VaultConnection(bao.addr, bao.root_token))
-    await VaultCertGrants(client, pki_layout(config or MeshConfig())).grant(role, names)
+    async with VaultClient(VaultConnection(bao.addr, bao.root_token)) as client:
+        await VaultCertGrants(client, pki_layout(config or MeshConfig())).grant(role, names)
 
 
 async def grant_job(bao: OpenBao, job: dict[str, Any], config: MeshConfig) -> Grant:

@@ -51,8 +51,8 @@ async def token_world(period: str, tuning: Tuning, **env: str) -> AsyncIterator[
     stack = await build_devstack(nodes=2, min_check_interval=0.5)
     app: App | None = None
     task: asyncio.Task[int] | None = None
+    admin = VaultClient(VaultConnection(stack.vault.addr, stack.vault.root_token))
     try:
-        admin = VaultClient(VaultConnection(stack.vault.addr, stack.vault.root_token))
         base = Settings.from_env(dev_environment(stack.env(), {}))
         await bootstrap_pki(admin, pki_layout(base.mesh))
         token = await controller_token(admin, period)
@@ -67,4 +67,5 @@ async def token_world(period: str, tuning: Tuning, **env: str) -> AsyncIterator[
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 20)
             await app.close()
+        await admin.close()
         await stack.stop()

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
@@ -17,22 +18,30 @@ from tests.support.waiting import eventually
 
 
 class Garbled:
-    """An hvac client whose lookup answers something that is not JSON, then a valid answer."""
+    """A Vault whose token lookup first answers something that is not JSON, then a valid one."""
 
     def __init__(self) -> None:
-        self.token = ""
         self.calls = 0
 
-    def read(self, path: str) -> dict[str, Any]:
+    async def lookup_self(self, _: web.Request) -> web.Response:
         self.calls += 1
         if self.calls == 1:
-            raise ValueError("Expecting value: line 1 column 1 (char 0)")
-        return {"data": {"ttl": 0, "expire_time": None, "policies": ["root"]}}
+            return web.Response(status=200, text="<html>gateway hiccup</html>")
+        return web.json_response({"data": {"ttl": 0, "expire_time": None, "policies": ["root"]}})
 
 
 async def test_an_unexpected_error_is_logged_and_retried_not_fatal() -> None:
     fake = Garbled()
-    vault = VaultClient(VaultConnection("http://vault.invalid:8200", "s.x"), hvac_client=fake)
+    app = web.Application()
+    app.router.add_get("/v1/auth/token/lookup-self", fake.lookup_self)
+    async with TestServer(app, host="127.0.0.1") as server:
+        vault = VaultClient(VaultConnection(str(server.make_url("")).rstrip("/"), "s.x"))
+        async with vault:
+            await _keeper_survives_one_garbled_answer(vault)
+    assert fake.calls == 2
+
+
+async def _keeper_survives_one_garbled_answer(vault: VaultClient) -> None:
     clock = FakeClock()
     keeper = build_token_keeper(vault, clock, CollectorRegistry())
     with capture_logs() as logs:
@@ -47,5 +56,5 @@ async def test_an_unexpected_error_is_logged_and_retried_not_fatal() -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     assert [e["event"] for e in logs] == ["vault token upkeep failed"]
-    assert "ValueError" in logs[0]["error"]
+    assert "not JSON" in logs[0]["error"] and "gateway hiccup" in logs[0]["error"]
     assert keeper.metrics.expiry._value.get() == 0.0

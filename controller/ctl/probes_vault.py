@@ -87,7 +87,8 @@ async def vault_checks(
         health = await vault.health()
     except VaultError as exc:
         tls = "CERTIFICATE_VERIFY_FAILED" in str(exc) or "SSLError" in str(exc)
-        fix = "set VAULT_CACERT (and VAULT_TLS_SERVER_NAME)" if tls else "check VAULT_ADDR"
+        named = "set VAULT_CACERT (VAULT_ADDR must name the certificate's host)"
+        fix = named if tls else "check VAULT_ADDR"
         return [CheckResult(SECTION, name, Mark.FAIL, str(exc), fix, unreachable=True)]
     if health.get("sealed") or not health.get("initialized", True):
         state = "sealed" if health.get("sealed") else "not initialized"

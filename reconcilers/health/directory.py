@@ -23,12 +23,10 @@ from controller.nomad.errors import NomadError
 from controller.runtime.clock import Clock
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.jobkey import JobKey
-from crds_equivalent.spec import SpecError, parse_job_specs
 from reconcilers.injection import jobview
 from reconcilers.injection.identity import BadClientName, pure_client_name
-from reconcilers.injection.inject import UndoError, uninject
-from reconcilers.injection.plan import default_ttl_seconds
-from reconcilers.instances.matching import fronted_ports
+from reconcilers.injection.userspecs import user_specs
+from reconcilers.instances.matching import fronted_ports_of
 from reconcilers.ports import JobLister, JobStore
 
 log = structlog.get_logger(__name__)
@@ -37,18 +35,16 @@ log = structlog.get_logger(__name__)
 def mesh_names(job: Mapping[str, Any], config: MeshConfig) -> frozenset[str]:
     """PURE: the names one job's meshed groups can call with: the services they front and, for
     a group that fronts nothing and calls upstreams, the job's pure-client name."""
-    ports = fronted_ports(job, config)
+    parsed = user_specs(job, config)  # once, for the ports and the specs alike
+    if parsed is None:
+        return frozenset()
+    ports = fronted_ports_of(parsed, config)
     names = {p.service.lower() for p in ports}
     fronting = {p.group for p in ports}
-    try:
-        user = uninject(job)
-        specs = parse_job_specs(user, default_ttl_seconds=default_ttl_seconds(config))
-    except (UndoError, SpecError):
-        return frozenset(names)
-    for spec in specs.values():
+    for spec in parsed.specs.values():
         if spec.enabled and spec.upstreams and spec.group not in fronting:
             with contextlib.suppress(BadClientName):  # the mesh reconciler says Invalid
-                names.add(pure_client_name(jobview.job_id(user)))
+                names.add(pure_client_name(jobview.job_id(parsed.user)))
     return frozenset(names)
 
 

@@ -51,7 +51,7 @@ from reconcilers.health.upstreams import (
     CallsVerdict,
     JobCalls,
     SharedProbes,
-    job_calls,
+    job_calls_of,
     judge_calls,
     probe_upstreams,
     pure_client_conditions,
@@ -63,12 +63,13 @@ from reconcilers.health.verdicts import (
     consul_conditions,
 )
 from reconcilers.injection import jobview
+from reconcilers.injection.userspecs import user_specs
 from reconcilers.instances.catalogs import CONSUL_UNAVAILABLE, CatalogProblem, read_catalogs
 from reconcilers.instances.matching import (
     ConsulFindings,
     FrontedPort,
     consul_findings,
-    fronted_ports,
+    fronted_ports_of,
     running_allocations,
 )
 from reconcilers.instances.observe import instance_allocations
@@ -117,8 +118,10 @@ class HealthReconciler:
     async def reconcile(self, key: JobKey) -> Result:
         namespace, job_id = key
         job = await self.jobs.get_job(job_id, namespace)
-        ports = fronted_ports(job, self.config) if job is not None else []
-        calls = job_calls(job, self.config) if job is not None else JobCalls()
+        # un-injected and parsed once for both questions (each would otherwise do it again)
+        parsed = user_specs(job, self.config) if job is not None else None
+        ports = fronted_ports_of(parsed, self.config) if parsed is not None else []
+        calls = job_calls_of(parsed) if parsed is not None else JobCalls()
         if job is None or not (ports or calls.edges) or jobview.is_stopped(job):
             self.metrics.forget(namespace, job_id)
             return Result()

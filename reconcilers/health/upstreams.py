@@ -25,12 +25,10 @@ from controller.consul.wire import HealthEntry
 from controller.runtime.clock import Clock
 from controller.tlsprobe import ProbeOutcome, ProbeResult, ProbeTarget
 from crds_equivalent.config import MeshConfig
-from crds_equivalent.spec import SpecError, parse_job_specs
 from crds_equivalent.status import Condition, ConditionType, EdgeRecord
 from reconcilers.conditions import PURE_CLIENT, condition
 from reconcilers.injection.edges import AllowList, UpstreamEdge, allow_lists, upstream_edges
-from reconcilers.injection.inject import UndoError, uninject
-from reconcilers.injection.plan import default_ttl_seconds
+from reconcilers.injection.userspecs import UserSpecs, user_specs
 from reconcilers.instances.catalogs import CatalogProblem, read_service
 from reconcilers.instances.edge_findings import (
     Handshakes,
@@ -112,11 +110,13 @@ class SharedProbes:
 def job_calls(job: Mapping[str, Any], config: MeshConfig) -> JobCalls:
     """The edges and allow lists of the meshed groups; empty for an unmeshed or invalid job
     (the mesh reconciler reports that one)."""
-    try:
-        user = uninject(job)
-        specs = parse_job_specs(user, default_ttl_seconds=default_ttl_seconds(config))
-    except (UndoError, SpecError):
-        return JobCalls()
+    parsed = user_specs(job, config)
+    return job_calls_of(parsed) if parsed is not None else JobCalls()
+
+
+def job_calls_of(parsed: UserSpecs) -> JobCalls:
+    """``job_calls`` of a job already un-injected and parsed (``user_specs``)."""
+    user, specs = parsed.user, parsed.specs
     return JobCalls(tuple(upstream_edges(user, specs)), tuple(allow_lists(user, specs)))
 
 

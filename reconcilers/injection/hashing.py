@@ -14,6 +14,7 @@ fronted port or service changes the hash.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -55,6 +56,13 @@ INJECTION_CONFIG_FIELDS: Final = (
 CONFIG_FIELDS_NOT_HASHED: Final = ("root_mount", "ttl_default")
 
 
+# Bounds of the memos below: enough for every job of a large cluster's working set (each entry
+# is a few hundred bytes), and for the one or two MeshConfigs a process ever holds.
+JITTER_MEMO_SIZE: Final = 16_384
+DOCUMENT_MEMO_SIZE: Final = 256
+
+
+@functools.lru_cache(maxsize=JITTER_MEMO_SIZE)
 def ttl_jitter_fraction(namespace: str, job_id: str) -> float:
     """A stable fraction in [0, MAX_TTL_JITTER) derived from the job's identity."""
     digest = hashlib.sha256(f"{namespace}\x00{job_id}".encode()).digest()
@@ -85,8 +93,8 @@ def hash_inputs(
         "injector": INJECTOR_VERSION,
         # Upstreams and allow are added below only when set, so every hash from before they
         # existed stays as it was (no roll-out of every meshed job for an unused feature).
-        "spec": spec.model_dump(mode="json", exclude={"upstreams", "allow"}),
-        "config": config.model_dump(mode="json", include=set(INJECTION_CONFIG_FIELDS)),
+        "spec": dict(_spec_document(spec)),
+        "config": dict(_config_document(config)),
         "namespace": jobview.namespace(job),
         "job": jobview.job_id(job),
         "job_name": jobview.job_name(job),
@@ -112,6 +120,22 @@ def hash_inputs(
     if nonce:  # only when set, so that jobs never re-issued keep their hash
         document["rotation"] = nonce
     return document
+
+
+# Memoised: every plan of every job hashes each meshed group (a reconcile of a job the
+# controller wrote still plans it), and pydantic's dump was a visible part of that in a profile.
+# Both models are frozen, so equal inputs give equal documents; callers get a shallow copy
+# (the lists inside are shared: the document is only ever serialised).
+@functools.lru_cache(maxsize=DOCUMENT_MEMO_SIZE)
+def _spec_document(spec: MeshSpec) -> dict[str, Any]:
+    """The spec as hashed: upstreams and allow are hashed apart, only when set."""
+    return spec.model_dump(mode="json", exclude={"upstreams", "allow"})
+
+
+@functools.lru_cache(maxsize=8)
+def _config_document(config: MeshConfig) -> dict[str, Any]:
+    """The cluster config fields the injection reads (INJECTION_CONFIG_FIELDS)."""
+    return config.model_dump(mode="json", include=set(INJECTION_CONFIG_FIELDS))
 
 
 def _task_networks(ports: list[jobview.PortView]) -> list[Any]:

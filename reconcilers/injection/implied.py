@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -68,17 +67,35 @@ def _constraint_key(constraint: object) -> str:
     return json.dumps([c.get("LTarget"), c.get("RTarget"), c.get("Operand")])
 
 
+def _allowance(before: object) -> dict[str, int]:
+    """How many of each sidecar-implied constraint the group had before injection.
+
+    Only implied constraints are counted: the keys looked up are those of implied constraints,
+    and a constraint with the same key is implied too (the check reads only the three fields
+    the key holds), so the others could never match. Skipping them (and every key when the
+    group had none) keeps ``uninject`` cheap: it runs on every reconcile of every meshed job.
+    """
+    counts: dict[str, int] = {}
+    for constraint in jobview.as_list(before):
+        if is_sidecar_implied(constraint):
+            key = _constraint_key(constraint)
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
 def drop_implied(group: dict[str, Any], before: object) -> None:
     """Drop the sidecar-implied constraints the group did not have before injection."""
     current = group.get("Constraints")
     if not isinstance(current, list):
         return
-    allowance = Counter(_constraint_key(c) for c in jobview.as_list(before))
+    allowance = _allowance(before)
     kept: list[Any] = []
     for constraint in current:
         if is_sidecar_implied(constraint):
+            if not allowance:
+                continue
             key = _constraint_key(constraint)
-            if allowance[key] <= 0:
+            if allowance.get(key, 0) <= 0:
                 continue
             allowance[key] -= 1
         kept.append(constraint)

@@ -56,8 +56,20 @@ def inject(
         spec = specs.get(jobview.group_name(group))
         if spec is not None and spec.enabled:
             # only the groups injection changes are copied; the others are the user's, shared
-            copied[index] = group = copy.deepcopy(group)
+            copied[index] = group = _writable_group(group)
             _inject_group(user, group, spec, config)
+    return out
+
+
+def _writable_group(group: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``group`` that ``_inject_group`` may change in place: the group, its task list
+    and its tasks are new; every value below them stays the user's, shared and never changed,
+    because the rewrites build new values instead (``rewrite``, ``edges``). A deep copy of the
+    whole group was a fifth of an injection's CPU in a profile of the controller."""
+    out = dict(group)
+    tasks = out.get("Tasks")
+    if isinstance(tasks, list):
+        out["Tasks"] = [dict(t) if isinstance(t, dict) else t for t in tasks]
     return out
 
 

@@ -19,10 +19,9 @@ from controller.consul.wire import HealthEntry
 from controller.tlsprobe import ProbeTarget
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
-from crds_equivalent.spec import Mode, SpecError, parse_job_specs
+from crds_equivalent.spec import Mode
 from reconcilers.injection import fronting, jobview
-from reconcilers.injection.inject import UndoError, uninject
-from reconcilers.injection.plan import default_ttl_seconds
+from reconcilers.injection.userspecs import UserSpecs, user_specs
 
 MAX_LISTED = 3  # problems spelled out in a condition message; the rest are counted
 
@@ -45,11 +44,13 @@ class FrontedPort:
 
 def fronted_ports(job: Mapping[str, Any], config: MeshConfig) -> list[FrontedPort]:
     """Every (group, service, port) the injection fronts; [] for an unmeshed or invalid job."""
-    try:
-        user = uninject(job)
-        specs = parse_job_specs(user, default_ttl_seconds=default_ttl_seconds(config))
-    except (UndoError, SpecError):
-        return []
+    parsed = user_specs(job, config)
+    return fronted_ports_of(parsed, config) if parsed is not None else []
+
+
+def fronted_ports_of(parsed: UserSpecs, config: MeshConfig) -> list[FrontedPort]:
+    """``fronted_ports`` of a job already un-injected and parsed (``user_specs``)."""
+    user, specs = parsed.user, parsed.specs
     out: list[FrontedPort] = []
     for group in jobview.groups(user):
         spec = specs.get(jobview.group_name(group))

@@ -6,6 +6,7 @@ from typing import Any
 
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import MeshSpec, parse_job_specs
+from reconcilers.injection import hashing
 from reconcilers.injection.hashing import (
     CONFIG_FIELDS_NOT_HASHED,
     INJECTION_CONFIG_FIELDS,
@@ -72,3 +73,36 @@ def test_hash_ignores_groups_fields_injection_does_not_read() -> None:
     other["TaskGroups"][0]["Count"] = 5
     other["TaskGroups"][0]["Tasks"][0]["Config"] = {"image": "app:2"}
     assert _hash(other) == _hash(job())
+
+
+def test_the_memoised_hash_parts_equal_what_they_memoise_and_are_bounded() -> None:
+    spec = parse_job_specs(job(meta={"mesh.tls.sans": "a.example.com"}))["web"]
+    assert hashing._spec_document(spec) == spec.model_dump(
+        mode="json", exclude={"upstreams", "allow"}
+    )
+    assert hashing._config_document(DOCKER) == DOCKER.model_dump(
+        mode="json", include=set(INJECTION_CONFIG_FIELDS)
+    )
+    for args in (("default", "web"), ("a", "b"), ("default", "web")):
+        assert hashing.ttl_jitter_fraction(*args) == hashing.ttl_jitter_fraction.__wrapped__(*args)
+    assert hashing.ttl_jitter_fraction.cache_info().maxsize == hashing.JITTER_MEMO_SIZE
+    assert hashing._spec_document.cache_info().maxsize == hashing.DOCUMENT_MEMO_SIZE
+    assert hashing._config_document.cache_info().maxsize is not None
+
+
+def test_a_caller_changing_its_hash_document_cannot_change_the_next_hash() -> None:
+    j = job()
+    spec = parse_job_specs(j)["web"]
+    before = spec_hash(spec, DOCKER, j, j["TaskGroups"][0])
+    document = hashing.hash_inputs(spec, DOCKER, j, j["TaskGroups"][0])
+    document["spec"]["mode"] = "permissive"
+    document["config"]["domain"] = "elsewhere"
+    assert spec_hash(spec, DOCKER, j, j["TaskGroups"][0]) == before
+
+
+def test_equal_specs_share_one_memo_entry_and_hash_alike() -> None:
+    first = parse_job_specs(job())["web"]
+    second = parse_job_specs(job())["web"]
+    assert first is not second
+    assert hashing._spec_document(first) is hashing._spec_document(second)
+    assert _hash(job()) == _hash(job())

@@ -84,10 +84,14 @@ class EventHandler(Protocol):
     """What an interesting job's change means for the queues (controller-runtime's handler).
 
     Keys found by a LIST or a resync count as job changes: level-triggered, a LIST is a
-    summary of every change the stream may have lost.
+    summary of every change the stream may have lost. They are handed over apart
+    (``job_listed``) because a LIST hands over every watched job at once: the handler may
+    serve them after the keys of real events, which must not wait behind a whole cluster.
     """
 
     def job_changed(self, key: JobKey) -> None: ...
+
+    def job_listed(self, key: JobKey) -> None: ...
 
     def allocation_changed(self, key: JobKey) -> None: ...
 
@@ -259,7 +263,7 @@ class NomadEventSource:
         if self.known_keys is not None:
             wanted |= {JobKey(*k) for k in await self.known_keys() if self._watched(k[0])}
         for key in sorted(wanted):
-            self.handler.job_changed(key)
+            self.handler.job_listed(key)
         self.lists += 1
         self.synced.set()
 

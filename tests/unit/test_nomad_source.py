@@ -29,6 +29,9 @@ class Keys(list[JobKey]):
     def job_changed(self, key: JobKey) -> None:
         self.append(key)
 
+    def job_listed(self, key: JobKey) -> None:
+        self.append(key)
+
     def allocation_changed(self, key: JobKey) -> None:
         self.append(key)
 
@@ -220,6 +223,9 @@ class Kinds(list[tuple[str, JobKey]]):
     def job_changed(self, key: JobKey) -> None:
         self.append(("job", key))
 
+    def job_listed(self, key: JobKey) -> None:
+        self.append(("listed", key))
+
     def allocation_changed(self, key: JobKey) -> None:
         self.append(("allocation", key))
 
@@ -276,7 +282,7 @@ async def test_the_list_hands_over_parents_and_never_reads_children() -> None:
     src = NomadEventSource(ListingJobs(client), EventStream(client), got, predicate=MESH_INTEREST)
     assert await src.list_and_enqueue() == 40
     task = JobKey("default", "task")
-    assert got == [("job", task)]
+    assert got == [("listed", task)]
     assert reads == []
     assert src.tracked == {task}
     got.clear()

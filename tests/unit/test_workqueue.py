@@ -445,6 +445,7 @@ def test_the_two_lanes_hand_out_keys_as_the_reference_model_does(
                 m.done(k)
             assert len(q) == len(m.ready)
             assert q.in_flight == frozenset(m.processing)
-        assert [await q.get() for _ in range(len(m.ready))] == [m.get() for _ in range(len(m.ready))]
+        left = len(m.ready)
+        assert [await q.get() for _ in range(left)] == [m.get() for _ in range(left)]
 
     asyncio.run(run())

@@ -13,7 +13,7 @@ code hidden in the composition root:
   debounced into mesh, whose RolledOut condition and retries follow it; reads come from the
   watch-fed cache, so the wake-up costs no Nomad call.
 
-A key a LIST or a resync hands over (``job_listed``) takes the Job routes at low priority:
+A key a resync or a reconnect's LIST hands over (``job_listed``) takes the Job routes at low priority:
 level-triggered, it is a job change, but it is a summary of the whole cluster, not news, so
 every queue serves the keys of real events first (``WorkQueue``'s two lanes).
 

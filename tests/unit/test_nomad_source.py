@@ -282,7 +282,7 @@ async def test_the_list_hands_over_parents_and_never_reads_children() -> None:
     src = NomadEventSource(ListingJobs(client), EventStream(client), got, predicate=MESH_INTEREST)
     assert await src.list_and_enqueue() == 40
     task = JobKey("default", "task")
-    assert got == [("listed", task)]
+    assert got == [("job", task)]
     assert reads == []
     assert src.tracked == {task}
     got.clear()

@@ -13,9 +13,9 @@ code hidden in the composition root:
   debounced into mesh, whose RolledOut condition and retries follow it; reads come from the
   watch-fed cache, so the wake-up costs no Nomad call.
 
-A key a resync or a reconnect's LIST hands over (``job_listed``) takes the Job routes at low priority:
-level-triggered, it is a job change, but it is a summary of the whole cluster, not news, so
-every queue serves the keys of real events first (``WorkQueue``'s two lanes).
+A key a resync or a reconnect's LIST hands over (``job_listed``) takes the Job routes at low
+priority: level-triggered, it is a job change, but it is a summary of the whole cluster, not
+news, so every queue serves the keys of real events first (``WorkQueue``'s two lanes).
 
 The table is data (``default_routes``) so a test can read it, and the router checks at build
 time that every route names a queue it was given: a typo fails the process at start, not the

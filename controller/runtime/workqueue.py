@@ -8,12 +8,11 @@ job need one reconcile, and one job must never be reconciled by two workers at o
   again by ``done()`` — exactly one more run, never a concurrent one.
 - delayed adds wait in a heap; for one key the earliest ready time wins.
 - ``add_rate_limited`` delays by the rate limiter (per-key backoff + global bucket).
-- two lanes: a key added with ``low_priority`` (from a LIST or a resync: a summary of the
-  cluster, not news) is handed out only when no other key is ready, and a key waiting in the
-  low lane moves to the front lane when it is added again without it. A resync enqueues every
-  watched job at once; in one FIFO a user's change made during it waited behind all of them,
-  so its latency grew with the size of the cluster (controller-runtime's priority queue gives
-  the keys of its initial list a low priority for the same reason).
+- two lanes: a key added with ``low_priority`` (from a resync or a reconnect's LIST: a
+  summary of the cluster, not news) is handed out only when no other key is ready, and a key
+  waiting in the low lane moves to the front lane when it is added again without it. A resync
+  enqueues every watched job at once; in one FIFO a user's change made during it waited
+  behind all of them, so its latency grew with the size of the cluster.
 
 Shutdown: ``get()`` raises ``QueueShutDown`` at once (no new work starts; pending keys are the
 next leader's LIST's business); with ``drain=True`` ``shutdown`` also waits, up to a timeout,

@@ -13,6 +13,10 @@ code hidden in the composition root:
   debounced into mesh, whose RolledOut condition and retries follow it; reads come from the
   watch-fed cache, so the wake-up costs no Nomad call.
 
+A key a resync or a reconnect's LIST hands over (``job_listed``) takes the Job routes at low
+priority: level-triggered, it is a job change, but it is a summary of the whole cluster, not
+news, so every queue serves the keys of real events first (``WorkQueue``'s two lanes).
+
 The table is data (``default_routes``) so a test can read it, and the router checks at build
 time that every route names a queue it was given: a typo fails the process at start, not the
 first event. The router satisfies the source's ``EventHandler`` protocol by shape, so neither
@@ -67,9 +71,9 @@ def default_routes(*, health_delay: float, certs_delay: float, alloc_debounce: f
 class Enqueuer(Protocol):
     """The part of a ``WorkQueue`` routing needs."""
 
-    def add(self, item: JobKey) -> None: ...
+    def add(self, item: JobKey, *, low_priority: bool = False) -> None: ...
 
-    def add_after(self, item: JobKey, delay: float) -> None: ...
+    def add_after(self, item: JobKey, delay: float, *, low_priority: bool = False) -> None: ...
 
 
 class EventRouter:
@@ -82,16 +86,19 @@ class EventRouter:
         self._queues = dict(queues)
         self._routes = {kind: tuple(routes.get(kind, ())) for kind in EventKind}
 
-    def route(self, kind: EventKind, key: JobKey) -> None:
+    def route(self, kind: EventKind, key: JobKey, *, low_priority: bool = False) -> None:
         for r in self._routes[kind]:
             queue = self._queues[r.queue]
             if r.delay > 0:
-                queue.add_after(key, r.delay)
+                queue.add_after(key, r.delay, low_priority=low_priority)
             else:
-                queue.add(key)
+                queue.add(key, low_priority=low_priority)
 
     def job_changed(self, key: JobKey) -> None:
         self.route(EventKind.JOB, key)
+
+    def job_listed(self, key: JobKey) -> None:
+        self.route(EventKind.JOB, key, low_priority=True)
 
     def allocation_changed(self, key: JobKey) -> None:
         self.route(EventKind.ALLOCATION, key)

@@ -84,10 +84,17 @@ class EventHandler(Protocol):
     """What an interesting job's change means for the queues (controller-runtime's handler).
 
     Keys found by a LIST or a resync count as job changes: level-triggered, a LIST is a
-    summary of every change the stream may have lost.
+    summary of every change the stream may have lost. The first LIST of a run (a new
+    leader: nothing reconciled yet) hands its keys over as ``job_changed``, in one FIFO with
+    the events, as the first look at every job is due; every later one (the periodic resync, a
+    reconnect) as ``job_listed``, because it hands over every watched job at once and the
+    handler may serve them after the keys of real events, which must not wait behind a whole
+    cluster of jobs already handled.
     """
 
     def job_changed(self, key: JobKey) -> None: ...
+
+    def job_listed(self, key: JobKey) -> None: ...
 
     def allocation_changed(self, key: JobKey) -> None: ...
 
@@ -144,6 +151,9 @@ class NomadEventSource:
         self.synced = asyncio.Event()
         self._listing = asyncio.Lock()
         self.lists = 0
+        # The first hand-over of a run (a new leader) is news in full: nothing was reconciled
+        # yet. Later ones (resyncs, reconnects) are summaries of jobs already handled.
+        self._first_hand_over = True
 
     @property
     def tracked(self) -> set[JobKey]:
@@ -258,8 +268,10 @@ class NomadEventSource:
         wanted = set(found)
         if self.known_keys is not None:
             wanted |= {JobKey(*k) for k in await self.known_keys() if self._watched(k[0])}
+        hand = self.handler.job_changed if self._first_hand_over else self.handler.job_listed
         for key in sorted(wanted):
-            self.handler.job_changed(key)
+            hand(key)
+        self._first_hand_over = False
         self.lists += 1
         self.synced.set()
 
@@ -346,6 +358,7 @@ class NomadEventSource:
             # Started anew (this replica just became leader): what the cache holds may be as old
             # as the last leadership, so reads go to Nomad until the first fill is done.
             self.cache.ready = False
+        self._first_hand_over = True
         async with asyncio.TaskGroup() as group:
             group.create_task(self._stream_loop())
             group.create_task(self._resync_loop())

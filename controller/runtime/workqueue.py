@@ -8,6 +8,11 @@ job need one reconcile, and one job must never be reconciled by two workers at o
   again by ``done()`` — exactly one more run, never a concurrent one.
 - delayed adds wait in a heap; for one key the earliest ready time wins.
 - ``add_rate_limited`` delays by the rate limiter (per-key backoff + global bucket).
+- two lanes: a key added with ``low_priority`` (from a resync or a reconnect's LIST: a
+  summary of the cluster, not news) is handed out only when no other key is ready, and a key
+  waiting in the low lane moves to the front lane when it is added again without it. A resync
+  enqueues every watched job at once; in one FIFO a user's change made during it waited
+  behind all of them, so its latency grew with the size of the cluster.
 
 Shutdown: ``get()`` raises ``QueueShutDown`` at once (no new work starts; pending keys are the
 next leader's LIST's business); with ``drain=True`` ``shutdown`` also waits, up to a timeout,
@@ -48,12 +53,18 @@ class WorkQueue(Generic[K]):
         self.name = name
         self._clock = clock
         self._limiter = limiter
-        self._queue: deque[K] = deque()
-        self._dirty: set[K] = set()
+        # Ready keys: each lane holds (ticket, key); a key is ready under the ticket in
+        # ``_ready``, so the entry a promotion left behind in the low lane is skipped.
+        self._queue: deque[tuple[int, K]] = deque()
+        self._low: deque[tuple[int, K]] = deque()
+        self._ready: dict[K, int] = {}
+        self._tickets = itertools.count()
+        # key -> True while every add since it became dirty was low priority
+        self._dirty: dict[K, bool] = {}
         self._processing: set[K] = set()
         self._added_at: dict[K, float] = {}
         self._getters: deque[asyncio.Future[None]] = deque()
-        self._waiting: dict[K, float] = {}
+        self._waiting: dict[K, tuple[float, bool]] = {}  # key -> (ready time, low priority)
         self._heap: list[tuple[float, int, K]] = []
         self._seq = itertools.count()
         self._timer: asyncio.Task[None] | None = None
@@ -70,28 +81,40 @@ class WorkQueue(Generic[K]):
 
     # -- adding -------------------------------------------------------------------------------
 
-    def add(self, item: K) -> None:
-        """Mark ``item`` as needing a reconcile (no-op if it already does)."""
-        if self._shutting_down or item in self._dirty:
+    def add(self, item: K, *, low_priority: bool = False) -> None:
+        """Mark ``item`` as needing a reconcile (no-op if it already does). ``low_priority``:
+        hand it out after every key added without it (see the module docstring); adding a
+        low-priority key again without it moves it to the front lane."""
+        if self._shutting_down:
+            return
+        low = self._dirty.get(item)
+        if low is not None:
+            if low and not low_priority:
+                self._dirty[item] = False
+                if item in self._ready:
+                    self._push(item)  # re-ticketed in the front lane; the low entry is dead
             return
         self._adds.inc()
-        self._dirty.add(item)
+        self._dirty[item] = low_priority
         if item in self._processing:
             return
         self._push(item)
 
-    def add_after(self, item: K, delay: float) -> None:
-        """Add ``item`` after ``delay`` seconds; an earlier pending time for it wins."""
+    def add_after(self, item: K, delay: float, *, low_priority: bool = False) -> None:
+        """Add ``item`` after ``delay`` seconds; an earlier pending time for it wins (and is
+        handed out at the higher of the two priorities)."""
         if self._shutting_down:
             return
         if delay <= 0:
-            self.add(item)
+            self.add(item, low_priority=low_priority)
             return
         ready = self._clock.monotonic() + delay
         current = self._waiting.get(item)
-        if current is not None and current <= ready:
+        if current is not None and current[0] <= ready:
+            if current[1] and not low_priority:
+                self._waiting[item] = (current[0], False)
             return
-        self._waiting[item] = ready
+        self._waiting[item] = (ready, low_priority)
         heapq.heappush(self._heap, (ready, next(self._seq), item))
         self._arm_timer()
 
@@ -113,7 +136,7 @@ class WorkQueue(Generic[K]):
 
     async def get(self) -> K:
         """Wait for a key and hold it (in ``processing``) until ``done(key)``."""
-        while not self._queue:
+        while not self._ready:
             if self._shutting_down:
                 raise QueueShutDown(self.name)
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -126,15 +149,26 @@ class WorkQueue(Generic[K]):
                 raise
         if self._shutting_down:
             raise QueueShutDown(self.name)
-        item = self._queue.popleft()
-        self._dirty.discard(item)
+        item = self._pop()
+        del self._dirty[item]
         self._processing.add(item)
         self._idle.clear()
         added = self._added_at.pop(item, None)
         if added is not None:
             self._latency.observe(max(0.0, self._clock.monotonic() - added))
-        self._depth.set(len(self._queue))
+        self._depth.set(len(self._ready))
         return item
+
+    def _pop(self) -> K:
+        """The first live entry of the front lane, else of the low lane (``_ready`` is not
+        empty, so one exists)."""
+        for lane in (self._queue, self._low):
+            while lane:
+                ticket, item = lane.popleft()
+                if self._ready.get(item) == ticket:
+                    del self._ready[item]
+                    return item
+        raise RuntimeError("work queue: a ready key has no entry in either lane")
 
     def done(self, item: K) -> None:
         """Release ``item``; if it was re-added meanwhile, queue it for exactly one more run."""
@@ -148,7 +182,7 @@ class WorkQueue(Generic[K]):
 
     def __len__(self) -> int:
         """Keys ready for a worker (informational: do not gate logic on it)."""
-        return len(self._queue)
+        return len(self._ready)
 
     @property
     def in_flight(self) -> frozenset[K]:
@@ -188,9 +222,12 @@ class WorkQueue(Generic[K]):
     # -- internals ----------------------------------------------------------------------------
 
     def _push(self, item: K) -> None:
-        self._queue.append(item)
-        self._added_at[item] = self._clock.monotonic()
-        self._depth.set(len(self._queue))
+        """Make the dirty ``item`` ready, in the lane its priority says."""
+        ticket = next(self._tickets)
+        self._ready[item] = ticket
+        (self._low if self._dirty[item] else self._queue).append((ticket, item))
+        self._added_at.setdefault(item, self._clock.monotonic())
+        self._depth.set(len(self._ready))
         self._wake_one()
 
     def _wake_one(self) -> None:
@@ -216,8 +253,9 @@ class WorkQueue(Generic[K]):
         now = self._clock.monotonic()
         while self._heap and self._heap[0][0] <= now:
             ready, _, item = heapq.heappop(self._heap)
-            if self._waiting.get(item) == ready:
+            current = self._waiting.get(item)
+            if current is not None and current[0] == ready:
                 del self._waiting[item]
-                self.add(item)
+                self.add(item, low_priority=current[1])
         if self._heap:
             self._arm_timer()

@@ -169,6 +169,9 @@ class Keys(list[JobKey]):
     def job_changed(self, key: JobKey) -> None:
         self.append(key)
 
+    def job_listed(self, key: JobKey) -> None:
+        self.append(key)
+
     def allocation_changed(self, key: JobKey) -> None:
         self.append(key)
 

@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 from prometheus_client import CollectorRegistry, generate_latest
 
-from bench import control_plane, cp_report, targets, twin
+from bench import control_plane, cp_phases, cp_report, targets, twin
 from bench.ceiling import status_items
 from bench.cp_phases import CURRENT, register_latencies
 from bench.jobs import user_job
@@ -157,3 +157,58 @@ def test_renew_latency_is_read_off_the_controllers_histogram() -> None:
         "renewals": 3.0,
         "all_renewals_under_s": 0.25,
     }
+
+
+class ScriptedController:
+    """The twin and the controller as the resync phase sees them, one poll at a time: the
+    LIST is seen at once, its hand-over (``lists`` + 1) only after ``fill_polls`` polls, and
+    the queue then holds ``backlog`` keys, one fewer per poll, each read with a GET."""
+
+    def __init__(self, fill_polls: int, backlog: int) -> None:
+        self.fill_polls, self.backlog = fill_polls, backlog
+        self.polls = 0
+        self.counts = {"GET jobs": 1, "GET job": 0}
+        self.status_reads = 0
+        self.handed_over_at: int | None = None
+        self.drained_at: int | None = None
+
+    async def call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        return {}
+
+    async def register(self, job: dict[str, Any]) -> dict[str, Any]:
+        self.counts["POST job"] = self.counts.get("POST job", 0) + 1  # the trigger job
+        self.counts["GET jobs"] += 1  # the stream drops, the controller LISTs again
+        return {}
+
+    async def requests(self) -> dict[str, int]:
+        return dict(self.counts)
+
+    def without_status_reads(self, calls: dict[str, int], since: int) -> dict[str, int]:
+        return calls
+
+    async def controller_status(self, ctl: Any) -> dict[str, Any]:
+        self.polls += 1
+        handed_over = self.polls > self.fill_polls
+        if handed_over and self.handed_over_at is None:
+            self.handed_over_at = self.polls
+        elif handed_over and self.backlog:
+            self.backlog -= 1
+            self.counts["GET job"] += 1
+            if not self.backlog:
+                self.drained_at = self.polls
+        depth = self.backlog if handed_over else 0  # before the hand-over: empty, not done
+        return {
+            "event_stream": {"lists": 1 + int(handed_over)},
+            "queue": {"depth": depth, "in_flight": 0, "waiting": 0},
+        }
+
+    def usage(self) -> dict[str, float]:
+        return {"cpu_s": 0.0}
+
+
+async def test_the_resync_phase_counts_the_drain_only_after_the_hand_over() -> None:
+    fake = ScriptedController(fill_polls=5, backlog=3)
+    result = await cp_phases.resync(fake, fake, "bench", 3)  # type: ignore[arg-type]
+    assert fake.handed_over_at == 6 and fake.drained_at == 9
+    assert fake.polls > fake.drained_at, "it stopped before the hand-over's backlog drained"
+    assert result["calls"] == {"GET jobs": 1, "GET job": 3} and result["job_writes"] == 0

@@ -29,6 +29,9 @@ class Keys(list[JobKey]):
     def job_changed(self, key: JobKey) -> None:
         self.append(key)
 
+    def job_listed(self, key: JobKey) -> None:
+        self.append(key)
+
     def allocation_changed(self, key: JobKey) -> None:
         self.append(key)
 
@@ -219,6 +222,9 @@ class Kinds(list[tuple[str, JobKey]]):
 
     def job_changed(self, key: JobKey) -> None:
         self.append(("job", key))
+
+    def job_listed(self, key: JobKey) -> None:
+        self.append(("listed", key))
 
     def allocation_changed(self, key: JobKey) -> None:
         self.append(("allocation", key))

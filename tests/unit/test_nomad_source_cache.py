@@ -23,6 +23,9 @@ class Kinds(list[tuple[str, JobKey]]):
     def job_changed(self, key: JobKey) -> None:
         self.append(("job", key))
 
+    def job_listed(self, key: JobKey) -> None:
+        self.append(("listed", key))
+
     def allocation_changed(self, key: JobKey) -> None:
         self.append(("allocation", key))
 
@@ -74,9 +77,10 @@ async def test_each_job_is_read_once_and_a_resync_reads_only_moved_jobs() -> Non
     src, cache = source(nomad, got)
     await src.list_and_enqueue()
     assert sorted(nomad.reads) == ["plain", "web"]  # the flagged job too: the cache needs it
-    assert cache.kept_keys() == [WEB] and got == [("job", WEB)]
+    assert cache.kept_keys() == [WEB] and got == [("job", WEB)]  # the first look is news
     await src.list_and_enqueue()
     assert sorted(nomad.reads) == ["plain", "web"]  # nothing moved: nothing read
+    assert got == [("job", WEB), ("listed", WEB)]  # a resync is a summary: low priority
     nomad.stored["plain"] = job("plain", 9, False)
     await src.list_and_enqueue()
     assert sorted(nomad.reads) == ["plain", "plain", "web"]

@@ -21,12 +21,22 @@ class FakeQueue:
     def __init__(self) -> None:
         self.ready: set[JobKey] = set()
         self.waiting: dict[JobKey, float] = {}
+        self.urgent: set[JobKey] = set()  # added at least once without low priority
 
-    def add(self, item: JobKey) -> None:
+    @property
+    def low(self) -> set[JobKey]:
+        """Keys queued or waiting that were only ever added at low priority."""
+        return (self.ready | set(self.waiting)) - self.urgent
+
+    def add(self, item: JobKey, *, low_priority: bool = False) -> None:
         self.ready.add(item)
+        if not low_priority:
+            self.urgent.add(item)
 
-    def add_after(self, item: JobKey, delay: float) -> None:
+    def add_after(self, item: JobKey, delay: float, *, low_priority: bool = False) -> None:
         self.waiting[item] = min(delay, self.waiting.get(item, delay))
+        if not low_priority:
+            self.urgent.add(item)
 
 
 def router(**delays: float) -> tuple[EventRouter, dict[str, FakeQueue]]:
@@ -100,3 +110,20 @@ def test_a_kind_without_routes_reaches_no_queue() -> None:
     assert mesh.ready == set() and mesh.waiting == {}
     r.job_changed(WEB)
     assert mesh.ready == {WEB}
+
+
+def test_a_listed_job_takes_the_job_routes_at_low_priority() -> None:
+    r, q = router(health_delay=2.0, certs_delay=30.0)
+    r.job_listed(WEB)
+    assert q["mesh"].ready == {WEB} and q["mesh"].low == {WEB}
+    assert q["health"].waiting == {WEB: 2.0} and q["health"].low == {WEB}
+    assert q["certs"].waiting == {WEB: 30.0} and q["certs"].low == {WEB}
+
+
+def test_an_event_about_a_listed_job_raises_it_to_normal_priority_everywhere() -> None:
+    r, q = router()
+    r.job_listed(WEB)
+    r.job_listed(API)
+    r.job_changed(WEB)
+    assert q["mesh"].ready == {WEB, API} and q["mesh"].low == {API}
+    assert q["health"].low == {API} and q["certs"].low == {API}

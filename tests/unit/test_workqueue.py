@@ -331,3 +331,121 @@ def test_queue_matches_a_simple_model(ops: list[tuple[object, ...]]) -> None:
         assert sorted(ran) == sorted(pending), "every key that needed a run gets exactly one"
 
     asyncio.run(scenario())
+
+
+# --- priority lanes -------------------------------------------------------------------------
+
+
+async def test_low_priority_keys_wait_behind_every_other_ready_key() -> None:
+    q = make_queue(FakeClock())
+    for k in ["r1", "r2", "r3"]:
+        q.add(k, low_priority=True)
+    q.add("user")
+    assert len(q) == 4
+    assert await drain_ready(q) == ["user", "r1", "r2", "r3"]
+
+
+async def test_adding_a_low_priority_key_again_without_it_moves_it_ahead_once() -> None:
+    q = make_queue(FakeClock())
+    for k in ["r1", "r2", "r3"]:
+        q.add(k, low_priority=True)
+    q.add("r3")
+    q.add("r3", low_priority=True)  # a later LIST does not demote it
+    assert len(q) == 3
+    assert await drain_ready(q) == ["r3", "r1", "r2"]
+    assert len(q) == 0
+
+
+async def test_a_key_readded_while_processing_runs_again_at_the_highest_priority_asked() -> None:
+    q = make_queue(FakeClock())
+    q.add("a")
+    assert await q.get() == "a"
+    q.add("a", low_priority=True)
+    q.add("b", low_priority=True)
+    q.done("a")
+    assert await drain_ready(q) == ["b", "a"]  # both low: first come, first served
+    q.done("a")
+    q.done("b")
+    q.add("a")
+    assert await q.get() == "a"
+    q.add("b", low_priority=True)
+    q.add("a", low_priority=True)
+    q.add("a")  # an event while it was processing
+    q.done("a")
+    assert await drain_ready(q) == ["a", "b"]
+
+
+async def test_a_delayed_low_priority_add_lands_in_the_low_lane_unless_raised() -> None:
+    clock = FakeClock()
+    q = make_queue(clock)
+    q.add_after("listed", 2.0, low_priority=True)
+    q.add_after("raised", 2.0, low_priority=True)
+    q.add_after("raised", 5.0)  # later, normal: the earlier time wins, at normal priority
+    await clock.advance(2.0)
+    q.add("event")
+    assert await drain_ready(q) == ["raised", "event", "listed"]
+    assert q.waiting == 0
+
+
+class Model:
+    """The reference: the same queue as plain lists (O(n) each step, obviously right)."""
+
+    def __init__(self) -> None:
+        self.ready: list[tuple[str, bool]] = []  # (key, low) in arrival order
+        self.dirty: dict[str, bool] = {}
+        self.processing: set[str] = set()
+
+    def add(self, k: str, low: bool) -> None:
+        if k in self.dirty:
+            promoted = self.dirty[k] and not low
+            self.dirty[k] = self.dirty[k] and low
+            if promoted and any(x == k for x, _ in self.ready):
+                # served in the front lane from now on, after the keys already there
+                self.ready = [e for e in self.ready if e[0] != k] + [(k, False)]
+            return
+        self.dirty[k] = low
+        if k not in self.processing:
+            self.ready.append((k, low))
+
+    def get(self) -> str:
+        front = [e for e in self.ready if not e[1]]
+        k = (front or self.ready)[0][0]
+        self.ready = [e for e in self.ready if e[0] != k]
+        del self.dirty[k]
+        self.processing.add(k)
+        return k
+
+    def done(self, k: str) -> None:
+        self.processing.discard(k)
+        if k in self.dirty:
+            self.ready.append((k, self.dirty[k]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["add", "low", "get", "done"]), st.sampled_from("abcde")),
+        max_size=60,
+    )
+)
+def test_the_two_lanes_hand_out_keys_as_the_reference_model_does(
+    steps: list[tuple[str, str]],
+) -> None:
+    async def run() -> None:
+        q = make_queue(FakeClock())
+        m = Model()
+        for op, k in steps:
+            if op in ("add", "low"):
+                q.add(k, low_priority=op == "low")
+                m.add(k, op == "low")
+            elif op == "get" and m.ready:
+                assert await q.get() == m.get()
+            elif op == "done" and k in m.processing:
+                q.done(k)
+                m.done(k)
+            assert len(q) == len(m.ready)
+            assert q.in_flight == frozenset(m.processing)
+        left = len(m.ready)
+        assert [await q.get() for _ in range(left)] == [m.get() for _ in range(left)]
+
+    asyncio.run(run())

@@ -62,7 +62,7 @@ def test_a_slot_keeps_its_stored_record_as_a_string() -> None:
 def test_a_slot_costs_far_less_than_the_record_it_holds() -> None:
     """A bound a regression to keeping MeshStatus objects (~10 kB a slot with its record,
     measured) breaks; packed, ~1.6 kB a slot with its key and path, plus this process's table
-    of recent records (at most 512, shared by all slots) spread over the slots."""
+    of recent records (at most 128, shared by all slots) spread over the slots."""
     n = 2000
     items = [record(i).to_items() for i in range(n)]
     gc.collect()

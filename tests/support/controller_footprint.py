@@ -99,6 +99,13 @@ def by_line(snapshot: tracemalloc.Snapshot, n: int, top: int) -> dict[str, int]:
     return {k: round(v / n) for k, v in totals.most_common(top)}
 
 
+def by_file(snapshot: tracemalloc.Snapshot, n: int, top: int) -> dict[str, int]:
+    """Bytes per job by the file that allocated them (libraries included): what the "other"
+    row of ``by_line`` is made of."""
+    stats = snapshot.statistics("filename")[:top]
+    return {s.traceback[0].filename.split("site-packages/")[-1]: round(s.size / n) for s in stats}
+
+
 def settings(twin_url: str, vault_env: dict[str, str]) -> Settings:
     """The benchmark's controller settings (bench.procs.ControllerProc), in process."""
     return Settings.from_env(
@@ -178,6 +185,7 @@ async def measure(n: int, frames: int, top: int) -> dict[str, Any]:
             out["bytes_per_job"] = round((traced - out["traced_bytes_started_no_jobs"]) / n)
             out["mb_at_10k"] = round(out["bytes_per_job"] * 10_000 / 2**20, 1)
             out["by_line"] = by_line(snapshot, n, top)
+            out["by_file"] = by_file(snapshot, n, top)
             grown = types_now() - types0
             out["by_type"] = {k: round(v / n) for k, v in grown.most_common(top)}
             out["largest_containers"] = largest((set, dict, list), 15)

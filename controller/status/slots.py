@@ -65,10 +65,11 @@ class FlushSignal:
 class Slot:
     """One record's stored version, pending content and write bookkeeping.
 
-    The stored version is kept packed (``controller.status.packed``: ~1.3 kB instead of a
-    ~8.7 kB MeshStatus, for every job the process knows) and ``stored`` parses it on demand;
-    pending content is short-lived and stays a MeshStatus. ``__slots__`` and a FlushSignal
-    rather than an asyncio.Event: there is one slot per job too."""
+    The stored version is kept packed (``controller.status.packed``: a few hundred bytes of
+    deflated JSON instead of a ~8.7 kB MeshStatus, for every job the process knows) and
+    ``stored`` parses it on demand; pending content is short-lived and stays a MeshStatus.
+    ``__slots__`` and a FlushSignal rather than an asyncio.Event: there is one slot per job
+    too."""
 
     key: JobKey
     index: int  # ModifyIndex of the stored record; 0: none stored (a CAS of 0 creates)
@@ -81,7 +82,7 @@ class Slot:
     stale: bool = False  # the stored version is known to be outdated: re-read before a CAS
     failures: int = 0  # flushes in a row that failed (a longer wait before the next)
     flushed: FlushSignal = field(default_factory=FlushSignal)  # set while not writing
-    packed: str | None = field(init=False, default=None)  # the stored record; None: none
+    packed: bytes | None = field(init=False, default=None)  # the stored record; None: none
 
     def __post_init__(self, record: MeshStatus | None) -> None:
         self.stored = record

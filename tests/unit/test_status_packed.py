@@ -51,7 +51,7 @@ def test_recent_records_are_served_without_parsing_and_the_table_stays_bounded()
 
 def test_a_slot_keeps_its_stored_record_as_a_string() -> None:
     slot = Slot(JobKey("default", "web"), 7, record(1), seen_at=0.0)
-    assert isinstance(slot.packed, str)
+    assert isinstance(slot.packed, bytes)
     assert slot.stored == record(1) and slot.current == record(1)
     slot.written(record(2), 8, record(2), 0, at=1.0)
     assert slot.stored == record(2) and slot.index == 8
@@ -81,3 +81,22 @@ def test_a_slot_costs_far_less_than_the_record_it_holds() -> None:
         tracemalloc.stop()
     assert len(slots) == n
     assert per_slot < 5000, per_slot
+
+
+def test_every_field_survives_the_deflated_round_trip() -> None:
+    """Fields the preset dictionary does not spell (edges, warnings, JSON-valued items) come
+    back as they went in."""
+    full = record(7).model_copy(
+        update={
+            "retry": '{"attempts":2}',
+            "last_remediation": '{"kind":"restart"}',
+            "last_error": "boom",
+            "warnings": ("allow names nobody",),
+            "issuer": "int-2",
+            "verified_at": "2026-12-02T14:00:00+00:00",
+        }
+    )
+    packer = RecordPacker(recent=0)
+    packed = packer.pack(full)
+    assert len(packed) < len(full.model_dump_json()) / 2
+    assert packer.unpack(packed) == full

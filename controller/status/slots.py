@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 
+from controller.status.packed import PACKER
 from crds_equivalent.jobkey import JobKey
 from crds_equivalent.status import MeshStatus
 
@@ -24,13 +25,55 @@ returns None to store nothing. May be called again on another writer's record, s
 pure."""
 
 
-@dataclass
+class FlushSignal:
+    """Set while no flush of the record is in flight: ``asyncio.Event``'s clear/set/wait,
+    without its cost per record. An Event holds a deque of waiters from birth (~0.9 kB
+    measured, one per job for the life of the process); this holds a list only while someone
+    waits, which is rare (a graceful flush, a delete during a write)."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = True
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def clear(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait(self) -> bool:
+        if self._set:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        await waiter
+        return True
+
+
+@dataclass(slots=True)
 class Slot:
-    """One record's stored version, pending content and write bookkeeping."""
+    """One record's stored version, pending content and write bookkeeping.
+
+    The stored version is kept packed (``controller.status.packed``: a few hundred bytes of
+    deflated JSON instead of a ~8.7 kB MeshStatus, for every job the process knows) and
+    ``stored`` parses it on demand; pending content is short-lived and stays a MeshStatus.
+    ``__slots__`` and a FlushSignal rather than an asyncio.Event: there is one slot per job
+    too."""
 
     key: JobKey
     index: int  # ModifyIndex of the stored record; 0: none stored (a CAS of 0 creates)
-    stored: MeshStatus | None  # None: no record, or an unreadable one
+    record: InitVar[MeshStatus | None]  # the stored record (kept packed, see ``stored``)
     seen_at: float  # monotonic time the stored version was last read, written or listed
     pending: MeshStatus | None = None  # accepted by update, not written yet
     fns: list[Derive] = field(default_factory=list)  # what produced ``pending``, in order
@@ -41,10 +84,20 @@ class Slot:
     writing: bool = False  # a flush of this record is in flight
     stale: bool = False  # the stored version is known to be outdated: re-read before a CAS
     failures: int = 0  # flushes in a row that failed (a longer wait before the next)
-    flushed: asyncio.Event = field(default_factory=asyncio.Event)  # set while not writing
+    flushed: FlushSignal = field(default_factory=FlushSignal)  # set while not writing
+    packed: bytes | None = field(init=False, default=None)  # the stored record; None: none
 
-    def __post_init__(self) -> None:
-        self.flushed.set()
+    def __post_init__(self, record: MeshStatus | None) -> None:
+        self.stored = record
+
+    @property
+    def stored(self) -> MeshStatus | None:
+        """The stored record (None: no record, or an unreadable one)."""
+        return PACKER.unpack(self.packed) if self.packed is not None else None
+
+    @stored.setter
+    def stored(self, record: MeshStatus | None) -> None:
+        self.packed = PACKER.pack(record) if record is not None else None
 
     @property
     def current(self) -> MeshStatus | None:

@@ -3,7 +3,9 @@ leaves pending, and the replay of pending derive functions on another writer's r
 
 from __future__ import annotations
 
-from controller.status.slots import Derive, Slot, rederive
+import asyncio
+
+from controller.status.slots import Derive, FlushSignal, Slot, rederive
 from crds_equivalent.jobkey import JobKey
 from crds_equivalent.status import ConditionType, MeshStatus, Phase
 from reconcilers.conditions import condition
@@ -69,3 +71,26 @@ def test_a_reread_replays_pending_functions_on_the_winners_record() -> None:
 
     slot.reread(10, slot.pending, at=4.0)  # the winner wrote exactly what we meant to
     assert slot.idle and slot.fns == []
+
+
+async def test_the_flush_signal_wakes_its_waiters_when_the_write_ends() -> None:
+    signal = FlushSignal()
+    assert signal.is_set() and await signal.wait()  # nothing in flight: no wait
+    signal.clear()
+    waiters = [asyncio.ensure_future(signal.wait()) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert not any(w.done() for w in waiters)
+    signal.set()
+    assert await asyncio.gather(*waiters) == [True, True]
+    assert signal.is_set()
+
+
+async def test_a_cancelled_waiter_does_not_stop_the_others_waking() -> None:
+    signal = FlushSignal()
+    signal.clear()
+    gone, kept = asyncio.ensure_future(signal.wait()), asyncio.ensure_future(signal.wait())
+    await asyncio.sleep(0)
+    gone.cancel()
+    await asyncio.sleep(0)
+    signal.set()
+    assert await kept is True and gone.cancelled()

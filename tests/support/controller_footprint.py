@@ -1,0 +1,213 @@
+"""Bytes per meshed job for the whole controller: everything it keeps once N jobs converged.
+
+``python -m tests.support.controller_footprint [N] [--frames K]`` seeds N of the benchmark's
+jobs (``bench.jobs``) into the benchmark's Nomad twin (its own process, so the twin's memory is
+not counted), starts a real OpenBao for the per-job PKI roles, and runs the controller in this
+process, traced by tracemalloc from just before the ``App`` is built. Once every job carries
+the current marker, its rollout is over and the status writes have stopped, it prints:
+
+- ``base``: this process's RSS after the imports and after startup with no job yet;
+- ``bytes_per_job``: traced bytes still held at convergence, divided by N;
+- ``by_line``: those bytes per job by the line of our code (controller/, reconcilers/,
+  crds_equivalent/) nearest to each allocation, so a library's allocation is charged to the
+  caller that keeps it;
+- ``by_type``: live objects per job by type (shallow ``sys.getsizeof``), against a count taken
+  before the ``App`` existed.
+
+A measurement, not a test: the figures go in BENCHMARKS.md; nothing here asserts them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import gc
+import json
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+from bench import cp_phases as phases
+from bench.jobs import job_ids
+from bench.procs import Api, TwinProc
+from controller.app import App, Tuning
+from controller.config import Settings
+from devstack.vault import start_openbao
+from devstack.workload_login import controller_vault_env
+
+OURS = ("/controller/", "/reconcilers/", "/crds_equivalent/")
+NAMESPACE = "bench"
+SEED = 8  # the benchmark's (bench.control_plane.Plan.seed)
+
+
+def rss_kb() -> dict[str, int]:
+    """VmRSS and VmHWM of this process, in kB."""
+    out: dict[str, int] = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            out[name] = int(value.split()[0])
+    return out
+
+
+def types_now() -> collections.Counter[str]:
+    """Shallow bytes by type of every object the collector tracks (containers, instances)."""
+    sizes: collections.Counter[str] = collections.Counter()
+    for obj in gc.get_objects():
+        with contextlib.suppress(Exception):
+            sizes[type(obj).__qualname__] += sys.getsizeof(obj)
+    return sizes
+
+
+def largest(kinds: tuple[type, ...], top: int) -> list[str]:
+    """The biggest containers of those kinds alive now, each with a sample element: what a
+    by-type row alone does not say (which set, which dict)."""
+    found = sorted(
+        (o for o in gc.get_objects() if type(o) in kinds), key=sys.getsizeof, reverse=True
+    )[:top]
+    rows = []
+    for obj in found:
+        sample = next(iter(obj), None) if obj else None
+        rows.append(
+            f"{type(obj).__name__} len={len(obj)} {sys.getsizeof(obj)} B e.g. {sample!r:.80}"
+        )
+    return rows
+
+
+def our_frame(trace: tracemalloc.Trace) -> str:
+    """The innermost frame of our code in an allocation's traceback ("other" when none)."""
+    for frame in trace.traceback:  # most recent call first
+        if any(part in frame.filename for part in OURS):
+            short = frame.filename.split("/nomad-tls-mesh/")[-1]
+            for root in OURS:
+                if root in frame.filename:
+                    short = root.strip("/") + "/" + frame.filename.split(root, 1)[1]
+                    break
+            return f"{short}:{frame.lineno}"
+    return "other"
+
+
+def by_line(snapshot: tracemalloc.Snapshot, n: int, top: int) -> dict[str, int]:
+    totals: collections.Counter[str] = collections.Counter()
+    for trace in snapshot.traces:
+        totals[our_frame(trace)] += trace.size
+    return {k: round(v / n) for k, v in totals.most_common(top)}
+
+
+def by_file(snapshot: tracemalloc.Snapshot, n: int, top: int) -> dict[str, int]:
+    """Bytes per job by the file that allocated them (libraries included): what the "other"
+    row of ``by_line`` is made of."""
+    stats = snapshot.statistics("filename")[:top]
+    return {s.traceback[0].filename.split("site-packages/")[-1]: round(s.size / n) for s in stats}
+
+
+def settings(twin_url: str, vault_env: dict[str, str]) -> Settings:
+    """The benchmark's controller settings (bench.procs.ControllerProc), in process."""
+    return Settings.from_env(
+        {
+            "NOMAD_ADDR": twin_url,
+            "MESH_HTTP_ADDR": "127.0.0.1:0",
+            "MESH_NAMESPACES": NAMESPACE,
+            "MESH_HEALTH_INTERVAL": "1h",
+            "MESH_RESYNC_INTERVAL": "1h",
+            "MESH_WORKERS": "4",
+            "MESH_LOG_FORMAT": "json",
+            # tracemalloc slows this process several times over: a lease and call timeouts
+            # that a shared, loaded machine cannot make the run lose
+            "MESH_LEADER_TTL": "120s",
+            "MESH_LEADER_RENEW": "10s",
+            **vault_env,
+        }
+    )
+
+
+async def converged(api: Api, n: int) -> bool:
+    jobs = await api.jobs(NAMESPACE)
+    return sum(phases.converged(j) for j in jobs.values()) == n
+
+
+async def quiet(app: App, api: Api, n: int, within: float) -> None:
+    """Every job injected, the twin idle, the mesh queue empty and no status write pending,
+    twice in a row 2 s apart (status writes are coalesced)."""
+    deadline = time.monotonic() + within
+    calm = 0
+    while calm < 2:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not quiet within {within}s")
+        await asyncio.sleep(2)
+        st = await api.call("GET", "/_bench/settled")
+        busy = st["evals_pending"] or st["allocs_pending"] or st["deployments_running"]
+        queued = len(app.queue) + len(app.queue.in_flight) + app.queue.waiting
+        pending = any(not s.idle for s in app.statuses._slots.values())
+        calm = calm + 1 if not (busy or queued or pending) and await converged(api, n) else 0
+
+
+async def measure(n: int, frames: int, top: int) -> dict[str, Any]:
+    gc.collect()
+    out: dict[str, Any] = {"jobs": n, "rss_kb_after_imports": rss_kb()["VmRSS"]}
+    twin = TwinProc(nodes=max(3, n // 100))
+    api = Api(twin.url)
+    with tempfile.TemporaryDirectory() as tmp:
+        bao = await start_openbao(data_dir=tmp)
+        try:
+            vault_env = await controller_vault_env(bao)
+            await phases.seed(api, NAMESPACE, job_ids(0), SEED)  # the namespace only
+            gc.collect()
+            types0 = types_now()
+            tracemalloc.start(frames)
+            traced0 = tracemalloc.get_traced_memory()[0]
+            app = App(
+                settings(twin.url, vault_env),
+                tuning=Tuning(handle_signals=False, nomad_timeout=60.0, reconcile_timeout=300.0),
+            )
+            task = asyncio.create_task(app.run())
+            await app.http.started.wait()
+            while not app.source.synced.is_set():
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1)
+            gc.collect()
+            out["rss_kb_started_no_jobs"] = rss_kb()["VmRSS"]
+            out["traced_bytes_started_no_jobs"] = tracemalloc.get_traced_memory()[0] - traced0
+            started = time.monotonic()
+            await phases.seed(api, NAMESPACE, job_ids(n), SEED)
+            await quiet(app, api, n, within=max(300.0, n * 0.5))
+            out["converged_s"] = round(time.monotonic() - started, 1)
+            gc.collect()
+            traced = tracemalloc.get_traced_memory()[0] - traced0
+            snapshot = tracemalloc.take_snapshot()
+            tracemalloc.stop()
+            out["rss_kb_converged"] = rss_kb()["VmRSS"]
+            out["bytes_per_job"] = round((traced - out["traced_bytes_started_no_jobs"]) / n)
+            out["mb_at_10k"] = round(out["bytes_per_job"] * 10_000 / 2**20, 1)
+            out["by_line"] = by_line(snapshot, n, top)
+            out["by_file"] = by_file(snapshot, n, top)
+            grown = types_now() - types0
+            out["by_type"] = {k: round(v / n) for k, v in grown.most_common(top)}
+            out["largest_containers"] = largest((set, dict, list), 15)
+            app.request_stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 15)
+            await app.close()
+        finally:
+            await api.close()
+            twin.stop()
+            await bao.stop()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("jobs", nargs="?", type=int, default=1000)
+    parser.add_argument("--frames", type=int, default=1, help="tracemalloc traceback depth")
+    parser.add_argument("--top", type=int, default=30, help="rows per breakdown")
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(measure(args.jobs, args.frames, args.top)), indent=2))
+
+
+if __name__ == "__main__":
+    main()

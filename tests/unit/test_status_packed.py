@@ -1,0 +1,102 @@
+"""Stored status records packed to strings: the round trip, the bounded table of recent
+parsed records, and what a slot costs per job once its record is packed."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+from controller.status.packed import RecordPacker
+from controller.status.slots import Slot
+from crds_equivalent.jobkey import JobKey
+from crds_equivalent.status import ConditionType, MeshStatus, Phase
+from reconcilers.conditions import condition
+
+
+def record(i: int) -> MeshStatus:
+    """A record shaped like a converged job's: six conditions with reasons and messages."""
+    kinds = list(ConditionType)[:6]
+    return MeshStatus(
+        phase=Phase.INJECTED,
+        observed_index=1000 + i,
+        spec_hash=f"1:{i:016x}",
+        conditions=tuple(
+            condition(kind, n < 3, "Registered" if n < 3 else "ConsulNotConfigured")
+            for n, kind in enumerate(kinds)
+        ),
+        message="waiting for health on the TLS port",
+        updated_at=f"2026-12-02T13:59:{i % 60:02d}.123456+00:00",
+        written_index=1000 + i,
+        cert_not_after="2026-12-05T13:59:30Z",
+    )
+
+
+def test_a_packed_record_parses_back_to_the_same_content() -> None:
+    packer = RecordPacker(recent=1)
+    packed = packer.pack(record(1))
+    packer.pack(record(2))  # pushes record 1 out of the recent table: the next read parses
+    assert packer.unpack(packed) == record(1)
+    assert packer.parses == 1
+
+
+def test_recent_records_are_served_without_parsing_and_the_table_stays_bounded() -> None:
+    packer = RecordPacker(recent=3)
+    strings = [packer.pack(record(i)) for i in range(5)]
+    assert packer.unpack(strings[4]) is packer.unpack(strings[4])
+    assert packer.parses == 0
+    assert [packer.unpack(s).observed_index for s in strings] == [1000 + i for i in range(5)]
+    assert packer.parses == 5  # each was out of the table when read (oldest first)
+    assert len(packer._parsed) == 3
+
+
+def test_a_slot_keeps_its_stored_record_as_a_string() -> None:
+    slot = Slot(JobKey("default", "web"), 7, record(1), seen_at=0.0)
+    assert isinstance(slot.packed, bytes)
+    assert slot.stored == record(1) and slot.current == record(1)
+    slot.written(record(2), 8, record(2), 0, at=1.0)
+    assert slot.stored == record(2) and slot.index == 8
+    slot.stored = None
+    assert slot.packed is None and slot.current is None
+
+
+def test_a_slot_costs_far_less_than_the_record_it_holds() -> None:
+    """A bound a regression to keeping MeshStatus objects (~10 kB a slot with its record,
+    measured) breaks; packed, ~1.6 kB a slot with its key and path, plus this process's table
+    of recent records (at most 128, shared by all slots) spread over the slots."""
+    n = 2000
+    items = [record(i).to_items() for i in range(n)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        slots = {
+            f"mesh-controller/status/default/job-{i:05d}": Slot(
+                JobKey("default", f"job-{i:05d}"), i + 1, MeshStatus.from_items(items[i]), 0.0
+            )
+            for i in range(n)
+        }
+        gc.collect()
+        per_slot = (tracemalloc.get_traced_memory()[0] - before) / n
+    finally:
+        tracemalloc.stop()
+    assert len(slots) == n
+    assert per_slot < 5000, per_slot
+
+
+def test_every_field_survives_the_deflated_round_trip() -> None:
+    """Fields the preset dictionary does not spell (edges, warnings, JSON-valued items) come
+    back as they went in."""
+    full = record(7).model_copy(
+        update={
+            "retry": '{"attempts":2}',
+            "last_remediation": '{"kind":"restart"}',
+            "last_error": "boom",
+            "warnings": ("allow names nobody",),
+            "issuer": "int-2",
+            "verified_at": "2026-12-02T14:00:00+00:00",
+        }
+    )
+    packer = RecordPacker(recent=0)
+    packed = packer.pack(full)
+    assert len(packed) < len(full.model_dump_json()) / 2
+    assert packer.unpack(packed) == full

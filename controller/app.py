@@ -46,6 +46,7 @@ from controller.consul.client import ConsulClient
 from controller.http import HttpServer, register_phase_gauge
 from controller.http.status_view import StatusView
 from controller.nomad.cache import JobCache
+from controller.nomad.cache_objects import compact
 from controller.nomad.cached_jobs import CachedJobs
 from controller.nomad.client import NomadClient
 from controller.nomad.errors import NomadError
@@ -73,6 +74,7 @@ from crds_equivalent.status import MeshStatus
 from reconcilers.certs.reconciler import CertReconciler
 from reconcilers.health.directory import MeshNames
 from reconcilers.health.reconciler import HealthReconciler
+from reconcilers.injection.sample import injected_sample
 from reconcilers.mesh.interest import MESH_INTEREST
 from reconcilers.mesh.reconciler import MeshReconciler
 from reconcilers.mesh.retry import Backoff
@@ -170,7 +172,11 @@ class App:
         )
         register_client_gauges(self.registry, self.nomad.slots)
         self.jobs = NomadJobs(self.nomad)
-        self.cache = JobCache(keep=MESH_INTEREST.job_interesting)
+        sample = injected_sample(s.mesh)
+        self.cache = JobCache(
+            keep=MESH_INTEREST.job_interesting,
+            sample=compact(sample) if sample is not None else b"",
+        )
         self.store = CachedJobs(self.cache, self.jobs, clock=self.clock)
         self.variables = NomadVariables(self.nomad, namespace=s.controller.controller_namespace)
         self.statuses = StatusStore(

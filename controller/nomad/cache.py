@@ -71,9 +71,11 @@ RECENT_JOBS = 32  # jobs held undeflated as well: the ones the workers are on, w
 class JobCache:
     """Jobs, allocations and deployments, kept current from LIST/GET fills and events."""
 
-    def __init__(self, keep: Keep) -> None:
+    def __init__(self, keep: Keep, *, sample: bytes = b"") -> None:
+        """``keep`` says which jobs are cached whole; ``sample`` (compact JSON of a job as
+        the controller injects it) seeds the jobs' preset dictionary (see ``Packer``)."""
         self.keep = keep
-        self.packer = Packer()
+        self.packer = Packer(seed=sample)
         self.jobs: dict[JobKey, JobEntry] = {}
         # (entry, the job pickled): the entry is checked on use, so a job outlived by its
         # entry is never served

@@ -109,10 +109,13 @@ ZDICT_MAX = 32 * 1024  # deflate's window: a longer dictionary is not used
 
 class Packer:
     """JSON values (a job; one job's allocations) to deflated compact JSON and back, against
-    one preset dictionary: the first value packed."""
+    one preset dictionary: the first value packed, then ``seed`` (what the values have in
+    common that the first may lack: the composition root passes a job as the controller
+    injects it, so the sidecar every meshed job carries is in the dictionary)."""
 
-    def __init__(self, level: int = 6) -> None:
+    def __init__(self, level: int = 6, *, seed: bytes = b"") -> None:
         self.level = level
+        self.seed = seed
         self.zdict: bytes | None = None
         # Primed once and copied per value: loading a 32 kB dictionary into a fresh deflate
         # stream cost about three times the compression itself.
@@ -128,7 +131,7 @@ class Packer:
     def deflate(self, data: bytes) -> bytes:
         """Compact JSON text (``compact``) to its packed form."""
         if self.zdict is None:
-            self.zdict = data[-ZDICT_MAX:]
+            self.zdict = (data + self.seed)[-ZDICT_MAX:]
             self._inflate = zlib.decompressobj(zdict=self.zdict)
         if self._deflate is None:
             self._deflate = zlib.compressobj(self.level, zdict=self.zdict)

@@ -98,6 +98,11 @@ async def main_async(full: bool) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bench-cp-"))
     say(f"control plane: N = {', '.join(map(str, cp_plan.sizes))} (logs in {work})")
     cp = await control_plane.run(cp_plan, work)
+    # Kept before the data plane starts: a later phase that fails must not lose a half hour
+    # of control-plane results (it did once, in the egress row).
+    partial = work / "control-plane.json"
+    partial.write_text(json.dumps(cp, indent=1))
+    say(f"control plane results kept in {partial}")
     say("data plane")
     dp = await data_plane.run_all(dp_plan, say)
     extra: dict[str, Any] = {}

@@ -34,14 +34,15 @@ from bench import dp_servers as srv
 from bench.data_plane import KEEPALIVE_1, KEEPALIVE_32, Plan, interleaved
 from bench.wrk import script
 from controller.config.mesh import load_mesh_config
-from controller.vault import WORKLOAD_POLICY, VaultClient, VaultConnection, bootstrap_pki
+from controller.vault import PkiLayout, VaultClient, VaultConnection, bootstrap_pki
+from controller.vault.grants import VaultCertGrants
 from crds_equivalent import keys
-from crds_equivalent.spec import parse_job_specs
 from devstack.consul import start_consul_twin
 from devstack.sidecar_render import RenderedSidecar, render_sidecar
 from devstack.template import VaultTarget
 from devstack.vault import start_openbao
-from reconcilers.injection.inject import inject
+from reconcilers.injection.grant import Grant
+from reconcilers.injection.plan import Apply, plan_job
 
 TARGET_ADDED_P50_US = 200
 PATHS = ("direct", "two-sidecars")
@@ -88,9 +89,18 @@ def client_job(listen: int) -> dict[str, Any]:
     }
 
 
-def _inject(job: dict[str, Any]) -> dict[str, Any]:
+def _inject(job: dict[str, Any]) -> tuple[dict[str, Any], Grant]:
+    """The job as the controller injects it, and the PKI role its sidecars issue from."""
     config = load_mesh_config({"MESH_SIDECAR_DRIVER": "raw_exec", "MESH_NGINX_BIN": srv.NGINX})
-    return inject(job, parse_job_specs(job), config)
+    decision = plan_job(job, config)
+    if not isinstance(decision, Apply) or decision.grant is None:
+        raise RuntimeError(f"the bench's {job['ID']} job does not plan as meshed: {decision}")
+    return decision.job, decision.grant
+
+
+# The sidecars here have no Nomad workload identity to log in with, so the bench's token may
+# issue from the two jobs' roles directly (the identity binding has its own tests).
+_ISSUE_POLICY = "bench-egress-issue"
 
 
 async def render_pair(
@@ -100,13 +110,25 @@ async def render_pair(
     bao = await start_openbao(data_dir=str(workdir / "openbao"))
     consul = await start_consul_twin(check_runner=False)
     try:
+        server_spec, server_grant = _inject(server_job())
+        caller_spec, caller_grant = _inject(client_job(listen))
         async with VaultClient(VaultConnection(bao.addr, bao.root_token)) as root:
-            await bootstrap_pki(root)
+            layout = PkiLayout()
+            await bootstrap_pki(root, layout)
+            grants = VaultCertGrants(root, layout)
+            for grant in (server_grant, caller_grant):
+                await grants.grant(grant.role, grant.names)
         admin = hvac.Client(url=bao.addr, token=bao.root_token)
-        token = admin.auth.token.create(policies=[WORKLOAD_POLICY], ttl="1h")["auth"]
+        roles = (server_grant.role, caller_grant.role)
+        rules = "".join(
+            f'path "{layout.int_mount}/issue/{role}" {{ capabilities = ["update"] }}\n'
+            for role in roles
+        )
+        admin.sys.create_or_update_policy(_ISSUE_POLICY, rules)
+        token = admin.auth.token.create(policies=[_ISSUE_POLICY], ttl="1h")["auth"]
         vault = VaultTarget(bao.addr, token["client_token"])
         server = await render_sidecar(
-            _inject(server_job()), vault, workdir / "web", fixed_ports={"http": app_port}
+            server_spec, vault, workdir / "web", fixed_ports={"http": app_port}
         )
         tls_port = server.ports[keys.tls_port_label("http")]
         body: dict[str, Any] = {"ID": "web-tls", "Name": "web", "Tags": [keys.TLS_SERVICE_TAG]}
@@ -117,7 +139,7 @@ async def render_pair(
         ):
             resp.raise_for_status()
         caller = await render_sidecar(
-            _inject(client_job(listen)), vault, workdir / "client", consul_addr=consul.address
+            caller_spec, vault, workdir / "client", consul_addr=consul.address
         )
         return server, caller
     finally:

@@ -59,8 +59,8 @@ from controller.nomad.cache_objects import (
     trim_allocation,
     trim_deployment,
 )
-from controller.nomad.recent import Recent
 from controller.nomad.stream import Event
+from controller.runtime.recent import Recent
 from crds_equivalent.jobkey import JobKey
 
 Keep = Callable[[Mapping[str, Any]], bool]

@@ -50,8 +50,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controller.nomad.recent import Recent
 from controller.nomad.stream import Event
+from controller.runtime.recent import Recent
 from crds_equivalent.jobkey import JobKey
 
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections import OrderedDict
 from typing import Any
 
+from controller.runtime.recent import Recent
 from crds_equivalent.status import Condition, ConditionStatus, ConditionType, MeshStatus, Phase
 
 RECENT = 128  # parsed records kept; ~8.7 kB each: ~1.1 MB whatever the number of jobs. The
@@ -61,7 +61,7 @@ class RecordPacker:
 
     def __init__(self, recent: int = RECENT) -> None:
         self.recent = recent
-        self._parsed: OrderedDict[bytes, MeshStatus] = OrderedDict()
+        self._parsed: Recent[bytes, MeshStatus] = Recent(recent, lambda _packed, _record: None)
         self.parses = 0  # strings parsed because they were not recent (tests, measurements)
         dictionary = _dictionary()
         # Primed once and copied per value (loading a dictionary costs more than a record);
@@ -74,7 +74,7 @@ class RecordPacker:
         """The record as deflated compact JSON of its Items (what Nomad stores of it)."""
         deflate = self._deflate.copy()
         packed = bytes(deflate.compress(_items_json(record)) + deflate.flush())
-        self._keep(packed, record)
+        self._parsed.put(packed, record)
         return packed
 
     def unpack(self, packed: bytes) -> MeshStatus:
@@ -84,14 +84,8 @@ class RecordPacker:
             self.parses += 1
             inflate = self._inflate.copy()
             record = MeshStatus.from_items(json.loads(inflate.decompress(packed) + inflate.flush()))
-        self._keep(packed, record)
+        self._parsed.put(packed, record)
         return record
-
-    def _keep(self, packed: bytes, record: MeshStatus) -> None:
-        self._parsed[packed] = record
-        self._parsed.move_to_end(packed)
-        while len(self._parsed) > self.recent:
-            self._parsed.popitem(last=False)
 
 
 PACKER = RecordPacker()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.nomad.recent import Recent
+from controller.runtime.recent import Recent
 
 
 def test_the_least_recently_touched_key_is_cooled_first() -> None:
@@ -37,6 +37,10 @@ def test_a_put_of_a_held_key_replaces_its_value_without_cooling() -> None:
     assert recent.get("a") == 2 and cooled == []
 
 
-def test_a_recent_holds_at_least_one_key() -> None:
-    with pytest.raises(ValueError, match="at least one key"):
-        Recent(0, lambda k, v: None)
+def test_a_recent_of_no_keys_cools_each_value_as_it_is_put() -> None:
+    with pytest.raises(ValueError, match="zero or more"):
+        Recent(-1, lambda k, v: None)
+    cooled: list[tuple[str, int]] = []
+    none: Recent[str, int] = Recent(0, lambda k, v: cooled.append((k, v)))
+    none.put("a", 1)
+    assert len(none) == 0 and none.get("a") is None and cooled == [("a", 1)]

@@ -1,11 +1,12 @@
 """A small bounded memory of the most recently touched keys (least recently used goes first).
 
-The cache holds jobs, allocations and deployments packed (``cache_objects.Packer``) to stay
-small at 10,000 jobs, but the work on one job comes in bursts: a reconcile reads its job two or
-three times, and a rollout's allocation and deployment events arrive within a second of each
-other. ``Recent`` keeps the unpacked form of the last few keys so a burst unpacks and packs
-once, and hands each key it evicts to ``cool`` (which packs it, or forgets it when it was only
-a read's copy). Its size is the bound on what the cache holds twice or unpacked.
+The job cache (``controller.nomad.cache``) and the status records (``controller.status.packed``)
+hold their values packed to stay small at 10,000 jobs, but the work on one job comes in bursts:
+a reconcile reads its job and record two or three times, and a rollout's allocation and
+deployment events arrive within a second of each other. ``Recent`` keeps the unpacked form of
+the last few keys so a burst unpacks and packs once, and hands each key it evicts to ``cool``
+(which packs it, or forgets it when it was only a read's copy). Its size is the bound on what
+is held twice or unpacked.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ V = TypeVar("V")
 
 
 class Recent(Generic[K, V]):
-    """The values of at most ``size`` keys; the least recently touched is given to ``cool``."""
+    """The values of at most ``size`` keys (0: none, each value is cooled as it is put); the
+    least recently touched is given to ``cool``."""
 
     def __init__(self, size: int, cool: Callable[[K, V], None]) -> None:
-        if size < 1:
-            raise ValueError("a Recent holds at least one key")
+        if size < 0:
+            raise ValueError("a Recent holds zero or more keys")
         self.size = size
         self.cool = cool
         self._values: OrderedDict[K, V] = OrderedDict()

@@ -25,6 +25,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,16 @@ def plans(full: bool, caddy: str | None) -> tuple[control_plane.Plan, data_plane
     return cp, dp
 
 
+async def survived(phase: str, run: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """A data-plane phase's results, or its error: a phase that breaks must not cost the
+    results of the half hour before it (the egress row once did)."""
+    try:
+        return await run
+    except Exception as exc:  # recorded in the results and in BENCHMARKS.md
+        say(f"{phase} FAILED: {type(exc).__name__}: {exc}")
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 async def main_async(full: bool) -> dict[str, Any]:
     tools.ensure_apt()
     caddy = tools.caddy(install=full)  # a 50 MB wheel: not inside bench-quick's 60 s
@@ -104,11 +115,14 @@ async def main_async(full: bool) -> dict[str, Any]:
     partial.write_text(json.dumps(cp, indent=1))
     say(f"control plane results kept in {partial}")
     say("data plane")
-    dp = await data_plane.run_all(dp_plan, say)
+    dp = await survived("data plane", data_plane.run_all(dp_plan, say))
     extra: dict[str, Any] = {}
     if full:  # issue 18's row: caller sidecar -> server sidecar (mTLS) against direct
-        extra["data_plane_egress"] = egress = await dp_egress.run_all(dp_plan, say)
-        say(dp_egress.summary_line(egress))
+        extra["data_plane_egress"] = egress = await survived(
+            "egress row", dp_egress.run_all(dp_plan, say)
+        )
+        if "error" not in egress:
+            say(dp_egress.summary_line(egress))
     env["load_average_at_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -157,7 +171,7 @@ def publish_full(result: dict[str, Any]) -> None:
             figures["cp churn latency CDF"] = plots.churn_cdf(
                 curves, RESULTS / "churn-latency-cdf.png"
             ).name
-        for load in ("c1-keepalive", "c32-keepalive", "c32-close"):
+        for load in ("c1-keepalive", "c32-keepalive", "c32-close") if "results" in dp else ():
             figures[f"dp latency CDF {load}"] = plots.latency_cdfs(
                 dp, load, RESULTS / f"latency-cdf-{load}.png"
             ).name

@@ -57,6 +57,8 @@ def _cpu_cell(s: dict[str, Any]) -> str:
 
 
 def _dp_tables(dp: dict[str, Any]) -> list[str]:
+    if "error" in dp:
+        return [f"Not measured: the data plane failed ({dp['error']}).", ""]
     lines = ["### Throughput and latency per path (median of rounds; [min, max])", ""]
     rows = []
     for name, loads in dp["results"].items():
@@ -91,6 +93,10 @@ def _dp_tables(dp: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _failed(phase: str, outcome: dict[str, Any]) -> list[str]:
+    return [f"The {phase} was not measured: it failed ({outcome['error']}).", ""]
+
+
 def markdown(result: dict[str, Any], plots: dict[str, str], notes: str, findings: str = "") -> str:
     env = result["environment"]
     lines = [
@@ -121,8 +127,9 @@ def markdown(result: dict[str, Any], plots: dict[str, str], notes: str, findings
     lines += ["", "## Data plane", ""]
     lines += _dp_tables(result["data_plane"])
     lines += [f"![{name}]({path})" for name, path in plots.items() if name.startswith("dp")]
-    if "data_plane_egress" in result:
-        lines += ["", *egress_lines(result["data_plane_egress"])]
+    if egress := result.get("data_plane_egress"):
+        failed = "error" in egress
+        lines += ["", *(_failed("egress row", egress) if failed else egress_lines(egress))]
     if findings:
         lines += ["", "## Findings", "", findings.strip()]
     lines += ["", "## Method and caveats", "", notes.strip(), ""]

@@ -6,6 +6,7 @@ summary line `make bench-quick` must end with and the figures BENCHMARKS.md is b
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 
 import pytest
@@ -145,3 +146,18 @@ def test_generated_jobs_are_meshed_and_injectable() -> None:
         assert 1 <= len(job["TaskGroups"]) <= 3
         assert isinstance(plan_job(job, config), Apply)
         assert bump(job, 7)["Meta"]["revision"] == "7"
+
+
+def test_a_failed_data_plane_phase_is_recorded_not_raised() -> None:
+    from bench.__main__ import survived
+
+    async def breaks() -> dict[str, object]:
+        raise PermissionError("403 from the per-job role")
+
+    outcome = asyncio.run(survived("egress row", breaks()))
+    assert outcome == {"error": "PermissionError: 403 from the per-job role"}
+    lines = report._dp_tables(outcome)
+    assert (
+        lines[0]
+        == "Not measured: the data plane failed (PermissionError: 403 from the per-job role)."
+    )

@@ -10,7 +10,6 @@ not own pass through untouched; the input is never mutated. ``uninject``, ``is_m
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -88,7 +87,7 @@ def _inject_group(
     permissive = spec.mode is Mode.PERMISSIVE
     undo = UndoRecord()
     if "Constraints" in group:
-        undo.constraints = copy.deepcopy(group["Constraints"])
+        undo.constraints = group["Constraints"]
 
     undo.keep(group, "Networks")
     networks = rewrite.add_ports(jobview.as_list(group.get("Networks")), inputs.ports)

@@ -41,7 +41,7 @@ create a record, and never write over one the mesh reconciler marked removed or 
 import json
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -206,9 +206,7 @@ class MeshStatus(BaseModel):
             "phase": str(self.phase),
             "observed_index": str(self.observed_index),
             "spec_hash": self.spec_hash,
-            "conditions": json.dumps(
-                [c.model_dump(mode="json") for c in self.conditions], separators=(",", ":")
-            ),
+            "conditions": json.dumps([_fields(c) for c in self.conditions], separators=(",", ":")),
             "message": self.message,
             "updated_at": self.updated_at,
         }
@@ -258,13 +256,28 @@ class MeshStatus(BaseModel):
         )
 
     def same_content(self, other: "MeshStatus") -> bool:
-        """Equal ignoring `updated_at` and condition transition times: decides whether to write."""
-        return _essence(self) == _essence(other)
+        """Equal ignoring `updated_at` and condition transition times: decides whether to write.
+
+        Field by field rather than by comparing two dumps: every status update of every
+        reconcile asks, and the dumps were most of an update's CPU in a profile."""
+        mine, theirs = self.__dict__, other.__dict__
+        for name, value in mine.items():
+            if name == "updated_at":
+                continue
+            if name == "conditions":
+                if _bare(value) != _bare(theirs[name]):
+                    return False
+            elif value != theirs[name]:
+                return False
+        return True
 
 
-def _essence(status: MeshStatus) -> dict[str, object]:
-    data = status.model_dump(mode="json", exclude={"updated_at"})
-    data["conditions"] = [
-        {k: v for k, v in c.items() if k != "last_transition"} for c in data["conditions"]
-    ]
-    return data
+def _fields(condition: Condition) -> dict[str, Any]:
+    """A condition's fields, as its JSON dump has them: every field is a string or a StrEnum,
+    which ``json`` writes as its value (so the items are what ``model_dump`` would give, for
+    a fraction of its cost)."""
+    return condition.__dict__
+
+
+def _bare(conditions: tuple[Condition, ...]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in c.__dict__.items() if k != "last_transition"} for c in conditions]

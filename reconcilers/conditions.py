@@ -50,11 +50,19 @@ def merge(
     for new in updates:
         old = by_type.get(new.type)
         if old is not None and old.status == new.status:
+            if _same_fact(old, new):
+                continue  # the stored condition already says it, stamp and all (no copy made)
             stamp = old.last_transition
         else:
             stamp = now.isoformat()
         by_type[new.type] = new.model_copy(update={"last_transition": stamp})
     return tuple(by_type[t] for t in ORDER if t in by_type)
+
+
+def _same_fact(old: Condition, new: Condition) -> bool:
+    """Every field but the transition time is equal."""
+    held = old.__dict__
+    return all(k == "last_transition" or held[k] == v for k, v in new.__dict__.items())
 
 
 def first_failing(conditions: Iterable[Condition]) -> Condition | None:

@@ -16,7 +16,7 @@ error: the other workers keep serving other keys meanwhile.
 from __future__ import annotations
 
 import asyncio
-import uuid
+import os
 from collections.abc import Hashable
 from typing import Any, Generic, TypeVar
 
@@ -94,8 +94,9 @@ class Controller(Generic[K]):
         start = self._clock.monotonic()
         fields: dict[str, Any] = {}
         self._active.inc()
+        # 128 random bits in hex, as uuid4().hex spelled them, for a seventh of its cost
         with structlog.contextvars.bound_contextvars(
-            controller=self.name, key=str(key), reconcile_id=uuid.uuid4().hex
+            controller=self.name, key=str(key), reconcile_id=os.urandom(16).hex()
         ):
             try:
                 result: Result = await wait_for(

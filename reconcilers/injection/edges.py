@@ -17,7 +17,6 @@ address, so the plaintext listener is not reachable from other hosts.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,17 +51,15 @@ def reserve_listeners(
 ) -> list[Any]:
     """A new network list with each upstream's static port in the first network (host mode
     only; a ``{"Mode": "host"}`` network is added when the group has none)."""
-    out = copy.deepcopy(list(networks))
+    out = list(networks)
     if namespaced or not upstreams:
         return out
     if not out:
         out.append({"Mode": "host"})
-    network = out[0]
-    reserved = network.get("ReservedPorts")
-    if not isinstance(reserved, list):
-        reserved = []
-        set_ordered(network, "ReservedPorts", reserved, NETWORK_ORDER)
-    reserved.extend(listener_port(u) for u in upstreams)
+    out[0] = network = dict(out[0])  # only the first network changes; the rest are shared
+    reserved = jobview.as_list(network.get("ReservedPorts"))
+    listeners = [listener_port(u) for u in upstreams]
+    set_ordered(network, "ReservedPorts", [*reserved, *listeners], NETWORK_ORDER)
     return out
 
 

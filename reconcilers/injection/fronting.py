@@ -7,7 +7,7 @@ computed here, once, from the USER's group (the job after ``uninject``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,44 @@ def group_inputs(job: Mapping[str, Any], group: Mapping[str, Any], spec: MeshSpe
         if view.port_label in labels
     )
     return GroupInputs(ports, fronted, missing)
+
+
+InputsOf = Callable[[Mapping[str, Any], Mapping[str, Any], MeshSpec], GroupInputs]
+"""``group_inputs`` or an :class:`InputsMemo`: what the planner's helpers call for the inputs."""
+
+
+# what an InputsMemo keeps per key: the job, group and spec asked about, and the answer (the
+# UnresolvedName message when there is none)
+_Held = tuple[Mapping[str, Any], Mapping[str, Any], MeshSpec, GroupInputs | str]
+
+
+class InputsMemo:
+    """``group_inputs`` for the length of one plan: each (job, group, spec) is read once.
+
+    The planner asks for the same group's inputs up to six times (the rules, the grant, the
+    marker hash, the injection and its hash); a profile of the controller put those repeats
+    at a sixth of a plan's CPU. Keyed by identity, and the objects themselves are kept and
+    checked, so an id is never reused while the memo lives; the planner never changes the
+    user's job it reads (``uninject``'s result is read-only), so an answer cannot go stale.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[int, int, int], _Held] = {}
+
+    def __call__(
+        self, job: Mapping[str, Any], group: Mapping[str, Any], spec: MeshSpec
+    ) -> GroupInputs:
+        key = (id(job), id(group), id(spec))
+        held = self._seen.get(key)
+        if held is None or held[0] is not job or held[1] is not group or held[2] is not spec:
+            try:
+                answer: GroupInputs | str = group_inputs(job, group, spec)
+            except jobview.UnresolvedName as err:
+                answer = str(err)
+            self._seen[key] = held = (job, group, spec, answer)
+        if isinstance(held[3], str):
+            raise jobview.UnresolvedName(held[3])
+        return held[3]
 
 
 def common_name(job: Mapping[str, Any], group: Mapping[str, Any], inputs: GroupInputs) -> str:

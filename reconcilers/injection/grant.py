@@ -124,7 +124,10 @@ def san_grant(san: str, group: str, own: tuple[str, ...], config: MeshConfig) ->
 
 
 def job_leaf_names(
-    job: Mapping[str, Any], specs: Mapping[str, MeshSpec], config: MeshConfig
+    job: Mapping[str, Any],
+    specs: Mapping[str, MeshSpec],
+    config: MeshConfig,
+    inputs_of: fronting.InputsOf = fronting.group_inputs,
 ) -> tuple[str, ...]:
     """Every name the job's meshed groups ask leaves for, in group order, without repeats.
 
@@ -140,7 +143,7 @@ def job_leaf_names(
             continue
         declared.update(dict.fromkeys((san, spec.group) for san in spec.sans))
         try:
-            inputs = fronting.group_inputs(job, group, spec)
+            inputs = inputs_of(job, group, spec)
             if not inputs.ports:  # a pure client: its leaf is named after its job (identity)
                 names[identity.pure_client_cn(job, config.domain)] = None
                 continue
@@ -155,7 +158,12 @@ def job_leaf_names(
     return tuple(names)
 
 
-def job_grant(job: Mapping[str, Any], specs: Mapping[str, MeshSpec], config: MeshConfig) -> Grant:
+def job_grant(
+    job: Mapping[str, Any],
+    specs: Mapping[str, MeshSpec],
+    config: MeshConfig,
+    inputs_of: fronting.InputsOf = fronting.group_inputs,
+) -> Grant:
     """The grant a meshed job needs; raises CannotBind."""
     role = job_role(config, jobview.namespace(job), jobview.job_id(job))
-    return Grant(role, job_leaf_names(job, specs, config))
+    return Grant(role, job_leaf_names(job, specs, config, inputs_of))

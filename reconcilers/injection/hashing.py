@@ -24,7 +24,7 @@ from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.spec import MeshSpec
 from reconcilers.injection import jobview
-from reconcilers.injection.fronting import group_inputs, health_routes
+from reconcilers.injection.fronting import GroupInputs, group_inputs, health_routes
 
 INJECTOR_VERSION: Final = "4"  # 4: leaves from the job's own PKI role, token file on
 MAX_TTL_JITTER: Final = 0.05
@@ -79,10 +79,17 @@ def effective_ttl(spec: MeshSpec, job: Mapping[str, Any]) -> int:
 
 
 def hash_inputs(
-    spec: MeshSpec, config: MeshConfig, job: Mapping[str, Any], group: Mapping[str, Any]
+    spec: MeshSpec,
+    config: MeshConfig,
+    job: Mapping[str, Any],
+    group: Mapping[str, Any],
+    inputs: GroupInputs | None = None,
 ) -> dict[str, Any]:
-    """Everything the injection of ``group`` depends on, as a JSON-able document."""
-    inputs = group_inputs(job, group, spec)
+    """Everything the injection of ``group`` depends on, as a JSON-able document.
+
+    ``inputs``: ``group_inputs(job, group, spec)`` when the caller already has them."""
+    if inputs is None:
+        inputs = group_inputs(job, group, spec)
     networks = jobview.as_list(group.get("Networks"))
     used = {p.network_index for p in inputs.ports if p.task is None}
     task_ports = [p for p in inputs.ports if p.task is not None]
@@ -167,11 +174,16 @@ def rotation_nonce(group: Mapping[str, Any]) -> str:
 
 
 def spec_hash(
-    spec: MeshSpec, config: MeshConfig, job: Mapping[str, Any], group: Mapping[str, Any]
+    spec: MeshSpec,
+    config: MeshConfig,
+    job: Mapping[str, Any],
+    group: Mapping[str, Any],
+    inputs: GroupInputs | None = None,
 ) -> str:
-    """``<INJECTOR_VERSION>:<sha256[:16]>`` of the injection inputs of the USER's group."""
+    """``<INJECTOR_VERSION>:<sha256[:16]>`` of the injection inputs of the USER's group
+    (``inputs`` as for ``hash_inputs``)."""
     document = json.dumps(
-        hash_inputs(spec, config, job, group),
+        hash_inputs(spec, config, job, group, inputs),
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,

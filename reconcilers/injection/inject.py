@@ -10,7 +10,6 @@ not own pass through untouched; the input is never mutated. ``uninject``, ``is_m
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,7 +43,21 @@ def inject(
     job: Mapping[str, Any], specs: Mapping[str, MeshSpec], config: MeshConfig
 ) -> dict[str, Any]:
     """The job with every enabled group meshed; other groups exactly as the user wrote them."""
-    user = uninject(job)
+    return inject_user(uninject(job), specs, config)
+
+
+def inject_user(
+    user: dict[str, Any],
+    specs: Mapping[str, MeshSpec],
+    config: MeshConfig,
+    *,
+    inputs_of: fronting.InputsOf = fronting.group_inputs,
+    markers: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """``inject`` of a job already un-injected (``user = uninject(job)``), for the planner,
+    which has un-injected it, read its groups' inputs (``inputs_of``: an ``InputsMemo``) and
+    hashed them (``markers``: the spec hash of each group, by name) before it decides to
+    inject; what it has is not computed again."""
     out = dict(user)
     groups = out.get("TaskGroups")
     if not isinstance(groups, list):
@@ -53,11 +66,19 @@ def inject(
     for index, group in enumerate(groups):
         if not isinstance(group, dict):
             continue
-        spec = specs.get(jobview.group_name(group))
+        name = jobview.group_name(group)
+        spec = specs.get(name)
         if spec is not None and spec.enabled:
+            try:
+                inputs = inputs_of(user, group, spec)
+            except jobview.UnresolvedName as err:
+                raise CannotInject(f'group "{spec.group}": {err}') from None
+            marker = markers.get(name) if markers is not None else None
+            if marker is None:
+                marker = spec_hash(spec, config, user, group, inputs)
             # only the groups injection changes are copied; the others are the user's, shared
-            copied[index] = group = _writable_group(group)
-            _inject_group(user, group, spec, config)
+            copied[index] = writable = _writable_group(group)
+            _inject_group(user, writable, spec, config, inputs, marker)
     return out
 
 
@@ -74,21 +95,23 @@ def _writable_group(group: dict[str, Any]) -> dict[str, Any]:
 
 
 def _inject_group(
-    user: Mapping[str, Any], group: dict[str, Any], spec: MeshSpec, config: MeshConfig
+    user: Mapping[str, Any],
+    group: dict[str, Any],
+    spec: MeshSpec,
+    config: MeshConfig,
+    inputs: fronting.GroupInputs,
+    marker: str,
 ) -> None:
-    try:
-        inputs = fronting.group_inputs(user, group, spec)
-    except jobview.UnresolvedName as err:
-        raise CannotInject(f'group "{spec.group}": {err}') from None
+    """Mesh ``group`` (a writable copy of the user's) in place; ``inputs`` and ``marker`` are
+    those of the user's group, which the copy still equals."""
     if not inputs.ports and not spec.upstreams:
         raise CannotInject(f'group "{spec.group}": no port to front')
-    marker = spec_hash(spec, config, user, group)
     side = _sidecar_spec(user, group, spec, config, inputs)
     tls_labels = {p.label: keys.tls_port_label(p.label) for p in inputs.ports}
     permissive = spec.mode is Mode.PERMISSIVE
     undo = UndoRecord()
     if "Constraints" in group:
-        undo.constraints = copy.deepcopy(group["Constraints"])
+        undo.constraints = group["Constraints"]
 
     undo.keep(group, "Networks")
     networks = rewrite.add_ports(jobview.as_list(group.get("Networks")), inputs.ports)

@@ -18,12 +18,12 @@ from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.goparse import parse_go_duration
 from crds_equivalent.spec import MeshSpec, SpecError, parse_job_specs
-from reconcilers.injection import edges, jobview
+from reconcilers.injection import edges, fronting, jobview
 from reconcilers.injection.grant import CannotBind, Grant, job_grant
 from reconcilers.injection.inject import (
     CannotInject,
     UndoError,
-    inject,
+    inject_user,
     is_marked,
     spec_hash,
     uninject,
@@ -143,18 +143,20 @@ def plan(
     # A Connect group is planned as if unflagged: never injected, and restored if it was.
     specs = {n: MeshSpec(group=n) if n in refusals else s for n, s in specs.items()}
     enabled = {n: s for n, s in enabled.items() if n not in refusals}
-    problem = validate(user, enabled)
+    inputs_of = fronting.InputsMemo()  # each group's inputs read once for every step below
+    problem = validate(user, enabled, inputs_of)
     if problem is not None:
         return Invalid(problem)
     try:
-        grant = job_grant(user, enabled, config)
+        grant = job_grant(user, enabled, config, inputs_of)
     except CannotBind as err:
         return Invalid(str(err))
-    stale = _stale_groups(job, user, specs, config)
+    markers: dict[str, str] = {}
+    stale = _stale_groups(job, user, specs, config, inputs_of, markers)
     if not stale:
         return NoOp(NoOpReason.UP_TO_DATE, refused, grant)
     try:
-        desired = inject(job, specs, config)
+        desired = inject_user(user, specs, config, inputs_of=inputs_of, markers=markers)
     except (CannotInject, UndoError) as err:
         return Invalid(str(err))
     return Apply(
@@ -189,8 +191,11 @@ def _stale_groups(
     user: Mapping[str, Any],
     specs: Mapping[str, MeshSpec],
     config: MeshConfig,
+    inputs_of: fronting.InputsOf,
+    markers: dict[str, str],
 ) -> list[str]:
-    """Names of groups whose injected state differs from what the specs ask for."""
+    """Names of groups whose injected state differs from what the specs ask for; the marker
+    each enabled group should carry is put in ``markers`` (the injection writes it)."""
     user_groups = {jobview.group_name(g): g for g in jobview.groups(user)}
     stale: list[str] = []
     for group in jobview.groups(job):
@@ -200,7 +205,9 @@ def _stale_groups(
             if is_marked(group):
                 stale.append(name)
             continue
-        expected = spec_hash(spec, config, user, user_groups[name])
+        user_group = user_groups[name]
+        expected = spec_hash(spec, config, user, user_group, inputs_of(user, user_group, spec))
+        markers[name] = expected
         current = jobview.group_meta(group).get(keys.INJECTED_GROUP_META)
         if current != expected or not _objects_present(group, spec):
             stale.append(name)

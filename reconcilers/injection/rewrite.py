@@ -1,12 +1,14 @@
 """Field-level rewrites of the user's services, checks and ports (pure, copy-on-write).
 
-Each function returns new dicts and never mutates its input. Keys a rewrite adds are inserted
-where Nomad's struct order puts them, so a rendered job reads like one Nomad printed.
+Each function returns new dicts and never mutates its input. It copies only the containers it
+changes: the values below them are the user's, shared with the output and never changed (the
+injection's output is only ever serialised or read). Deep copies of every service and network
+were a third of an injection's CPU in a profile of the controller. Keys a rewrite adds are
+inserted where Nomad's struct order puts them, so a rendered job reads like one Nomad printed.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
@@ -65,7 +67,7 @@ def _with_tag(service: MutableMapping[str, Any], tag: str) -> None:
 
 def plaintext_service(service: Mapping[str, Any]) -> dict[str, Any]:
     """Permissive mode: the original registration, tagged so callers can tell it apart."""
-    out = copy.deepcopy(dict(service))
+    out = dict(service)
     _with_tag(out, keys.PLAINTEXT_SERVICE_TAG)
     return out
 
@@ -81,7 +83,7 @@ def tls_service(
     ``tls_labels`` maps each fronted label to its TLS label; ``name`` is the resolved service
     name (the checks' TLS server name).
     """
-    out = copy.deepcopy(dict(service))
+    out = dict(service)
     label = as_str(out.get("PortLabel"))
     out["PortLabel"] = tls_labels[label]
     _with_tag(out, keys.TLS_SERVICE_TAG)
@@ -94,7 +96,7 @@ def tls_service(
         native = as_str(out.get("Provider")) == "nomad"
         server_name = "" if native else f"{name}.{config.domain}"
         out["Checks"] = [
-            _tls_check(check, label, tls_labels, server_name, config, native=native)
+            _tls_check(dict(check), label, tls_labels, server_name, config, native=native)
             if isinstance(check, dict)
             else check
             for check in checks
@@ -159,7 +161,7 @@ def rewrite_services(
     out: list[Any] = []
     for index, service in enumerate(services):
         if index not in names or not isinstance(service, Mapping):
-            out.append(copy.deepcopy(service))
+            out.append(service)
             continue
         if permissive:
             out.append(plaintext_service(service))
@@ -204,7 +206,7 @@ def add_ports(networks: Sequence[Any], ports: Sequence[PortView]) -> list[Any]:
       every service registration reads (client/taskenv/env.go, Builder.setAlloc/addPorts;
       client/serviceregistration/address.go, GetAddress), and they add no deprecation warning.
     """
-    out = copy.deepcopy(list(networks))
+    out = [dict(n) if isinstance(n, dict) else n for n in networks]
     for port in ports:
         if port.task is not None:
             if not out:  # the planner refuses a first network that is not an object
@@ -212,9 +214,6 @@ def add_ports(networks: Sequence[Any], ports: Sequence[PortView]) -> list[Any]:
             network = out[0]
         else:
             network = out[port.network_index]
-        dynamic = network.get("DynamicPorts")
-        if not isinstance(dynamic, list):
-            dynamic = []
-            set_ordered(network, "DynamicPorts", dynamic, NETWORK_ORDER)
-        dynamic.append(tls_port(port))
+        dynamic = as_list(network.get("DynamicPorts"))
+        set_ordered(network, "DynamicPorts", [*dynamic, tls_port(port)], NETWORK_ORDER)
     return out

@@ -26,7 +26,6 @@ back a ``null``/absent Meta that we had to create.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Mapping, MutableMapping
 from typing import Any
@@ -43,7 +42,12 @@ class UndoError(ValueError):
 
 
 class UndoRecord:
-    """The undo record of one group, filled in as the injection replaces its fields."""
+    """The undo record of one group, filled in as the injection replaces its fields.
+
+    It keeps the replaced values themselves, not copies: the injection replaces a field with a
+    new value and never changes the old one (``rewrite`` copies on write), and the record is
+    serialised (:meth:`dumps`) before the injected group is handed out.
+    """
 
     def __init__(self) -> None:
         self.group: dict[str, Any] = {}
@@ -55,13 +59,13 @@ class UndoRecord:
 
     def keep(self, group: Mapping[str, Any], key: str) -> None:
         if key in group:
-            self.group[key] = copy.deepcopy(group[key])
+            self.group[key] = group[key]
         else:
             self.absent.append(key)
 
     def keep_task(self, index: int, task: Mapping[str, Any], key: str) -> None:
         if key in task:
-            self.tasks.append([index, {key: copy.deepcopy(task[key])}, []])
+            self.tasks.append([index, {key: task[key]}, []])
         else:
             self.tasks.append([index, {}, [key]])
 

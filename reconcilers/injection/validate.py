@@ -39,7 +39,11 @@ def connect_refusals(user: Mapping[str, Any], enabled: Mapping[str, MeshSpec]) -
     return out
 
 
-def validate(user: Mapping[str, Any], enabled: Mapping[str, MeshSpec]) -> str | None:
+def validate(
+    user: Mapping[str, Any],
+    enabled: Mapping[str, MeshSpec],
+    inputs_of: fronting.InputsOf = fronting.group_inputs,
+) -> str | None:
     """The first reason the user's job cannot be meshed as asked, or None."""
     for group in jobview.groups(user):
         name = group.get("Name")
@@ -54,10 +58,10 @@ def validate(user: Mapping[str, Any], enabled: Mapping[str, MeshSpec]) -> str | 
         spec = enabled.get(name)
         if spec is None:
             continue
-        problem = _validate_group(user, group, spec)
+        problem = _validate_group(user, group, spec, inputs_of)
         if problem is not None:
             return f'group "{name}": {problem}'
-        for service in fronting.group_inputs(user, group, spec).services:
+        for service in inputs_of(user, group, spec).services:
             seen = fronted_by.setdefault(service.name, (name, spec))
             other, other_spec = seen
             if other != name and _shape(other_spec) != _shape(spec):
@@ -89,7 +93,12 @@ def _first_duplicate(names: Iterable[str]) -> str | None:
 _UNFLAG = f'or remove "{keys.MESH_TLS}" from this group (group meta "{keys.MESH_TLS}" = "false")'
 
 
-def _validate_group(job: Mapping[str, Any], group: Mapping[str, Any], spec: MeshSpec) -> str | None:
+def _validate_group(
+    job: Mapping[str, Any],
+    group: Mapping[str, Any],
+    spec: MeshSpec,
+    inputs_of: fronting.InputsOf,
+) -> str | None:
     """The first reason this meshed group cannot be injected, saying what to do; or None."""
     twice = _first_duplicate(jobview.task_name(t) for t in jobview.tasks(group))
     if twice is not None:
@@ -107,7 +116,7 @@ def _validate_group(job: Mapping[str, Any], group: Mapping[str, Any], spec: Mesh
     if conflict is not None:
         return conflict
     try:
-        inputs = fronting.group_inputs(job, group, spec)
+        inputs = inputs_of(job, group, spec)
     except jobview.UnresolvedName as err:
         return (
             f"{err}, which is only known at run time; the certificate needs the name now: "

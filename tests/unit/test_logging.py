@@ -9,7 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from controller import logging as mesh_logging
 from controller.logging import REDACTED, configure_logging, redact, redact_secrets, use_json
 
 PEM_KEY = (
@@ -157,3 +160,31 @@ def test_no_secret_reaches_the_output_in_either_format(fmt: str) -> None:
         assert secret not in text
     assert "call failed" in text
     assert "RuntimeError" in text  # the traceback is kept, only the secret is masked
+
+
+# Whole secrets of every shape the patterns look for, their pieces and near misses, to build
+# lines from.
+FRAGMENTS = [
+    PEM_KEY, VAULT_TOKEN, OPENBAO_TOKEN, JWT, "https://ci:hunter2@nomad.example/",
+    "X-Nomad-Token: abc-123", "authorization=Basic dXNlcg",
+    "-----BEGIN ", "RSA ", "PRIVATE KEY-----", "-----END ", "x-nomad-token", "X-Vault-Token",
+    "Authorization", ": ", "=", "Bearer ", '"', "hvs.", "s.", "b.", "eyJ", ".", "://", "user",
+    ":", "@", "/", " ", "\n", "A" * 21, "_-", "token", "ü",
+]  # fmt: skip
+
+
+def masked_by_every_pattern(text: str) -> str:
+    """What the five patterns give when each is run, whether or not the quick scan finds
+    anything: ``redact_text`` must always give the same."""
+    text = mesh_logging._PEM_PRIVATE.sub("[REDACTED PRIVATE KEY]", text)
+    text = mesh_logging._HEADER.sub(lambda m: m.group(1) + REDACTED, text)
+    text = mesh_logging._VAULT_TOKEN.sub(REDACTED, text)
+    text = mesh_logging._JWT.sub(REDACTED, text)
+    return mesh_logging._URL_PASSWORD.sub(lambda m: m.group(1) + REDACTED + "@", text)
+
+
+@settings(max_examples=500)
+@given(st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=4)), max_size=24))
+def test_the_quick_scan_never_lets_a_secret_through(parts: list[str]) -> None:
+    text = "".join(parts)
+    assert mesh_logging.redact_text(text) == masked_by_every_pattern(text)

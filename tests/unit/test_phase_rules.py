@@ -296,3 +296,24 @@ def test_a_pure_client_is_stamped_verified_when_its_upstreams_are_healthy() -> N
     assert (ready.phase, ready.verified_at) == (Phase.READY, NOW.isoformat())
     down = restate(ready, [EMPTY], NOW + timedelta(minutes=1))
     assert (down.phase, down.message) == (Phase.DEGRADED, EMPTY.message)
+
+
+def test_transition_time_moves_with_the_status_only() -> None:
+    first = restate(None, [SPEC, ROLLING], NOW)
+    later = NOW + timedelta(minutes=5)
+    same = restate(first, [SPEC, ROLLING], later)
+    progress = condition(T.ROLLED_OUT, False, "RollingOut", "waiting for deployment d1 (2/2)")
+    moved = restate(first, [progress], later)
+    done = restate(first, [ROLLED], later)
+
+    def rolled(status: MeshStatus) -> Condition:
+        found = status.condition(T.ROLLED_OUT)
+        assert found is not None
+        return found
+
+    assert rolled(same) == rolled(first)
+    assert rolled(same).last_transition == NOW.isoformat()
+    assert rolled(moved).message == "waiting for deployment d1 (2/2)"
+    assert rolled(moved).last_transition == NOW.isoformat()
+    assert rolled(done).reason == "DeploymentSuccessful"
+    assert rolled(done).last_transition == later.isoformat()

@@ -60,6 +60,41 @@ def test_same_content_ignores_timestamps_only() -> None:
     assert a.same_content(retimed)
 
 
+def test_items_spell_conditions_as_their_json_dump() -> None:
+    """What Nomad stores of a condition is its JSON dump, field for field, in field order."""
+    conditions = sample().to_items()["conditions"]
+    assert conditions == (
+        '[{"type":"SpecValid","status":"True","reason":"Parsed","message":"",'
+        '"last_transition":"2026-11-25T10:00:00Z"},'
+        '{"type":"ConsulHealthy","status":"Unknown","reason":"ConsulUnreachable",'
+        '"message":"connection refused","last_transition":""}]'
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"phase": Phase.DEGRADED},
+        {"message": "other"},
+        {"cert_not_after": ""},
+        {"warnings": ("a name no job fronts",)},
+        {"conditions": sample().conditions[:1]},
+    ],
+)
+def test_any_other_field_is_content(change: dict[str, object]) -> None:
+    assert not sample().same_content(sample().model_copy(update=change))
+
+
+@pytest.mark.parametrize("field", ["status", "reason", "message"])
+def test_a_condition_is_content_but_its_transition_time(field: str) -> None:
+    a = sample()
+    value = ConditionStatus.FALSE if field == "status" else "changed"
+    first = a.conditions[1].model_copy(update={field: value})
+    changed = a.model_copy(update={"conditions": (a.conditions[0], first)})
+    assert not a.same_content(changed)
+    assert not changed.same_content(a)
+
+
 def test_corrupt_records_are_refused() -> None:
     with pytest.raises(ValidationError):
         MeshStatus.from_items({"phase": "Sleeping"})

@@ -8,6 +8,9 @@ the current marker, its rollout is over and the status writes have stopped, it p
 
 - ``base``: this process's RSS after the imports and after startup with no job yet;
 - ``bytes_per_job``: traced bytes still held at convergence, divided by N;
+- ``peak_bytes_per_job``: the most traced bytes held at any moment while the jobs arrived and
+  converged, divided by N: what is held for a while by many jobs at once (the allocator keeps
+  that high-water as RSS);
 - ``by_line``: those bytes per job by the line of our code (controller/, reconcilers/,
   crds_equivalent/) nearest to each allocation, so a library's allocation is charged to the
   caller that keeps it;
@@ -37,12 +40,14 @@ from bench.jobs import job_ids
 from bench.procs import Api, TwinProc
 from controller.app import App, Tuning
 from controller.config import Settings
+from crds_equivalent.jobkey import JobKey
 from devstack.vault import start_openbao
 from devstack.workload_login import controller_vault_env
 
 OURS = ("/controller/", "/reconcilers/", "/crds_equivalent/")
 NAMESPACE = "bench"
 SEED = 8  # the benchmark's (bench.control_plane.Plan.seed)
+HELD = (set, list, dict, tuple, JobKey)  # the types ``by_holder`` breaks down (JobKey is a tuple)
 
 
 def rss_kb() -> dict[str, int]:
@@ -77,6 +82,32 @@ def largest(kinds: tuple[type, ...], top: int) -> list[str]:
             f"{type(obj).__name__} len={len(obj)} {sys.getsizeof(obj)} B e.g. {sample!r:.80}"
         )
     return rows
+
+
+def owners(kinds: tuple[type, ...], n: int, top: int) -> dict[str, int]:
+    """Shallow bytes per job of every object of those kinds, by who holds it (the referrer's
+    type, and the holder of that referrer when it is a dict or a list): what the by-type rows
+    are made of. Objects held by more than one are charged to one of them."""
+    holder: dict[int, object] = {}
+    everything = gc.get_objects()
+    for obj in everything:
+        for ref in gc.get_referents(obj):
+            if isinstance(ref, (dict, list, set, tuple, *kinds)):
+                holder.setdefault(id(ref), obj)
+    totals: collections.Counter[str] = collections.Counter()
+
+    def name(obj: object | None) -> str:
+        return "none" if obj is None else type(obj).__qualname__
+
+    for obj in everything:
+        if type(obj) not in kinds:
+            continue
+        first = holder.get(id(obj))
+        second = holder.get(id(first)) if isinstance(first, (dict, list, tuple, set)) else None
+        third = holder.get(id(second)) if isinstance(second, (dict, list, tuple, set)) else None
+        where = " < ".join(name(o) for o in (first, second, third) if o is not None)
+        totals[f"{type(obj).__qualname__} in {where or 'none'}"] += sys.getsizeof(obj)
+    return {k: round(v / n) for k, v in totals.most_common(top)}
 
 
 def our_frame(trace: tracemalloc.Trace) -> str:
@@ -173,10 +204,12 @@ async def measure(n: int, frames: int, top: int) -> dict[str, Any]:
             gc.collect()
             out["rss_kb_started_no_jobs"] = rss_kb()["VmRSS"]
             out["traced_bytes_started_no_jobs"] = tracemalloc.get_traced_memory()[0] - traced0
+            tracemalloc.reset_peak()
             started = time.monotonic()
             await phases.seed(api, NAMESPACE, job_ids(n), SEED)
             await quiet(app, api, n, within=max(300.0, n * 0.5))
             out["converged_s"] = round(time.monotonic() - started, 1)
+            peak = tracemalloc.get_traced_memory()[1] - traced0
             gc.collect()
             traced = tracemalloc.get_traced_memory()[0] - traced0
             snapshot = tracemalloc.take_snapshot()
@@ -184,11 +217,14 @@ async def measure(n: int, frames: int, top: int) -> dict[str, Any]:
             out["rss_kb_converged"] = rss_kb()["VmRSS"]
             out["bytes_per_job"] = round((traced - out["traced_bytes_started_no_jobs"]) / n)
             out["mb_at_10k"] = round(out["bytes_per_job"] * 10_000 / 2**20, 1)
+            started_bytes = out["traced_bytes_started_no_jobs"]
+            out["peak_bytes_per_job"] = round((peak - started_bytes) / n)
             out["by_line"] = by_line(snapshot, n, top)
             out["by_file"] = by_file(snapshot, n, top)
             grown = types_now() - types0
             out["by_type"] = {k: round(v / n) for k, v in grown.most_common(top)}
             out["largest_containers"] = largest((set, dict, list), 15)
+            out["by_holder"] = owners(HELD, n, top)
             app.request_stop()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 15)

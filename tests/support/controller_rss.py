@@ -64,6 +64,7 @@ class Sampler:
         self.milestones[name] = {
             **memory_mb(self.ctl.proc.pid),
             "t_s": round(time.monotonic() - self.start, 1),
+            "cpu_s": round(self.ctl.usage()["cpu_s"], 2),
         }
 
 

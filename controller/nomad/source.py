@@ -281,16 +281,20 @@ class NomadEventSource:
     async def _fill_objects(self, cache: JobCache) -> None:
         """After the jobs: every allocation and deployment, one paged LIST each (the cache
         keeps those of kept jobs). Taken after the per-job reads, so every verdict is known."""
-        # each page is trimmed as it arrives: a whole cluster's stubs at once was most of the
-        # process's peak memory at 10k jobs
-        allocs = await self._paged(
-            lambda ns: self.jobs.list_allocations(ns, keep=cache.listed_allocation)
-        )
-        cache.replace_allocations(allocs.stubs, allocs.index)
-        deployments = await self._paged(
-            lambda ns: self.jobs.list_deployments(ns, keep=cache.listed_deployment)
-        )
-        cache.replace_deployments(deployments.stubs, deployments.index)
+        # each page is trimmed and staged as compact JSON as it arrives: a whole cluster's
+        # stubs at once, even trimmed and parsed, was most of the process's peak at 10k jobs
+        cache.unstage()
+        try:
+            allocs = await self._paged(
+                lambda ns: self.jobs.list_allocations(ns, keep=cache.stage_allocation)
+            )
+            cache.replace_staged_allocations(allocs.index)
+            deployments = await self._paged(
+                lambda ns: self.jobs.list_deployments(ns, keep=cache.stage_deployment)
+            )
+            cache.replace_staged_deployments(deployments.index)
+        finally:
+            cache.unstage()
 
     async def _paged(self, lister: Callable[[str], Awaitable[JobList]]) -> JobList:
         if "*" in self.namespaces or len(self.namespaces) == 1:

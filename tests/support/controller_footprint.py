@@ -130,6 +130,18 @@ def by_line(snapshot: tracemalloc.Snapshot, n: int, top: int) -> dict[str, int]:
     return {k: round(v / n) for k, v in totals.most_common(top)}
 
 
+def transient(
+    fullest: tracemalloc.Snapshot, end: tracemalloc.Snapshot, n: int, top: int
+) -> dict[str, int]:
+    """Bytes per job by line (as ``by_line``) held in the fullest snapshot beyond the end's."""
+    totals: collections.Counter[str] = collections.Counter()
+    for trace in fullest.traces:
+        totals[our_frame(trace)] += trace.size
+    for trace in end.traces:
+        totals[our_frame(trace)] -= trace.size
+    return {k: round(v / n) for k, v in totals.most_common(top)}
+
+
 def by_file(snapshot: tracemalloc.Snapshot, n: int, top: int) -> dict[str, int]:
     """Bytes per job by the file that allocated them (libraries included): what the "other"
     row of ``by_line`` is made of."""
@@ -162,7 +174,22 @@ async def converged(api: Api, n: int) -> bool:
     return sum(phases.converged(j) for j in jobs.values()) == n
 
 
-async def quiet(app: App, api: Api, n: int, within: float) -> None:
+class Fullest:
+    """The snapshot taken when the most was traced, of those taken every 2 s while the jobs
+    converge: what was held then and is not at the end is what many jobs hold at once for a
+    while (the heap's high-water, which the process keeps as RSS)."""
+
+    def __init__(self) -> None:
+        self.traced = 0
+        self.snapshot: tracemalloc.Snapshot | None = None
+
+    def sample(self) -> None:
+        traced = tracemalloc.get_traced_memory()[0]
+        if traced > self.traced:
+            self.traced, self.snapshot = traced, tracemalloc.take_snapshot()
+
+
+async def quiet(app: App, api: Api, n: int, within: float, fullest: Fullest) -> None:
     """Every job injected, the twin idle, the mesh queue empty and no status write pending,
     twice in a row 2 s apart (status writes are coalesced)."""
     deadline = time.monotonic() + within
@@ -171,6 +198,7 @@ async def quiet(app: App, api: Api, n: int, within: float) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"not quiet within {within}s")
         await asyncio.sleep(2)
+        fullest.sample()
         st = await api.call("GET", "/_bench/settled")
         busy = st["evals_pending"] or st["allocs_pending"] or st["deployments_running"]
         queued = len(app.queue) + len(app.queue.in_flight) + app.queue.waiting
@@ -207,7 +235,8 @@ async def measure(n: int, frames: int, top: int) -> dict[str, Any]:
             tracemalloc.reset_peak()
             started = time.monotonic()
             await phases.seed(api, NAMESPACE, job_ids(n), SEED)
-            await quiet(app, api, n, within=max(300.0, n * 0.5))
+            fullest = Fullest()
+            await quiet(app, api, n, within=max(300.0, n * 0.5), fullest=fullest)
             out["converged_s"] = round(time.monotonic() - started, 1)
             peak = tracemalloc.get_traced_memory()[1] - traced0
             gc.collect()
@@ -220,6 +249,8 @@ async def measure(n: int, frames: int, top: int) -> dict[str, Any]:
             started_bytes = out["traced_bytes_started_no_jobs"]
             out["peak_bytes_per_job"] = round((peak - started_bytes) / n)
             out["by_line"] = by_line(snapshot, n, top)
+            if fullest.snapshot is not None:
+                out["held_at_fullest_not_at_end"] = transient(fullest.snapshot, snapshot, n, top)
             out["by_file"] = by_file(snapshot, n, top)
             grown = types_now() - types0
             out["by_type"] = {k: round(v / n) for k, v in grown.most_common(top)}

@@ -61,6 +61,7 @@ from controller.runtime import (
     Manager,
     SystemClock,
 )
+from controller.runtime.memory import trim_loop
 from controller.status.store import StatusStore
 from controller.tlsprobe import TlsProber
 from controller.vault.bootstrap import pki_layout
@@ -107,6 +108,7 @@ class Tuning:
     deploy_retry_base: float = 300.0  # first retry of a failed/reverted deployment of ours
     deploy_retry_cap: float = 1800.0  # retries then double up to this: at most ~3 an hour
     handle_signals: bool = True  # SIGTERM/SIGINT stop the manager (off when embedded)
+    memory_trim: float = 10.0  # free C heap pages go back to the kernel this often
 
 
 class App:
@@ -352,6 +354,11 @@ class App:
                     needs_leader=True,
                 ),
                 FuncRunnable("status-writes", self.statuses.run, needs_leader=True),
+                FuncRunnable(
+                    "memory-trim",
+                    lambda: trim_loop(self.clock, self.tuning.memory_trim),
+                    needs_leader=False,
+                ),
             ],
             clock=self.clock,
             elector=self.elector,

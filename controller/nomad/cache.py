@@ -202,6 +202,34 @@ class JobCache:
         """What the cache keeps of one deployment of the LIST (None: nothing)."""
         return trim_deployment(deployment) if self.kept(owner(deployment)) else None
 
+    def stage_allocation(self, stub: dict[str, Any]) -> None:
+        """One LIST stub, as its page arrives: what ``listed_allocation`` keeps of it, held
+        compact until ``replace_staged_allocations`` (a ``keep`` that keeps nothing in the
+        listing itself)."""
+        kept = self.listed_allocation(stub)
+        if kept is not None:
+            self.allocations.stage(kept)
+
+    def stage_deployment(self, deployment: dict[str, Any]) -> None:
+        """As ``stage_allocation``, for one deployment of the LIST."""
+        kept = self.listed_deployment(deployment)
+        if kept is not None:
+            self.deployments.stage(kept)
+
+    def unstage(self) -> None:
+        """Forget what a LIST that did not complete staged."""
+        self.allocations.unstage()
+        self.deployments.unstage()
+
+    def replace_staged_allocations(self, index: int) -> None:
+        """``replace_allocations`` with the stubs staged by the LIST taken at ``index``."""
+        self.allocations.replace_staged(index)
+
+    def replace_staged_deployments(self, index: int) -> None:
+        """``replace_deployments`` with the deployments staged by the LIST at ``index``."""
+        self.deployments.replace_staged(index)
+        self._deployments_replaced()
+
     def replace_allocations(self, stubs: Iterable[Mapping[str, Any]], index: int) -> None:
         """The allocation LIST (``/v1/allocations``, stubs with TaskStates) at ``index``."""
         self.allocations.replace(
@@ -213,6 +241,10 @@ class JobCache:
         self.deployments.replace(
             (trim_deployment(d) for d in deployments if self.kept(owner(d))), index
         )
+        self._deployments_replaced()
+
+    def _deployments_replaced(self) -> None:
+        """The last step of a fill: deployments capped per job, the cache ready."""
         for key in self.deployments.jobs():
             self.deployments.cap(key, DEPLOYMENTS_KEPT)
         self.ready = True

@@ -258,6 +258,7 @@ class ObjectTable:
         self.packer = Packer()
         self.by_job: dict[JobKey, bytes] = {}  # cold jobs, packed
         self.hot: Recent[JobKey, dict[str, dict[str, Any]]] = Recent(hot, self._cool)
+        self.staged: dict[JobKey, list[bytes]] = {}  # a LIST in progress (``stage``)
 
     def __len__(self) -> int:
         return sum(len(self._read(k)) for k in self.jobs())
@@ -327,10 +328,30 @@ class ObjectTable:
         grouped: dict[JobKey, list[dict[str, Any]]] = {}
         for obj in listed:
             grouped.setdefault(self.job_of(obj), []).append(obj)
+        self._replace(grouped, index, lambda obj: obj)
+
+    def stage(self, obj: dict[str, Any]) -> None:
+        """One object of a LIST whose pages are still arriving, held as compact JSON until
+        ``replace_staged``: a cluster's objects parsed at once (~1.5 kB an allocation, four
+        a job) were most of the fill's peak at 10k jobs; as text they are a fraction."""
+        self.staged.setdefault(self.job_of(obj), []).append(compact(obj))
+
+    def replace_staged(self, index: int) -> None:
+        """``replace`` with what was staged since the last ``replace_staged`` or ``unstage``."""
+        staged, self.staged = self.staged, {}
+        self._replace(staged, index, json.loads)
+
+    def unstage(self) -> None:
+        """Forget a LIST that did not complete."""
+        self.staged = {}
+
+    def _replace(
+        self, grouped: dict[JobKey, list[Any]], index: int, parse: Callable[[Any], Any]
+    ) -> None:
         for key in set(grouped) | set(self.jobs()):
             objects = self._load(key)
             seen: set[str] = set()
-            for obj in grouped.get(key, ()):
+            for obj in map(parse, grouped.pop(key, ())):
                 oid = str(obj.get("ID") or "")
                 seen.add(oid)
                 cached = objects.get(oid)

@@ -40,10 +40,16 @@ class NomadJobs:
         self.per_page = per_page
 
     async def list_jobs(
-        self, namespace: str = "*", *, meta: bool = True, prefix: str | None = None
+        self,
+        namespace: str = "*",
+        *,
+        meta: bool = True,
+        prefix: str | None = None,
+        keep: Keep | None = None,
     ) -> JobList:
         """All job stubs (every page). The index is the first page's: the oldest, safest point
-        to resume a stream from, since replayed frames are dropped by index anyway."""
+        to resume a stream from, since replayed frames are dropped by index anyway. ``keep``
+        maps each stub as its page arrives (None drops it), as for ``list_allocations``."""
         stubs: list[dict[str, Any]] = []
         index: int | None = None
         token: str | None = None
@@ -54,7 +60,10 @@ class NomadJobs:
             if token:
                 params["next_token"] = token
             resp = await self.client.request("GET", "/v1/jobs", params=params, namespace=namespace)
-            stubs.extend(resp.body or [])
+            for stub in resp.body or []:
+                kept = keep(stub) if keep is not None else stub
+                if kept is not None:
+                    stubs.append(kept)
             if index is None:
                 index = resp.index or 0
             token = resp.next_token

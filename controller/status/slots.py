@@ -67,15 +67,17 @@ class Slot:
 
     The stored version is kept packed (``controller.status.packed``: a few hundred bytes of
     deflated JSON instead of a ~8.7 kB MeshStatus, for every job the process knows) and
-    ``stored`` parses it on demand; pending content is short-lived and stays a MeshStatus.
-    ``__slots__`` and a FlushSignal rather than an asyncio.Event: there is one slot per job
-    too."""
+    ``stored`` parses it on demand. Pending content is kept packed too: it is short-lived, but
+    a cold start holds it for thousands of jobs at once (a record whose rollout is in progress
+    waits for the outcome, ``StatusStore._due``), and that high-water stays in the process's
+    RSS. ``__slots__`` and a FlushSignal rather than an asyncio.Event: there is one slot per
+    job too."""
 
     key: JobKey
     index: int  # ModifyIndex of the stored record; 0: none stored (a CAS of 0 creates)
     record: InitVar[MeshStatus | None]  # the stored record (kept packed, see ``stored``)
     seen_at: float  # monotonic time the stored version was last read, written or listed
-    pending: MeshStatus | None = None  # accepted by update, not written yet
+    pending_packed: bytes | None = None  # accepted by update, not written yet (``pending``)
     fns: list[Derive] = field(default_factory=list)  # what produced ``pending``, in order
     written_at: float = float("-inf")  # monotonic time of our last write of this record
     pending_since: float | None = None  # monotonic time the pending content began to pile up
@@ -100,19 +102,33 @@ class Slot:
         self.packed = PACKER.pack(record) if record is not None else None
 
     @property
+    def pending(self) -> MeshStatus | None:
+        """The content accepted by update and not written yet (None: nothing pending)."""
+        return PACKER.unpack(self.pending_packed) if self.pending_packed is not None else None
+
+    @pending.setter
+    def pending(self, record: MeshStatus | None) -> None:
+        self.pending_packed = PACKER.pack(record) if record is not None else None
+
+    @property
+    def has_pending(self) -> bool:
+        """Something is pending (``pending`` without parsing it)."""
+        return self.pending_packed is not None
+
+    @property
     def current(self) -> MeshStatus | None:
         """The record as it will be stored: the pending content, else the stored one."""
-        return self.pending if self.pending is not None else self.stored
+        return self.pending if self.pending_packed is not None else self.stored
 
     @property
     def idle(self) -> bool:
         """Nothing pending and nothing in flight: the slot may be dropped or replaced."""
-        return self.pending is None and not self.writing
+        return self.pending_packed is None and not self.writing
 
     def accept(self, content: MeshStatus, fn: Derive, at: float, *, held: bool = False) -> None:
         """Take ``content`` (made by ``fn``) as the pending content; the first pending change
         says when the pile began and whether it is ``held`` (began under load)."""
-        if self.pending is None:
+        if self.pending_packed is None:
             self.pending_since, self.held = at, held
         self.pending = content
         self.fns.append(fn)
@@ -130,7 +146,7 @@ class Slot:
         pending content already holds it: only their functions stay."""
         self.index, self.stored, self.seen_at, self.written_at = index, content, at, at
         self.stale, self.failures = False, 0
-        if self.pending is sent:
+        if self.pending_packed == PACKER.pack(sent):
             self.pending, self.pending_since = None, None
             self.fns.clear()
         else:
@@ -141,7 +157,7 @@ class Slot:
         """The winner's record after a lost CAS: the pending functions replayed on it."""
         self.index, self.stored, self.seen_at, self.stale = index, stored, at, False
         self.pending = rederive(stored, self.fns)
-        if self.pending is None:
+        if self.pending_packed is None:
             self.pending_since = None
             self.fns.clear()
 

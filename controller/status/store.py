@@ -158,7 +158,7 @@ class StatusStore:
         if status is None or (base is not None and base.same_content(status)):
             return base
         now = self.clock.monotonic()
-        if slot.pending is None:
+        if not slot.has_pending:
             busy = self._busy(now)
             self._changes.append(now)
             slot.accept(status, fn, now, held=busy)
@@ -236,7 +236,7 @@ class StatusStore:
 
         async def one(path: str) -> None:
             slot = self._slots.get(path)
-            if slot is None or slot.pending is None or slot.writing:
+            if slot is None or not slot.has_pending or slot.writing:
                 return
             due = max(slot.due, slot.written_at + self.write_interval)
             if due > now and not force:
@@ -253,7 +253,7 @@ class StatusStore:
         Nomad refuses stays pending (logged), so this returns even while Nomad is down."""
         for _ in range(CAS_ATTEMPTS):
             busy = [s.flushed.wait() for s in self._slots.values() if s.writing]
-            waiting = [p for p, s in self._slots.items() if s.pending is not None and not s.writing]
+            waiting = [p for p, s in self._slots.items() if s.has_pending and not s.writing]
             if not busy and not waiting:
                 return
             if graceful:
@@ -263,7 +263,7 @@ class StatusStore:
             await asyncio.gather(*busy)
             if not graceful:
                 return
-        left = sum(1 for s in self._slots.values() if s.pending is not None)
+        left = sum(1 for s in self._slots.values() if s.has_pending)
         if left:
             log.warning("status records still pending after a flush", records=left)
 

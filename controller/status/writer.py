@@ -71,7 +71,7 @@ class SlotWriter:
     ) -> None:
         """Write the slot's pending content with CAS until nothing is pending; on a lost CAS
         re-read and derive again (``rederive``) or give the record up to the winner."""
-        if slot.writing or slot.pending is None:
+        if slot.writing or not slot.has_pending:
             return
         slot.writing = True
         slot.flushed.clear()
@@ -79,7 +79,7 @@ class SlotWriter:
             await self._write_pending(path, slot, attempts, rederive)
         except Exception:
             slot.failures += 1
-            if slot.pending is not None:
+            if slot.has_pending:
                 retry = min(RETRY_CAP, max(self.interval, 0.5) * 2**slot.failures)
                 self.schedule.at(self.clock.monotonic() + retry, path)
             if raise_errors:
@@ -91,7 +91,7 @@ class SlotWriter:
 
     async def _write_pending(self, path: str, slot: Slot, attempts: int, rederive: bool) -> None:
         lost = 0
-        while slot.pending is not None:
+        while slot.has_pending:
             if slot.stale and not rederive:
                 slot.discard()  # (a lost leader does not derive again: the winner stands)
                 return
@@ -99,6 +99,8 @@ class SlotWriter:
                 await self._reread(path, slot)
                 continue
             sent, used = slot.pending, len(slot.fns)
+            if sent is None:
+                return
             stamped = sent.model_copy(update={"updated_at": self.clock.now().isoformat()})
             items = stamped.to_items()
             if path != status_path(*slot.key):
@@ -108,7 +110,7 @@ class SlotWriter:
                 slot.written(stamped, written.modify_index, sent, used, self.clock.monotonic())
                 self.writes += 1
                 due = max(slot.due, slot.written_at + self.interval)
-                if slot.pending is not None and due > self.clock.monotonic():
+                if slot.has_pending and due > self.clock.monotonic():
                     self.schedule.at(due, path)
                     return
                 continue

@@ -12,12 +12,15 @@ LISTs ``<int_mount>/roles`` once — one call whatever the number of jobs, share
 grants — and forgets every remembered role Vault no longer has, so a role deleted out of band
 is written again at the job's next reconcile (the periodic resync reaches every job) instead
 of only after a restart. A changed role that still exists is not re-read: the memory holds
-names, and only a deletion is repaired this way.
+names, and only a deletion is repaired this way. The names are remembered as a 16-byte digest:
+the memory has one entry per meshed job for the life of the process, and the names themselves
+(two per fronted service) cost ~0.4 kB a job.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,7 +33,12 @@ from crds_equivalent.goparse import parse_go_duration
 
 log = structlog.get_logger(__name__)
 
-_ABSENT = ()  # remembered for a withdrawn role
+_ABSENT = b""  # remembered for a withdrawn role (no digest is empty)
+
+
+def _digest(names: Sequence[str]) -> bytes:
+    """What the memory keeps of a role's allowed names (NUL is in no DNS name)."""
+    return hashlib.blake2b("\x00".join(names).encode(), digest_size=16).digest()
 
 
 class _EveryRole(set[str]):
@@ -56,7 +64,7 @@ class VaultCertGrants:
     ) -> None:
         self._client = client
         self._layout = layout
-        self._known: dict[str, tuple[str, ...]] = {}
+        self._known: dict[str, bytes] = {}  # role -> _digest of its names, or _ABSENT
         self._verify_interval = verify_interval
         self._clock: Clock = clock or SystemClock()
         # Monotonic time of the last LIST: the memory starts empty, so nothing needs one yet.
@@ -76,19 +84,20 @@ class VaultCertGrants:
     async def grant(self, role: str, names: Sequence[str]) -> None:
         """Make the role allow exactly ``names`` (order kept, as the job lists them)."""
         want = tuple(names)
+        digest = _digest(want)
         await self._verify()
-        if self._known.get(role) == want:
+        if self._known.get(role) == digest:
             return
         path = self._path(role)
         params = self._layout.job_role_params(want)
         if role not in self._known and role in await self._listed():
             have = await self._client.read(path)
             if have is not None and role_params_match(params, have.get("data") or {}):
-                self._known[role] = want
+                self._known[role] = digest
                 return
         await self._client.write(path, params)
         self.writes += 1
-        self._known[role] = want
+        self._known[role] = digest
         if self._present is not None:
             self._present.add(role)
 

@@ -14,7 +14,7 @@ from controller.nomad.client import NomadClient
 from controller.nomad.errors import Conflict, PermissionDenied
 from controller.nomad.jobs import NomadJobs
 from controller.nomad.lock import NomadVariableLock
-from controller.nomad.source import NomadEventSource
+from controller.nomad.source import STUB_FIELDS, NomadEventSource, listed_stub
 from controller.nomad.stream import EventStream
 from controller.nomad.variables import NomadVariables
 from crds_equivalent.jobkey import JobKey
@@ -59,6 +59,27 @@ async def test_register_list_get_with_enforce_index(nomad: NomadClient) -> None:
     assert stored["Meta"]["team"] == "a"
     versions = await jobs.job_versions("web", "default")
     assert [v["Version"] for v in versions] == [1, 0]
+
+
+async def test_a_list_keeps_what_keep_makes_of_each_stub_on_every_page(
+    nomad: NomadClient,
+) -> None:
+    jobs = NomadJobs(nomad, per_page=2)
+    for name in ("a", "b", "c", "d", "e"):
+        await jobs.register_job(job_spec(name, meta={MESH_TLS: name}), enforce_index=0)
+    whole = await jobs.list_jobs("*")
+    assert "JobSummary" in whole.stubs[0]
+
+    cut = await jobs.list_jobs("*", keep=listed_stub)
+    assert cut.index == whole.index
+    assert cut.stubs == [{k: s[k] for k in STUB_FIELDS if k in s} for s in whole.stubs]
+    assert [(s["ID"], s["Meta"]) for s in cut.stubs] == [
+        (n, {MESH_TLS: n}) for n in ("a", "b", "c", "d", "e")
+    ]
+    assert all(set(s) <= set(STUB_FIELDS) for s in cut.stubs)
+
+    odd = await jobs.list_jobs("*", keep=lambda s: s if s["ID"] in "ace" else None)
+    assert [s["ID"] for s in odd.stubs] == ["a", "c", "e"]
 
 
 async def test_allocation_reads(nomad: NomadClient) -> None:

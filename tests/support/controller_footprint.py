@@ -8,6 +8,9 @@ the current marker, its rollout is over and the status writes have stopped, it p
 
 - ``base``: this process's RSS after the imports and after startup with no job yet;
 - ``bytes_per_job``: traced bytes still held at convergence, divided by N;
+- ``peak_bytes_per_job``: the most traced bytes held at any moment while the jobs arrived and
+  converged, divided by N: what is held for a while by many jobs at once (the allocator keeps
+  that high-water as RSS);
 - ``by_line``: those bytes per job by the line of our code (controller/, reconcilers/,
   crds_equivalent/) nearest to each allocation, so a library's allocation is charged to the
   caller that keeps it;
@@ -37,12 +40,14 @@ from bench.jobs import job_ids
 from bench.procs import Api, TwinProc
 from controller.app import App, Tuning
 from controller.config import Settings
+from crds_equivalent.jobkey import JobKey
 from devstack.vault import start_openbao
 from devstack.workload_login import controller_vault_env
 
 OURS = ("/controller/", "/reconcilers/", "/crds_equivalent/")
 NAMESPACE = "bench"
 SEED = 8  # the benchmark's (bench.control_plane.Plan.seed)
+HELD = (set, list, dict, tuple, JobKey)  # the types ``by_holder`` breaks down (JobKey is a tuple)
 
 
 def rss_kb() -> dict[str, int]:
@@ -79,6 +84,32 @@ def largest(kinds: tuple[type, ...], top: int) -> list[str]:
     return rows
 
 
+def owners(kinds: tuple[type, ...], n: int, top: int) -> dict[str, int]:
+    """Shallow bytes per job of every object of those kinds, by who holds it (the referrer's
+    type, and the holder of that referrer when it is a dict or a list): what the by-type rows
+    are made of. Objects held by more than one are charged to one of them."""
+    holder: dict[int, object] = {}
+    everything = gc.get_objects()
+    for obj in everything:
+        for ref in gc.get_referents(obj):
+            if isinstance(ref, (dict, list, set, tuple, *kinds)):
+                holder.setdefault(id(ref), obj)
+    totals: collections.Counter[str] = collections.Counter()
+
+    def name(obj: object | None) -> str:
+        return "none" if obj is None else type(obj).__qualname__
+
+    for obj in everything:
+        if type(obj) not in kinds:
+            continue
+        first = holder.get(id(obj))
+        second = holder.get(id(first)) if isinstance(first, (dict, list, tuple, set)) else None
+        third = holder.get(id(second)) if isinstance(second, (dict, list, tuple, set)) else None
+        where = " < ".join(name(o) for o in (first, second, third) if o is not None)
+        totals[f"{type(obj).__qualname__} in {where or 'none'}"] += sys.getsizeof(obj)
+    return {k: round(v / n) for k, v in totals.most_common(top)}
+
+
 def our_frame(trace: tracemalloc.Trace) -> str:
     """The innermost frame of our code in an allocation's traceback ("other" when none)."""
     for frame in trace.traceback:  # most recent call first
@@ -96,6 +127,18 @@ def by_line(snapshot: tracemalloc.Snapshot, n: int, top: int) -> dict[str, int]:
     totals: collections.Counter[str] = collections.Counter()
     for trace in snapshot.traces:
         totals[our_frame(trace)] += trace.size
+    return {k: round(v / n) for k, v in totals.most_common(top)}
+
+
+def transient(
+    fullest: tracemalloc.Snapshot, end: tracemalloc.Snapshot, n: int, top: int
+) -> dict[str, int]:
+    """Bytes per job by line (as ``by_line``) held in the fullest snapshot beyond the end's."""
+    totals: collections.Counter[str] = collections.Counter()
+    for trace in fullest.traces:
+        totals[our_frame(trace)] += trace.size
+    for trace in end.traces:
+        totals[our_frame(trace)] -= trace.size
     return {k: round(v / n) for k, v in totals.most_common(top)}
 
 
@@ -131,7 +174,22 @@ async def converged(api: Api, n: int) -> bool:
     return sum(phases.converged(j) for j in jobs.values()) == n
 
 
-async def quiet(app: App, api: Api, n: int, within: float) -> None:
+class Fullest:
+    """The snapshot taken when the most was traced, of those taken every 2 s while the jobs
+    converge: what was held then and is not at the end is what many jobs hold at once for a
+    while (the heap's high-water, which the process keeps as RSS)."""
+
+    def __init__(self) -> None:
+        self.traced = 0
+        self.snapshot: tracemalloc.Snapshot | None = None
+
+    def sample(self) -> None:
+        traced = tracemalloc.get_traced_memory()[0]
+        if traced > self.traced:
+            self.traced, self.snapshot = traced, tracemalloc.take_snapshot()
+
+
+async def quiet(app: App, api: Api, n: int, within: float, fullest: Fullest) -> None:
     """Every job injected, the twin idle, the mesh queue empty and no status write pending,
     twice in a row 2 s apart (status writes are coalesced)."""
     deadline = time.monotonic() + within
@@ -140,6 +198,7 @@ async def quiet(app: App, api: Api, n: int, within: float) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"not quiet within {within}s")
         await asyncio.sleep(2)
+        fullest.sample()
         st = await api.call("GET", "/_bench/settled")
         busy = st["evals_pending"] or st["allocs_pending"] or st["deployments_running"]
         queued = len(app.queue) + len(app.queue.in_flight) + app.queue.waiting
@@ -173,10 +232,13 @@ async def measure(n: int, frames: int, top: int) -> dict[str, Any]:
             gc.collect()
             out["rss_kb_started_no_jobs"] = rss_kb()["VmRSS"]
             out["traced_bytes_started_no_jobs"] = tracemalloc.get_traced_memory()[0] - traced0
+            tracemalloc.reset_peak()
             started = time.monotonic()
             await phases.seed(api, NAMESPACE, job_ids(n), SEED)
-            await quiet(app, api, n, within=max(300.0, n * 0.5))
+            fullest = Fullest()
+            await quiet(app, api, n, within=max(300.0, n * 0.5), fullest=fullest)
             out["converged_s"] = round(time.monotonic() - started, 1)
+            peak = tracemalloc.get_traced_memory()[1] - traced0
             gc.collect()
             traced = tracemalloc.get_traced_memory()[0] - traced0
             snapshot = tracemalloc.take_snapshot()
@@ -184,11 +246,16 @@ async def measure(n: int, frames: int, top: int) -> dict[str, Any]:
             out["rss_kb_converged"] = rss_kb()["VmRSS"]
             out["bytes_per_job"] = round((traced - out["traced_bytes_started_no_jobs"]) / n)
             out["mb_at_10k"] = round(out["bytes_per_job"] * 10_000 / 2**20, 1)
+            started_bytes = out["traced_bytes_started_no_jobs"]
+            out["peak_bytes_per_job"] = round((peak - started_bytes) / n)
             out["by_line"] = by_line(snapshot, n, top)
+            if fullest.snapshot is not None:
+                out["held_at_fullest_not_at_end"] = transient(fullest.snapshot, snapshot, n, top)
             out["by_file"] = by_file(snapshot, n, top)
             grown = types_now() - types0
             out["by_type"] = {k: round(v / n) for k, v in grown.most_common(top)}
             out["largest_containers"] = largest((set, dict, list), 15)
+            out["by_holder"] = owners(HELD, n, top)
             app.request_stop()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 15)

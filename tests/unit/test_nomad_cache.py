@@ -101,6 +101,37 @@ def test_listed_stubs_are_trimmed_as_their_page_arrives_and_the_rest_dropped() -
     assert cache.listed_deployment(deployment("d2", create=3, index=3, job_id="plain")) is None
 
 
+def test_a_staged_listing_fills_the_cache_as_the_whole_listing_does() -> None:
+    """The fill stages each page's stubs as they arrive (compact, not parsed) and replaces
+    from them at the end: the same cache as ``replace_allocations``/``_deployments`` with
+    the whole listing, events newer than the LIST included; an unfinished LIST leaves none."""
+    page = [alloc("a1", index=30, ClientStatus="pending"), alloc("a2", index=31)]
+    page += [alloc("p1", "plain"), alloc("a0", ClientStatus="complete", DesiredStatus="stop")]
+    deps = [
+        deployment("d1", create=3, index=3),
+        deployment("d2", create=3, index=3, job_id="plain"),
+    ]
+    whole, staged = (filled(job("web"), job("plain", meshed=False)) for _ in range(2))
+    for cache in (whole, staged):
+        cache.apply_event(event("Allocation", {"Allocation": alloc("a1", index=40)}, 40))
+        cache.apply_event(event("Allocation", {"Allocation": alloc("a3", index=41)}, 41))
+    whole.replace_allocations(page, 35)
+    whole.replace_deployments(deps, 35)
+    staged.stage_allocation(alloc("a9"))
+    staged.unstage()  # a LIST that failed: nothing of it is applied later
+    for a in page:
+        staged.stage_allocation(a)
+    staged.replace_staged_allocations(35)
+    for d in deps:
+        staged.stage_deployment(d)
+    staged.replace_staged_deployments(35)
+    for key in (WEB, JobKey("default", "plain")):
+        assert staged.allocations_of(key) == whole.allocations_of(key)
+        assert staged.deployments_of(key) == whole.deployments_of(key)
+    assert sorted(a["ID"] for a in staged.allocations_of(WEB)) == ["a1", "a2", "a3"]
+    assert staged.ready and staged.allocations.staged == {} == staged.deployments.staged
+
+
 def test_allocations_are_trimmed_to_the_fields_read() -> None:
     raw = alloc(
         "a1",

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from controller.nomad.client import NomadClient
-from controller.nomad.jobs import JobList, NomadJobs
+from controller.nomad.jobs import JobList, Keep, NomadJobs
 from controller.nomad.source import NomadEventSource
 from controller.nomad.stream import Event, EventBatch, EventStream
 from controller.runtime.clock import FakeClock
@@ -152,7 +152,12 @@ async def test_events_that_arrive_during_a_list_win_over_it() -> None:
 
     class ListingJobs(NomadJobs):
         async def list_jobs(
-            self, namespace: str = "*", *, meta: bool = True, prefix: str | None = None
+            self,
+            namespace: str = "*",
+            *,
+            meta: bool = True,
+            prefix: str | None = None,
+            keep: Keep | None = None,
         ) -> JobList:
             # while Nomad answers the LIST, the stream reports two newer changes
             holder[0].handle_batch(
@@ -181,7 +186,12 @@ async def test_periodic_resync_is_jittered_and_counted() -> None:
 
     class FixedJobs(NomadJobs):
         async def list_jobs(
-            self, namespace: str = "*", *, meta: bool = True, prefix: str | None = None
+            self,
+            namespace: str = "*",
+            *,
+            meta: bool = True,
+            prefix: str | None = None,
+            keep: Keep | None = None,
         ) -> JobList:
             lists.append(clock.monotonic())
             return JobList(stubs=[{"ID": "web", "Meta": {MESH_TLS: "1"}}], index=3)
@@ -269,7 +279,12 @@ async def test_the_list_hands_over_parents_and_never_reads_children() -> None:
 
     class ListingJobs(NomadJobs):
         async def list_jobs(
-            self, namespace: str = "*", *, meta: bool = True, prefix: str | None = None
+            self,
+            namespace: str = "*",
+            *,
+            meta: bool = True,
+            prefix: str | None = None,
+            keep: Keep | None = None,
         ) -> JobList:
             # children stubs carry their parent's meta, flagged or not: neither may count
             flagged = [{**c, "Meta": {MESH_TLS: "true"}} for c in children[:2]]

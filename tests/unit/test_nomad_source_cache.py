@@ -9,7 +9,7 @@ from typing import Any
 
 from controller.nomad.cache import JobCache
 from controller.nomad.client import NomadClient
-from controller.nomad.jobs import JobList, NomadJobs
+from controller.nomad.jobs import JobList, Keep, NomadJobs
 from controller.nomad.source import NomadEventSource
 from controller.nomad.stream import Event, EventBatch, EventStream
 from crds_equivalent.jobkey import JobKey
@@ -53,7 +53,12 @@ class Nomad(NomadJobs):
         self.reads: list[str] = []
 
     async def list_jobs(
-        self, namespace: str = "*", *, meta: bool = True, prefix: str | None = None
+        self,
+        namespace: str = "*",
+        *,
+        meta: bool = True,
+        prefix: str | None = None,
+        keep: Keep | None = None,
     ) -> JobList:
         stubs = [{k: j[k] for k in ("ID", "Namespace", "Meta", "ModifyIndex", "JobModifyIndex")}
                  for j in self.stored.values()]  # fmt: skip

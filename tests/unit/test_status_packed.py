@@ -100,3 +100,44 @@ def test_every_field_survives_the_deflated_round_trip() -> None:
     packed = packer.pack(full)
     assert len(packed) < len(full.model_dump_json()) / 2
     assert packer.unpack(packed) == full
+
+
+def test_pending_content_is_held_packed_and_a_write_clears_it_after_the_table_forgot_it() -> None:
+    """A cold start holds thousands of records pending at once: each slot keeps its pending
+    content packed too, and the write that sent it clears it by content, whether or not the
+    parsed record is still in the table of recent ones."""
+    slots = [Slot(JobKey("default", f"job-{i:05d}"), 7, record(i), seen_at=0.0) for i in range(300)]
+    for i, slot in enumerate(slots):
+        slot.accept(record(i + 1000), lambda p, i=i: record(i + 1000), 1.0)
+    assert all(isinstance(s.pending_packed, bytes) and not s.idle for s in slots)
+    for i, slot in enumerate(slots):  # the first ones' parsed records left the table long ago
+        sent = slot.pending
+        assert sent == record(i + 1000)
+        slot.written(sent, 8, sent, 1, at=2.0)
+    assert all(
+        s.idle and s.fns == [] and s.current == record(i + 1000) for i, s in enumerate(slots)
+    )
+
+
+def test_a_slot_with_pending_content_costs_far_less_than_the_records_it_holds() -> None:
+    """A bound a regression to keeping pending MeshStatus objects (~8.7 kB each once the
+    table of recent parsed records has let them go) breaks."""
+    n = 2000
+    stored = [record(i).to_items() for i in range(n)]
+    pending = [record(i + n).to_items() for i in range(n)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        slots = [
+            Slot(JobKey("default", f"job-{i:05d}"), i + 1, MeshStatus.from_items(stored[i]), 0.0)
+            for i in range(n)
+        ]
+        for i, slot in enumerate(slots):
+            slot.accept(MeshStatus.from_items(pending[i]), lambda p: p, 1.0)
+        gc.collect()
+        per_slot = (tracemalloc.get_traced_memory()[0] - before) / n
+    finally:
+        tracemalloc.stop()
+    assert all(s.has_pending for s in slots)
+    assert per_slot < 5000, per_slot

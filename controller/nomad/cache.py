@@ -46,10 +46,12 @@ from typing import Any
 from controller.nomad.cache_objects import (
     DEPLOYMENTS_KEPT,
     GONE,
+    UNCHANGED,
     Gone,
     JobEntry,
     ObjectTable,
     Packer,
+    Unchanged,
     compact,
     finished,
     intval,
@@ -251,9 +253,16 @@ class JobCache:
 
     # --- events -----------------------------------------------------------------------------
 
-    def apply_event(self, event: Event) -> JobKey | None:
+    def apply_event(self, event: Event) -> JobKey | Unchanged | None:
         """One event of the stream; returns the key of the kept job it changed, if any (a
-        child's key for its own Job and Allocation events: the source maps it to the parent)."""
+        child's key for its own Job and Allocation events: the source maps it to the parent).
+
+        Once the cache is filled (``ready``: every read of a kept job is answered from it),
+        an event that moves nothing a reader sees returns ``UNCHANGED`` instead, so nothing
+        is reconciled for it (controller-runtime's predicates): an allocation or deployment
+        whose kept fields are as cached (Nomad bumps ``ModifyIndex`` for every change, e.g. an
+        allocation's health, which the trimmed object does not hold), and a job event at the
+        cached ``JobModifyIndex`` (a deployment marking the version stable)."""
         if event.topic == "Job":
             return self._job_event(event)
         if event.topic == "Allocation":
@@ -261,23 +270,23 @@ class JobCache:
             if not isinstance(alloc, Mapping) or not self._wanted_alloc(alloc):
                 return None
             if finished(alloc):
-                self.allocations.remove(
+                news = self.allocations.remove(
                     owner(alloc), str(alloc.get("ID") or ""), upto=intval(alloc.get("ModifyIndex"))
                 )
             else:
-                self.allocations.put(trim_allocation(alloc))
-            return owner(alloc)
+                news = self.allocations.put(trim_allocation(alloc))
+            return owner(alloc) if news or not self.ready else UNCHANGED
         if event.topic == "Deployment":
             deployment = event.payload.get("Deployment")
             if isinstance(deployment, Mapping):
                 key = self.deployments.job_of(deployment)
                 if self.kept(key):
-                    self.deployments.put(trim_deployment(deployment))
+                    news = self.deployments.put(trim_deployment(deployment))
                     self.deployments.cap(key, DEPLOYMENTS_KEPT)
-                    return key
+                    return key if news or not self.ready else UNCHANGED
         return None
 
-    def _job_event(self, event: Event) -> JobKey | None:
+    def _job_event(self, event: Event) -> JobKey | Unchanged | None:
         job = event.payload.get("Job")
         if not isinstance(job, dict):
             return None
@@ -293,12 +302,29 @@ class JobCache:
                 job.get("Status"),
             )  # fmt: skip
             return key
+        same = self._same_spec(key, event, job)
         self._put_job(key, job, event.job_text)
         entry = self.jobs.get(key)
         if entry is not None and entry.index == intval(job.get("ModifyIndex")):
             self._settle(key, entry)
         self.on_job(key)
-        return key
+        return UNCHANGED if same and entry is not None and entry.verdict else key
+
+    def _same_spec(self, key: JobKey, event: Event, job: Mapping[str, Any]) -> bool:
+        """The filled cache keeps this job at the event's ``JobModifyIndex``: Nomad bumps that
+        on every change of the spec (a stop included), so what moved is only what no reader
+        reads (``Stable``, ``Status`` of a job that is not dead, ``ModifyIndex``)."""
+        entry = self.jobs.get(key)
+        return (
+            self.ready
+            and entry is not None
+            and entry.job is not None
+            and not entry.stale
+            and event.type not in ("JobDeregistered", "JobBatchDeregistered")
+            and entry.modify_index == intval(job.get("JobModifyIndex"))
+            and entry.index <= intval(job.get("ModifyIndex"))
+            and entry.live == (job.get("Status") != "dead")
+        )
 
     # --- read-your-writes -------------------------------------------------------------------
 

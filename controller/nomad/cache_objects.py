@@ -81,6 +81,13 @@ class Gone:
 GONE = Gone()
 
 
+class Unchanged:
+    """An event that moved nothing a reader of the filled cache sees (``apply_event``)."""
+
+
+UNCHANGED = Unchanged()
+
+
 def intval(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
@@ -301,7 +308,9 @@ class ObjectTable:
         return sorted(self._read(key), key=_created)
 
     def put(self, obj: dict[str, Any]) -> bool:
-        """Store ``obj`` unless the cached one is newer; True when stored."""
+        """Store ``obj`` unless the cached one is newer. True when a reader sees a change: a
+        new object, or one with a field other than ``ModifyIndex`` moved (Nomad bumps it for
+        changes to fields the trimmed object no longer holds, e.g. an allocation's health)."""
         key = self.job_of(obj)
         objects = self._load(key)
         oid = str(obj.get("ID") or "")
@@ -310,18 +319,20 @@ class ObjectTable:
             return False
         objects[oid] = obj
         self._store(key, objects)
-        return True
+        return cached is None or not _same_but_index(cached, obj)
 
-    def remove(self, key: JobKey, oid: str, *, upto: int | None = None) -> None:
-        """Forget ``oid`` (with ``upto``: only if cached at that ModifyIndex or older)."""
+    def remove(self, key: JobKey, oid: str, *, upto: int | None = None) -> bool:
+        """Forget ``oid`` (with ``upto``: only if cached at that ModifyIndex or older); True
+        when it was forgotten."""
         if key not in self.hot and key not in self.by_job:
-            return
+            return False
         objects = self._load(key)
         cached = objects.get(oid)
         if cached is None or (upto is not None and _modify_index(cached) > upto):
-            return
+            return False
         del objects[oid]
         self._store(key, objects)
+        return True
 
     def replace(self, listed: Iterable[dict[str, Any]], index: int) -> None:
         """A LIST at raft ``index``: put what it shows, drop what it no longer shows."""
@@ -376,6 +387,13 @@ class ObjectTable:
     def flush(self) -> None:
         """Pack every hot job (what the table holds at rest, e.g. to measure it)."""
         self.hot.flush()
+
+
+def _same_but_index(cached: Mapping[str, Any], obj: Mapping[str, Any]) -> bool:
+    """The same object apart from its ``ModifyIndex``."""
+    return len(cached) == len(obj) and all(
+        k == "ModifyIndex" or (k in obj and obj[k] == v) for k, v in cached.items()
+    )
 
 
 def _fresh(value: Any) -> Any:

@@ -35,7 +35,8 @@ predicate and the cache; after the reads of a (re)connect, one paged LIST of all
 one of deployments complete the fill (not on the periodic resync: the running stream keeps
 them); every event is applied to the cache before the handler hears of it, so a reconcile it
 triggers reads the event's object; and a Deployment event of a tracked job is handed over as
-``deployment_changed``.
+``deployment_changed``. An event the cache finds to move nothing a reconcile reads (an
+allocation's health, a job marked stable: ``JobCache.apply_event``) is handed over as nothing.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from controller.nomad.cache import JobCache
+from controller.nomad.cache_objects import Unchanged
 from controller.nomad.errors import NomadError, PermissionDenied
 from controller.nomad.jobs import JobList, NomadJobs
 from controller.nomad.metrics import StreamMetrics, stream_metrics
@@ -346,7 +348,9 @@ class NomadEventSource:
                 continue
             changed = self.cache.apply_event(event) if self.cache is not None else None
             if event.topic == "Job":
-                self.memory.job_event(event)
+                self.memory.job_event(event, news=not isinstance(changed, Unchanged))
+            elif isinstance(changed, Unchanged):
+                continue  # nothing a reconcile reads moved: no reconcile for it
             elif event.topic == "Allocation":
                 self.memory.allocation_event(event)
             elif event.topic == "Deployment":

@@ -121,7 +121,9 @@ class TrackedJobs:
         if key in self.tracked:
             self.handler.allocation_changed(key)
 
-    def job_event(self, event: Event) -> None:
+    def job_event(self, event: Event, *, news: bool = True) -> None:
+        """Learn what a Job event says; hand its key over unless it is no ``news`` (the
+        cache holds the job at this spec already: nothing a reconcile reads moved)."""
         job = event.payload.get("Job") or {}
         key = JobKey(event.namespace or str(job.get("Namespace") or "default"), event.key)
         parent = parent_of(key, job)
@@ -134,7 +136,8 @@ class TrackedJobs:
             changed[key] = interesting
         if interesting:
             self.tracked.add(key)
-            self.handler.job_changed(key)
+            if news:
+                self.handler.job_changed(key)
         elif key in self.tracked:
             # Was interesting, is not any more (e.g. flag gone, or purged): one last look.
             self.tracked.discard(key)

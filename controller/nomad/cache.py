@@ -261,8 +261,9 @@ class JobCache:
         an event that moves nothing a reader sees returns ``UNCHANGED`` instead, so nothing
         is reconciled for it (controller-runtime's predicates): an allocation or deployment
         whose kept fields are as cached (Nomad bumps ``ModifyIndex`` for every change, e.g. an
-        allocation's health, which the trimmed object does not hold), and a job event at the
-        cached ``JobModifyIndex`` (a deployment marking the version stable)."""
+        allocation's health, which the trimmed object does not hold). A Job event is always
+        news, even at the cached ``JobModifyIndex``: the one that marks a version stable is
+        how the mesh reconciler hears that the rollout it waits on succeeded."""
         if event.topic == "Job":
             return self._job_event(event)
         if event.topic == "Allocation":
@@ -286,7 +287,7 @@ class JobCache:
                     return key if news or not self.ready else UNCHANGED
         return None
 
-    def _job_event(self, event: Event) -> JobKey | Unchanged | None:
+    def _job_event(self, event: Event) -> JobKey | None:
         job = event.payload.get("Job")
         if not isinstance(job, dict):
             return None
@@ -302,29 +303,12 @@ class JobCache:
                 job.get("Status"),
             )  # fmt: skip
             return key
-        same = self._same_spec(key, event, job)
         self._put_job(key, job, event.job_text)
         entry = self.jobs.get(key)
         if entry is not None and entry.index == intval(job.get("ModifyIndex")):
             self._settle(key, entry)
         self.on_job(key)
-        return UNCHANGED if same and entry is not None and entry.verdict else key
-
-    def _same_spec(self, key: JobKey, event: Event, job: Mapping[str, Any]) -> bool:
-        """The filled cache keeps this job at the event's ``JobModifyIndex``: Nomad bumps that
-        on every change of the spec (a stop included), so what moved is only what no reader
-        reads (``Stable``, ``Status`` of a job that is not dead, ``ModifyIndex``)."""
-        entry = self.jobs.get(key)
-        return (
-            self.ready
-            and entry is not None
-            and entry.job is not None
-            and not entry.stale
-            and event.type not in ("JobDeregistered", "JobBatchDeregistered")
-            and entry.modify_index == intval(job.get("JobModifyIndex"))
-            and entry.index <= intval(job.get("ModifyIndex"))
-            and entry.live == (job.get("Status") != "dead")
-        )
+        return key
 
     # --- read-your-writes -------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ one of deployments complete the fill (not on the periodic resync: the running st
 them); every event is applied to the cache before the handler hears of it, so a reconcile it
 triggers reads the event's object; and a Deployment event of a tracked job is handed over as
 ``deployment_changed``. An event the cache finds to move nothing a reconcile reads (an
-allocation's health, a job marked stable: ``JobCache.apply_event``) is handed over as nothing.
+allocation's health: ``JobCache.apply_event``) is handed over as nothing.
 """
 
 from __future__ import annotations
@@ -348,7 +348,7 @@ class NomadEventSource:
                 continue
             changed = self.cache.apply_event(event) if self.cache is not None else None
             if event.topic == "Job":
-                self.memory.job_event(event, news=not isinstance(changed, Unchanged))
+                self.memory.job_event(event)
             elif isinstance(changed, Unchanged):
                 continue  # nothing a reconcile reads moved: no reconcile for it
             elif event.topic == "Allocation":

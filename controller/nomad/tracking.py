@@ -121,9 +121,7 @@ class TrackedJobs:
         if key in self.tracked:
             self.handler.allocation_changed(key)
 
-    def job_event(self, event: Event, *, news: bool = True) -> None:
-        """Learn what a Job event says; hand its key over unless it is no ``news`` (the
-        cache holds the job at this spec already: nothing a reconcile reads moved)."""
+    def job_event(self, event: Event) -> None:
         job = event.payload.get("Job") or {}
         key = JobKey(event.namespace or str(job.get("Namespace") or "default"), event.key)
         parent = parent_of(key, job)
@@ -136,8 +134,7 @@ class TrackedJobs:
             changed[key] = interesting
         if interesting:
             self.tracked.add(key)
-            if news:
-                self.handler.job_changed(key)
+            self.handler.job_changed(key)
         elif key in self.tracked:
             # Was interesting, is not any more (e.g. flag gone, or purged): one last look.
             self.tracked.discard(key)

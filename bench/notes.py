@@ -122,14 +122,16 @@ control plane got to these figures (issue 16) and what the profiles showed, run 
   and the socket on this VM, ~4 requests per new job) and the stream's decoding dominate.
 - **Reconciles per new job** (counted in the controller's log at 1k): mesh 2.0, health 2.9,
   certificates 0 within the window; per new job the stream delivers ~16 Allocation, 3
-  Deployment and 2 Job events (~104 kB of JSON). An event that moves nothing a reconcile reads
-  (an allocation or deployment whose kept fields are as cached, a finished allocation never
-  held, the Job event at the cached JobModifyIndex that only marks a version stable) is applied
-  to the cache and queues nothing: health reconciles 2,890 -> 1,859 per 1k jobs, and the
-  controller's CPU per new job fell 16.4 -> 11.6 and 18.7 -> 15.1 ms in two back-to-back pairs
-  on the shared machine. Stream decoding is ~11 % of the profile; Python's cycle collector is
-  more than half of json.loads' cost on these frames in a microbenchmark (orjson would save
-  ~0.5 ms a job: not added for that).
+  Deployment and 2 Job events (~104 kB of JSON). An allocation or deployment event that moves
+  nothing a reconcile reads (its kept fields as cached: an allocation's health, a ModifyIndex
+  bump; a finished allocation never held) is applied to the cache and queues nothing. With
+  the Job event that marks a version stable skipped too, health reconciles went 2,890 -> 1,859
+  per 1k jobs and CPU per new job 16.4 -> 11.6 and 18.7 -> 15.1 ms in two back-to-back pairs on
+  the shared machine; that Job event is news again (it is how the mesh reconciler hears its
+  rollout succeeded: skipping it left a fresh job at Injected end to end), so the tables above
+  are the measure of what stayed. Stream decoding is ~11 % of the profile; Python's cycle
+  collector is more than half of json.loads' cost on these frames in a microbenchmark (orjson
+  would save ~0.5 ms a job: not added for that).
 - **Data plane.** The sidecar adds 26-28 us at p50 over plaintext at concurrency 1 (target
   met) and matches or beats every peer when each request opens a new TLS connection (1.03-1.13x
   the best), but reaches 0.83-0.89x of the best peer (stunnel or haproxy) at 32 keep-alive

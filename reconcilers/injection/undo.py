@@ -166,7 +166,9 @@ def _uninject_group(group: dict[str, Any]) -> None:
     tasks = group.get("Tasks")
     if isinstance(tasks, list):
         at = record["sidecar_at"]
-        if isinstance(at, int) and 0 <= at < len(tasks) and _is_sidecar(tasks[at]):
+        # Where the record says the sidecar is, its name is enough: the record is our own
+        # evidence, and a sidecar whose Meta someone mangled must still go with the rest.
+        if isinstance(at, int) and 0 <= at < len(tasks) and _named_sidecar(tasks[at]):
             del tasks[at]
         else:
             group["Tasks"] = tasks = [t for t in tasks if not _is_sidecar(t)]
@@ -200,3 +202,7 @@ def _restore_meta(group: dict[str, Any], kind: str) -> None:
 
 def _is_sidecar(task: object) -> bool:
     return isinstance(task, Mapping) and jobview.is_managed_sidecar(task)
+
+
+def _named_sidecar(task: object) -> bool:
+    return isinstance(task, Mapping) and jobview.task_name(task) == keys.SIDECAR_TASK

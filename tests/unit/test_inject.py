@@ -272,3 +272,16 @@ def test_corrupt_undo_record_is_an_error(raw: str | None) -> None:
         out["TaskGroups"][0]["Meta"][keys.UNDO_GROUP_META] = raw
     with pytest.raises(UndoError, match='group "web"'):
         uninject(out)
+
+
+@pytest.mark.parametrize("mangled_meta", [[], None, {"owner": "someone"}])
+def test_a_sidecar_whose_meta_was_mangled_still_goes_where_the_record_says(
+    mangled_meta: object,
+) -> None:
+    """Found by the fuzzer: another tool rewrote the sidecar's Meta, dropping our managed
+    marker; the group's undo record still says where the sidecar is, so un-injecting removes
+    it instead of leaving a task by our name behind in a job the mesh no longer covers."""
+    j = job()
+    out = meshed(j)
+    sidecar_of(out["TaskGroups"][0])["Meta"] = mangled_meta
+    assert uninject(out) == j

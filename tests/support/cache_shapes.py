@@ -14,6 +14,22 @@ WEB = JobKey("default", "web")
 PLAIN = JobKey("default", "plain")
 
 
+class Kinds(list[tuple[str, JobKey]]):
+    """A source's handler that records which kind of change each key was handed over as."""
+
+    def job_changed(self, key: JobKey) -> None:
+        self.append(("job", key))
+
+    def job_listed(self, key: JobKey) -> None:
+        self.append(("listed", key))
+
+    def allocation_changed(self, key: JobKey) -> None:
+        self.append(("allocation", key))
+
+    def deployment_changed(self, key: JobKey) -> None:
+        self.append(("deployment", key))
+
+
 def job(job_id: str, *, meshed: bool = True, index: int = 5, jmi: int | None = None) -> Any:
     return {
         "ID": job_id,

@@ -12,9 +12,8 @@ from controller.nomad.client import NomadClient
 from controller.nomad.jobs import NomadJobs
 from controller.nomad.source import NomadEventSource
 from controller.nomad.stream import Event, EventBatch, EventStream
-from crds_equivalent.jobkey import JobKey
 from reconcilers.mesh.interest import MESH_INTEREST
-from tests.support.cache_shapes import WEB, alloc, deployment, event, filled, job, stub
+from tests.support.cache_shapes import WEB, Kinds, alloc, deployment, event, filled, job, stub
 
 HEALTHY = {"Healthy": True, "Timestamp": "2026-12-02T16:48:05Z"}
 
@@ -75,20 +74,6 @@ def test_before_the_first_fill_every_event_is_news() -> None:
         cache.apply_read(key, web)
     again = {**job("web", index=6, jmi=5), "Stable": True}
     assert cache.apply_event(event("Job", {"Job": again}, 6)) == WEB
-
-
-class Kinds(list[tuple[str, JobKey]]):
-    def job_changed(self, key: JobKey) -> None:
-        self.append(("job", key))
-
-    def job_listed(self, key: JobKey) -> None:
-        self.append(("listed", key))
-
-    def allocation_changed(self, key: JobKey) -> None:
-        self.append(("allocation", key))
-
-    def deployment_changed(self, key: JobKey) -> None:
-        self.append(("deployment", key))
 
 
 def test_the_source_hands_over_only_news() -> None:

@@ -20,6 +20,7 @@ from controller.runtime.clock import FakeClock
 from crds_equivalent.jobkey import JobKey
 from crds_equivalent.keys import MESH_TLS
 from reconcilers.mesh.interest import MESH_INTEREST
+from tests.support.cache_shapes import Kinds
 
 
 class Keys(list[JobKey]):
@@ -225,19 +226,6 @@ async def test_periodic_resync_is_jittered_and_counted() -> None:
     assert len(lists) == 2
     assert 540 <= lists[1] - lists[0] <= 660
     assert got == [JobKey("default", "web")] * 2
-
-
-class Kinds(list[tuple[str, JobKey]]):
-    """A handler that records which kind of change each key was handed over as."""
-
-    def job_changed(self, key: JobKey) -> None:
-        self.append(("job", key))
-
-    def job_listed(self, key: JobKey) -> None:
-        self.append(("listed", key))
-
-    def allocation_changed(self, key: JobKey) -> None:
-        self.append(("allocation", key))
 
 
 def child_of(parent: dict[str, Any], child_id: str, **extra: Any) -> dict[str, Any]:

@@ -15,22 +15,9 @@ from controller.nomad.stream import Event, EventBatch, EventStream
 from crds_equivalent.jobkey import JobKey
 from crds_equivalent.keys import MESH_TLS
 from reconcilers.mesh.interest import MESH_INTEREST
+from tests.support.cache_shapes import Kinds
 
 WEB = JobKey("default", "web")
-
-
-class Kinds(list[tuple[str, JobKey]]):
-    def job_changed(self, key: JobKey) -> None:
-        self.append(("job", key))
-
-    def job_listed(self, key: JobKey) -> None:
-        self.append(("listed", key))
-
-    def allocation_changed(self, key: JobKey) -> None:
-        self.append(("allocation", key))
-
-    def deployment_changed(self, key: JobKey) -> None:
-        self.append(("deployment", key))
 
 
 def job(job_id: str, index: int, meshed: bool) -> dict[str, Any]:

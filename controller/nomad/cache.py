@@ -232,18 +232,18 @@ class JobCache:
         self.deployments.replace_staged(index)
         self._deployments_replaced()
 
-    def replace_allocations(self, stubs: Iterable[Mapping[str, Any]], index: int) -> None:
-        """The allocation LIST (``/v1/allocations``, stubs with TaskStates) at ``index``."""
-        self.allocations.replace(
-            (trim_allocation(a) for a in stubs if self._wanted_alloc(a) and not finished(a)),
-            index,
-        )
+    def replace_allocations(self, stubs: Iterable[dict[str, Any]], index: int) -> None:
+        """The whole allocation LIST (``/v1/allocations``, stubs with TaskStates) at ``index``
+        in one call: staged and replaced as the fill does page by page."""
+        for stub in stubs:
+            self.stage_allocation(stub)
+        self.replace_staged_allocations(index)
 
-    def replace_deployments(self, deployments: Iterable[Mapping[str, Any]], index: int) -> None:
-        self.deployments.replace(
-            (trim_deployment(d) for d in deployments if self.kept(owner(d))), index
-        )
-        self._deployments_replaced()
+    def replace_deployments(self, deployments: Iterable[dict[str, Any]], index: int) -> None:
+        """As ``replace_allocations``, for the whole deployment LIST."""
+        for deployment in deployments:
+            self.stage_deployment(deployment)
+        self.replace_staged_deployments(index)
 
     def _deployments_replaced(self) -> None:
         """The last step of a fill: deployments capped per job, the cache ready."""

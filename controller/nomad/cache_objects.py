@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -334,13 +334,6 @@ class ObjectTable:
         self._store(key, objects)
         return True
 
-    def replace(self, listed: Iterable[dict[str, Any]], index: int) -> None:
-        """A LIST at raft ``index``: put what it shows, drop what it no longer shows."""
-        grouped: dict[JobKey, list[dict[str, Any]]] = {}
-        for obj in listed:
-            grouped.setdefault(self.job_of(obj), []).append(obj)
-        self._replace(grouped, index, lambda obj: obj)
-
     def stage(self, obj: dict[str, Any]) -> None:
         """One object of a LIST whose pages are still arriving, held as compact JSON until
         ``replace_staged``: a cluster's objects parsed at once (~1.5 kB an allocation, four
@@ -348,21 +341,13 @@ class ObjectTable:
         self.staged.setdefault(self.job_of(obj), []).append(compact(obj))
 
     def replace_staged(self, index: int) -> None:
-        """``replace`` with what was staged since the last ``replace_staged`` or ``unstage``."""
+        """A LIST at raft ``index``, from what was staged since the last ``replace_staged`` or
+        ``unstage``: put what it shows, drop what it no longer shows."""
         staged, self.staged = self.staged, {}
-        self._replace(staged, index, json.loads)
-
-    def unstage(self) -> None:
-        """Forget a LIST that did not complete."""
-        self.staged = {}
-
-    def _replace(
-        self, grouped: dict[JobKey, list[Any]], index: int, parse: Callable[[Any], Any]
-    ) -> None:
-        for key in set(grouped) | set(self.jobs()):
+        for key in set(staged) | set(self.jobs()):
             objects = self._load(key)
             seen: set[str] = set()
-            for obj in map(parse, grouped.pop(key, ())):
+            for obj in map(json.loads, staged.pop(key, ())):
                 oid = str(obj.get("ID") or "")
                 seen.add(oid)
                 cached = objects.get(oid)
@@ -372,6 +357,10 @@ class ObjectTable:
                 if _modify_index(objects[oid]) <= index:
                     del objects[oid]
             self._store(key, objects)
+
+    def unstage(self) -> None:
+        """Forget a LIST that did not complete."""
+        self.staged = {}
 
     def cap(self, key: JobKey, kept: int) -> None:
         """Keep only the job's ``kept`` newest objects (by CreateIndex)."""

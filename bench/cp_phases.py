@@ -100,17 +100,20 @@ async def cold_start(
 
 async def quiescent(api: Api, ctl: ControllerProc, within: float, polling: int = 0) -> float:
     """Wait until the controller's mesh queue is empty (nothing queued or in flight, at most
-    ``polling`` keys waiting for a timed re-check) and the twin's scheduler is idle; returns
-    the seconds waited. ``polling`` tolerates jobs whose rollout the twin failed: the
-    controller re-checks those every rollout poll, for ever, as it should."""
+    ``polling`` keys waiting for a timed re-check), it holds no status record back, and the
+    twin's scheduler is idle; returns the seconds waited. ``polling`` tolerates jobs whose
+    rollout the twin failed: the controller re-checks those every rollout poll, for ever, as it
+    should. Held records count: under load a record waits for its rollout's outcome, and a
+    phase that ended before they went out would charge their writes to the next phase (what
+    made a resync at N=100 look like it wrote 30 status records)."""
     start = time.monotonic()
     while time.monotonic() - start < within:
         ctl.usage()
         ctl.restart_if_exited()
         status = await api.controller_status(ctl)
         if status is not None:
-            q = status["queue"]
-            if not (q["depth"] or q["in_flight"]) and q["waiting"] <= polling:
+            q, held = status["queue"], status.get("status_records", {}).get("pending", 0)
+            if not (q["depth"] or q["in_flight"] or held) and q["waiting"] <= polling:
                 st = await api.call("GET", "/_bench/settled")
                 if not (st["evals_pending"] or st["allocs_pending"] or st["deployments_running"]):
                     return time.monotonic() - start

@@ -322,6 +322,7 @@ class App:
             holder_timeout=self.tuning.holder_timeout,
             lock_errors=(NomadError,),
             rotation=lambda: read_summary(self.variables),
+            status_backlog=self.statuses,
         )
 
     def _build_http(self, *, view: StatusView) -> HttpServer:

@@ -68,6 +68,13 @@ class LeaderLock(Protocol):
     async def holder(self) -> Mapping[str, str] | None: ...
 
 
+class StatusBacklog(Protocol):
+    """Status records accepted but held back (coalesced, or waiting for a rollout's end)."""
+
+    @property
+    def pending(self) -> int: ...
+
+
 class QueueDepth(Protocol):
     def __len__(self) -> int: ...
 
@@ -93,8 +100,10 @@ class StatusView:
         holder_timeout: float,
         lock_errors: tuple[type[Exception], ...],
         rotation: RotationRead | None = None,
+        status_backlog: StatusBacklog | None = None,
     ) -> None:
         self.book = book
+        self.status_backlog = status_backlog
         self.source = source
         self.leadership = leadership
         self.lock = lock
@@ -177,5 +186,8 @@ class StatusView:
             "phases": self.phase_counts(),
             "jobs": jobs,
             "writes": dict(self.book.writes),
+            "status_records": {
+                "pending": self.status_backlog.pending if self.status_backlog else 0,
+            },
             "rotation": await self.rotation(),
         }

@@ -53,10 +53,14 @@ from crds_equivalent.status import MeshStatus
 
 # Records beginning to change within one window at which the store counts as under load; a
 # record that begins to change then is held BUSY_FACTOR windows, its first change too, and up
-# to SETTLE_FACTOR windows while it says its rollout is in progress (``StatusStore._due``).
+# to ROLLOUT_HOLD seconds while it says its rollout is in progress (``StatusStore._due``).
 BUSY_AT = 8
 BUSY_FACTOR = 5
-SETTLE_FACTOR = 60
+# Nomad's default update.progress_deadline (structs.DefaultUpdateStrategy): a rollout still in
+# progress after it has failed, unless the job sets a longer deadline. A fixed number of write
+# windows was too short under real load: at a 10k cold start the rollouts outlast a minute,
+# and each record was written twice, "rolling out" and then its outcome.
+ROLLOUT_HOLD = 600.0
 
 __all__ = [
     "CAS_ATTEMPTS",
@@ -125,6 +129,13 @@ class StatusStore:
         """Status Variable writes that landed (tests and chaos count them)."""
         return self._writer.writes
 
+    @property
+    def pending(self) -> int:
+        """Records whose accepted content is not written yet (coalesced or held, see
+        ``_due``): /status shows it, so an operator or a benchmark can tell "quiet" from
+        "holding writes"."""
+        return sum(1 for slot in self._slots.values() if slot.has_pending)
+
     def forget(self) -> None:
         """Drop everything cached and pending (leadership ended: the next leader decides)."""
         self._cache.forget()
@@ -180,14 +191,17 @@ class StatusStore:
         pending change came under load (a cold start, a resync that changed many jobs) waits
         ``BUSY_FACTOR`` windows from that change, so what follows soon (the health
         reconciler's first facts) shares the write; and a record whose rollout is still in
-        progress waits for the rollout to end, ``SETTLE_FACTOR`` windows at most, so a new
+        progress waits for the rollout to end, ``ROLLOUT_HOLD`` seconds at most, so a new
         job's injection, rollout progress and outcome are one write, not one per step. Readers
         in this process see the pending content meanwhile."""
         earliest = slot.written_at + self.write_interval
         if not slot.held or slot.pending_since is None:
             return earliest
-        hold = SETTLE_FACTOR if status.rolling_out else BUSY_FACTOR
-        return max(earliest, slot.pending_since + hold * self.write_interval)
+        if status.rolling_out:
+            hold = max(ROLLOUT_HOLD, BUSY_FACTOR * self.write_interval)
+        else:
+            hold = BUSY_FACTOR * self.write_interval
+        return max(earliest, slot.pending_since + hold)
 
     def _busy(self, now: float) -> bool:
         """``BUSY_AT`` records began to change within the last window (a record's first pending

@@ -16,7 +16,7 @@ from controller.nomad.client import NomadClient
 from controller.nomad.errors import TransientError
 from controller.nomad.variables import NomadVariables, Variable
 from controller.runtime.clock import FakeClock
-from controller.status.store import BUSY_AT, BUSY_FACTOR, SETTLE_FACTOR, StatusStore, path_for
+from controller.status.store import BUSY_AT, BUSY_FACTOR, ROLLOUT_HOLD, StatusStore, path_for
 from crds_equivalent.status import (
     ROLLING_OUT,
     Condition,
@@ -202,9 +202,13 @@ async def test_under_load_a_rollout_in_progress_waits_for_its_outcome_in_one_wri
         await store.update("default", "slow", done)
         await clock.advance(0)
         assert variables.calls["put"] == before + 2
-        await clock.advance(SETTLE_FACTOR - (BUSY_FACTOR + 1.0) - 10.0)
+        await clock.advance(120.0)  # far past 60 windows, the old hold: rollouts may be slow
+        await clock.advance(0)
+        assert variables.calls["put"] == before + 2 and store.pending == 1
+        await clock.advance(ROLLOUT_HOLD - (BUSY_FACTOR + 1.0) - 10.0 - 120.0)
         await clock.advance(0)
         assert variables.calls["put"] == before + 3  # the hold ran out
+        assert store.pending == 0
         stuck = (await items(NomadVariables(nomad), "stuck"))["conditions"]
         assert "1/2 healthy" in stuck
         for job in ("quick", "slow"):

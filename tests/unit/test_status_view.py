@@ -70,6 +70,11 @@ class Queue:
 
 
 @dataclass
+class Backlog:
+    pending: int = 0
+
+
+@dataclass
 class Parts:
     clock: FakeClock
     book: Book
@@ -77,6 +82,7 @@ class Parts:
     leadership: Leadership
     lock: Lock
     queue: Queue
+    backlog: Backlog
     view: StatusView
 
 
@@ -84,6 +90,7 @@ class Parts:
 def parts() -> Parts:
     clock = FakeClock()
     book, source, leadership, lock, queue = Book(), Source(), Leadership(), Lock(), Queue()
+    backlog = Backlog()
     view = StatusView(
         book=book,
         source=source,
@@ -93,8 +100,9 @@ def parts() -> Parts:
         clock=clock,
         holder_timeout=2.0,
         lock_errors=(LockError,),
+        status_backlog=backlog,
     )
-    return Parts(clock, book, source, leadership, lock, queue, view)
+    return Parts(clock, book, source, leadership, lock, queue, backlog, view)
 
 
 async def test_a_leader_reports_itself_its_stream_queue_and_jobs(parts: Parts) -> None:
@@ -108,6 +116,7 @@ async def test_a_leader_reports_itself_its_stream_queue_and_jobs(parts: Parts) -
     p.book.writes.update({"apply": 2})
     p.queue.depth, p.queue.waiting = 1, 4
     p.queue.in_flight = frozenset({JobKey("default", "a")})
+    p.backlog.pending = 7
 
     doc = await p.view.status()
 
@@ -126,6 +135,7 @@ async def test_a_leader_reports_itself_its_stream_queue_and_jobs(parts: Parts) -
             {"namespace": "prod", "job": "b", "phase": str(Phase.READY)},
         ],
         "writes": {"apply": 2},
+        "status_records": {"pending": 7},
         "rotation": None,  # no rotation reader given: nothing to say
     }
 

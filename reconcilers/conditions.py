@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from functools import lru_cache
 
 from crds_equivalent.status import Condition, ConditionStatus, ConditionType, MeshStatus, Phase
 
@@ -30,8 +31,13 @@ ORDER = (
 PURE_CLIENT = "PureClient"
 
 
+@lru_cache(maxsize=4096)
 def condition(kind: ConditionType, ok: bool | None, reason: str, message: str = "") -> Condition:
-    """A condition from a tri-state fact (None = could not tell)."""
+    """A condition from a tri-state fact (None = could not tell). Shared: a Condition is frozen,
+    and the same few facts recur across thousands of jobs ("Registered", "1/2 healthy"). Each
+    pending status change keeps its conditions until written, and under load a record is held
+    until its rollout ends, so at a 10k cold start a private copy per change (~550 bytes each)
+    was tens of megabytes."""
     status = (
         ConditionStatus.UNKNOWN
         if ok is None

@@ -29,6 +29,8 @@ Wiring (composition root)::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -41,6 +43,7 @@ from crds_equivalent.config import MeshConfig
 from crds_equivalent.jobkey import JobKey
 from crds_equivalent.status import (
     Condition,
+    EdgeRecord,
     MeshStatus,
 )
 from reconcilers import conditions as cond
@@ -250,20 +253,40 @@ class HealthReconciler:
         changes included, and again on a CAS conflict). A record that no longer shows the
         sidecar injected is left alone."""
         namespace, job_id = key
-        now = self.clock.now()
-
-        def derive(previous: MeshStatus | None) -> MeshStatus | None:
-            if previous is None or not previous.sidecar_injected:
-                return None
-            return cond.restate(previous, updates, now).model_copy(
-                update={
-                    "cert_not_after": verdict.not_after.isoformat()
-                    if verdict.not_after
-                    else previous.cert_not_after,
-                    "issuer": verdict.issuer or previous.issuer,
-                    "edges": calls.records,
-                    "warnings": calls.warnings,
-                }
-            )
-
+        derive = HealthFields(
+            updates=tuple(updates),
+            now=self.clock.now(),
+            not_after=verdict.not_after.isoformat() if verdict.not_after else None,
+            issuer=verdict.issuer,
+            edges=calls.records,
+            warnings=calls.warnings,
+        )
         await self.statuses.update(namespace, job_id, derive)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthFields:
+    """The derive function of one health write: the health conditions, the leaf facts and the
+    call edges, restated onto whatever record it is applied to (``StatusStore.update``, and
+    again on a lost CAS). It keeps only what it writes, not the verdicts it came from: the
+    store holds every pending one until its record is written, under load until the job's
+    rollout ends, for thousands of jobs at once."""
+
+    updates: tuple[Condition, ...]
+    now: datetime
+    not_after: str | None  # None: keep the recorded one
+    issuer: str  # "": keep the recorded one
+    edges: tuple[EdgeRecord, ...]
+    warnings: tuple[str, ...]
+
+    def __call__(self, previous: MeshStatus | None) -> MeshStatus | None:
+        if previous is None or not previous.sidecar_injected:
+            return None  # a record that no longer shows the sidecar injected is left alone
+        return cond.restate(previous, self.updates, self.now).model_copy(
+            update={
+                "cert_not_after": self.not_after or previous.cert_not_after,
+                "issuer": self.issuer or previous.issuer,
+                "edges": self.edges,
+                "warnings": self.warnings,
+            }
+        )

@@ -317,3 +317,15 @@ def test_transition_time_moves_with_the_status_only() -> None:
     assert rolled(moved).last_transition == NOW.isoformat()
     assert rolled(done).reason == "DeploymentSuccessful"
     assert rolled(done).last_transition == later.isoformat()
+
+
+def test_the_same_fact_is_one_shared_condition() -> None:
+    """Conditions are frozen and recur across thousands of jobs: each pending status change
+    holds its own until written, so the same fact is built once and shared."""
+    a = condition(ConditionType.ROLLED_OUT, False, "RollingOut", "1/2 healthy")
+    b = condition(ConditionType.ROLLED_OUT, False, "RollingOut", "1/2 healthy")
+    other = condition(ConditionType.ROLLED_OUT, False, "RollingOut", "2/2 healthy")
+    assert a is b and a == Condition(
+        type=ConditionType.ROLLED_OUT, status="False", reason="RollingOut", message="1/2 healthy"
+    )
+    assert other is not a and other.message == "2/2 healthy"

@@ -61,6 +61,7 @@ from controller.runtime import (
     Manager,
     SystemClock,
 )
+from controller.runtime.collector import tune_collector
 from controller.runtime.memory import trim_loop
 from controller.status.store import StatusStore
 from controller.tlsprobe import TlsProber
@@ -393,7 +394,10 @@ class App:
 
 
 async def run_app(settings: Settings, **kwargs: Any) -> int:
-    """Build, run until stopped, clean up; returns the process exit code."""
+    """Build, run until stopped, clean up; returns the process exit code. The process is the
+    controller's alone, so its garbage collector is tuned for the controller's work here (not
+    in ``App``: tests run several in a process of their own)."""
+    tune_collector()
     app = App(settings, **kwargs)
     try:
         return await app.run()

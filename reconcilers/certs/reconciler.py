@@ -108,14 +108,16 @@ class CertReconciler:
 
     async def reconcile(self, key: JobKey) -> Result:
         namespace, job_id = key
+        # last_remediation in it decides the next step: only this reconciler writes it, so the
+        # store's copy (kept current by our own writes, re-read when a LIST shows it moved) is it.
+        # Asked before the job is decoded: a job not injected (yet) has no leaves to watch, and
+        # its injection is a register whose Job event brings it back here.
+        status = await self.statuses.get(namespace, job_id)
+        if status is None or not status.sidecar_injected:
+            return Result()
         job = await self.jobs.get_job(job_id, namespace)
         if job is None or jobview.is_stopped(job):
             return Result()
-        # last_remediation in it decides the next step: only this reconciler writes it, so the
-        # store's copy (kept current by our own writes, re-read when a LIST shows it moved) is it.
-        status = await self.statuses.get(namespace, job_id)
-        if status is None or not status.sidecar_injected:
-            return Result(requeue_after=self.interval)
         try:
             trust = await self.trust.get()
         except TrustUnavailable as exc:

@@ -120,6 +120,15 @@ class HealthReconciler:
 
     async def reconcile(self, key: JobKey) -> Result:
         namespace, job_id = key
+        # A gate only: _record derives again from the record as it is when it writes. Asked
+        # first because it is the cheap question (the record is in memory; the job would be
+        # decoded and un-injected): a job the mesh reconciler has not injected (yet) has no
+        # health to judge, and its injection is a register whose Job event brings it back here.
+        # At a cold start that is every job's first pass.
+        gate = await self.statuses.peek(namespace, job_id)
+        if gate is None or not gate.sidecar_injected:
+            self.metrics.forget(namespace, job_id)
+            return Result()
         job = await self.jobs.get_job(job_id, namespace)
         # un-injected and parsed once for both questions (each would otherwise do it again)
         parsed = user_specs(job, self.config) if job is not None else None
@@ -128,10 +137,6 @@ class HealthReconciler:
         if job is None or not (ports or calls.edges) or jobview.is_stopped(job):
             self.metrics.forget(namespace, job_id)
             return Result()
-        # A gate only: _record derives again from the record as it is when it writes.
-        gate = await self.statuses.peek(namespace, job_id)
-        if gate is None or not gate.sidecar_injected:
-            return Result(requeue_after=self.interval)  # the MeshReconciler is not done yet
 
         if ports:
             served, verdict = await self._served(job, key, ports)

@@ -125,6 +125,20 @@ control plane got to these figures (issue 16) and what the profiles showed, run 
   next pass), ~7 key tuples a job from separate decodes, packed status records ~0.5 kB; the
   traced peak while jobs converge is ~16 kB a job. `MALLOC_ARENA_MAX=2` changed nothing;
   `PYTHONMALLOC=malloc` gave 116 vs 133 MB at 2k (CPU cost not measured; not adopted).
+- **The import base, measured apart (branch rss3, 2026-12-03).** `controller run` imported
+  what it never runs: hvac and requests (its only hvac call was the token renewal, now a plain
+  write over aiohttp; hvac is imported on first use, by the PKI merge-patch), every
+  controllerctl command (registered by name now, `controller.cmd.lazy`) and pydantic-settings
+  (the settings groups merge their variables themselves). `import controller.cmd.run` in a
+  fresh interpreter: 79.3 -> 70.6 MB VmRSS, 988 -> 711 modules (each step in its commit).
+  `tests.support.controller_rss 300 --churn-s 0`, two interleaved pairs: started 82.1, 82.2
+  -> 72.6, 72.6 MB, peak 92.5, 93.3 -> 83.5, 83.5 MB; CPU to /status 0.70 -> 0.50 s. Still
+  in the base: rich and pygments (~3 MB), which structlog imports whenever rich is installed.
+  `PYTHONMALLOC=malloc` measured again, A/B interleaved with `controller_rss 2000` (20 s of
+  churn at 20/s), only the controller's env differing: peak 117.9, 115.2 MB against 108.8,
+  113.4 MB with pymalloc; started 88.7, 86.6 against 80.4, 80.3 MB; controller CPU to the end
+  of the churn 26.0, 27.8 s against 23.3, 24.0 s (+12-16 %). Not adopted: it costs CPU and
+  saves nothing here (the 116 vs 133 MB of the last session did not reproduce).
 - **CPU per reconcile** (py-spy profiles, then a cProfile harness over 300 bench jobs captured
   from the twin; outputs byte-identical): injection copies only the containers it changes and
   the plan reads each group's inputs and hash once (apply 804 -> 428 us a job, no-op plan

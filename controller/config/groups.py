@@ -10,10 +10,9 @@ Tokens are ``SecretStr`` and excluded from repr and dumps.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import SettingsConfigDict
 
 from controller.config.values import Duration, GoBool, Group
 
@@ -28,7 +27,7 @@ def _secret(what: str) -> Any:
 
 
 class NomadSettings(Group):
-    model_config = SettingsConfigDict(env_prefix="NOMAD_")
+    env_prefix: ClassVar[str] = "NOMAD_"
 
     addr: str = Field("http://127.0.0.1:4646", description="Nomad HTTP API address.")
     token: SecretStr | None = _secret("ACL token, sent as X-Nomad-Token")
@@ -43,7 +42,7 @@ class NomadSettings(Group):
 
 
 class VaultSettings(Group):
-    model_config = SettingsConfigDict(env_prefix="VAULT_")
+    env_prefix: ClassVar[str] = "VAULT_"
 
     addr: str = Field("https://127.0.0.1:8200", description="Vault (or OpenBao) API address.")
     token: SecretStr | None = _secret("Token, sent as X-Vault-Token")
@@ -62,7 +61,7 @@ class VaultSettings(Group):
 
 
 class ConsulSettings(Group):
-    model_config = SettingsConfigDict(env_prefix="CONSUL_")
+    env_prefix: ClassVar[str] = "CONSUL_"
 
     http_addr: str | None = Field(
         None,
@@ -105,7 +104,7 @@ MAX_LOCK_TTL = 24 * 3600.0
 
 
 class ControllerSettings(Group):
-    model_config = SettingsConfigDict(env_prefix="MESH_")
+    env_prefix: ClassVar[str] = "MESH_"
 
     namespaces: str = Field("*", description="Watched namespaces: `*` or a comma list.")
     controller_namespace: str = Field("default", description="Namespace of our Variables.")

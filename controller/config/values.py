@@ -4,6 +4,11 @@ Booleans and durations use Go's syntax (what the HashiCorp CLIs accept), duratio
 seconds. Variables are looked up exactly as ``<PREFIX><FIELD>`` upper-case, and an empty
 variable counts as unset, as in the Go clients. ``Settings.from_env(env)`` reads a given
 mapping instead of ``os.environ`` through a context variable, so tests stay hermetic.
+
+A group is a plain pydantic model that reads its variables when built, not a pydantic-settings
+``BaseSettings``: the one source it used (exact names, flags first) is a dict merge, and
+pydantic-settings (with python-dotenv, 31 modules) held ~1.2 MB of ``controller run``'s
+resident memory for the process's life.
 """
 
 from __future__ import annotations
@@ -13,11 +18,9 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, Field, ValidationError
-from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from crds_equivalent.goparse import parse_go_bool, parse_go_duration
 
@@ -77,43 +80,27 @@ def reading(env: Mapping[str, str] | None) -> Iterator[None]:
         _ENV.reset(token)
 
 
-class _ExactEnv(PydanticBaseSettingsSource):
-    """``<PREFIX><FIELD>`` upper-case, exactly as the Go clients spell them; "" means unset."""
+class Group(BaseModel):
+    """A settings group: init kwargs (flags) first, then ``<env_prefix><FIELD>`` variables."""
 
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        env = _ENV.get()
-        source = os.environ if env is None else env
-        key = env_name(self.settings_cls, field_name)
-        return source.get(key), key, False
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    env_prefix: ClassVar[str] = ""
 
-    def __call__(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, info in self.settings_cls.model_fields.items():
-            value, _, _ = self.get_field_value(info, name)
-            if value is not None and value != "":
-                out[name] = value
-        return out
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**{**_from_env(type(self)), **values})
 
 
-class Group(BaseSettings):
-    """A settings group: init kwargs (flags) first, then the exact-name env source."""
-
-    model_config = SettingsConfigDict(frozen=True, extra="forbid")
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, _ExactEnv(settings_cls))
+def _from_env(cls: type[Group]) -> dict[str, str]:
+    """The group's variables that are set (an empty one counts as unset, as in the Go clients),
+    by field name, from the mapping ``reading`` gave or else ``os.environ``."""
+    env = _ENV.get()
+    source = os.environ if env is None else env
+    found = ((name, source.get(env_name(cls, name))) for name in cls.model_fields)
+    return {name: value for name, value in found if value}
 
 
 def env_name(cls: type[BaseModel], field_name: str) -> str:
-    prefix = str(cls.model_config.get("env_prefix", ""))
+    prefix = cls.env_prefix if issubclass(cls, Group) else ""
     return f"{prefix}{field_name}".upper()
 
 

@@ -2,11 +2,14 @@
 
 ``read``/``list``/``write``/``delete``/``health`` go over aiohttp on the event loop
 (controller.vault.http): reconcilers make them per job, and hvac's thread hand-off and requests'
-session machinery per call cost more CPU than the call itself. Everything else (bootstrap, PKI
-administration, token renewal, ``patch``) still runs hvac, which is synchronous, in a worker
-thread through ``call``. Both transports translate their failures into controller.vault.errors
-(sealed/unreachable is transient, permission denied is not). TLS verification is on unless the
-caller explicitly turns it off. The client owns an HTTP session: ``await close()`` it.
+session machinery per call cost more CPU than the call itself. Only ``patch`` (PKI
+administration) still runs hvac, which is synchronous, in a worker thread through ``call``.
+hvac and requests are imported when that first happens, not with this module: together they
+are ~6 MB of the resident base (~180 modules) of a ``controller run`` that never calls them
+(its token renewal is a plain ``write``). Both transports translate their failures into
+controller.vault.errors (sealed/unreachable is transient, permission denied is not). TLS
+verification is on unless the caller explicitly turns it off. The client owns an HTTP session:
+``await close()`` it.
 """
 
 from __future__ import annotations
@@ -14,10 +17,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-
-import hvac
-import hvac.exceptions as hx
-import requests
 
 from controller.vault.connection import VaultConnection
 from controller.vault.errors import (
@@ -46,6 +45,8 @@ T = TypeVar("T")
 
 def make_hvac_client(conn: VaultConnection) -> Any:
     """A configured hvac.Client (typed Any: hvac ships no type information)."""
+    import hvac  # here, not at the top: see the module's docstring
+
     return hvac.Client(
         url=conn.addr,
         token=conn.token,
@@ -56,17 +57,28 @@ def make_hvac_client(conn: VaultConnection) -> Any:
     )
 
 
-def _first_error(exc: hx.VaultError) -> str:
+def _first_error(exc: BaseException) -> str:
     errors = getattr(exc, "errors", None)
     if isinstance(errors, list) and errors:
         return "; ".join(" ".join(str(e).split()) for e in errors)
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _raised_by_hvac(exc: BaseException) -> bool:
+    """An hvac or requests error: what ``call`` translates (anything else is a bug, raised)."""
+    import hvac.exceptions as hx  # loaded already: only hvac's calls get here
+    import requests
+
+    return isinstance(exc, hx.VaultError | requests.RequestException)
+
+
 def translate(exc: BaseException, what: str) -> VaultError:
     """Map an hvac/requests exception to our hierarchy; `what` names the call (no secrets)."""
     if isinstance(exc, VaultError):
         return exc
+    import hvac.exceptions as hx  # only hvac's calls raise these: see the module's docstring
+    import requests
+
     if isinstance(exc, hx.Forbidden):
         return VaultPermissionDenied(f"{what}: permission denied ({_first_error(exc)})")
     if isinstance(exc, hx.InvalidPath):
@@ -89,8 +101,15 @@ class VaultClient:
 
     def __init__(self, conn: VaultConnection, hvac_client: Any | None = None) -> None:
         self.conn = conn
-        self.hvac: Any = hvac_client if hvac_client is not None else make_hvac_client(conn)
+        self._hvac: Any = hvac_client
         self.http = VaultHttp(conn)
+
+    @property
+    def hvac(self) -> Any:
+        """The hvac client, made (and hvac imported) on first use."""
+        if self._hvac is None:
+            self._hvac = make_hvac_client(self.conn)
+        return self._hvac
 
     def __repr__(self) -> str:
         return f"VaultClient(addr={self.conn.addr!r})"
@@ -118,7 +137,9 @@ class VaultClient:
             self.hvac.token = self.conn.source.current()
         try:
             return fn(*args, **kwargs)
-        except (hx.VaultError, requests.RequestException) as e:
+        except Exception as e:
+            if not _raised_by_hvac(e):
+                raise
             raise translate(e, what) from e
 
     async def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -105,10 +105,8 @@ class TokenKeeper:
     async def renew(self, facts: TokenFacts) -> None:
         increment = facts.increment()
         try:
-            answer = await self.vault.call(
-                "renew auth/token/renew-self",
-                self.vault.hvac.auth.token.renew_self,
-                increment=increment,
+            answer = await self.vault.write(
+                "auth/token/renew-self", {} if increment is None else {"increment": increment}
             )
         except VaultError:
             self.metrics.renewals.labels("error").inc()

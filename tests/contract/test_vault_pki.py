@@ -266,7 +266,7 @@ def test_layout_defaults_match_the_mesh_config_defaults() -> None:
 def test_connection_from_vault_settings_keeps_verification_on() -> None:
     from controller.config import VaultSettings
 
-    default = VaultConnection.from_settings(VaultSettings(_env_file=None))
+    default = VaultConnection.from_settings(VaultSettings())
     assert default.verify is True and default.token == ""
     pinned = VaultConnection.from_settings(
         VaultSettings(addr="https://v:8200", token="t0k", cacert="/etc/ca.pem", namespace="ns1")

@@ -315,7 +315,7 @@ def test_settings_table_documents_every_setting_once() -> None:
     s = Settings.from_env({})
     expected = {f"MESH_{f}".upper() for f in MeshConfig.model_fields}
     for group in (s.nomad, s.vault, s.consul, s.controller):
-        prefix = str(type(group).model_config.get("env_prefix"))
+        prefix = type(group).env_prefix
         expected |= {f"{prefix}{f}".upper() for f in type(group).model_fields}
     assert set(names) == expected
     assert all(desc for _, _, desc in rows), "every setting needs a description"

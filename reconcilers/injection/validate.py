@@ -134,6 +134,10 @@ def _validate_group(
             identity.pure_client_name(jobview.job_id(job))
         except identity.BadClientName as err:
             return str(err)
+    first = jobview.as_list(group.get("Networks"))[:1]
+    if first and not isinstance(first[0], Mapping):
+        # the injection writes task ports' TLS ports and upstream listeners into it
+        return "the group's first network is not an object; fix the group's networks"
     conflict = edges.listener_conflict(group, spec)
     if conflict is not None:
         return conflict
@@ -242,8 +246,6 @@ def _task_port_problem(group: Mapping[str, Any], inputs: fronting.GroupInputs) -
                 f'port label "{port.label}" is declared by tasks {", ".join(owners)}; the '
                 "mesh cannot tell which one to front: rename one of them"
             )
-        if first and not isinstance(first[0], Mapping):
-            return "the group's first network is not an object; fix the group's networks"
         if first and jobview.is_namespaced_mode(jobview.as_str(first[0].get("Mode"))):
             return (
                 f'port "{port.label}" is declared in task "{port.task}"\'s resources, but the '

@@ -230,6 +230,16 @@ def test_a_pure_client_with_a_job_id_that_is_no_dns_label_is_invalid() -> None:
     assert pure_client_cn({"ID": "nightly"}, "mesh.internal") == "nightly.mesh.internal"
 
 
+def test_a_client_whose_first_network_is_no_object_is_refused_not_a_crash() -> None:
+    """The listeners are reserved in the first network; a mangled one is the user's to fix
+    (found by make chaos's fuzzer: the planner raised TypeError)."""
+    job = client_job(UPSTREAMS)
+    job["TaskGroups"][0]["Networks"] = [1.5]
+    decision = plan_job(job, CONFIG)
+    assert isinstance(decision, Invalid)
+    assert "the group's first network is not an object" in decision.reason
+
+
 def test_a_meshed_group_with_neither_ports_nor_upstreams_is_still_refused() -> None:
     decision = plan_job(client_job({}), CONFIG)
     assert isinstance(decision, Invalid)

@@ -197,10 +197,7 @@ class StatusStore:
         earliest = slot.written_at + self.write_interval
         if not slot.held or slot.pending_since is None:
             return earliest
-        if status.rolling_out:
-            hold = max(ROLLOUT_HOLD, BUSY_FACTOR * self.write_interval)
-        else:
-            hold = BUSY_FACTOR * self.write_interval
+        hold = ROLLOUT_HOLD if status.rolling_out else BUSY_FACTOR * self.write_interval
         return max(earliest, slot.pending_since + hold)
 
     def _busy(self, now: float) -> bool:

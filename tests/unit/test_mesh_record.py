@@ -74,7 +74,7 @@ async def test_a_pending_write_holds_its_facts_not_the_job_it_came_from() -> Non
 
 
 def test_a_stopped_write_records_nothing_for_a_job_never_recorded() -> None:
-    derive = OwnedFields((), datetime(2026, 1, 1, tzinfo=UTC), "m1", (("spec_hash", "m1"),), True)
+    derive = OwnedFields((), datetime(2026, 1, 1, tzinfo=UTC), "m1", (), True)
     assert derive(None) is None
     kept = derive(MeshStatus(phase=Phase.READY))
     assert kept is not None and kept.phase == Phase.READY

@@ -10,7 +10,15 @@ from devstack.nomad import http_services
 from devstack.nomad.codec import now_ns
 from devstack.nomad.ctx import ctx_of, require
 from devstack.nomad.decode import DecodeError, parse_body
-from devstack.nomad.httpbase import block, namespace, paginate, query_bool, reply, text
+from devstack.nomad.httpbase import (
+    block,
+    namespace,
+    paginate,
+    per_page,
+    query_bool,
+    reply,
+    text,
+)
 from devstack.nomad.scheduler import new_eval
 from devstack.nomad.wire import alloc_full, alloc_stub, eval_wire
 
@@ -166,13 +174,40 @@ async def read_eval(request: web.Request) -> web.Response:
 
 
 async def list_deployments(request: web.Request) -> web.Response:
+    """Paged as Nomad pages it (``Deployment.List``, nomad/deployment_endpoint.go): by
+    CreateIndex, then ID, the token ``<CreateIndex>.<ID>``. Answering every deployment in one
+    body whatever ``per_page`` said made a client's whole-cluster LIST one response here that
+    it never is against Nomad (at 10k jobs, tens of MB parsed at once)."""
     st = ctx_of(request).state
     visible = _visible(request)
     index = await block(request, st.notifier, lambda: st.table_index["deployment"])
     deps = sorted(
-        (d for d in st.deployments.values() if visible(d["Namespace"])), key=lambda d: d["ID"]
+        (d for d in st.deployments.values() if visible(d["Namespace"])), key=_created_then_id
     )
+    start = request.query.get("next_token", "")
+    if start:
+        deps = [d for d in deps if _at_or_after(d, start)]
+    size = per_page(request)
+    if size > 0 and len(deps) > size:
+        return reply(deps[:size], index, next_token=_token(deps[size]))
     return reply(deps, index)
+
+
+def _created_then_id(deployment: dict[str, Any]) -> tuple[int, str]:
+    return int(deployment.get("CreateIndex") or 0), str(deployment["ID"])
+
+
+def _token(deployment: dict[str, Any]) -> str:
+    return f"{deployment.get('CreateIndex') or 0}.{deployment['ID']}"
+
+
+def _at_or_after(deployment: dict[str, Any], token: str) -> bool:
+    """Nomad's ``CreateIndexAndIDTokenizer``: the index compared as a number, then the ID; a
+    token without a numeric index is compared as text, as Nomad falls back to."""
+    index, _, ident = token.partition(".")
+    if not ident or not index.isdigit():
+        return _token(deployment) >= token
+    return _created_then_id(deployment) >= (int(index), ident)
 
 
 async def read_deployment(request: web.Request) -> web.Response:

@@ -44,13 +44,13 @@ without an event, so without the cap a job redeployed every day would grow the c
 
 from __future__ import annotations
 
-import json
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from controller.nomad.stream import Event
+from controller.runtime import jsonwire
 from controller.runtime.recent import Recent
 from crds_equivalent.jobkey import JobKey
 
@@ -133,7 +133,7 @@ class Packer:
         return self.deflate(compact(value))
 
     def unpack(self, packed: bytes) -> Any:
-        return json.loads(self.inflate(packed))
+        return jsonwire.loads(self.inflate(packed))
 
     def deflate(self, data: bytes) -> bytes:
         """Compact JSON text (``compact``) to its packed form."""
@@ -153,7 +153,7 @@ class Packer:
 
 def compact(value: Any) -> bytes:
     """A JSON value as the compact text the cache packs."""
-    return json.dumps(value, separators=(",", ":")).encode()
+    return jsonwire.dumps(value)
 
 
 ALLOC_FIELDS = (
@@ -347,7 +347,7 @@ class ObjectTable:
         for key in set(staged) | set(self.jobs()):
             objects = self._load(key)
             seen: set[str] = set()
-            for obj in map(json.loads, staged.pop(key, ())):
+            for obj in map(jsonwire.loads, staged.pop(key, ())):
                 oid = str(obj.get("ID") or "")
                 seen.add(oid)
                 cached = objects.get(oid)

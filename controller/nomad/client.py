@@ -16,7 +16,6 @@ the leader lock has a client of its own, so its renewals never wait behind that 
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import ssl
 import time
@@ -37,6 +36,7 @@ from controller.nomad.errors import (
     error_for,
 )
 from controller.nomad.inflight import InFlight
+from controller.runtime import jsonwire
 from controller.tls import client_tls
 
 log = structlog.get_logger(__name__)
@@ -210,7 +210,7 @@ class NomadClient:
         call_timeout: float | None,
     ) -> NomadResponse:
         what = f"{method} {path}"
-        data = None if body is None else json.dumps(body, separators=(",", ":"))
+        data = None if body is None else jsonwire.dumps(body)
         headers = {"Content-Type": "application/json"} if data is not None else None
         try:
             async with self.session.request(
@@ -222,12 +222,12 @@ class NomadClient:
                 timeout=aiohttp.ClientTimeout(total=call_timeout or self.timeout),
                 server_hostname=self._server_hostname,
             ) as resp:
-                text = await resp.text()
+                raw = await resp.read()
                 if resp.status >= 300:
-                    raise _error(resp.status, text, what)
+                    raise _error(resp.status, raw.decode("utf-8", "replace"), what)
                 return NomadResponse(
                     status=resp.status,
-                    body=json.loads(text) if text.strip() else None,
+                    body=jsonwire.loads(raw) if raw.strip() else None,
                     index=_int_header(resp.headers.get("X-Nomad-Index")),
                     next_token=resp.headers.get("X-Nomad-NextToken") or None,
                 )
@@ -237,7 +237,7 @@ class NomadClient:
             raise TlsVerificationError(f"{what}: TLS verification failed: {exc}") from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from exc
-        except json.JSONDecodeError as exc:
+        except jsonwire.DecodeError as exc:
             raise TransientError(f"{what}: invalid JSON from Nomad: {exc}") from exc
 
     @asynccontextmanager
@@ -285,7 +285,7 @@ def _error(status: int, text: str, what: str) -> NomadError:
     err = error_for(status, text, what)
     if isinstance(err, Conflict) and status == 409:
         try:
-            current = json.loads(text)
+            current = jsonwire.loads(text)
         except ValueError:
             current = None
         if isinstance(current, dict):

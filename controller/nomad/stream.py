@@ -8,18 +8,11 @@ frame at or below it, skips (and counts) lines it cannot parse, and never raises
 The reader adds the I/O: one connection at a time, an inactivity watchdog (a silent TCP
 connection is only noticed by missing heartbeats), and 403-before-streaming as PermissionDenied.
 Reconnect policy (and the LIST that must precede every reconnect) belongs to the source.
-
-A Job event carries the whole job, which the cache keeps as compact JSON: the decoder parses
-each job of a frame out of the line by itself and hands its text along (``Event.job_text``),
-so the cache packs the bytes Nomad sent instead of encoding the parsed job again. The rest of
-the frame is parsed with the jobs left out, and the texts are used only when that shows each
-was exactly an event's ``Payload.Job``; otherwise the frame is parsed whole.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,6 +22,7 @@ import structlog
 
 from controller.nomad.client import NomadClient
 from controller.nomad.errors import TransientError
+from controller.runtime import jsonwire
 from controller.runtime.clock import Clock, SystemClock, wait_for
 
 log = structlog.get_logger(__name__)
@@ -36,8 +30,7 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One event; ``payload`` is kept raw (a Job event carries the whole job, and when the
-    decoder could cut it out, ``job_text`` is that job's JSON as it came)."""
+    """One event; ``payload`` is kept raw (a Job event carries the whole job)."""
 
     topic: str
     type: str
@@ -46,7 +39,6 @@ class Event:
     filter_keys: tuple[str, ...]
     index: int
     payload: Mapping[str, Any]
-    job_text: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,51 +49,7 @@ class EventBatch:
     events: tuple[Event, ...]
 
 
-# Only an event's Payload can be an object holding "Job": a job's own Payload field is a
-# string, and inside a JSON string every quote is escaped, so no job text can contain this.
-# Nomad writes compact JSON; a frame written otherwise is simply parsed whole.
-_JOB_PAYLOAD = '"Payload":{"Job":'
-_decoder = json.JSONDecoder()
-
-
-def _cut_jobs(text: str) -> tuple[dict[str, Any], dict[int, bytes]] | None:
-    """A frame holding Job events, parsed, with each job's own JSON text by the ``id`` of its
-    event's dict; None when there is no job to cut or the cut does not add up."""
-    pieces: list[str] = []
-    cut: list[tuple[Any, str]] = []
-    pos = 0
-    while (at := text.find(_JOB_PAYLOAD, pos)) >= 0:
-        start = at + len(_JOB_PAYLOAD)
-        try:
-            job, end = _decoder.raw_decode(text, start)
-        except ValueError:
-            return None
-        pieces += (text[pos:start], "null")
-        cut.append((job, text[start:end]))
-        pos = end
-    if not cut:
-        return None
-    pieces.append(text[pos:])
-    frame = json.loads("".join(pieces))
-    events = frame.get("Events") if isinstance(frame, dict) else None
-    holders = [
-        e
-        for e in (events if isinstance(events, list) else ())
-        if isinstance(e, dict)
-        and isinstance(e.get("Payload"), dict)
-        and "Job" in e["Payload"]
-        and e["Payload"]["Job"] is None
-    ]
-    if len(holders) != len(cut):
-        return None
-    texts: dict[int, bytes] = {}
-    for event, (job, job_text) in zip(holders, cut, strict=True):
-        event["Payload"]["Job"] = job
-        texts[id(event)] = job_text.encode()
-    return frame, texts
-
-
-def _event(raw: Any, frame_index: int, job_text: bytes | None = None) -> Event | None:
+def _event(raw: Any, frame_index: int) -> Event | None:
     if not isinstance(raw, dict):
         return None
     topic, key = raw.get("Topic"), raw.get("Key")
@@ -118,7 +66,6 @@ def _event(raw: Any, frame_index: int, job_text: bytes | None = None) -> Event |
         filter_keys=tuple(str(k) for k in fkeys) if isinstance(fkeys, list) else (),
         index=index if isinstance(index, int) else frame_index,
         payload=payload if isinstance(payload, dict) else {},
-        job_text=job_text if topic == "Job" else None,
     )
 
 
@@ -153,7 +100,7 @@ class StreamDecoder:
         if not rest:
             return [], None
         try:
-            frame = json.loads(rest)
+            frame = jsonwire.loads(rest)
         except ValueError:
             return [], rest.decode("utf-8", "replace")
         if isinstance(frame, dict):
@@ -171,12 +118,8 @@ class StreamDecoder:
             return None
         self.lines += 1
         try:
-            text = line.decode()
-            cut = _cut_jobs(text)
-            if cut is not None:
-                return self._frame(cut[0], cut[1])
-            frame = json.loads(text)
-        except ValueError:  # UnicodeDecodeError included
+            frame = jsonwire.loads(line)
+        except jsonwire.DecodeError:  # invalid UTF-8 included
             self.malformed += 1
             return None
         if not isinstance(frame, dict):
@@ -184,9 +127,7 @@ class StreamDecoder:
             return None
         return self._frame(frame)
 
-    def _frame(
-        self, frame: dict[str, Any], job_texts: Mapping[int, bytes] | None = None
-    ) -> EventBatch | None:
+    def _frame(self, frame: dict[str, Any]) -> EventBatch | None:
         if not frame:
             self.heartbeats += 1
             return None
@@ -204,7 +145,7 @@ class StreamDecoder:
         self.last_index = index
         events = []
         for raw in raw_events:
-            event = _event(raw, index, job_texts.get(id(raw)) if job_texts else None)
+            event = _event(raw, index)
             if event is None:
                 self.malformed += 1
             else:

@@ -15,10 +15,10 @@ equal strings hold equal content, so one parsed object can serve every reader of
 
 from __future__ import annotations
 
-import json
 import zlib
 from typing import Any
 
+from controller.runtime import jsonwire
 from controller.runtime.recent import Recent
 from crds_equivalent.status import Condition, ConditionStatus, ConditionType, MeshStatus, Phase
 
@@ -30,7 +30,7 @@ WBITS = -12  # raw deflate (no header or checksum: the bytes never leave the pro
 
 
 def _items_json(record: MeshStatus) -> bytes:
-    return json.dumps(record.to_items(), separators=(",", ":")).encode()
+    return jsonwire.dumps(record.to_items())
 
 
 def _dictionary() -> bytes:
@@ -83,7 +83,8 @@ class RecordPacker:
         if record is None:
             self.parses += 1
             inflate = self._inflate.copy()
-            record = MeshStatus.from_items(json.loads(inflate.decompress(packed) + inflate.flush()))
+            items = jsonwire.loads(inflate.decompress(packed) + inflate.flush())
+            record = MeshStatus.from_items(items)
         self._parsed.put(packed, record)
         return record
 

@@ -1,7 +1,6 @@
-"""The decoder cuts each Job event's job out of its line, so the cache packs the text as sent.
-
-Frames here are written as Nomad writes them (compact JSON); what matters is that every event
-comes out as a whole parse would give it, and that a job's text is exactly that job."""
+"""Job events through the decoder and into the cache: every event comes out as a whole parse
+of its line gives it, and the cache gives back the job the event carried, before and after
+packing (the decoder and the cache share controller/runtime/jsonwire.py)."""
 
 from __future__ import annotations
 
@@ -49,7 +48,7 @@ def decode(events: list[dict[str, Any]], *, index: int = 7) -> list[Any]:
     return list(batch.events)
 
 
-def test_each_job_of_a_frame_comes_with_its_own_text_and_the_other_events_without() -> None:
+def test_each_event_of_a_frame_comes_out_as_sent() -> None:
     web, api = job("web"), job("api", Status="running")
     alloc = {"ID": "a1", "JobID": "web", "Job": None, "TaskStates": {"app": {"State": "x"}}}
     raw = [
@@ -60,10 +59,9 @@ def test_each_job_of_a_frame_comes_with_its_own_text_and_the_other_events_withou
     ]
     got = decode(raw)
     assert [(e.topic, dict(e.payload)) for e in got] == [(r["Topic"], r["Payload"]) for r in raw]
-    assert [e.job_text for e in got] == [compact(web), None, compact(api), None]
 
 
-def test_a_job_whose_strings_look_like_the_payload_is_cut_whole() -> None:
+def test_a_job_whose_strings_look_like_json_is_kept_as_strings() -> None:
     tricky = job(
         "web",
         Payload="eyJKb2IiOnt9fQ==",
@@ -71,14 +69,13 @@ def test_a_job_whose_strings_look_like_the_payload_is_cut_whole() -> None:
     )
     (got,) = decode([event("Job", "web", {"Job": tricky})])
     assert got.payload["Job"] == tricky
-    assert got.job_text is not None and json.loads(got.job_text) == tricky
 
 
-def test_a_frame_not_written_compactly_is_parsed_whole_without_texts() -> None:
+def test_a_frame_not_written_compactly_decodes_the_same() -> None:
     web = job("web")
     line = json.dumps({"Index": 3, "Events": [event("Job", "web", {"Job": web}, 3)]}).encode()
     (batch,) = StreamDecoder().feed(line + b"\n")
-    assert batch.events[0].payload["Job"] == web and batch.events[0].job_text is None
+    assert batch.events[0].payload["Job"] == web
 
 
 def test_a_job_event_without_a_job_decodes_as_before() -> None:
@@ -92,13 +89,12 @@ def test_a_broken_job_is_a_malformed_line_like_any_other() -> None:
     assert dec.malformed == 1 and dec.last_index == 0
 
 
-def test_the_cache_keeps_the_job_as_its_text_says_before_and_after_packing() -> None:
-    web = job("web", Meta={"mesh.tls": "true", "owner": "équipe <ops>"})
+def test_the_cache_gives_back_the_job_of_the_event_before_and_after_packing() -> None:
+    web = job("web", Meta={"mesh.tls": "true", "owner": "équipe <ops> \u2603", "x": None})
     (got,) = decode([event("Job", "web", {"Job": web})])
     cache = JobCache(keep=MESH_INTEREST.job_interesting)
     cache.apply_event(got)
     key = JobKey("default", "web")
-    assert cache.jobs[key].job == got.job_text  # the text as sent, not encoded again
     assert cache.job(key) == web
     cache.flush()
     assert cache.jobs[key].packed and cache.job(key) == web

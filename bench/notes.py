@@ -84,7 +84,14 @@ control plane got to these figures (issue 16) and what the profiles showed, run 
   (below). Where the 10k peak is set: in the three A/B runs above, without any churn, it was
   257-270 MB, reached after the cold start went quiet (177-219 MB then), so in the verify or
   the resync phase (a resync of 10k took 25-27 s of controller CPU); that phase, not only the
-  100/s churn, is the next memory lead.
+  100/s churn, is the next memory lead. Found after this run, by sampling VmRSS every 0.5 s and
+  tracing from the verify phase on: the twin answered `GET /v1/deployments` in one body
+  whatever `per_page` said (Nomad pages it: `Deployment.List`, CreateIndex-and-ID tokens), so
+  the resync's fill parsed every deployment of the cluster at once (13.2 of 19.7 MB of new
+  allocations at 3k). With the twin paging as Nomad does: 3k peak 138.9, 134.8 -> 123.8 MB
+  (old, new, old); one 10k run without churn, peak 198.2 MB, 174.5 MB at convergence, the
+  resync's rise +11 MB. What is left sets the peak: the new-job phase (~187 MB) and the
+  convergence floor. Tables above are from before that twin fix.
 - **The run of 2026-12-02 (evening)**: 0.86x at 10k, 3.02 calls per new job at 1k and 3.92 at
   10k (the status record written twice there, see above), CPU 10.6 ms at 1k and 19.0 ms at
   10k, churn p99 24 ms at 1k and 20/s, RSS 254 MB peak at 10k, no lock lost; at N = 100 the
@@ -179,8 +186,10 @@ control plane got to these figures (issue 16) and what the profiles showed, run 
   the shared machine; that Job event is news again (it is how the mesh reconciler hears its
   rollout succeeded: skipping it left a fresh job at Injected end to end), so the tables above
   are the measure of what stayed. Stream decoding is ~11 % of the profile; Python's cycle
-  collector is more than half of json.loads' cost on these frames in a microbenchmark (orjson
-  would save ~0.5 ms a job: not added for that).
+  collector is more than half of json.loads' cost on these frames in a microbenchmark. Since
+  the run above, the hot paths' JSON is orjson (controller/runtime/jsonwire.py): CPU per new job
+  at 1k went 8.45 -> 7.15 ms (means of two interleaved pairs of the cold start's per-new-job
+  window, calls 3.02 on both sides); the tables are from before it, the next full run shows it.
 - **Data plane.** The sidecar adds 26-28 us at p50 over plaintext at concurrency 1 (target
   met) and matches or beats every peer when each request opens a new TLS connection (1.03-1.13x
   the best), but reaches 0.83-0.89x of the best peer (stunnel or haproxy) at 32 keep-alive

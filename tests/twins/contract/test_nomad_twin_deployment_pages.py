@@ -15,27 +15,16 @@ import aiohttp
 import pytest
 
 from devstack.nomad.server import NomadTwin
+from tests.support.nomad_fixtures import job_spec
 from tests.support.twins import NomadTwinFactory
 from tests.support.waiting import eventually
 
 
 def service(job_id: str) -> dict[str, Any]:
-    return {
-        "Job": {
-            "ID": job_id,
-            "Name": job_id,
-            "Type": "service",
-            "Datacenters": ["dc1"],
-            "TaskGroups": [
-                {
-                    "Name": "app",
-                    "Count": 1,
-                    "Update": {"MaxParallel": 1, "MinHealthyTime": 0},
-                    "Tasks": [{"Name": "app", "Driver": "docker", "Config": {}}],
-                }
-            ],
-        }
-    }
+    """A one-group service with an update block, so that registering it starts a deployment."""
+    spec = job_spec(job_id)
+    spec["TaskGroups"][0]["Update"] = {"MaxParallel": 1, "MinHealthyTime": 0}
+    return {"Job": spec}
 
 
 @pytest.fixture

@@ -7,15 +7,14 @@ reconcilers' reads from it and sends every write to Nomad. What it keeps:
 - jobs keyed by (namespace, id): the *raw* job, every field as Nomad sent it, for jobs the
   predicate keeps (``keep``), held once, as deflated compact JSON (``Packer``: a small
   fraction of the parsed dict), and parsed afresh for each read, so no reader can change the
-  cache. The ``RECENT_JOBS`` jobs written or read last are also held pickled (``recent``),
-  and a job written lately waits undeflated there: a reconcile reads its job two or three
-  times right after the event that queued it, and unpickling a job cost under half of
-  parsing its JSON with the standard library (orjson, ``jsonwire``, now parses the bench's
-  job in ~6 us against ~9 us to unpickle it: holding the compact text instead is untried);
-  no reader ever gets the pickled object itself, each read builds its own;
-  a job written twice in a row (a register, then its status) is deflated once. That bound
-  (about 1 MB) is all the cache ever holds of a job beyond its one packed copy; the pickles
-  are the cache's own, made from what it parsed, never read from outside. For any other job
+  cache. The ``RECENT_JOBS`` jobs written or read last also keep their compact text undeflated
+  (``recent``): a reconcile reads its job two or three times right after the event that queued
+  it, and a job written lately waits there to be deflated when it cools, so a job written twice
+  in a row (a register, then its status) is deflated once. The text, not a pickle: orjson
+  parses it faster than pickle loads the same job, and a pickle cost a ``dumps`` on every
+  write and every missed read (7,000 at a 1k cold start, for 12 hits), which the text, made
+  anyway to be deflated or got by inflating, does not. That bound (about 300 kB) is all the
+  cache ever holds of a job beyond its one packed copy. For any other job
   only its verdict per ``JobModifyIndex``
   (the inspection memory the source's per-job reads need); for children of periodic and
   parameterized parents their parent and status (the LIST stub says all ``child_allocations``
@@ -40,7 +39,6 @@ the cached job is behind until the Job event of N arrives; the store waits for i
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -81,8 +79,8 @@ class JobCache:
         self.keep = keep
         self.packer = Packer(seed=sample)
         self.jobs: dict[JobKey, JobEntry] = {}
-        # (entry, the job pickled): the entry is checked on use, so a job outlived by its
-        # entry is never served
+        # (entry, its compact JSON undeflated): the entry is checked on use, so a job outlived
+        # by its entry is never served
         self.recent: Recent[JobKey, tuple[JobEntry, bytes]] = Recent(RECENT_JOBS, self._cool)
         self.children: dict[JobKey, set[JobKey]] = {}
         self.tombstones: dict[JobKey, int] = {}
@@ -107,11 +105,11 @@ class JobCache:
             return None
         held = self.recent.get(key)
         if held is not None and held[0] is entry:
-            recent: dict[str, Any] = pickle.loads(held[1])  # noqa: S301 (our own pickle)
-            return recent
-        text = self.packer.inflate(entry.job) if entry.packed else entry.job
+            text = held[1]
+        else:
+            text = self.packer.inflate(entry.job) if entry.packed else entry.job
+            self.recent.put(key, (entry, text))
         job: dict[str, Any] = jsonwire.loads(text)
-        self.recent.put(key, (entry, _pickled(job)))
         return job
 
     def allocations_of(self, key: JobKey) -> list[dict[str, Any]]:
@@ -357,7 +355,7 @@ class JobCache:
         )
         self.jobs[key] = entry
         if text is not None:
-            self.recent.put(key, (entry, _pickled(job)))  # its text deflated when it cools
+            self.recent.put(key, (entry, text))  # deflated when it cools
         else:
             self.recent.pop(key)
 
@@ -417,8 +415,3 @@ class JobCache:
         if entry.parent:
             return self.kept(JobKey(key.namespace, entry.parent))
         return entry.job is not None
-
-
-def _pickled(job: dict[str, Any]) -> bytes:
-    """The job as the recent ones hold it: a snapshot each read unpickles into its own dict."""
-    return pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)

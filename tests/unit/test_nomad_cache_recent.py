@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from controller.nomad.cache import RECENT_JOBS
-from controller.nomad.cache_objects import HOT_JOBS
+from controller.nomad.cache_objects import HOT_JOBS, compact
 from crds_equivalent.jobkey import JobKey
 from tests.support.cache_shapes import WEB, alloc, deployment, event, filled, job, stub
 
@@ -124,3 +124,19 @@ def test_changing_a_job_read_right_after_its_event_changes_nothing_cached() -> N
     assert isinstance(read, dict) and read == job("web", index=9)
     read["TaskGroups"][0]["Tasks"].clear()
     assert cache.job(WEB) == job("web", index=9)
+
+
+def test_a_recent_job_is_held_as_its_compact_text_and_a_read_leaves_its_packed_copy_alone() -> None:
+    cache = filled(job("web"), *(job(i) for i in keys(RECENT_JOBS)))
+    packed = cache.jobs[WEB].job
+    assert cache.jobs[WEB].packed and WEB not in cache.recent
+    assert cache.job(WEB) == job("web")
+    held = cache.recent.get(WEB)
+    assert held is not None and held[0] is cache.jobs[WEB] and held[1] == compact(job("web"))
+    cache.flush()  # the read's copy cools: nothing is deflated again
+    assert cache.jobs[WEB].job is packed and cache.job(WEB) == job("web")
+    newer = job("web", index=9)
+    cache.apply_event(event("Job", {"Job": newer}, 9))
+    assert cache.recent.get(WEB) == (cache.jobs[WEB], compact(newer))
+    assert not cache.jobs[WEB].packed and cache.jobs[WEB].job == compact(newer)
+

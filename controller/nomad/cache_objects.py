@@ -111,23 +111,34 @@ def purged(event: Event, job: Mapping[str, Any]) -> bool:
     return intval(job.get("ModifyIndex")) < event.index
 
 
-ZDICT_MAX = 32 * 1024  # deflate's window: a longer dictionary is not used
-
-
 class Packer:
     """JSON values (a job; one job's allocations) to deflated compact JSON and back, against
     one preset dictionary: the first value packed, then ``seed`` (what the values have in
     common that the first may lack: the composition root passes a job as the controller
-    injects it, so the sidecar every meshed job carries is in the dictionary)."""
+    injects it, so the sidecar every meshed job carries is in the dictionary).
 
-    def __init__(self, level: int = 6, *, seed: bytes = b"") -> None:
+    Raw deflate (``wbits`` < 0: no header, no checksum; the bytes never leave the process),
+    level 3: against level 6 with zlib's header, measured on 300 of the bench's jobs as the
+    controller injects them (8.4 kB of JSON each), deflate took ~25 us instead of ~42 and
+    inflate ~7 instead of ~12 (the checksum of the whole text), for 295 bytes a job instead of
+    273; one job's trimmed allocations, 152 bytes instead of 146, deflated in ~10 us instead
+    of ~17 with the small window below. ``wbits`` sets the window, which bounds the
+    dictionary (a job needs the whole 32 kB: the job and the seed); one job's allocations
+    (~1 kB each) need less, and a 4 kB window with small tables (``mem_level``) makes the
+    per-value copy of the primed stream cheaper."""
+
+    def __init__(
+        self, level: int = 3, *, wbits: int = -15, mem_level: int = 8, seed: bytes = b""
+    ) -> None:
         self.level = level
+        self.wbits = wbits
+        self.mem_level = mem_level
         self.seed = seed
         self.zdict: bytes | None = None
         # Primed once and copied per value: loading a 32 kB dictionary into a fresh deflate
         # stream cost about three times the compression itself.
         self._deflate: Any = None
-        self._inflate: Any = zlib.decompressobj()
+        self._inflate: Any = zlib.decompressobj(wbits)
 
     def pack(self, value: Any) -> bytes:
         return self.deflate(compact(value))
@@ -138,10 +149,12 @@ class Packer:
     def deflate(self, data: bytes) -> bytes:
         """Compact JSON text (``compact``) to its packed form."""
         if self.zdict is None:
-            self.zdict = (data + self.seed)[-ZDICT_MAX:]
-            self._inflate = zlib.decompressobj(zdict=self.zdict)
+            self.zdict = (data + self.seed)[-(1 << abs(self.wbits)) :]
+            self._inflate = zlib.decompressobj(self.wbits, zdict=self.zdict)
         if self._deflate is None:
-            self._deflate = zlib.compressobj(self.level, zdict=self.zdict)
+            self._deflate = zlib.compressobj(
+                self.level, zlib.DEFLATED, self.wbits, self.mem_level, zdict=self.zdict
+            )
         deflate = self._deflate.copy()
         return bytes(deflate.compress(data) + deflate.flush())
 
@@ -262,7 +275,7 @@ class ObjectTable:
         self, job_of: Callable[[Mapping[str, Any]], JobKey], *, hot: int = HOT_JOBS
     ) -> None:
         self.job_of = job_of
-        self.packer = Packer()
+        self.packer = Packer(wbits=-12, mem_level=4)
         self.by_job: dict[JobKey, bytes] = {}  # cold jobs, packed
         self.hot: Recent[JobKey, dict[str, dict[str, Any]]] = Recent(hot, self._cool)
         self.staged: dict[JobKey, list[bytes]] = {}  # a LIST in progress (``stage``)

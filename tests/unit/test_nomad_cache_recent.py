@@ -140,3 +140,12 @@ def test_a_recent_job_is_held_as_its_compact_text_and_a_read_leaves_its_packed_c
     assert cache.recent.get(WEB) == (cache.jobs[WEB], compact(newer))
     assert not cache.jobs[WEB].packed and cache.jobs[WEB].job == compact(newer)
 
+
+def test_objects_beyond_the_packers_window_read_back_whole() -> None:
+    cache = filled(job("web"))
+    placed = [alloc(f"a{i:03d}", index=20 + i) for i in range(100)]  # ~20 kB of JSON
+    for i, one in enumerate(placed):
+        cache.apply_event(event("Allocation", {"Allocation": one}, 20 + i))
+    cache.flush()
+    assert WEB in cache.allocations.by_job and len(cache.allocations.by_job[WEB]) < 4096
+    assert cache.allocations_of(WEB) == sorted(placed, key=lambda a: (a["CreateIndex"], a["ID"]))

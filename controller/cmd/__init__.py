@@ -14,6 +14,7 @@ from __future__ import annotations
 import click
 
 from controller.cmd.lazy import LazyGroup
+from controller.cmd.lean import import_structlog_without_rich
 
 # The distribution's version, read by click through importlib.metadata when the option is used
 # (the image's test compares it with the installed package's metadata).
@@ -52,4 +53,6 @@ def controllerctl_main() -> None:
 
 
 def controller_main() -> None:
+    # before the command's module imports structlog (see controller.cmd.lean)
+    import_structlog_without_rich()
     controller()

@@ -64,8 +64,13 @@ class WorkQueue(Generic[K]):
         self._processing: set[K] = set()
         self._added_at: dict[K, float] = {}
         self._getters: deque[asyncio.Future[None]] = deque()
-        self._waiting: dict[K, tuple[float, bool]] = {}  # key -> (ready time, low priority)
-        self._heap: list[tuple[float, int, K]] = []
+        # Delayed keys: each heap entry is (ready time, sequence, key, low priority), and
+        # ``_waiting`` maps a key to its live entry, the same tuple: a second tuple per parked
+        # key cost ~48 bytes in each queue (health and certs park every job for the interval).
+        # An entry that is not its key's live one (an earlier time or a promotion replaced it)
+        # is skipped when it comes up.
+        self._waiting: dict[K, tuple[float, int, K, bool]] = {}
+        self._heap: list[tuple[float, int, K, bool]] = []
         self._seq = itertools.count()
         self._timer: asyncio.Task[None] | None = None
         self._timer_at: float | None = None
@@ -111,12 +116,17 @@ class WorkQueue(Generic[K]):
         ready = self._clock.monotonic() + delay
         current = self._waiting.get(item)
         if current is not None and current[0] <= ready:
-            if current[1] and not low_priority:
-                self._waiting[item] = (current[0], False)
+            if current[3] and not low_priority:  # same time and place, front lane
+                self._park(current[0], current[1], item, low_priority=False)
             return
-        self._waiting[item] = (ready, low_priority)
-        heapq.heappush(self._heap, (ready, next(self._seq), item))
+        self._park(ready, next(self._seq), item, low_priority=low_priority)
         self._arm_timer()
+
+    def _park(self, ready: float, seq: int, item: K, *, low_priority: bool) -> None:
+        """Make (``ready``, ``seq``, ``item``, ``low_priority``) the key's live heap entry."""
+        entry = (ready, seq, item, low_priority)
+        self._waiting[item] = entry
+        heapq.heappush(self._heap, entry)
 
     def add_rate_limited(self, item: K) -> None:
         """Re-add ``item`` after the rate limiter's delay (a retry after a failure)."""
@@ -157,7 +167,20 @@ class WorkQueue(Generic[K]):
         if added is not None:
             self._latency.observe(max(0.0, self._clock.monotonic() - added))
         self._depth.set(len(self._ready))
+        self._drop_emptied()
         return item
+
+    def _drop_emptied(self) -> None:
+        """Replace each per-key table that just became empty with a new one. A dict keeps the
+        capacity of its largest size: a cold start or a resync makes every job dirty and ready
+        at once, and after it drains the empty tables still held ~110 bytes per job each
+        (three per queue, three queues), for the life of the process."""
+        if not self._ready:
+            self._ready = {}
+        if not self._dirty:
+            self._dirty = {}
+        if not self._added_at:
+            self._added_at = {}
 
     def _pop(self) -> K:
         """The first live entry of the front lane, else of the low lane (``_ready`` is not
@@ -252,10 +275,12 @@ class WorkQueue(Generic[K]):
         self._timer_at = None
         now = self._clock.monotonic()
         while self._heap and self._heap[0][0] <= now:
-            ready, _, item = heapq.heappop(self._heap)
-            current = self._waiting.get(item)
-            if current is not None and current[0] == ready:
+            entry = heapq.heappop(self._heap)
+            item = entry[2]
+            if self._waiting.get(item) is entry:
                 del self._waiting[item]
-                self.add(item, low_priority=current[1])
+                self.add(item, low_priority=entry[3])
+        if not self._waiting:
+            self._waiting = {}  # as ``_drop_emptied``: a burst of delays drained
         if self._heap:
             self._arm_timer()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 
 from crds_equivalent.jobkey import JobKey
 from crds_equivalent.keys import VAR_STATUS_PREFIX, status_path
@@ -43,13 +44,18 @@ def decode_segment(value: str) -> str:
 
 
 def path_for(namespace: str, job: str) -> str:
-    """The record's path; over-long IDs are shortened with a hash (the key is then in Items)."""
+    """The record's path; over-long IDs are shortened with a hash (the key is then in Items).
+
+    Interned: every call builds the string anew, and the store keeps what it is given (its
+    slot table's key, the flush schedule's entries, a pending write), so each job held two or
+    three equal copies of its path (~80 bytes each). One shared string per job instead; an
+    interned string is freed with its last reference, so a removed job's path does not stay."""
     path = status_path(encode_segment(namespace), encode_segment(job))
-    if len(path) <= _MAX_PATH:
-        return path
-    digest = hashlib.sha256(f"{namespace}\x00{job}".encode()).hexdigest()[:16]
-    head = status_path(encode_segment(namespace), "")
-    return head + encode_segment(job)[: _MAX_PATH - len(head) - 18] + "~~" + digest
+    if len(path) > _MAX_PATH:
+        digest = hashlib.sha256(f"{namespace}\x00{job}".encode()).hexdigest()[:16]
+        head = status_path(encode_segment(namespace), "")
+        path = head + encode_segment(job)[: _MAX_PATH - len(head) - 18] + "~~" + digest
+    return sys.intern(path)
 
 
 def key_of(path: str) -> JobKey | None:

@@ -111,8 +111,12 @@ def owners(kinds: tuple[type, ...], n: int, top: int) -> dict[str, int]:
 
 
 def our_frame(trace: tracemalloc.Trace) -> str:
-    """The innermost frame of our code in an allocation's traceback ("other" when none)."""
-    for frame in trace.traceback:  # most recent call first
+    """The innermost frame of our code in an allocation's traceback ("other" when none).
+
+    A tracemalloc traceback lists the oldest call first, so it is walked from its end: walked
+    from the start, ``--frames`` above 1 charged every allocation to the outermost of our
+    frames (the event pump, a reconcile's entry) instead of the line that keeps the object."""
+    for frame in reversed(trace.traceback):  # most recent call first
         if any(part in frame.filename for part in OURS):
             short = frame.filename.split("/nomad-tls-mesh/")[-1]
             for root in OURS:

@@ -42,6 +42,34 @@ def test_controller_run_imports_no_admin_or_operator_code() -> None:
     assert [m for m in NOT_AT_STARTUP if m in modules] == []
 
 
+def test_controller_process_holds_no_rich_and_rich_still_imports() -> None:
+    """``controller run`` through the console entry point imports structlog with rich hidden
+    (controller.cmd.lean): neither rich nor pygments is resident; rich is not blocked for
+    later, and structlog fell back to the plain traceback the controller renders with anyway."""
+    probe = (
+        "import atexit, json, sys\n"
+        "def report():\n"
+        "    before = sorted(sys.modules)\n"
+        "    import rich, structlog.dev\n"
+        "    plain = structlog.dev.default_exception_formatter is structlog.dev.plain_traceback\n"
+        "    sys.stderr.write(json.dumps({'modules': before, 'rich': rich.__name__,"
+        " 'plain': plain}))\n"
+        "atexit.register(report)\n"
+        "sys.argv = ['controller', 'run', '--help']\n"
+        "from controller.cmd import controller_main\n"
+        "controller_main()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    found = json.loads(out.stderr)
+    assert "Usage: controller run" in out.stdout
+    assert "controller.app" in found["modules"]  # the command's module was imported
+    assert [m for m in found["modules"] if m.split(".")[0] in ("rich", "pygments")] == []
+    assert found["rich"] == "rich"
+    assert found["plain"] is True
+
+
 def test_every_command_resolves_and_is_listed() -> None:
     runner = CliRunner()
     ctx_ctl = click.Context(controllerctl)

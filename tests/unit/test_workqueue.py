@@ -385,6 +385,20 @@ async def test_a_delayed_low_priority_add_lands_in_the_low_lane_unless_raised() 
     q.add("event")
     assert await drain_ready(q) == ["raised", "event", "listed"]
     assert q.waiting == 0
+    for key in ("raised", "event", "listed"):
+        q.done(key)
+    await clock.advance(10.0)
+    assert len(q) == 0, "the entry the promotion replaced must not fire again"
+
+
+async def test_a_promoted_delayed_key_keeps_its_place_among_keys_due_with_it() -> None:
+    clock = FakeClock()
+    q = make_queue(clock)
+    q.add_after("first", 2.0, low_priority=True)
+    q.add_after("second", 2.0)
+    q.add_after("first", 2.0)  # same time, raised: still parked ahead of "second"
+    await clock.advance(2.0)
+    assert await drain_ready(q) == ["first", "second"]
 
 
 class Model:
@@ -449,3 +463,31 @@ def test_the_two_lanes_hand_out_keys_as_the_reference_model_does(
         assert [await q.get() for _ in range(left)] == [m.get() for _ in range(left)]
 
     asyncio.run(run())
+
+
+async def test_a_queue_that_drained_a_burst_keeps_every_rule_for_new_keys() -> None:
+    """After a burst drains, its emptied tables are replaced (their capacity is released):
+    dedup, the lanes, the re-add while processing and the delays still hold."""
+    clock = FakeClock()
+    q = make_queue(clock)
+    burst = [f"job-{i}" for i in range(500)]
+    for key in burst:
+        q.add(key, low_priority=True)
+    q.add_after("parked", 1.0)
+    assert await drain_ready(q) == burst
+    for key in burst:
+        q.done(key)
+    await clock.advance(1.0)
+    assert await drain_ready(q) == ["parked"]
+    q.add("parked")  # re-added while processing: one more run once done
+    for key in ["b", "a", "b"]:
+        q.add(key, low_priority=key == "b")
+    assert len(q) == 2
+    assert await drain_ready(q) == ["a", "b"]
+    q.done("parked")
+    assert await drain_ready(q) == ["parked"]
+    q.add_after("later", 2.0, low_priority=True)
+    q.add_after("later", 2.0)
+    await clock.advance(2.0)
+    assert await drain_ready(q) == ["later"]
+    assert q.waiting == 0

@@ -9,8 +9,15 @@ Per reconcile:
 
 Every reconcile gets a ``reconcile_id`` bound in structlog's contextvars (so the reconciler's
 own log lines carry it) and produces exactly one canonical log line with key, result and
-duration. An optional per-reconcile timeout cancels a stuck reconcile, which then counts as an
-error: the other workers keep serving other keys meanwhile.
+duration. Its level says whether an operator needs it: a reconcile that went as planned
+(``success``, ``requeue_after``) is a debug line, as controller-runtime logs it, unless it took
+``slow_after`` seconds or more (default 1 s, far above a healthy reconcile's milliseconds: an
+API or probe that stalls), which is info; ``requeue`` and ``cancelled`` are info; ``error`` and
+``terminal`` are warnings. At a cold start of 1k jobs the info lines of planned reconciles were
+~4.8 of the ~7.8 lines written per job, each a full pass of the log pipeline.
+
+An optional per-reconcile timeout cancels a stuck reconcile, which then counts as an error:
+the other workers keep serving other keys meanwhile.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ class Controller(Generic[K]):
         reconcile_timeout: float | None = None,
         registry: CollectorRegistry | None = None,
         logger: Any = None,
+        slow_after: float = 1.0,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
@@ -56,6 +64,7 @@ class Controller(Generic[K]):
         self._clock = clock
         self._workers = workers
         self._timeout = reconcile_timeout
+        self._slow_after = slow_after
         self._log = logger if logger is not None else structlog.get_logger("controller.runtime")
         m = runtime_metrics(registry if registry is not None else CollectorRegistry())
         self._total = {
@@ -135,11 +144,16 @@ class Controller(Generic[K]):
             self._time.observe(duration)
             if outcome in ("error", "requeue"):
                 fields["retries"] = self.queue.num_requeues(key)
-            level = "info" if outcome in ("success", "requeue", "requeue_after") else "warning"
-            getattr(self._log, level)(
+            getattr(self._log, self._level(outcome, duration))(
                 "reconcile", result=outcome, duration_s=round(duration, 6), **fields
             )
         return outcome
+
+    def _level(self, outcome: str, duration: float) -> str:
+        """The canonical line's level: debug for a reconcile that went as planned in time."""
+        if outcome in ("success", "requeue_after"):
+            return "debug" if duration < self._slow_after else "info"
+        return "info" if outcome == "requeue" else "warning"
 
     def _settle(self, key: K, result: Result, fields: dict[str, Any]) -> str:
         """The success half of the switch; returns the result label."""

@@ -12,6 +12,7 @@ Cold paths (config files, CLI output, pretty-printed documents) keep the standar
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
@@ -29,3 +30,16 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
 def dumps(value: Any) -> bytes:
     """``value`` as compact UTF-8 JSON (``TypeError`` for what JSON cannot hold)."""
     return orjson.dumps(value, option=_OPTIONS)
+
+
+# Log lines: datetimes and dataclasses go through ``default`` as the standard library's
+# renderer sent them (repr), not orjson's own forms, so a field reads as it always has.
+_LINE_OPTIONS: Final = (
+    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+
+
+def dumps_line(value: Any, default: Callable[[Any], Any]) -> bytes:
+    """``value`` as compact UTF-8 JSON, what JSON cannot hold given to ``default`` (a log line's
+    renderer; ``TypeError`` still for integers past 64 bits)."""
+    return orjson.dumps(value, default=default, option=_LINE_OPTIONS)

@@ -38,6 +38,7 @@ from prometheus_client import CollectorRegistry
 
 from controller.runtime.clock import Clock, SystemClock
 from controller.runtime.reconcile import Result
+from controller.runtime.standing import Standing
 from controller.vault.trust import MeshTrust, TrustUnavailable
 from crds_equivalent.config import MeshConfig
 from crds_equivalent.jobkey import JobKey
@@ -117,6 +118,8 @@ class HealthReconciler:
         self.min_remaining_fraction = min_remaining_fraction
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = HealthMetrics(self.registry)
+        # the catalog problem each job's last pass warned about: warned once, not every pass
+        self.catalog_problems: Standing[JobKey] = Standing()
 
     async def reconcile(self, key: JobKey) -> Result:
         namespace, job_id = key
@@ -127,7 +130,7 @@ class HealthReconciler:
         # At a cold start that is every job's first pass.
         gate = await self.statuses.peek(namespace, job_id)
         if gate is None or not gate.sidecar_injected:
-            self.metrics.forget(namespace, job_id)
+            self._forget(key)
             return Result()
         job = await self.jobs.get_job(job_id, namespace)
         # un-injected and parsed once for both questions (each would otherwise do it again)
@@ -135,18 +138,23 @@ class HealthReconciler:
         ports = fronted_ports_of(parsed, self.config) if parsed is not None else []
         calls = job_calls_of(parsed) if parsed is not None else JobCalls()
         if job is None or not (ports or calls.edges) or jobview.is_stopped(job):
-            self.metrics.forget(namespace, job_id)
+            self._forget(key)
             return Result()
 
         if ports:
             served, verdict = await self._served(job, key, ports)
         else:  # a pure client: nothing registered, served or retired; its calls are its facts
-            self.metrics.forget(namespace, job_id)
+            self._forget(key)
             served = pure_client_conditions()
             verdict = CertVerdict(served[0])
         judged = await self._calls(calls, namespace)
         await self._record(key, [*served, judged.condition], verdict, judged)
         return Result(requeue_after=self.interval)
+
+    def _forget(self, key: JobKey) -> None:
+        """What is kept per job that no longer has served health to judge."""
+        self.metrics.forget(*key)
+        self.catalog_problems.end(key)
 
     async def _calls(self, calls: JobCalls, namespace: str) -> CallsVerdict:
         """The job's upstream edges from their catalogs and handshakes, its allow names
@@ -170,7 +178,7 @@ class HealthReconciler:
         """CertValid, ConsulHealthy and PlaintextRetired of a job that fronts services."""
         namespace, job_id = key
         allocs = running_allocations(await instance_allocations(self.jobs, job, job_id, namespace))
-        found, problem = await self._catalogs(namespace, ports, allocs)
+        found, problem = await self._catalogs(key, ports, allocs)
         trust, trust_problem = await self._trust()
         verdict = await self._certificates(found, trust, trust_problem, problem)
 
@@ -186,15 +194,19 @@ class HealthReconciler:
         return [verdict.condition, healthy, retired], verdict
 
     async def _catalogs(
-        self, namespace: str, ports: Sequence[FrontedPort], allocs: dict[str, list[str]]
+        self, key: JobKey, ports: Sequence[FrontedPort], allocs: dict[str, list[str]]
     ) -> tuple[ConsulFindings | None, CatalogProblem | None]:
-        """Each fronted service read from its own catalog (Consul or Nomad's), matched."""
+        """Each fronted service read from its own catalog (Consul or Nomad's), matched. A
+        catalog problem is a warning when it starts or its reason changes, debug while it
+        stands (the job's ConsulHealthy condition keeps saying so)."""
         try:
-            answer = await read_catalogs(ports, namespace, consul=self.consul, native=self.native)
+            answer = await read_catalogs(ports, key[0], consul=self.consul, native=self.native)
         except CatalogProblem as problem:
-            log.warning("service catalog unknown; health unknown", reason=problem.reason,
-                        error=problem.message)  # fmt: skip
+            say = log.warning if self.catalog_problems.news(key, problem.reason) else log.debug
+            say("service catalog unknown; health unknown", reason=problem.reason,
+                error=problem.message)  # fmt: skip
             return None, problem
+        self.catalog_problems.end(key)
         if answer.filtered:
             log.warning("consul filtered the health read: the token cannot read",
                         services=answer.filtered)  # fmt: skip

@@ -180,6 +180,24 @@ async def test_one_canonical_line_per_reconcile_with_bound_reconcile_id(harness:
     assert error_line["retries"] == 1
 
 
+async def test_a_planned_reconcile_is_a_debug_line_a_failure_or_a_slow_one_is_not(
+    harness: Harness,
+) -> None:
+    """Operators see what needs them (controller-runtime's verbosity): ``success`` and
+    ``requeue_after`` at debug, unless the reconcile took the 1 s slow threshold or more."""
+    h = harness
+    h.reconciler.script["ok"] = [Result()]
+    h.reconciler.script["later"] = [Result(requeue_after=60.0)]
+    h.reconciler.script["slow"] = ["slow"]
+    h.reconciler.script["bad"] = [TerminalError("no such role")]
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        for key in ("ok", "later", "slow", "bad"):
+            h.queue.add(key)
+        await h.clock.advance(2.0)
+    levels = {e["key"]: e["log_level"] for e in logs if e["event"] == "reconcile"}
+    assert levels == {"ok": "debug", "later": "debug", "slow": "info", "bad": "warning"}
+
+
 async def test_durations_come_from_the_clock(harness: Harness) -> None:
     h = harness
     h.reconciler.script["a"] = ["slow"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import logging
@@ -188,3 +189,56 @@ def masked_by_every_pattern(text: str) -> str:
 def test_the_quick_scan_never_lets_a_secret_through(parts: list[str]) -> None:
     text = "".join(parts)
     assert mesh_logging.redact_text(text) == masked_by_every_pattern(text)
+
+
+@settings(max_examples=300)
+@given(
+    st.dictionaries(
+        st.sampled_from(["event", "key", "error", "token", "headers", "n", "reason"]),
+        st.one_of(
+            st.lists(st.sampled_from(FRAGMENTS), max_size=8).map("".join),
+            st.integers(),
+            st.none(),
+            st.dictionaries(st.sampled_from(["password", "x"]), st.sampled_from(FRAGMENTS)),
+        ),
+    )
+)
+def test_the_one_scan_of_a_whole_line_masks_what_field_by_field_masking_does(
+    fields: dict[str, object],
+) -> None:
+    expected = {k: redact(v, k) for k, v in fields.items()}
+    assert redact_secrets(None, "info", dict(fields)) == expected
+
+
+class Opaque:
+    def __repr__(self) -> str:
+        return "<opaque>"
+
+
+class Speaks:
+    def __structlog__(self) -> str:
+        return "speaks"
+
+
+def test_json_lines_hold_what_structlogs_own_renderer_wrote() -> None:
+    """orjson renders the line; its fields read as the standard library's renderer wrote them
+    (a datetime or an object by its repr, ``__structlog__`` honoured, a 70-bit integer kept)."""
+    event = {
+        "event": "reconcile ü",
+        "n": 3,
+        "x": 0.25,
+        "ok": True,
+        "none": None,
+        "when": datetime.datetime(2026, 12, 3, tzinfo=datetime.UTC),
+        "obj": Opaque(),
+        "speaks": Speaks(),
+        "nested": {"a": [1, "b"], 2: "two"},
+        "big": 2**70,
+    }
+    reference = json.loads(structlog.processors.JSONRenderer()(None, "info", dict(event)))
+    ours = mesh_logging.render_json(None, "info", dict(event))
+    assert isinstance(ours, str) and "\n" not in ours
+    assert json.loads(ours) == reference
+    del event["big"]
+    ours = mesh_logging.render_json(None, "info", dict(event))  # orjson's path, not the fallback
+    assert json.loads(ours) == {k: v for k, v in reference.items() if k != "big"}

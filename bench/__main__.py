@@ -160,8 +160,10 @@ def lock_check_failed(result: dict[str, Any]) -> bool:
     return False
 
 
-def publish_full(result: dict[str, Any]) -> None:
-    stem = result["date"][:10]
+def publish_full(result: dict[str, Any], stem: str | None = None) -> None:
+    """Write the result, the plots and BENCHMARKS.md; ``stem`` names the result file (default:
+    the run's date), so ``--report`` of a second run of one day rewrites that run's file."""
+    stem = stem or result["date"][:10]
     result["results_file"] = f"bench/results/{stem}.json"
     figures: dict[str, str] = {}
     if tools.ensure_matplotlib():
@@ -199,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         return 3 if failed else 0
     if args.report:
         result = json.loads(Path(args.report).read_text())
-        publish_full(result)
+        publish_full(result, Path(args.report).stem)
         print(report.final_line(result), flush=True)
         return 0
     try:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from controller.consul.wire import HealthEntry, ServiceHealth
+from controller.consul.wire import ServiceHealth
 from controller.nomad.client import NomadClient
 from controller.nomad.variables import NomadVariables, Variable
 from controller.status.store import StatusStore, path_for
@@ -33,6 +33,7 @@ from reconcilers.certs.remediation import Policy, Record
 from reconcilers.health.reconciler import HealthReconciler
 from reconcilers.injection.inject import inject
 from reconcilers.mesh.reconciler import MeshReconciler
+from tests.support.health_world import web_registration
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -50,22 +51,6 @@ POLICY = Policy(restart_grace=60, reissue_grace=300)
 def leaf(consumed: float, serial: str) -> LeafInfo:
     start = NOW - LIFE * consumed
     return LeafInfo("CN=web.service.consul", "CN=Int", serial, start, start + LIFE, "bb" * 20, ())
-
-
-def registration(alloc: str) -> HealthEntry:
-    return HealthEntry.from_wire(
-        {
-            "Node": {"Node": "n1", "Address": "127.0.0.11"},
-            "Service": {
-                "ID": f"_nomad-task-{alloc}-group-web-web-mesh_tls_http",
-                "Service": "web",
-                "Tags": ["mesh-tls"],
-                "Address": "127.0.0.11",
-                "Port": PORTS[alloc],
-            },
-            "Checks": [{"CheckID": "c", "Status": "passing"}],
-        }
-    )
 
 
 def meshed_job() -> dict[str, Any]:
@@ -138,7 +123,7 @@ class World:
         return None
 
     async def health_service(self, name: str) -> ServiceHealth:
-        return ServiceHealth((registration(A1), registration(A2)), 1)
+        return ServiceHealth((web_registration(A1, PORTS[A1]), web_registration(A2, PORTS[A2])), 1)
 
     async def probe_many(
         self, targets: Sequence[ProbeTarget], anchors_pem: str

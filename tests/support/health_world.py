@@ -63,6 +63,24 @@ def leaf(
     )
 
 
+def web_registration(alloc: str, port: int, status: str = "passing") -> HealthEntry:
+    """Consul's health entry for the meshed ``web`` group's TLS service of ``alloc`` (the ID
+    Nomad gives a group service: ``_nomad-task-<alloc>-group-<group>-<service>-<port label>``)."""
+    return HealthEntry.from_wire(
+        {
+            "Node": {"Node": "n1", "Address": "127.0.0.11"},
+            "Service": {
+                "ID": f"_nomad-task-{alloc}-group-web-web-mesh_tls_http",
+                "Service": "web",
+                "Tags": ["mesh-tls"],
+                "Address": "127.0.0.11",
+                "Port": port,
+            },
+            "Checks": [{"CheckID": "c", "Status": status}],
+        }
+    )
+
+
 def user_job(mode: str = "strict") -> dict[str, Any]:
     return {
         "ID": "shop",

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from controller.consul.wire import HealthEntry, ServiceHealth
+from controller.consul.wire import ServiceHealth
 from controller.nomad.errors import Conflict
 from controller.tlsprobe import CertProblem, LeafInfo, ProbeOutcome, ProbeResult, ProbeTarget
 from controller.vault.trust import MeshTrust, TrustedIssuer, TrustUnavailable
@@ -38,6 +38,7 @@ from reconcilers.injection.inject import inject
 from reconcilers.injection.plan import NoOp, plan_job
 from reconcilers.injection.reissue import nonces
 from reconcilers.instances.matching import FrontedPort, Instance
+from tests.support.health_world import web_registration
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 CONFIG = MeshConfig()
@@ -62,7 +63,7 @@ def result(lf: LeafInfo | None, outcome: ProbeOutcome = ProbeOutcome.OK) -> Prob
 
 
 def instance(alloc: str) -> Instance:
-    return Instance(PORT, alloc, entry(alloc, 1))
+    return Instance(PORT, alloc, web_registration(alloc, 1))
 
 
 # --- the pure ladder -----------------------------------------------------------------------------
@@ -124,22 +125,6 @@ def test_records_round_trip_and_garbage_reads_as_never_remediated() -> None:
 # --- the reconciler over an in-memory world ------------------------------------------------------
 
 
-def entry(alloc: str, port: int) -> HealthEntry:
-    return HealthEntry.from_wire(
-        {
-            "Node": {"Node": "n1", "Address": "127.0.0.11"},
-            "Service": {
-                "ID": f"_nomad-task-{alloc}-group-web-web-mesh_tls_http",
-                "Service": "web",
-                "Tags": ["mesh-tls"],
-                "Address": "127.0.0.11",
-                "Port": port,
-            },
-            "Checks": [{"CheckID": "c", "Status": "passing"}],
-        }
-    )
-
-
 def meshed_job() -> dict[str, Any]:
     user = {
         "ID": "shop",
@@ -188,7 +173,7 @@ class Sidecars:
         return [result(self.leaves[by_port[t.port]]) for t in targets]
 
     async def health_service(self, name: str) -> ServiceHealth:
-        return ServiceHealth((entry(A1, 24001), entry(A2, 24002)), 1)
+        return ServiceHealth((web_registration(A1, 24001), web_registration(A2, 24002)), 1)
 
 
 @dataclass

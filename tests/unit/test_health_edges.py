@@ -34,6 +34,7 @@ from tests.support.health_world import (
     leaf,
     mesh_status,
     user_job,
+    web_registration,
 )
 
 T = ConditionType
@@ -51,19 +52,7 @@ def billing(tags: tuple[str, ...] = ("mesh-tls",), status: str = "passing") -> H
 
 def web(port: int) -> HealthEntry:
     alloc = {24001: ALLOCS[0]["ID"], 24002: ALLOCS[1]["ID"]}[port]
-    return HealthEntry.from_wire(
-        {
-            "Node": {"Node": "n1", "Address": "127.0.0.11"},
-            "Service": {
-                "ID": f"_nomad-task-{alloc}-group-web-web-mesh_tls_http",
-                "Service": "web",
-                "Tags": ["mesh-tls"],
-                "Address": "127.0.0.11",
-                "Port": port,
-            },
-            "Checks": [{"CheckID": "c", "Status": "passing"}],
-        }
-    )
+    return web_registration(alloc, port)
 
 
 def server_job(meta: dict[str, str]) -> dict[str, Any]:

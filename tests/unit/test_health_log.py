@@ -8,7 +8,6 @@ from datetime import timedelta
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from controller.consul.wire import HealthEntry
 from reconcilers.health.reconciler import HealthReconciler
 from tests.support.health_world import (
     A1,
@@ -24,29 +23,14 @@ from tests.support.health_world import (
     leaf,
     mesh_status,
     meshed,
+    web_registration,
 )
 
 EVENT = "service catalog unknown; health unknown"
 
 
-def passing(alloc: str, port: int) -> HealthEntry:
-    return HealthEntry.from_wire(
-        {
-            "Node": {"Node": "n1", "Address": "127.0.0.11"},
-            "Service": {
-                "ID": f"_nomad-task-{alloc}-group-web-web-mesh_tls_http",
-                "Service": "web",
-                "Tags": ["mesh-tls"],
-                "Address": "127.0.0.11",
-                "Port": port,
-            },
-            "Checks": [{"CheckID": "serfHealth", "Name": "Serf", "Status": "passing"}],
-        }
-    )
-
-
 def reconciler() -> tuple[HealthReconciler, Consul, Jobs]:
-    consul = Consul([passing(A1, 24001)])
+    consul = Consul([web_registration(A1, 24001)])
     jobs = Jobs(meshed(), ALLOCS)
     probe = Probe({24001: leaf(age=timedelta(hours=1), serial="0a")})
     rec = HealthReconciler(

@@ -28,8 +28,14 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    """``value`` as compact UTF-8 JSON (``TypeError`` for what JSON cannot hold)."""
-    return orjson.dumps(value, option=_OPTIONS)
+    """``value`` as compact UTF-8 JSON (``TypeError`` for what JSON cannot hold).
+
+    A copy of exactly its length: the bytes orjson returns keep the buffer it wrote into, at
+    least 4 kB however short the text (orjson 3.13; tracemalloc and RSS both show ~4.1 kB for
+    a 240-byte allocation). The cache holds such texts by the thousand while a LIST's pages
+    arrive (each staged allocation and deployment) and for its hot jobs, so the buffer was
+    most of what they cost; the copy is a memcpy."""
+    return bytes(memoryview(orjson.dumps(value, option=_OPTIONS)))
 
 
 # Log lines: datetimes and dataclasses go through ``default`` as the standard library's

@@ -85,7 +85,11 @@ control plane got to these figures (issue 16) and what the profiles showed, run 
   the mesh plan and health facts per (job, JobModifyIndex), three pairs -0.92, +0.03, +0.14 ms
   (the pure work it skips is ~0.37 ms per job) for +2.3 MB. The next memory lead: a resync of
   3k jobs raises RSS from ~107 to 154 MB for ~3 s (VmRSS every 0.5 s), which at 10k is part of
-  the peak without churn.
+  the peak without churn. Found after this run by tracing that resync (tracemalloc, 8 frames):
+  orjson's bytes keep their >= 4 kB write buffer however short the text, and the fill stages
+  each allocation and deployment of the LIST as such a text until the last page; `jsonwire.dumps`
+  now returns an exact-size copy. At a 1k resync the staged texts' 7.3 MB left the trace and the
+  fill's traced high-water fell from 15.0 to 7.2 MB; not yet measured at 10k.
 - **The morning run of 2026-12-03** (`bench/results/2026-12-03.json`). Met: cold start at 10k
   1.09x the ceiling (the controller reads jobs during its fill with 8 workers and gets most from
   the stream, so it can pass a 4-worker bare client); 3.01 calls per new job at 10k (3.02 at

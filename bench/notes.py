@@ -89,7 +89,9 @@ control plane got to these figures (issue 16) and what the profiles showed, run 
   orjson's bytes keep their >= 4 kB write buffer however short the text, and the fill stages
   each allocation and deployment of the LIST as such a text until the last page; `jsonwire.dumps`
   now returns an exact-size copy. At a 1k resync the staged texts' 7.3 MB left the trace and the
-  fill's traced high-water fell from 15.0 to 7.2 MB; not yet measured at 10k.
+  fill's traced high-water fell from 15.0 to 7.2 MB. At 3k (cold start, verify, resync, VmRSS
+  every 0.5 s, one run each): the cold start's high-water 119.4 -> 104.4 MB, the resync's peak
+  148.6 -> 122.3 MB, VmHWM 148.3 -> 127.0 MB. Not yet measured at 10k.
 - **The morning run of 2026-12-03** (`bench/results/2026-12-03.json`). Met: cold start at 10k
   1.09x the ceiling (the controller reads jobs during its fill with 8 workers and gets most from
   the stream, so it can pass a 4-worker bare client); 3.01 calls per new job at 10k (3.02 at

@@ -8,6 +8,7 @@ the canonical log line.
 
 from __future__ import annotations
 
+import sys
 from typing import NamedTuple
 
 
@@ -16,6 +17,14 @@ class JobKey(NamedTuple):
 
     namespace: str
     job_id: str
+
+    @classmethod
+    def of(cls, namespace: str, job_id: str) -> JobKey:
+        """The key with its two names interned: keys of one job are built apart from many
+        decoded documents (an event's payload, a LIST stub, a record path), and a dozen tables
+        hold them for as long as the job lives; interned, they share one copy of each name
+        instead of one per decode."""
+        return cls(sys.intern(namespace), sys.intern(job_id))
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.job_id}"

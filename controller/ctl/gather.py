@@ -100,11 +100,11 @@ async def candidate_keys(
     jobs = NomadJobs(clients.nomad)
     candidates = set(known)
     if options.job is not None and options.namespace != "*":
-        candidates.add(JobKey(options.namespace, options.job))
+        candidates.add(JobKey.of(options.namespace, options.job))
     else:
         listing = await jobs.list_jobs(options.namespace, meta=True, prefix=options.job)
         for stub in listing.stubs:
-            key = JobKey(str(stub.get("Namespace") or "default"), str(stub.get("ID") or ""))
+            key = JobKey.of(str(stub.get("Namespace") or "default"), str(stub.get("ID") or ""))
             if stub.get("ParentID"):
                 continue  # a child is shown in its parent's row (its instances are the parent's)
             if _wanted(key, options) and (_flagged(stub) or options.job is not None):

@@ -382,7 +382,7 @@ class JobCache:
             index=index, modify_index=modify_index, parent=parent, live=status != "dead"
         )
         self.recent.pop(key)
-        self.children.setdefault(JobKey(key.namespace, parent), set()).add(key)
+        self.children.setdefault(JobKey.of(key.namespace, parent), set()).add(key)
 
     def _buried(self, key: JobKey, index: int) -> bool:
         """Deleted at a raft index no older than ``index``: this version is dead."""
@@ -395,7 +395,7 @@ class JobCache:
         self.expected.pop(key, None)
         self._forget_objects(key)
         if entry is not None and entry.parent:
-            parent = JobKey(key.namespace, entry.parent)
+            parent = JobKey.of(key.namespace, entry.parent)
             siblings = self.children.get(parent)
             if siblings is not None:
                 siblings.discard(key)
@@ -413,5 +413,5 @@ class JobCache:
         if entry is None:
             return False
         if entry.parent:
-            return self.kept(JobKey(key.namespace, entry.parent))
+            return self.kept(JobKey.of(key.namespace, entry.parent))
         return entry.job is not None

@@ -93,7 +93,7 @@ def intval(value: Any) -> int:
 
 
 def key_of(doc: Mapping[str, Any], namespace: str = "") -> JobKey:
-    return JobKey(namespace or str(doc.get("Namespace") or "default"), str(doc.get("ID") or ""))
+    return JobKey.of(namespace or str(doc.get("Namespace") or "default"), str(doc.get("ID") or ""))
 
 
 def purged(event: Event, job: Mapping[str, Any]) -> bool:
@@ -250,7 +250,7 @@ def trim_deployment(deployment: Mapping[str, Any]) -> dict[str, Any]:
 
 def owner(obj: Mapping[str, Any]) -> JobKey:
     """The job an allocation or a deployment belongs to."""
-    return JobKey(str(obj.get("Namespace") or "default"), str(obj.get("JobID") or ""))
+    return JobKey.of(str(obj.get("Namespace") or "default"), str(obj.get("JobID") or ""))
 
 
 def _modify_index(obj: Mapping[str, Any]) -> int:

@@ -69,7 +69,7 @@ class CachedJobs:
     # --- reads ------------------------------------------------------------------------------
 
     async def get_job(self, job_id: str, namespace: str) -> dict[str, Any] | None:
-        key = JobKey(namespace, job_id)
+        key = JobKey.of(namespace, job_id)
         if not self.cache.ready:
             return await self.nomad.get_job(job_id, namespace)
         if key in self.cache.expected:
@@ -87,27 +87,27 @@ class CachedJobs:
         return found if isinstance(found, dict) else job
 
     async def job_allocations(self, job_id: str, namespace: str) -> list[dict[str, Any]]:
-        key = JobKey(namespace, job_id)
+        key = JobKey.of(namespace, job_id)
         if not self.cache.ready or not self.cache.kept(key):
             return await self.nomad.job_allocations(job_id, namespace)
         return self.cache.allocations_of(key)
 
     async def child_allocations(self, parent_id: str, namespace: str) -> list[dict[str, Any]]:
-        key = JobKey(namespace, parent_id)
+        key = JobKey.of(namespace, parent_id)
         if not self.cache.ready or not self.cache.kept(key):
             return await self.nomad.child_allocations(parent_id, namespace)
         return self.cache.child_allocations(key)
 
     async def latest_deployment(self, job_id: str, namespace: str) -> dict[str, Any] | None:
         """Nomad's ``LatestDeploymentByJobID``: the one with the highest CreateIndex."""
-        key = JobKey(namespace, job_id)
+        key = JobKey.of(namespace, job_id)
         if not self.cache.ready or not self.cache.kept(key):
             return await self.nomad.latest_deployment(job_id, namespace)
         found = self.cache.deployments_of(key)
         return found[0] if found else None
 
     async def job_deployments(self, job_id: str, namespace: str) -> list[dict[str, Any]]:
-        key = JobKey(namespace, job_id)
+        key = JobKey.of(namespace, job_id)
         if not self.cache.ready or not self.cache.kept(key):
             return await self.nomad.job_deployments(job_id, namespace)
         return self.cache.deployments_of(key)

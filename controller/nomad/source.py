@@ -272,7 +272,7 @@ class NomadEventSource:
                 await self._fill_objects(self.cache)
         wanted = set(found)
         if self.known_keys is not None:
-            wanted |= {JobKey(*k) for k in await self.known_keys() if self._watched(k[0])}
+            wanted |= {JobKey.of(*k) for k in await self.known_keys() if self._watched(k[0])}
         hand = self.handler.job_changed if self._first_hand_over else self.handler.job_listed
         for key in sorted(wanted):
             hand(key)
@@ -436,4 +436,4 @@ def listed_stub(stub: dict[str, Any]) -> dict[str, Any]:
 
 
 def _listed(listing: JobList) -> list[JobKey]:
-    return [JobKey(str(s.get("Namespace") or "default"), str(s["ID"])) for s in listing.stubs]
+    return [JobKey.of(str(s.get("Namespace") or "default"), str(s["ID"])) for s in listing.stubs]

@@ -68,7 +68,7 @@ class TrackedJobs:
         listed: set[JobKey] = set()
         parents: dict[JobKey, JobKey] = {}
         for stub in stubs:
-            key = JobKey(str(stub.get("Namespace") or "default"), str(stub["ID"]))
+            key = JobKey.of(str(stub.get("Namespace") or "default"), str(stub["ID"]))
             parent = parent_of(key, stub)
             if parent is not None:
                 parents[key] = parent  # the parent's own stub speaks for it
@@ -116,14 +116,14 @@ class TrackedJobs:
     def allocation_event(self, event: Event) -> None:
         alloc = event.payload.get("Allocation") or {}
         job_id = alloc.get("JobID") or (event.filter_keys[0] if event.filter_keys else "")
-        key = JobKey(event.namespace, str(job_id))
+        key = JobKey.of(event.namespace, str(job_id))
         key = self.parents.get(key, key)
         if key in self.tracked:
             self.handler.allocation_changed(key)
 
     def job_event(self, event: Event) -> None:
         job = event.payload.get("Job") or {}
-        key = JobKey(event.namespace or str(job.get("Namespace") or "default"), event.key)
+        key = JobKey.of(event.namespace or str(job.get("Namespace") or "default"), event.key)
         parent = parent_of(key, job)
         if parent is not None:
             self._child_event(event, key, parent)
@@ -166,5 +166,5 @@ def parent_of(key: JobKey, doc: Mapping[str, Any]) -> JobKey | None:
     """
     parent = doc.get("ParentID")
     if isinstance(parent, str) and parent:
-        return JobKey(key.namespace, parent)
+        return JobKey.of(key.namespace, parent)
     return None

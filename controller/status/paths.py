@@ -64,7 +64,7 @@ def key_of(path: str) -> JobKey | None:
     if rest == path or "~~" in rest or rest.count("/") != 1:
         return None
     ns, job = rest.split("/")
-    return JobKey(decode_segment(ns), decode_segment(job))
+    return JobKey.of(decode_segment(ns), decode_segment(job))
 
 
 def is_hashed(path: str) -> bool:

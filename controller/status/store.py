@@ -147,7 +147,7 @@ class StatusStore:
         """The record as it is or will be stored: the pending content, else the cached record,
         read from Nomad only when this process has no current copy."""
         path = path_for(namespace, job)
-        return (await self._cache.slot(JobKey(namespace, job), path)).current
+        return (await self._cache.slot(JobKey.of(namespace, job), path)).current
 
     async def peek(self, namespace: str, job: str) -> MeshStatus | None:
         """The same answer as :meth:`get` (the gates' name for it, kept for the Protocol)."""
@@ -162,7 +162,7 @@ class StatusStore:
         that window; a lost CAS re-reads and applies every pending ``fn`` again. Raises
         StatusConflict after ``CAS_ATTEMPTS`` lost races of a write made here (the content
         stays pending), or what Nomad raised."""
-        key, path = JobKey(namespace, job), path_for(namespace, job)
+        key, path = JobKey.of(namespace, job), path_for(namespace, job)
         slot = await self._cache.slot(key, path)
         base = slot.current
         status = fn(base)
@@ -214,7 +214,7 @@ class StatusStore:
         """Store ``status`` now unless the stored record has the same content; True when
         written. Replaces the whole record, pending content included (tools and tests:
         reconcilers use ``update`` so they keep each other's fields); retries a lost CAS once."""
-        key, path = JobKey(namespace, job), path_for(namespace, job)
+        key, path = JobKey.of(namespace, job), path_for(namespace, job)
         slot = await self._cache.slot(key, path)
         slot.discard()
         if slot.stored is not None and slot.stored.same_content(status):
@@ -291,7 +291,7 @@ class StatusStore:
     async def delete(self, namespace: str, job: str) -> bool:
         """Remove the record (the job is gone) and anything pending for it; True when something
         was deleted. A record the cache knows is absent costs no call."""
-        key, path = JobKey(namespace, job), path_for(namespace, job)
+        key, path = JobKey.of(namespace, job), path_for(namespace, job)
         slot = await self._cache.slot(key, path)
         slot.discard()
         await slot.flushed.wait()  # a write in flight lands first, then goes
@@ -317,7 +317,7 @@ class StatusStore:
             if key is None and is_hashed(meta.path):
                 var = await self.variables.get(meta.path)
                 if var is not None and "namespace" in var.items and "job" in var.items:
-                    key = JobKey(var.items["namespace"], var.items["job"])
+                    key = JobKey.of(var.items["namespace"], var.items["job"])
             if key is not None:
                 out.append(key)
         return sorted(out)

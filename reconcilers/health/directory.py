@@ -78,7 +78,7 @@ class MeshNames:
         for stub in listing.stubs:
             if stub.get("ParentID"):
                 continue  # a child's names are its parent's
-            key = JobKey(str(stub.get("Namespace") or "default"), str(stub.get("ID") or ""))
+            key = JobKey.of(str(stub.get("Namespace") or "default"), str(stub.get("ID") or ""))
             index = stub.get("ModifyIndex")
             kept = self._per_job.get(key)
             if isinstance(index, int) and index > 0 and kept is not None and kept[0] == index:

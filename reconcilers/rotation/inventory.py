@@ -25,7 +25,7 @@ async def meshed_service_jobs(
     for namespace in namespaces:
         listed = await lister.list_jobs(namespace, meta=True)
         for stub in listed.stubs:
-            key = JobKey(str(stub.get("Namespace") or "default"), str(stub.get("ID")))
+            key = JobKey.of(str(stub.get("Namespace") or "default"), str(stub.get("ID")))
             job = await jobs.get_job(key.job_id, key.namespace)
             if job is None or jobview.is_stopped(job) or job.get("Type") not in ROTATED_TYPES:
                 continue

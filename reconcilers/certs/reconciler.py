@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry
 from controller.nomad.errors import Conflict, NomadError, NotFound
 from controller.runtime.clock import Clock, SystemClock
 from controller.runtime.reconcile import Result
+from controller.runtime.standing import Standing
 from controller.vault.trust import TrustUnavailable
 from crds_equivalent import keys
 from crds_equivalent.config import MeshConfig
@@ -105,6 +106,8 @@ class CertReconciler:
         self.budget_window = budget_window
         self.metrics = CertMetrics(registry if registry is not None else CollectorRegistry())
         self._spent: deque[float] = deque()
+        # the catalog problem each job's last pass warned about: warned once, not every pass
+        self.catalog_problems: Standing[tuple[str, str]] = Standing()
 
     async def reconcile(self, key: JobKey) -> Result:
         namespace, job_id = key
@@ -114,9 +117,11 @@ class CertReconciler:
         # its injection is a register whose Job event brings it back here.
         status = await self.statuses.get(namespace, job_id)
         if status is None or not status.sidecar_injected:
+            self.catalog_problems.end(key)
             return Result()
         job = await self.jobs.get_job(job_id, namespace)
         if job is None or jobview.is_stopped(job):
+            self.catalog_problems.end(key)
             return Result()
         try:
             trust = await self.trust.get()
@@ -132,6 +137,7 @@ class CertReconciler:
             anchors_pem=trust.anchors_pem,
             config=self.config,
             job=job,
+            problems=self.catalog_problems,
         )
         if not seen.meshed or seen.findings is None:
             return Result(requeue_after=self.interval)

@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from controller.runtime.standing import Standing
 from controller.tlsprobe import ProbeResult
 from crds_equivalent.config import MeshConfig
 from reconcilers.injection import jobview
@@ -74,9 +75,12 @@ async def observe_job(
     config: MeshConfig,
     job: Mapping[str, Any] | None = None,
     native: NativeCatalog | None = None,
+    problems: Standing[tuple[str, str]] | None = None,
 ) -> Observation:
     """Allocations, catalog registrations (Consul's or Nomad's, per service provider) and
-    probe results of one job (no writes)."""
+    probe results of one job (no writes). With ``problems`` (a reconciler's memory of the
+    catalog problem each job stands in), a catalog problem is a warning when it starts or its
+    reason changes and debug while it stands; without, a warning every time."""
     namespace, job_id = key
     current = dict(job) if job is not None else await jobs.get_job(job_id, namespace)
     if current is None:
@@ -90,15 +94,17 @@ async def observe_job(
     try:
         answer = await read_catalogs(ports, namespace, consul=consul, native=native)
     except CatalogProblem as problem:
-        log.warning(
-            "service catalog unknown; leaves not observed", job=job_id, error=problem.message
-        )
+        news = problems is None or problems.news(key, problem.reason)
+        say = log.warning if news else log.debug
+        say("service catalog unknown; leaves not observed", job=job_id, error=problem.message)
         seen.problem = (
             f"Consul did not answer: {problem.message}"
             if problem.reason == CONSUL_UNAVAILABLE
             else problem.message
         )
         return seen
+    if problems is not None:
+        problems.end(key)
     seen.findings = consul_findings(ports, seen.running, answer.health, answer.filtered)
     instances = seen.findings.instances
     results = await probe.probe_many([i.target for i in instances], anchors_pem)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
 from controller.consul.wire import ServiceHealth
 from controller.nomad.errors import Conflict
@@ -365,3 +366,24 @@ async def test_a_conflicting_job_write_is_retried_not_recorded() -> None:
     assert result.requeue and result.requeue_after is None  # retried through the key's backoff
     rec = w.last()
     assert rec is not None and rec.kind == "restart" and w.counted("reissue") == 0
+
+
+async def test_a_standing_catalog_problem_warns_once_and_again_after_it_cleared() -> None:
+    w = make_world()
+    event = "service catalog unknown; leaves not observed"
+    consul = w.certs.consul
+    with capture_logs() as logs:
+        w.certs.consul = None  # no Consul configured: the job's services cannot be looked up
+        for _ in range(3):
+            await w.tick()
+        w.certs.consul = consul  # answers: the problem ended
+        await w.tick()
+        w.certs.consul = None
+        await w.tick()
+    assert [e["log_level"] for e in logs if e["event"] == event] == [
+        "warning",
+        "debug",
+        "debug",
+        "warning",
+    ]
+    assert w.sidecars.restarts == []  # nothing is done on what could not be observed

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.timeout(60)
 
 
 async def test_allocations_and_deployments_are_listed_across_pages(nomad: NomadClient) -> None:
-    jobs = NomadJobs(nomad, per_page=2)
+    jobs = NomadJobs(nomad, objects_per_page=2)
     for name in ("a", "b", "c"):
         spec = job_spec(name)
         spec["TaskGroups"][0]["Count"] = 2

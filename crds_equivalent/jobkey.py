@@ -24,7 +24,8 @@ class JobKey(NamedTuple):
         decoded documents (an event's payload, a LIST stub, a record path), and a dozen tables
         hold them for as long as the job lives; interned, they share one copy of each name
         instead of one per decode."""
-        return cls(sys.intern(namespace), sys.intern(job_id))
+        # str(): sys.intern takes only exact strings, and a str subclass must not crash a read
+        return cls(sys.intern(str(namespace)), sys.intern(str(job_id)))
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.job_id}"

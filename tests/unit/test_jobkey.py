@@ -13,6 +13,15 @@ def test_of_equals_the_plain_key_and_tuple() -> None:
     assert str(key) == "bench/svc-1"
 
 
+def test_of_takes_a_str_subclass_and_keeps_an_exact_str() -> None:
+    class Name(str):
+        pass
+
+    key = JobKey.of(Name("bench"), Name("svc-1"))
+    assert key == ("bench", "svc-1")
+    assert type(key.namespace) is str and type(key.job_id) is str
+
+
 def test_keys_from_separate_decodes_share_one_copy_of_each_name() -> None:
     # two documents parsed apart, as an event's payload and a LIST stub are: equal strings,
     # distinct objects until interned

@@ -57,25 +57,10 @@ class NomadJobs:
         """All job stubs (every page). The index is the first page's: the oldest, safest point
         to resume a stream from, since replayed frames are dropped by index anyway. ``keep``
         maps each stub as its page arrives (None drops it), as for ``list_allocations``."""
-        stubs: list[dict[str, Any]] = []
-        index: int | None = None
-        token: str | None = None
-        while True:
-            params: dict[str, ParamValue] = {"meta": meta, "per_page": self.per_page}
-            if prefix:
-                params["prefix"] = prefix
-            if token:
-                params["next_token"] = token
-            resp = await self.client.request("GET", "/v1/jobs", params=params, namespace=namespace)
-            for stub in resp.body or []:
-                kept = keep(stub) if keep is not None else stub
-                if kept is not None:
-                    stubs.append(kept)
-            if index is None:
-                index = resp.index or 0
-            token = resp.next_token
-            if not token:
-                return JobList(stubs=stubs, index=index)
+        params: dict[str, ParamValue] = {"meta": meta}
+        if prefix:
+            params["prefix"] = prefix
+        return await self._paged("/v1/jobs", namespace, params, keep, per_page=self.per_page)
 
     async def get_job(self, job_id: str, namespace: str) -> Job | None:
         """The stored job as Nomad returns it, or None when it does not exist."""
@@ -145,21 +130,33 @@ class NomadJobs:
         fields: no ``resources``). The index is the first page's, as for ``list_jobs``.
         ``keep`` maps each stub as its page arrives (None drops it), so a cluster's worth of
         stubs is never held at once."""
-        return await self._paged("/v1/allocations", namespace, {}, keep)
+        return await self._paged(
+            "/v1/allocations", namespace, {}, keep, per_page=self.objects_per_page
+        )
 
     async def list_deployments(self, namespace: str = "*", *, keep: Keep | None = None) -> JobList:
         """Every deployment (all pages; ``Deployment.List`` answers whole deployments);
         ``keep`` as for ``list_allocations``."""
-        return await self._paged("/v1/deployments", namespace, {}, keep)
+        return await self._paged(
+            "/v1/deployments", namespace, {}, keep, per_page=self.objects_per_page
+        )
 
     async def _paged(
-        self, path: str, namespace: str, params: dict[str, ParamValue], keep: Keep | None = None
+        self,
+        path: str,
+        namespace: str,
+        params: dict[str, ParamValue],
+        keep: Keep | None,
+        *,
+        per_page: int,
     ) -> JobList:
+        """Every page of a LIST, ``keep`` applied to each item as its page arrives; the index
+        is the first page's."""
         out: list[dict[str, Any]] = []
         index: int | None = None
         token: str | None = None
         while True:
-            query: dict[str, ParamValue] = {**params, "per_page": self.objects_per_page}
+            query: dict[str, ParamValue] = {**params, "per_page": per_page}
             if token:
                 query["next_token"] = token
             resp = await self.client.request("GET", path, params=query, namespace=namespace)

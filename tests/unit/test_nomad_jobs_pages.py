@@ -62,3 +62,12 @@ async def test_a_page_is_freed_before_the_next_is_read() -> None:
     await NomadJobs(cast(NomadClient, nomad), objects_per_page=2).list_deployments(keep=keep)
     assert kept == [f"a{i}" for i in range(7)]
     assert nomad.alive_at_request == [0, 0, 0, 0]
+
+
+async def test_job_lists_share_the_loop_with_their_own_page_size() -> None:
+    nomad = PagedNomad(total=5)
+    jobs = NomadJobs(cast(NomadClient, nomad), per_page=2, objects_per_page=100)
+    listed = await jobs.list_jobs("*", prefix="web")
+    assert nomad.asked_per_page == [2, 2, 2]
+    assert len(listed.stubs) == 5
+    assert nomad.alive_at_request == [0, 0, 0]

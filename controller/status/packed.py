@@ -11,11 +11,15 @@ Parsing costs CPU (inflate, json, pydantic validation), and the same records are
 (a reconcile of the mesh, then health, then certs, of the same job): a bounded table of
 recently packed or parsed records answers those reads without parsing. Records are frozen, and
 equal strings hold equal content, so one parsed object can serve every reader of that string.
+Packing costs as much (the Items, their JSON, deflate), and a write packs the record it sent
+again to tell whether it is still what is pending: the same table, by object, answers that
+without packing. A record is frozen, so an object packs to one string for as long as it lives.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from typing import Any
 
 from controller.runtime import jsonwire
@@ -29,8 +33,8 @@ RECENT = 128  # parsed records kept; ~8.7 kB each: ~1.1 MB whatever the number o
 WBITS = -12  # raw deflate (no header or checksum: the bytes never leave the process), 4 kB
 
 
-def _items_json(record: MeshStatus) -> bytes:
-    return jsonwire.dumps(record.to_items())
+def _items_json(record: MeshStatus, items: Mapping[str, str] | None = None) -> bytes:
+    return jsonwire.dumps(record.to_items() if items is None else items)
 
 
 def _dictionary() -> bytes:
@@ -62,7 +66,10 @@ class RecordPacker:
     def __init__(self, recent: int = RECENT) -> None:
         self.recent = recent
         self._parsed: Recent[bytes, MeshStatus] = Recent(recent, lambda _packed, _record: None)
+        # the same records by object: the entry holds the object, so its id is not reused
+        self._strings: Recent[int, tuple[MeshStatus, bytes]] = Recent(recent, lambda _i, _r: None)
         self.parses = 0  # strings parsed because they were not recent (tests, measurements)
+        self.packs = 0  # records packed because they were not recent (tests, measurements)
         dictionary = _dictionary()
         # Primed once and copied per value (loading a dictionary costs more than a record);
         # raw deflate with a 4 kB window and small tables, which a record and the dictionary
@@ -70,11 +77,17 @@ class RecordPacker:
         self._deflate: Any = zlib.compressobj(6, zlib.DEFLATED, WBITS, 4, zdict=dictionary)
         self._inflate: Any = zlib.decompressobj(WBITS, zdict=dictionary)
 
-    def pack(self, record: MeshStatus) -> bytes:
-        """The record as deflated compact JSON of its Items (what Nomad stores of it)."""
+    def pack(self, record: MeshStatus, items: Mapping[str, str] | None = None) -> bytes:
+        """The record as deflated compact JSON of its Items (what Nomad stores of it); pass
+        ``items`` (its ``to_items()``) when they are at hand, so they are not made again."""
+        held = self._strings.get(id(record))
+        if held is not None and held[0] is record:
+            self._parsed.put(held[1], record)
+            return held[1]
+        self.packs += 1
         deflate = self._deflate.copy()
-        packed = bytes(deflate.compress(_items_json(record)) + deflate.flush())
-        self._parsed.put(packed, record)
+        packed = bytes(deflate.compress(_items_json(record, items)) + deflate.flush())
+        self._remember(packed, record)
         return packed
 
     def unpack(self, packed: bytes) -> MeshStatus:
@@ -85,8 +98,12 @@ class RecordPacker:
             inflate = self._inflate.copy()
             items = jsonwire.loads(inflate.decompress(packed) + inflate.flush())
             record = MeshStatus.from_items(items)
-        self._parsed.put(packed, record)
+        self._remember(packed, record)
         return record
+
+    def _remember(self, packed: bytes, record: MeshStatus) -> None:
+        self._parsed.put(packed, record)
+        self._strings.put(id(record), (record, packed))
 
 
 PACKER = RecordPacker()

@@ -12,7 +12,7 @@ so replaying them keeps the winner's fields and ours.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import InitVar, dataclass, field
 
 from controller.status.packed import PACKER
@@ -139,12 +139,21 @@ class Slot:
         self.fns.clear()
 
     def written(
-        self, content: MeshStatus, index: int, sent: MeshStatus, used: int, at: float
+        self,
+        content: MeshStatus,
+        index: int,
+        sent: MeshStatus,
+        used: int,
+        at: float,
+        *,
+        items: Mapping[str, str] | None = None,
     ) -> None:
         """Our CAS of ``sent`` (built from the first ``used`` functions) stored ``content`` at
-        ``index``. Updates accepted while it was in flight derived from ``sent``, so their
-        pending content already holds it: only their functions stay."""
-        self.index, self.stored, self.seen_at, self.written_at = index, content, at, at
+        ``index`` (``items``: its Items as written, if at hand). Updates accepted while it was
+        in flight derived from ``sent``, so their pending content already holds it: only their
+        functions stay."""
+        self.index, self.seen_at, self.written_at = index, at, at
+        self.packed = PACKER.pack(content, items)
         self.stale, self.failures = False, 0
         if self.pending_packed == PACKER.pack(sent):
             self.pending, self.pending_since = None, None

@@ -103,11 +103,13 @@ class SlotWriter:
                 return
             stamped = sent.model_copy(update={"updated_at": self.clock.now().isoformat()})
             items = stamped.to_items()
+            body = items
             if path != status_path(*slot.key):
-                items |= {"namespace": slot.key.namespace, "job": slot.key.job_id}
-            written = await self.variables.cas_put(path, items, cas=slot.index)
+                body = items | {"namespace": slot.key.namespace, "job": slot.key.job_id}
+            written = await self.variables.cas_put(path, body, cas=slot.index)
             if written is not None:
-                slot.written(stamped, written.modify_index, sent, used, self.clock.monotonic())
+                now = self.clock.monotonic()
+                slot.written(stamped, written.modify_index, sent, used, now, items=items)
                 self.writes += 1
                 due = max(slot.due, slot.written_at + self.interval)
                 if slot.has_pending and due > self.clock.monotonic():

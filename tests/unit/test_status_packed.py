@@ -6,7 +6,9 @@ from __future__ import annotations
 import gc
 import tracemalloc
 
-from controller.status.packed import RecordPacker
+import pytest
+
+from controller.status.packed import PACKER, RecordPacker
 from controller.status.slots import Slot
 from crds_equivalent.jobkey import JobKey
 from crds_equivalent.status import ConditionType, MeshStatus, Phase
@@ -47,6 +49,39 @@ def test_recent_records_are_served_without_parsing_and_the_table_stays_bounded()
     assert [packer.unpack(s).observed_index for s in strings] == [1000 + i for i in range(5)]
     assert packer.parses == 5  # each was out of the table when read (oldest first)
     assert len(packer._parsed) == 3
+
+
+def test_a_record_object_packs_once_while_recent_and_an_equal_one_packs_anew() -> None:
+    packer = RecordPacker(recent=2)
+    first = record(1)
+    packed = packer.pack(first)
+    assert packer.pack(first) is packed and packer.packs == 1
+    assert packer.pack(record(1)) == packed and packer.packs == 2  # another object: packed
+    parsed = packer.unpack(packer.pack(record(2)))  # the record just packed, not parsed
+    assert packer.pack(parsed) == packer.pack(record(2)) and packer.parses == 0
+
+
+def test_a_write_packs_the_record_it_stored_from_its_items_and_not_the_one_it_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A write's record is packed once, from the Items the write made for Nomad; the record it
+    sent (what was pending) is known by object and not packed again to be compared."""
+    slot = Slot(JobKey("default", "web"), 7, record(1), seen_at=0.0)
+    slot.accept(record(2), lambda _base: record(2), 0.0)
+    sent = slot.pending
+    assert sent is not None
+    stamped = sent.model_copy(update={"updated_at": "2026-12-03T18:00:00+00:00"})
+    items = stamped.to_items()
+    made = []
+    real = MeshStatus.to_items
+    monkeypatch.setattr(MeshStatus, "to_items", lambda self: made.append(self) or real(self))
+    before = PACKER.packs
+
+    slot.written(stamped, 8, sent, 1, at=1.0, items=items)
+
+    assert (PACKER.packs - before, made) == (1, [])
+    assert slot.idle and slot.index == 8 and slot.stored == stamped
+    assert slot.packed == RecordPacker().pack(stamped)  # the same string as packed anew
 
 
 def test_a_slot_keeps_its_stored_record_as_a_string() -> None:

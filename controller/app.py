@@ -270,6 +270,7 @@ class App:
             ),
             clock=self.clock,
             interval=self.settings.controller.health_interval,
+            handshake_max_age=self.settings.controller.health_handshake_max_age,
             registry=self.registry,
         )
 

@@ -134,6 +134,12 @@ class ControllerSettings(Group):
     burst: int = Field(100, ge=1, description="Global retry burst.")
     drain_timeout: Duration = Field(30.0, description="Grace for in-flight work on SIGTERM.")
     health_interval: Duration = Field(30.0, description="Consul/TLS health re-check period.")
+    health_handshake_max_age: Duration = Field(
+        300.0,
+        ge=0,
+        description="Longest a health re-check reuses a verified TLS handshake with an unchanged, "
+        "passing instance whose leaf is short of its renewal window (0: handshake every pass).",
+    )
     status_write_interval: Duration = Field(
         1.0, ge=0, description="Coalesce status writes: at most one per job per window (0: off)."
     )

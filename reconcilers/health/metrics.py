@@ -1,4 +1,5 @@
-"""The certificate expiry gauges the health check exports, one family set per registry.
+"""The certificate expiry gauges and the handshake counter the health check exports, one family
+set per registry.
 
 Named after cert-manager's ``certmanager_certificate_expiration_timestamp_seconds`` so existing
 alert rules translate: alert on ``mesh_cert_expiry_timestamp_seconds - time() < 86400``. A
@@ -11,17 +12,18 @@ import weakref
 from collections.abc import Mapping
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 CERT_EXPIRY = "mesh_cert_expiry_timestamp_seconds"
 CA_EXPIRY = "mesh_ca_expiry_timestamp_seconds"
+HANDSHAKES = "mesh_health_handshakes"  # exported with the counter suffix: ..._total
 
-_families: weakref.WeakKeyDictionary[CollectorRegistry, tuple[Gauge, Gauge]] = (
+_families: weakref.WeakKeyDictionary[CollectorRegistry, tuple[Gauge, Gauge, Counter]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _on(registry: CollectorRegistry) -> tuple[Gauge, Gauge]:
+def _on(registry: CollectorRegistry) -> tuple[Gauge, Gauge, Counter]:
     found = _families.get(registry)
     if found is None:
         found = (
@@ -37,6 +39,13 @@ def _on(registry: CollectorRegistry) -> tuple[Gauge, Gauge]:
                 "root, whichever expires first.",
                 registry=registry,
             ),
+            Counter(
+                HANDSHAKES,
+                "TLS handshakes behind the health verdicts of served instances: made, or reused "
+                "(an unchanged, passing instance verified within MESH_HEALTH_HANDSHAKE_MAX_AGE).",
+                ["result"],
+                registry=registry,
+            ),
         )
         _families[registry] = found
     return found
@@ -47,7 +56,8 @@ class HealthMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self.cert_expiry, self.ca_expiry = _on(registry)
+        self.cert_expiry, self.ca_expiry, handshakes = _on(registry)
+        self._made, self._reused = handshakes.labels("made"), handshakes.labels("reused")
         self._services: dict[tuple[str, str], set[str]] = {}
 
     def set_leaves(self, namespace: str, job: str, soonest: Mapping[str, datetime]) -> None:
@@ -64,6 +74,10 @@ class HealthMetrics:
 
     def forget(self, namespace: str, job: str) -> None:
         self.set_leaves(namespace, job, {})
+
+    def count_handshakes(self, made: int, reused: int) -> None:
+        self._made.inc(made)
+        self._reused.inc(reused)
 
     def set_ca(self, not_after: datetime) -> None:
         self.ca_expiry.set(not_after.timestamp())

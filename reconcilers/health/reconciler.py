@@ -50,6 +50,7 @@ from crds_equivalent.status import (
 from reconcilers import conditions as cond
 from reconcilers import renewal
 from reconcilers.health.directory import MeshNames
+from reconcilers.health.handshakes import HandshakeMemory
 from reconcilers.health.metrics import HealthMetrics
 from reconcilers.health.upstreams import (
     CallsVerdict,
@@ -98,6 +99,7 @@ class HealthReconciler:
         names: MeshNames | None = None,
         clock: Clock | None = None,
         interval: float = 30.0,
+        handshake_max_age: float = 0.0,
         min_remaining_fraction: float = renewal.MIN_REMAINING_FRACTION,
         registry: CollectorRegistry | None = None,
     ) -> None:
@@ -115,6 +117,8 @@ class HealthReconciler:
         self.interval = interval
         # the callers of one upstream share its instances' handshakes within an interval
         self.upstream_probe = SharedProbes(probe, self.clock, ttl=interval)
+        # the served instances' verified handshakes, reused while nothing could change them
+        self.handshakes = HandshakeMemory(probe, self.clock, max_age=handshake_max_age)
         self.min_remaining_fraction = min_remaining_fraction
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = HealthMetrics(self.registry)
@@ -155,6 +159,7 @@ class HealthReconciler:
         """What is kept per job that no longer has served health to judge."""
         self.metrics.forget(*key)
         self.catalog_problems.end(key)
+        self.handshakes.forget(key)
 
     async def _calls(self, calls: JobCalls, namespace: str) -> CallsVerdict:
         """The job's upstream edges from their catalogs and handshakes, its allow names
@@ -180,7 +185,8 @@ class HealthReconciler:
         allocs = running_allocations(await instance_allocations(self.jobs, job, job_id, namespace))
         found, problem = await self._catalogs(key, ports, allocs)
         trust, trust_problem = await self._trust()
-        verdict = await self._certificates(found, trust, trust_problem, problem)
+        version = jobview.job_modify_index(job)
+        verdict = await self._certificates(key, version, found, trust, trust_problem, problem)
 
         if trust is not None:
             self.metrics.set_ca(trust.ca_not_after)
@@ -221,6 +227,8 @@ class HealthReconciler:
 
     async def _certificates(
         self,
+        key: JobKey,
+        version: int,
         found: ConsulFindings | None,
         trust: MeshTrust | None,
         trust_problem: str,
@@ -250,11 +258,10 @@ class HealthReconciler:
                 unknown_message="instance addresses come from Consul, whose ACLs hide them from "
                 "the controller's token",
             )
-        results = await self.probe.probe_many(
-            [i.target for i in found.instances], trust.anchors_pem
-        )
+        shook = await self.handshakes.results(key, version, found.instances, trust.anchors_pem)
+        self.metrics.count_handshakes(shook.made, shook.reused)
         return cert_verdict(
-            list(zip(found.instances, results, strict=True)),
+            list(zip(found.instances, shook.results, strict=True)),
             trust,
             self.clock.now(),
             min_remaining_fraction=self.min_remaining_fraction,

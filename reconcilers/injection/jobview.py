@@ -51,6 +51,11 @@ def job_name(job: Mapping[str, Any]) -> str:
     return as_str(job.get("Name")) or job_id(job)
 
 
+def job_modify_index(job: Mapping[str, Any]) -> int:
+    """The raft index of the job's last spec change (not bumped by a status change)."""
+    return int(job.get("JobModifyIndex") or 0)
+
+
 def is_stopped(job: Mapping[str, Any]) -> bool:
     return job.get("Stop") is True
 

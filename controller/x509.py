@@ -8,6 +8,7 @@ signed it — robust across issuers that share a subject name, as rotated interm
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,9 +16,11 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LeafInfo:
-    """The public facts of one served leaf certificate."""
+    """The public facts of one served leaf certificate. The health check keeps one per served
+    instance between its passes, so the names every leaf of a service (or of an issuer) shares
+    are interned: one copy each, not one per instance."""
 
     subject: str
     issuer: str
@@ -88,11 +91,11 @@ def leaf_info(der: bytes) -> LeafInfo:
     """Parse a DER certificate (as ``SSLObject.getpeercert(binary_form=True)`` returns it)."""
     cert = x509.load_der_x509_certificate(der)
     return LeafInfo(
-        subject=cert.subject.rfc4514_string(),
-        issuer=cert.issuer.rfc4514_string(),
+        subject=sys.intern(cert.subject.rfc4514_string()),
+        issuer=sys.intern(cert.issuer.rfc4514_string()),
         serial=serial_hex(cert.serial_number),
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
-        authority_key_id=authority_key_id(cert),
-        dns_names=_dns_names(cert),
+        authority_key_id=sys.intern(authority_key_id(cert)),
+        dns_names=tuple(sys.intern(n) for n in _dns_names(cert)),
     )

@@ -70,18 +70,19 @@ control plane got to these figures (issue 16) and what the profiles showed, run 
   at 87.3 %). The catalog is still read on every pass; a failing, new or moved instance is
   handshaken on every pass. Per re-check of an unchanged job of two instances (the real
   `HealthReconciler` and `TlsProber`, a server in another process presenting an ECDSA P-256 leaf
-  and intermediate, the catalog, job and records in memory, the clock moved 30 s a round, each
-  setting run twice, interleaved): 200 jobs x 20 rounds 2.46/2.42 ms with a handshake every pass
-  against 0.433/0.425 ms with reuse, and again 2.43/2.47 against 0.463/0.460; 1,000 jobs x 10
-  rounds 2.51/2.50 against 0.465/0.459. At 10,000 such jobs and the default interval (333
-  re-checks a second) that is ~0.15 of a core instead of ~0.8, before the Consul reads. A leaf
-  is handshaken every pass from 85 % of its life until it is renewed at 90 % (Nomad 1.8.2 on),
-  ~6 % of the time, so the saving holds at ~5x. The kept handshakes cost memory on a real
+  and intermediate, the catalog and records in memory, the job parsed from compact JSON on every
+  read as the cache does, the clock moved 30 s a round, each setting run twice, interleaved): 200
+  jobs x 20 rounds 2.33/2.33 ms with a handshake every pass against 0.391/0.407 ms with reuse;
+  1,000 jobs x 10 rounds 2.41/2.43 against 0.409/0.432. At 10,000 such jobs and the default
+  interval (333 re-checks a second) that is ~0.14 of a core instead of ~0.8, before the Consul
+  reads. The bench's leaf is young; on a cluster a leaf is handshaken every pass from 85 % of its
+  life until it is renewed at 90 % (Nomad 1.8.2 on), ~6 % of the time, which puts back ~0.1 ms
+  a re-check (~4.5x, not 6x). The kept handshakes cost memory on a real
   cluster (none in this bench, which has no Consul): 2.2 kB per two-instance job, 1.5 kB once a
   leaf's shared names (subject, issuer, key identifier, SANs) are interned (tracemalloc, 400
   jobs), ~15 MB at 10,000 such jobs. The renewal under probe load, untested until now: while the
   re-checks ran back to back, saturating the event loop with a handshake on every pass, a 50 ms
-  timer on the same loop fired at most 26-30 ms late (p99 ~7 ms), against the lock's 5 s renew
+  timer on the same loop fired at most 18-34 ms late (p99 7-14 ms), against the lock's 5 s renew
   interval and 15 s TTL; the renewal has its own connection, not its own loop, so this is the
   delay it would see.
 - **This run (2026-12-03, night), read against the targets**

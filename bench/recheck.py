@@ -7,8 +7,9 @@ the real ``HealthReconciler`` and ``TlsProber`` re-check ``--jobs`` jobs of one 
 instances, ``--rounds`` times, moving its clock 30 s a round, against a TLS server in another
 process that presents an ECDSA P-256 leaf and its intermediate (verified against the root, as
 on a cluster). Jobs, allocations, status records and the catalog answer are in memory (the
-catalog's HTTP read is not counted). Each ``MESH_HEALTH_HANDSHAKE_MAX_AGE`` is run twice,
-interleaved, and every run must end Verified. The rounds run back to back, as fast as the
+catalog's HTTP read is not counted; the job is parsed from compact JSON on every read, as the
+watch-fed cache does for a job it holds undeflated). Each ``MESH_HEALTH_HANDSHAKE_MAX_AGE`` is
+run twice, interleaved, and every run must end Verified. The rounds run back to back, as fast as the
 event loop allows (a cluster whose re-checks outrun one core), and a 50 ms timer on the same
 loop reports how late it fires meanwhile: the leader lock's renewal is such a timer.
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import copy
 import datetime as dt
 import multiprocessing
 import os
@@ -37,6 +37,7 @@ from cryptography.x509.oid import NameOID
 from prometheus_client import CollectorRegistry
 
 from controller.consul.wire import HealthEntry, ServiceHealth
+from controller.runtime import jsonwire
 from controller.tlsprobe import TlsProber
 from controller.vault.trust import MeshTrust, TrustedIssuer
 from controller.x509 import leaf_info
@@ -118,11 +119,11 @@ class _World:
     """The job, its allocations, the status records and the catalog's answer, in memory."""
 
     def __init__(self, job: dict[str, Any], status: MeshStatus, health: ServiceHealth) -> None:
-        self.job, self.status, self.health = job, status, health
+        self.job, self.status, self.health = jsonwire.dumps(job), status, health
         self.statuses: dict[tuple[str, str], MeshStatus] = {}
 
     async def get_job(self, job_id: str, namespace: str) -> dict[str, Any] | None:
-        return copy.deepcopy(self.job)
+        return dict(jsonwire.loads(self.job))  # parsed afresh, as the watch-fed cache reads
 
     async def job_allocations(self, job_id: str, namespace: str) -> list[dict[str, Any]]:
         return [

@@ -77,6 +77,7 @@ from reconcilers.certs.reconciler import CertReconciler
 from reconcilers.health.directory import MeshNames
 from reconcilers.health.reconciler import HealthReconciler
 from reconcilers.injection.sample import injected_sample
+from reconcilers.instances.handshakes import HandshakeMemory
 from reconcilers.mesh.interest import MESH_INTEREST
 from reconcilers.mesh.reconciler import MeshReconciler
 from reconcilers.mesh.retry import Backoff
@@ -201,6 +202,13 @@ class App:
         """The four features; the prober and the trust source are shared, so built once here."""
         mesh = self.settings.mesh
         self.prober = TlsProber(timeout=self.tuning.probe_timeout, clock=self.clock)
+        # one memory for health and certs: an instance is handshaken for both at most once
+        # per max age while nothing could have changed what it serves
+        self.handshakes = HandshakeMemory(
+            self.prober,
+            self.clock,
+            max_age=self.settings.controller.health_handshake_max_age,
+        )
         self.trust = VaultTrust(
             self.vault, root_mount=mesh.root_mount, int_mount=mesh.pki_mount, clock=self.clock
         )
@@ -270,7 +278,7 @@ class App:
             ),
             clock=self.clock,
             interval=self.settings.controller.health_interval,
-            handshake_max_age=self.settings.controller.health_handshake_max_age,
+            handshakes=self.handshakes,
             registry=self.registry,
         )
 
@@ -287,6 +295,7 @@ class App:
             clock=self.clock,
             interval=self.tuning.certs_interval,
             registry=self.registry,
+            handshakes=self.handshakes,
         )
 
     def _build_rotator(self, *, prober: TlsProber, pki: VaultPki) -> Rotator:

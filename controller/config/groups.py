@@ -137,8 +137,9 @@ class ControllerSettings(Group):
     health_handshake_max_age: Duration = Field(
         300.0,
         ge=0,
-        description="Longest a health re-check reuses a verified TLS handshake with an unchanged, "
-        "passing instance whose leaf is short of its renewal window (0: handshake every pass).",
+        description="Longest the health and certs re-checks reuse a verified TLS handshake with "
+        "an unchanged, passing instance whose leaf is short of its renewal window "
+        "(0: handshake every pass).",
     )
     status_write_interval: Duration = Field(
         1.0, ge=0, description="Coalesce status writes: at most one per job per window (0: off)."

@@ -51,6 +51,7 @@ from reconcilers.certs.remediation import (
 )
 from reconcilers.injection import jobview
 from reconcilers.injection.reissue import CannotReissue, with_nonce
+from reconcilers.instances.handshakes import HandshakeMemory
 from reconcilers.instances.observe import observe_job
 from reconcilers.ports import (
     Catalog,
@@ -90,6 +91,7 @@ class CertReconciler:
         budget: int = 10,
         budget_window: float = 60.0,
         registry: CollectorRegistry | None = None,
+        handshakes: HandshakeMemory | None = None,
     ) -> None:
         self.jobs = jobs
         self.tasks = tasks
@@ -97,6 +99,8 @@ class CertReconciler:
         self.consul = consul
         self.native = native
         self.probe = probe
+        # the health check's verified handshakes (None: every instance is handshaken each pass)
+        self.handshakes = handshakes
         self.trust = trust
         self.config = config
         self.clock: Clock = clock or SystemClock()
@@ -138,6 +142,8 @@ class CertReconciler:
             config=self.config,
             job=job,
             problems=self.catalog_problems,
+            handshakes=self.handshakes,
+            issuer_key_id=trust.default.key_id if trust.default is not None else "",
         )
         if not seen.meshed or seen.findings is None:
             return Result(requeue_after=self.interval)

@@ -50,7 +50,6 @@ from crds_equivalent.status import (
 from reconcilers import conditions as cond
 from reconcilers import renewal
 from reconcilers.health.directory import MeshNames
-from reconcilers.health.handshakes import HandshakeMemory
 from reconcilers.health.metrics import HealthMetrics
 from reconcilers.health.upstreams import (
     CallsVerdict,
@@ -70,6 +69,7 @@ from reconcilers.health.verdicts import (
 from reconcilers.injection import jobview
 from reconcilers.injection.userspecs import user_specs
 from reconcilers.instances.catalogs import CONSUL_UNAVAILABLE, CatalogProblem, read_catalogs
+from reconcilers.instances.handshakes import HandshakeMemory
 from reconcilers.instances.matching import (
     ConsulFindings,
     FrontedPort,
@@ -100,6 +100,7 @@ class HealthReconciler:
         clock: Clock | None = None,
         interval: float = 30.0,
         handshake_max_age: float = 0.0,
+        handshakes: HandshakeMemory | None = None,
         min_remaining_fraction: float = renewal.MIN_REMAINING_FRACTION,
         registry: CollectorRegistry | None = None,
     ) -> None:
@@ -118,7 +119,12 @@ class HealthReconciler:
         # the callers of one upstream share its instances' handshakes within an interval
         self.upstream_probe = SharedProbes(probe, self.clock, ttl=interval)
         # the served instances' verified handshakes, reused while nothing could change them
-        self.handshakes = HandshakeMemory(probe, self.clock, max_age=handshake_max_age)
+        # (shared with the certs reconciler when the composition root gives one)
+        self.handshakes = (
+            handshakes
+            if handshakes is not None
+            else HandshakeMemory(probe, self.clock, max_age=handshake_max_age)
+        )
         self.min_remaining_fraction = min_remaining_fraction
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = HealthMetrics(self.registry)
@@ -258,7 +264,10 @@ class HealthReconciler:
                 unknown_message="instance addresses come from Consul, whose ACLs hide them from "
                 "the controller's token",
             )
-        shook = await self.handshakes.results(key, version, found.instances, trust.anchors_pem)
+        issuer = trust.default.key_id if trust.default is not None else ""
+        shook = await self.handshakes.results(
+            key, version, found.instances, trust.anchors_pem, issuer_key_id=issuer
+        )
         self.metrics.count_handshakes(shook.made, shook.reused)
         return cert_verdict(
             list(zip(found.instances, shook.results, strict=True)),

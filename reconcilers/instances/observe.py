@@ -17,8 +17,10 @@ import structlog
 from controller.runtime.standing import Standing
 from controller.tlsprobe import ProbeResult
 from crds_equivalent.config import MeshConfig
+from crds_equivalent.jobkey import JobKey
 from reconcilers.injection import jobview
 from reconcilers.instances.catalogs import CONSUL_UNAVAILABLE, CatalogProblem, read_catalogs
+from reconcilers.instances.handshakes import HandshakeMemory
 from reconcilers.instances.matching import (
     ConsulFindings,
     FrontedPort,
@@ -76,11 +78,16 @@ async def observe_job(
     job: Mapping[str, Any] | None = None,
     native: NativeCatalog | None = None,
     problems: Standing[tuple[str, str]] | None = None,
+    handshakes: HandshakeMemory | None = None,
+    issuer_key_id: str = "",
 ) -> Observation:
     """Allocations, catalog registrations (Consul's or Nomad's, per service provider) and
     probe results of one job (no writes). With ``problems`` (a reconciler's memory of the
     catalog problem each job stands in), a catalog problem is a warning when it starts or its
-    reason changes and debug while it stands; without, a warning every time."""
+    reason changes and debug while it stands; without, a warning every time. With
+    ``handshakes``, verified handshakes that still hold are reused (``HandshakeMemory``; a leaf
+    of another issuer than ``issuer_key_id``, the default one, never); without, every instance
+    is handshaken."""
     namespace, job_id = key
     current = dict(job) if job is not None else await jobs.get_job(job_id, namespace)
     if current is None:
@@ -107,6 +114,13 @@ async def observe_job(
         problems.end(key)
     seen.findings = consul_findings(ports, seen.running, answer.health, answer.filtered)
     instances = seen.findings.instances
-    results = await probe.probe_many([i.target for i in instances], anchors_pem)
+    if handshakes is not None:
+        version = jobview.job_modify_index(current)
+        shook = await handshakes.results(
+            JobKey.of(*key), version, instances, anchors_pem, issuer_key_id=issuer_key_id
+        )
+        results = shook.results
+    else:
+        results = await probe.probe_many([i.target for i in instances], anchors_pem)
     seen.probed = list(zip(instances, results, strict=True))
     return seen

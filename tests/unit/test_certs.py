@@ -38,6 +38,7 @@ from reconcilers.conditions import condition
 from reconcilers.injection.inject import inject
 from reconcilers.injection.plan import NoOp, plan_job
 from reconcilers.injection.reissue import nonces
+from reconcilers.instances.handshakes import HandshakeMemory
 from reconcilers.instances.matching import FrontedPort, Instance
 from tests.support.health_world import web_registration
 
@@ -156,6 +157,7 @@ class Sidecars:
     stuck: set[str] = field(default_factory=set)
     restarts: list[str] = field(default_factory=list)
     serial: int = 100
+    handshaken: list[str] = field(default_factory=list)
 
     async def restart_task(self, alloc_id: str, task: str, namespace: str) -> None:
         assert task == "mesh-tls-proxy"
@@ -171,6 +173,7 @@ class Sidecars:
         self, targets: Sequence[ProbeTarget], anchors_pem: str
     ) -> list[ProbeResult]:
         by_port = {24001: A1, 24002: A2}
+        self.handshaken.extend(by_port[t.port] for t in targets)
         return [result(self.leaves[by_port[t.port]]) for t in targets]
 
     async def health_service(self, name: str) -> ServiceHealth:
@@ -275,9 +278,11 @@ class World:
         return Record.loads(self.statuses.stored.last_remediation)
 
 
-def make_world(budget: int = 10) -> World:
+def make_world(budget: int = 10, *, shared: bool = False) -> World:
+    """``shared``: the certs reconciler reuses handshakes as it does beside the health check."""
     clock = Clock()
     sidecars = Sidecars(clock, {A1: leaf(0.5, "a1"), A2: leaf(0.5, "a2")})
+    memory = HandshakeMemory(sidecars, clock, max_age=300) if shared else None
     jobs, statuses, trust, registry = Jobs(), Statuses(), Trust(), CollectorRegistry()
     certs = CertReconciler(
         jobs,
@@ -293,6 +298,7 @@ def make_world(budget: int = 10) -> World:
         budget=budget,
         budget_window=600,
         registry=registry,
+        handshakes=memory,
     )
     return World(clock, sidecars, jobs, statuses, trust, registry, certs)
 
@@ -303,8 +309,9 @@ async def test_fresh_leaves_are_left_alone() -> None:
     assert w.sidecars.restarts == [] and w.jobs.versions == 0 and w.last() is None
 
 
-async def test_a_missed_renewal_is_fixed_by_restarting_that_sidecar() -> None:
-    w = make_world()
+@pytest.mark.parametrize("shared", [False, True], ids=["own handshakes", "shared memory"])
+async def test_a_missed_renewal_is_fixed_by_restarting_that_sidecar(shared: bool) -> None:
+    w = make_world(shared=shared)
     w.sidecars.leaves[A2] = leaf(0.997, "old")
     await w.tick()
     assert w.sidecars.restarts == [A2]
@@ -316,8 +323,11 @@ async def test_a_missed_renewal_is_fixed_by_restarting_that_sidecar() -> None:
     assert w.sidecars.restarts == [A2] and w.jobs.versions == 0
 
 
-async def test_a_restart_that_does_not_help_escalates_to_a_reissue_then_gives_up() -> None:
-    w = make_world()
+@pytest.mark.parametrize("shared", [False, True], ids=["own handshakes", "shared memory"])
+async def test_a_restart_that_does_not_help_escalates_to_a_reissue_then_gives_up(
+    shared: bool,
+) -> None:
+    w = make_world(shared=shared)
     w.sidecars.stuck.add(A1)
     w.sidecars.leaves[A1] = leaf(0.997, "old")
     await w.tick()
@@ -335,6 +345,16 @@ async def test_a_restart_that_does_not_help_escalates_to_a_reissue_then_gives_up
     await w.tick(201)
     assert w.jobs.versions == 1 and w.sidecars.restarts == [A1]
     assert "did not replace" in w.statuses.stored.last_error
+
+
+async def test_with_the_shared_memory_only_a_leaf_near_its_renewal_is_handshaken_again() -> None:
+    w = make_world(shared=True)
+    w.sidecars.leaves[A2] = leaf(0.9, "due")  # in Nomad's renewal window, not yet stale
+    await w.tick()
+    await w.tick(30)
+    await w.tick(30)
+    assert w.sidecars.handshaken == [A1, A2, A2, A2]
+    assert w.sidecars.restarts == []
 
 
 async def test_nothing_is_done_while_the_ca_cannot_be_read() -> None:

@@ -14,15 +14,25 @@ A verified handshake is reused while none of what could change the served leaf h
   since it failed);
 - the same job version (``JobModifyIndex``: an in-place update, a re-issue nonce) and the same
   mesh root (a rotated root re-judges every leaf);
+- the leaf was signed by the intermediate that issues now (its Authority Key Identifier is the
+  default issuer's key): while an intermediate rotation moves the mesh to a new issuer, and
+  restarts sidecars inside their allocations to get there, every leaf still on the old one is
+  handshaken on every pass, so the new leaf shows in the status one interval after it is
+  served;
 - the leaf is not yet in its renewal window (``RENEWAL_WATCH`` of its life: consul-template's
   earliest renewing wake is at 87.3 %, ``reconcilers.renewal``), so a renewed leaf, or one that
   missed its renewal, is seen within one interval of it;
 - and it is younger than ``max_age``, which bounds everything else (a file swapped by hand).
 
-Only verified handshakes are kept: a failure is handshaken again on every pass. The certs
-reconciler and the intermediate rotation make their own handshakes and act on them; this
-memory only spares the health verdict's repeats. What a reused handshake reports is its own
-leaf, with the time left recomputed now.
+Only verified handshakes are kept: a failure is handshaken again on every pass. What a reused
+handshake reports is its own leaf, with the time left recomputed now.
+
+The health and certs reconcilers share one memory, so a job's instances are handshaken for
+both at most once per ``max_age``. That is safe for remediation: it acts on a leaf past
+``STALE_FRACTION`` (99.5 %) of its life, and a handshake is reused only while its leaf is short
+of 85 %, so a leaf that could need remediation is always seen fresh. The intermediate rotation
+makes its own handshakes: it asks which issuer signed what is served, which a leaf renewed
+early inside its allocation could have changed.
 """
 
 from __future__ import annotations
@@ -77,9 +87,17 @@ class HandshakeMemory:
         self._jobs: dict[JobKey, _JobHandshakes] = {}
 
     async def results(
-        self, key: JobKey, version: int, instances: Sequence[Instance], anchors_pem: str
+        self,
+        key: JobKey,
+        version: int,
+        instances: Sequence[Instance],
+        anchors_pem: str,
+        *,
+        issuer_key_id: str,
     ) -> Handshakes:
-        """A result per instance: reused where the rule allows, handshaken otherwise."""
+        """A result per instance: reused where the rule allows, handshaken otherwise.
+        ``issuer_key_id``: the default issuer's key (hex); "" when unknown, which reuses
+        nothing."""
         kept = self._jobs.get(key)
         if kept is not None and (kept.version != version or kept.anchors != anchors_pem):
             kept = None
@@ -89,7 +107,13 @@ class HandshakeMemory:
         for ident, instance in zip(idents, instances, strict=True):
             seen = kept.seen.get(ident) if kept is not None and instance.entry.passing else None
             leaf = seen.result.leaf if seen is not None else None
-            if seen is not None and leaf is not None and self._holds(seen, now_m, now):
+            if (
+                seen is not None
+                and leaf is not None
+                and issuer_key_id
+                and leaf.authority_key_id == issuer_key_id
+                and self._holds(seen, now_m, now)
+            ):
                 reused[ident] = replace(seen.result, remaining_seconds=leaf.remaining_seconds(now))
         missing = [i for i in dict.fromkeys(idents) if i not in reused]
         fresh: dict[_Identity, ProbeResult] = {}

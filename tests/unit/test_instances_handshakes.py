@@ -12,15 +12,17 @@ from prometheus_client import CollectorRegistry
 from controller.consul.wire import HealthEntry
 from controller.tlsprobe import CertProblem, ProbeOutcome, ProbeResult, ProbeTarget
 from crds_equivalent.spec import Mode
-from reconcilers.health.handshakes import HandshakeMemory
 from reconcilers.health.reconciler import HealthReconciler
+from reconcilers.instances.handshakes import HandshakeMemory
 from reconcilers.instances.matching import FrontedPort, Instance, consul_findings
 from tests.support.health_world import (
     A1,
     A2,
     ALLOCS,
     CONFIG,
+    DEFAULT,
     KEY,
+    PREVIOUS,
     TRUST,
     Consul,
     Jobs,
@@ -36,6 +38,7 @@ from tests.support.health_world import (
 
 PORT = FrontedPort("web", "web", "http", Mode.STRICT, "web.service.consul")
 ROOT = TRUST.anchors_pem
+ISSUER = DEFAULT.key_id  # the default issuer's key; health_world's leaves carry it as their AKI
 AGE = 300.0
 
 
@@ -65,9 +68,9 @@ TWO = instances(web_registration(A1, 24001), web_registration(A2, 24002))
 
 async def test_an_unchanged_passing_instance_is_not_handshaken_again_within_max_age() -> None:
     memory, probe, clock = setup()
-    first = await memory.results(KEY, 42, TWO, ROOT)
+    first = await memory.results(KEY, 42, TWO, ROOT, issuer_key_id=ISSUER)
     later(clock, AGE - 1)
-    again = await memory.results(KEY, 42, TWO, ROOT)
+    again = await memory.results(KEY, 42, TWO, ROOT, issuer_key_id=ISSUER)
     assert len(probe.targets) == 2
     assert (first.made, first.reused, again.made, again.reused) == (2, 0, 0, 2)
     assert [r.leaf for r in again.results] == [r.leaf for r in first.results]
@@ -76,31 +79,31 @@ async def test_an_unchanged_passing_instance_is_not_handshaken_again_within_max_
 
 async def test_a_reused_handshake_reports_the_time_left_now() -> None:
     memory, _, clock = setup()
-    await memory.results(KEY, 42, TWO, ROOT)
+    await memory.results(KEY, 42, TWO, ROOT, issuer_key_id=ISSUER)
     later(clock, 120)
-    again = await memory.results(KEY, 42, TWO, ROOT)
+    again = await memory.results(KEY, 42, TWO, ROOT, issuer_key_id=ISSUER)
     served = leaf(serial="0a")
     assert again.results[0].remaining_seconds == (served.not_after - clock.now()).total_seconds()
 
 
 async def test_max_age_counts_from_the_handshake_not_from_its_last_reuse() -> None:
     memory, probe, clock = setup()
-    await memory.results(KEY, 42, TWO, ROOT)
+    await memory.results(KEY, 42, TWO, ROOT, issuer_key_id=ISSUER)
     for _ in range(3):
         later(clock, AGE / 3)
-        await memory.results(KEY, 42, TWO, ROOT)
+        await memory.results(KEY, 42, TWO, ROOT, issuer_key_id=ISSUER)
     assert len(probe.targets) == 4  # the third step reaches max_age: both handshaken again
 
 
 async def test_a_failing_check_is_handshaken_on_every_pass_it_fails() -> None:
     memory, probe, clock = setup()
-    await memory.results(KEY, 42, TWO, ROOT)
+    await memory.results(KEY, 42, TWO, ROOT, issuer_key_id=ISSUER)
     failing = instances(web_registration(A1, 24001, "critical"), web_registration(A2, 24002))
     for _ in range(2):
         later(clock, 30)
-        await memory.results(KEY, 42, failing, ROOT)
+        await memory.results(KEY, 42, failing, ROOT, issuer_key_id=ISSUER)
     later(clock, 30)
-    recovered = await memory.results(KEY, 42, TWO, ROOT)
+    recovered = await memory.results(KEY, 42, TWO, ROOT, issuer_key_id=ISSUER)
     ports = [t.port for t in probe.targets]
     assert ports == [24001, 24002, 24001, 24001]
     assert (recovered.made, recovered.reused) == (0, 2)  # the pass while critical re-verified it
@@ -115,7 +118,7 @@ async def test_a_new_job_version_or_root_handshakes_every_instance(
     version: int, anchors: str
 ) -> None:
     memory, probe, clock = setup()
-    await memory.results(KEY, 42, TWO, ROOT)
+    await memory.results(KEY, 42, TWO, ROOT, issuer_key_id=ISSUER)
     later(clock, 30)
     probe_root = probe.probe_many
 
@@ -123,16 +126,16 @@ async def test_a_new_job_version_or_root_handshakes_every_instance(
         return await probe_root(targets, ROOT)  # type: ignore[return-value]
 
     probe.probe_many = any_root  # type: ignore[method-assign]
-    again = await memory.results(KEY, version, TWO, anchors)
+    again = await memory.results(KEY, version, TWO, anchors, issuer_key_id=ISSUER)
     assert (again.made, again.reused) == (2, 0)
 
 
 async def test_another_allocation_or_address_is_a_new_instance() -> None:
     memory, probe, clock = setup()
-    await memory.results(KEY, 42, TWO, ROOT)
+    await memory.results(KEY, 42, TWO, ROOT, issuer_key_id=ISSUER)
     later(clock, 30)
     moved = instances(web_registration(A1, 24001), web_registration("a3333333-0000", 24002))
-    again = await memory.results(KEY, 42, moved, ROOT)
+    again = await memory.results(KEY, 42, moved, ROOT, issuer_key_id=ISSUER)
     assert (again.made, again.reused) == (1, 1)
     assert probe.targets[-1].port == 24002
 
@@ -150,7 +153,7 @@ async def test_a_leaf_near_its_renewal_is_handshaken_every_pass(
     one = instances(web_registration(A1, 24001))
     seen = []
     for _ in range(3):
-        seen.append((await memory.results(KEY, 42, one, ROOT)).made)
+        seen.append((await memory.results(KEY, 42, one, ROOT, issuer_key_id=ISSUER)).made)
         later(clock, 30)
     assert tuple(seen) == made
 
@@ -168,9 +171,9 @@ async def test_a_rejected_certificate_is_never_reused() -> None:
         ]
 
     probe.probe_many = rejecting  # type: ignore[method-assign]
-    await memory.results(KEY, 42, TWO, ROOT)
+    await memory.results(KEY, 42, TWO, ROOT, issuer_key_id=ISSUER)
     later(clock, 30)
-    again = await memory.results(KEY, 42, TWO, ROOT)
+    again = await memory.results(KEY, 42, TWO, ROOT, issuer_key_id=ISSUER)
     assert (again.made, again.reused) == (1, 1)
     assert again.results[1].leaf is not None and not again.results[1].ok
     assert probe.targets[-1].port == 24002
@@ -178,37 +181,48 @@ async def test_a_rejected_certificate_is_never_reused() -> None:
 
 async def test_an_unreachable_instance_is_handshaken_every_pass() -> None:
     memory, probe, clock = setup(leaves={24001: leaf(serial="0a")})  # 24002 refuses
-    await memory.results(KEY, 42, TWO, ROOT)
+    await memory.results(KEY, 42, TWO, ROOT, issuer_key_id=ISSUER)
     later(clock, 30)
-    again = await memory.results(KEY, 42, TWO, ROOT)
+    again = await memory.results(KEY, 42, TWO, ROOT, issuer_key_id=ISSUER)
     assert (again.made, again.reused) == (1, 1)
     assert not again.results[1].ok and probe.targets[-1].port == 24002
 
 
+@pytest.mark.parametrize(
+    "issuer", [PREVIOUS.key_id, ""], ids=["a leaf of the previous issuer", "issuer unknown"]
+)
+async def test_a_leaf_not_from_the_issuer_of_now_is_handshaken_every_pass(issuer: str) -> None:
+    memory, probe, clock = setup()
+    for _ in range(3):
+        await memory.results(KEY, 42, TWO, ROOT, issuer_key_id=issuer)
+        later(clock, 30)
+    assert len(probe.targets) == 6
+
+
 async def test_an_instance_gone_from_the_catalog_is_forgotten() -> None:
     memory, _, clock = setup()
-    await memory.results(KEY, 42, TWO, ROOT)
+    await memory.results(KEY, 42, TWO, ROOT, issuer_key_id=ISSUER)
     later(clock, 30)
-    await memory.results(KEY, 42, TWO[:1], ROOT)
+    await memory.results(KEY, 42, TWO[:1], ROOT, issuer_key_id=ISSUER)
     later(clock, 30)
-    back = await memory.results(KEY, 42, TWO, ROOT)
+    back = await memory.results(KEY, 42, TWO, ROOT, issuer_key_id=ISSUER)
     assert (back.made, back.reused) == (1, 1)
 
 
 async def test_max_age_zero_handshakes_every_pass_and_keeps_nothing() -> None:
     memory, probe, clock = setup(max_age=0)
     for _ in range(3):
-        await memory.results(KEY, 42, TWO, ROOT)
+        await memory.results(KEY, 42, TWO, ROOT, issuer_key_id=ISSUER)
         later(clock, 1)
     assert len(probe.targets) == 6 and len(memory) == 0
 
 
 async def test_forget_drops_the_jobs_handshakes() -> None:
     memory, _, _ = setup()
-    await memory.results(KEY, 42, TWO, ROOT)
+    await memory.results(KEY, 42, TWO, ROOT, issuer_key_id=ISSUER)
     memory.forget(KEY)
     assert len(memory) == 0
-    assert (await memory.results(KEY, 42, TWO, ROOT)).made == 2
+    assert (await memory.results(KEY, 42, TWO, ROOT, issuer_key_id=ISSUER)).made == 2
 
 
 def test_a_negative_max_age_is_refused() -> None:

@@ -65,36 +65,39 @@ control plane got to these figures (issue 16) and what the profiles showed, run 
   night's entry below found that a real cluster's standing cost is the TLS probe, ~1.1 ms of CPU per
   instance per 30 s pass. A re-check now reuses a handshake made within
   `MESH_HEALTH_HANDSHAKE_MAX_AGE` (5 min) while nothing could have changed the served leaf: the same
-  allocation, registration and address with its checks passing, the same job version and mesh root,
-  the leaf signed by the default issuer (an intermediate rotation's old-issuer leaves are handshaken
-  every pass; an end-to-end test of a rotation caught the first version of this rule reporting the
-  old issuer for minutes), and the leaf short of 85 % of its life (consul-template's earliest
-  renewing wake is at 87.3 %). The catalog is still read on every pass; a failing, new or moved
-  instance is handshaken on every pass. The certs reconciler's re-checks (every 300 s, as many
-  handshakes again as health's with reuse) share the memory: remediation acts past 99.5 % of a
-  leaf's life, which is never reused, so they need no handshakes of their own. Per re-check of an
-  unchanged job of two instances (the real `HealthReconciler` and `TlsProber`, a server in another
-  process presenting an ECDSA P-256 leaf and intermediate, the catalog and records in memory, the
-  job parsed from compact JSON on every read as the cache does, the clock moved 30 s a round, each
-  setting run twice, interleaved): 200 jobs x 20 rounds 2.33/2.33 ms with a handshake every pass
-  against 0.391/0.407 ms with reuse; 1,000 jobs x 10 rounds 2.41/2.43 against 0.409/0.432. At 10,000
-  such jobs and the default interval (333 re-checks a second) that is ~0.14 of a core instead of
-  ~0.8, before the Consul reads. The bench's leaf is young; on a cluster a leaf is handshaken every
-  pass from 85 % of its life until it is renewed at 90 % (Nomad 1.8.2 on), ~6 % of the time, which
-  puts back ~0.1 ms a re-check (~4.5x, not 6x). The kept handshakes cost memory on a real cluster
-  (none in this bench, which has no Consul): 2.2 kB per two-instance job, 1.5 kB once a leaf's
-  shared names (subject, issuer, key identifier, SANs) are interned (tracemalloc, 400 jobs), ~15 MB
-  at 10,000 such jobs. The renewal under probe load, untested until now: while the re-checks ran
-  back to back, saturating the event loop with a handshake on every pass, a 50 ms timer on the same
-  loop fired at most 18-34 ms late (p99 7-14 ms), against the lock's 5 s renew interval and 15 s
-  TTL; the renewal has its own connection, not its own loop, so this is the delay it would see.
-  Measured and not kept: a memo of each job's fronted services and calls per `JobModifyIndex` (Nomad
-  moves it on every register, `upsertJobImpl`), so a re-check of an unchanged version does not
-  un-inject and parse the job again. It took a re-check from 0.43 to 0.37 ms (400 jobs x 20 rounds,
-  two interleaved pairs: 0.436/0.431 and 0.428/0.422 against 0.365/0.364 and 0.376/0.369), left the
-  1k cold start where it was (5.97 and 6.36 against 5.98 and 6.07 ms per new job) and raised its
-  VmHWM by 1.2 MB (84.5 and 84.5 against 85.7 and 85.8), ~1.2 kB a job, against an RSS target that
-  is already unmet.
+  allocation, registration and address with its checks passing and one of them an http check of that
+  registration (Consul's agent then completes a TLS session with the sidecar every check interval; a
+  registration with only tcp checks, which a frozen process still passes, or none is handshaken
+  every pass; chaos scenario 8 freezes a sidecar), the same job version and mesh root, the leaf
+  signed by the default issuer (an intermediate rotation's old-issuer leaves are handshaken every
+  pass; an end-to-end test of a rotation caught the first version of this rule reporting the old
+  issuer for minutes), and the leaf short of 85 % of its life (consul-template's earliest renewing
+  wake is at 87.3 %). The catalog is still read on every pass; a failing, new or moved instance is
+  handshaken on every pass. The certs reconciler's re-checks (every 300 s, as many handshakes again
+  as health's with reuse) share the memory: remediation acts past 99.5 % of a leaf's life, which is
+  never reused, so they need no handshakes of their own. Per re-check of an unchanged job of two
+  instances (the real `HealthReconciler` and `TlsProber`, a server in another process presenting an
+  ECDSA P-256 leaf and intermediate, the catalog and records in memory, the job parsed from compact
+  JSON on every read as the cache does, the clock moved 30 s a round, each setting run twice,
+  interleaved; the registrations carry the https check the injection makes of a user's http check):
+  200 jobs x 20 rounds 2.33/2.33 ms with a handshake every pass against 0.391/0.407 ms with reuse;
+  1,000 jobs x 10 rounds 2.41/2.43 against 0.409/0.432. At 10,000 such jobs and the default interval
+  (333 re-checks a second) that is ~0.14 of a core instead of ~0.8, before the Consul reads. The
+  bench's leaf is young; on a cluster a leaf is handshaken every pass from 85 % of its life until it
+  is renewed at 90 % (Nomad 1.8.2 on), ~6 % of the time, which puts back ~0.1 ms a re-check (~4.5x,
+  not 6x). The kept handshakes cost memory on a real cluster (none in this bench, which has no
+  Consul): 2.2 kB per two-instance job, 1.5 kB once a leaf's shared names (subject, issuer, key
+  identifier, SANs) are interned (tracemalloc, 400 jobs), ~15 MB at 10,000 such jobs. The renewal
+  under probe load, untested until now: while the re-checks ran back to back, saturating the event
+  loop with a handshake on every pass, a 50 ms timer on the same loop fired at most 18-34 ms late
+  (p99 7-14 ms), against the lock's 5 s renew interval and 15 s TTL; the renewal has its own
+  connection, not its own loop, so this is the delay it would see. Measured and not kept: a memo of
+  each job's fronted services and calls per `JobModifyIndex` (Nomad moves it on every register,
+  `upsertJobImpl`), so a re-check of an unchanged version does not un-inject and parse the job
+  again. It took a re-check from 0.43 to 0.37 ms (400 jobs x 20 rounds, two interleaved pairs:
+  0.436/0.431 and 0.428/0.422 against 0.365/0.364 and 0.376/0.369), left the 1k cold start where it
+  was (5.97 and 6.36 against 5.98 and 6.07 ms per new job) and raised its VmHWM by 1.2 MB (84.5 and
+  84.5 against 85.7 and 85.8), ~1.2 kB a job, against an RSS target that is already unmet.
 - **This run (2026-12-03, night), read against the targets**
   (`bench/results/2026-12-03-night.json`), on a machine a little slower than the evening's (ceiling
   at 1k 80.0 jobs/s against 86.3, at 100 121.6 against 138.1, at 10k 37.7 against 38.6). Met: cold

@@ -185,7 +185,11 @@ def _job(config: MeshConfig) -> dict[str, Any]:
         "TaskGroups": [{
             "Name": SERVICE, "Count": 2,
             "Networks": [{"Mode": "bridge", "DynamicPorts": [{"Label": "http", "To": 8080}]}],
-            "Services": [{"Name": SERVICE, "PortLabel": "http", "Checks": []}],
+            "Services": [{
+                "Name": SERVICE, "PortLabel": "http",
+                "Checks": [{"Name": "alive", "Type": "http", "Path": "/",
+                            "Interval": 10_000_000_000, "Timeout": 2_000_000_000}],
+            }],
             "Tasks": [{"Name": "app", "Driver": "docker", "Config": {"image": "app"}}],
         }],
     }  # fmt: skip
@@ -208,17 +212,22 @@ def _status() -> MeshStatus:
 
 
 def _registration(alloc: str, port: int) -> HealthEntry:
+    """The TLS registration of one instance, with the https check the injection makes of the
+    user's http check, passing."""
+    service_id = f"_nomad-task-{alloc}-group-{SERVICE}-{SERVICE}-mesh_tls_http"
     return HealthEntry.from_wire(
         {
             "Node": {"Node": "n1", "Address": "127.0.0.1"},
             "Service": {
-                "ID": f"_nomad-task-{alloc}-group-{SERVICE}-{SERVICE}-mesh_tls_http",
+                "ID": service_id,
                 "Service": SERVICE,
                 "Tags": ["mesh-tls"],
                 "Address": "127.0.0.1",
                 "Port": port,
             },
-            "Checks": [{"CheckID": "c", "Status": "passing"}],
+            "Checks": [
+                {"CheckID": "c", "Status": "passing", "Type": "http", "ServiceID": service_id}
+            ],
         }
     )
 

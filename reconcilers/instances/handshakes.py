@@ -9,9 +9,13 @@ shows at once (its check fails, or it leaves the catalog).
 
 A verified handshake is reused while none of what could change the served leaf has:
 
-- the same allocation, registration and address, and its checks pass now (an instance is
-  handshaken on every pass its checks fail, so one that recovers is judged by a handshake made
-  since it failed);
+- the same allocation, registration and address, and its checks pass now, one of them an http
+  check of the registration itself (the injection turns a user's http check on a fronted port
+  into https): Consul's agent then completes a TLS session with the sidecar every check
+  interval, so a sidecar that stops serving fails a check and is handshaken on the next pass.
+  A registration with only tcp checks (which a frozen process still passes, from the kernel's
+  backlog) or none is handshaken on every pass, as is one whose checks fail, so one that
+  recovers is judged by a handshake made since it failed;
 - the same job version (``JobModifyIndex``: an in-place update, a re-issue nonce) and the same
   mesh root (a rotated root re-judges every leaf);
 - the leaf was signed by the intermediate that issues now (its Authority Key Identifier is the
@@ -75,6 +79,14 @@ class _JobHandshakes:
     seen: dict[_Identity, _Seen]
 
 
+def _checked(instance: Instance) -> bool:
+    """Its checks pass, and one is an http check of this registration (Consul's ``Type``)."""
+    entry = instance.entry
+    return entry.passing and any(
+        c.get("Type") == "http" and c.get("ServiceID") == entry.service_id for c in entry.checks
+    )
+
+
 class HandshakeMemory:
     """The verified handshakes of each job's instances, and the rule for reusing them."""
 
@@ -105,7 +117,7 @@ class HandshakeMemory:
         idents = [(i.alloc_id, i.entry.service_id, i.target) for i in instances]
         reused: dict[_Identity, ProbeResult] = {}
         for ident, instance in zip(idents, instances, strict=True):
-            seen = kept.seen.get(ident) if kept is not None and instance.entry.passing else None
+            seen = kept.seen.get(ident) if kept is not None and _checked(instance) else None
             leaf = seen.result.leaf if seen is not None else None
             if (
                 seen is not None

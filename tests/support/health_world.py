@@ -63,20 +63,27 @@ def leaf(
     )
 
 
-def web_registration(alloc: str, port: int, status: str = "passing") -> HealthEntry:
+def web_registration(
+    alloc: str, port: int, status: str = "passing", check_type: str = "http"
+) -> HealthEntry:
     """Consul's health entry for the meshed ``web`` group's TLS service of ``alloc`` (the ID
-    Nomad gives a group service: ``_nomad-task-<alloc>-group-<group>-<service>-<port label>``)."""
+    Nomad gives a group service: ``_nomad-task-<alloc>-group-<group>-<service>-<port label>``),
+    with one check of ``check_type`` (http: the https check the injection makes of the user's
+    http check)."""
+    service_id = f"_nomad-task-{alloc}-group-web-web-mesh_tls_http"
     return HealthEntry.from_wire(
         {
             "Node": {"Node": "n1", "Address": "127.0.0.11"},
             "Service": {
-                "ID": f"_nomad-task-{alloc}-group-web-web-mesh_tls_http",
+                "ID": service_id,
                 "Service": "web",
                 "Tags": ["mesh-tls"],
                 "Address": "127.0.0.11",
                 "Port": port,
             },
-            "Checks": [{"CheckID": "c", "Status": status}],
+            "Checks": [
+                {"CheckID": "c", "Status": status, "Type": check_type, "ServiceID": service_id}
+            ],
         }
     )
 

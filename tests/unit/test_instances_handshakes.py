@@ -110,6 +110,31 @@ async def test_a_failing_check_is_handshaken_on_every_pass_it_fails() -> None:
 
 
 @pytest.mark.parametrize(
+    "check_type", ["tcp", ""], ids=["only a tcp check, which a frozen process passes", "no type"]
+)
+async def test_a_registration_without_an_http_check_is_handshaken_every_pass(
+    check_type: str,
+) -> None:
+    memory, probe, clock = setup()
+    one = instances(web_registration(A1, 24001, check_type=check_type))
+    for _ in range(3):
+        await memory.results(KEY, 42, one, ROOT, issuer_key_id=ISSUER)
+        later(clock, 30)
+    assert len(probe.targets) == 3
+
+
+async def test_an_http_check_of_another_registration_does_not_count() -> None:
+    memory, probe, clock = setup()
+    entry = web_registration(A1, 24001)
+    elsewhere = [{**c, "ServiceID": "_nomad-task-x-group-web-web-http"} for c in entry.checks]
+    one = instances(replace(entry, checks=tuple(elsewhere)))
+    for _ in range(2):
+        await memory.results(KEY, 42, one, ROOT, issuer_key_id=ISSUER)
+        later(clock, 30)
+    assert len(probe.targets) == 2
+
+
+@pytest.mark.parametrize(
     ("version", "anchors"),
     [(43, ROOT), (42, "ANOTHER-ROOT")],
     ids=["a new job version", "a rotated root"],

@@ -63,6 +63,19 @@ def later(clock: WallClock, seconds: float) -> None:
     clock.wall += timedelta(seconds=seconds)
 
 
+async def every_30s(
+    memory: HandshakeMemory,
+    clock: WallClock,
+    passes: int,
+    of: list[Instance],
+    issuer: str = DEFAULT.key_id,
+) -> None:
+    """``passes`` re-checks of ``of``, 30 s apart."""
+    for _ in range(passes):
+        await memory.results(KEY, 42, of, ROOT, issuer_key_id=issuer)
+        later(clock, 30)
+
+
 TWO = instances(web_registration(A1, 24001), web_registration(A2, 24002))
 
 
@@ -116,10 +129,7 @@ async def test_a_registration_without_an_http_check_is_handshaken_every_pass(
     check_type: str,
 ) -> None:
     memory, probe, clock = setup()
-    one = instances(web_registration(A1, 24001, check_type=check_type))
-    for _ in range(3):
-        await memory.results(KEY, 42, one, ROOT, issuer_key_id=ISSUER)
-        later(clock, 30)
+    await every_30s(memory, clock, 3, instances(web_registration(A1, 24001, check_type=check_type)))
     assert len(probe.targets) == 3
 
 
@@ -127,10 +137,7 @@ async def test_an_http_check_of_another_registration_does_not_count() -> None:
     memory, probe, clock = setup()
     entry = web_registration(A1, 24001)
     elsewhere = [{**c, "ServiceID": "_nomad-task-x-group-web-web-http"} for c in entry.checks]
-    one = instances(replace(entry, checks=tuple(elsewhere)))
-    for _ in range(2):
-        await memory.results(KEY, 42, one, ROOT, issuer_key_id=ISSUER)
-        later(clock, 30)
+    await every_30s(memory, clock, 2, instances(replace(entry, checks=tuple(elsewhere))))
     assert len(probe.targets) == 2
 
 
@@ -218,9 +225,7 @@ async def test_an_unreachable_instance_is_handshaken_every_pass() -> None:
 )
 async def test_a_leaf_not_from_the_issuer_of_now_is_handshaken_every_pass(issuer: str) -> None:
     memory, probe, clock = setup()
-    for _ in range(3):
-        await memory.results(KEY, 42, TWO, ROOT, issuer_key_id=issuer)
-        later(clock, 30)
+    await every_30s(memory, clock, 3, TWO, issuer)
     assert len(probe.targets) == 6
 
 

@@ -5,6 +5,7 @@ them: healthy, a plaintext leftover, a failing check, then Consul gone."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -13,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from controller.consul.client import ConsulClient
 from controller.tlsprobe import TlsProber
+from controller.vault.trust import MeshTrust
 from crds_equivalent.status import ConditionStatus, ConditionType, Phase
 from devstack.consul.acl import ConsulAcl, Token
 from devstack.consul.server import ConsulTwin
@@ -52,20 +54,55 @@ async def _agent(
 
 
 async def register(
-    twin: ConsulTwin, alloc: str, label: str, port: int, tags: list[str], token: str | None = None
+    twin: ConsulTwin,
+    alloc: str,
+    label: str,
+    port: int,
+    tags: list[str],
+    token: str | None = None,
+    *,
+    https_check: bool = False,
 ) -> str:
+    """A registration with a TTL check passed by hand, or (``https_check``) with the https
+    check the injection makes of a user's http check, registered passing (the twin runs no
+    checks here)."""
     sid = service_id(alloc, "group-web", "web", label)
+    check: dict[str, object] = {"Name": "alive", "TTL": "60s"}
+    if https_check:
+        check = {"Name": "alive", "HTTP": f"https://127.0.0.1:{port}/", "Interval": "10s",
+                 "TLSSkipVerify": True, "Status": "passing"}  # fmt: skip
     body = {
         "ID": sid,
         "Name": "web",
         "Address": "127.0.0.1",
         "Port": port,
         "Tags": tags,
-        "Checks": [{"Name": "alive", "TTL": "60s"}],
+        "Checks": [check],
     }
     await _agent(twin, "PUT", "service/register", body, token)
-    await _agent(twin, "PUT", f"check/pass/service:{sid}", token=token)
+    if not https_check:
+        await _agent(twin, "PUT", f"check/pass/service:{sid}", token=token)
     return sid
+
+
+def health_over(
+    consul: ConsulClient,
+    statuses: Statuses,
+    registry: CollectorRegistry,
+    trust: MeshTrust,
+    **knobs: Any,
+) -> HealthReconciler:
+    """The health reconciler of the meshed ``shop`` job, its catalog the twin, its prober real."""
+    return HealthReconciler(
+        Jobs(meshed(), ALLOCS),
+        statuses,
+        consul,
+        TlsProber(timeout=2),
+        FixedTrust(trust),
+        CONFIG,
+        registry=registry,
+        **knobs,
+    )
 
 
 def state(statuses: Statuses) -> dict[str, tuple[str, str]]:
@@ -82,15 +119,7 @@ async def test_health_through_the_consul_twin_and_real_tls(
     statuses = Statuses(mesh_status())
     consul = ConsulClient.from_env({"CONSUL_HTTP_ADDR": twin.address}, retry_budget=0.2)
     registry = CollectorRegistry()
-    health = HealthReconciler(
-        Jobs(meshed(), ALLOCS),
-        statuses,
-        consul,
-        TlsProber(timeout=2),
-        FixedTrust(trust_for(root, inter)),
-        CONFIG,
-        registry=registry,
-    )
+    health = health_over(consul, statuses, registry, trust_for(root, inter))
     try:
         async with (
             serving(server_context(tmp_path, leaves[0], [inter])) as p1,
@@ -152,6 +181,42 @@ async def test_health_through_the_consul_twin_and_real_tls(
         assert statuses.stored.message.startswith("verified earlier; cannot tell now: ")
         cert = statuses.stored.condition(ConditionType.CERT_VALID)
         assert cert is not None and cert.status == ConditionStatus.UNKNOWN
+    finally:
+        await consul.close()
+
+
+@pytest.mark.parametrize(
+    ("https_check", "made", "reused"),
+    [(True, 2.0, 2.0), (False, 4.0, 0.0)],
+    ids=["an https check: reused", "only a TTL check: handshaken every pass"],
+)
+async def test_a_re_check_reuses_handshakes_only_behind_an_http_check(
+    twin: ConsulTwin, tmp_path: Path, https_check: bool, made: float, reused: float
+) -> None:
+    """The reuse rule reads Consul's check ``Type`` and ``ServiceID`` off the health answer,
+    as the twin renders them (Consul's ``structs.HealthCheck``)."""
+    root = issue("Mesh Root", None, ca=True)
+    inter = issue("Mesh Intermediate", root, ca=True)
+    leaf = issue(SNI, inter, ca=False, sans=(SNI,))
+    consul = ConsulClient.from_env({"CONSUL_HTTP_ADDR": twin.address}, retry_budget=0.2)
+    registry, statuses = CollectorRegistry(), Statuses(mesh_status())
+    trust = trust_for(root, inter)
+    health = health_over(consul, statuses, registry, trust, handshake_max_age=300)
+    try:
+        async with (
+            serving(server_context(tmp_path, leaf, [inter])) as p1,
+            serving(server_context(tmp_path, leaf, [inter])) as p2,
+        ):
+            await register(twin, A1, "mesh_tls_http", p1, ["mesh-tls"], https_check=https_check)
+            await register(twin, A2, "mesh_tls_http", p2, ["mesh-tls"], https_check=https_check)
+            for _ in range(2):
+                await health.reconcile(KEY)
+        counted = {
+            result: registry.get_sample_value("mesh_health_handshakes_total", {"result": result})
+            for result in ("made", "reused")
+        }
+        assert counted == {"made": made, "reused": reused}
+        assert state(statuses)["CertValid"] == ("True", "Verified")
     finally:
         await consul.close()
 
